@@ -1,0 +1,40 @@
+"""The actor host: registers the Thread actor with the SDK's runtime and serves its stats."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.runtime import ActorRuntime
+from dapr.ext.fastapi import DaprActor
+from fastapi import APIRouter, FastAPI
+
+from actors.lifecycle import lifecycle
+from actors.thread_actor import Thread
+from threadhost.settings import Settings
+
+
+def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
+    """Adds the routes daprd calls (/dapr/config, /actors/...) and the stats route."""
+    stats = APIRouter()
+
+    @stats.get("/internal/actors", tags=["internal"])
+    async def actor_stats() -> dict[str, object]:
+        return {"instance": settings.instance, **lifecycle.snapshot()}
+
+    app.include_router(stats)
+    return DaprActor(app)
+
+
+async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> None:
+    """Called from the app's lifespan: daprd reads /dapr/config once, when the port opens."""
+    ActorRuntime.set_actor_config(
+        ActorRuntimeConfig(
+            actor_idle_timeout=timedelta(seconds=settings.actor_idle_timeout_seconds),
+            drain_ongoing_call_timeout=timedelta(
+                seconds=settings.drain_ongoing_call_timeout_seconds
+            ),
+            drain_rebalanced_actors=settings.drain_rebalanced_actors,
+        )
+    )
+    await dapr_actor.register_actor(Thread)

@@ -1,0 +1,29 @@
+"""The Thread actor's interface, shared by the actor host and every caller's ActorProxy.
+
+Each method takes and returns plain JSON objects. Outcomes a caller must tell apart
+(such as a thread that does not exist) come back as `{"status": ...}`, not as errors,
+so they cross the sidecar intact.
+"""
+
+from typing import Any
+
+from dapr.actor import ActorInterface, actormethod
+
+Payload = dict[str, Any]
+
+# The SDK names an actor type after its implementing class: actors.thread_actor.Thread.
+ACTOR_TYPE = "Thread"
+
+
+class ThreadActorInterface(ActorInterface):
+    @actormethod(name="Create")
+    async def create(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="Describe")
+    async def describe(self) -> Payload: ...
+
+    @actormethod(name="PostMessage")
+    async def post_message(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ReadHistory")
+    async def read_history(self, request: Payload) -> Payload: ...

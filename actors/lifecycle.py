@@ -1,0 +1,31 @@
+"""What this host process has done with thread actors: counts a person or a test can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ActorLifecycle:
+    activations: int = 0
+    deactivations: int = 0
+    active: set[str] = field(default_factory=set)
+
+    def activated(self, thread_id: str) -> None:
+        self.activations += 1
+        self.active.add(thread_id)
+
+    def deactivated(self, thread_id: str) -> None:
+        self.deactivations += 1
+        self.active.discard(thread_id)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "activations": self.activations,
+            "deactivations": self.deactivations,
+            "active": sorted(self.active),
+        }
+
+
+# One per process, like the SDK's ActorRuntime it mirrors.
+lifecycle = ActorLifecycle()

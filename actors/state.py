@@ -1,0 +1,85 @@
+"""A thread's stored state: one small record plus its history in fixed-size pages.
+
+A turn rewrites the record and the one or two pages its messages land in, never the
+whole history, so what a turn writes stays bounded however long the thread grows.
+Every stored document carries `schema_version`; readers refuse versions they do not know.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from actors.engine.messages import Message
+
+SCHEMA_VERSION = 1
+RECORD_KEY = "thread"
+
+
+class UnknownSchemaVersion(ValueError):
+    pass
+
+
+class ThreadRecord(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    thread_id: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    message_count: int = 0
+    # Kept per thread: changing the default later must not reshuffle stored pages.
+    page_size: int
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    def tail_page_index(self) -> int:
+        return max(self.message_count - 1, 0) // self.page_size
+
+
+class HistoryPage(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    index: int
+    messages: list[Message] = Field(default_factory=list)
+
+
+def page_key(index: int) -> str:
+    return f"history.{index}"
+
+
+def read_record(data: dict[str, Any]) -> ThreadRecord:
+    _check_version(data)
+    return ThreadRecord.model_validate(data)
+
+
+def read_page(data: dict[str, Any]) -> HistoryPage:
+    _check_version(data)
+    return HistoryPage.model_validate(data)
+
+
+def _check_version(data: dict[str, Any]) -> None:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UnknownSchemaVersion(f"stored schema_version {version!r} is not readable here")
+
+
+def append_messages(
+    record: ThreadRecord, tail: HistoryPage, new: list[Message]
+) -> tuple[ThreadRecord, list[HistoryPage]]:
+    """Adds `new` after the tail page; returns the updated record and every page to write."""
+    pages = [tail.model_copy(deep=True)]
+    for message in new:
+        if len(pages[-1].messages) >= record.page_size:
+            pages.append(HistoryPage(index=pages[-1].index + 1))
+        pages[-1].messages.append(message)
+    updated = record.model_copy(
+        update={"message_count": record.message_count + len(new), "updated_at": datetime.now(UTC)}
+    )
+    return updated, pages
+
+
+def page_range(record: ThreadRecord, offset: int, limit: int) -> range:
+    """The page indexes that hold messages [offset, offset + limit)."""
+    end = min(offset + limit, record.message_count)
+    if offset >= end:
+        return range(0)
+    return range(offset // record.page_size, (end - 1) // record.page_size + 1)

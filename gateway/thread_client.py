@@ -1,0 +1,44 @@
+"""Calls Thread actors through the local Dapr sidecar, and maps its failures to problems."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from dapr.actor import ActorId, ActorProxy, ActorProxyFactory
+from dapr.clients.exceptions import DaprInternalError
+
+from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
+from gateway.problems import Problem, thread_not_found
+
+log = logging.getLogger(__name__)
+
+
+class ThreadClient:
+    def __init__(self, call_timeout_seconds: int) -> None:
+        self._timeout = call_timeout_seconds
+        self._factory: ActorProxyFactory | None = None
+
+    def _proxy(self, thread_id: str) -> ActorProxy:
+        # Made on first use: the SDK's client blocks until the sidecar answers.
+        if self._factory is None:
+            self._factory = ActorProxyFactory(http_timeout_seconds=self._timeout)
+        return ActorProxy.create(ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
+                                 self._factory)
+
+    async def call(self, thread_id: str, method: str, request: Payload | None = None) -> Payload:
+        """Calls the actor method named `method` (as in ThreadActorInterface) on the thread.
+
+        A missing thread or a failed call raises Problem.
+        """
+        bound = getattr(self._proxy(thread_id), method)
+        try:
+            result = await (bound() if request is None else bound(request))
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("actor call %s on thread %s failed: %s", method, thread_id,
+                        type(exc).__name__)
+            raise Problem(503, "unavailable", "Thread service unavailable",
+                          "the thread could not be reached; retry shortly") from exc
+        if result.get("status") == "not_found":
+            raise thread_not_found(thread_id)
+        return result

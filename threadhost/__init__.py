@@ -1,0 +1,1 @@
+"""threadhost: AI conversation threads hosted as Dapr virtual actors."""

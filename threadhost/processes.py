@@ -1,0 +1,85 @@
+"""Child processes the launcher and the tests start: logged to files, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """One child process with its own session, so a terminal's Ctrl-C reaches only us."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_dir: Path,
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._popen = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_http_ok(self, url: str, timeout: float) -> None:
+        """Polls `url` until it answers 2xx; fails early if the process exits."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            if not self.alive():
+                raise StartupError(f"{self.name} exited with code {self._popen.returncode}; "
+                                   f"last lines of {self.log_path}:\n{self.log_tail()}")
+            try:
+                if httpx.get(url, timeout=2).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise StartupError(f"{self.name} not healthy at {url} after {timeout:.0f} s; "
+                                   f"last lines of {self.log_path}:\n{self.log_tail()}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.alive():
+            self._popen.send_signal(signal.SIGKILL)
+        self._popen.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+        if self.alive():
+            self._popen.send_signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._popen.send_signal(signal.SIGKILL)
+        self._popen.wait()

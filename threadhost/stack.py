@@ -1,0 +1,195 @@
+"""A threadhost stack on one machine: placement, scheduler, and apps with their sidecars.
+
+Every process listens on loopback on its own free ports, writes its log under the data
+folder, and is stopped by pid. The launcher (`threadhost up`) and the tests both use this.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from threadhost.processes import Process, free_port
+from threadhost.runtime import COMPONENTS
+
+ACTOR_APP_ID = "threads"
+GATEWAY_APP_ID = "gateway"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class StackConfig:
+    bin_dir: Path
+    data_dir: Path
+    # A folder under components/: sqlite (the default) or redis.
+    profile: str = "sqlite"
+    # THREADHOST_* settings and component variables for every app and sidecar.
+    env: Mapping[str, str] = field(default_factory=dict)
+    log_level: str = "warn"
+    startup_timeout: float = 60.0
+
+    def process_env(self) -> dict[str, str]:
+        defaults = {
+            "DAPR_HOST_IP": LOOPBACK,
+            "THREADHOST_SQLITE_PATH": str(self.data_dir / "state.db"),
+            "THREADHOST_REDIS_HOST": f"{LOOPBACK}:6379",
+            "THREADHOST_REDIS_PASSWORD": "",
+        }
+        return {**defaults, **self.env}
+
+
+class ControlPlane:
+    """Dapr's placement (actor placement) and scheduler (reminders)."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.placement_port, self.scheduler_port = free_port(), free_port()
+        self._processes: list[Process] = []
+
+    @property
+    def placement_address(self) -> str:
+        return f"{LOOPBACK}:{self.placement_port}"
+
+    @property
+    def scheduler_address(self) -> str:
+        return f"{LOOPBACK}:{self.scheduler_port}"
+
+    def start(self) -> None:
+        cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
+        placement_health, scheduler_health = free_port(), free_port()
+        placement = Process("placement", [
+            str(bin_dir / "placement"), "--id", "dapr-placement-0",
+            "--port", str(self.placement_port), "--listen-address", LOOPBACK,
+            "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
+            "--healthz-port", str(placement_health), "--healthz-listen-address", LOOPBACK,
+            "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
+        ], logs, env=cfg.process_env())
+        self._processes.append(placement)
+        scheduler = Process("scheduler", [
+            str(bin_dir / "scheduler"), "--id", "dapr-scheduler-server-0",
+            "--port", str(self.scheduler_port), "--listen-address", LOOPBACK,
+            "--override-broadcast-host-port", self.scheduler_address,
+            "--etcd-data-dir", str(cfg.data_dir / "scheduler"),
+            "--etcd-client-port", str(free_port()),
+            "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+            "--healthz-port", str(scheduler_health), "--healthz-listen-address", LOOPBACK,
+            "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
+        ], logs, env=cfg.process_env())
+        self._processes.append(scheduler)
+        placement.wait_http_ok(f"http://{LOOPBACK}:{placement_health}/healthz",
+                               cfg.startup_timeout)
+        scheduler.wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz",
+                               cfg.startup_timeout)
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+
+class App:
+    """One threadhost app process (a role from settings) and its daprd sidecar."""
+
+    def __init__(self, config: StackConfig, control_plane: ControlPlane, name: str,
+                 role: str = "embedded", app_id: str = ACTOR_APP_ID,
+                 api_port: int | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.config, self.control_plane = config, control_plane
+        self.name, self.role, self.app_id = name, role, app_id
+        self.app_port = api_port or free_port()
+        self.dapr_http_port = free_port()
+        self.env = dict(env or {})
+        self.app: Process | None = None
+        self.sidecar: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.app_port}"
+
+    @property
+    def dapr_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.dapr_http_port}"
+
+    def start(self) -> None:
+        cfg, logs = self.config, self.config.data_dir / "logs"
+        dapr_grpc_port = free_port()
+        env = {**cfg.process_env(), **self.env, "THREADHOST_ROLE": self.role,
+               "THREADHOST_INSTANCE": self.name, "DAPR_HTTP_PORT": str(self.dapr_http_port),
+               "DAPR_GRPC_PORT": str(dapr_grpc_port)}
+        # The sidecar first: the SDK's actor runtime waits for it while the app starts,
+        # and daprd waits for the app's port before it reads /dapr/config.
+        self.sidecar = Process(f"{self.name}-daprd", [
+            str(cfg.bin_dir / "daprd"), "--app-id", self.app_id, "--mode", "standalone",
+            "--app-port", str(self.app_port), "--app-channel-address", LOOPBACK,
+            "--dapr-listen-addresses", LOOPBACK,
+            "--dapr-http-port", str(self.dapr_http_port), "--dapr-grpc-port", str(dapr_grpc_port),
+            "--dapr-internal-grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+            "--placement-host-address", self.control_plane.placement_address,
+            "--scheduler-host-address", self.control_plane.scheduler_address,
+            "--resources-path", str(COMPONENTS / cfg.profile),
+            "--config", str(COMPONENTS / "configuration.yaml"),
+            "--log-level", cfg.log_level,
+        ], logs, env=env, cwd=cfg.data_dir)
+
+        self.app = Process(self.name, [
+            sys.executable, "-m", "uvicorn", "--factory", "threadhost.app:create_app",
+            "--host", LOOPBACK, "--port", str(self.app_port), "--workers", "1",
+            "--log-level", "warning",
+        ], logs, env=env)
+        self.app.wait_http_ok(f"{self.url}/health", cfg.startup_timeout)
+        self.sidecar.wait_http_ok(f"{self.dapr_url}/v1.0/healthz", cfg.startup_timeout)
+
+    def kill(self) -> None:
+        """SIGKILLs the app and its sidecar together, as when their node dies."""
+        for process in (self.sidecar, self.app):
+            if process is not None:
+                process.kill()
+
+    def stop(self) -> None:
+        for process in (self.sidecar, self.app):
+            if process is not None:
+                process.stop()
+
+
+class Stack:
+    """The control plane plus either one embedded app or a gateway and an actor host."""
+
+    def __init__(self, config: StackConfig, split: bool = False,
+                 api_port: int | None = None) -> None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.control_plane = ControlPlane(config)
+        if split:
+            self.apps = [
+                App(config, self.control_plane, "actors", role="actors"),
+                App(config, self.control_plane, "gateway", role="gateway",
+                    app_id=GATEWAY_APP_ID, api_port=api_port),
+            ]
+        else:
+            self.apps = [App(config, self.control_plane, "threadhost", api_port=api_port)]
+
+    @property
+    def api(self) -> App:
+        return self.apps[-1]
+
+    def start(self) -> None:
+        try:
+            self.control_plane.start()
+            for app in self.apps:
+                app.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for app in reversed(self.apps):
+            app.stop()
+        self.control_plane.stop()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
