@@ -48,8 +48,10 @@ def _up(args: argparse.Namespace) -> int:
         print(f"threadhost: healthy in {time.monotonic() - started:.1f} s; "
               f"API at {stack.api.url}/v1 (docs at {stack.api.url}/docs). Ctrl-C stops.",
               flush=True)
+        print("threadhost: processes: "
+              + ", ".join(f"{p.name}={p.pid}" for p in stack.processes()), flush=True)
         while not stop.wait(1.0):
-            dead = [p.name for a in stack.apps for p in (a.app, a.sidecar) if p and not p.alive()]
+            dead = [p.name for p in stack.processes() if not p.alive()]
             if dead:
                 print(f"threadhost: {', '.join(dead)} exited; stopping", file=sys.stderr)
                 return 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +17,13 @@ import httpx
 
 class StartupError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if whoever started it dies, even by SIGKILL, the
+    kernel sends it SIGTERM, so no daprd outlives its launcher."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -34,7 +43,8 @@ class Process:
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
                 list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     @property
     def pid(self) -> int:

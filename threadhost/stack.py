@@ -83,6 +83,9 @@ class ControlPlane:
         scheduler.wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz",
                                cfg.startup_timeout)
 
+    def processes(self) -> list[Process]:
+        return list(self._processes)
+
     def stop(self) -> None:
         for process in reversed(self._processes):
             process.stop()
@@ -140,6 +143,9 @@ class App:
         self.app.wait_http_ok(f"{self.url}/health", cfg.startup_timeout)
         self.sidecar.wait_http_ok(f"{self.dapr_url}/v1.0/healthz", cfg.startup_timeout)
 
+    def processes(self) -> list[Process]:
+        return [p for p in (self.app, self.sidecar) if p is not None]
+
     def kill(self) -> None:
         """SIGKILLs the app and its sidecar together, as when their node dies."""
         for process in (self.sidecar, self.app):
@@ -172,6 +178,9 @@ class Stack:
     @property
     def api(self) -> App:
         return self.apps[-1]
+
+    def processes(self) -> list[Process]:
+        return [*self.control_plane.processes(), *(p for a in self.apps for p in a.processes())]
 
     def start(self) -> None:
         try:

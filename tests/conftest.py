@@ -1,0 +1,140 @@
+"""Fixtures that run the real Dapr runtime: placement, scheduler, daprd, and real stores.
+
+Every process is started on free loopback ports, waited for on its health endpoint, and
+stopped by pid when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from threadhost.processes import Process, free_port
+from threadhost.runtime import dapr_bin_dir
+from threadhost.stack import App, ControlPlane, Stack, StackConfig
+
+# Actors that must deactivate within a test: seconds, not the hour production uses.
+FAST_IDLE = {"THREADHOST_ACTOR_IDLE_TIMEOUT_SECONDS": "2"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """Fails any connection the test process tries to make beyond this machine."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: object) -> object:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0] if isinstance(address, tuple) else address
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"test tried to reach {host}: only loopback is allowed")
+        return real_connect(sock, address)
+
+    socket.socket.connect = guarded  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def dapr_bin() -> Path:
+    return dapr_bin_dir()
+
+
+@pytest.fixture
+def stack_config(dapr_bin: Path, tmp_path: Path) -> Callable[..., StackConfig]:
+    def make(profile: str = "sqlite", env: dict[str, str] | None = None) -> StackConfig:
+        return StackConfig(bin_dir=dapr_bin, data_dir=tmp_path / "data", profile=profile,
+                           env=env or {}, startup_timeout=60)
+
+    return make
+
+
+@pytest.fixture
+def stacks() -> Iterator[list[Stack | App | ControlPlane]]:
+    """Whatever a test appends here is stopped at its end, last started first."""
+    started: list[Stack | App | ControlPlane] = []
+    yield started
+    for item in reversed(started):
+        item.stop()
+
+
+@pytest.fixture
+def stack(stack_config: Callable[..., StackConfig], stacks: list) -> Stack:
+    running = Stack(stack_config())
+    stacks.append(running)
+    running.start()
+    return running
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port; yields host:port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run .ci/run or apt-get install redis-server")
+    port = free_port()
+    server = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no",
+                               "--dir", str(tmp_path)], tmp_path / "logs")
+    try:
+        _wait_redis(server, port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _wait_redis(server: Process, port: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert server.alive(), server.log_tail()
+        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                              text=True, timeout=5, check=False)
+        if ping.stdout.strip() == "PONG":
+            return
+        time.sleep(0.05)
+    pytest.fail(f"redis-server did not answer on port {port}")
+
+
+def stored_rows(config: StackConfig) -> dict[str, str]:
+    """Every key and value in the SQLite state store, read straight from its file."""
+    path = Path(config.process_env()["THREADHOST_SQLITE_PATH"])
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("select key, value from state").fetchall())
+
+
+class Api:
+    """A small client for the public API, with the assertions every test wants."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+
+    def create_thread(self, **metadata: str) -> str:
+        response = self.http.post("/v1/threads", json={"metadata": metadata})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def say(self, thread_id: str, text: str) -> dict:
+        response = self.http.post(f"/v1/threads/{thread_id}/messages", json={"content": text})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def history(self, thread_id: str) -> list[tuple[str, str]]:
+        response = self.http.get(f"/v1/threads/{thread_id}/messages")
+        assert response.status_code == 200, response.text
+        return [(m["role"], m["content"]) for m in response.json()["messages"]]
+
+
+def conversation(*texts: str) -> list[tuple[str, str]]:
+    """The history the scripted model produces for these user messages."""
+    return [pair for text in texts for pair in (("user", text), ("assistant", f"You said: {text}"))]

@@ -1,0 +1,42 @@
+"""Any node serves any thread: when the host holding a thread dies, another takes over."""
+
+import time
+
+import httpx
+
+from tests.conftest import Api, conversation
+from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
+
+
+def active_threads(host: App) -> list[str]:
+    return httpx.get(f"{host.url}/internal/actors").json()["active"]
+
+
+def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, stacks) -> None:
+    config = stack_config()
+    control_plane = ControlPlane(config)
+    stacks.append(control_plane)
+    control_plane.start()
+    hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
+    gateway = App(config, control_plane, "gateway", role="gateway", app_id=GATEWAY_APP_ID)
+    for app in (*hosts, gateway):
+        stacks.append(app)
+        app.start()
+
+    api = Api(gateway.url)
+    thread = api.create_thread()
+    api.say(thread, "first")
+    api.say(thread, "second")
+    holder, survivor = sorted(hosts, key=lambda h: thread not in active_threads(h))
+    assert thread in active_threads(holder)
+
+    holder.kill()
+    killed_at = time.monotonic()
+    response = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "third"},
+                             timeout=60)
+    takeover = time.monotonic() - killed_at
+    print(f"\ntakeover: the first turn after SIGKILL answered in {takeover:.2f} s")
+
+    assert response.status_code == 200, response.text
+    assert thread in active_threads(survivor)
+    assert api.history(thread) == conversation("first", "second", "third")

@@ -1,0 +1,80 @@
+"""A conversation through the gateway, on the real daprd, placement and scheduler."""
+
+import pytest
+
+from tests.conftest import Api, conversation, stored_rows
+
+
+def test_three_turns_come_back_whole_and_in_order(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread(user="u-1")
+    replies = [api.say(thread, text)["reply"] for text in ("hi", "order 1001?", "thanks")]
+    assert replies == ["You said: hi", "You said: order 1001?", "You said: thanks"]
+    assert api.history(thread) == conversation("hi", "order 1001?", "thanks")
+    described = api.http.get(f"/v1/threads/{thread}").json()
+    assert described["message_count"] == 6
+    assert described["metadata"] == {"user": "u-1"}
+
+
+def test_history_pages_through_a_long_thread(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    texts = [f"message {n}" for n in range(40)]  # 80 messages: three pages of 32
+    for text in texts:
+        api.say(thread, text)
+    page = api.http.get(f"/v1/threads/{thread}/messages", params={"offset": 30, "limit": 5})
+    body = page.json()
+    assert [m["index"] for m in body["messages"]] == [30, 31, 32, 33, 34]
+    assert body["messages"][0]["content"] == "message 15"
+    assert body["next_offset"] == 35
+    everything = api.http.get(f"/v1/threads/{thread}/messages").json()
+    assert [(m["role"], m["content"]) for m in everything["messages"]] == conversation(*texts)
+    assert everything["next_offset"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "title"),
+    [
+        (b'{"content": ""}', 422, "Empty message"),
+        (b'{"content": "   "}', 422, "Empty message"),
+        (b'{"content": "' + b"x" * 16_001 + b'"}', 422, "Message too long"),
+        (b'{"content": ', 400, "Malformed JSON"),
+        (b'{"text": "wrong field"}', 422, "Invalid request"),
+        (b'["content"]', 422, "Invalid request"),
+    ],
+    ids=["empty", "blank", "too-long", "malformed-json", "missing-field", "not-an-object"],
+)
+def test_bad_messages_are_refused_and_nothing_is_written(stack, body, status, title) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    api.say(thread, "hello")
+    before = stored_rows(stack.config)
+    response = api.http.post(f"/v1/threads/{thread}/messages", content=body,
+                             headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["title"] == title and problem["status"] == status
+    assert "xxxxxxxxxx" not in response.text  # the input is not echoed back
+    assert stored_rows(stack.config) == before
+    assert api.history(thread) == conversation("hello")
+
+
+def test_an_unknown_thread_is_404_and_leaves_no_trace(stack) -> None:
+    api = Api(stack.api.url)
+    before = stored_rows(stack.config)
+    for response in (
+        api.http.post("/v1/threads/th_nosuchthread/messages", json={"content": "hi"}),
+        api.http.get("/v1/threads/th_nosuchthread/messages"),
+        api.http.get("/v1/threads/th_nosuchthread"),
+    ):
+        assert response.status_code == 404
+        assert response.json()["type"].endswith("/thread-not-found")
+    assert stored_rows(stack.config) == before
+    assert not any("th_nosuchthread" in key for key in stored_rows(stack.config))
+
+
+def test_a_thread_id_outside_the_safe_alphabet_is_refused(stack) -> None:
+    response = Api(stack.api.url).http.get("/v1/threads/bad%20id/messages")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["location"] == ["path", "thread_id"]

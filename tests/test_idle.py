@@ -1,0 +1,38 @@
+"""An idle thread is deactivated, and its next turn reactivates it with its full history."""
+
+import time
+
+from tests.conftest import FAST_IDLE, Api, conversation
+from threadhost.stack import Stack
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_an_idle_thread_is_deactivated_and_comes_back_whole(stack_config, stacks) -> None:
+    stack = Stack(stack_config(env=FAST_IDLE))
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    stats = lambda: api.http.get("/internal/actors").json()  # noqa: E731
+
+    thread = api.create_thread()
+    api.say(thread, "remember me")
+    assert thread in stats()["active"]
+    activations = stats()["activations"]
+
+    wait_for(lambda: thread not in stats()["active"], 30, "the idle thread to be deactivated")
+    assert stats()["deactivations"] >= 1
+
+    api.say(thread, "still there?")
+    after = stats()
+    assert thread in after["active"]
+    assert after["activations"] == activations + 1
+    assert api.history(thread) == conversation("remember me", "still there?")
