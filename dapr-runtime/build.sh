@@ -53,10 +53,32 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
+ticking() { # label command... : runs the command, saying every 15 s that it still runs
+  local label="$1" started=$SECONDS pid status
+  shift
+  "$@" & pid=$!
+  while ! wait_for "$pid" 15; do say "$label ... $((SECONDS - started)) s"; done
+  wait "$pid"; status=$?
+  return "$status"
+}
+
+wait_for() { # pid seconds : true once the process has exited, false after the delay
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+packages=()
+for t in "${tools[@]}"; do packages+=("github.com/dapr/dapr/cmd/$t"); done
+
 say "building Dapr $version (daprd, placement, scheduler) from the official module"
-say "first build on a machine downloads ~500 modules and compiles for several minutes; later builds reuse the Go cache"
+say "the first build on a machine downloads ~500 modules and compiles for several minutes"
 cd "$here"
-if ! go mod download -x github.com/dapr/dapr 2>&1 | awk '/^# get .*200 /{n++; if (n % 50 == 0) printf "[dapr-runtime] %d modules fetched\n", n > "/dev/stderr"}'; then
+start=$SECONDS
+if ! ticking "downloading modules" go list -deps -tags stablecomponents "${packages[@]}" >/dev/null; then
   say "could not download the Dapr module graph: is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
   say "Without it, run 'dapr init --slim --runtime-version $version' on a connected machine and set THREADHOST_DAPR_BIN."
   exit 1
@@ -66,13 +88,12 @@ tmp="$bin.tmp.$$"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp"
 ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$version -X github.com/dapr/kit/logger.DaprVersion=$version"
-start=$SECONDS
 for t in "${tools[@]}"; do
-  say "compiling $t ..."
-  CGO_ENABLED=0 go build -trimpath -tags stablecomponents -ldflags "$ldflags" -o "$tmp/$t" "github.com/dapr/dapr/cmd/$t"
+  ticking "compiling $t" env CGO_ENABLED=0 go build -trimpath -tags stablecomponents \
+    -ldflags "$ldflags" -o "$tmp/$t" "github.com/dapr/dapr/cmd/$t"
 done
 mkdir -p "$bin"
 for t in "${tools[@]}"; do rm -f "$bin/$t"; mv "$tmp/$t" "$bin/$t"; done
+has_version "$bin" || { say "the built daprd does not report version $version"; exit 1; }
 say "built in $((SECONDS - start)) s: $(du -ch "$bin"/* | tail -n 1 | cut -f1) in $bin"
-has_version "$bin" || { say "built binaries do not report version $version"; exit 1; }
 echo "$bin"
