@@ -26,9 +26,11 @@ from threadhost.settings import get_settings
 NOT_FOUND: Payload = {"status": "not_found"}
 
 
+PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata"}
+
+
 def describe(record: ThreadRecord) -> Payload:
-    return record.model_dump(mode="json", include={"thread_id", "created_at", "updated_at",
-                                                   "message_count", "metadata"})
+    return record.model_dump(mode="json", include=PUBLIC_FIELDS)
 
 
 class Thread(Actor, ThreadActorInterface):
@@ -61,11 +63,15 @@ class Thread(Actor, ThreadActorInterface):
         return NOT_FOUND if record is None else {"status": "ok", "thread": describe(record)}
 
     async def post_message(self, request: Payload) -> Payload:
+        text = request.get("text")
+        if not isinstance(text, str) or not text.strip():
+            # Callers other than the gateway reach this method too.
+            return {"status": "invalid", "detail": "text must be a non-blank string"}
         record = await self._load_record()
         if record is None:
             return NOT_FOUND
         tail = await self._load_page(record.tail_page_index())
-        new = await take_turn(tail.messages, request["text"], self._provider)
+        new = await take_turn(tail.messages, text, self._provider)
         record, pages = append_messages(record, tail, new)
         for page in pages:
             await self._state_manager.set_state(page_key(page.index), page.model_dump(mode="json"))
@@ -83,7 +89,7 @@ class Thread(Actor, ThreadActorInterface):
         for index in page_range(record, offset, limit):
             page = await self._load_page(index)
             messages.extend(page.messages)
-        start = offset - (offset // record.page_size) * record.page_size
+        start = offset % record.page_size
         window = messages[start : start + limit]
         return {"status": "ok", "thread": describe(record), "offset": offset,
                 "messages": messages_adapter.dump_python(window, mode="json")}

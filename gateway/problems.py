@@ -3,7 +3,7 @@
     Problem (any error the API answers with)
     ├── invalid-request   400/422  malformed JSON, a field out of bounds, a bad thread id
     ├── thread-not-found  404      no thread with that id
-    └── unavailable       503      the actor runtime could not be reached
+    └── unavailable       502/503  the actor runtime could not be reached, or answered oddly
 
 Lower-layer failures (the SDK's, daprd's) are mapped to these at the thread client;
 nothing below the gateway's own messages, and no request body, reaches a response.

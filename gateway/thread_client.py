@@ -39,6 +39,13 @@ class ThreadClient:
                         type(exc).__name__)
             raise Problem(503, "unavailable", "Thread service unavailable",
                           "the thread could not be reached; retry shortly") from exc
-        if result.get("status") == "not_found":
-            raise thread_not_found(thread_id)
-        return result
+        match result.get("status"):
+            case "ok":
+                return result
+            case "not_found":
+                raise thread_not_found(thread_id)
+            case "invalid":
+                raise Problem(422, "invalid-request", "Invalid request", result.get("detail", ""))
+            case other:
+                raise Problem(502, "unavailable", "Unexpected answer from the thread",
+                              f"the thread answered with status {other!r}")

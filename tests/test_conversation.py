@@ -1,5 +1,6 @@
 """A conversation through the gateway, on the real daprd, placement and scheduler."""
 
+import httpx
 import pytest
 
 from tests.conftest import Api, conversation, stored_rows
@@ -78,3 +79,16 @@ def test_a_thread_id_outside_the_safe_alphabet_is_refused(stack) -> None:
     response = Api(stack.api.url).http.get("/v1/threads/bad%20id/messages")
     assert response.status_code == 422
     assert response.json()["errors"][0]["location"] == ["path", "thread_id"]
+
+
+def test_the_actor_refuses_a_blank_message_from_a_direct_caller(stack) -> None:
+    """Services may call the actor through their sidecar, bypassing the gateway."""
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    before = stored_rows(stack.config)
+    url = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/method/PostMessage"
+    for body in ({"text": "  "}, {"content": "wrong field"}, {"text": 42}):
+        answer = httpx.post(url, json=body, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "invalid"
+    assert stored_rows(stack.config) == before
