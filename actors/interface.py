@@ -1,8 +1,8 @@
 """The Thread actor's interface, shared by the actor host and every caller's ActorProxy.
 
 Each method takes and returns plain JSON objects. Outcomes a caller must tell apart
-(such as a thread that does not exist) come back as `{"status": ...}`, not as errors,
-so they cross the sidecar intact.
+(a thread that does not exist, a thread busy with a run) come back as `{"status": ...}`,
+not as errors, so they cross the sidecar intact.
 """
 
 from typing import Any
@@ -24,6 +24,12 @@ class ThreadActorInterface(ActorInterface):
 
     @actormethod(name="PostMessage")
     async def post_message(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="GetRun")
+    async def get_run(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ReadEvents")
+    async def read_events(self, request: Payload) -> Payload: ...
 
     @actormethod(name="ReadHistory")
     async def read_history(self, request: Payload) -> Payload: ...

@@ -10,6 +10,8 @@ class ActorLifecycle:
     activations: int = 0
     deactivations: int = 0
     active: set[str] = field(default_factory=set)
+    steps_running: int = 0
+    steps_taken: int = 0
 
     def activated(self, thread_id: str) -> None:
         self.activations += 1
@@ -19,11 +21,20 @@ class ActorLifecycle:
         self.deactivations += 1
         self.active.discard(thread_id)
 
+    def step_started(self) -> None:
+        self.steps_running += 1
+
+    def step_finished(self) -> None:
+        self.steps_running -= 1
+        self.steps_taken += 1
+
     def snapshot(self) -> dict[str, object]:
         return {
             "activations": self.activations,
             "deactivations": self.deactivations,
             "active": sorted(self.active),
+            "steps_running": self.steps_running,
+            "steps_taken": self.steps_taken,
         }
 
 

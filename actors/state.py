@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from actors.engine.messages import Message
+from actors.engine.run import RUN_SCHEMA_VERSION, RunEvent, RunRecord
 
 SCHEMA_VERSION = 1
 RECORD_KEY = "thread"
@@ -31,6 +32,10 @@ class ThreadRecord(BaseModel):
     # Kept per thread: changing the default later must not reshuffle stored pages.
     page_size: int
     metadata: dict[str, str] = Field(default_factory=dict)
+    agent: str = "assistant"
+    # The run in progress (or waiting); None when the thread is idle.
+    active_run: str | None = None
+    run_count: int = 0
 
     def tail_page_index(self) -> int:
         return max(self.message_count - 1, 0) // self.page_size
@@ -46,6 +51,24 @@ def page_key(index: int) -> str:
     return f"history.{index}"
 
 
+def run_key(run_id: str) -> str:
+    return f"run.{run_id}"
+
+
+def events_key(run_id: str, index: int) -> str:
+    return f"run.{run_id}.events.{index}"
+
+
+# Events of a run per stored page; fixed, since stored pages are addressed by it.
+EVENTS_PER_PAGE = 64
+
+
+class EventPage(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    index: int
+    events: list[RunEvent] = Field(default_factory=list)
+
+
 def read_record(data: dict[str, Any]) -> ThreadRecord:
     _check_version(data)
     return ThreadRecord.model_validate(data)
@@ -54,6 +77,17 @@ def read_record(data: dict[str, Any]) -> ThreadRecord:
 def read_page(data: dict[str, Any]) -> HistoryPage:
     _check_version(data)
     return HistoryPage.model_validate(data)
+
+
+def read_event_page(data: dict[str, Any]) -> EventPage:
+    _check_version(data)
+    return EventPage.model_validate(data)
+
+
+def read_run(data: dict[str, Any]) -> RunRecord:
+    if data.get("schema_version") != RUN_SCHEMA_VERSION:
+        raise UnknownSchemaVersion(f"stored run schema_version {data.get('schema_version')!r}")
+    return RunRecord.model_validate(data)
 
 
 def _check_version(data: dict[str, Any]) -> None:

@@ -1,103 +1,207 @@
-"""The Thread actor: loads a thread's state, lets the engine take the turn, saves the result."""
+"""The Thread actor: loads a thread's state, lets the engine take one step, saves the result.
+
+A run advances one step per actor turn. The first step is chained from PostMessage by an
+in-memory actor timer, each next step by the step before it, so the lock is free between
+steps. A durable reminder per active run (the watchdog) restarts a run whose chain was
+lost with its host; so does the thread's next activation.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
 from typing import Any
 
-from dapr.actor import Actor
+from dapr.actor import Actor, Remindable
 
+from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
-from actors.engine.scripted import ScriptedProvider
-from actors.engine.turn import take_turn
+from actors.engine.run import RunRecord
+from actors.engine_setup import get_engine
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
-from actors.state import (
-    RECORD_KEY,
-    HistoryPage,
-    ThreadRecord,
-    append_messages,
-    page_key,
-    page_range,
-    read_page,
-    read_record,
-)
+from actors.run_steps import StaleStep, advance, begin
+from actors.state import ThreadRecord, read_run, run_key
+from actors.thread_store import ThreadStore
 from threadhost.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 NOT_FOUND: Payload = {"status": "not_found"}
-
-
-PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata"}
+PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
+                 "active_run"}
+STEP_TIMER, WATCHDOG = "step", "watchdog"
+# Per thread, the last watchdog registration or removal in flight: each waits for the one
+# before, so a late removal for an ended run cannot undo the next run's registration.
+_background: dict[str, asyncio.Task[None]] = {}
 
 
 def describe(record: ThreadRecord) -> Payload:
     return record.model_dump(mode="json", include=PUBLIC_FIELDS)
 
 
-class Thread(Actor, ThreadActorInterface):
+def run_view(run: RunRecord) -> Payload:
+    view = run.model_dump(mode="json", exclude={"agent", "schema_version"})
+    view["agent"] = {"name": run.agent.name, "version": run.agent.version,
+                     "model": run.agent.model}
+    return view
+
+
+def invalid(detail: str) -> Payload:
+    return {"status": "invalid", "detail": detail}
+
+
+class Thread(Actor, ThreadActorInterface, Remindable):
     """Registered as actor type `Thread` (the SDK names a type after its class)."""
 
     def __init__(self, ctx: Any, actor_id: Any) -> None:
         super().__init__(ctx, actor_id)
         self._settings = get_settings()
-        self._provider = ScriptedProvider()
+        self._engine = get_engine()
+        self._store = ThreadStore(self._state_manager)
 
     async def _on_activate(self) -> None:
         lifecycle.activated(self.id.id)
+        record = await self._store.record()
+        if record is not None and record.active_run is not None:
+            run = await self._store.run(record.active_run)
+            if run is not None and run.status == "running":
+                await self._chain_step()  # its previous host may have died mid-run
 
     async def _on_deactivate(self) -> None:
         lifecycle.deactivated(self.id.id)
 
     async def create(self, request: Payload) -> Payload:
-        record = await self._load_record()
+        agent = request.get("agent") or self._settings.default_agent
+        try:
+            self._engine.catalog.current(agent)
+        except UnknownAgent:
+            return invalid(f"no agent named {agent!r}")
+        record = await self._store.record()
         if record is None:
-            record = ThreadRecord(
-                thread_id=self.id.id,
-                page_size=self._settings.history_page_size,
-                metadata=request.get("metadata") or {},
-            )
-            await self._state_manager.set_state(RECORD_KEY, record.model_dump(mode="json"))
+            record = ThreadRecord(thread_id=self.id.id, page_size=self._settings.history_page_size,
+                                  metadata=request.get("metadata") or {}, agent=agent)
+            await self._store.save_record(record)
         return {"status": "ok", "thread": describe(record)}
 
     async def describe(self) -> Payload:
-        record = await self._load_record()
+        record = await self._store.record()
         return NOT_FOUND if record is None else {"status": "ok", "thread": describe(record)}
 
     async def post_message(self, request: Payload) -> Payload:
         text = request.get("text")
         if not isinstance(text, str) or not text.strip():
             # Callers other than the gateway reach this method too.
-            return {"status": "invalid", "detail": "text must be a non-blank string"}
-        record = await self._load_record()
+            return invalid("text must be a non-blank string")
+        record = await self._store.record()
         if record is None:
             return NOT_FOUND
-        tail = await self._load_page(record.tail_page_index())
-        new = await take_turn(tail.messages, text, self._provider)
-        record, pages = append_messages(record, tail, new)
-        for page in pages:
-            await self._state_manager.set_state(page_key(page.index), page.model_dump(mode="json"))
-        await self._state_manager.set_state(RECORD_KEY, record.model_dump(mode="json"))
-        first = record.message_count - len(new)
-        return {"status": "ok", "thread": describe(record), "first_index": first,
-                "messages": messages_adapter.dump_python(new, mode="json")}
+        if record.active_run is not None:
+            return {"status": "busy", "run_id": record.active_run}
+        record, run = await begin(self._store, record, text, f"run_{uuid.uuid4().hex}",
+                                  self._engine)
+        await self._chain_step()
+        self._in_background(self._watch())
+        return {"status": "ok", "thread": describe(record), "run": run_view(run)}
+
+    async def get_run(self, request: Payload) -> Payload:
+        run = await self._store.run(str(request.get("run_id", "")))
+        return NOT_FOUND if run is None else {"status": "ok", "run": run_view(run)}
+
+    async def read_events(self, request: Payload) -> Payload:
+        run = await self._store.run(str(request.get("run_id", "")))
+        if run is None:
+            return NOT_FOUND
+        after, limit = int(request.get("after", -1)), int(request.get("limit", 1000))
+        events = await self._store.events(run, after, limit)
+        return {"status": "ok", "run": run_view(run),
+                "events": [e.model_dump(mode="json") for e in events]}
 
     async def read_history(self, request: Payload) -> Payload:
-        record = await self._load_record()
+        record = await self._store.record()
         if record is None:
             return NOT_FOUND
         offset, limit = int(request.get("offset", 0)), int(request.get("limit", 100))
-        messages = []
-        for index in page_range(record, offset, limit):
-            page = await self._load_page(index)
-            messages.extend(page.messages)
-        start = offset % record.page_size
-        window = messages[start : start + limit]
+        end = min(offset + limit, record.message_count)
+        messages = await self._store.messages(record, offset, end)
         return {"status": "ok", "thread": describe(record), "offset": offset,
-                "messages": messages_adapter.dump_python(window, mode="json")}
+                "messages": messages_adapter.dump_python(messages, mode="json")}
 
-    async def _load_record(self) -> ThreadRecord | None:
-        found, data = await self._state_manager.try_get_state(RECORD_KEY)
-        return read_record(data) if found else None
+    async def take_step(self, _: Any = None) -> None:
+        """The step timer's callback: one step of the active run, then chain the next."""
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if record is None or run is None or run.status != "running":
+            return
+        lifecycle.step_started()
+        try:
+            run = await advance(self._store, record, run, self._engine,
+                                self._fence(run.run_id, run.steps, run.next_seq))
+        except StaleStep as stale:
+            await self._state_manager.clear_cache()
+            log.warning("thread %s: step discarded: %s", self.id.id, stale)
+            return
+        finally:
+            lifecycle.step_finished()
+        if run.status == "running":
+            await self._chain_step()
+        else:
+            self._in_background(self._unwatch())
 
-    async def _load_page(self, index: int) -> HistoryPage:
-        found, data = await self._state_manager.try_get_state(page_key(index))
-        return read_page(data) if found else HistoryPage(index=index)
+    async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
+                               period: timedelta, ttl: timedelta | None = None) -> None:
+        if name != WATCHDOG:
+            return
+        record = await self._store.record()
+        if record is None or record.active_run is None:
+            await self._unwatch()
+            return
+        run = await self._store.run(record.active_run)
+        if run is not None and run.status == "running":
+            await self._chain_step()
+
+    def _fence(self, run_id: str, steps: int, next_seq: int) -> Any:
+        async def check() -> None:
+            # Read past the state manager's cache: what is committed in the store now.
+            found, data = await self._runtime_ctx.state_provider.try_load_state(
+                self._runtime_ctx.actor_type_info.type_name, self.id.id, run_key(run_id))
+            committed = read_run(data) if found else None
+            if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
+                raise StaleStep(f"run {run_id} was advanced elsewhere during this step")
+
+        return check
+
+    async def _chain_step(self) -> None:
+        await self.register_timer(STEP_TIMER, self.take_step, None, timedelta(0),
+                                  timedelta(0))
+
+    async def _watch(self) -> None:
+        period = timedelta(seconds=self._settings.run_watchdog_seconds)
+        await self.register_reminder(WATCHDOG, b"", period, period)
+
+    async def _unwatch(self) -> None:
+        await self.unregister_reminder(WATCHDOG)
+
+    def _in_background(self, work: Any) -> None:
+        """Reminder round trips to the scheduler stay off a turn's critical path.
+
+        A watchdog that outlives its run finds no active run when it fires and removes
+        itself, so a registration that lands late does no harm.
+        """
+        thread_id, previous = self.id.id, _background.get(self.id.id)
+
+        async def in_order() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - logged; the watchdog heals itself
+                log.warning("thread %s: watchdog update failed", thread_id, exc_info=True)
+            finally:
+                if _background.get(thread_id) is task:
+                    del _background[thread_id]
+
+        task = asyncio.get_running_loop().create_task(in_order())
+        _background[thread_id] = task

@@ -2,7 +2,8 @@
 
     Problem (any error the API answers with)
     ├── invalid-request   400/422  malformed JSON, a field out of bounds, a bad thread id
-    ├── thread-not-found  404      no thread with that id
+    ├── thread-not-found  404      no thread (or run) with that id
+    ├── thread-busy       409      the thread already has a run in progress
     └── unavailable       502/503  the actor runtime could not be reached, or answered oddly
 
 Lower-layer failures (the SDK's, daprd's) are mapped to these at the thread client;

@@ -14,6 +14,8 @@ THREAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 class CreateThread(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16,
                                      examples=[{"user": "u-42"}])
+    agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+                              examples=["support"])
 
 
 class PostMessage(BaseModel):
@@ -22,10 +24,12 @@ class PostMessage(BaseModel):
 
 class ThreadView(BaseModel):
     id: str
+    agent: str
     created_at: datetime
     updated_at: datetime
     message_count: int
     metadata: dict[str, str]
+    active_run: str | None = None
 
     @classmethod
     def of(cls, thread: dict[str, Any]) -> ThreadView:
@@ -34,23 +38,54 @@ class ThreadView(BaseModel):
 
 class MessageView(BaseModel):
     index: int
-    role: Literal["user", "assistant"]
+    kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]
+    role: Literal["user", "assistant", "tool"]
+    # The text; for a tool call its JSON arguments, for a tool result what the tool returned.
     content: str
     created_at: datetime
     model: str | None = None
+    tool_name: str | None = None
+    call_id: str | None = None
+    is_error: bool | None = None
 
     @classmethod
     def of(cls, index: int, message: dict[str, Any]) -> MessageView:
-        role = "user" if message["kind"] == "user_text" else "assistant"
-        return cls(index=index, role=role, content=message["text"], created_at=message["at"],
-                   model=message.get("model") or None)
+        kind = message["kind"]
+        role = {"user_text": "user", "tool_result": "tool"}.get(kind, "assistant")
+        content = message.get("text", message.get("arguments", message.get("content", "")))
+        return cls(index=index, kind=kind, role=role, content=content, created_at=message["at"],
+                   model=message.get("model") or None, tool_name=message.get("name"),
+                   call_id=message.get("call_id"), is_error=message.get("is_error"))
+
+
+class RunView(BaseModel):
+    run_id: str
+    thread_id: str
+    status: str
+    reason: str | None = None
+    agent: dict[str, Any]
+    steps: int
+    usage: dict[str, int]
+    cost_usd: float
+    first_message: int
+    next_seq: int
+    created_at: datetime
+    updated_at: datetime
+    model_calls: list[dict[str, Any]]
 
 
 class TurnView(BaseModel):
     thread_id: str
-    reply: str
+    run: RunView
+    # The run's last assistant text; None while it has not ended.
+    reply: str | None
     messages: list[MessageView]
     message_count: int
+
+
+class EventsView(BaseModel):
+    run: RunView
+    events: list[dict[str, Any]]
 
 
 class HistoryView(BaseModel):

@@ -46,6 +46,9 @@ class ThreadClient:
                 raise thread_not_found(thread_id)
             case "invalid":
                 raise Problem(422, "invalid-request", "Invalid request", result.get("detail", ""))
+            case "busy":
+                raise Problem(409, "thread-busy", "The thread has a run in progress",
+                              "wait for it to end, or cancel it", run_id=result.get("run_id"))
             case other:
                 raise Problem(502, "unavailable", "Unexpected answer from the thread",
                               f"the thread answered with status {other!r}")

@@ -1,18 +1,23 @@
-"""Routes for threads and their messages."""
+"""Routes for threads, their messages and their runs."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from gateway.problems import Problem
 from gateway.schemas import (
     THREAD_ID_PATTERN,
     CreateThread,
+    EventsView,
     HistoryView,
     MessageView,
     PostMessage,
+    RunView,
     ThreadView,
     TurnView,
 )
@@ -21,6 +26,7 @@ from threadhost.ids import new_thread_id
 from threadhost.settings import Settings
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
+WAITING = {"queued", "running"}
 
 
 def _settings(request: Request) -> Settings:
@@ -34,13 +40,15 @@ def _client(request: Request) -> ThreadClient:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientDep = Annotated[ThreadClient, Depends(_client)]
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 
 @router.post("", status_code=201, response_model=ThreadView)
 async def create_thread(client: ClientDep,
                         body: Annotated[CreateThread | None, Body()] = None) -> ThreadView:
     body = body or CreateThread()
-    result = await client.call(new_thread_id(), "Create", {"metadata": body.metadata})
+    result = await client.call(new_thread_id(), "Create",
+                               {"metadata": body.metadata, "agent": body.agent})
     return ThreadView.of(result["thread"])
 
 
@@ -50,20 +58,56 @@ async def get_thread(thread_id: ThreadId, client: ClientDep) -> ThreadView:
     return ThreadView.of(result["thread"])
 
 
-@router.post("/{thread_id}/messages", response_model=TurnView)
+@router.post("/{thread_id}/messages", response_model=TurnView,
+             responses={202: {"description": "the run goes on; poll its URL"}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
-                       settings: SettingsDep) -> TurnView:
+                       settings: SettingsDep) -> TurnView | JSONResponse:
+    """Starts a run with the message and waits for it to end (or to need the caller)."""
     if not body.content.strip():
         raise Problem(422, "invalid-request", "Empty message", "content must not be blank")
     if len(body.content) > settings.max_message_chars:
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
-    result = await client.call(thread_id, "PostMessage", {"text": body.content})
-    first = result["first_index"]
-    messages = [MessageView.of(first + i, m) for i, m in enumerate(result["messages"])]
-    return TurnView(thread_id=thread_id, reply=messages[-1].content, messages=messages,
-                    message_count=result["thread"]["message_count"])
+    started = await client.call(thread_id, "PostMessage", {"text": body.content})
+    run = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
+    if run["status"] in WAITING:
+        url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
+        return JSONResponse({"run": run, "url": url}, status_code=202,
+                            headers={"Location": url})
+    history = await client.call(thread_id, "ReadHistory",
+                                {"offset": run["first_message"], "limit": 10_000})
+    messages = [MessageView.of(run["first_message"] + i, m)
+                for i, m in enumerate(history["messages"])]
+    reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
+    return TurnView(thread_id=thread_id, run=RunView(**run), reply=reply, messages=messages,
+                    message_count=history["thread"]["message_count"])
+
+
+async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict,
+                        limit: float) -> dict:
+    # A GetRun that arrives during a step waits for the actor's lock, i.e. for the step to
+    # end: polling is cheap. Between steps it answers at once, so back off a little.
+    deadline, pause = time.monotonic() + limit, 0.002
+    while run["status"] in WAITING and time.monotonic() < deadline:
+        seen = run["next_seq"]
+        run = (await client.call(thread_id, "GetRun", {"run_id": run["run_id"]}))["run"]
+        if run["next_seq"] == seen:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+    return run
+
+
+@router.get("/{thread_id}/runs/{run_id}", response_model=RunView)
+async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep) -> RunView:
+    return RunView(**(await client.call(thread_id, "GetRun", {"run_id": run_id}))["run"])
+
+
+@router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView)
+async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep,
+                      after: Annotated[int, Query(ge=-1)] = -1) -> EventsView:
+    result = await client.call(thread_id, "ReadEvents", {"run_id": run_id, "after": after})
+    return EventsView(run=RunView(**result["run"]), events=result["events"])
 
 
 @router.get("/{thread_id}/messages", response_model=HistoryView)

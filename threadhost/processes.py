@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,12 @@ def _ephemeral_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
+
+
+def reserve_port(port: int) -> int:
+    """Marks a port chosen elsewhere (say, by the user) so free_port() never returns it."""
+    _handed_out.add(port)
+    return port
 
 
 def free_port() -> int:
@@ -87,8 +93,10 @@ class Process:
         except OSError:
             return ""
 
-    def wait_http_ok(self, url: str, timeout: float) -> None:
-        """Polls `url` until it answers 2xx; fails early if the process exits."""
+    def wait_http_ok(self, url: str, timeout: float,
+                     accept: Callable[[httpx.Response], bool] = lambda _: True) -> None:
+        """Polls `url` until it answers 2xx and `accept` agrees; fails early if the
+        process exits."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
@@ -96,7 +104,8 @@ class Process:
                 raise StartupError(f"{self.name} exited with code {self._popen.returncode}; "
                                    f"last lines of {self.log_path}:\n{self.log_tail()}")
             try:
-                if httpx.get(url, timeout=2).is_success:
+                response = httpx.get(url, timeout=2)
+                if response.is_success and accept(response):
                     return
             except httpx.HTTPError:
                 pass

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from actors.engine.retry import RetryPolicy
+from actors.engine.usage import DEFAULT_PRICES, Price
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
@@ -25,16 +32,42 @@ class Settings(BaseSettings):
     actor_call_timeout_seconds: int = Field(default=60, gt=0)
 
     history_page_size: int = Field(default=32, ge=4, le=1000)
+    # Earlier messages the model sees besides the current run's.
+    context_window_messages: int = Field(default=64, ge=0)
     max_message_chars: int = Field(default=16_000, ge=1)
     max_history_limit: int = Field(default=500, ge=1)
+    # The watchdog reminder of an active run fires this often and resumes a stalled run.
+    run_watchdog_seconds: float = Field(default=15, ge=1)
+    # How long a waiting (wait-mode) request waits for its run before answering 202.
+    run_wait_seconds: float = Field(default=55, gt=0)
 
-    model: str = "scripted"
+    agents_dir: Path = PROJECT_ROOT / "agents"
+    default_agent: str = "assistant"
+    # The model of agents whose definition says "default"; empty: picked from the keys set.
+    default_model: str = ""
+    # Modules whose import registers more tools (comma-separated in the environment).
+    tool_modules: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _known_model(self) -> Settings:
-        if self.model != "scripted":
-            raise ValueError(f"model {self.model!r} is not available yet; use 'scripted'")
-        return self
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    provider_timeout_seconds: float = Field(default=120, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # Overrides and additions to the price table, e.g. {"my-model": {"input": 1, "output": 2}}.
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    def price_table(self) -> dict[str, Price]:
+        return {**DEFAULT_PRICES, **self.prices}
+
+    def resolved_default_model(self) -> str:
+        if self.default_model:
+            return self.default_model
+        if self.openai_api_key or os.environ.get("OPENAI_API_KEY"):
+            return "openai:gpt-4o-mini"
+        if self.anthropic_api_key or os.environ.get("ANTHROPIC_API_KEY"):
+            return "anthropic:claude-haiku-4-5"
+        return "scripted"
 
 
 @lru_cache

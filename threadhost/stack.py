@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from threadhost.processes import Process, free_port
+import httpx
+
+from threadhost.processes import Process, free_port, reserve_port
 from threadhost.runtime import COMPONENTS
 
 ACTOR_APP_ID = "threads"
@@ -100,7 +102,7 @@ class App:
                  api_port: int | None = None, env: Mapping[str, str] | None = None) -> None:
         self.config, self.control_plane = config, control_plane
         self.name, self.role, self.app_id = name, role, app_id
-        self.app_port = api_port or free_port()
+        self.app_port = reserve_port(api_port) if api_port else free_port()
         self.dapr_http_port = free_port()
         self.env = dict(env or {})
         self.app: Process | None = None
@@ -142,8 +144,15 @@ class App:
             "--host", LOOPBACK, "--port", str(self.app_port), "--workers", "1",
             "--log-level", "warning",
         ], logs, env=env)
-        self.app.wait_http_ok(f"{self.url}/health", cfg.startup_timeout)
+        # Checks the answer is this app's: a port taken by another server answers too.
+        self.app.wait_http_ok(f"{self.url}/health", cfg.startup_timeout, self._is_this_app)
         self.sidecar.wait_http_ok(f"{self.dapr_url}/v1.0/healthz", cfg.startup_timeout)
+
+    def _is_this_app(self, response: httpx.Response) -> bool:
+        try:
+            return response.json().get("instance") == self.name
+        except ValueError:
+            return False
 
     def processes(self) -> list[Process]:
         return [p for p in (self.app, self.sidecar) if p is not None]

@@ -1,9 +1,14 @@
-"""The project's own, vendor-neutral message types, told apart by their `kind`."""
+"""The project's own, vendor-neutral message types, told apart by their `kind`.
+
+A model's answer is stored as the messages it is made of, in order: text and tool calls.
+Adapters group consecutive messages back into whatever shape their vendor wants.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -25,5 +30,33 @@ class AssistantText(BaseModel):
     at: datetime = Field(default_factory=_now)
 
 
-Message = Annotated[UserText | AssistantText, Field(discriminator="kind")]
+class ToolCall(BaseModel):
+    kind: Literal["tool_call"] = "tool_call"
+    call_id: str
+    name: str
+    # The model's arguments as it sent them: JSON text, possibly invalid.
+    arguments: str = "{}"
+    model: str = ""
+    at: datetime = Field(default_factory=_now)
+
+    def parsed_arguments(self) -> Any:
+        return json.loads(self.arguments or "{}")
+
+
+class ToolResult(BaseModel):
+    kind: Literal["tool_result"] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    at: datetime = Field(default_factory=_now)
+
+
+Message = Annotated[UserText | AssistantText | ToolCall | ToolResult, Field(discriminator="kind")]
 messages_adapter: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+AssistantPart = AssistantText | ToolCall
+
+
+def is_assistant(message: Message) -> bool:
+    return isinstance(message, AssistantText | ToolCall)

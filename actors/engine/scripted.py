@@ -1,26 +1,96 @@
-"""A scripted provider: deterministic replies with no network, for local runs and tests."""
+"""A scripted provider: deterministic answers with no network, for local runs and tests.
+
+A script is a list of replies, one per model call within a turn, played again every turn:
+a string is a text answer; a `ScriptedReply` can also call tools and wait first (to imitate
+a slow model). Past the end of its script, or with no script, it echoes the latest user
+message. Where it is in the script follows from the messages alone, so a run resumed on
+another host gets the same answers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from actors.engine.messages import Message, UserText
-from actors.engine.provider import ModelResponse, Provider
+from pydantic import BaseModel, Field
+
+from actors.engine.messages import AssistantPart, AssistantText, ToolCall, UserText
+from actors.engine.provider import ModelRequest, ModelResponse, Provider, StreamEvent, TextDelta
+from actors.engine.usage import Usage
+
+
+class ScriptedToolCall(BaseModel):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptedReply(BaseModel):
+    text: str = ""
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    delay_seconds: float = 0.0
 
 
 class ScriptedProvider(Provider):
-    """Answers from a fixed script in turn, then by echoing the last user message."""
+    vendor = "scripted"
 
-    model = "scripted"
+    def __init__(self, script: Sequence[str | ScriptedReply | dict[str, Any]] = (),
+                 model: str = "scripted") -> None:
+        self.model = model
+        self._script = [self._reply(item) for item in script]
 
-    def __init__(self, script: Sequence[str] = ()) -> None:
-        self._script = list(script)
-        self._calls = 0
+    @staticmethod
+    def _reply(item: str | ScriptedReply | dict[str, Any]) -> ScriptedReply:
+        if isinstance(item, str):
+            return ScriptedReply(text=item)
+        return item if isinstance(item, ScriptedReply) else ScriptedReply.model_validate(item)
 
-    async def complete(self, messages: Sequence[Message]) -> ModelResponse:
-        self._calls += 1
-        if self._calls <= len(self._script):
-            return ModelResponse(text=self._script[self._calls - 1], model=self.model)
-        last_user = next((m for m in reversed(messages) if isinstance(m, UserText)), None)
-        heard = last_user.text if last_user else ""
-        return ModelResponse(text=f"You said: {heard}", model=self.model)
+    def _next_reply(self, request: ModelRequest) -> ScriptedReply:
+        calls = _model_calls_since_last_user(request)
+        if calls < len(self._script) and self._script:
+            return self._script[calls]
+        last_user = next((m for m in reversed(request.messages) if isinstance(m, UserText)),
+                         None)
+        return ScriptedReply(text=f"You said: {last_user.text if last_user else ''}")
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        reply = self._next_reply(request)
+        if reply.delay_seconds:
+            await asyncio.sleep(reply.delay_seconds)
+        parts: list[AssistantPart] = []
+        if reply.text:
+            parts.append(AssistantText(text=reply.text, model=self.model))
+        base = len(request.messages)
+        for n, call in enumerate(reply.tool_calls):
+            parts.append(ToolCall(call_id=f"call_{base}_{n}", name=call.name,
+                                  arguments=json.dumps(call.arguments), model=self.model))
+        words = sum(len(getattr(m, "text", "").split()) for m in request.messages)
+        return ModelResponse(
+            parts=parts, model=self.model,
+            usage=Usage(input_tokens=words, output_tokens=len(reply.text.split())),
+            stop_reason="tool_use" if reply.tool_calls else "end_turn")
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        response = await self.complete(request)
+        for part in response.parts:
+            if isinstance(part, AssistantText):
+                for chunk in re.findall(r"\S+\s*|\s+", part.text):
+                    yield TextDelta(text=chunk)
+        yield response
+
+
+def _model_calls_since_last_user(request: ModelRequest) -> int:
+    calls = 0
+    previous_was_assistant = False
+    for message in request.messages:
+        if isinstance(message, UserText):
+            calls, previous_was_assistant = 0, False
+        elif isinstance(message, AssistantText | ToolCall):
+            if not previous_was_assistant:
+                calls += 1
+            previous_was_assistant = True
+        else:
+            previous_was_assistant = False
+    return calls

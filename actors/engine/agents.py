@@ -1,0 +1,70 @@
+"""Agent definitions: named and versioned, loaded from a folder of JSON files or from Python.
+
+A run stores the whole definition it started with, so it resumes with exactly that
+version even after the file changed; the catalog only answers "what is current".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from actors.engine.provider import ModelSettings
+from actors.engine.scripted import ScriptedReply
+
+
+class Limits(BaseModel):
+    max_steps: int = Field(default=16, ge=1)
+    tool_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Per-run budgets, checked before each model call; None means no budget.
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
+class AgentDefinition(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    version: int = Field(default=1, ge=1)
+    system_prompt: str = ""
+    # A recipe: "scripted", "openai:<model>", "openai-responses:<model>", "anthropic:<model>".
+    model: str = "scripted"
+    tools: list[str] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    settings: ModelSettings = Field(default_factory=ModelSettings)
+    # Replies of the scripted model, for tests and demos; a string is a text reply.
+    script: list[ScriptedReply] = Field(default_factory=list)
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _text_replies(cls, script: Any) -> Any:
+        if isinstance(script, list):
+            return [{"text": item} if isinstance(item, str) else item for item in script]
+        return script
+
+
+class UnknownAgent(LookupError):
+    pass
+
+
+class AgentCatalog:
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[int, AgentDefinition]] = {}
+
+    def add(self, agent: AgentDefinition) -> AgentDefinition:
+        self._versions.setdefault(agent.name, {})[agent.version] = agent
+        return agent
+
+    def load_folder(self, folder: Path) -> None:
+        for path in sorted(folder.glob("*.json")):
+            self.add(AgentDefinition.model_validate(json.loads(path.read_text())))
+
+    def current(self, name: str) -> AgentDefinition:
+        versions = self._versions.get(name)
+        if not versions:
+            raise UnknownAgent(name)
+        return versions[max(versions)]
+
+    def names(self) -> list[str]:
+        return sorted(self._versions)

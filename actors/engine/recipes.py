@@ -1,0 +1,53 @@
+"""Builds a provider from a recipe string, "vendor:model", with keys from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.engine.agents import AgentDefinition
+from actors.engine.provider import Provider
+from actors.engine.scripted import ScriptedProvider
+
+VENDORS = ("scripted", "openai", "openai-responses", "anthropic")
+
+
+@dataclass(frozen=True)
+class VendorAccess:
+    """Keys and endpoints; a missing key falls back to the SDK's own environment variable."""
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    timeout_seconds: float = 120.0
+
+
+class UnknownRecipe(ValueError):
+    pass
+
+
+def parse_recipe(recipe: str) -> tuple[str, str]:
+    vendor, _, model = recipe.partition(":")
+    if vendor not in VENDORS:
+        raise UnknownRecipe(f"unknown vendor {vendor!r} in {recipe!r}; use one of {VENDORS}")
+    if vendor != "scripted" and not model:
+        raise UnknownRecipe(f"{recipe!r} names no model: write {vendor}:<model>")
+    return vendor, model
+
+
+def provider_for(agent: AgentDefinition, access: VendorAccess) -> Provider:
+    vendor, model = parse_recipe(agent.model)
+    if vendor == "scripted":
+        return ScriptedProvider(agent.script, model=model or "scripted")
+    if vendor == "anthropic":
+        from actors.engine.providers.anthropic_messages import AnthropicMessages
+
+        return AnthropicMessages(model, api_key=access.anthropic_api_key,
+                                 base_url=access.anthropic_base_url,
+                                 timeout=access.timeout_seconds)
+    from actors.engine.providers.openai_chat import OpenAIChat
+    from actors.engine.providers.openai_responses import OpenAIResponses
+
+    kind = OpenAIResponses if vendor == "openai-responses" else OpenAIChat
+    return kind(model, api_key=access.openai_api_key, base_url=access.openai_base_url,
+                timeout=access.timeout_seconds)

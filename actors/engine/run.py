@@ -1,0 +1,112 @@
+"""A run: what one turn's agent loop has done so far, and what its next step is.
+
+The actor stores a RunRecord after every step. `plan_next_step` reads the record and the
+run's messages and says what comes next, so a run resumed on another host continues from
+its last checkpoint and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from actors.engine.agents import AgentDefinition
+from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult
+from actors.engine.usage import Usage
+
+RUN_SCHEMA_VERSION = 1
+
+RunStatus = Literal["queued", "running", "requires_action", "completed", "failed", "cancelled",
+                    "incomplete"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModelCallRecord(BaseModel):
+    step: int
+    vendor: str
+    model: str
+    usage: Usage
+    latency_ms: float
+    cost_usd: float
+
+
+class RunEvent(BaseModel):
+    seq: int
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=_now)
+
+
+class RunRecord(BaseModel):
+    schema_version: int = RUN_SCHEMA_VERSION
+    run_id: str
+    thread_id: str
+    status: RunStatus = "queued"
+    agent: AgentDefinition
+    # Index in the thread's history of the run's first message (the user's).
+    first_message: int
+    steps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    model_calls: list[ModelCallRecord] = Field(default_factory=list)
+    reason: str | None = None
+    # The sequence number the next event gets.
+    next_seq: int = 0
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+    @property
+    def active(self) -> bool:
+        return self.status not in TERMINAL
+
+    def event(self, type_: str, **data: Any) -> RunEvent:
+        event = RunEvent(seq=self.next_seq, type=type_, data=data)
+        self.next_seq += 1
+        return event
+
+    def transition(self, status: RunStatus, reason: str | None = None) -> RunEvent:
+        self.status, self.reason = status, reason
+        return self.event("run.status", status=status, **({"reason": reason} if reason else {}))
+
+
+class CallModel(BaseModel):
+    kind: Literal["call_model"] = "call_model"
+
+
+class RunTools(BaseModel):
+    kind: Literal["run_tools"] = "run_tools"
+    calls: list[ToolCall]
+
+
+class Finish(BaseModel):
+    kind: Literal["finish"] = "finish"
+    status: RunStatus
+    reason: str | None = None
+
+
+NextStep = CallModel | RunTools | Finish
+
+
+def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
+    answered = {m.call_id for m in run_messages if isinstance(m, ToolResult)}
+    pending = [m for m in run_messages if isinstance(m, ToolCall) and m.call_id not in answered]
+    if pending:
+        return RunTools(calls=pending)
+    if run_messages and isinstance(run_messages[-1], AssistantText):
+        return Finish(status="completed")
+    limits = run.agent.limits
+    if run.steps >= limits.max_steps:
+        return Finish(status="incomplete", reason=f"max_steps: the run took {run.steps} steps")
+    if limits.max_tokens is not None and run.usage.total_tokens >= limits.max_tokens:
+        return Finish(status="incomplete",
+                      reason=f"token budget: {run.usage.total_tokens} of {limits.max_tokens} used")
+    if limits.max_cost_usd is not None and run.cost_usd >= limits.max_cost_usd:
+        return Finish(status="incomplete",
+                      reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used")
+    return CallModel()

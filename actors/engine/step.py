@@ -1,0 +1,79 @@
+"""Takes one step of a run: one model call, or one batch of tool executions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from actors.engine.errors import ProviderError
+from actors.engine.messages import Message, ToolCall, ToolResult
+from actors.engine.provider import ModelRequest, ModelResponse, Provider, TextDelta
+from actors.engine.retry import RetryPolicy, with_retries
+from actors.engine.run import CallModel, ModelCallRecord, RunRecord, RunTools
+from actors.engine.tools import ToolRegistry, unknown_tool_result
+from actors.engine.usage import Price, cost_of
+
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class StepOutcome:
+    messages: list[Message] = field(default_factory=list)
+    model_call: ModelCallRecord | None = None
+    # Set when the step failed for good (a provider error left after retries).
+    error: str | None = None
+
+
+async def call_model(run: RunRecord, context: list[Message], provider: Provider,
+                     tools: ToolRegistry, prices: dict[str, Price], retry: RetryPolicy,
+                     on_delta: OnDelta | None = None) -> StepOutcome:
+    agent = run.agent
+    specs = [tool.spec for name in agent.tools if (tool := tools.get(name)) is not None]
+    request = ModelRequest(system=agent.system_prompt, messages=context, tools=specs,
+                           settings=agent.settings)
+
+    async def once() -> ModelResponse:
+        if on_delta is None:
+            return await provider.complete(request)
+        final: ModelResponse | None = None
+        async for event in provider.stream(request):
+            if isinstance(event, TextDelta):
+                await on_delta(event.text)
+            else:
+                final = event
+        if final is None:
+            raise ProviderError("the stream ended without a final response")
+        return final
+
+    started = time.perf_counter()
+    try:
+        response = await with_retries(once, retry)
+    except ProviderError as exc:
+        return StepOutcome(error=f"{type(exc).__name__}: {exc}")
+    record = ModelCallRecord(
+        step=run.steps, vendor=provider.vendor, model=response.model, usage=response.usage,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        cost_usd=cost_of(response.model, response.usage, prices))
+    return StepOutcome(messages=list(response.parts), model_call=record)
+
+
+async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry) -> StepOutcome:
+    allowed = set(run.agent.tools)
+    limit = run.agent.limits.tool_timeout_seconds
+
+    async def one(call: ToolCall) -> ToolResult:
+        tool = tools.get(call.name) if call.name in allowed else None
+        return unknown_tool_result(call) if tool is None else await tool.invoke(call, limit)
+
+    results = await asyncio.gather(*(one(call) for call in calls))
+    return StepOutcome(messages=list(results))
+
+
+async def take_step(step: CallModel | RunTools, run: RunRecord, context: list[Message],
+                    provider: Provider, tools: ToolRegistry, prices: dict[str, Price],
+                    retry: RetryPolicy, on_delta: OnDelta | None = None) -> StepOutcome:
+    if isinstance(step, RunTools):
+        return await run_tools(run, step.calls, tools)
+    return await call_model(run, context, provider, tools, prices, retry, on_delta)

@@ -1,0 +1,51 @@
+"""Token usage of model calls, and what they cost by a price table."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # Parts of the above: input served from the vendor's cache, output spent reasoning.
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{f: getattr(self, f) + getattr(other, f) for f in Usage.model_fields})
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        fresh = usage.input_tokens - usage.cached_tokens
+        return (fresh * self.input + usage.cached_tokens * cached_rate
+                + usage.output_tokens * self.output) / 1_000_000
+
+
+# Defaults a user overrides through settings (THREADHOST_PRICES); unknown models cost 0.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": Price(input=2.5, output=10.0, cached_input=1.25),
+    "gpt-4o-mini": Price(input=0.15, output=0.6, cached_input=0.075),
+    "gpt-4.1": Price(input=2.0, output=8.0, cached_input=0.5),
+    "gpt-4.1-mini": Price(input=0.4, output=1.6, cached_input=0.1),
+    "claude-sonnet-4-5": Price(input=3.0, output=15.0, cached_input=0.3),
+    "claude-haiku-4-5": Price(input=1.0, output=5.0, cached_input=0.1),
+    "scripted": Price(input=0.0, output=0.0),
+}
+
+
+def cost_of(model: str, usage: Usage, prices: dict[str, Price]) -> float:
+    price = prices.get(model)
+    return price.cost(usage) if price else 0.0

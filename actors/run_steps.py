@@ -1,0 +1,95 @@
+"""Starts a run and advances it by one step, on a thread's stored state.
+
+One call of `advance` is one actor turn: it plans the next step from the last checkpoint,
+takes it, and writes the new checkpoint (messages, run record, events) through the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from actors.engine.agents import AgentCatalog, AgentDefinition
+from actors.engine.loop import finish, record_step, start_run
+from actors.engine.messages import Message, UserText
+from actors.engine.recipes import VendorAccess, provider_for
+from actors.engine.retry import RetryPolicy
+from actors.engine.run import Finish, RunRecord, plan_next_step
+from actors.engine.step import take_step
+from actors.engine.tools import ToolRegistry
+from actors.engine.usage import Price
+from actors.state import ThreadRecord
+from actors.thread_store import ThreadStore
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a step needs besides the thread's state."""
+
+    catalog: AgentCatalog
+    tools: ToolRegistry
+    access: VendorAccess
+    prices: dict[str, Price]
+    retry: RetryPolicy
+    context_window: int
+    default_model: str
+
+    def agent(self, name: str) -> AgentDefinition:
+        agent = self.catalog.current(name)
+        if agent.model == "default":
+            agent = agent.model_copy(update={"model": self.default_model})
+        return agent
+
+
+class StaleStep(Exception):
+    """The run moved on elsewhere while this step ran: its result must not be written."""
+
+
+async def begin(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
+                engine: Engine) -> tuple[ThreadRecord, RunRecord]:
+    agent = engine.agent(record.agent)
+    record = await store.append(record, [UserText(text=text)])
+    run, events = start_run(run_id, record.thread_id, agent, record.message_count - 1)
+    record = record.model_copy(update={"active_run": run_id,
+                                       "run_count": record.run_count + 1})
+    await store.save_run(run, events)
+    await store.save_record(record)
+    return record, run
+
+
+async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
+                  check_fence: Callable[[], Awaitable[None]]) -> RunRecord:
+    """Takes the run's next step and checkpoints it; returns the updated run."""
+    start = max(0, min(run.first_message, record.message_count - engine.context_window))
+    context = _from_first_user_message(await store.messages(record, start,
+                                                            record.message_count))
+    run_messages = context[len(context) - (record.message_count - run.first_message):]
+    decision = plan_next_step(run, run_messages)
+    events, new = [], []
+    if not isinstance(decision, Finish):
+        provider = provider_for(run.agent, engine.access)
+        outcome = await take_step(decision, run, context, provider, engine.tools,
+                                  engine.prices, engine.retry)
+        events += record_step(run, decision, outcome, record.message_count)
+        new = outcome.messages
+        if run.active:
+            decision = plan_next_step(run, run_messages + new)
+    if isinstance(decision, Finish) and run.active:
+        events += finish(run, decision)
+    await check_fence()
+    record = await store.append(record, new)
+    if not run.active:
+        record = record.model_copy(update={"active_run": None})
+    run.updated_at = datetime.now(UTC)
+    await store.save_run(run, events)
+    await store.save_record(record)
+    return run
+
+
+def _from_first_user_message(messages: list[Message]) -> list[Message]:
+    """A context window must not open inside an earlier tool exchange."""
+    for index, message in enumerate(messages):
+        if isinstance(message, UserText):
+            return messages[index:]
+    return messages

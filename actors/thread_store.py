@@ -1,0 +1,99 @@
+"""Reads and writes one thread's state through the actor's state manager.
+
+Writes are collected by the SDK's state manager and committed in one transaction when
+the actor turn ends, so a step's messages, run record and events land together or not
+at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.engine.messages import Message
+from actors.engine.run import RunEvent, RunRecord
+from actors.state import (
+    EVENTS_PER_PAGE,
+    RECORD_KEY,
+    EventPage,
+    HistoryPage,
+    ThreadRecord,
+    append_messages,
+    events_key,
+    page_key,
+    page_range,
+    read_event_page,
+    read_page,
+    read_record,
+    read_run,
+    run_key,
+)
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json")
+
+
+class ThreadStore:
+    def __init__(self, state_manager: Any) -> None:
+        self._state = state_manager
+
+    async def _get(self, key: str) -> Any | None:
+        found, data = await self._state.try_get_state(key)
+        return data if found else None
+
+    async def record(self) -> ThreadRecord | None:
+        data = await self._get(RECORD_KEY)
+        return None if data is None else read_record(data)
+
+    async def save_record(self, record: ThreadRecord) -> None:
+        await self._state.set_state(RECORD_KEY, _dump(record))
+
+    async def page(self, index: int) -> HistoryPage:
+        data = await self._get(page_key(index))
+        return HistoryPage(index=index) if data is None else read_page(data)
+
+    async def append(self, record: ThreadRecord, messages: list[Message]) -> ThreadRecord:
+        """Writes the messages after the last one; returns the record to save."""
+        if not messages:
+            return record
+        tail = await self.page(record.tail_page_index())
+        record, pages = append_messages(record, tail, messages)
+        for page in pages:
+            await self._state.set_state(page_key(page.index), _dump(page))
+        return record
+
+    async def messages(self, record: ThreadRecord, start: int, end: int) -> list[Message]:
+        """The messages with indexes in [start, end)."""
+        found: list[Message] = []
+        for index in page_range(record, start, end - start):
+            found.extend((await self.page(index)).messages)
+        skip = start % record.page_size
+        return found[skip : skip + max(end - start, 0)]
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        data = await self._get(run_key(run_id))
+        return None if data is None else read_run(data)
+
+    async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
+        await self._state.set_state(run_key(run.run_id), _dump(run))
+        pages: dict[int, EventPage] = {}
+        for event in events:
+            index = event.seq // EVENTS_PER_PAGE
+            if index not in pages:
+                data = await self._get(events_key(run.run_id, index))
+                pages[index] = EventPage(index=index) if data is None else read_event_page(data)
+            pages[index].events.append(event)
+        for index, page in pages.items():
+            await self._state.set_state(events_key(run.run_id, index), _dump(page))
+
+    async def events(self, run: RunRecord, after: int, limit: int) -> list[RunEvent]:
+        """Events with seq > after, at most `limit` of them."""
+        found: list[RunEvent] = []
+        first, last = (after + 1) // EVENTS_PER_PAGE, (run.next_seq - 1) // EVENTS_PER_PAGE
+        for index in range(first, last + 1):
+            data = await self._get(events_key(run.run_id, index))
+            if data is not None:
+                found.extend(e for e in read_event_page(data).events if e.seq > after)
+            if len(found) >= limit:
+                break
+        return found[:limit]
