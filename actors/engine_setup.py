@@ -15,7 +15,8 @@ from threadhost.settings import get_settings
 def get_engine() -> Engine:
     settings = get_settings()
     catalog = AgentCatalog()
-    catalog.load_folder(settings.agents_dir)
+    for folder in settings.agents_dirs:
+        catalog.load_folder(folder)
 
     def secret(value: object) -> str | None:
         return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ class ActorLifecycle:
     active: set[str] = field(default_factory=set)
     steps_running: int = 0
     steps_taken: int = 0
+    # Steps whose result was thrown away because the run had moved on elsewhere.
+    steps_discarded: int = 0
 
     def activated(self, thread_id: str) -> None:
         self.activations += 1
@@ -35,6 +37,7 @@ class ActorLifecycle:
             "active": sorted(self.active),
             "steps_running": self.steps_running,
             "steps_taken": self.steps_taken,
+            "steps_discarded": self.steps_discarded,
         }
 
 

@@ -141,6 +141,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                                 self._fence(run.run_id, run.steps, run.next_seq))
         except StaleStep as stale:
             await self._state_manager.clear_cache()
+            lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.id.id, stale)
             return
         finally:
@@ -165,8 +166,11 @@ class Thread(Actor, ThreadActorInterface, Remindable):
     def _fence(self, run_id: str, steps: int, next_seq: int) -> Any:
         async def check() -> None:
             # Read past the state manager's cache: what is committed in the store now.
-            found, data = await self._runtime_ctx.state_provider.try_load_state(
-                self._runtime_ctx.actor_type_info.type_name, self.id.id, run_key(run_id))
+            try:
+                found, data = await self._runtime_ctx.state_provider.try_load_state(
+                    self._runtime_ctx.actor_type_info.type_name, self.id.id, run_key(run_id))
+            except Exception as exc:  # noqa: BLE001 - unconfirmed means not written
+                raise StaleStep(f"could not read run {run_id} back: {exc}") from exc
             committed = read_run(data) if found else None
             if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
                 raise StaleStep(f"run {run_id} was advanced elsewhere during this step")

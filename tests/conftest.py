@@ -7,10 +7,12 @@ stopped by pid when the test ends, pass or fail.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,11 +20,15 @@ import httpx
 import pytest
 
 from threadhost.processes import Process, free_port
-from threadhost.runtime import dapr_bin_dir
+from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import App, ControlPlane, Stack, StackConfig
 
 # Actors that must deactivate within a test: seconds, not the hour production uses.
 FAST_IDLE = {"THREADHOST_ACTOR_IDLE_TIMEOUT_SECONDS": "2"}
+# The test agents (tests/agents) and a watchdog that notices a stalled run quickly.
+TEST_AGENTS = {"THREADHOST_AGENTS_DIRS": json.dumps([str(PROJECT_ROOT / "agents"),
+                                                     str(Path(__file__).parent / "agents")]),
+               "THREADHOST_RUN_WATCHDOG_SECONDS": "2"}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -51,7 +57,7 @@ def dapr_bin() -> Path:
 def stack_config(dapr_bin: Path, tmp_path: Path) -> Callable[..., StackConfig]:
     def make(profile: str = "sqlite", env: dict[str, str] | None = None) -> StackConfig:
         return StackConfig(bin_dir=dapr_bin, data_dir=tmp_path / "data", profile=profile,
-                           env=env or {}, startup_timeout=60)
+                           env={**TEST_AGENTS, **(env or {})}, startup_timeout=60)
 
     return make
 
@@ -91,8 +97,6 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
 
 
 def _wait_redis(server: Process, port: int) -> None:
-    import time
-
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert server.alive(), server.log_tail()
@@ -119,8 +123,8 @@ class Api:
     def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=30)
 
-    def create_thread(self, **metadata: str) -> str:
-        response = self.http.post("/v1/threads", json={"metadata": metadata})
+    def create_thread(self, agent: str | None = None, **metadata: str) -> str:
+        response = self.http.post("/v1/threads", json={"metadata": metadata, "agent": agent})
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -129,10 +133,33 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def history(self, thread_id: str) -> list[tuple[str, str]]:
+    def messages(self, thread_id: str) -> list[dict]:
         response = self.http.get(f"/v1/threads/{thread_id}/messages")
         assert response.status_code == 200, response.text
-        return [(m["role"], m["content"]) for m in response.json()["messages"]]
+        return response.json()["messages"]
+
+    def history(self, thread_id: str) -> list[tuple[str, str]]:
+        return [(m["role"], m["content"]) for m in self.messages(thread_id)]
+
+    def run(self, thread_id: str, run_id: str) -> dict:
+        response = self.http.get(f"/v1/threads/{thread_id}/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def events(self, thread_id: str, run_id: str) -> list[dict]:
+        response = self.http.get(f"/v1/threads/{thread_id}/runs/{run_id}/events")
+        assert response.status_code == 200, response.text
+        return response.json()["events"]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Polls `condition` until it is truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def conversation(*texts: str) -> list[tuple[str, str]]:

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     # How long a waiting (wait-mode) request waits for its run before answering 202.
     run_wait_seconds: float = Field(default=55, gt=0)
 
-    agents_dir: Path = PROJECT_ROOT / "agents"
+    # Folders of agent definitions (*.json), read in order; a later one may add versions.
+    agents_dirs: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "agents"])
     default_agent: str = "assistant"
     # The model of agents whose definition says "default"; empty: picked from the keys set.
     default_model: str = ""

@@ -1,0 +1,112 @@
+"""Runs on the real runtime: tool steps, and a run that survives the death of its host."""
+
+import os
+import signal
+
+import httpx
+
+from tests.conftest import Api, wait_for
+from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
+
+
+def test_the_support_agent_completes_a_run_with_two_tool_steps(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread(agent="support")
+    turn = api.say(thread, "Where is my order 1001?")
+    assert turn["run"]["status"] == "completed"
+    assert turn["reply"] == "Order 1001 has shipped and is with the carrier; it is due in 2 days."
+    assert [m["kind"] for m in turn["messages"]] == [
+        "user_text", "assistant_text", "tool_call", "tool_result", "tool_call", "tool_result",
+        "assistant_text"]
+    assert '"status":"shipped"' in turn["messages"][3]["content"]
+    assert turn["run"]["steps"] == 5
+    events = api.events(thread, turn["run"]["run_id"])
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events].count("step.completed") == 5
+
+
+def test_a_second_message_during_a_run_is_refused_with_409(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread(agent="slow")
+    started = _start_run(stack.api, thread)
+    response = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello?"})
+    assert response.status_code == 409
+    assert response.json()["run_id"] == started["run_id"]
+
+
+def _start_run(app: App, thread: str, text: str = "Where is order 1001?") -> dict:
+    """Starts a run through the sidecar, as another service would, without waiting."""
+    answer = httpx.post(f"{app.dapr_url}/v1.0/actors/Thread/{thread}/method/PostMessage",
+                        json={"text": text}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["run"]
+
+
+def _two_hosts_and_a_gateway(config, stacks) -> tuple[list[App], App]:
+    control_plane = ControlPlane(config)
+    stacks.append(control_plane)
+    control_plane.start()
+    hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
+    gateway = App(config, control_plane, "gateway", role="gateway", app_id=GATEWAY_APP_ID)
+    for app in (*hosts, gateway):
+        stacks.append(app)
+        app.start()
+    return hosts, gateway
+
+
+def _stats(host: App) -> dict:
+    return httpx.get(f"{host.url}/internal/actors", timeout=10).json()
+
+
+def _holder_mid_step(hosts: list[App], thread: str) -> App:
+    return wait_for(lambda: next((h for h in hosts if thread in _stats(h)["active"]
+                                  and _stats(h)["steps_running"] == 1), None),
+                    20, "a host to be in the middle of the slow model call")
+
+
+def _assert_completed_once(api: Api, thread: str, run_id: str) -> None:
+    run = wait_for(lambda: (r := api.run(thread, run_id))["status"] == "completed" and r, 60,
+                   "the run to complete on the surviving host")
+    messages = api.messages(thread)
+    assert [m["kind"] for m in messages] == ["user_text", "assistant_text", "tool_call",
+                                             "tool_result", "assistant_text"]
+    assert [m["content"] for m in messages if m["kind"] == "assistant_text"] == [
+        "Looking it up.", "Order 1001 has shipped."]
+    events = api.events(thread, run_id)
+    assert [e["seq"] for e in events] == list(range(run["next_seq"]))
+    statuses = [e["data"]["status"] for e in events if e["type"] == "run.status"]
+    assert statuses == ["running", "completed"]
+    assert [e["data"]["step"] for e in events if e["type"] == "step.completed"] == [1, 2, 3]
+
+
+def test_a_run_completes_on_the_other_host_after_a_sigkill_mid_step(stack_config,
+                                                                    stacks) -> None:
+    hosts, gateway = _two_hosts_and_a_gateway(stack_config(), stacks)
+    api = Api(gateway.url)
+    thread = api.create_thread(agent="slow")
+    run = _start_run(gateway, thread)
+    holder = _holder_mid_step(hosts, thread)
+    holder.kill()
+    _assert_completed_once(api, thread, run["run_id"])
+    survivor = next(h for h in hosts if h is not holder)
+    assert thread in _stats(survivor)["active"]
+
+
+def test_a_step_finishing_on_a_host_that_lost_the_thread_is_not_written(stack_config,
+                                                                       stacks) -> None:
+    """The holder's sidecar freezes mid-step; the thread moves on and the run completes
+    elsewhere; then the sidecar wakes up and the stale step tries to commit."""
+    hosts, gateway = _two_hosts_and_a_gateway(stack_config(), stacks)
+    api = Api(gateway.url)
+    thread = api.create_thread(agent="slow")
+    run = _start_run(gateway, thread)
+    holder = _holder_mid_step(hosts, thread)
+    os.kill(holder.sidecar.pid, signal.SIGSTOP)
+    try:
+        _assert_completed_once(api, thread, run["run_id"])
+    finally:
+        os.kill(holder.sidecar.pid, signal.SIGCONT)
+    wait_for(lambda: _stats(holder)["steps_running"] == 0, 90,
+             "the stale step on the old host to finish")
+    assert _stats(holder)["steps_discarded"] == 1
+    _assert_completed_once(api, thread, run["run_id"])
