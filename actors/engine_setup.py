@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from actors.engine.agents import AgentCatalog
-from actors.engine.recipes import VendorAccess
+from actors.engine.recipes import Providers, VendorAccess
 from actors.run_steps import Engine
 from actors.tools import build_registry
 from threadhost.settings import get_settings
@@ -26,7 +26,8 @@ def get_engine() -> Engine:
         anthropic_api_key=secret(settings.anthropic_api_key),
         anthropic_base_url=settings.anthropic_base_url,
         timeout_seconds=settings.provider_timeout_seconds)
-    return Engine(catalog=catalog, tools=build_registry(settings.tool_modules), access=access,
+    return Engine(catalog=catalog, tools=build_registry(settings.tool_modules),
+                  providers=Providers(access),
                   prices=settings.price_table(), retry=settings.retry,
                   context_window=settings.context_window_messages,
                   default_model=settings.resolved_default_model())

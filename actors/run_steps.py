@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from actors.engine.agents import AgentCatalog, AgentDefinition
 from actors.engine.loop import finish, record_step, start_run
 from actors.engine.messages import Message, UserText
-from actors.engine.recipes import VendorAccess, provider_for
+from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
 from actors.engine.run import Finish, RunRecord, plan_next_step
 from actors.engine.step import take_step
@@ -29,17 +29,20 @@ class Engine:
 
     catalog: AgentCatalog
     tools: ToolRegistry
-    access: VendorAccess
+    providers: Providers
     prices: dict[str, Price]
     retry: RetryPolicy
     context_window: int
     default_model: str
 
-    def agent(self, name: str) -> AgentDefinition:
+    def agent(self, name: str, model: str | None = None) -> AgentDefinition:
+        """The agent's current version, with the model for this turn resolved."""
         agent = self.catalog.current(name)
-        if agent.model == "default":
-            agent = agent.model_copy(update={"model": self.default_model})
-        return agent
+        model = model or agent.model
+        if model == "default":
+            model = self.default_model
+        parse_recipe(model)
+        return agent.model_copy(update={"model": model})
 
 
 class StaleStep(Exception):
@@ -47,8 +50,7 @@ class StaleStep(Exception):
 
 
 async def begin(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
-                engine: Engine) -> tuple[ThreadRecord, RunRecord]:
-    agent = engine.agent(record.agent)
+                agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord]:
     record = await store.append(record, [UserText(text=text)])
     run, events = start_run(run_id, record.thread_id, agent, record.message_count - 1)
     record = record.model_copy(update={"active_run": run_id,
@@ -68,7 +70,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     decision = plan_next_step(run, run_messages)
     events, new = [], []
     if not isinstance(decision, Finish):
-        provider = provider_for(run.agent, engine.access)
+        provider = engine.providers.for_agent(run.agent)
         outcome = await take_step(decision, run, context, provider, engine.tools,
                                   engine.prices, engine.retry)
         events += record_step(run, decision, outcome, record.message_count)
@@ -80,7 +82,8 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     await check_fence()
     record = await store.append(record, new)
     if not run.active:
-        record = record.model_copy(update={"active_run": None})
+        record = record.model_copy(update={"active_run": None, "usage": record.usage + run.usage,
+                                           "cost_usd": round(record.cost_usd + run.cost_usd, 8)})
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
     await store.save_record(record)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from actors.engine.messages import Message
 from actors.engine.run import RUN_SCHEMA_VERSION, RunEvent, RunRecord
+from actors.engine.usage import Usage
 
 SCHEMA_VERSION = 1
 RECORD_KEY = "thread"
@@ -36,6 +37,9 @@ class ThreadRecord(BaseModel):
     # The run in progress (or waiting); None when the thread is idle.
     active_run: str | None = None
     run_count: int = 0
+    # Totals of the thread's ended runs.
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
 
     def tail_page_index(self) -> int:
         return max(self.message_count - 1, 0) // self.page_size

@@ -18,6 +18,7 @@ from dapr.actor import Actor, Remindable
 
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
+from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import RunRecord
 from actors.engine_setup import get_engine
 from actors.interface import Payload, ThreadActorInterface
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND: Payload = {"status": "not_found"}
 PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
-                 "active_run"}
+                 "active_run", "usage", "cost_usd"}
 STEP_TIMER, WATCHDOG = "step", "watchdog"
 # Per thread, the last watchdog registration or removal in flight: each waits for the one
 # before, so a late removal for an ended run cannot undo the next run's registration.
@@ -100,8 +101,11 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             return NOT_FOUND
         if record.active_run is not None:
             return {"status": "busy", "run_id": record.active_run}
-        record, run = await begin(self._store, record, text, f"run_{uuid.uuid4().hex}",
-                                  self._engine)
+        try:
+            agent = self._engine.agent(record.agent, request.get("model"))
+        except (UnknownAgent, UnknownRecipe) as exc:
+            return invalid(str(exc))
+        record, run = await begin(self._store, record, text, f"run_{uuid.uuid4().hex}", agent)
         await self._chain_step()
         self._in_background(self._watch())
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}

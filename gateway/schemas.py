@@ -20,6 +20,9 @@ class CreateThread(BaseModel):
 
 class PostMessage(BaseModel):
     content: str = Field(examples=["Where is my order 1001?"])
+    # This turn's model, as a recipe; the thread's agent decides when absent.
+    model: str | None = Field(default=None, max_length=200,
+                              examples=["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
 
 
 class ThreadView(BaseModel):
@@ -30,6 +33,8 @@ class ThreadView(BaseModel):
     message_count: int
     metadata: dict[str, str]
     active_run: str | None = None
+    usage: dict[str, int]
+    cost_usd: float
 
     @classmethod
     def of(cls, thread: dict[str, Any]) -> ThreadView:

@@ -69,7 +69,8 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
-    started = await client.call(thread_id, "PostMessage", {"text": body.content})
+    started = await client.call(thread_id, "PostMessage",
+                                {"text": body.content, "model": body.model})
     run = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
     if run["status"] in WAITING:
         url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"

@@ -10,7 +10,7 @@ from actors.engine.errors import BadRequest, ProviderUnavailable, RateLimited
 from actors.engine.loop import run_until_done, start_run
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.provider import ModelRequest, ModelResponse, Provider
-from actors.engine.recipes import VendorAccess, provider_for
+from actors.engine.recipes import Providers, VendorAccess
 from actors.engine.retry import RetryPolicy, with_retries
 from actors.engine.run import RunRecord
 from actors.engine.scripted import ScriptedProvider
@@ -26,7 +26,7 @@ def run_agent(agent: AgentDefinition, text: str = "hi", provider: Provider | Non
               prices: dict[str, Price] | None = None) -> tuple[RunRecord, list[Message], list]:
     history: list[Message] = [UserText(text=text)]
     run, events = start_run("run_1", "th_1", agent, 0)
-    provider = provider or provider_for(agent, VendorAccess())
+    provider = provider or Providers(VendorAccess()).for_agent(agent)
     events += asyncio.run(run_until_done(run, history, provider, tools or build_registry(),
                                          prices or DEFAULT_PRICES, NO_WAIT))
     return run, history, events

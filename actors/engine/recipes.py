@@ -35,10 +35,24 @@ def parse_recipe(recipe: str) -> tuple[str, str]:
     return vendor, model
 
 
-def provider_for(agent: AgentDefinition, access: VendorAccess) -> Provider:
-    vendor, model = parse_recipe(agent.model)
-    if vendor == "scripted":
-        return ScriptedProvider(agent.script, model=model or "scripted")
+class Providers:
+    """Providers by recipe. Vendor clients are made once per process and reused: each
+    holds a connection pool. Scripted providers are made per agent, from its script."""
+
+    def __init__(self, access: VendorAccess) -> None:
+        self._access = access
+        self._made: dict[tuple[str, str], Provider] = {}
+
+    def for_agent(self, agent: AgentDefinition) -> Provider:
+        vendor, model = parse_recipe(agent.model)
+        if vendor == "scripted":
+            return ScriptedProvider(agent.script, model=model or "scripted")
+        if (vendor, model) not in self._made:
+            self._made[vendor, model] = _vendor_provider(vendor, model, self._access)
+        return self._made[vendor, model]
+
+
+def _vendor_provider(vendor: str, model: str, access: VendorAccess) -> Provider:
     if vendor == "anthropic":
         from actors.engine.providers.anthropic_messages import AnthropicMessages
 

@@ -1,0 +1,1 @@
+"""One adapter per vendor API, each through the vendor's official SDK."""

@@ -1,0 +1,70 @@
+"""On the real runtime, one thread changes model and vendor from turn to turn."""
+
+import pytest
+
+from tests.conftest import Api
+from tests.fakes.vendor_server import VendorServer
+from tests.fakes.wire import Answer, AnthropicWire, OpenAIChatWire, error
+from threadhost.stack import Stack
+
+SECRET = "sk-runtime-secret-4242424242"
+
+
+@pytest.fixture
+def vendor_server():
+    server = VendorServer().start()
+    yield server
+    server.stop()
+
+
+def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_server) -> None:
+    config = stack_config(env={
+        "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
+        "THREADHOST_ANTHROPIC_BASE_URL": vendor_server.url,
+        "THREADHOST_OPENAI_API_KEY": SECRET, "THREADHOST_ANTHROPIC_API_KEY": SECRET,
+        # With keys set the default model would be a vendor's; the first turn stays scripted.
+        "THREADHOST_DEFAULT_MODEL": "scripted",
+        "THREADHOST_RETRY": '{"attempts": 3, "base_delay": 0, "max_delay": 0}'})
+    stack = Stack(config)
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+
+    first = api.say(thread, "hello")
+    assert first["reply"] == "You said: hello"
+
+    vendor_server.queue(error(429, "slow down", **{"retry-after": "0"}),
+                        OpenAIChatWire().reply(Answer(text="Hi from OpenAI.", model="gpt-x-1")))
+    second = api.http.post(f"/v1/threads/{thread}/messages",
+                           json={"content": "again", "model": "openai:gpt-x"}).json()
+    assert second["reply"] == "Hi from OpenAI."
+    assert second["run"]["agent"]["model"] == "openai:gpt-x"
+    [call] = second["run"]["model_calls"]
+    assert (call["vendor"], call["model"]) == ("openai", "gpt-x-1")
+    assert call["usage"]["input_tokens"] == 11 and call["latency_ms"] > 0
+    sent = vendor_server.received[-1].body["messages"]
+    assert [m["content"] for m in sent] == ["You are a helpful assistant. Answer briefly.",
+                                            "hello", "You said: hello", "again"]
+
+    vendor_server.queue(AnthropicWire().reply(Answer(text="Hi from Claude.", model="claude-x")))
+    third = api.http.post(f"/v1/threads/{thread}/messages",
+                          json={"content": "once more", "model": "anthropic:claude-x"}).json()
+    assert third["reply"] == "Hi from Claude."
+    assert third["run"]["model_calls"][0]["vendor"] == "anthropic"
+
+    described = api.http.get(f"/v1/threads/{thread}").json()
+    assert described["usage"]["input_tokens"] == sum(
+        t["run"]["usage"]["input_tokens"] for t in (first, second, third))
+    logs = "".join(p.read_text(errors="replace") for p in (config.data_dir / "logs").iterdir())
+    assert SECRET not in logs
+
+
+def test_an_unknown_model_recipe_is_refused(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    response = api.http.post(f"/v1/threads/{thread}/messages",
+                             json={"content": "hi", "model": "nope:thing"})
+    assert response.status_code == 422
+    assert "unknown vendor" in response.json()["detail"]
+    assert api.history(thread) == []
