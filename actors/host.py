@@ -11,7 +11,9 @@ from fastapi import APIRouter, FastAPI
 
 from actors.lifecycle import lifecycle
 from actors.thread_actor import Thread
+from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
+from threadhost.state_serializer import PlainJSONSerializer
 
 
 def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
@@ -37,4 +39,6 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             drain_rebalanced_actors=settings.drain_rebalanced_actors,
         )
     )
-    await dapr_actor.register_actor(Thread)
+    await dapr_actor.register_actor(
+        Thread, actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
+        state_serializer=PlainJSONSerializer())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from actors.lifecycle import lifecycle
 from actors.run_steps import StaleStep, advance, begin
 from actors.state import ThreadRecord, read_run, run_key
 from actors.thread_store import ThreadStore
+from threadhost.run_signals import run_changed
 from threadhost.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,18 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}
 
     async def get_run(self, request: Payload) -> Payload:
+        """The run; with `with_messages`, also its messages once it has stopped running."""
         run = await self._store.run(str(request.get("run_id", "")))
-        return NOT_FOUND if run is None else {"status": "ok", "run": run_view(run)}
+        if run is None:
+            return NOT_FOUND
+        answer: Payload = {"status": "ok", "run": run_view(run)}
+        if request.get("with_messages") and run.status != "running":
+            record = await self._store.record()
+            messages = await self._store.messages(record, run.first_message,
+                                                  record.message_count)
+            answer["messages"] = messages_adapter.dump_python(messages, mode="json")
+            answer["message_count"] = record.message_count
+        return answer
 
     async def read_events(self, request: Payload) -> Payload:
         run = await self._store.run(str(request.get("run_id", "")))
@@ -134,26 +146,40 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                 "messages": messages_adapter.dump_python(messages, mode="json")}
 
     async def take_step(self, _: Any = None) -> None:
-        """The step timer's callback: one step of the active run, then chain the next."""
+        """The step timer's callback: steps of the active run, each checkpointed.
+
+        Steps that finish quickly (a local tool batch, a scripted model) go on in this
+        turn, each committed with save_state(), while the turn is within its budget; the
+        step that crosses the budget hands over to the next turn through the timer, so
+        the lock is never held past one slow step.
+        """
+        deadline = time.monotonic() + self._settings.step_chain_budget_ms / 1000
+        while (run := await self._one_step()) is not None and run.status == "running":
+            if time.monotonic() >= deadline:
+                await self._chain_step()
+                return
+            await self._state_manager.save_state()
+        if run is not None:
+            run_changed(run.run_id)
+            self._in_background(self._unwatch())
+
+    async def _one_step(self) -> RunRecord | None:
+        """Takes the active run's next step; None if there is none or it was discarded."""
         record = await self._store.record()
         run = await self._store.run(record.active_run) if record and record.active_run else None
         if record is None or run is None or run.status != "running":
-            return
+            return None
         lifecycle.step_started()
         try:
-            run = await advance(self._store, record, run, self._engine,
-                                self._fence(run.run_id, run.steps, run.next_seq))
+            return await advance(self._store, record, run, self._engine,
+                                 self._fence(run.run_id, run.steps, run.next_seq))
         except StaleStep as stale:
             await self._state_manager.clear_cache()
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.id.id, stale)
-            return
+            return None
         finally:
             lifecycle.step_finished()
-        if run.status == "running":
-            await self._chain_step()
-        else:
-            self._in_background(self._unwatch())
 
     async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
                                period: timedelta, ttl: timedelta | None = None) -> None:

@@ -36,19 +36,29 @@ def _dump(model: Any) -> Any:
 class ThreadStore:
     def __init__(self, state_manager: Any) -> None:
         self._state = state_manager
+        # The state manager caches what it found; this remembers that the record was not
+        # there (a thread that does not exist yet), which this activation alone can change.
+        self._no_record = False
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
         return data if found else None
 
     async def record(self) -> ThreadRecord | None:
+        if self._no_record:
+            return None
         data = await self._get(RECORD_KEY)
+        self._no_record = data is None
         return None if data is None else read_record(data)
 
     async def save_record(self, record: ThreadRecord) -> None:
+        self._no_record = False
         await self._state.set_state(RECORD_KEY, _dump(record))
 
-    async def page(self, index: int) -> HistoryPage:
+    async def page(self, record: ThreadRecord, index: int) -> HistoryPage:
+        # Whether a page exists follows from the record: no store read for a new one.
+        if index * record.page_size >= record.message_count:
+            return HistoryPage(index=index)
         data = await self._get(page_key(index))
         return HistoryPage(index=index) if data is None else read_page(data)
 
@@ -56,7 +66,7 @@ class ThreadStore:
         """Writes the messages after the last one; returns the record to save."""
         if not messages:
             return record
-        tail = await self.page(record.tail_page_index())
+        tail = await self.page(record, record.tail_page_index())
         record, pages = append_messages(record, tail, messages)
         for page in pages:
             await self._state.set_state(page_key(page.index), _dump(page))
@@ -66,7 +76,7 @@ class ThreadStore:
         """The messages with indexes in [start, end)."""
         found: list[Message] = []
         for index in page_range(record, start, end - start):
-            found.extend((await self.page(index)).messages)
+            found.extend((await self.page(record, index)).messages)
         skip = start % record.page_size
         return found[skip : skip + max(end - start, 0)]
 
@@ -75,12 +85,15 @@ class ThreadStore:
         return None if data is None else read_run(data)
 
     async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
+        """Writes the run record and appends its new events (the last `len(events)`)."""
         await self._state.set_state(run_key(run.run_id), _dump(run))
         pages: dict[int, EventPage] = {}
+        stored = run.next_seq - len(events)
         for event in events:
             index = event.seq // EVENTS_PER_PAGE
             if index not in pages:
-                data = await self._get(events_key(run.run_id, index))
+                known = index * EVENTS_PER_PAGE < stored
+                data = await self._get(events_key(run.run_id, index)) if known else None
                 pages[index] = EventPage(index=index) if data is None else read_event_page(data)
             pages[index].events.append(event)
         for index, page in pages.items():

@@ -5,26 +5,25 @@ from __future__ import annotations
 import logging
 
 import aiohttp
-from dapr.actor import ActorId, ActorProxy, ActorProxyFactory
+from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
+from dapr.serializers import DefaultJSONSerializer
 
 from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
 from gateway.problems import Problem, thread_not_found
+from threadhost.actor_client import shared_actor_client
 
 log = logging.getLogger(__name__)
 
 
 class ThreadClient:
     def __init__(self, call_timeout_seconds: int) -> None:
-        self._timeout = call_timeout_seconds
-        self._factory: ActorProxyFactory | None = None
+        self._actors = shared_actor_client(call_timeout_seconds)
+        self._serializer = DefaultJSONSerializer()
 
     def _proxy(self, thread_id: str) -> ActorProxy:
-        # Made on first use: the SDK's client blocks until the sidecar answers.
-        if self._factory is None:
-            self._factory = ActorProxyFactory(http_timeout_seconds=self._timeout)
-        return ActorProxy.create(ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
-                                 self._factory)
+        return ActorProxy(self._actors, ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
+                          self._serializer)
 
     async def call(self, thread_id: str, method: str, request: Payload | None = None) -> Payload:
         """Calls the actor method named `method` (as in ThreadActorInterface) on the thread.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -23,17 +22,19 @@ from gateway.schemas import (
 )
 from gateway.thread_client import ThreadClient
 from threadhost.ids import new_thread_id
+from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 WAITING = {"queued", "running"}
 
 
-def _settings(request: Request) -> Settings:
+# Async, so FastAPI calls them on the event loop rather than in a worker thread.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _client(request: Request) -> ThreadClient:
+async def _client(request: Request) -> ThreadClient:
     return request.app.state.thread_client
 
 
@@ -71,32 +72,38 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
                       f"the limit is {settings.max_message_chars}")
     started = await client.call(thread_id, "PostMessage",
                                 {"text": body.content, "model": body.model})
-    run = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
-    if run["status"] in WAITING:
+    result = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
+    run = result["run"]
+    if "messages" not in result:
         url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
         return JSONResponse({"run": run, "url": url}, status_code=202,
                             headers={"Location": url})
-    history = await client.call(thread_id, "ReadHistory",
-                                {"offset": run["first_message"], "limit": 10_000})
     messages = [MessageView.of(run["first_message"] + i, m)
-                for i, m in enumerate(history["messages"])]
+                for i, m in enumerate(result["messages"])]
     reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
     return TurnView(thread_id=thread_id, run=RunView(**run), reply=reply, messages=messages,
-                    message_count=history["thread"]["message_count"])
+                    message_count=result["message_count"])
 
 
-async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict,
-                        limit: float) -> dict:
-    # A GetRun that arrives during a step waits for the actor's lock, i.e. for the step to
-    # end: polling is cheap. Between steps it answers at once, so back off a little.
-    deadline, pause = time.monotonic() + limit, 0.002
-    while run["status"] in WAITING and time.monotonic() < deadline:
-        seen = run["next_seq"]
-        run = (await client.call(thread_id, "GetRun", {"run_id": run["run_id"]}))["run"]
-        if run["next_seq"] == seen:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
-    return run
+# How often a waiting request looks at its run when no in-process signal wakes it.
+POLL_SECONDS = 0.25
+
+
+async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict, limit: float) -> dict:
+    """Waits until the run stops running; returns GetRun's answer, with its messages."""
+    run_id, deadline = run["run_id"], time.monotonic() + limit
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if run["status"] in WAITING:
+                await wait_for_change(run_id, max(min(POLL_SECONDS, remaining), 0))
+            result = await client.call(thread_id, "GetRun",
+                                       {"run_id": run_id, "with_messages": True})
+            run = result["run"]
+            if run["status"] not in WAITING or remaining <= 0:
+                return result
+    finally:
+        forget(run_id)
 
 
 @router.get("/{thread_id}/runs/{run_id}", response_model=RunView)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     context_window_messages: int = Field(default=64, ge=0)
     max_message_chars: int = Field(default=16_000, ge=1)
     max_history_limit: int = Field(default=500, ge=1)
+    # Quick steps go on in the same actor turn (each still checkpointed) until the turn has
+    # run this long; 0 makes every step an actor turn of its own.
+    step_chain_budget_ms: float = Field(default=20, ge=0)
     # The watchdog reminder of an active run fires this often and resumes a stalled run.
     run_watchdog_seconds: float = Field(default=15, ge=1)
     # How long a waiting (wait-mode) request waits for its run before answering 202.
