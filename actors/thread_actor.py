@@ -64,6 +64,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         self._settings = get_settings()
         self._engine = get_engine()
         self._store = ThreadStore(self._state_manager)
+        # When this turn last confirmed the run in the store was where its step began.
+        self._confirmed_at: float | None = None
 
     async def _on_activate(self) -> None:
         lifecycle.activated(self.id.id)
@@ -154,6 +156,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         the lock is never held past one slow step.
         """
         deadline = time.monotonic() + self._settings.step_chain_budget_ms / 1000
+        self._confirmed_at = None
         while (run := await self._one_step()) is not None and run.status == "running":
             if time.monotonic() >= deadline:
                 await self._chain_step()
@@ -194,7 +197,18 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             await self._chain_step()
 
     def _fence(self, run_id: str, steps: int, next_seq: int) -> Any:
+        """Before a checkpoint: is the run in the store still where this step started?
+
+        Checked before the first checkpoint of every actor turn and again whenever the
+        last check is older than the chain budget (so after every slow step); quick steps
+        chained right after a confirmed one share its check.
+        """
+        budget = self._settings.step_chain_budget_ms / 1000
+
         async def check() -> None:
+            confirmed = self._confirmed_at
+            if confirmed is not None and time.monotonic() - confirmed <= budget:
+                return
             # Read past the state manager's cache: what is committed in the store now.
             try:
                 found, data = await self._runtime_ctx.state_provider.try_load_state(
@@ -204,6 +218,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             committed = read_run(data) if found else None
             if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
                 raise StaleStep(f"run {run_id} was advanced elsewhere during this step")
+            self._confirmed_at = time.monotonic()
 
         return check
 
