@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +96,42 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def _postgres_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+    if found is None:
+        pytest.fail("PostgreSQL is not installed: run .ci/run or apt-get install postgresql")
+    return found
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL on a free loopback port, in a throwaway cluster; yields a
+    connection string. As root it runs as the `postgres` user, as PostgreSQL insists."""
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="threadhost-pg-"))
+    data, port = folder / "data", free_port()
+    if as_user:
+        shutil.chown(folder, "postgres")
+    subprocess.run([*as_user, _postgres_bin("initdb"), "-D", str(data), "-U", "threadhost",
+                    "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=60)
+    server = Process("postgres", [*as_user, _postgres_bin("postgres"), "-D", str(data),
+                                  "-p", str(port), "-h", "127.0.0.1", "-k", str(folder),
+                                  "-c", "fsync=off"], folder / "logs")
+    try:
+        url = f"host=127.0.0.1 port={port} user=threadhost dbname=postgres sslmode=disable"
+        deadline = time.monotonic() + 30
+        while subprocess.run([_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True, timeout=10).returncode != 0:
+            assert server.alive(), server.log_tail()
+            assert time.monotonic() < deadline, "PostgreSQL did not become ready"
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_redis(server: Process, port: int) -> None:

@@ -3,6 +3,7 @@
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import Api, conversation
 from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
@@ -12,8 +13,12 @@ def active_threads(host: App) -> list[str]:
     return httpx.get(f"{host.url}/internal/actors").json()["active"]
 
 
-def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, stacks) -> None:
-    config = stack_config()
+@pytest.mark.parametrize("profile", ["sqlite", "postgres"])
+def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, stacks,
+                                                                  profile, request) -> None:
+    env = ({"THREADHOST_POSTGRES_URL": request.getfixturevalue("postgres_server")}
+           if profile == "postgres" else {})
+    config = stack_config(profile, env=env)
     control_plane = ControlPlane(config)
     stacks.append(control_plane)
     control_plane.start()

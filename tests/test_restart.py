@@ -29,3 +29,9 @@ def test_sqlite_profile_keeps_threads_across_a_restart(stack_config, stacks) -> 
 def test_redis_profile_keeps_threads_across_a_restart(stack_config, stacks, redis_server) -> None:
     config = stack_config("redis", env={"THREADHOST_REDIS_HOST": redis_server})
     _talk_restart_talk(config, stacks)
+
+
+def test_postgres_profile_keeps_threads_across_a_restart(stack_config, stacks,
+                                                        postgres_server) -> None:
+    config = stack_config("postgres", env={"THREADHOST_POSTGRES_URL": postgres_server})
+    _talk_restart_talk(config, stacks)

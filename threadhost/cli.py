@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run placement, scheduler and threadhost on loopback")
     up.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
-    up.add_argument("--profile", default="sqlite", choices=["sqlite", "redis"],
+    up.add_argument("--profile", default="sqlite", choices=["sqlite", "redis", "postgres"],
                     help="state store and pub/sub components (default sqlite)")
     up.add_argument("--split", action="store_true",
                     help="run the gateway and the actor host as two apps with two sidecars")

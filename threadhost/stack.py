@@ -25,7 +25,7 @@ LOOPBACK = "127.0.0.1"
 class StackConfig:
     bin_dir: Path
     data_dir: Path
-    # A folder under components/: sqlite (the default) or redis.
+    # A folder under components/: sqlite (the default), redis or postgres.
     profile: str = "sqlite"
     # THREADHOST_* settings and component variables for every app and sidecar.
     env: Mapping[str, str] = field(default_factory=dict)
@@ -38,6 +38,8 @@ class StackConfig:
             "THREADHOST_SQLITE_PATH": str(self.data_dir / "state.db"),
             "THREADHOST_REDIS_HOST": f"{LOOPBACK}:6379",
             "THREADHOST_REDIS_PASSWORD": "",
+            "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost "
+                                       "sslmode=disable",
         }
         return {**defaults, **self.env}
 
