@@ -68,3 +68,37 @@ def test_an_unknown_model_recipe_is_refused(stack) -> None:
     assert response.status_code == 422
     assert "unknown vendor" in response.json()["detail"]
     assert api.history(thread) == []
+
+
+def test_vendor_keys_come_from_a_dapr_secret_store(stack_config, stacks, vendor_server,
+                                                   tmp_path) -> None:
+    stored_key = "sk-from-the-secret-store-777"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "keys.json").write_text(
+        f'{{"threadhost-api-keys": {{"openai-api-key": "{stored_key}"}}}}')
+    (secrets / "store.yaml").write_text(f"""
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: localsecrets
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: {secrets / "keys.json"}
+    - name: multiValued
+      value: "true"
+""")
+    config = stack_config(env={"THREADHOST_SECRET_STORE": "localsecrets",
+                               "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
+                               "THREADHOST_DEFAULT_MODEL": "openai:gpt-x"})
+    config.extra_resources.append(secrets)
+    stack = Stack(config)
+    stacks.append(stack)
+    stack.start()
+    vendor_server.queue(OpenAIChatWire().reply(Answer(text="Keyed.")))
+    api = Api(stack.api.url)
+    assert api.say(api.create_thread(), "hi")["reply"] == "Keyed."
+    assert vendor_server.received[-1].headers["authorization"] == f"Bearer {stored_key}"

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Modules whose import registers more tools (comma-separated in the environment).
     tool_modules: list[str] = Field(default_factory=list)
 
+    # A Dapr secret store to read the vendor keys from, at the first turn; its secret
+    # `api_keys_secret` holds `openai-api-key` and `anthropic-api-key`.
+    secret_store: str | None = None
+    api_keys_secret: str = "threadhost-api-keys"
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None

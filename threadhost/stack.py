@@ -31,6 +31,8 @@ class StackConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     log_level: str = "warn"
     startup_timeout: float = 60.0
+    # More resource folders for every sidecar (say, a secret store), beside the profile's.
+    extra_resources: list[Path] = field(default_factory=list)
 
     def process_env(self) -> dict[str, str]:
         defaults = {
@@ -137,6 +139,7 @@ class App:
             "--placement-host-address", self.control_plane.placement_address,
             "--scheduler-host-address", self.control_plane.scheduler_address,
             "--resources-path", str(COMPONENTS / cfg.profile),
+            *(arg for path in cfg.extra_resources for arg in ("--resources-path", str(path))),
             "--config", str(COMPONENTS / "configuration.yaml"),
             "--log-level", cfg.log_level,
         ], logs, env=env, cwd=cfg.data_dir)

@@ -1,0 +1,135 @@
+"""The deployment files, validated since these machines run neither Docker nor Kubernetes:
+every Kubernetes object against Kubernetes' OpenAPI schemas, every Dapr resource against
+Dapr's own CRD schemas, the compose file against the compose specification, and the
+Dockerfile through hadolint. Plus the timeout chain that keeps a rolling update from
+cutting a step off."""
+
+import re
+import shutil
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy_tools import (
+    KUBERNETES_VERSION,
+    compose_schema,
+    dapr_schemas,
+    kustomize_build,
+)
+from threadhost.runtime import PROJECT_ROOT
+
+OVERLAYS = ["dev", "prod"]
+DAPR_KINDS = {"Component", "Configuration", "Resiliency", "Subscription"}
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def built(request) -> list[dict]:
+    return kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / request.param)
+
+
+def validate_dapr(doc: dict) -> None:
+    jsonschema.validate(doc, dapr_schemas()[doc["kind"]])
+
+
+def test_every_object_matches_its_schema(built) -> None:
+    kinds = set()
+    for doc in built:
+        kinds.add(doc["kind"])
+        if doc["kind"] in DAPR_KINDS:
+            validate_dapr(doc)
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+            "Component", "Configuration", "Resiliency", "Namespace"} <= kinds
+
+
+def test_a_schema_violation_is_caught() -> None:
+    """The validators are not vacuous: a broken Deployment and Component are refused."""
+    deployment = next(d for d in kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
+                      if d["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_dapr({"apiVersion": "dapr.io/v1alpha1", "kind": "Component",
+                       "metadata": {"name": "x"}, "spec": {"version": "v1"}})
+
+
+def test_the_local_components_match_daprs_schemas() -> None:
+    paths = list((PROJECT_ROOT / "components").rglob("*.yaml"))
+    assert len(paths) >= 7
+    for path in paths:
+        validate_dapr(yaml.safe_load(path.read_text()))
+
+
+def _deployment(built: list[dict], name: str) -> dict:
+    return next(d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m)?", str(value))
+    return float(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def test_a_rolling_update_lets_a_step_finish(built) -> None:
+    actors = _deployment(built, "threadhost-actors")
+    pod = actors["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    model_call = float(env["THREADHOST_PROVIDER_TIMEOUT_SECONDS"])
+    drain = float(env["THREADHOST_DRAIN_ONGOING_CALL_TIMEOUT_SECONDS"])
+    disseminate = _seconds(annotations["dapr.io/actors-disseminate-timeout"])
+    shutdown = float(annotations["dapr.io/graceful-shutdown-seconds"])
+    assert model_call < drain <= 0.8 * disseminate
+    assert drain < shutdown < pod["spec"]["terminationGracePeriodSeconds"]
+    assert annotations["dapr.io/app-id"] == "threads"
+    assert actors["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_sidecars_and_probes_are_configured(built) -> None:
+    for name, app_id in (("threadhost-gateway", "gateway"), ("threadhost-actors", "threads")):
+        pod = _deployment(built, name)["spec"]["template"]
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["dapr.io/enabled"] == "true"
+        assert annotations["dapr.io/app-id"] == app_id
+        assert annotations["dapr.io/config"] == "threadhost"
+        container = pod["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        assert container["resources"]["requests"]
+    configuration = next(d for d in built if d["kind"] == "Configuration")
+    assert {"name": "ActorStateTTL", "enabled": True} in configuration["spec"]["features"]
+    assert configuration["spec"]["accessControl"]["defaultAction"] == "deny"
+
+
+def test_prod_keeps_thread_state_in_postgres_and_generates_no_secret() -> None:
+    built = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "prod")
+    store = next(d for d in built if d["kind"] == "Component"
+                 and d["metadata"]["name"] == "threadstate")
+    assert store["spec"]["type"] == "state.postgresql"
+    assert {"name": "actorStateStore", "value": "true"} in store["spec"]["metadata"]
+    assert not any(d["kind"] == "Secret" for d in built)
+
+
+def test_the_compose_file_matches_the_compose_specification() -> None:
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    jsonschema.validate(compose, compose_schema())
+    services = compose["services"]
+    for app in ("gateway", "threads", "threads-2"):
+        sidecar = services[f"{app}-daprd"]
+        assert sidecar["network_mode"] == f"service:{app}"
+        assert sidecar["image"] == services["gateway-daprd"]["image"]
+    assert services["threads-2"]["profiles"] == ["two-hosts"]
+    assert "daprio/daprd:1.18.2" == services["gateway-daprd"]["image"]
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: pip install -e '.[test]'"
+    result = subprocess.run([hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "USER 10001" in dockerfile and dockerfile.count("FROM ") == 2
