@@ -15,12 +15,13 @@ from actors.engine.loop import finish, record_step, start_run
 from actors.engine.messages import Message, UserText
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
-from actors.engine.run import Finish, RunRecord, plan_next_step
+from actors.engine.run import Finish, RunEvent, RunRecord, plan_next_step
 from actors.engine.step import take_step
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
 from actors.state import ThreadRecord
 from actors.thread_store import ThreadStore
+from threadhost import tracing
 
 
 @dataclass(frozen=True)
@@ -50,29 +51,36 @@ class StaleStep(Exception):
 
 
 async def begin(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
-                agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord]:
+                agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     record = await store.append(record, [UserText(text=text)])
     run, events = start_run(run_id, record.thread_id, agent, record.message_count - 1)
+    run.traceparent = tracing.current_traceparent()
     record = record.model_copy(update={"active_run": run_id,
                                        "run_count": record.run_count + 1})
     await store.save_run(run, events)
     await store.save_record(record)
-    return record, run
+    return record, run, events
 
 
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
-                  check_fence: Callable[[], Awaitable[None]]) -> RunRecord:
-    """Takes the run's next step and checkpoints it; returns the updated run."""
+                  check_fence: Callable[[], Awaitable[None]]) -> tuple[RunRecord, list[RunEvent]]:
+    """Takes the run's next step and checkpoints it; returns the run and the new events."""
     start = max(0, min(run.first_message, record.message_count - engine.context_window))
     context = _from_first_user_message(await store.messages(record, start,
                                                             record.message_count))
     run_messages = context[len(context) - (record.message_count - run.first_message):]
     decision = plan_next_step(run, run_messages)
-    events, new = [], []
+    events: list[RunEvent] = []
+    new: list[Message] = []
     if not isinstance(decision, Finish):
         provider = engine.providers.for_agent(run.agent)
-        outcome = await take_step(decision, run, context, provider, engine.tools,
-                                  engine.prices, engine.retry)
+        with tracing.tracer.start_as_current_span(
+                f"step {decision.kind}", context=tracing.context_of(run.traceparent),
+                attributes={"threadhost.thread_id": run.thread_id,
+                            "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
+                            "gen_ai.request.model": run.agent.model}):
+            outcome = await take_step(decision, run, context, provider, engine.tools,
+                                      engine.prices, engine.retry)
         events += record_step(run, decision, outcome, record.message_count)
         new = outcome.messages
         if run.active:
@@ -87,7 +95,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
     await store.save_record(record)
-    return run
+    return run, events
 
 
 def _from_first_user_message(messages: list[Message]) -> list[Message]:

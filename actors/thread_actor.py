@@ -17,6 +17,7 @@ from typing import Any
 
 from dapr.actor import Actor, Remindable
 
+from actors import metrics
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
 from actors.engine.recipes import UnknownRecipe
@@ -27,6 +28,7 @@ from actors.lifecycle import lifecycle
 from actors.run_steps import StaleStep, advance, begin
 from actors.state import ThreadRecord, read_run, run_key
 from actors.thread_store import ThreadStore
+from threadhost import logs
 from threadhost.run_signals import run_changed
 from threadhost.settings import get_settings
 
@@ -69,14 +71,20 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def _on_activate(self) -> None:
         lifecycle.activated(self.id.id)
+        metrics.ACTIVE_ACTORS.inc()
         record = await self._store.record()
         if record is not None and record.active_run is not None:
             run = await self._store.run(record.active_run)
             if run is not None and run.status == "running":
                 await self._chain_step()  # its previous host may have died mid-run
 
+    async def _on_pre_actor_method(self, method_context: Any) -> None:
+        logs.thread_id.set(self.id.id)
+        logs.run_id.set(None)
+
     async def _on_deactivate(self) -> None:
         lifecycle.deactivated(self.id.id)
+        metrics.ACTIVE_ACTORS.dec()
 
     async def create(self, request: Payload) -> Payload:
         agent = request.get("agent") or self._settings.default_agent
@@ -109,7 +117,11 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             agent = self._engine.agent(record.agent, request.get("model"))
         except (UnknownAgent, UnknownRecipe) as exc:
             return invalid(str(exc))
-        record, run = await begin(self._store, record, text, f"run_{uuid.uuid4().hex}", agent)
+        record, run, events = await begin(self._store, record, text,
+                                          f"run_{uuid.uuid4().hex}", agent)
+        metrics.observe(events, 0.0)
+        logs.run_id.set(run.run_id)
+        log.info("run started with %s (agent %s v%d)", agent.model, agent.name, agent.version)
         await self._chain_step()
         self._in_background(self._watch())
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}
@@ -172,10 +184,16 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         run = await self._store.run(record.active_run) if record and record.active_run else None
         if record is None or run is None or run.status != "running":
             return None
+        logs.run_id.set(run.run_id)
         lifecycle.step_started()
+        started = time.perf_counter()
         try:
-            return await advance(self._store, record, run, self._engine,
-                                 self._fence(run.run_id, run.steps, run.next_seq))
+            run, events = await advance(self._store, record, run, self._engine,
+                                        self._fence(run.run_id, run.steps, run.next_seq))
+            metrics.observe(events, time.perf_counter() - started)
+            for event in events:
+                log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
+            return run
         except StaleStep as stale:
             await self._state_manager.clear_cache()
             lifecycle.steps_discarded += 1

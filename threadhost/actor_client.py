@@ -12,6 +12,8 @@ from dapr.clients.base import DaprActorClientBase
 from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings as dapr_settings
 
+from threadhost import tracing
+
 
 class PooledActorClient(DaprActorClientBase):
     def __init__(self, timeout_seconds: float = 60.0) -> None:
@@ -36,7 +38,7 @@ class PooledActorClient(DaprActorClientBase):
                     headers: dict[str, str] | None = None) -> bytes:
         session = self._client()
         async with session.request(method, self._base + path, data=data,
-                                   headers=headers) as response:
+                                   headers=tracing.inject(dict(headers or {}))) as response:
             body = await response.read()
             if 200 <= response.status < 300:
                 return body

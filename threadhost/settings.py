@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     # A name for this process in stats and logs; the launcher sets one per process.
     instance: str = "threadhost"
 
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+    otlp_endpoint: str | None = None
+    trace_file: Path | None = None
+
     # Far above a step's length: deactivation cancels a call still running.
     actor_idle_timeout_seconds: float = Field(default=3600, gt=0)
     # Daprd caps the drain at 0.8 x --actors-disseminate-timeout (30 s by default).

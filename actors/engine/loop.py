@@ -37,8 +37,9 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
     data = {"step": run.steps, "kind": step.kind, "first_index": first_index,
             "messages": messages_adapter.dump_python(outcome.messages, mode="json")}
     if outcome.model_call is not None:
-        data["usage"] = outcome.model_call.usage.model_dump()
-        data["model"] = outcome.model_call.model
+        call = outcome.model_call
+        data.update(usage=call.usage.model_dump(), model=call.model, vendor=call.vendor,
+                    latency_ms=call.latency_ms)
     return [run.event("step.completed", **data)]
 
 

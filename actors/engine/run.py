@@ -58,6 +58,8 @@ class RunRecord(BaseModel):
     reason: str | None = None
     # The sequence number the next event gets.
     next_seq: int = 0
+    # The W3C trace context of the request that started the run: its steps join that trace.
+    traceparent: str | None = None
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
