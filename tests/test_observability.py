@@ -4,7 +4,7 @@ the thread and run they are about."""
 import json
 import re
 
-from tests.conftest import Api
+from tests.conftest import Api, wait_for
 from threadhost.stack import Stack
 
 
@@ -54,7 +54,13 @@ def test_one_trace_runs_from_the_gateway_through_the_actor_to_the_model_call(
     thread = api.create_thread(agent="support")
     turn = api.say(thread, "Where is my order 1001?")
 
-    spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    def spans_with_the_request() -> list[dict] | None:
+        # A server span ends just after its response is sent: it may land a moment later.
+        spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+        name = f"POST /v1/threads/{thread}/messages"
+        return spans if any(s["name"] == name for s in spans) else None
+
+    spans = wait_for(spans_with_the_request, 10, "the gateway's request span")
     [request] = [s for s in spans if s["name"] == f"POST /v1/threads/{thread}/messages"]
     steps = [s for s in spans if s["name"].startswith("step ")
              and s["attributes"]["threadhost.run_id"] == turn["run"]["run_id"]]
