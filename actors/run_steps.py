@@ -16,7 +16,7 @@ from actors.engine.messages import Message, UserText
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
 from actors.engine.run import Finish, RunEvent, RunRecord, plan_next_step
-from actors.engine.step import take_step
+from actors.engine.step import OnDelta, take_step
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
 from actors.state import ThreadRecord
@@ -63,8 +63,10 @@ async def begin(store: ThreadStore, record: ThreadRecord, text: str, run_id: str
 
 
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
-                  check_fence: Callable[[], Awaitable[None]]) -> tuple[RunRecord, list[RunEvent]]:
-    """Takes the run's next step and checkpoints it; returns the run and the new events."""
+                  check_fence: Callable[[], Awaitable[None]],
+                  on_delta: OnDelta | None = None) -> tuple[RunRecord, list[RunEvent]]:
+    """Takes the run's next step and writes its checkpoint through the store (committed
+    when the actor saves); returns the run and the new events."""
     start = max(0, min(run.first_message, record.message_count - engine.context_window))
     context = _from_first_user_message(await store.messages(record, start,
                                                             record.message_count))
@@ -80,7 +82,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
                             "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
                             "gen_ai.request.model": run.agent.model}):
             outcome = await take_step(decision, run, context, provider, engine.tools,
-                                      engine.prices, engine.retry)
+                                      engine.prices, engine.retry, on_delta)
         events += record_step(run, decision, outcome, record.message_count)
         new = outcome.messages
         if run.active:

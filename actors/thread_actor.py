@@ -21,14 +21,16 @@ from actors import metrics
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
 from actors.engine.recipes import UnknownRecipe
-from actors.engine.run import RunRecord
+from actors.engine.run import RunEvent, RunRecord
 from actors.engine_setup import get_engine
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
+from actors.run_events import DeltaBatcher, step_events
 from actors.run_steps import StaleStep, advance, begin
 from actors.state import ThreadRecord, read_run, run_key
 from actors.thread_store import ThreadStore
 from threadhost import logs
+from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
 from threadhost.settings import get_settings
 
@@ -119,6 +121,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             return invalid(str(exc))
         record, run, events = await begin(self._store, record, text,
                                           f"run_{uuid.uuid4().hex}", agent)
+        await self._state_manager.save_state()
+        self._publish(run, events)
         metrics.observe(events, 0.0)
         logs.run_id.set(run.run_id)
         log.info("run started with %s (agent %s v%d)", agent.model, agent.name, agent.version)
@@ -160,25 +164,27 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                 "messages": messages_adapter.dump_python(messages, mode="json")}
 
     async def take_step(self, _: Any = None) -> None:
-        """The step timer's callback: steps of the active run, each checkpointed.
+        """The step timer's callback: steps of the active run, each committed and published.
 
         Steps that finish quickly (a local tool batch, a scripted model) go on in this
-        turn, each committed with save_state(), while the turn is within its budget; the
-        step that crosses the budget hands over to the next turn through the timer, so
-        the lock is never held past one slow step.
+        turn while it is within its budget; the step that crosses the budget hands over
+        to the next turn through the timer, so the lock is never held past one slow step.
         """
         deadline = time.monotonic() + self._settings.step_chain_budget_ms / 1000
         self._confirmed_at = None
-        while (run := await self._one_step()) is not None and run.status == "running":
+        while (stepped := await self._one_step()) is not None:
+            run, events = stepped
+            await self._state_manager.save_state()
+            self._publish(run, events)
+            if run.status != "running":
+                run_changed(run.run_id)
+                self._in_background(self._unwatch())
+                return
             if time.monotonic() >= deadline:
                 await self._chain_step()
                 return
-            await self._state_manager.save_state()
-        if run is not None:
-            run_changed(run.run_id)
-            self._in_background(self._unwatch())
 
-    async def _one_step(self) -> RunRecord | None:
+    async def _one_step(self) -> tuple[RunRecord, list[RunEvent]] | None:
         """Takes the active run's next step; None if there is none or it was discarded."""
         record = await self._store.record()
         run = await self._store.run(record.active_run) if record and record.active_run else None
@@ -187,20 +193,32 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         logs.run_id.set(run.run_id)
         lifecycle.step_started()
         started = time.perf_counter()
+        deltas = DeltaBatcher(self.id.id, run.run_id, run.steps + 1, self._publish_raw)
         try:
             run, events = await advance(self._store, record, run, self._engine,
-                                        self._fence(run.run_id, run.steps, run.next_seq))
-            metrics.observe(events, time.perf_counter() - started)
-            for event in events:
-                log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
-            return run
+                                        self._fence(run.run_id, run.steps, run.next_seq),
+                                        deltas)
         except StaleStep as stale:
             await self._state_manager.clear_cache()
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.id.id, stale)
             return None
         finally:
+            deltas.flush()
             lifecycle.step_finished()
+        metrics.observe(events, time.perf_counter() - started)
+        for event in events:
+            log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
+        return run, events
+
+    def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
+        self._publish_raw(step_events(self.id.id, run.run_id, events))
+
+    def _publish_raw(self, data: bytes) -> None:
+        """In order per thread, off the turn's critical path; a lost message is refilled
+        by subscribers from the run's stored events."""
+        self._in_background(shared_actor_client().publish(
+            self._settings.pubsub_name, self._settings.events_topic, data))
 
     async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
                                period: timedelta, ttl: timedelta | None = None) -> None:
@@ -252,11 +270,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         await self.unregister_reminder(WATCHDOG)
 
     def _in_background(self, work: Any) -> None:
-        """Reminder round trips to the scheduler stay off a turn's critical path.
-
-        A watchdog that outlives its run finds no active run when it fires and removes
-        itself, so a registration that lands late does no harm.
-        """
+        """Sidecar calls kept off a turn's critical path, run in order per thread: watchdog
+        registrations (a watchdog that outlives its run finds no active run when it fires
+        and removes itself) and publications (a lost one is refilled from the log)."""
         thread_id, previous = self.id.id, _background.get(self.id.id)
 
         async def in_order() -> None:
@@ -264,8 +280,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                 await asyncio.wait([previous])
             try:
                 await work
-            except Exception:  # noqa: BLE001 - logged; the watchdog heals itself
-                log.warning("thread %s: watchdog update failed", thread_id, exc_info=True)
+            except Exception:  # noqa: BLE001 - logged; see the docstring
+                log.warning("thread %s: background call to the sidecar failed", thread_id,
+                            exc_info=True)
             finally:
                 if _background.get(thread_id) is task:
                     del _background[thread_id]

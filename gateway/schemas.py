@@ -23,6 +23,9 @@ class PostMessage(BaseModel):
     # This turn's model, as a recipe; the thread's agent decides when absent.
     model: str | None = Field(default=None, max_length=200,
                               examples=["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
+    # wait: answer when the run ends; stream: server-sent events as it goes;
+    # background: 202 at once, with the run's URL.
+    mode: Literal["wait", "stream", "background"] = "wait"
 
 
 class ThreadView(BaseModel):

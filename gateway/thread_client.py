@@ -7,11 +7,11 @@ import logging
 import aiohttp
 from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
-from dapr.serializers import DefaultJSONSerializer
 
 from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
 from gateway.problems import Problem, thread_not_found
 from threadhost.actor_client import shared_actor_client
+from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 class ThreadClient:
     def __init__(self, call_timeout_seconds: int) -> None:
         self._actors = shared_actor_client(call_timeout_seconds)
-        self._serializer = DefaultJSONSerializer()
+        # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
+        self._serializer = PlainJSONSerializer()
 
     def _proxy(self, thread_id: str) -> ActorProxy:
         return ActorProxy(self._actors, ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,

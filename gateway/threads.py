@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.problems import Problem
+from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
     THREAD_ID_PATTERN,
     CreateThread,
@@ -60,29 +62,67 @@ async def get_thread(thread_id: ThreadId, client: ClientDep) -> ThreadView:
 
 
 @router.post("/{thread_id}/messages", response_model=TurnView,
-             responses={202: {"description": "the run goes on; poll its URL"}})
+             responses={202: {"description": "the run goes on; poll its URL"},
+                        200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
-                       settings: SettingsDep) -> TurnView | JSONResponse:
-    """Starts a run with the message and waits for it to end (or to need the caller)."""
+                       settings: SettingsDep, request: Request) -> Response:
+    """Starts a run with the message; by `mode`, waits for it to end, streams its events,
+    or answers 202 at once."""
     if not body.content.strip():
         raise Problem(422, "invalid-request", "Empty message", "content must not be blank")
     if len(body.content) > settings.max_message_chars:
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
+    if body.mode == "stream":
+        # Listening before the run starts: its first deltas are not missed.
+        listener = request.app.state.run_events.listen(thread_id)
+        try:
+            started = await client.call(thread_id, "PostMessage",
+                                        {"text": body.content, "model": body.model})
+        except BaseException:
+            listener.close()
+            raise
+        return _event_stream(request, thread_id, started["run"]["run_id"], -1, listener)
     started = await client.call(thread_id, "PostMessage",
                                 {"text": body.content, "model": body.model})
+    if body.mode == "background":
+        return _accepted(thread_id, started["run"])
     result = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
     run = result["run"]
     if "messages" not in result:
-        url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
-        return JSONResponse({"run": run, "url": url}, status_code=202,
-                            headers={"Location": url})
+        return _accepted(thread_id, run)
     messages = [MessageView.of(run["first_message"] + i, m)
                 for i, m in enumerate(result["messages"])]
     reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
     return TurnView(thread_id=thread_id, run=RunView(**run), reply=reply, messages=messages,
                     message_count=result["message_count"])
+
+
+def _accepted(thread_id: str, run: dict) -> JSONResponse:
+    url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
+    return JSONResponse({"run": run, "url": url}, status_code=202, headers={"Location": url})
+
+
+def _event_stream(request: Request, thread_id: str, run_id: str, after: int,
+                  listener: Listener | None = None) -> Response:
+    app = request.app
+    # A listener opened before the run started has everything coming: no replay needed.
+    replay = listener is None
+    listener = listener or app.state.run_events.listen(run_id)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for chunk in stream_run(app.state.thread_client, listener.queue, thread_id,
+                                          run_id, after, app.state.settings.sse_heartbeat_seconds,
+                                          replay):
+                yield chunk
+        finally:
+            listener.close()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={**SSE_HEADERS,
+                                      "Location": f"/v1/threads/{thread_id}/runs/{run_id}"})
 
 
 # How often a waiting request looks at its run when no in-process signal wakes it.
@@ -111,11 +151,20 @@ async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep) -> RunV
     return RunView(**(await client.call(thread_id, "GetRun", {"run_id": run_id}))["run"])
 
 
-@router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView)
-async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep,
-                      after: Annotated[int, Query(ge=-1)] = -1) -> EventsView:
+@router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, request: Request,
+                      after: Annotated[int, Query(ge=-1)] = -1,
+                      last_event_id: Annotated[int | None, Header(ge=-1)] = None) -> Response:
+    """The run's events after `after` (or Last-Event-ID): JSON, or with
+    `Accept: text/event-stream` the same as a live stream that ends with the run."""
+    after = last_event_id if last_event_id is not None else after
+    if "text/event-stream" in request.headers.get("accept", ""):
+        await client.call(thread_id, "GetRun", {"run_id": run_id})  # 404 before streaming
+        return _event_stream(request, thread_id, run_id, after)
     result = await client.call(thread_id, "ReadEvents", {"run_id": run_id, "after": after})
-    return EventsView(run=RunView(**result["run"]), events=result["events"])
+    return JSONResponse(EventsView(run=RunView(**result["run"]),
+                                   events=result["events"]).model_dump(mode="json"))
 
 
 @router.get("/{thread_id}/messages", response_model=HistoryView)

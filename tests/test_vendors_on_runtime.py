@@ -1,4 +1,6 @@
-"""On the real runtime, one thread changes model and vendor from turn to turn."""
+"""On the real runtime, one thread changes model and vendor from turn to turn. The actor
+streams every model call (its deltas go out to SSE listeners), so the fake vendor answers
+with its streamed wire format."""
 
 import pytest
 
@@ -35,7 +37,7 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
     assert first["reply"] == "You said: hello"
 
     vendor_server.queue(error(429, "slow down", **{"retry-after": "0"}),
-                        OpenAIChatWire().reply(Answer(text="Hi from OpenAI.", model="gpt-x-1")))
+                        OpenAIChatWire().stream(Answer(text="Hi from OpenAI.", model="gpt-x-1")))
     second = api.http.post(f"/v1/threads/{thread}/messages",
                            json={"content": "again", "model": "openai:gpt-x"}).json()
     assert second["reply"] == "Hi from OpenAI."
@@ -47,7 +49,7 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
     assert [m["content"] for m in sent] == ["You are a helpful assistant. Answer briefly.",
                                             "hello", "You said: hello", "again"]
 
-    vendor_server.queue(AnthropicWire().reply(Answer(text="Hi from Claude.", model="claude-x")))
+    vendor_server.queue(AnthropicWire().stream(Answer(text="Hi from Claude.", model="claude-x")))
     third = api.http.post(f"/v1/threads/{thread}/messages",
                           json={"content": "once more", "model": "anthropic:claude-x"}).json()
     assert third["reply"] == "Hi from Claude."
@@ -98,7 +100,7 @@ spec:
     stack = Stack(config)
     stacks.append(stack)
     stack.start()
-    vendor_server.queue(OpenAIChatWire().reply(Answer(text="Keyed.")))
+    vendor_server.queue(OpenAIChatWire().stream(Answer(text="Keyed.")))
     api = Api(stack.api.url)
     assert api.say(api.create_thread(), "hi")["reply"] == "Keyed."
     assert vendor_server.received[-1].headers["authorization"] == f"Bearer {stored_key}"

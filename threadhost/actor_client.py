@@ -1,6 +1,6 @@
-"""The actor API client that actors and callers use to reach their daprd: the SDK's client
-interface over one pooled aiohttp session, instead of the SDK's new session per request
-(aiohttp rather than httpx: per request it costs a fraction of the CPU)."""
+"""The client that actors and callers use to reach their daprd (actors, publishing): the
+SDK's client interface over one pooled aiohttp session, instead of the SDK's new session
+per request (aiohttp rather than httpx: per request it costs a fraction of the CPU)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,15 @@ class PooledActorClient(DaprActorClientBase):
             if dapr_settings.DAPR_API_TOKEN:
                 headers["dapr-api-token"] = dapr_settings.DAPR_API_TOKEN
             self._base = (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:"
-                          f"{dapr_settings.DAPR_HTTP_PORT}/v1.0/actors")
+                          f"{dapr_settings.DAPR_HTTP_PORT}/v1.0")
             self._session = aiohttp.ClientSession(
                 headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout),
                 connector=aiohttp.TCPConnector(limit=200))
         return self._session
+
+    async def publish(self, pubsub: str, topic: str, data: bytes) -> None:
+        """Publishes through the sidecar's pub/sub API (not an actor call)."""
+        await self._send("POST", f"/publish/{pubsub}/{topic}", data)
 
     async def _send(self, method: str, path: str, data: bytes | None = None,
                     headers: dict[str, str] | None = None) -> bytes:
@@ -49,29 +53,29 @@ class PooledActorClient(DaprActorClientBase):
                             data: bytes | None = None) -> bytes:
         reentrancy_id = reentrancy_ctx.get()
         headers = {"Dapr-Reentrancy-Id": reentrancy_id} if reentrancy_id else None
-        return await self._send("POST", f"/{actor_type}/{actor_id}/method/{method}", data,
+        return await self._send("POST", f"/actors/{actor_type}/{actor_id}/method/{method}", data,
                                 headers)
 
     async def save_state_transactionally(self, actor_type: str, actor_id: str,
                                          data: bytes) -> None:
-        await self._send("PUT", f"/{actor_type}/{actor_id}/state", data)
+        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/state", data)
 
     async def get_state(self, actor_type: str, actor_id: str, name: str) -> bytes:
-        return await self._send("GET", f"/{actor_type}/{actor_id}/state/{name}")
+        return await self._send("GET", f"/actors/{actor_type}/{actor_id}/state/{name}")
 
     async def register_reminder(self, actor_type: str, actor_id: str, name: str,
                                 data: bytes) -> None:
-        await self._send("PUT", f"/{actor_type}/{actor_id}/reminders/{name}", data)
+        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/reminders/{name}", data)
 
     async def unregister_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
-        await self._send("DELETE", f"/{actor_type}/{actor_id}/reminders/{name}")
+        await self._send("DELETE", f"/actors/{actor_type}/{actor_id}/reminders/{name}")
 
     async def register_timer(self, actor_type: str, actor_id: str, name: str,
                              data: bytes) -> None:
-        await self._send("PUT", f"/{actor_type}/{actor_id}/timers/{name}", data)
+        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/timers/{name}", data)
 
     async def unregister_timer(self, actor_type: str, actor_id: str, name: str) -> None:
-        await self._send("DELETE", f"/{actor_type}/{actor_id}/timers/{name}")
+        await self._send("DELETE", f"/actors/{actor_type}/{actor_id}/timers/{name}")
 
 
 _shared: PooledActorClient | None = None

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # Quick steps go on in the same actor turn (each still checkpointed) until the turn has
     # run this long; 0 makes every step an actor turn of its own.
     step_chain_budget_ms: float = Field(default=20, ge=0)
+    # Run events go out on this Dapr pub/sub component and topic; SSE streams send a
+    # heartbeat comment this often so proxies keep them open.
+    pubsub_name: str = "runevents"
+    events_topic: str = "run-events"
+    sse_heartbeat_seconds: float = Field(default=15, gt=0)
     # The watchdog reminder of an active run fires this often and resumes a stalled run.
     run_watchdog_seconds: float = Field(default=15, ge=1)
     # How long a waiting (wait-mode) request waits for its run before answering 202.

@@ -1,0 +1,119 @@
+"""Run events as server-sent events: the stored log first, then the live tail from pub/sub.
+
+Every gateway replica subscribes to the run-events topic with its own consumer, so each
+receives every event; a stream forwards those of its run. Event ids are run sequence
+numbers: a client that reconnects with Last-Event-ID gets exactly what it missed from the
+log, then the tail. A gap in what pub/sub delivered is filled from the log too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from actors.engine.run import TERMINAL
+from gateway.thread_client import ThreadClient
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class Listener:
+    def __init__(self, hub: RunEventHub, key: str) -> None:
+        self.hub, self.key = hub, key
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def close(self) -> None:
+        listeners = self.hub.listeners.get(self.key, set())
+        listeners.discard(self)
+        if not listeners:
+            self.hub.listeners.pop(self.key, None)
+
+
+class RunEventHub:
+    """This replica's fan-out from the topic to the streams it holds, by run or thread."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, set[Listener]] = {}
+
+    def listen(self, key: str) -> Listener:
+        listener = Listener(self, key)
+        self.listeners.setdefault(key, set()).add(listener)
+        return listener
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """To the listeners of its run and of its thread (a stream that starts a run listens
+        on the thread first, so it misses nothing before it learns the run's id)."""
+        for key in (message.get("run_id", ""), message.get("thread_id", "")):
+            for listener in self.listeners.get(key, ()):
+                listener.queue.put_nowait(message)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+def _ends(event: dict[str, Any]) -> bool:
+    return event["type"] == "run.status" and event["data"]["status"] in TERMINAL
+
+
+async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], thread_id: str,
+                     run_id: str, after: int, heartbeat: float, replay: bool = True,
+                     poll: float = 1.0) -> AsyncIterator[str]:
+    """The run's events after `after`, from the log (unless the caller was listening
+    before the run started: `replay=False`) then from `live`, until the run ends. Without
+    live events for `poll` seconds it reads the log: a pub/sub that does not reach this
+    replica (the in-memory one of another sidecar) only makes the stream slower."""
+    last, steps_done, quiet = after, 0, 0.0
+
+    async def from_log(up_to: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        nonlocal last
+        stored = await client.call(thread_id, "ReadEvents", {"run_id": run_id, "after": last})
+        for event in stored["events"]:
+            if up_to is not None and event["seq"] > up_to:
+                break
+            last = event["seq"]
+            yield event
+
+    def emit(event: dict[str, Any]) -> str:
+        nonlocal steps_done
+        if event["type"] == "step.completed":
+            steps_done = event["data"]["step"]
+        return _sse(event)
+
+    if replay:
+        async for event in from_log():
+            yield emit(event)
+            if _ends(event):
+                return
+    while True:
+        try:
+            message = await asyncio.wait_for(live.get(), poll)
+        except TimeoutError:
+            quiet += poll
+            async for event in from_log():
+                yield emit(event)
+                if _ends(event):
+                    return
+            if quiet >= heartbeat:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            continue
+        quiet = 0.0
+        if message.get("run_id") != run_id:
+            continue
+        if "delta" in message:
+            if message.get("step", 0) > steps_done:  # not for a step already sent whole
+                yield f"event: token.delta\ndata: {json.dumps({'text': message['delta']})}\n\n"
+            continue
+        for event in message.get("events", []):
+            if event["seq"] <= last:
+                continue
+            if event["seq"] > last + 1:
+                async for missed in from_log(up_to=event["seq"] - 1):
+                    yield emit(missed)
+            last = event["seq"]
+            yield emit(event)
+            if _ends(event):
+                return
