@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from dapr.actor.runtime.config import ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import APIRouter, FastAPI
 
+from actors.committed import committed_store
 from actors.lifecycle import lifecycle
-from actors.thread_actor import Thread
+from actors.thread_actor import Thread, run_view
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import PlainJSONSerializer
@@ -23,6 +25,22 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
     @stats.get("/internal/actors", tags=["internal"])
     async def actor_stats() -> dict[str, object]:
         return {"instance": settings.instance, **lifecycle.snapshot()}
+
+    @stats.get("/internal/threads/{thread_id}/runs/{run_id}", tags=["internal"])
+    async def committed_run(thread_id: str, run_id: str) -> dict[str, Any]:
+        run = await committed_store(shared_actor_client(), thread_id).run(run_id)
+        return {"status": "not_found"} if run is None else {"status": "ok", "run": run_view(run)}
+
+    @stats.get("/internal/threads/{thread_id}/runs/{run_id}/events", tags=["internal"])
+    async def committed_events(thread_id: str, run_id: str, after: int = -1,
+                               limit: int = 1000) -> dict[str, Any]:
+        store = committed_store(shared_actor_client(), thread_id)
+        run = await store.run(run_id)
+        if run is None:
+            return {"status": "not_found"}
+        events = await store.events(run, after, limit)
+        return {"status": "ok", "run": run_view(run),
+                "events": [e.model_dump(mode="json") for e in events]}
 
     app.include_router(stats)
     return DaprActor(app)

@@ -12,7 +12,8 @@ from threadhost.settings import Settings
 
 
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
-    app.state.thread_client = ThreadClient(settings.actor_call_timeout_seconds)
+    app.state.thread_client = ThreadClient(settings.actor_call_timeout_seconds,
+                                           settings.actors_app_id)
     app.state.run_events = hub = RunEventHub()
     app.include_router(threads.router)
     install_problem_handlers(app)

@@ -69,7 +69,7 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
 
     async def from_log(up_to: int | None = None) -> AsyncIterator[dict[str, Any]]:
         nonlocal last
-        stored = await client.call(thread_id, "ReadEvents", {"run_id": run_id, "after": last})
+        stored = await client.read(thread_id, f"runs/{run_id}/events?after={last}")
         for event in stored["events"]:
             if up_to is not None and event["seq"] > up_to:
                 break

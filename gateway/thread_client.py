@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import aiohttp
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class ThreadClient:
-    def __init__(self, call_timeout_seconds: int) -> None:
+    def __init__(self, call_timeout_seconds: int, actors_app_id: str) -> None:
+        self._actors_app_id = actors_app_id
         self._actors = shared_actor_client(call_timeout_seconds)
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
@@ -25,6 +27,16 @@ class ThreadClient:
     def _proxy(self, thread_id: str) -> ActorProxy:
         return ActorProxy(self._actors, ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
                           self._serializer)
+
+    async def read(self, thread_id: str, path: str) -> Payload:
+        """Committed state from the actor host's lock-free read routes (see
+        actors/committed.py), through service invocation of the actor host app."""
+        try:
+            raw = await self._actors.invoke(self._actors_app_id,
+                                            f"internal/threads/{thread_id}/{path}")
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unavailable("read", thread_id, exc) from exc
+        return self._answer(thread_id, json.loads(raw))
 
     async def call(self, thread_id: str, method: str, request: Payload | None = None) -> Payload:
         """Calls the actor method named `method` (as in ThreadActorInterface) on the thread.
@@ -35,10 +47,17 @@ class ThreadClient:
         try:
             result = await (bound() if request is None else bound(request))
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("actor call %s on thread %s failed: %s", method, thread_id,
-                        type(exc).__name__)
-            raise Problem(503, "unavailable", "Thread service unavailable",
-                          "the thread could not be reached; retry shortly") from exc
+            raise self._unavailable(method, thread_id, exc) from exc
+        return self._answer(thread_id, result)
+
+    @staticmethod
+    def _unavailable(what: str, thread_id: str, exc: Exception) -> Problem:
+        log.warning("%s on thread %s failed: %s", what, thread_id, type(exc).__name__)
+        return Problem(503, "unavailable", "Thread service unavailable",
+                       "the thread could not be reached; retry shortly")
+
+    @staticmethod
+    def _answer(thread_id: str, result: Payload) -> Payload:
         match result.get("status"):
             case "ok":
                 return result

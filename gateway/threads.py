@@ -148,7 +148,7 @@ async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict, limit: 
 
 @router.get("/{thread_id}/runs/{run_id}", response_model=RunView)
 async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep) -> RunView:
-    return RunView(**(await client.call(thread_id, "GetRun", {"run_id": run_id}))["run"])
+    return RunView(**(await client.read(thread_id, f"runs/{run_id}"))["run"])
 
 
 @router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
@@ -160,9 +160,9 @@ async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, req
     `Accept: text/event-stream` the same as a live stream that ends with the run."""
     after = last_event_id if last_event_id is not None else after
     if "text/event-stream" in request.headers.get("accept", ""):
-        await client.call(thread_id, "GetRun", {"run_id": run_id})  # 404 before streaming
+        await client.read(thread_id, f"runs/{run_id}")  # 404 before streaming
         return _event_stream(request, thread_id, run_id, after)
-    result = await client.call(thread_id, "ReadEvents", {"run_id": run_id, "after": after})
+    result = await client.read(thread_id, f"runs/{run_id}/events?after={after}")
     return JSONResponse(EventsView(run=RunView(**result["run"]),
                                    events=result["events"]).model_dump(mode="json"))
 

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,9 +58,14 @@ def dapr_bin() -> Path:
 
 @pytest.fixture
 def stack_config(dapr_bin: Path, tmp_path: Path) -> Callable[..., StackConfig]:
+    # App-ids of this test's own: another stack on the machine (a developer's
+    # `threadhost up`) must not answer this one's service invocations.
+    suffix = uuid.uuid4().hex[:10]
+
     def make(profile: str = "sqlite", env: dict[str, str] | None = None) -> StackConfig:
         return StackConfig(bin_dir=dapr_bin, data_dir=tmp_path / "data", profile=profile,
-                           env={**TEST_AGENTS, **(env or {})}, startup_timeout=60)
+                           env={**TEST_AGENTS, **(env or {})}, startup_timeout=60,
+                           actors_app_id=f"threads-{suffix}", gateway_app_id=f"gateway-{suffix}")
 
     return make
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.conftest import Api, conversation
-from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
+from threadhost.stack import App, ControlPlane
 
 
 def active_threads(host: App) -> list[str]:
@@ -23,7 +23,7 @@ def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, 
     stacks.append(control_plane)
     control_plane.start()
     hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
-    gateway = App(config, control_plane, "gateway", role="gateway", app_id=GATEWAY_APP_ID)
+    gateway = App(config, control_plane, "gateway", role="gateway")
     for app in (*hosts, gateway):
         stacks.append(app)
         app.start()

@@ -6,7 +6,7 @@ import signal
 import httpx
 
 from tests.conftest import Api, wait_for
-from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
+from threadhost.stack import App, ControlPlane
 
 
 def test_the_support_agent_completes_a_run_with_two_tool_steps(stack) -> None:
@@ -47,7 +47,7 @@ def _two_hosts_and_a_gateway(config, stacks) -> tuple[list[App], App]:
     stacks.append(control_plane)
     control_plane.start()
     hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
-    gateway = App(config, control_plane, "gateway", role="gateway", app_id=GATEWAY_APP_ID)
+    gateway = App(config, control_plane, "gateway", role="gateway")
     for app in (*hosts, gateway):
         stacks.append(app)
         app.start()

@@ -5,8 +5,8 @@ import json
 
 import httpx
 
-from tests.conftest import Api
-from threadhost.stack import GATEWAY_APP_ID, App, ControlPlane
+from tests.conftest import Api, wait_for
+from threadhost.stack import App, ControlPlane
 
 
 def read_sse(lines) -> list[dict]:
@@ -69,8 +69,8 @@ def test_a_client_reconnects_to_the_other_replica_and_misses_nothing(
     stacks.append(control_plane)
     control_plane.start()
     apps = [App(config, control_plane, "actors", role="actors"),
-            App(config, control_plane, "gateway-a", role="gateway", app_id=GATEWAY_APP_ID),
-            App(config, control_plane, "gateway-b", role="gateway", app_id=GATEWAY_APP_ID)]
+            App(config, control_plane, "gateway-a", role="gateway"),
+            App(config, control_plane, "gateway-b", role="gateway")]
     for app in apps:
         stacks.append(app)
         app.start()
@@ -117,3 +117,21 @@ def test_events_of_an_unknown_run_are_404(stack) -> None:
     response = httpx.get(f"{stack.api.url}/v1/threads/{thread}/runs/run_nope/events",
                          headers={"accept": "text/event-stream"}, timeout=10)
     assert response.status_code == 404
+
+
+def test_polling_and_replay_do_not_wait_for_a_running_step(stack) -> None:
+    """While the slow agent's 3-second model call holds the thread's lock, the run's
+    status and events still come back, committed as of the last step."""
+    api = Api(stack.api.url)
+    thread = api.create_thread(agent="slow")
+    started = api.http.post(f"/v1/threads/{thread}/messages",
+                            json={"content": "Where is order 1001?", "mode": "background"})
+    url = started.headers["location"]
+    wait_for(lambda: api.http.get("/internal/actors").json()["steps_running"] == 1, 10,
+             "the slow step to start")
+    run = api.http.get(url).json()
+    events = api.http.get(url + "/events").json()["events"]
+    # Had either request waited for the lock, the run would be over by now.
+    assert run["status"] == "running" and run["steps"] == 0
+    assert [e["type"] for e in events] == ["run.created", "run.status"]
+    assert api.http.get("/internal/actors").json()["steps_running"] == 1

@@ -34,6 +34,10 @@ class PooledActorClient(DaprActorClientBase):
                 connector=aiohttp.TCPConnector(limit=200))
         return self._session
 
+    async def invoke(self, app_id: str, path: str) -> bytes:
+        """A GET on another app (or this one) through service invocation."""
+        return await self._send("GET", f"/invoke/{app_id}/method/{path.lstrip('/')}")
+
     async def publish(self, pubsub: str, topic: str, data: bytes) -> None:
         """Publishes through the sidecar's pub/sub API (not an actor call)."""
         await self._send("POST", f"/publish/{pubsub}/{topic}", data)

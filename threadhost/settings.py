@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     trace_file: Path | None = None
 
+    # The app-id of the actor host(s): the gateway reads committed state through it.
+    actors_app_id: str = "threads"
+
     # Far above a step's length: deactivation cancels a call still running.
     actor_idle_timeout_seconds: float = Field(default=3600, gt=0)
     # Daprd caps the drain at 0.8 x --actors-disseminate-timeout (30 s by default).

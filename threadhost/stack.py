@@ -16,8 +16,6 @@ import httpx
 from threadhost.processes import Process, free_port, reserve_port
 from threadhost.runtime import COMPONENTS
 
-ACTOR_APP_ID = "threads"
-GATEWAY_APP_ID = "gateway"
 LOOPBACK = "127.0.0.1"
 
 
@@ -33,6 +31,11 @@ class StackConfig:
     startup_timeout: float = 60.0
     # More resource folders for every sidecar (say, a secret store), beside the profile's.
     extra_resources: list[Path] = field(default_factory=list)
+    # Dapr app-ids. Actor state is keyed by the actor host's, so keep it across restarts;
+    # service invocation finds apps by app-id across the whole machine (mDNS), so stacks
+    # that run side by side (tests beside `threadhost up`) need their own.
+    actors_app_id: str = "threads"
+    gateway_app_id: str = "gateway"
 
     def process_env(self) -> dict[str, str]:
         defaults = {
@@ -42,6 +45,7 @@ class StackConfig:
             "THREADHOST_REDIS_PASSWORD": "",
             "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost "
                                        "sslmode=disable",
+            "THREADHOST_ACTORS_APP_ID": self.actors_app_id,
         }
         return {**defaults, **self.env}
 
@@ -102,10 +106,11 @@ class App:
     """One threadhost app process (a role from settings) and its daprd sidecar."""
 
     def __init__(self, config: StackConfig, control_plane: ControlPlane, name: str,
-                 role: str = "embedded", app_id: str = ACTOR_APP_ID,
-                 api_port: int | None = None, env: Mapping[str, str] | None = None) -> None:
+                 role: str = "embedded", api_port: int | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.config, self.control_plane = config, control_plane
-        self.name, self.role, self.app_id = name, role, app_id
+        self.name, self.role = name, role
+        self.app_id = config.gateway_app_id if role == "gateway" else config.actors_app_id
         self.app_port = reserve_port(api_port) if api_port else free_port()
         self.dapr_http_port = free_port()
         self.env = dict(env or {})
@@ -185,8 +190,7 @@ class Stack:
         if split:
             self.apps = [
                 App(config, self.control_plane, "actors", role="actors"),
-                App(config, self.control_plane, "gateway", role="gateway",
-                    app_id=GATEWAY_APP_ID, api_port=api_port),
+                App(config, self.control_plane, "gateway", role="gateway", api_port=api_port),
             ]
         else:
             self.apps = [App(config, self.control_plane, "threadhost", api_port=api_port)]
