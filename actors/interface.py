@@ -1,8 +1,9 @@
 """The Thread actor's interface, shared by the actor host and every caller's ActorProxy.
 
-Each method takes and returns plain JSON objects. Outcomes a caller must tell apart
-(a thread that does not exist, a thread busy with a run) come back as `{"status": ...}`,
-not as errors, so they cross the sidecar intact.
+Each method takes and returns plain JSON objects. Every request names its `owner`, the
+caller the gateway authenticated; a thread answers `not_found` to anyone but its owner.
+Outcomes a caller must tell apart (a thread that does not exist, a thread busy with a
+run) come back as `{"status": ...}`, not as errors, so they cross the sidecar intact.
 """
 
 from typing import Any
@@ -20,7 +21,7 @@ class ThreadActorInterface(ActorInterface):
     async def create(self, request: Payload) -> Payload: ...
 
     @actormethod(name="Describe")
-    async def describe(self) -> Payload: ...
+    async def describe(self, request: Payload) -> Payload: ...
 
     @actormethod(name="PostMessage")
     async def post_message(self, request: Payload) -> Payload: ...

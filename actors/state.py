@@ -33,6 +33,8 @@ class ThreadRecord(BaseModel):
     # Kept per thread: changing the default later must not reshuffle stored pages.
     page_size: int
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Who may see and use the thread: a person's subject (tenant/subject) or app:<app-id>.
+    owner: str = "anonymous"
     agent: str = "assistant"
     # The run in progress (or waiting); None when the thread is idle.
     active_run: str | None = None

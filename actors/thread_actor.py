@@ -56,6 +56,10 @@ def run_view(run: RunRecord) -> Payload:
     return view
 
 
+def owns(record: ThreadRecord, request: Payload) -> bool:
+    return record.owner == request.get("owner", "anonymous")
+
+
 def invalid(detail: str) -> Payload:
     return {"status": "invalid", "detail": detail}
 
@@ -97,20 +101,28 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         record = await self._store.record()
         if record is None:
             record = ThreadRecord(thread_id=self.id.id, page_size=self._settings.history_page_size,
-                                  metadata=request.get("metadata") or {}, agent=agent)
+                                  metadata=request.get("metadata") or {}, agent=agent,
+                                  owner=str(request.get("owner", "anonymous")))
             await self._store.save_record(record)
+        elif record.owner != request.get("owner", "anonymous"):
+            return NOT_FOUND
         return {"status": "ok", "thread": describe(record)}
 
-    async def describe(self) -> Payload:
-        record = await self._store.record()
+    async def describe(self, request: Payload) -> Payload:
+        record = await self._owned(request)
         return NOT_FOUND if record is None else {"status": "ok", "thread": describe(record)}
+
+    async def _owned(self, request: Payload) -> ThreadRecord | None:
+        """The thread, if it exists and the request's owner owns it."""
+        record = await self._store.record()
+        return record if record is not None and owns(record, request) else None
 
     async def post_message(self, request: Payload) -> Payload:
         text = request.get("text")
         if not isinstance(text, str) or not text.strip():
             # Callers other than the gateway reach this method too.
             return invalid("text must be a non-blank string")
-        record = await self._store.record()
+        record = await self._owned(request)
         if record is None:
             return NOT_FOUND
         if record.active_run is not None:
@@ -132,12 +144,12 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def get_run(self, request: Payload) -> Payload:
         """The run; with `with_messages`, also its messages once it has stopped running."""
-        run = await self._store.run(str(request.get("run_id", "")))
-        if run is None:
+        record = await self._owned(request)
+        run = await self._store.run(str(request.get("run_id", ""))) if record else None
+        if record is None or run is None:
             return NOT_FOUND
         answer: Payload = {"status": "ok", "run": run_view(run)}
         if request.get("with_messages") and run.status != "running":
-            record = await self._store.record()
             messages = await self._store.messages(record, run.first_message,
                                                   record.message_count)
             answer["messages"] = messages_adapter.dump_python(messages, mode="json")
@@ -145,7 +157,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return answer
 
     async def read_events(self, request: Payload) -> Payload:
-        run = await self._store.run(str(request.get("run_id", "")))
+        record = await self._owned(request)
+        run = await self._store.run(str(request.get("run_id", ""))) if record else None
         if run is None:
             return NOT_FOUND
         after, limit = int(request.get("after", -1)), int(request.get("limit", 1000))
@@ -154,7 +167,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                 "events": [e.model_dump(mode="json") for e in events]}
 
     async def read_history(self, request: Payload) -> Payload:
-        record = await self._store.record()
+        record = await self._owned(request)
         if record is None:
             return NOT_FOUND
         offset, limit = int(request.get("offset", 0)), int(request.get("limit", 100))

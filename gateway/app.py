@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from gateway import threads
+from gateway.auth import Authenticator
 from gateway.problems import install_problem_handlers
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
@@ -15,6 +16,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.thread_client = ThreadClient(settings.actor_call_timeout_seconds,
                                            settings.actors_app_id)
     app.state.run_events = hub = RunEventHub()
+    app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)
     install_problem_handlers(app)
 

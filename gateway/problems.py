@@ -2,6 +2,8 @@
 
     Problem (any error the API answers with)
     ├── invalid-request   400/422  malformed JSON, a field out of bounds, a bad thread id
+    ├── unauthorized      401      no token, or a token refused (expired, wrong audience, …)
+    ├── forbidden         403      a service app-id that is not allowed to call
     ├── thread-not-found  404      no thread (or run) with that id
     ├── thread-busy       409      the thread already has a run in progress
     └── unavailable       502/503  the actor runtime could not be reached, or answered oddly
@@ -28,13 +30,15 @@ class Problem(Exception):
         super().__init__(detail or title)
         self.status, self.kind, self.title, self.detail, self.extra = (
             status, kind, title, detail, extra)
+        self.headers: dict[str, str] = {}
 
     def response(self) -> JSONResponse:
         body = {"type": PROBLEM_BASE + self.kind, "title": self.title, "status": self.status}
         if self.detail:
             body["detail"] = self.detail
         body.update(self.extra)
-        return JSONResponse(body, status_code=self.status, media_type=MEDIA_TYPE)
+        return JSONResponse(body, status_code=self.status, media_type=MEDIA_TYPE,
+                            headers=self.headers)
 
 
 def thread_not_found(thread_id: str) -> Problem:

@@ -58,8 +58,9 @@ def _ends(event: dict[str, Any]) -> bool:
     return event["type"] == "run.status" and event["data"]["status"] in TERMINAL
 
 
-async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], thread_id: str,
-                     run_id: str, after: int, heartbeat: float, replay: bool = True,
+async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], owner: str,
+                     thread_id: str, run_id: str, after: int, heartbeat: float,
+                     replay: bool = True,
                      poll: float = 1.0) -> AsyncIterator[str]:
     """The run's events after `after`, from the log (unless the caller was listening
     before the run started: `replay=False`) then from `live`, until the run ends. Without
@@ -69,7 +70,7 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
 
     async def from_log(up_to: int | None = None) -> AsyncIterator[dict[str, Any]]:
         nonlocal last
-        stored = await client.read(thread_id, f"runs/{run_id}/events?after={last}")
+        stored = await client.read(thread_id, f"runs/{run_id}/events?after={last}", owner)
         for event in stored["events"]:
             if up_to is not None and event["seq"] > up_to:
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import quote
 
 import aiohttp
 from dapr.actor import ActorId, ActorProxy
@@ -28,12 +29,14 @@ class ThreadClient:
         return ActorProxy(self._actors, ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
                           self._serializer)
 
-    async def read(self, thread_id: str, path: str) -> Payload:
+    async def read(self, thread_id: str, path: str, owner: str) -> Payload:
         """Committed state from the actor host's lock-free read routes (see
         actors/committed.py), through service invocation of the actor host app."""
+        joiner = "&" if "?" in path else "?"
         try:
-            raw = await self._actors.invoke(self._actors_app_id,
-                                            f"internal/threads/{thread_id}/{path}")
+            raw = await self._actors.invoke(
+                self._actors_app_id,
+                f"internal/threads/{thread_id}/{path}{joiner}owner={quote(owner, safe='')}")
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable("read", thread_id, exc) from exc
         return self._answer(thread_id, json.loads(raw))

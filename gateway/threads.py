@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from gateway.auth import Caller
 from gateway.problems import Problem
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
@@ -40,24 +41,30 @@ async def _client(request: Request) -> ThreadClient:
     return request.app.state.thread_client
 
 
+async def _caller(request: Request) -> Caller:
+    return request.app.state.authenticator.caller(request)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientDep = Annotated[ThreadClient, Depends(_client)]
+CallerDep = Annotated[Caller, Depends(_caller)]
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 
 @router.post("", status_code=201, response_model=ThreadView)
-async def create_thread(client: ClientDep,
+async def create_thread(client: ClientDep, caller: CallerDep,
                         body: Annotated[CreateThread | None, Body()] = None) -> ThreadView:
     body = body or CreateThread()
-    result = await client.call(new_thread_id(), "Create",
-                               {"metadata": body.metadata, "agent": body.agent})
+    result = await client.call(new_thread_id(), "Create", {"metadata": body.metadata,
+                                                           "agent": body.agent,
+                                                           "owner": caller.owner})
     return ThreadView.of(result["thread"])
 
 
 @router.get("/{thread_id}", response_model=ThreadView)
-async def get_thread(thread_id: ThreadId, client: ClientDep) -> ThreadView:
-    result = await client.call(thread_id, "Describe")
+async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> ThreadView:
+    result = await client.call(thread_id, "Describe", {"owner": caller.owner})
     return ThreadView.of(result["thread"])
 
 
@@ -65,7 +72,7 @@ async def get_thread(thread_id: ThreadId, client: ClientDep) -> ThreadView:
              responses={202: {"description": "the run goes on; poll its URL"},
                         200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
-                       settings: SettingsDep, request: Request) -> Response:
+                       settings: SettingsDep, caller: CallerDep, request: Request) -> Response:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
     or answers 202 at once."""
     if not body.content.strip():
@@ -74,21 +81,22 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
+    turn = {"text": body.content, "model": body.model, "owner": caller.owner}
     if body.mode == "stream":
         # Listening before the run starts: its first deltas are not missed.
         listener = request.app.state.run_events.listen(thread_id)
         try:
-            started = await client.call(thread_id, "PostMessage",
-                                        {"text": body.content, "model": body.model})
+            started = await client.call(thread_id, "PostMessage", turn)
         except BaseException:
             listener.close()
             raise
-        return _event_stream(request, thread_id, started["run"]["run_id"], -1, listener)
-    started = await client.call(thread_id, "PostMessage",
-                                {"text": body.content, "model": body.model})
+        return _event_stream(request, caller, thread_id, started["run"]["run_id"], -1,
+                             listener)
+    started = await client.call(thread_id, "PostMessage", turn)
     if body.mode == "background":
         return _accepted(thread_id, started["run"])
-    result = await _wait_for_run(client, thread_id, started["run"], settings.run_wait_seconds)
+    result = await _wait_for_run(client, caller, thread_id, started["run"],
+                                 settings.run_wait_seconds)
     run = result["run"]
     if "messages" not in result:
         return _accepted(thread_id, run)
@@ -104,7 +112,7 @@ def _accepted(thread_id: str, run: dict) -> JSONResponse:
     return JSONResponse({"run": run, "url": url}, status_code=202, headers={"Location": url})
 
 
-def _event_stream(request: Request, thread_id: str, run_id: str, after: int,
+def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str, after: int,
                   listener: Listener | None = None) -> Response:
     app = request.app
     # A listener opened before the run started has everything coming: no replay needed.
@@ -113,9 +121,9 @@ def _event_stream(request: Request, thread_id: str, run_id: str, after: int,
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for chunk in stream_run(app.state.thread_client, listener.queue, thread_id,
-                                          run_id, after, app.state.settings.sse_heartbeat_seconds,
-                                          replay):
+            async for chunk in stream_run(app.state.thread_client, listener.queue, caller.owner,
+                                          thread_id, run_id, after,
+                                          app.state.settings.sse_heartbeat_seconds, replay):
                 yield chunk
         finally:
             listener.close()
@@ -129,7 +137,8 @@ def _event_stream(request: Request, thread_id: str, run_id: str, after: int,
 POLL_SECONDS = 0.25
 
 
-async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict, limit: float) -> dict:
+async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run: dict,
+                        limit: float) -> dict:
     """Waits until the run stops running; returns GetRun's answer, with its messages."""
     run_id, deadline = run["run_id"], time.monotonic() + limit
     try:
@@ -137,8 +146,9 @@ async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict, limit: 
             remaining = deadline - time.monotonic()
             if run["status"] in WAITING:
                 await wait_for_change(run_id, max(min(POLL_SECONDS, remaining), 0))
-            result = await client.call(thread_id, "GetRun",
-                                       {"run_id": run_id, "with_messages": True})
+            result = await client.call(thread_id, "GetRun", {"run_id": run_id,
+                                                             "with_messages": True,
+                                                             "owner": caller.owner})
             run = result["run"]
             if run["status"] not in WAITING or remaining <= 0:
                 return result
@@ -147,32 +157,36 @@ async def _wait_for_run(client: ThreadClient, thread_id: str, run: dict, limit: 
 
 
 @router.get("/{thread_id}/runs/{run_id}", response_model=RunView)
-async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep) -> RunView:
-    return RunView(**(await client.read(thread_id, f"runs/{run_id}"))["run"])
+async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
+                  caller: CallerDep) -> RunView:
+    return RunView(**(await client.read(thread_id, f"runs/{run_id}", caller.owner))["run"])
 
 
 @router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, request: Request,
+                      caller: CallerDep,
                       after: Annotated[int, Query(ge=-1)] = -1,
                       last_event_id: Annotated[int | None, Header(ge=-1)] = None) -> Response:
     """The run's events after `after` (or Last-Event-ID): JSON, or with
     `Accept: text/event-stream` the same as a live stream that ends with the run."""
     after = last_event_id if last_event_id is not None else after
     if "text/event-stream" in request.headers.get("accept", ""):
-        await client.read(thread_id, f"runs/{run_id}")  # 404 before streaming
-        return _event_stream(request, thread_id, run_id, after)
-    result = await client.read(thread_id, f"runs/{run_id}/events?after={after}")
+        await client.read(thread_id, f"runs/{run_id}", caller.owner)  # 404 before streaming
+        return _event_stream(request, caller, thread_id, run_id, after)
+    result = await client.read(thread_id, f"runs/{run_id}/events?after={after}", caller.owner)
     return JSONResponse(EventsView(run=RunView(**result["run"]),
                                    events=result["events"]).model_dump(mode="json"))
 
 
 @router.get("/{thread_id}/messages", response_model=HistoryView)
 async def read_history(thread_id: ThreadId, client: ClientDep, settings: SettingsDep,
+                       caller: CallerDep,
                        offset: Annotated[int, Query(ge=0)] = 0,
                        limit: Annotated[int | None, Query(ge=1)] = None) -> HistoryView:
     limit = min(limit or settings.max_history_limit, settings.max_history_limit)
-    result = await client.call(thread_id, "ReadHistory", {"offset": offset, "limit": limit})
+    result = await client.call(thread_id, "ReadHistory", {"offset": offset, "limit": limit,
+                                                          "owner": caller.owner})
     messages = [MessageView.of(offset + i, m) for i, m in enumerate(result["messages"])]
     count = result["thread"]["message_count"]
     end = offset + len(messages)

@@ -31,7 +31,9 @@ FAST_IDLE = {"THREADHOST_ACTOR_IDLE_TIMEOUT_SECONDS": "2"}
 # The test agents (tests/agents) and a watchdog that notices a stalled run quickly.
 TEST_AGENTS = {"THREADHOST_AGENTS_DIRS": json.dumps([str(PROJECT_ROOT / "agents"),
                                                      str(Path(__file__).parent / "agents")]),
-               "THREADHOST_RUN_WATCHDOG_SECONDS": "2"}
+               "THREADHOST_RUN_WATCHDOG_SECONDS": "2",
+               # Explicit, so a developer's own environment does not change the tests.
+               "THREADHOST_AUTH_MODE": "none"}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -48,6 +48,10 @@ def _up(args: argparse.Namespace) -> int:
         print(f"threadhost: healthy in {time.monotonic() - started:.1f} s; "
               f"API at {stack.api.url}/v1 (docs at {stack.api.url}/docs). Ctrl-C stops.",
               flush=True)
+        if config.process_env()["THREADHOST_AUTH_MODE"] == "none":
+            print("threadhost: WARNING: authentication is OFF (local development): every "
+                  "caller is 'anonymous'. Set THREADHOST_AUTH_MODE=jwt and a key to turn it on.",
+                  flush=True)
         print("threadhost: processes: "
               + ", ".join(f"{p.name}={p.pid}" for p in stack.processes()), flush=True)
         while not stop.wait(1.0):

@@ -29,6 +29,20 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     trace_file: Path | None = None
 
+    # Who may call: see gateway/auth.py. jwt is the default; none is for local development.
+    auth_mode: Literal["jwt", "none"] = "jwt"
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256", "RS256", "ES256"])
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    tenant_claim: str | None = None
+    # Dapr app-ids allowed to call the gateway by service invocation.
+    service_callers: list[str] = Field(default_factory=list)
+    # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.
+    app_api_token: SecretStr | None = Field(default=None, validation_alias="APP_API_TOKEN")
+
     # The app-id of the actor host(s): the gateway reads committed state through it.
     actors_app_id: str = "threads"
 

@@ -6,6 +6,7 @@ folder, and is stopped by pid. The launcher (`threadhost up`) and the tests both
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,8 +47,12 @@ class StackConfig:
             "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost "
                                        "sslmode=disable",
             "THREADHOST_ACTORS_APP_ID": self.actors_app_id,
+            # The local launcher and tests run without authentication unless told otherwise.
+            "THREADHOST_AUTH_MODE": "none",
         }
-        return {**defaults, **self.env}
+        # What the user's environment says wins over these defaults; `env` over both.
+        return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ},
+                **self.env}
 
 
 class ControlPlane:
