@@ -85,11 +85,15 @@ class Authenticator:
         s = self.settings
         if s.auth_mode == "none":
             return Caller(owner="anonymous")
+        # A shared secret verifies HMAC tokens only, published keys the others: a token
+        # never picks which kind of key checks it.
+        symmetric = self._jwks is None
+        algorithms = [a for a in s.jwt_algorithms if a.startswith("HS") == symmetric]
         try:
-            claims = jwt.decode(token, self._key(token), algorithms=s.jwt_algorithms,
+            claims = jwt.decode(token, self._key(token), algorithms=algorithms,
                                 audience=s.jwt_audience, issuer=s.jwt_issuer,
                                 options={"require": ["exp", "sub"]})
-        except (jwt.PyJWTError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails to verify is refused
             # The reason, never the token.
             raise _unauthorized(f"the token was refused: {type(exc).__name__}") from exc
         tenant = claims.get(s.tenant_claim) if s.tenant_claim else None

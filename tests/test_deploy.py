@@ -96,9 +96,13 @@ def test_sidecars_and_probes_are_configured(built) -> None:
         assert annotations["dapr.io/enabled"] == "true"
         assert annotations["dapr.io/app-id"] == app_id
         assert annotations["dapr.io/config"] == "threadhost"
+        assert annotations["dapr.io/app-token-secret"] == "threadhost-app-token"
         container = pod["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"
         assert container["resources"]["requests"]
+    gateway_env = {e["name"]: e.get("value") for e in _deployment(
+        built, "threadhost-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert gateway_env["THREADHOST_AUTH_MODE"] == "jwt"
     configuration = next(d for d in built if d["kind"] == "Configuration")
     assert {"name": "ActorStateTTL", "enabled": True} in configuration["spec"]["features"]
     assert configuration["spec"]["accessControl"]["defaultAction"] == "deny"

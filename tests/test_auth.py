@@ -1,0 +1,139 @@
+"""Who may do what: bearer tokens, thread ownership on every route, and other services
+calling through Dapr service invocation with their app-id."""
+
+import json
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import Api
+from threadhost.processes import Process, free_port
+from threadhost.stack import Stack
+
+SECRET = "test-signing-secret-0123456789abcdef"
+ISSUER, AUDIENCE = "https://issuer.test", "threadhost"
+APP_TOKEN = "app-token-for-sidecars-42"
+
+
+def token(sub: str, key: object = SECRET, algorithm: str = "HS256", **claims: object) -> str:
+    body = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300, **claims}
+    headers = {"kid": "k1"} if algorithm != "HS256" else None
+    return jwt.encode(body, key, algorithm=algorithm, headers=headers)
+
+
+def as_user(base_url: str, bearer: str) -> Api:
+    api = Api(base_url)
+    api.http.headers["authorization"] = f"Bearer {bearer}"
+    return api
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def secured(stack_config, stacks, tmp_path, rsa_key) -> Stack:
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
+    config = stack_config(env={
+        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_FILE": str(jwks),
+        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+        "APP_API_TOKEN": APP_TOKEN, "THREADHOST_SERVICE_CALLERS": '["support-portal"]'})
+    stack = Stack(config, split=True)
+    stacks.append(stack)
+    stack.start()
+    return stack
+
+
+def test_another_users_thread_is_404_on_every_route(secured, rsa_key) -> None:
+    alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
+    bob = as_user(secured.api.url, token("bob", rsa_key, "RS256"))
+    thread = alice.create_thread(agent="support")
+    run = alice.say(thread, "Where is my order 1001?")["run"]["run_id"]
+    base = f"/v1/threads/{thread}"
+    refused = [
+        bob.http.get(base),
+        bob.http.get(f"{base}/messages"),
+        bob.http.post(f"{base}/messages", json={"content": "mine now"}),
+        bob.http.get(f"{base}/runs/{run}"),
+        bob.http.get(f"{base}/runs/{run}/events"),
+        bob.http.get(f"{base}/runs/{run}/events", headers={"accept": "text/event-stream"}),
+    ]
+    assert [r.status_code for r in refused] == [404] * len(refused)
+    assert len(alice.history(thread)) == 7  # bob's message was not added
+
+
+@pytest.mark.parametrize("bad", ["missing", "expired", "wrong-audience", "unsigned",
+                                 "wrong-key", "wrong-issuer", "hmac-with-the-public-key"])
+def test_tokens_that_must_be_refused(secured, rsa_key, bad) -> None:
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    bearer = {
+        "expired": lambda: token("alice", rsa_key, "RS256", exp=int(time.time()) - 10),
+        "wrong-audience": lambda: token("alice", rsa_key, "RS256", aud="someone-else"),
+        "unsigned": lambda: jwt.encode({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE,
+                                        "exp": int(time.time()) + 300}, None,
+                                       algorithm="none"),
+        "wrong-key": lambda: token("alice", other_key, "RS256"),
+        "wrong-issuer": lambda: token("alice", rsa_key, "RS256", iss="https://evil.test"),
+        # An HS256 token where published keys are expected (the key-confusion attack).
+        "hmac-with-the-public-key": lambda: token("alice"),
+    }.get(bad)
+    headers = {"authorization": f"Bearer {bearer()}"} if bearer else {}
+    response = httpx.post(f"{secured.api.url}/v1/threads", json={}, headers=headers, timeout=30)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["type"].endswith("/unauthorized")
+    if bearer:
+        assert headers["authorization"][7:] not in response.text
+
+
+def test_a_forged_service_identity_is_refused(secured) -> None:
+    """Straight to the gateway's port, claiming to be an allowed app: no sidecar token."""
+    response = httpx.post(f"{secured.api.url}/v1/threads", json={},
+                          headers={"dapr-caller-app-id": "support-portal"}, timeout=30)
+    assert response.status_code == 401
+
+
+def _client_sidecar(stack: Stack, app_id: str, folder) -> tuple[Process, str]:
+    """A daprd with no app behind it: how another service calls threadhost."""
+    port = free_port()
+    sidecar = Process(f"{app_id}-daprd", [
+        str(stack.config.bin_dir / "daprd"), "--app-id", app_id, "--mode", "standalone",
+        "--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port),
+        "--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port()),
+        "--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1",
+        "--placement-host-address", stack.control_plane.placement_address,
+        "--scheduler-host-address", stack.control_plane.scheduler_address,
+        "--log-level", "warn"], folder / "logs", env={"DAPR_HOST_IP": "127.0.0.1"})
+    sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
+    return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke/{stack.config.gateway_app_id}/method"
+
+
+def test_another_service_holds_a_conversation_through_service_invocation(secured, tmp_path,
+                                                                        stacks, rsa_key) -> None:
+    sidecar, gateway = _client_sidecar(secured, "support-portal", tmp_path)
+    stacks.append(sidecar)
+    with httpx.Client(base_url=gateway, timeout=60) as portal:
+        thread = portal.post("/v1/threads", json={"agent": "support"}).json()["id"]
+        first = portal.post(f"/v1/threads/{thread}/messages", json={"content": "Order 1001?"})
+        second = portal.post(f"/v1/threads/{thread}/messages", json={"content": "Thanks"})
+        history = portal.get(f"/v1/threads/{thread}/messages").json()["messages"]
+    assert first.status_code == second.status_code == 200
+    shipped = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
+    assert first.json()["reply"] == second.json()["reply"] == shipped
+    assert [m["content"] for m in history if m["role"] == "user"] == ["Order 1001?", "Thanks"]
+    # The thread belongs to the service: a person's valid token does not reach it.
+    alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
+    assert alice.http.get(f"/v1/threads/{thread}").status_code == 404
+
+
+def test_a_service_that_is_not_allowed_gets_403(secured, tmp_path, stacks) -> None:
+    sidecar, gateway = _client_sidecar(secured, "unknown-service", tmp_path)
+    stacks.append(sidecar)
+    response = httpx.post(f"{gateway}/v1/threads", json={}, timeout=60)
+    assert response.status_code == 403
