@@ -26,6 +26,9 @@ class ThreadActorInterface(ActorInterface):
     @actormethod(name="PostMessage")
     async def post_message(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="CancelRun")
+    async def cancel_run(self, request: Payload) -> Payload: ...
+
     @actormethod(name="GetRun")
     async def get_run(self, request: Payload) -> Payload: ...
 

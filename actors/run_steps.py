@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from actors.engine.agents import AgentCatalog, AgentDefinition
-from actors.engine.loop import finish, record_step, start_run
-from actors.engine.messages import Message, UserText
+from actors.engine.loop import finish, new_run, record_step
+from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
 from actors.engine.run import Finish, RunEvent, RunRecord, plan_next_step
@@ -50,16 +50,55 @@ class StaleStep(Exception):
     """The run moved on elsewhere while this step ran: its result must not be written."""
 
 
-async def begin(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
-                agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
-    record = await store.append(record, [UserText(text=text)])
-    run, events = start_run(run_id, record.thread_id, agent, record.message_count - 1)
-    run.traceparent = tracing.current_traceparent()
-    record = record.model_copy(update={"active_run": run_id,
-                                       "run_count": record.run_count + 1})
+async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
+                  agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+    """A run for the message, queued behind the thread's active run."""
+    run, events = new_run(run_id, record.thread_id, agent)
+    run.input_text, run.traceparent = text, tracing.current_traceparent()
+    record = record.model_copy(update={"queue": [*record.queue, run_id]})
     await store.save_run(run, events)
     await store.save_record(record)
     return record, run, events
+
+
+async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+    """Starts a queued run: its message joins the history, and it becomes the active run."""
+    record = await store.append(record, [UserText(text=run.input_text or "")])
+    run.first_message, run.input_text = record.message_count - 1, None
+    events = [*previous, run.transition("running")]
+    record = record.model_copy(update={
+        "active_run": run.run_id, "run_count": record.run_count + 1,
+        "queue": [r for r in record.queue if r != run.run_id]})
+    await store.save_run(run, events)
+    await store.save_record(record)
+    return record, run, events
+
+
+async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                 reason: str) -> tuple[ThreadRecord, list[RunEvent]]:
+    """Ends an active or queued run as cancelled (between steps: the actor's lock). Tool
+    calls it left unanswered get an error result, so the history stays one every vendor
+    accepts as context."""
+    if run.first_message >= 0:
+        mine = await store.messages(record, run.first_message, record.message_count)
+        answered = {m.call_id for m in mine if isinstance(m, ToolResult)}
+        record = await store.append(record, [
+            ToolResult(call_id=m.call_id, name=m.name, is_error=True,
+                       content="not run: the run was cancelled")
+            for m in mine if isinstance(m, ToolCall) and m.call_id not in answered])
+    events = finish(run, Finish(status="cancelled", reason=reason))
+    record = _ended(record, run)
+    await store.save_run(run, events)
+    await store.save_record(record)
+    return record, events
+
+
+def _ended(record: ThreadRecord, run: RunRecord) -> ThreadRecord:
+    active = None if record.active_run == run.run_id else record.active_run
+    return record.model_copy(update={
+        "active_run": active, "queue": [r for r in record.queue if r != run.run_id],
+        "usage": record.usage + run.usage, "cost_usd": round(record.cost_usd + run.cost_usd, 8)})
 
 
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
@@ -92,8 +131,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     await check_fence()
     record = await store.append(record, new)
     if not run.active:
-        record = record.model_copy(update={"active_run": None, "usage": record.usage + run.usage,
-                                           "cost_usd": round(record.cost_usd + run.cost_usd, 8)})
+        record = _ended(record, run)
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
     await store.save_record(record)

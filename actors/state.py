@@ -38,6 +38,10 @@ class ThreadRecord(BaseModel):
     agent: str = "assistant"
     # The run in progress (or waiting); None when the thread is idle.
     active_run: str | None = None
+    # Runs waiting for the active one to end, oldest first (messages sent meanwhile).
+    queue: list[str] = Field(default_factory=list)
+    # Idempotency-Key -> run, for the most recent keys (IDEMPOTENCY_KEYS of them).
+    idempotency: dict[str, str] = Field(default_factory=dict)
     run_count: int = 0
     # Totals of the thread's ended runs.
     usage: Usage = Field(default_factory=Usage)
@@ -45,6 +49,9 @@ class ThreadRecord(BaseModel):
 
     def tail_page_index(self) -> int:
         return max(self.message_count - 1, 0) // self.page_size
+
+
+IDEMPOTENCY_KEYS = 100
 
 
 class HistoryPage(BaseModel):

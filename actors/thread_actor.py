@@ -26,8 +26,8 @@ from actors.engine_setup import get_engine
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
 from actors.run_events import DeltaBatcher, step_events
-from actors.run_steps import StaleStep, advance, begin
-from actors.state import ThreadRecord, read_run, run_key
+from actors.run_steps import StaleStep, advance, begin, cancel, enqueue
+from actors.state import IDEMPOTENCY_KEYS, ThreadRecord, read_run, run_key
 from actors.thread_store import ThreadStore
 from threadhost import logs
 from threadhost.actor_client import shared_actor_client
@@ -83,6 +83,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             run = await self._store.run(record.active_run)
             if run is not None and run.status == "running":
                 await self._chain_step()  # its previous host may have died mid-run
+        elif record is not None:
+            await self._start_next(record)  # a run queued behind one that ended
 
     async def _on_pre_actor_method(self, method_context: Any) -> None:
         logs.thread_id.set(self.id.id)
@@ -118,29 +120,91 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return record if record is not None and owns(record, request) else None
 
     async def post_message(self, request: Payload) -> Payload:
-        text = request.get("text")
+        """Starts a run with the message. While another run is active, `on_active` says
+        what happens: enqueue (the default: it runs next), reject, or interrupt (the active
+        run is cancelled). A repeated `idempotency_key` returns the first run instead."""
+        text, on_active = request.get("text"), request.get("on_active", "enqueue")
         if not isinstance(text, str) or not text.strip():
             # Callers other than the gateway reach this method too.
             return invalid("text must be a non-blank string")
+        if on_active not in ("enqueue", "reject", "interrupt"):
+            return invalid("on_active must be enqueue, reject or interrupt")
         record = await self._owned(request)
         if record is None:
             return NOT_FOUND
-        if record.active_run is not None:
+        key = request.get("idempotency_key")
+        if key and key in record.idempotency:
+            run = await self._store.run(record.idempotency[key])
+            return {"status": "ok", "thread": describe(record), "run": run_view(run),
+                    "replayed": True}
+        if record.active_run is not None and on_active == "reject":
             return {"status": "busy", "run_id": record.active_run}
         try:
             agent = self._engine.agent(record.agent, request.get("model"))
         except (UnknownAgent, UnknownRecipe) as exc:
             return invalid(str(exc))
-        record, run, events = await begin(self._store, record, text,
-                                          f"run_{uuid.uuid4().hex}", agent)
+        if record.active_run is not None and on_active == "interrupt":
+            record = await self._cancel(record, record.active_run, "interrupted by a new message")
+        record, run, events = await enqueue(self._store, record, text,
+                                            f"run_{uuid.uuid4().hex}", agent)
+        if key:
+            kept = list(record.idempotency.items())[-(IDEMPOTENCY_KEYS - 1):]
+            record = record.model_copy(update={"idempotency": {**dict(kept), key: run.run_id}})
+            await self._store.save_record(record)
+        logs.run_id.set(run.run_id)
+        if record.active_run is None:
+            record, run = await self._begin(record, run, events)
+        else:
+            await self._state_manager.save_state()
+            self._publish(run, events)
+            metrics.observe(events, 0.0)
+        return {"status": "ok", "thread": describe(record), "run": run_view(run)}
+
+    async def cancel_run(self, request: Payload) -> Payload:
+        """Cancels an active or queued run; a step in progress ends first (the lock)."""
+        record = await self._owned(request)
+        run = await self._store.run(str(request.get("run_id", ""))) if record else None
+        if record is None or run is None:
+            return NOT_FOUND
+        if run.active:
+            record = await self._cancel(record, run.run_id, "cancelled by the caller")
+            await self._start_next(record)
+            run = await self._store.run(run.run_id)
+        return {"status": "ok", "run": run_view(run)}
+
+    async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
+        run = await self._store.run(run_id)
+        record, events = await cancel(self._store, record, run, reason)
         await self._state_manager.save_state()
         self._publish(run, events)
         metrics.observe(events, 0.0)
-        logs.run_id.set(run.run_id)
-        log.info("run started with %s (agent %s v%d)", agent.model, agent.name, agent.version)
+        run_changed(run_id)
+        log.info("run %s cancelled: %s", run_id, reason)
+        return record
+
+    async def _begin(self, record: ThreadRecord, run: RunRecord,
+                     previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord]:
+        """Starts a queued run and chains its first step."""
+        record, run, events = await begin(self._store, record, run, list(previous))
+        await self._state_manager.save_state()
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
+                 run.agent.name, run.agent.version)
         await self._chain_step()
         self._in_background(self._watch())
-        return {"status": "ok", "thread": describe(record), "run": run_view(run)}
+        return record, run
+
+    async def _start_next(self, record: ThreadRecord) -> bool:
+        """Starts the oldest queued run, if any and no run is active."""
+        if record.active_run is not None or not record.queue:
+            return False
+        run = await self._store.run(record.queue[0])
+        if run is None:  # cannot happen: queued runs are written with the queue
+            return False
+        logs.run_id.set(run.run_id)
+        await self._begin(record, run)
+        return True
 
     async def get_run(self, request: Payload) -> Payload:
         """The run; with `with_messages`, also its messages once it has stopped running."""
@@ -149,7 +213,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         if record is None or run is None:
             return NOT_FOUND
         answer: Payload = {"status": "ok", "run": run_view(run)}
-        if request.get("with_messages") and run.status != "running":
+        if request.get("with_messages") and run.status not in ("queued", "running"):
             messages = await self._store.messages(record, run.first_message,
                                                   record.message_count)
             answer["messages"] = messages_adapter.dump_python(messages, mode="json")
@@ -191,7 +255,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             self._publish(run, events)
             if run.status != "running":
                 run_changed(run.run_id)
-                self._in_background(self._unwatch())
+                if not await self._start_next(await self._store.record()):
+                    self._in_background(self._unwatch())
                 return
             if time.monotonic() >= deadline:
                 await self._chain_step()

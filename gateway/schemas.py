@@ -26,6 +26,9 @@ class PostMessage(BaseModel):
     # wait: answer when the run ends; stream: server-sent events as it goes;
     # background: 202 at once, with the run's URL.
     mode: Literal["wait", "stream", "background"] = "wait"
+    # While the thread has a run going: enqueue this message to run next, reject it (409),
+    # or interrupt (cancel) the active run.
+    on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
 
 
 class ThreadView(BaseModel):

@@ -72,7 +72,9 @@ async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) 
              responses={202: {"description": "the run goes on; poll its URL"},
                         200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
-                       settings: SettingsDep, caller: CallerDep, request: Request) -> Response:
+                       settings: SettingsDep, caller: CallerDep, request: Request,
+                       idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                       ) -> Response:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
     or answers 202 at once."""
     if not body.content.strip():
@@ -81,7 +83,8 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
-    turn = {"text": body.content, "model": body.model, "owner": caller.owner}
+    turn = {"text": body.content, "model": body.model, "owner": caller.owner,
+            "on_active": body.on_active, "idempotency_key": idempotency_key}
     if body.mode == "stream":
         # Listening before the run starts: its first deltas are not missed.
         listener = request.app.state.run_events.listen(thread_id)
@@ -160,6 +163,14 @@ async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, ru
 async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                   caller: CallerDep) -> RunView:
     return RunView(**(await client.read(thread_id, f"runs/{run_id}", caller.owner))["run"])
+
+
+@router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView)
+async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
+                     caller: CallerDep) -> RunView:
+    """Cancels the run at its next step boundary (a queued run at once)."""
+    result = await client.call(thread_id, "CancelRun", {"run_id": run_id, "owner": caller.owner})
+    return RunView(**result["run"])
 
 
 @router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,

@@ -25,13 +25,76 @@ def test_the_support_agent_completes_a_run_with_two_tool_steps(stack) -> None:
     assert [e["type"] for e in events].count("step.completed") == 5
 
 
-def test_a_second_message_during_a_run_is_refused_with_409(stack) -> None:
+def _during_a_slow_run(stack) -> tuple[Api, str, str]:
+    """A thread whose run is in its 3-second model call."""
     api = Api(stack.api.url)
     thread = api.create_thread(agent="slow")
-    started = _start_run(stack.api, thread)
-    response = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello?"})
+    run = _start_run(stack.api, thread)["run_id"]
+    wait_for(lambda: api.http.get("/internal/actors").json()["steps_running"] == 1, 10,
+             "the slow step to start")
+    return api, thread, run
+
+
+def _post(api: Api, thread: str, **body) -> httpx.Response:
+    return api.http.post(f"/v1/threads/{thread}/messages", json={"mode": "background", **body})
+
+
+def _finished(api: Api, thread: str, run: str) -> dict:
+    return wait_for(lambda: (r := api.run(thread, run))["status"] not in ("queued", "running")
+                    and r, 30, f"run {run} to end")
+
+
+def test_a_message_during_a_run_can_be_refused_with_409(stack) -> None:
+    api, thread, first = _during_a_slow_run(stack)
+    response = _post(api, thread, content="hello?", on_active="reject")
     assert response.status_code == 409
-    assert response.json()["run_id"] == started["run_id"]
+    assert response.json()["run_id"] == first
+
+
+def test_a_message_during_a_run_is_queued_and_runs_next(stack) -> None:
+    api, thread, first = _during_a_slow_run(stack)
+    second = _post(api, thread, content="And order 1002?").json()["run"]
+    assert second["status"] == "queued"
+    assert _finished(api, thread, first)["status"] == "completed"
+    assert _finished(api, thread, second["run_id"])["status"] == "completed"
+    users = [m["content"] for m in api.messages(thread) if m["role"] == "user"]
+    assert users == ["Where is order 1001?", "And order 1002?"]
+    assert api.messages(thread)[-1]["content"] == "Order 1001 has shipped."
+
+
+def test_a_message_can_interrupt_the_run_in_progress(stack) -> None:
+    api, thread, first = _during_a_slow_run(stack)
+    second = _post(api, thread, content="Never mind.", on_active="interrupt").json()["run"]
+    ended = _finished(api, thread, first)
+    assert (ended["status"], ended["reason"]) == ("cancelled", "interrupted by a new message")
+    assert _finished(api, thread, second["run_id"])["status"] == "completed"
+    kinds = [m["kind"] for m in api.messages(thread)]
+    # The interrupted step's tool call is answered, so the history stays valid context.
+    assert kinds[:4] == ["user_text", "assistant_text", "tool_call", "tool_result"]
+    assert api.messages(thread)[3]["is_error"] is True
+
+
+def test_cancel_ends_the_run_at_the_next_step_boundary(stack) -> None:
+    api, thread, first = _during_a_slow_run(stack)
+    cancelled = api.http.post(f"/v1/threads/{thread}/runs/{first}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["steps"] == 1
+    events = api.events(thread, first)
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[-1]["data"] == {"status": "cancelled", "reason": "cancelled by the caller"}
+    assert api.http.post(f"/v1/threads/{thread}/messages",
+                         json={"content": "hi again"}).json()["run"]["status"] == "completed"
+
+
+def test_a_retried_turn_with_the_same_idempotency_key_returns_the_first_run(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    headers = {"idempotency-key": "turn-7f3a"}
+    first = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello"},
+                          headers=headers).json()
+    again = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello"},
+                          headers=headers).json()
+    assert again["run"]["run_id"] == first["run"]["run_id"]
+    assert api.history(thread) == [("user", "hello"), ("assistant", "You said: hello")]
 
 
 def _start_run(app: App, thread: str, text: str = "Where is order 1001?") -> dict:

@@ -16,12 +16,19 @@ from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
 
 
-def start_run(run_id: str, thread_id: str, agent: AgentDefinition,
-              first_message: int) -> tuple[RunRecord, list[RunEvent]]:
+def new_run(run_id: str, thread_id: str, agent: AgentDefinition,
+            first_message: int = -1) -> tuple[RunRecord, list[RunEvent]]:
+    """A queued run; `first_message` is set when it starts."""
     run = RunRecord(run_id=run_id, thread_id=thread_id, agent=agent, first_message=first_message)
     created = run.event("run.created", agent=agent.name, agent_version=agent.version,
                         model=agent.model)
-    return run, [created, run.transition("running")]
+    return run, [created]
+
+
+def start_run(run_id: str, thread_id: str, agent: AgentDefinition,
+              first_message: int) -> tuple[RunRecord, list[RunEvent]]:
+    run, events = new_run(run_id, thread_id, agent, first_message)
+    return run, [*events, run.transition("running")]
 
 
 def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome,

@@ -60,6 +60,8 @@ class RunRecord(BaseModel):
     next_seq: int = 0
     # The W3C trace context of the request that started the run: its steps join that trace.
     traceparent: str | None = None
+    # The user's message, kept while the run waits in the thread's queue.
+    input_text: str | None = None
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
