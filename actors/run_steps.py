@@ -55,6 +55,7 @@ async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: s
     """A run for the message, queued behind the thread's active run."""
     run, events = new_run(run_id, record.thread_id, agent)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
+    record = await store.index_run(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
     await store.save_run(run, events)
     await store.save_record(record)

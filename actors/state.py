@@ -43,6 +43,8 @@ class ThreadRecord(BaseModel):
     # Idempotency-Key -> run, for the most recent keys (IDEMPOTENCY_KEYS of them).
     idempotency: dict[str, str] = Field(default_factory=dict)
     run_count: int = 0
+    # Runs ever created (queued ones too), listed in RUNS_PER_PAGE pages under runs_key.
+    runs_created: int = 0
     # Totals of the thread's ended runs.
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
@@ -70,6 +72,24 @@ def run_key(run_id: str) -> str:
 
 def events_key(run_id: str, index: int) -> str:
     return f"run.{run_id}.events.{index}"
+
+
+RUNS_PER_PAGE = 100
+
+
+def runs_key(index: int) -> str:
+    return f"runs.{index}"
+
+
+class RunIndexPage(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    index: int
+    run_ids: list[str] = Field(default_factory=list)
+
+
+def read_run_index(data: dict[str, Any]) -> RunIndexPage:
+    _check_version(data)
+    return RunIndexPage.model_validate(data)
 
 
 # Events of a run per stored page; fixed, since stored pages are addressed by it.

@@ -160,6 +160,29 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             metrics.observe(events, 0.0)
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}
 
+    async def list_runs(self, request: Payload) -> Payload:
+        """The thread's runs, newest first, `limit` of them after skipping `offset`."""
+        record = await self._owned(request)
+        if record is None:
+            return NOT_FOUND
+        offset, limit = int(request.get("offset", 0)), int(request.get("limit", 20))
+        newest_first = list(reversed(await self._store.run_ids(record)))
+        runs = [await self._store.run(run_id) for run_id in newest_first[offset:offset + limit]]
+        return {"status": "ok", "total": len(newest_first),
+                "runs": [run_view(run) for run in runs if run is not None]}
+
+    async def delete(self, request: Payload) -> Payload:
+        """Removes every piece of the thread's state; a run going on is cancelled first."""
+        record = await self._owned(request)
+        if record is None:
+            return NOT_FOUND
+        for run_id in [*([record.active_run] if record.active_run else []), *record.queue]:
+            record = await self._cancel(record, run_id, "the thread was deleted")
+        await self._store.delete_all(record)
+        self._in_background(self._unwatch())
+        log.info("thread deleted")
+        return {"status": "ok"}
+
     async def cancel_run(self, request: Payload) -> Payload:
         """Cancels an active or queued run; a step in progress ends first (the lock)."""
         record = await self._owned(request)

@@ -14,8 +14,10 @@ from actors.engine.run import RunEvent, RunRecord
 from actors.state import (
     EVENTS_PER_PAGE,
     RECORD_KEY,
+    RUNS_PER_PAGE,
     EventPage,
     HistoryPage,
+    RunIndexPage,
     ThreadRecord,
     append_messages,
     events_key,
@@ -25,7 +27,9 @@ from actors.state import (
     read_page,
     read_record,
     read_run,
+    read_run_index,
     run_key,
+    runs_key,
 )
 
 
@@ -98,6 +102,36 @@ class ThreadStore:
             pages[index].events.append(event)
         for index, page in pages.items():
             await self._state.set_state(events_key(run.run_id, index), _dump(page))
+
+    async def index_run(self, record: ThreadRecord, run_id: str) -> ThreadRecord:
+        """Lists a new run in the thread's run index; returns the record to save."""
+        index = record.runs_created // RUNS_PER_PAGE
+        data = await self._get(runs_key(index)) if record.runs_created % RUNS_PER_PAGE else None
+        page = RunIndexPage(index=index) if data is None else read_run_index(data)
+        page.run_ids.append(run_id)
+        await self._state.set_state(runs_key(index), _dump(page))
+        return record.model_copy(update={"runs_created": record.runs_created + 1})
+
+    async def run_ids(self, record: ThreadRecord) -> list[str]:
+        """Every run of the thread, oldest first."""
+        found: list[str] = []
+        for index in range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE):
+            data = await self._get(runs_key(index))
+            found += read_run_index(data).run_ids if data is not None else []
+        return found
+
+    async def delete_all(self, record: ThreadRecord) -> None:
+        """Removes every key of the thread: history, runs, their events, the indexes."""
+        keys = [page_key(i) for i in page_range(record, 0, record.message_count)]
+        for run_id in await self.run_ids(record):
+            run = await self.run(run_id)
+            pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
+            keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
+        keys += [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
+                                            // RUNS_PER_PAGE)]
+        for key in [*keys, RECORD_KEY]:
+            await self._state.try_remove_state(key)
+        self._no_record = True
 
     async def events(self, run: RunRecord, after: int, limit: int) -> list[RunEvent]:
         """Events with seq > after, at most `limit` of them."""

@@ -94,6 +94,11 @@ class TurnView(BaseModel):
     message_count: int
 
 
+class RunsView(BaseModel):
+    runs: list[RunView]
+    total: int
+
+
 class EventsView(BaseModel):
     run: RunView
     events: list[dict[str, Any]]

@@ -19,6 +19,7 @@ from gateway.schemas import (
     HistoryView,
     MessageView,
     PostMessage,
+    RunsView,
     RunView,
     ThreadView,
     TurnView,
@@ -66,6 +67,23 @@ async def create_thread(client: ClientDep, caller: CallerDep,
 async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> ThreadView:
     result = await client.call(thread_id, "Describe", {"owner": caller.owner})
     return ThreadView.of(result["thread"])
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> Response:
+    """Removes the thread and every piece of its state: history, runs, events."""
+    await client.call(thread_id, "Delete", {"owner": caller.owner})
+    return Response(status_code=204)
+
+
+@router.get("/{thread_id}/runs", response_model=RunsView)
+async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
+                    offset: Annotated[int, Query(ge=0)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunsView:
+    """The thread's runs, newest first."""
+    result = await client.call(thread_id, "ListRuns", {"offset": offset, "limit": limit,
+                                                       "owner": caller.owner})
+    return RunsView(runs=[RunView(**r) for r in result["runs"]], total=result["total"])
 
 
 @router.post("/{thread_id}/messages", response_model=TurnView,

@@ -92,3 +92,32 @@ def test_the_actor_refuses_a_blank_message_from_a_direct_caller(stack) -> None:
         assert answer.status_code == 200
         assert answer.json()["status"] == "invalid"
     assert stored_rows(stack.config) == before
+
+
+def test_runs_are_listed_newest_first(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    first = api.say(thread, "one")["run"]["run_id"]
+    second = api.say(thread, "two")["run"]["run_id"]
+    listed = api.http.get(f"/v1/threads/{thread}/runs").json()
+    assert [r["run_id"] for r in listed["runs"]] == [second, first]
+    assert listed["total"] == 2
+    page = api.http.get(f"/v1/threads/{thread}/runs", params={"offset": 1, "limit": 1}).json()
+    assert [r["run_id"] for r in page["runs"]] == [first]
+
+
+def test_delete_removes_every_key_of_the_thread(stack) -> None:
+    api = Api(stack.api.url)
+    keep = api.create_thread()
+    api.say(keep, "stay")
+    thread = api.create_thread(agent="support")
+    for text in ("one", "two", "three"):
+        api.say(thread, text)
+    assert any(thread in key for key in stored_rows(stack.config))
+    kept_before = {k: v for k, v in stored_rows(stack.config).items() if keep in k}
+
+    assert api.http.delete(f"/v1/threads/{thread}").status_code == 204
+    assert not [key for key in stored_rows(stack.config) if thread in key]
+    assert {k: v for k, v in stored_rows(stack.config).items() if keep in k} == kept_before
+    assert api.http.get(f"/v1/threads/{thread}").status_code == 404
+    assert api.http.delete(f"/v1/threads/{thread}").status_code == 404
