@@ -137,3 +137,16 @@ def test_a_service_that_is_not_allowed_gets_403(secured, tmp_path, stacks) -> No
     stacks.append(sidecar)
     response = httpx.post(f"{gateway}/v1/threads", json={}, timeout=60)
     assert response.status_code == 403
+
+
+def test_actor_methods_and_internal_reads_are_for_sidecars_only(secured, rsa_key) -> None:
+    """The actor host's port answers daprd's callbacks; without Dapr's app token they are
+    refused, so nobody can call an actor method directly with a forged owner."""
+    alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
+    thread = alice.create_thread()
+    host = secured.apps[0].url
+    forged = httpx.put(f"{host}/actors/Thread/{thread}/method/Describe",
+                       json={"owner": "alice"}, timeout=30)
+    internal = httpx.get(f"{host}/internal/threads/{thread}/runs/x?owner=alice", timeout=30)
+    assert (forged.status_code, internal.status_code) == (403, 403)
+    assert "thread" not in forged.text

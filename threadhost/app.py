@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from threadhost import logs, tracing
@@ -48,4 +51,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.app import mount_gateway
 
         mount_gateway(app, settings)
+    _public_schema_only(app)
+    if settings.app_api_token is not None:
+        app.add_middleware(SidecarOnly, token=settings.app_api_token.get_secret_value())
     return app
+
+
+def _public_schema_only(app: FastAPI) -> None:
+    """daprd's callbacks and the internal reads stay out of the published OpenAPI."""
+    full = app.openapi
+
+    def public() -> dict[str, Any]:
+        schema = full()
+        schema["paths"] = {path: item for path, item in schema["paths"].items()
+                           if not path.startswith((*SIDECAR_ONLY, "/internal"))}
+        return schema
+
+    app.openapi = public  # type: ignore[method-assign]
+
+
+# Paths only daprd (or threadhost's own sidecars) may call.
+SIDECAR_ONLY = ("/actors", "/dapr", "/internal/threads", "/healthz")
+
+
+class SidecarOnly:
+    """With Dapr's APP_API_TOKEN set, refuses sidecar-only paths to callers without it:
+    else anyone reaching the app's port could call an actor method directly."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(SIDECAR_ONLY):
+            sent = dict(scope["headers"]).get(b"dapr-api-token", b"").decode("latin-1")
+            if not hmac.compare_digest(sent, self.token):
+                await JSONResponse({"title": "for the Dapr sidecar only", "status": 403},
+                                   status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
