@@ -81,6 +81,20 @@ def stacks() -> Iterator[list[Stack | App | ControlPlane]]:
         item.stop()
 
 
+def start_apps(config: StackConfig, stacks: list, *roles: str) -> list[App]:
+    """A control plane and one app per role (actors or gateway), each with its sidecar,
+    all stopped at the end of the test."""
+    control_plane = ControlPlane(config)
+    stacks.append(control_plane)
+    control_plane.start()
+    apps = [App(config, control_plane, f"{role}-{n}", role=role)
+            for n, role in enumerate(roles, start=1)]
+    for app in apps:
+        stacks.append(app)
+        app.start()
+    return apps
+
+
 @pytest.fixture
 def stack(stack_config: Callable[..., StackConfig], stacks: list) -> Stack:
     running = Stack(stack_config())

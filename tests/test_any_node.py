@@ -5,8 +5,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Api, conversation
-from threadhost.stack import App, ControlPlane
+from tests.conftest import Api, conversation, start_apps
+from threadhost.stack import App
 
 
 def active_threads(host: App) -> list[str]:
@@ -18,15 +18,8 @@ def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, 
                                                                   profile, request) -> None:
     env = ({"THREADHOST_POSTGRES_URL": request.getfixturevalue("postgres_server")}
            if profile == "postgres" else {})
-    config = stack_config(profile, env=env)
-    control_plane = ControlPlane(config)
-    stacks.append(control_plane)
-    control_plane.start()
-    hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
-    gateway = App(config, control_plane, "gateway", role="gateway")
-    for app in (*hosts, gateway):
-        stacks.append(app)
-        app.start()
+    *hosts, gateway = start_apps(stack_config(profile, env=env), stacks,
+                                 "actors", "actors", "gateway")
 
     api = Api(gateway.url)
     thread = api.create_thread()

@@ -5,8 +5,8 @@ import signal
 
 import httpx
 
-from tests.conftest import Api, wait_for
-from threadhost.stack import App, ControlPlane
+from tests.conftest import Api, start_apps, wait_for
+from threadhost.stack import App
 
 
 def test_the_support_agent_completes_a_run_with_two_tool_steps(stack) -> None:
@@ -106,14 +106,7 @@ def _start_run(app: App, thread: str, text: str = "Where is order 1001?") -> dic
 
 
 def _two_hosts_and_a_gateway(config, stacks) -> tuple[list[App], App]:
-    control_plane = ControlPlane(config)
-    stacks.append(control_plane)
-    control_plane.start()
-    hosts = [App(config, control_plane, f"host-{n}", role="actors") for n in (1, 2)]
-    gateway = App(config, control_plane, "gateway", role="gateway")
-    for app in (*hosts, gateway):
-        stacks.append(app)
-        app.start()
+    *hosts, gateway = start_apps(config, stacks, "actors", "actors", "gateway")
     return hosts, gateway
 
 

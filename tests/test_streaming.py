@@ -5,8 +5,7 @@ import json
 
 import httpx
 
-from tests.conftest import Api, wait_for
-from threadhost.stack import App, ControlPlane
+from tests.conftest import Api, start_apps, wait_for
 
 
 def read_sse(lines) -> list[dict]:
@@ -65,16 +64,7 @@ def test_a_background_turn_answers_202_and_the_run_completes(stack) -> None:
 def test_a_client_reconnects_to_the_other_replica_and_misses_nothing(
         stack_config, stacks, redis_server) -> None:
     config = stack_config("redis", env={"THREADHOST_REDIS_HOST": redis_server})
-    control_plane = ControlPlane(config)
-    stacks.append(control_plane)
-    control_plane.start()
-    apps = [App(config, control_plane, "actors", role="actors"),
-            App(config, control_plane, "gateway-a", role="gateway"),
-            App(config, control_plane, "gateway-b", role="gateway")]
-    for app in apps:
-        stacks.append(app)
-        app.start()
-    _, gateway_a, gateway_b = apps
+    _, gateway_a, gateway_b = start_apps(config, stacks, "actors", "gateway", "gateway")
     api_a, api_b = Api(gateway_a.url), Api(gateway_b.url)
     thread = api_a.create_thread(agent="slow")  # its first model call takes 3 s
 
