@@ -1,14 +1,15 @@
-"""The Thread actor: loads a thread's state, lets the engine take one step, saves the result.
+"""The Thread actor: loads a thread's state, lets the engine take a step, saves the result.
 
-A run advances one step per actor turn. The first step is chained from PostMessage by an
-in-memory actor timer, each next step by the step before it, so the lock is free between
-steps. A durable reminder per active run (the watchdog) restarts a run whose chain was
-lost with its host; so does the thread's next activation.
+A run advances in steps, each committed as a checkpoint and then published. The first is
+chained from PostMessage by an in-memory actor timer; quick steps follow in the same turn
+within a small budget, and the step that crosses it hands over to the next turn by the
+timer, so the lock is free between slow steps. A durable reminder per active run (the
+watchdog) restarts a run whose chain was lost with its host; so does the thread's next
+activation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -17,17 +18,18 @@ from typing import Any
 
 from dapr.actor import Actor, Remindable
 
-from actors import metrics
+from actors import background, metrics
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import RunEvent, RunRecord
 from actors.engine_setup import get_engine
+from actors.fence import Fence
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
 from actors.run_events import DeltaBatcher, step_events
 from actors.run_steps import StaleStep, advance, begin, cancel, enqueue
-from actors.state import IDEMPOTENCY_KEYS, ThreadRecord, read_run, run_key
+from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_store import ThreadStore
 from threadhost import logs
 from threadhost.actor_client import shared_actor_client
@@ -40,9 +42,6 @@ NOT_FOUND: Payload = {"status": "not_found"}
 PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
                  "active_run", "usage", "cost_usd"}
 STEP_TIMER, WATCHDOG = "step", "watchdog"
-# Per thread, the last watchdog registration or removal in flight: each waits for the one
-# before, so a late removal for an ended run cannot undo the next run's registration.
-_background: dict[str, asyncio.Task[None]] = {}
 
 
 def describe(record: ThreadRecord) -> Payload:
@@ -72,8 +71,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         self._settings = get_settings()
         self._engine = get_engine()
         self._store = ThreadStore(self._state_manager)
-        # When this turn last confirmed the run in the store was where its step began.
-        self._confirmed_at: float | None = None
+        self._fence = Fence(self._read_committed, self._settings.step_chain_budget_ms / 1000)
 
     async def _on_activate(self) -> None:
         lifecycle.activated(self.id.id)
@@ -271,7 +269,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         to the next turn through the timer, so the lock is never held past one slow step.
         """
         deadline = time.monotonic() + self._settings.step_chain_budget_ms / 1000
-        self._confirmed_at = None
+        self._fence.new_turn()
         while (stepped := await self._one_step()) is not None:
             run, events = stepped
             await self._state_manager.save_state()
@@ -297,7 +295,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         deltas = DeltaBatcher(self.id.id, run.run_id, run.steps + 1, self._publish_raw)
         try:
             run, events = await advance(self._store, record, run, self._engine,
-                                        self._fence(run.run_id, run.steps, run.next_seq),
+                                        self._fence.for_step(run.run_id, run.steps,
+                                                             run.next_seq),
                                         deltas)
         except StaleStep as stale:
             await self._state_manager.clear_cache()
@@ -333,31 +332,10 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         if run is not None and run.status == "running":
             await self._chain_step()
 
-    def _fence(self, run_id: str, steps: int, next_seq: int) -> Any:
-        """Before a checkpoint: is the run in the store still where this step started?
-
-        Checked before the first checkpoint of every actor turn and again whenever the
-        last check is older than the chain budget (so after every slow step); quick steps
-        chained right after a confirmed one share its check.
-        """
-        budget = self._settings.step_chain_budget_ms / 1000
-
-        async def check() -> None:
-            confirmed = self._confirmed_at
-            if confirmed is not None and time.monotonic() - confirmed <= budget:
-                return
-            # Read past the state manager's cache: what is committed in the store now.
-            try:
-                found, data = await self._runtime_ctx.state_provider.try_load_state(
-                    self._runtime_ctx.actor_type_info.type_name, self.id.id, run_key(run_id))
-            except Exception as exc:  # noqa: BLE001 - unconfirmed means not written
-                raise StaleStep(f"could not read run {run_id} back: {exc}") from exc
-            committed = read_run(data) if found else None
-            if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
-                raise StaleStep(f"run {run_id} was advanced elsewhere during this step")
-            self._confirmed_at = time.monotonic()
-
-        return check
+    async def _read_committed(self, key: str) -> tuple[bool, Any]:
+        """A key as committed in the store now, past the state manager's cache."""
+        return await self._runtime_ctx.state_provider.try_load_state(
+            self._runtime_ctx.actor_type_info.type_name, self.id.id, key)
 
     async def _chain_step(self) -> None:
         await self.register_timer(STEP_TIMER, self.take_step, None, timedelta(0),
@@ -371,22 +349,4 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         await self.unregister_reminder(WATCHDOG)
 
     def _in_background(self, work: Any) -> None:
-        """Sidecar calls kept off a turn's critical path, run in order per thread: watchdog
-        registrations (a watchdog that outlives its run finds no active run when it fires
-        and removes itself) and publications (a lost one is refilled from the log)."""
-        thread_id, previous = self.id.id, _background.get(self.id.id)
-
-        async def in_order() -> None:
-            if previous is not None:
-                await asyncio.wait([previous])
-            try:
-                await work
-            except Exception:  # noqa: BLE001 - logged; see the docstring
-                log.warning("thread %s: background call to the sidecar failed", thread_id,
-                            exc_info=True)
-            finally:
-                if _background.get(thread_id) is task:
-                    del _background[thread_id]
-
-        task = asyncio.get_running_loop().create_task(in_order())
-        _background[thread_id] = task
+        background.in_order(self.id.id, work)

@@ -1,0 +1,44 @@
+"""Fencing of stale writers: before a step's checkpoint, is the run in the store still
+where the step began? A host that lost the thread mid-step finds it has moved on.
+
+The committed run record is read past the state manager's cache before the first
+checkpoint of every actor turn, and again whenever the last confirmation is older than the
+chain budget (so after every slow step); quick steps chained right behind a confirmed one
+share its confirmation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from actors.run_steps import StaleStep
+from actors.state import read_run, run_key
+
+ReadCommitted = Callable[[str], Awaitable[tuple[bool, Any]]]
+
+
+class Fence:
+    def __init__(self, read_committed: ReadCommitted, budget_seconds: float) -> None:
+        self._read, self._budget = read_committed, budget_seconds
+        self._confirmed_at: float | None = None
+
+    def new_turn(self) -> None:
+        self._confirmed_at = None
+
+    def for_step(self, run_id: str, steps: int, next_seq: int) -> Callable[[], Awaitable[None]]:
+        async def check() -> None:
+            confirmed = self._confirmed_at
+            if confirmed is not None and time.monotonic() - confirmed <= self._budget:
+                return
+            try:
+                found, data = await self._read(run_key(run_id))
+            except Exception as exc:  # noqa: BLE001 - unconfirmed means not written
+                raise StaleStep(f"could not read run {run_id} back: {exc}") from exc
+            committed = read_run(data) if found else None
+            if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
+                raise StaleStep(f"run {run_id} was advanced elsewhere during this step")
+            self._confirmed_at = time.monotonic()
+
+        return check
