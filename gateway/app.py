@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 
 from gateway import threads
 from gateway.auth import Authenticator
-from gateway.problems import install_problem_handlers
+from gateway.problems import Problem, install_problem_handlers
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
 from threadhost.settings import Settings
+
+
+class BodyLimit:
+    """413 for a public request whose body is larger than `limit`, declared or sent."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_large = Problem(413, "body-too-large", "Request body too large",
+                            f"the limit is {self.limit} bytes").response()
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await too_large(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # No declared length (a chunked body): read it here, up to the limit, then replay.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size, more = size + len(chunks[-1]), message.get("more_body", False)
+            if size > self.limit:
+                await too_large(scope, receive, send)
+                return
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> dict:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
 
 
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
@@ -19,6 +59,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.get("/dapr/subscribe", include_in_schema=False)
     async def subscriptions() -> list[dict[str, str]]:

@@ -121,3 +121,21 @@ def test_delete_removes_every_key_of_the_thread(stack) -> None:
     assert {k: v for k, v in stored_rows(stack.config).items() if keep in k} == kept_before
     assert api.http.get(f"/v1/threads/{thread}").status_code == 404
     assert api.http.delete(f"/v1/threads/{thread}").status_code == 404
+
+
+def test_a_body_over_the_limit_is_413_declared_or_streamed(stack) -> None:
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    before = stored_rows(stack.config)
+    big = b'{"content": "' + b"x" * 300_000 + b'"}'
+
+    def chunked():
+        for start in range(0, len(big), 65_536):
+            yield big[start:start + 65_536]
+
+    for body in (big, chunked()):
+        response = api.http.post(f"/v1/threads/{thread}/messages", content=body,
+                                 headers={"content-type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["type"].endswith("/body-too-large")
+    assert stored_rows(stack.config) == before

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Earlier messages the model sees besides the current run's.
     context_window_messages: int = Field(default=64, ge=0)
     max_message_chars: int = Field(default=16_000, ge=1)
+    # Request bodies larger than this are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_history_limit: int = Field(default=500, ge=1)
     # Quick steps go on in the same actor turn (each still checkpointed) until the turn has
     # run this long; 0 makes every step an actor turn of its own.
