@@ -1,0 +1,161 @@
+"""A small typed async client for threadhost, for other services: plain HTTP to a gateway,
+or Dapr service invocation through the caller's own sidecar.
+
+    async with ThreadhostClient("http://localhost:8000", token=jwt) as th:
+        thread = await th.create_thread(agent="support")
+        turn = await th.say(thread.id, "Where is my order 1001?")
+        async for event in th.stream(thread.id, "And order 1002?"):
+            print(event.event, event.data)
+
+    ThreadhostClient.via_dapr(app_id="gateway")   # through http://127.0.0.1:$DAPR_HTTP_PORT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from gateway.schemas import HistoryView, RunsView, RunView, ThreadView, TurnView
+
+
+class ThreadhostError(Exception):
+    """An answer other than success, with the problem document the API sent."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+        self.status, self.problem = status, problem
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: `id` is the run sequence number (None for token deltas)."""
+
+    event: str
+    data: dict[str, Any]
+    id: int | None = None
+
+
+class ThreadhostClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 120) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
+                                       timeout=timeout)
+
+    @classmethod
+    def via_dapr(cls, app_id: str = "gateway", dapr_http_port: int | None = None,
+                 token: str | None = None) -> ThreadhostClient:
+        port = dapr_http_port or int(os.environ.get("DAPR_HTTP_PORT", "3500"))
+        return cls(f"http://127.0.0.1:{port}/v1.0/invoke/{app_id}/method", token)
+
+    async def __aenter__(self) -> ThreadhostClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._http.aclose()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        if response.is_error:
+            raise ThreadhostError(response.status_code, _problem(response))
+        return response.json() if response.content else None
+
+    async def create_thread(self, agent: str | None = None,
+                            metadata: dict[str, str] | None = None) -> ThreadView:
+        body = {"agent": agent, "metadata": metadata or {}}
+        return ThreadView.model_validate(await self._json("POST", "/v1/threads", json=body))
+
+    async def thread(self, thread_id: str) -> ThreadView:
+        return ThreadView.model_validate(await self._json("GET", f"/v1/threads/{thread_id}"))
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self._json("DELETE", f"/v1/threads/{thread_id}")
+
+    def _turn(self, content: str, mode: str, model: str | None, on_active: str) -> dict:
+        return {"content": content, "mode": mode, "model": model, "on_active": on_active}
+
+    async def say(self, thread_id: str, content: str, *, model: str | None = None,
+                  on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue",
+                  idempotency_key: str | None = None) -> TurnView | RunView:
+        """A turn that waits for its run; a RunView if the run outlasted the wait."""
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        answer = await self._json("POST", f"/v1/threads/{thread_id}/messages", headers=headers,
+                                  json=self._turn(content, "wait", model, on_active))
+        if "url" in answer:
+            return RunView.model_validate(answer["run"])
+        return TurnView.model_validate(answer)
+
+    async def start(self, thread_id: str, content: str, *, model: str | None = None,
+                    on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue") -> RunView:
+        """A turn in the background: the run, at once."""
+        answer = await self._json("POST", f"/v1/threads/{thread_id}/messages",
+                                  json=self._turn(content, "background", model, on_active))
+        return RunView.model_validate(answer["run"])
+
+    async def stream(self, thread_id: str, content: str, *, model: str | None = None,
+                     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue",
+                     ) -> AsyncIterator[ServerEvent]:
+        """A turn whose events arrive as they happen, up to the run's end."""
+        request = self._http.build_request("POST", f"/v1/threads/{thread_id}/messages",
+                                           json=self._turn(content, "stream", model, on_active))
+        async for event in self._events(request):
+            yield event
+
+    async def events(self, thread_id: str, run_id: str,
+                     after: int = -1) -> AsyncIterator[ServerEvent]:
+        """A run's events after `after` (resuming a stream), then live to its end."""
+        request = self._http.build_request(
+            "GET", f"/v1/threads/{thread_id}/runs/{run_id}/events",
+            headers={"accept": "text/event-stream", "last-event-id": str(after)})
+        async for event in self._events(request):
+            yield event
+
+    async def _events(self, request: httpx.Request) -> AsyncIterator[ServerEvent]:
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.is_error:
+                await response.aread()
+                raise ThreadhostError(response.status_code, _problem(response))
+            fields: dict[str, str] = {}
+            async for line in response.aiter_lines():
+                if line:
+                    if not line.startswith(":"):
+                        name, _, value = line.partition(": ")
+                        fields[name] = value
+                    continue
+                if "data" in fields:
+                    yield ServerEvent(event=fields.get("event", "message"),
+                                      data=json.loads(fields["data"]),
+                                      id=int(fields["id"]) if "id" in fields else None)
+                fields = {}
+        finally:
+            await response.aclose()
+
+    async def run(self, thread_id: str, run_id: str) -> RunView:
+        return RunView.model_validate(
+            await self._json("GET", f"/v1/threads/{thread_id}/runs/{run_id}"))
+
+    async def runs(self, thread_id: str, offset: int = 0, limit: int = 20) -> RunsView:
+        return RunsView.model_validate(await self._json(
+            "GET", f"/v1/threads/{thread_id}/runs", params={"offset": offset, "limit": limit}))
+
+    async def cancel(self, thread_id: str, run_id: str) -> RunView:
+        return RunView.model_validate(
+            await self._json("POST", f"/v1/threads/{thread_id}/runs/{run_id}/cancel"))
+
+    async def history(self, thread_id: str, offset: int = 0,
+                      limit: int | None = None) -> HistoryView:
+        params = {"offset": offset, **({"limit": limit} if limit else {})}
+        return HistoryView.model_validate(
+            await self._json("GET", f"/v1/threads/{thread_id}/messages", params=params))
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        return response.json()
+    except ValueError:
+        return {"title": response.reason_phrase}
