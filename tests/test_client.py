@@ -1,6 +1,8 @@
 """The Python client, over plain HTTP and through a Dapr sidecar."""
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +37,20 @@ def test_the_client_through_a_dapr_sidecar(stack) -> None:
     """The embedded app serves the gateway under the actor host's app-id."""
     client = ThreadhostClient.via_dapr(stack.config.actors_app_id, stack.api.dapr_http_port)
     asyncio.run(conversation(client))
+
+
+def test_threadhost_chat_streams_replies_in_the_terminal(stack) -> None:
+    """Lines on stdin are turns; replies (and tool calls) come back as they stream."""
+    chat = subprocess.run(
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent",
+         "support"], input="Where is my order 1001?\nThanks!\n", capture_output=True,
+        text=True, timeout=60)
+    assert chat.returncode == 0, chat.stderr
+    shipped = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
+    assert chat.stdout.count(shipped) == 2
+    assert "[query_order" in chat.stderr and "thread th_" in chat.stderr
+    thread = chat.stderr.split("thread ", 1)[1].split()[0]
+    again = subprocess.run([sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url,
+                            "--thread", thread], input="Bye\n", capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and shipped in again.stdout

@@ -1,14 +1,17 @@
-"""`threadhost up`: runs a whole stack on this machine until Ctrl-C or SIGTERM."""
+"""The `threadhost` command: `up` runs a whole stack on this machine until Ctrl-C or
+SIGTERM; `chat` talks to a thread from the terminal."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from threadhost import chat
 from threadhost.processes import StartupError
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import Stack, StackConfig
@@ -26,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / ".data",
                     help="state, scheduler data and logs (default .data)")
     up.add_argument("--log-level", default="warn", help="daprd log level (default warn)")
+    talk = commands.add_parser("chat", help="talk to a thread, replies streamed")
+    chat.add_arguments(talk)
     return parser
 
 
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "chat":
+        return asyncio.run(chat.chat(args))
     return 2
 
 
