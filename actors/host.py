@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from actors.committed import committed_store
 from actors.engine.run import RunRecord
 from actors.lifecycle import lifecycle
+from actors.owner_actor import Owner
 from actors.thread_actor import Thread, owns, run_view
 from actors.thread_store import ThreadStore
 from threadhost.actor_client import shared_actor_client
@@ -72,6 +73,7 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             drain_rebalanced_actors=settings.drain_rebalanced_actors,
         )
     )
-    await dapr_actor.register_actor(
-        Thread, actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
-        state_serializer=PlainJSONSerializer())
+    for actor in (Thread, Owner):
+        await dapr_actor.register_actor(
+            actor, actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
+            state_serializer=PlainJSONSerializer())

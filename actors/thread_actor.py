@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from dapr.actor import Actor, Remindable
+from dapr.actor import Actor, ActorId, ActorProxy, Remindable
 
 from actors import background, metrics
 from actors.engine.agents import UnknownAgent
@@ -27,6 +27,7 @@ from actors.engine_setup import get_engine
 from actors.fence import Fence
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
+from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import DeltaBatcher, step_events
 from actors.run_steps import StaleStep, advance, begin, cancel, enqueue
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
@@ -35,6 +36,7 @@ from threadhost import logs
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
 from threadhost.settings import get_settings
+from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +195,19 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             run = await self._store.run(run.run_id)
         return {"status": "ok", "run": run_view(run)}
 
+    def _run_ended(self, record: ThreadRecord) -> None:
+        """Frees the owner's concurrent-run slot (counted by the Owner actor)."""
+        if self._settings.max_concurrent_runs:
+            proxy = ActorProxy(shared_actor_client(), OWNER_ACTOR_TYPE,
+                               ActorId(owner_actor_id(record.owner)), OwnerInterface,
+                               PlainJSONSerializer())
+            self._in_background(proxy.RunEnded({}))
+
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
         run = await self._store.run(run_id)
         record, events = await cancel(self._store, record, run, reason)
         await self._state_manager.save_state()
+        self._run_ended(record)
         self._publish(run, events)
         metrics.observe(events, 0.0)
         run_changed(run_id)
@@ -276,7 +287,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             self._publish(run, events)
             if run.status != "running":
                 run_changed(run.run_id)
-                if not await self._start_next(await self._store.record()):
+                record = await self._store.record()
+                self._run_ended(record)
+                if not await self._start_next(record):
                     self._in_background(self._unwatch())
                 return
             if time.monotonic() >= deadline:

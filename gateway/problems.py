@@ -7,6 +7,7 @@
     ├── thread-not-found  404      no thread (or run) with that id
     ├── thread-busy       409      the thread already has a run in progress
     ├── body-too-large    413      a request body over THREADHOST_MAX_BODY_BYTES
+    ├── rate-limited      429      the caller's requests per minute or runs going on
     └── unavailable       502/503  the actor runtime could not be reached, or answered oddly
 
 Lower-layer failures (the SDK's, daprd's) are mapped to these at the thread client;

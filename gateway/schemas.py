@@ -47,6 +47,18 @@ class ThreadView(BaseModel):
         return cls(id=thread["thread_id"], **{k: v for k, v in thread.items() if k != "thread_id"})
 
 
+class ThreadSummaryView(BaseModel):
+    id: str
+    agent: str
+    created_at: datetime
+    metadata: dict[str, str]
+
+
+class ThreadListView(BaseModel):
+    threads: list[ThreadSummaryView]
+    next_offset: int | None
+
+
 class MessageView(BaseModel):
     index: int
     kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]

@@ -11,6 +11,7 @@ from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
 
 from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
+from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from gateway.problems import Problem, thread_not_found
 from threadhost.actor_client import shared_actor_client
 from threadhost.state_serializer import PlainJSONSerializer
@@ -40,6 +41,15 @@ class ThreadClient:
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable("read", thread_id, exc) from exc
         return self._answer(thread_id, json.loads(raw))
+
+    async def owner_call(self, owner: str, method: str, request: Payload) -> Payload:
+        """A method of the caller's Owner actor (their thread list and rate limits)."""
+        proxy = ActorProxy(self._actors, OWNER_ACTOR_TYPE, ActorId(owner_actor_id(owner)),
+                           OwnerInterface, self._serializer)
+        try:
+            return await getattr(proxy, method)(request)
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unavailable(method, owner, exc) from exc
 
     async def call(self, thread_id: str, method: str, request: Payload | None = None) -> Payload:
         """Calls the actor method named `method` (as in ThreadActorInterface) on the thread.

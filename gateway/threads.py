@@ -21,6 +21,7 @@ from gateway.schemas import (
     PostMessage,
     RunsView,
     RunView,
+    ThreadListView,
     ThreadView,
     TurnView,
 )
@@ -29,7 +30,7 @@ from threadhost.ids import new_thread_id
 from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"])
+router = APIRouter(prefix="/v1/threads", tags=["threads"])  # admission added below
 WAITING = {"queued", "running"}
 
 
@@ -49,6 +50,27 @@ async def _caller(request: Request) -> Caller:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientDep = Annotated[ThreadClient, Depends(_client)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
+                    client: ClientDep) -> None:
+    """The caller's rate limits, kept by their Owner actor, so they hold across replicas."""
+    if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
+        return
+    starts_run = request.method == "POST" and request.url.path.endswith("/messages")
+    answer = await client.owner_call(caller.owner, "Admit", {
+        "per_minute": settings.rate_limit_per_minute, "run": starts_run,
+        "max_runs": settings.max_concurrent_runs})
+    if not answer["allowed"]:
+        problem = Problem(429, "rate-limited", "Too many requests",
+                          "too many runs going on" if starts_run and settings.max_concurrent_runs
+                          else "too many requests this minute",
+                          retry_after=answer["retry_after"])
+        problem.headers = {"Retry-After": str(answer["retry_after"])}
+        raise problem
+
+
+router.dependencies.append(Depends(_admitted))
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
@@ -60,7 +82,23 @@ async def create_thread(client: ClientDep, caller: CallerDep,
     result = await client.call(new_thread_id(), "Create", {"metadata": body.metadata,
                                                            "agent": body.agent,
                                                            "owner": caller.owner})
-    return ThreadView.of(result["thread"])
+    thread = ThreadView.of(result["thread"])
+    await client.owner_call(caller.owner, "AddThread", {
+        "id": thread.id, "agent": thread.agent, "created_at": thread.created_at.isoformat(),
+        "metadata": thread.metadata})
+    return thread
+
+
+@router.get("", response_model=ThreadListView)
+async def list_threads(client: ClientDep, caller: CallerDep,
+                       offset: Annotated[int, Query(ge=0)] = 0,
+                       limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ThreadListView:
+    """The caller's threads, newest first, from their index: no thread is activated."""
+    result = await client.owner_call(caller.owner, "ListThreads",
+                                     {"offset": offset, "limit": limit})
+    return ThreadListView(threads=result["threads"],
+                          next_offset=offset + limit if len(result["threads"]) == limit
+                          else None)
 
 
 @router.get("/{thread_id}", response_model=ThreadView)
@@ -73,6 +111,7 @@ async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) 
 async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> Response:
     """Removes the thread and every piece of its state: history, runs, events."""
     await client.call(thread_id, "Delete", {"owner": caller.owner})
+    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
     return Response(status_code=204)
 
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     tenant_claim: str | None = None
+    # Per caller, across gateway replicas; 0 turns a limit off (the local default).
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    max_concurrent_runs: int = Field(default=0, ge=0)
     # Dapr app-ids allowed to call the gateway by service invocation.
     service_callers: list[str] = Field(default_factory=list)
     # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.

@@ -1,0 +1,111 @@
+"""The Owner actor: one per caller (person or service), for what spans their threads.
+
+It keeps the caller's thread list (so listing touches no thread actor) and their rate
+limits, which hold across gateway replicas because the actor is one, wherever it lives.
+Counters live in memory: a host that dies forgets the current minute, nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import datetime
+from typing import Any
+
+from dapr.actor import Actor, ActorInterface, actormethod
+from pydantic import BaseModel, Field
+
+Payload = dict[str, Any]
+THREADS_PER_PAGE = 100
+OWNER_ACTOR_TYPE = "Owner"
+
+
+def owner_actor_id(owner: str) -> str:
+    """Owners hold ':' and '/', which actor ids in URLs may not: a URL-safe encoding."""
+    return base64.urlsafe_b64encode(owner.encode()).decode().rstrip("=")
+
+
+class ThreadSummary(BaseModel):
+    id: str
+    agent: str
+    # A datetime: the SDK's message decoder turns date-like strings into datetimes.
+    created_at: datetime
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class OwnerInterface(ActorInterface):
+    @actormethod(name="AddThread")
+    async def add_thread(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="RemoveThread")
+    async def remove_thread(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ListThreads")
+    async def list_threads(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="Admit")
+    async def admit(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="RunEnded")
+    async def run_ended(self, request: Payload) -> Payload: ...
+
+
+class Owner(Actor, OwnerInterface):
+    """Registered as actor type `Owner`."""
+
+    def __init__(self, ctx: Any, actor_id: Any) -> None:
+        super().__init__(ctx, actor_id)
+        self._window_start, self._requests, self._runs = 0.0, 0, 0
+
+    async def _pages(self) -> int:
+        found, count = await self._state_manager.try_get_state("threads.count")
+        return (count + THREADS_PER_PAGE - 1) // THREADS_PER_PAGE if found else 0
+
+    async def add_thread(self, request: Payload) -> Payload:
+        summary = ThreadSummary.model_validate(request).model_dump(mode="json")
+        found, count = await self._state_manager.try_get_state("threads.count")
+        count = count if found else 0
+        key = f"threads.{count // THREADS_PER_PAGE}"
+        _, page = await self._state_manager.try_get_state(key)
+        await self._state_manager.set_state(key, [*(page or []), summary])
+        await self._state_manager.set_state("threads.count", count + 1)
+        return {"status": "ok"}
+
+    async def remove_thread(self, request: Payload) -> Payload:
+        """Rewrites the page holding it; the count keeps the slot, so pages stay aligned."""
+        for index in range(await self._pages()):
+            _, page = await self._state_manager.try_get_state(f"threads.{index}")
+            kept = [t for t in page or [] if t["id"] != request.get("thread_id")]
+            if len(kept) != len(page or []):
+                await self._state_manager.set_state(f"threads.{index}", kept)
+                return {"status": "ok"}
+        return {"status": "not_found"}
+
+    async def list_threads(self, request: Payload) -> Payload:
+        """Newest first."""
+        offset, limit = int(request.get("offset", 0)), int(request.get("limit", 20))
+        threads: list[dict[str, Any]] = []
+        for index in reversed(range(await self._pages())):
+            _, page = await self._state_manager.try_get_state(f"threads.{index}")
+            threads += list(reversed(page or []))
+            if len(threads) >= offset + limit:
+                break
+        return {"status": "ok", "threads": threads[offset:offset + limit]}
+
+    async def admit(self, request: Payload) -> Payload:
+        """A request (and, with `run`, a run start) within the caller's limits?"""
+        now = time.monotonic()
+        if now - self._window_start >= 60:
+            self._window_start, self._requests = now, 0
+        per_minute, runs = int(request.get("per_minute", 0)), int(request.get("max_runs", 0))
+        if per_minute and self._requests >= per_minute:
+            return {"allowed": False, "retry_after": max(1, int(60 - (now - self._window_start)))}
+        if request.get("run") and runs and self._runs >= runs:
+            return {"allowed": False, "retry_after": 5}
+        self._requests += 1
+        self._runs += 1 if request.get("run") else 0
+        return {"allowed": True}
+
+    async def run_ended(self, request: Payload) -> Payload:
+        self._runs = max(0, self._runs - 1)
+        return {"status": "ok"}

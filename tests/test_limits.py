@@ -1,0 +1,46 @@
+"""A caller's thread list and rate limits, kept by their Owner actor: the same through any
+gateway replica, and listing threads wakes none of them."""
+
+import httpx
+
+from tests.conftest import Api, start_apps, wait_for
+
+
+def test_a_caller_lists_their_threads_newest_first_without_waking_them(stack) -> None:
+    api = Api(stack.api.url)
+    threads = [api.create_thread(n=str(n)) for n in range(3)]
+    api.http.delete(f"/v1/threads/{threads[1]}")
+    activations = api.http.get("/internal/actors").json()["activations"]
+    listed = api.http.get("/v1/threads").json()
+    assert [t["id"] for t in listed["threads"]] == [threads[2], threads[0]]
+    assert listed["threads"][0]["metadata"] == {"n": "2"}
+    assert api.http.get("/internal/actors").json()["activations"] == activations
+    page = api.http.get("/v1/threads", params={"limit": 1}).json()
+    assert [t["id"] for t in page["threads"]] == [threads[2]] and page["next_offset"] == 1
+
+
+def test_the_request_limit_holds_across_two_gateway_replicas(stack_config, stacks) -> None:
+    config = stack_config(env={"THREADHOST_RATE_LIMIT_PER_MINUTE": "5"})
+    _, gateway_a, gateway_b = start_apps(config, stacks, "actors", "gateway", "gateway")
+    answers = [httpx.get(f"{(gateway_a, gateway_b)[n % 2].url}/v1/threads", timeout=30)
+               for n in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 60
+    assert answers[-1].json()["type"].endswith("/rate-limited")
+
+
+def test_concurrent_runs_are_limited(stack_config, stacks) -> None:
+    config = stack_config(env={"THREADHOST_MAX_CONCURRENT_RUNS": "1"})
+    [app] = start_apps(config, stacks, "embedded")
+    api = Api(app.url)
+    slow, other = api.create_thread(agent="slow"), api.create_thread()
+    first = api.http.post(f"/v1/threads/{slow}/messages",
+                          json={"content": "Order 1001?", "mode": "background"})
+    assert first.status_code == 202
+    refused = api.http.post(f"/v1/threads/{other}/messages", json={"content": "hi"})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+    run = first.json()["run"]["run_id"]
+    wait_for(lambda: api.run(slow, run)["status"] == "completed", 30, "the slow run")
+    wait_for(lambda: api.http.post(f"/v1/threads/{other}/messages",
+                                   json={"content": "hi"}).status_code == 200, 10,
+             "the run slot to be freed")
