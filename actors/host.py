@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from dapr.actor.runtime.config import ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
+from actors.cancellation import abort
 from actors.committed import committed_store
 from actors.engine.run import RunRecord
 from actors.lifecycle import lifecycle
@@ -19,6 +21,8 @@ from actors.thread_store import ThreadStore
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import PlainJSONSerializer
+
+log = logging.getLogger(__name__)
 
 
 def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
@@ -57,6 +61,18 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
         events = await store.events(run, after, limit)
         return {"status": "ok", "run": run_view(run),
                 "events": [e.model_dump(mode="json") for e in events]}
+
+    app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
+                                    "topic": settings.control_topic,
+                                    "route": "/internal/run-control"})
+
+    @stats.post("/internal/run-control", include_in_schema=False)
+    async def run_control(request: Request) -> dict[str, str]:
+        """A run was cancelled: abort its step if this host is running it."""
+        message = (await request.json()).get("data") or {}
+        if message.get("action") == "cancel" and abort(str(message.get("run_id", ""))):
+            log.info("aborted the running step of run %s", message["run_id"])
+        return {"status": "SUCCESS"}
 
     app.include_router(stats)
     return DaprActor(app)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition
 from actors.engine.loop import finish, new_run, record_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
@@ -121,8 +122,9 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
                 attributes={"threadhost.thread_id": run.thread_id,
                             "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
                             "gen_ai.request.model": run.agent.model}):
-            outcome = await take_step(decision, run, context, provider, engine.tools,
-                                      engine.prices, engine.retry, on_delta)
+            outcome = await abortable(run.run_id, take_step(
+                decision, run, context, provider, engine.tools, engine.prices, engine.retry,
+                on_delta))
         events += record_step(run, decision, outcome, record.message_count)
         new = outcome.messages
         if run.active:

@@ -19,6 +19,7 @@ from typing import Any
 from dapr.actor import Actor, ActorId, ActorProxy, Remindable
 
 from actors import background, metrics
+from actors.cancellation import StepAborted
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
 from actors.engine.recipes import UnknownRecipe
@@ -311,10 +312,10 @@ class Thread(Actor, ThreadActorInterface, Remindable):
                                         self._fence.for_step(run.run_id, run.steps,
                                                              run.next_seq),
                                         deltas)
-        except StaleStep as stale:
+        except (StaleStep, StepAborted) as thrown_away:
             await self._state_manager.clear_cache()
             lifecycle.steps_discarded += 1
-            log.warning("thread %s: step discarded: %s", self.id.id, stale)
+            log.warning("thread %s: step discarded: %s", self.id.id, thrown_away)
             return None
         finally:
             deltas.flush()

@@ -54,17 +54,17 @@ class BodyLimit:
 
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.thread_client = ThreadClient(settings.actor_call_timeout_seconds,
-                                           settings.actors_app_id)
+                                           settings.actors_app_id, settings.pubsub_name,
+                                           settings.control_topic)
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    @app.get("/dapr/subscribe", include_in_schema=False)
-    async def subscriptions() -> list[dict[str, str]]:
-        return [{"pubsubname": settings.pubsub_name, "topic": settings.events_topic,
-                 "route": "/internal/run-events"}]
+    app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
+                                    "topic": settings.events_topic,
+                                    "route": "/internal/run-events"})
 
     @app.post("/internal/run-events", include_in_schema=False)
     async def run_events(request: Request) -> dict[str, str]:

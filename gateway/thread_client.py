@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class ThreadClient:
-    def __init__(self, call_timeout_seconds: int, actors_app_id: str) -> None:
+    def __init__(self, call_timeout_seconds: int, actors_app_id: str, pubsub: str,
+                 control_topic: str) -> None:
         self._actors_app_id = actors_app_id
+        self._pubsub, self._control_topic = pubsub, control_topic
         self._actors = shared_actor_client(call_timeout_seconds)
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
@@ -41,6 +43,16 @@ class ThreadClient:
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable("read", thread_id, exc) from exc
         return self._answer(thread_id, json.loads(raw))
+
+    async def publish_cancel(self, thread_id: str, run_id: str) -> None:
+        """Tells every actor host to abort the run's step in flight (best effort: the
+        cancel itself still lands at the next step boundary)."""
+        message = {"action": "cancel", "thread_id": thread_id, "run_id": run_id}
+        try:
+            await self._actors.publish(self._pubsub, self._control_topic,
+                                       json.dumps(message).encode())
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("cancel of run %s not published: %s", run_id, type(exc).__name__)
 
     async def owner_call(self, owner: str, method: str, request: Payload) -> Payload:
         """A method of the caller's Owner actor (their thread list and rate limits)."""

@@ -225,7 +225,9 @@ async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
 @router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView)
 async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                      caller: CallerDep) -> RunView:
-    """Cancels the run at its next step boundary (a queued run at once)."""
+    """Cancels the run: a model call in flight is aborted, a queued run ends at once."""
+    await client.read(thread_id, f"runs/{run_id}", caller.owner)  # 404 for others' runs
+    await client.publish_cancel(thread_id, run_id)
     result = await client.call(thread_id, "CancelRun", {"run_id": run_id, "owner": caller.owner})
     return RunView(**result["run"])
 

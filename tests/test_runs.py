@@ -74,10 +74,13 @@ def test_a_message_can_interrupt_the_run_in_progress(stack) -> None:
     assert api.messages(thread)[3]["is_error"] is True
 
 
-def test_cancel_ends_the_run_at_the_next_step_boundary(stack) -> None:
+def test_cancel_aborts_the_model_call_in_flight(stack) -> None:
     api, thread, first = _during_a_slow_run(stack)
     cancelled = api.http.post(f"/v1/threads/{thread}/runs/{first}/cancel").json()
-    assert cancelled["status"] == "cancelled" and cancelled["steps"] == 1
+    # Had the 3-second model call finished, its answer and tool call would be a step.
+    assert cancelled["status"] == "cancelled" and cancelled["steps"] == 0
+    assert [m["kind"] for m in api.messages(thread)] == ["user_text"]
+    assert api.http.get("/internal/actors").json()["steps_discarded"] == 1
     events = api.events(thread, first)
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[-1]["data"] == {"status": "cancelled", "reason": "cancelled by the caller"}

@@ -33,11 +33,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="threadhost", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # Each role adds the pub/sub topics it reads; daprd asks once, at start-up.
+    app.state.subscriptions = []
     app.add_middleware(tracing.TraceMiddleware)
 
     @app.get("/health", tags=["internal"])
     async def health() -> dict[str, str]:
         return {"status": "ok", "role": settings.role, "instance": settings.instance}
+
+    @app.get("/dapr/subscribe", include_in_schema=False)
+    async def subscriptions() -> list[dict[str, str]]:
+        return app.state.subscriptions
 
     @app.get("/metrics", tags=["internal"], include_in_schema=False)
     async def metrics() -> Response:

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # heartbeat comment this often so proxies keep them open.
     pubsub_name: str = "runevents"
     events_topic: str = "run-events"
+    # Cancels go to every actor host here, so the one running the step can abort it.
+    control_topic: str = "run-control"
     sse_heartbeat_seconds: float = Field(default=15, gt=0)
     # The watchdog reminder of an active run fires this often and resumes a stalled run.
     run_watchdog_seconds: float = Field(default=15, ge=1)
