@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # Thread ids travel in URLs and actor keys: keep them to a safe alphabet.
 THREAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class CreateThread(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"agent": "support", "metadata": {"user": "u-42"}}]})
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16,
                                      examples=[{"user": "u-42"}])
     agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
@@ -19,6 +21,9 @@ class CreateThread(BaseModel):
 
 
 class PostMessage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"content": "Where is my order 1001?"},
+        {"content": "Actually, order 1002.", "mode": "stream", "on_active": "interrupt"}]})
     content: str = Field(examples=["Where is my order 1001?"])
     # This turn's model, as a recipe; the thread's agent decides when absent.
     model: str | None = Field(default=None, max_length=200,
@@ -32,6 +37,12 @@ class PostMessage(BaseModel):
 
 
 class ThreadView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "th_7e9df6a3857a414db0471772481bc2c2", "agent": "support",
+        "created_at": "2026-11-22T15:31:39Z", "updated_at": "2026-11-22T15:32:10Z",
+        "message_count": 7, "metadata": {"user": "u-42"}, "active_run": None,
+        "usage": {"input_tokens": 24, "output_tokens": 21, "cached_tokens": 0,
+                  "reasoning_tokens": 0}, "cost_usd": 0.0}]})
     id: str
     agent: str
     created_at: datetime
@@ -60,6 +71,10 @@ class ThreadListView(BaseModel):
 
 
 class MessageView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"index": 2, "kind": "tool_call", "role": "assistant",
+         "content": "{\"order_id\": \"1001\"}", "created_at": "2026-11-22T15:32:09Z",
+         "model": "gpt-4o-mini", "tool_name": "query_order", "call_id": "call_1"}]})
     index: int
     kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]
     role: Literal["user", "assistant", "tool"]
@@ -82,6 +97,14 @@ class MessageView(BaseModel):
 
 
 class RunView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "run_id": "run_be1d8c8ac2864a3683494bb8432c1aaa",
+        "thread_id": "th_7e9df6a3857a414db0471772481bc2c2", "status": "completed",
+        "reason": None, "agent": {"name": "support", "version": 1, "model": "openai:gpt-4o-mini"},
+        "steps": 5, "usage": {"input_tokens": 812, "output_tokens": 64, "cached_tokens": 512,
+                              "reasoning_tokens": 0}, "cost_usd": 0.000161,
+        "first_message": 0, "next_seq": 8, "created_at": "2026-11-22T15:32:08Z",
+        "updated_at": "2026-11-22T15:32:11Z", "model_calls": []}]})
     run_id: str
     thread_id: str
     status: str

@@ -16,3 +16,12 @@ def test_schemathesis_finds_no_server_error(stack) -> None:
          "--seed", "20261122", "--no-color"],
         capture_output=True, text=True, timeout=170)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_the_schema_carries_examples_for_bodies_and_main_answers(stack) -> None:
+    schema = httpx.get(f"{stack.api.url}/openapi.json", timeout=30).json()
+    components = schema["components"]["schemas"]
+    for name in ("CreateThread", "PostMessage", "ThreadView", "RunView", "MessageView"):
+        assert components[name].get("examples"), f"{name} has no example"
+    turn = schema["paths"]["/v1/threads/{thread_id}/messages"]["post"]
+    assert {"200", "202", "422"} <= set(turn["responses"])

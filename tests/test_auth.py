@@ -150,3 +150,53 @@ def test_actor_methods_and_internal_reads_are_for_sidecars_only(secured, rsa_key
     internal = httpx.get(f"{host}/internal/threads/{thread}/runs/x?owner=alice", timeout=30)
     assert (forged.status_code, internal.status_code) == (403, 403)
     assert "thread" not in forged.text
+
+
+def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) -> None:
+    """RS256 keys fetched from a JWKS URL; the tenant claim scopes owners, so the same
+    subject in another tenant is someone else."""
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    server = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+    stacks.append(server)
+    config = stack_config(env={
+        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_URL": server.url,
+        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+        "THREADHOST_TENANT_CLAIM": "org", "APP_API_TOKEN": APP_TOKEN})
+    stack = Stack(config)
+    stacks.append(stack)
+    stack.start()
+    acme = as_user(stack.api.url, token("sam", rsa_key, "RS256", org="acme"))
+    globex = as_user(stack.api.url, token("sam", rsa_key, "RS256", org="globex"))
+    thread = acme.create_thread()
+    assert acme.http.get(f"/v1/threads/{thread}").status_code == 200
+    assert globex.http.get(f"/v1/threads/{thread}").status_code == 404
+
+
+class JwksServer:
+    """Serves a JWKS document on a loopback port, as an identity provider would."""
+
+    def __init__(self, jwks: dict) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps(jwks).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks.json"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -3,7 +3,7 @@ gateway replica, and listing threads wakes none of them."""
 
 import httpx
 
-from tests.conftest import Api, start_apps, wait_for
+from tests.conftest import Api, conversation, start_apps, wait_for
 
 
 def test_a_caller_lists_their_threads_newest_first_without_waking_them(stack) -> None:
@@ -44,3 +44,14 @@ def test_concurrent_runs_are_limited(stack_config, stacks) -> None:
     wait_for(lambda: api.http.post(f"/v1/threads/{other}/messages",
                                    json={"content": "hi"}).status_code == 200, 10,
              "the run slot to be freed")
+
+
+def test_a_conversation_alternates_between_two_gateway_replicas(stack_config, stacks) -> None:
+    _, gateway_a, gateway_b = start_apps(stack_config(), stacks, "actors", "gateway", "gateway")
+    replicas = [Api(gateway_a.url), Api(gateway_b.url)]
+    thread = replicas[0].create_thread()
+    texts = [f"turn {n}" for n in range(4)]
+    for n, text in enumerate(texts):
+        assert replicas[n % 2].say(thread, text)["reply"] == f"You said: {text}"
+    assert replicas[1].history(thread) == conversation(*texts)
+    assert replicas[0].history(thread) == replicas[1].history(thread)
