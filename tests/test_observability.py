@@ -70,3 +70,18 @@ def test_one_trace_runs_from_the_gateway_through_the_actor_to_the_model_call(
     actor_calls = [s for s in spans if s["trace_id"] == request["trace_id"]
                    and "/method/PostMessage" in s["name"]]
     assert actor_calls, "the actor host's span for PostMessage is not in the gateway's trace"
+
+
+def test_logged_errors_carry_no_stack_trace() -> None:
+    import logging
+
+    from threadhost.logs import JsonFormatter
+
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed",
+                                                   (), __import__("sys").exc_info())
+    entry = json.loads(JsonFormatter("test").format(record))
+    assert entry["error"] == "ValueError: bad value"
+    assert "Traceback" not in json.dumps(entry)

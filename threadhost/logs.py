@@ -25,8 +25,10 @@ class JsonFormatter(logging.Formatter):
             entry["thread_id"] = thread
         if (run := run_id.get()) is not None:
             entry["run_id"] = run
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # The error, not its stack trace: frames can hold request data and keys.
+            error = record.exc_info[1]
+            entry["error"] = f"{type(error).__name__}: {error}"
         return json.dumps(entry, ensure_ascii=False)
 
 
