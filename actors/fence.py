@@ -13,8 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.engine.run import RunRecord
 from actors.run_steps import StaleStep
-from actors.state import read_run, run_key
+from actors.state import read_stored, run_key
 
 ReadCommitted = Callable[[str], Awaitable[tuple[bool, Any]]]
 
@@ -36,7 +37,7 @@ class Fence:
                 found, data = await self._read(run_key(run_id))
             except Exception as exc:  # noqa: BLE001 - unconfirmed means not written
                 raise StaleStep(f"could not read run {run_id} back: {exc}") from exc
-            committed = read_run(data) if found else None
+            committed = read_stored(RunRecord, data) if found else None
             if committed is None or (committed.steps, committed.next_seq) != (steps, next_seq):
                 raise StaleStep(f"run {run_id} was advanced elsewhere during this step")
             self._confirmed_at = time.monotonic()

@@ -8,12 +8,12 @@ Every stored document carries `schema_version`; readers refuse versions they do 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from actors.engine.messages import Message
-from actors.engine.run import RUN_SCHEMA_VERSION, RunEvent, RunRecord
+from actors.engine.run import RunEvent
 from actors.engine.usage import Usage
 
 SCHEMA_VERSION = 1
@@ -87,11 +87,6 @@ class RunIndexPage(BaseModel):
     run_ids: list[str] = Field(default_factory=list)
 
 
-def read_run_index(data: dict[str, Any]) -> RunIndexPage:
-    _check_version(data)
-    return RunIndexPage.model_validate(data)
-
-
 # Events of a run per stored page; fixed, since stored pages are addressed by it.
 EVENTS_PER_PAGE = 64
 
@@ -102,31 +97,17 @@ class EventPage(BaseModel):
     events: list[RunEvent] = Field(default_factory=list)
 
 
-def read_record(data: dict[str, Any]) -> ThreadRecord:
-    _check_version(data)
-    return ThreadRecord.model_validate(data)
+Stored = TypeVar("Stored", bound=BaseModel)
 
 
-def read_page(data: dict[str, Any]) -> HistoryPage:
-    _check_version(data)
-    return HistoryPage.model_validate(data)
-
-
-def read_event_page(data: dict[str, Any]) -> EventPage:
-    _check_version(data)
-    return EventPage.model_validate(data)
-
-
-def read_run(data: dict[str, Any]) -> RunRecord:
-    if data.get("schema_version") != RUN_SCHEMA_VERSION:
-        raise UnknownSchemaVersion(f"stored run schema_version {data.get('schema_version')!r}")
-    return RunRecord.model_validate(data)
-
-
-def _check_version(data: dict[str, Any]) -> None:
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UnknownSchemaVersion(f"stored schema_version {version!r} is not readable here")
+def read_stored(kind: type[Stored], data: dict[str, Any]) -> Stored:
+    """A stored document as `kind`, refused if written under a schema version this code
+    does not read (each kind's current version is its `schema_version` default)."""
+    version, readable = data.get("schema_version"), kind.model_fields["schema_version"].default
+    if version != readable:
+        raise UnknownSchemaVersion(
+            f"stored {kind.__name__} schema_version {version!r} is not readable here")
+    return kind.model_validate(data)
 
 
 def append_messages(

@@ -23,11 +23,7 @@ from actors.state import (
     events_key,
     page_key,
     page_range,
-    read_event_page,
-    read_page,
-    read_record,
-    read_run,
-    read_run_index,
+    read_stored,
     run_key,
     runs_key,
 )
@@ -53,7 +49,7 @@ class ThreadStore:
             return None
         data = await self._get(RECORD_KEY)
         self._no_record = data is None
-        return None if data is None else read_record(data)
+        return None if data is None else read_stored(ThreadRecord, data)
 
     async def save_record(self, record: ThreadRecord) -> None:
         self._no_record = False
@@ -64,7 +60,7 @@ class ThreadStore:
         if index * record.page_size >= record.message_count:
             return HistoryPage(index=index)
         data = await self._get(page_key(index))
-        return HistoryPage(index=index) if data is None else read_page(data)
+        return HistoryPage(index=index) if data is None else read_stored(HistoryPage, data)
 
     async def append(self, record: ThreadRecord, messages: list[Message]) -> ThreadRecord:
         """Writes the messages after the last one; returns the record to save."""
@@ -86,7 +82,7 @@ class ThreadStore:
 
     async def run(self, run_id: str) -> RunRecord | None:
         data = await self._get(run_key(run_id))
-        return None if data is None else read_run(data)
+        return None if data is None else read_stored(RunRecord, data)
 
     async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
         """Writes the run record and appends its new events (the last `len(events)`)."""
@@ -98,7 +94,8 @@ class ThreadStore:
             if index not in pages:
                 known = index * EVENTS_PER_PAGE < stored
                 data = await self._get(events_key(run.run_id, index)) if known else None
-                pages[index] = EventPage(index=index) if data is None else read_event_page(data)
+                pages[index] = (EventPage(index=index) if data is None
+                                else read_stored(EventPage, data))
             pages[index].events.append(event)
         for index, page in pages.items():
             await self._state.set_state(events_key(run.run_id, index), _dump(page))
@@ -107,7 +104,7 @@ class ThreadStore:
         """Lists a new run in the thread's run index; returns the record to save."""
         index = record.runs_created // RUNS_PER_PAGE
         data = await self._get(runs_key(index)) if record.runs_created % RUNS_PER_PAGE else None
-        page = RunIndexPage(index=index) if data is None else read_run_index(data)
+        page = RunIndexPage(index=index) if data is None else read_stored(RunIndexPage, data)
         page.run_ids.append(run_id)
         await self._state.set_state(runs_key(index), _dump(page))
         return record.model_copy(update={"runs_created": record.runs_created + 1})
@@ -117,7 +114,7 @@ class ThreadStore:
         found: list[str] = []
         for index in range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE):
             data = await self._get(runs_key(index))
-            found += read_run_index(data).run_ids if data is not None else []
+            found += read_stored(RunIndexPage, data).run_ids if data is not None else []
         return found
 
     async def delete_all(self, record: ThreadRecord) -> None:
@@ -140,7 +137,7 @@ class ThreadStore:
         for index in range(first, last + 1):
             data = await self._get(events_key(run.run_id, index))
             if data is not None:
-                found.extend(e for e in read_event_page(data).events if e.seq > after)
+                found.extend(e for e in read_stored(EventPage, data).events if e.seq > after)
             if len(found) >= limit:
                 break
         return found[:limit]

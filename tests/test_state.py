@@ -9,8 +9,7 @@ from actors.state import (
     UnknownSchemaVersion,
     append_messages,
     page_range,
-    read_page,
-    read_record,
+    read_stored,
 )
 
 
@@ -56,8 +55,8 @@ def test_page_range_covers_exactly_the_requested_window() -> None:
 
 def test_stored_documents_of_an_unknown_version_are_refused() -> None:
     record = ThreadRecord(thread_id="t", page_size=4).model_dump(mode="json")
-    assert read_record(record).thread_id == "t"
+    assert read_stored(ThreadRecord, record).thread_id == "t"
     with pytest.raises(UnknownSchemaVersion):
-        read_record({**record, "schema_version": 99})
+        read_stored(ThreadRecord, {**record, "schema_version": 99})
     with pytest.raises(UnknownSchemaVersion):
-        read_page({"index": 0, "messages": []})
+        read_stored(HistoryPage, {"index": 0, "messages": []})

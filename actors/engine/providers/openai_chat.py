@@ -76,8 +76,8 @@ def parse_response(completion: Any, model: str) -> ModelResponse:
                          stop_reason=STOP_REASONS.get(choice.finish_reason, "other"))
 
 
-class OpenAIChat(Provider):
-    vendor = "openai"
+class OpenAIClientProvider(Provider):
+    """What both OpenAI APIs' adapters hold: one SDK client (with its connection pool)."""
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  timeout: float = 120.0) -> None:
@@ -85,6 +85,10 @@ class OpenAIChat(Provider):
         # Retries are the engine's (RetryPolicy), so the SDK makes one attempt per call.
         self._client = openai.AsyncOpenAI(api_key=api_key or env_key(), base_url=base_url,
                                           timeout=timeout, max_retries=0)
+
+
+class OpenAIChat(OpenAIClientProvider):
+    vendor = "openai"
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {

@@ -13,13 +13,12 @@ from actors.engine.messages import AssistantPart, AssistantText, Message, ToolCa
 from actors.engine.provider import (
     ModelRequest,
     ModelResponse,
-    Provider,
     StopReason,
     StreamEvent,
     TextDelta,
     ToolSpec,
 )
-from actors.engine.providers.openai_chat import env_key
+from actors.engine.providers.openai_chat import OpenAIClientProvider
 from actors.engine.providers.sdk_errors import stream_cut, vendor_errors
 from actors.engine.usage import Usage
 
@@ -77,14 +76,8 @@ def parse_response(response: Any, model: str) -> ModelResponse:
                          stop_reason=stop)
 
 
-class OpenAIResponses(Provider):
+class OpenAIResponses(OpenAIClientProvider):
     vendor = "openai-responses"
-
-    def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 timeout: float = 120.0) -> None:
-        self.model = model
-        self._client = openai.AsyncOpenAI(api_key=api_key or env_key(), base_url=base_url,
-                                          timeout=timeout, max_retries=0)
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
         # store=False: the thread's history lives in threadhost, not at the vendor.
