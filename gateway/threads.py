@@ -146,13 +146,13 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         # Listening before the run starts: its first deltas are not missed.
         listener = request.app.state.run_events.listen(thread_id)
         try:
-            started = await client.call(thread_id, "PostMessage", turn)
+            started = await _post(client, caller, settings, thread_id, turn)
         except BaseException:
             listener.close()
             raise
         return _event_stream(request, caller, thread_id, started["run"]["run_id"], -1,
                              listener)
-    started = await client.call(thread_id, "PostMessage", turn)
+    started = await _post(client, caller, settings, thread_id, turn)
     if body.mode == "background":
         return _accepted(thread_id, started["run"])
     result = await _wait_for_run(client, caller, thread_id, started["run"],
@@ -165,6 +165,19 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
     reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
     return TurnView(thread_id=thread_id, run=RunView(**run), reply=reply, messages=messages,
                     message_count=result["message_count"])
+
+
+async def _post(client: ThreadClient, caller: Caller, settings: Settings, thread_id: str,
+                turn: dict) -> dict:
+    """PostMessage; a run slot the admission counted is handed back when no run starts
+    (refused, invalid, or an idempotent replay of an earlier run)."""
+    started: dict = {}
+    try:
+        started = await client.call(thread_id, "PostMessage", turn)
+        return started
+    finally:
+        if settings.max_concurrent_runs and (not started or started.get("replayed")):
+            await client.owner_call(caller.owner, "RunEnded", {})
 
 
 def _accepted(thread_id: str, run: dict) -> JSONResponse:

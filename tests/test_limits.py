@@ -39,11 +39,19 @@ def test_concurrent_runs_are_limited(stack_config, stacks) -> None:
     assert first.status_code == 202
     refused = api.http.post(f"/v1/threads/{other}/messages", json={"content": "hi"})
     assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+
     run = first.json()["run"]["run_id"]
     wait_for(lambda: api.run(slow, run)["status"] == "completed", 30, "the slow run")
     wait_for(lambda: api.http.post(f"/v1/threads/{other}/messages",
                                    json={"content": "hi"}).status_code == 200, 10,
              "the run slot to be freed")
+    # A message that starts no run (no such thread) hands its slot back: were it kept,
+    # the one slot would stay taken and the next turn would be refused for good.
+    assert api.http.post("/v1/threads/th_nosuch/messages",
+                         json={"content": "hi"}).status_code == 404
+    wait_for(lambda: api.http.post(f"/v1/threads/{other}/messages",
+                                   json={"content": "again"}).status_code == 200, 10,
+             "the slot of the message that started no run")
 
 
 def test_a_conversation_alternates_between_two_gateway_replicas(stack_config, stacks) -> None:
