@@ -47,8 +47,10 @@ def test_concurrent_runs_are_limited(stack_config, stacks) -> None:
              "the run slot to be freed")
     # A message that starts no run (no such thread) hands its slot back: were it kept,
     # the one slot would stay taken and the next turn would be refused for good.
-    assert api.http.post("/v1/threads/th_nosuch/messages",
-                         json={"content": "hi"}).status_code == 404
+    # (The run just before frees its slot a moment after answering: wait for that.)
+    wait_for(lambda: api.http.post("/v1/threads/th_nosuch/messages",
+                                   json={"content": "hi"}).status_code == 404, 10,
+             "the message to a missing thread to be admitted")
     wait_for(lambda: api.http.post(f"/v1/threads/{other}/messages",
                                    json={"content": "again"}).status_code == 200, 10,
              "the slot of the message that started no run")
