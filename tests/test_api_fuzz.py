@@ -6,7 +6,7 @@ import sys
 import httpx
 
 
-def test_schemathesis_finds_no_server_error(stack) -> None:
+def test_schemathesis_finds_no_server_error(stack, tmp_path) -> None:
     schema = httpx.get(f"{stack.api.url}/openapi.json", timeout=30).json()
     assert all(not path.startswith(("/actors", "/dapr", "/internal/threads"))
                for path in schema["paths"]), "daprd's callbacks leaked into the public schema"
@@ -14,7 +14,7 @@ def test_schemathesis_finds_no_server_error(stack) -> None:
         [sys.executable, "-m", "schemathesis.cli", "run", f"{stack.api.url}/openapi.json",
          "--checks", "not_a_server_error", "--max-examples", "15", "--request-timeout", "30",
          "--seed", "20261122", "--no-color"],
-        capture_output=True, text=True, timeout=170)
+        capture_output=True, text=True, timeout=170, cwd=tmp_path)  # its cache goes there
     assert result.returncode == 0, result.stdout[-4000:]
 
 
