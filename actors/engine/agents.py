@@ -65,6 +65,3 @@ class AgentCatalog:
         if not versions:
             raise UnknownAgent(name)
         return versions[max(versions)]
-
-    def names(self) -> list[str]:
-        return sorted(self._versions)

@@ -6,9 +6,8 @@ Adapters group consecutive messages back into whatever shape their vendor wants.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -39,9 +38,6 @@ class ToolCall(BaseModel):
     model: str = ""
     at: datetime = Field(default_factory=_now)
 
-    def parsed_arguments(self) -> Any:
-        return json.loads(self.arguments or "{}")
-
 
 class ToolResult(BaseModel):
     kind: Literal["tool_result"] = "tool_result"
@@ -56,7 +52,3 @@ Message = Annotated[UserText | AssistantText | ToolCall | ToolResult, Field(disc
 messages_adapter: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 AssistantPart = AssistantText | ToolCall
-
-
-def is_assistant(message: Message) -> bool:
-    return isinstance(message, AssistantText | ToolCall)

@@ -89,9 +89,6 @@ class ToolRegistry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
-    def names(self) -> list[str]:
-        return sorted(self._tools)
-
 
 def unknown_tool_result(call: ToolCall) -> ToolResult:
     return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
