@@ -35,6 +35,9 @@ class ThreadActorInterface(ActorInterface):
     @actormethod(name="CancelRun")
     async def cancel_run(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="ResumeRun")
+    async def resume_run(self, request: Payload) -> Payload: ...
+
     @actormethod(name="GetRun")
     async def get_run(self, request: Payload) -> Payload: ...
 

@@ -1,4 +1,4 @@
-"""Starts a run and advances it by one step, on a thread's stored state.
+"""Starts a run, advances it by one step, pauses and resumes it, on a thread's state.
 
 One call of `advance` is one actor turn: it plans the next step from the last checkpoint,
 takes it, and writes the new checkpoint (messages, run record, events) through the store.
@@ -14,10 +14,20 @@ from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition
 from actors.engine.loop import finish, new_run, record_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
+from actors.engine.pauses import Submission, expire_approvals, pause, submit
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
-from actors.engine.run import Finish, RunEvent, RunRecord, plan_next_step
+from actors.engine.run import (
+    CallModel,
+    Finish,
+    Pause,
+    RunEvent,
+    RunRecord,
+    RunTools,
+    plan_next_step,
+)
 from actors.engine.step import OnDelta, take_step
+from actors.engine.tool_set import ClientTool, RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
 from actors.state import ThreadRecord
@@ -46,15 +56,21 @@ class Engine:
         parse_recipe(model)
         return agent.model_copy(update={"model": model})
 
+    def tool_set(self, agent: AgentDefinition, client_tools: list[ClientTool] = (),
+                 disabled: list[str] = ()) -> list[RunTool]:
+        """A new run's tools (raises ToolSetError)."""
+        return build_tool_set(agent, self.tools, client_tools, disabled)
+
 
 class StaleStep(Exception):
     """The run moved on elsewhere while this step ran: its result must not be written."""
 
 
 async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
-                  agent: AgentDefinition) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+                  agent: AgentDefinition, tools: list[RunTool],
+                  ) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """A run for the message, queued behind the thread's active run."""
-    run, events = new_run(run_id, record.thread_id, agent)
+    run, events = new_run(run_id, record.thread_id, agent, tools)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
     record = await store.index_run(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
@@ -89,6 +105,7 @@ async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
             ToolResult(call_id=m.call_id, name=m.name, is_error=True,
                        content="not run: the run was cancelled")
             for m in mine if isinstance(m, ToolCall) and m.call_id not in answered])
+    run.required_action, run.deadline = [], None
     events = finish(run, Finish(status="cancelled", reason=reason))
     record = _ended(record, run)
     await store.save_run(run, events)
@@ -103,6 +120,32 @@ def _ended(record: ThreadRecord, run: RunRecord) -> ThreadRecord:
         "usage": record.usage + run.usage, "cost_usd": round(record.cost_usd + run.cost_usd, 8)})
 
 
+async def resume(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                 submissions: list[Submission]) -> tuple[ThreadRecord, list[RunEvent]]:
+    """Answers a waiting run's pending calls; it runs again (raises NotWaiting or
+    InvalidSubmission with nothing written)."""
+    results, events = submit(run, submissions, record.message_count)
+    return await _answered(store, record, run, results, events), events
+
+
+async def expire(store: ThreadStore, record: ThreadRecord,
+                 run: RunRecord) -> tuple[ThreadRecord, list[RunEvent]]:
+    """Denies the approvals a waiting run still waits for, if its deadline has passed."""
+    results, events = expire_approvals(run, datetime.now(UTC), record.message_count)
+    if not events:
+        return record, []
+    return await _answered(store, record, run, results, events), events
+
+
+async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                    results: list[ToolResult], events: list[RunEvent]) -> ThreadRecord:
+    record = await store.append(record, results)
+    run.updated_at = datetime.now(UTC)
+    await store.save_run(run, events)
+    await store.save_record(record)
+    return record
+
+
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
                   check_fence: Callable[[], Awaitable[None]],
                   on_delta: OnDelta | None = None) -> tuple[RunRecord, list[RunEvent]]:
@@ -115,7 +158,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     decision = plan_next_step(run, run_messages)
     events: list[RunEvent] = []
     new: list[Message] = []
-    if not isinstance(decision, Finish):
+    if isinstance(decision, CallModel | RunTools):
         provider = engine.providers.for_agent(run.agent)
         with tracing.tracer.start_as_current_span(
                 f"step {decision.kind}", context=tracing.context_of(run.traceparent),
@@ -131,6 +174,8 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
             decision = plan_next_step(run, run_messages + new)
     if isinstance(decision, Finish) and run.active:
         events += finish(run, decision)
+    elif isinstance(decision, Pause) and run.status == "running":
+        events += pause(run, decision, datetime.now(UTC))
     await check_fence()
     record = await store.append(record, new)
     if not run.active:

@@ -13,24 +13,27 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dapr.actor import Actor, ActorId, ActorProxy, Remindable
+from pydantic import ValidationError
 
 from actors import background, metrics
 from actors.cancellation import StepAborted
 from actors.engine.agents import UnknownAgent
 from actors.engine.messages import messages_adapter
+from actors.engine.pauses import InvalidSubmission, NotWaiting, submissions_adapter
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import RunEvent, RunRecord
+from actors.engine.tool_set import ToolSetError, client_tools_adapter
 from actors.engine_setup import get_engine
 from actors.fence import Fence
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import DeltaBatcher, step_events
-from actors.run_steps import StaleStep, advance, begin, cancel, enqueue
+from actors.run_steps import StaleStep, advance, begin, cancel, enqueue, expire, resume
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_store import ThreadStore
 from threadhost import logs
@@ -44,7 +47,7 @@ log = logging.getLogger(__name__)
 NOT_FOUND: Payload = {"status": "not_found"}
 PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
                  "active_run", "usage", "cost_usd"}
-STEP_TIMER, WATCHDOG = "step", "watchdog"
+STEP_TIMER, WATCHDOG, DEADLINE = "step", "watchdog", "deadline"
 
 
 def describe(record: ThreadRecord) -> Payload:
@@ -52,9 +55,10 @@ def describe(record: ThreadRecord) -> Payload:
 
 
 def run_view(run: RunRecord) -> Payload:
-    view = run.model_dump(mode="json", exclude={"agent", "schema_version"})
+    view = run.model_dump(mode="json", exclude={"agent", "schema_version", "tools"})
     view["agent"] = {"name": run.agent.name, "version": run.agent.version,
                      "model": run.agent.model}
+    view["tools"] = None if run.tools is None else [tool.name for tool in run.tools]
     return view
 
 
@@ -142,12 +146,17 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             return {"status": "busy", "run_id": record.active_run}
         try:
             agent = self._engine.agent(record.agent, request.get("model"))
-        except (UnknownAgent, UnknownRecipe) as exc:
+            tools = self._engine.tool_set(
+                agent, client_tools_adapter.validate_python(request.get("client_tools") or []),
+                disabled=list(request.get("disabled_tools") or []))
+        except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
             return invalid(str(exc))
+        except ValidationError as exc:
+            return invalid(f"client_tools: {exc.errors()[0]['msg']}")
         if record.active_run is not None and on_active == "interrupt":
             record = await self._cancel(record, record.active_run, "interrupted by a new message")
         record, run, events = await enqueue(self._store, record, text,
-                                            f"run_{uuid.uuid4().hex}", agent)
+                                            f"run_{uuid.uuid4().hex}", agent, tools)
         if key:
             kept = list(record.idempotency.items())[-(IDEMPOTENCY_KEYS - 1):]
             record = record.model_copy(update={"idempotency": {**dict(kept), key: run.run_id}})
@@ -181,6 +190,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             record = await self._cancel(record, run_id, "the thread was deleted")
         await self._store.delete_all(record)
         self._in_background(self._unwatch())
+        self._in_background(self._forget_deadline())
         log.info("thread deleted")
         return {"status": "ok"}
 
@@ -213,6 +223,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         metrics.observe(events, 0.0)
         run_changed(run_id)
         log.info("run %s cancelled: %s", run_id, reason)
+        self._in_background(self._forget_deadline())
         return record
 
     async def _begin(self, record: ThreadRecord, run: RunRecord,
@@ -238,6 +249,36 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         logs.run_id.set(run.run_id)
         await self._begin(record, run)
         return True
+
+    async def resume_run(self, request: Payload) -> Payload:
+        """Answers what a waiting run waits for (`actions`: tool results, approvals,
+        answers); the run goes on from any host. A submission that does not answer every
+        pending call exactly once, or comes when the run is not waiting, changes nothing."""
+        record = await self._owned(request)
+        run = await self._store.run(str(request.get("run_id", ""))) if record else None
+        if record is None or run is None:
+            return NOT_FOUND
+        logs.run_id.set(run.run_id)
+        had_deadline = run.deadline is not None
+        try:
+            submissions = submissions_adapter.validate_python(request.get("actions"))
+            record, events = await resume(self._store, record, run, submissions)
+        except ValidationError as exc:
+            return invalid(f"actions: {exc.errors()[0]['msg']}")
+        except InvalidSubmission as exc:
+            return invalid(str(exc))
+        except NotWaiting as exc:
+            return {"status": "conflict", "detail": str(exc)}
+        await self._state_manager.save_state()
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        run_changed(run.run_id)
+        log.info("run %s resumed", run.run_id)
+        await self._chain_step()
+        self._in_background(self._watch())
+        if had_deadline:
+            self._in_background(self._forget_deadline())
+        return {"status": "ok", "run": run_view(run), "first_seq": events[0].seq}
 
     async def get_run(self, request: Payload) -> Payload:
         """The run; with `with_messages`, also its messages once it has stopped running."""
@@ -284,8 +325,15 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         self._fence.new_turn()
         while (stepped := await self._one_step()) is not None:
             run, events = stepped
+            if run.status == "requires_action" and run.deadline is not None:
+                # Before the pause is committed: a deadline is never lost with its host.
+                await self._remind_deadline(run)
             await self._state_manager.save_state()
             self._publish(run, events)
+            if run.status == "requires_action":
+                run_changed(run.run_id)
+                self._in_background(self._unwatch())  # it holds no reminder but its deadline
+                return
             if run.status != "running":
                 run_changed(run.run_id)
                 record = await self._store.record()
@@ -336,15 +384,31 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
                                period: timedelta, ttl: timedelta | None = None) -> None:
-        if name != WATCHDOG:
-            return
         record = await self._store.record()
-        if record is None or record.active_run is None:
-            await self._unwatch()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if name == DEADLINE:
+            if run is not None and run.run_id == state.decode():
+                await self._deadline_passed(record, run)
+        elif name == WATCHDOG:
+            if run is not None and run.status == "running":
+                await self._chain_step()
+            else:
+                await self._unwatch()
+
+    async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
+        """Denies the approvals nobody gave in time; the run goes on unless it also waits
+        for something else."""
+        logs.run_id.set(run.run_id)
+        record, events = await expire(self._store, record, run)
+        if not events:
             return
-        run = await self._store.run(record.active_run)
-        if run is not None and run.status == "running":
+        await self._state_manager.save_state()
+        self._publish(run, events)
+        run_changed(run.run_id)
+        log.info("run %s: approval deadline passed, undecided calls denied", run.run_id)
+        if run.status == "running":
             await self._chain_step()
+            self._in_background(self._watch())
 
     async def _read_committed(self, key: str) -> tuple[bool, Any]:
         """A key as committed in the store now, past the state manager's cache."""
@@ -361,6 +425,13 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def _unwatch(self) -> None:
         await self.unregister_reminder(WATCHDOG)
+
+    async def _remind_deadline(self, run: RunRecord) -> None:
+        due = max(run.deadline - datetime.now(UTC), timedelta(0))
+        await self.register_reminder(DEADLINE, run.run_id.encode(), due, None)
+
+    async def _forget_deadline(self) -> None:
+        await self.unregister_reminder(DEADLINE)
 
     def _in_background(self, work: Any) -> None:
         background.in_order(self.id.id, work)

@@ -19,12 +19,14 @@ from actors.engine.loop import run_until_done, start_run
 from actors.engine.messages import UserText, messages_adapter
 from actors.engine.recipes import Providers, VendorAccess
 from actors.engine.retry import RetryPolicy
+from actors.engine.tool_set import build_tool_set
 from actors.engine.usage import DEFAULT_PRICES
 from actors.tools import build_registry
 
 AGENT = AgentDefinition.model_validate(
     json.loads((Path(__file__).parent / "agents" / "bench.json").read_text()))
 TOOLS = build_registry()
+TOOL_SET = build_tool_set(AGENT, TOOLS)
 PROVIDERS = Providers(VendorAccess())
 app = FastAPI()
 store = redis.Redis.from_url(os.environ["BASELINE_REDIS_URL"])
@@ -40,7 +42,7 @@ async def post_message(thread_id: str, turn: Turn) -> dict:
     history = messages_adapter.validate_json(raw) if raw else []
     first = len(history)
     history.append(UserText(text=turn.content))
-    run, _ = start_run("run", thread_id, AGENT, first)
+    run, _ = start_run("run", thread_id, AGENT, TOOL_SET, first)
     await run_until_done(run, history, PROVIDERS.for_agent(AGENT), TOOLS, DEFAULT_PRICES,
                          RetryPolicy())
     await store.set(f"thread:{thread_id}", messages_adapter.dump_json(history))

@@ -14,6 +14,7 @@ from actors.engine.recipes import Providers, VendorAccess
 from actors.engine.retry import RetryPolicy, with_retries
 from actors.engine.run import RunRecord
 from actors.engine.scripted import ScriptedProvider
+from actors.engine.tool_set import build_tool_set
 from actors.engine.tools import ToolRegistry, function_tool
 from actors.engine.usage import DEFAULT_PRICES, Price, Usage
 from actors.tools import build_registry
@@ -25,9 +26,10 @@ def run_agent(agent: AgentDefinition, text: str = "hi", provider: Provider | Non
               tools: ToolRegistry | None = None,
               prices: dict[str, Price] | None = None) -> tuple[RunRecord, list[Message], list]:
     history: list[Message] = [UserText(text=text)]
-    run, events = start_run("run_1", "th_1", agent, 0)
+    tools = tools or build_registry()
+    run, events = start_run("run_1", "th_1", agent, build_tool_set(agent, tools), 0)
     provider = provider or Providers(VendorAccess()).for_agent(agent)
-    events += asyncio.run(run_until_done(run, history, provider, tools or build_registry(),
+    events += asyncio.run(run_until_done(run, history, provider, tools,
                                          prices or DEFAULT_PRICES, NO_WAIT))
     return run, history, events
 

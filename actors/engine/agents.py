@@ -30,7 +30,14 @@ class AgentDefinition(BaseModel):
     system_prompt: str = ""
     # A recipe: "scripted", "openai:<model>", "openai-responses:<model>", "anthropic:<model>".
     model: str = "scripted"
+    # Tool names: function tools of the registry, and `ask_user` (questions to the user).
     tools: list[str] = Field(default_factory=list)
+    # Tools whose every call waits for a person's approval; an undecided call is denied
+    # once `approval_deadline_seconds` have passed (no deadline when None).
+    approval_required: list[str] = Field(default_factory=list)
+    approval_deadline_seconds: int | None = Field(default=None, ge=1)
+    # A thread of this agent is erased this long after its last activity (None: kept).
+    retention_seconds: int | None = Field(default=None, ge=1)
     limits: Limits = Field(default_factory=Limits)
     settings: ModelSettings = Field(default_factory=ModelSettings)
     # Replies of the scripted model, for tests and demos; a string is a text reply.

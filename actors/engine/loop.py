@@ -6,28 +6,41 @@ The actor drives the same functions one step per actor turn, with a checkpoint b
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import Message, messages_adapter
+from actors.engine.pauses import pause
 from actors.engine.provider import Provider
 from actors.engine.retry import RetryPolicy
-from actors.engine.run import CallModel, Finish, RunEvent, RunRecord, RunTools, plan_next_step
+from actors.engine.run import (
+    CallModel,
+    Finish,
+    Pause,
+    RunEvent,
+    RunRecord,
+    RunTools,
+    plan_next_step,
+)
 from actors.engine.step import StepOutcome, take_step
+from actors.engine.tool_set import RunTool
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
 
 
-def new_run(run_id: str, thread_id: str, agent: AgentDefinition,
+def new_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
             first_message: int = -1) -> tuple[RunRecord, list[RunEvent]]:
-    """A queued run; `first_message` is set when it starts."""
-    run = RunRecord(run_id=run_id, thread_id=thread_id, agent=agent, first_message=first_message)
+    """A queued run with its tool set; `first_message` is set when it starts."""
+    run = RunRecord(run_id=run_id, thread_id=thread_id, agent=agent, tools=tools,
+                    first_message=first_message)
     created = run.event("run.created", agent=agent.name, agent_version=agent.version,
-                        model=agent.model)
+                        model=agent.model, tools=[t.name for t in tools])
     return run, [created]
 
 
-def start_run(run_id: str, thread_id: str, agent: AgentDefinition,
+def start_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
               first_message: int) -> tuple[RunRecord, list[RunEvent]]:
-    run, events = new_run(run_id, thread_id, agent, first_message)
+    run, events = new_run(run_id, thread_id, agent, tools, first_message)
     return run, [*events, run.transition("running")]
 
 
@@ -57,12 +70,16 @@ def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:
 async def run_until_done(run: RunRecord, history: list[Message], provider: Provider,
                          tools: ToolRegistry, prices: dict[str, Price],
                          retry: RetryPolicy) -> list[RunEvent]:
-    """Runs every step in memory, appending to `history`; returns the events."""
+    """Runs every step in memory, appending to `history`, until the run ends or pauses;
+    returns the events."""
     events: list[RunEvent] = []
-    while run.active:
+    while run.status == "running":
         decision = plan_next_step(run, history[run.first_message:])
         if isinstance(decision, Finish):
             events += finish(run, decision)
+            break
+        if isinstance(decision, Pause):
+            events += pause(run, decision, datetime.now(UTC))
             break
         outcome = await take_step(decision, run, history, provider, tools, prices, retry)
         events += record_step(run, decision, outcome, len(history))

@@ -7,6 +7,7 @@ its last checkpoint and nothing else.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult
+from actors.engine.tool_set import RunTool
 from actors.engine.usage import Usage
 
 RUN_SCHEMA_VERSION = 1
@@ -34,6 +36,20 @@ class ModelCallRecord(BaseModel):
     usage: Usage
     latency_ms: float
     cost_usd: float
+
+
+class PendingAction(BaseModel):
+    """What a waiting run needs from outside for one tool call: the caller's result of a
+    client tool (`tool_result`), a person's decision (`approval`), the user's answer to a
+    question (`input`)."""
+
+    type: Literal["tool_result", "approval", "input"]
+    call_id: str
+    tool: str
+    # The model's arguments, as JSON text.
+    arguments: str
+    # For `input`: the question asked.
+    question: str | None = None
 
 
 class RunEvent(BaseModel):
@@ -62,6 +78,15 @@ class RunRecord(BaseModel):
     traceparent: str | None = None
     # The user's message, kept while the run waits in the thread's queue.
     input_text: str | None = None
+    # The tools the run started with; None in runs stored before tool sets were kept
+    # (their tools are the agent's, all run by the host).
+    tools: list[RunTool] | None = None
+    # While `requires_action`: what the run waits for, and when undecided approvals are
+    # denied.
+    required_action: list[PendingAction] = Field(default_factory=list)
+    deadline: datetime | None = None
+    # Calls a person approved that have not run yet.
+    approved: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -74,9 +99,11 @@ class RunRecord(BaseModel):
         self.next_seq += 1
         return event
 
-    def transition(self, status: RunStatus, reason: str | None = None) -> RunEvent:
+    def transition(self, status: RunStatus, reason: str | None = None,
+                   **data: Any) -> RunEvent:
         self.status, self.reason = status, reason
-        return self.event("run.status", status=status, **({"reason": reason} if reason else {}))
+        return self.event("run.status", status=status, **({"reason": reason} if reason else {}),
+                          **data)
 
 
 class CallModel(BaseModel):
@@ -88,20 +115,28 @@ class RunTools(BaseModel):
     calls: list[ToolCall]
 
 
+class Pause(BaseModel):
+    kind: Literal["pause"] = "pause"
+    actions: list[PendingAction]
+
+
 class Finish(BaseModel):
     kind: Literal["finish"] = "finish"
     status: RunStatus
     reason: str | None = None
 
 
-NextStep = CallModel | RunTools | Finish
+NextStep = CallModel | RunTools | Pause | Finish
 
 
 def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
     answered = {m.call_id for m in run_messages if isinstance(m, ToolResult)}
     pending = [m for m in run_messages if isinstance(m, ToolCall) and m.call_id not in answered]
     if pending:
-        return RunTools(calls=pending)
+        waits = [action for call in pending if (action := _action_for(run, call)) is not None]
+        runnable = [c for c in pending if c.call_id not in {a.call_id for a in waits}]
+        # The host's own calls first: the run then waits for the rest in one pause.
+        return RunTools(calls=runnable) if runnable else Pause(actions=waits)
     if run_messages and isinstance(run_messages[-1], AssistantText):
         return Finish(status="completed")
     limits = run.agent.limits
@@ -114,3 +149,29 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
         return Finish(status="incomplete",
                       reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used")
     return CallModel()
+
+
+def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:
+    """What the call waits for, or None if the host runs it now (a function tool, or a
+    name the run has no tool for, which gets an error result)."""
+    tool = next((t for t in run.tools or [] if t.name == call.name), None)
+    if tool is None or (tool.kind == "function"
+                        and (not tool.needs_approval or call.call_id in run.approved)):
+        return None
+    if tool.kind == "client":
+        return PendingAction(type="tool_result", call_id=call.call_id, tool=call.name,
+                             arguments=call.arguments)
+    if tool.kind == "input":
+        return PendingAction(type="input", call_id=call.call_id, tool=call.name,
+                             arguments=call.arguments, question=_question(call.arguments))
+    return PendingAction(type="approval", call_id=call.call_id, tool=call.name,
+                         arguments=call.arguments)
+
+
+def _question(arguments: str) -> str:
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    question = parsed.get("question") if isinstance(parsed, dict) else None
+    return question if isinstance(question, str) else arguments

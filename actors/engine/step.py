@@ -12,6 +12,7 @@ from actors.engine.messages import Message, ToolCall, ToolResult
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, TextDelta
 from actors.engine.retry import RetryPolicy, with_retries
 from actors.engine.run import CallModel, ModelCallRecord, RunRecord, RunTools
+from actors.engine.tool_set import RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry, unknown_tool_result
 from actors.engine.usage import Price, cost_of
 
@@ -26,11 +27,17 @@ class StepOutcome:
     error: str | None = None
 
 
+def run_tool_set(run: RunRecord, tools: ToolRegistry) -> list[RunTool]:
+    """The tools the run started with (for runs stored before tool sets were kept: the
+    agent's, as the registry has them now)."""
+    return run.tools if run.tools is not None else build_tool_set(run.agent, tools)
+
+
 async def call_model(run: RunRecord, context: list[Message], provider: Provider,
                      tools: ToolRegistry, prices: dict[str, Price], retry: RetryPolicy,
                      on_delta: OnDelta | None = None) -> StepOutcome:
     agent = run.agent
-    specs = [tool.spec for name in agent.tools if (tool := tools.get(name)) is not None]
+    specs = [tool.spec for tool in run_tool_set(run, tools)]
     request = ModelRequest(system=agent.system_prompt, messages=context, tools=specs,
                            settings=agent.settings)
 
@@ -60,7 +67,7 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
 
 
 async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry) -> StepOutcome:
-    allowed = set(run.agent.tools)
+    allowed = {tool.name for tool in run_tool_set(run, tools) if tool.kind == "function"}
     limit = run.agent.limits.tool_timeout_seconds
 
     async def one(call: ToolCall) -> ToolResult:

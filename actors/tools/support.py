@@ -48,6 +48,19 @@ def query_logistics(tracking_number: str) -> Shipment:
     return SHIPMENTS[tracking_number]
 
 
+@function_tool
+def cancel_order(order_id: str, reason: str = "") -> dict[str, str]:
+    """Cancels an order that has not shipped yet. The support agent asks a person to
+    approve every call (see agents/support.json)."""
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise LookupError(f"no order {order_id}")
+    if order.status != "processing":
+        raise ValueError(f"order {order_id} is {order.status}; only unshipped orders cancel")
+    return {"order_id": order_id, "status": "cancelled", "reason": reason}
+
+
 def register(registry: ToolRegistry) -> None:
     registry.add(query_order)
     registry.add(query_logistics)
+    registry.add(cancel_order)

@@ -1,0 +1,144 @@
+"""Pauses: a run that waits for the outside world, and what resumes it.
+
+A run pauses when the model calls a client tool, an approval-gated tool or `ask_user`:
+it goes to `requires_action` with one pending action per call and holds nothing while
+it waits. A submission must answer every pending call exactly once, each with the kind
+of answer it waits for; anything else is refused and changes nothing. Answers become
+tool results in the history (a denial with its reason, so the model reads it); an
+approved call runs as the run's next step. An approval deadline that passes denies the
+undecided calls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from actors.engine.messages import ToolResult
+from actors.engine.run import Pause, PendingAction, RunEvent, RunRecord
+
+MAX_TEXT = 100_000
+
+
+class ToolOutput(BaseModel):
+    """The caller's result of a client tool call."""
+
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str = Field(max_length=200)
+    output: str = Field(max_length=MAX_TEXT)
+    is_error: bool = False
+
+
+class Approval(BaseModel):
+    """A person's decision on an approval-gated call; a denial's reason goes to the model."""
+
+    type: Literal["approval"] = "approval"
+    call_id: str = Field(max_length=200)
+    approved: bool
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class Answer(BaseModel):
+    """The user's answer to a question the agent asked with `ask_user`."""
+
+    type: Literal["input"] = "input"
+    call_id: str = Field(max_length=200)
+    answer: str = Field(max_length=MAX_TEXT)
+
+
+Submission = Annotated[ToolOutput | Approval | Answer, Field(discriminator="type")]
+submissions_adapter: TypeAdapter[list[Submission]] = TypeAdapter(list[Submission])
+
+
+class NotWaiting(Exception):
+    """The run is not waiting for anything (any more)."""
+
+
+class InvalidSubmission(ValueError):
+    """The submission does not answer the run's pending calls, exactly."""
+
+
+def pause(run: RunRecord, decision: Pause, now: datetime) -> list[RunEvent]:
+    run.required_action = decision.actions
+    seconds = run.agent.approval_deadline_seconds
+    waits_for_approval = any(a.type == "approval" for a in decision.actions)
+    run.deadline = now + timedelta(seconds=seconds) if seconds and waits_for_approval else None
+    return [run.transition(
+        "requires_action",
+        required_action=[a.model_dump(mode="json") for a in decision.actions],
+        deadline=run.deadline.isoformat() if run.deadline else None)]
+
+
+def submit(run: RunRecord, submissions: list[Submission],
+           first_index: int) -> tuple[list[ToolResult], list[RunEvent]]:
+    """The tool results to append (at `first_index`) and the events; the run is running
+    again. Raises NotWaiting or InvalidSubmission, with the run untouched."""
+    if run.status != "requires_action":
+        raise NotWaiting(f"the run is {run.status}, not waiting for anything")
+    _check(run.required_action, submissions)
+    pending = {a.call_id: a for a in run.required_action}
+    results = [result for s in submissions
+               if (result := _result(pending[s.call_id], s)) is not None]
+    run.approved += [s.call_id for s in submissions if isinstance(s, Approval) and s.approved]
+    run.required_action, run.deadline = [], None
+    return results, [
+        _results_event(run, "actions.submitted", results, first_index,
+                       approved=[s.call_id for s in submissions
+                                 if isinstance(s, Approval) and s.approved]),
+        run.transition("running")]
+
+
+def expire_approvals(run: RunRecord, now: datetime,
+                     first_index: int) -> tuple[list[ToolResult], list[RunEvent]]:
+    """Denies the approvals still undecided once the deadline passed; the run runs on
+    unless it also waits for something else. Nothing when the deadline is not due."""
+    if run.status != "requires_action" or run.deadline is None or now < run.deadline:
+        return [], []
+    expired = [a for a in run.required_action if a.type == "approval"]
+    results = [ToolResult(call_id=a.call_id, name=a.tool, is_error=True,
+                          content="Denied: nobody approved this call before its deadline.")
+               for a in expired]
+    run.required_action = [a for a in run.required_action if a.type != "approval"]
+    run.deadline = None
+    events = [_results_event(run, "approval.expired", results, first_index,
+                             call_ids=[a.call_id for a in expired])]
+    if not run.required_action:
+        events.append(run.transition("running"))
+    return results, events
+
+
+def _check(pending: list[PendingAction], submissions: list[Submission]) -> None:
+    waiting = {a.call_id: a.type for a in pending}
+    counts = Counter(s.call_id for s in submissions)
+    problems = [f"{call_id} is answered {n} times" for call_id, n in counts.items() if n > 1]
+    problems += [f"{s.call_id} is not a call this run waits for" for s in submissions
+                 if s.call_id not in waiting]
+    problems += [f"{s.call_id} waits for {waiting[s.call_id]}, not {s.type}"
+                 for s in submissions if s.call_id in waiting and waiting[s.call_id] != s.type]
+    problems += [f"{call_id} ({kind}) is not answered" for call_id, kind in waiting.items()
+                 if call_id not in counts]
+    if problems:
+        raise InvalidSubmission("; ".join(dict.fromkeys(problems)))
+
+
+def _result(action: PendingAction, submission: Submission) -> ToolResult | None:
+    match submission:
+        case ToolOutput(output=output, is_error=is_error):
+            return ToolResult(call_id=action.call_id, name=action.tool, content=output,
+                              is_error=is_error)
+        case Answer(answer=answer):
+            return ToolResult(call_id=action.call_id, name=action.tool, content=answer)
+        case Approval(approved=True):
+            return None  # it runs as the next step
+        case Approval(reason=reason):
+            return ToolResult(call_id=action.call_id, name=action.tool, is_error=True,
+                              content="Denied by the user" + (f": {reason}" if reason else "."))
+
+
+def _results_event(run: RunRecord, type_: str, results: list[ToolResult], first_index: int,
+                   **data: object) -> RunEvent:
+    return run.event(type_, first_index=first_index,
+                     messages=[r.model_dump(mode="json") for r in results], **data)

@@ -1,0 +1,88 @@
+"""A run's tool set: what the model may call in this run, fixed when the run is created.
+
+A run keeps the whole set it started with (names, schemas, who executes each call and
+whether a person must approve it), so it resumes with the same tools even after the
+agent's definition changed or the user switched a tool off for later turns.
+
+Three kinds of tool:
+- `function`: a Python function of the actor host, run as a step (see tools.py);
+- `client`: declared by the caller for one turn and executed by the caller, who submits
+  the result (the run waits for it);
+- `input`: the built-in `ask_user`, which asks the user a question (the run waits for the
+  answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from actors.engine.agents import AgentDefinition
+from actors.engine.provider import ToolSpec
+from actors.engine.tools import ToolRegistry
+
+ToolKind = Literal["function", "client", "input"]
+ASK_USER = "ask_user"
+ASK_USER_SPEC = ToolSpec(
+    name=ASK_USER,
+    description="Asks the user a question and waits for their answer. Use it when you "
+                "need a detail only the user can give.",
+    parameters={"type": "object", "properties": {"question": {"type": "string"}},
+                "required": ["question"]})
+
+
+class RunTool(BaseModel):
+    spec: ToolSpec
+    kind: ToolKind = "function"
+    # A person approves each call before it runs (function tools only).
+    needs_approval: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class ClientTool(BaseModel):
+    """A tool the caller declares for one turn and executes itself."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field(default="", max_length=1024)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
+                                                                "properties": {}})
+
+
+client_tools_adapter: TypeAdapter[list[ClientTool]] = TypeAdapter(list[ClientTool])
+
+
+class ToolSetError(ValueError):
+    """A turn's tools do not fit its agent: a clash of names, or an unknown tool."""
+
+
+def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
+                   client_tools: list[ClientTool] = (),
+                   disabled: list[str] = ()) -> list[RunTool]:
+    """The agent's tools minus those switched off for this turn, plus the turn's client
+    tools. Agent tools the registry does not know are left out (the model cannot call
+    them); a client tool may not take an agent tool's name."""
+    unknown = sorted(set(disabled) - set(agent.tools))
+    if unknown:
+        raise ToolSetError(f"the agent has no tool named {', '.join(unknown)}")
+    tools: list[RunTool] = []
+    for name in agent.tools:
+        if name in disabled:
+            continue
+        if name == ASK_USER:
+            tools.append(RunTool(spec=ASK_USER_SPEC, kind="input"))
+        elif (tool := registry.get(name)) is not None:
+            tools.append(RunTool(spec=tool.spec,
+                                 needs_approval=name in agent.approval_required))
+    taken = {tool.name for tool in tools} | set(agent.tools)
+    seen: set[str] = set()
+    for client in client_tools:
+        if client.name in taken or client.name in seen:
+            raise ToolSetError(f"client tool {client.name!r} clashes with another tool's name")
+        seen.add(client.name)
+        tools.append(RunTool(spec=ToolSpec(name=client.name, description=client.description,
+                                           parameters=client.parameters), kind="client"))
+    return tools
