@@ -6,6 +6,7 @@
     ├── forbidden         403      a service app-id that is not allowed to call
     ├── thread-not-found  404      no thread (or run) with that id
     ├── thread-busy       409      the thread already has a run in progress
+    ├── run-not-waiting   409      actions submitted to a run that waits for nothing
     ├── body-too-large    413      a request body over THREADHOST_MAX_BODY_BYTES
     ├── rate-limited      429      the caller's requests per minute or runs going on
     └── unavailable       502/503  the actor runtime could not be reached, or answered oddly

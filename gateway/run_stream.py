@@ -54,8 +54,11 @@ def _sse(event: dict[str, Any]) -> str:
     return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
 
-def _ends(event: dict[str, Any]) -> bool:
-    return event["type"] == "run.status" and event["data"]["status"] in TERMINAL
+def _ends(event: dict[str, Any], more: bool) -> bool:
+    """Whether the stream ends with this event: the run ended, or it waits for an action
+    and nothing follows (an earlier pause that was resumed does not end a replay)."""
+    status = event["data"].get("status") if event["type"] == "run.status" else None
+    return status in TERMINAL or (status == "requires_action" and not more)
 
 
 async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], owner: str,
@@ -68,14 +71,14 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
     replica (the in-memory one of another sidecar) only makes the stream slower."""
     last, steps_done, quiet = after, 0, 0.0
 
-    async def from_log(up_to: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def from_log(up_to: int | None = None) -> AsyncIterator[tuple[dict[str, Any], bool]]:
+        """Stored events after the last sent, each with whether more follow it."""
         nonlocal last
         stored = await client.read(thread_id, f"runs/{run_id}/events?after={last}", owner)
-        for event in stored["events"]:
-            if up_to is not None and event["seq"] > up_to:
-                break
+        events = [e for e in stored["events"] if up_to is None or e["seq"] <= up_to]
+        for n, event in enumerate(events):
             last = event["seq"]
-            yield event
+            yield event, n + 1 < len(events) or stored["run"]["status"] != "requires_action"
 
     def emit(event: dict[str, Any]) -> str:
         nonlocal steps_done
@@ -84,18 +87,18 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
         return _sse(event)
 
     if replay:
-        async for event in from_log():
+        async for event, more in from_log():
             yield emit(event)
-            if _ends(event):
+            if _ends(event, more):
                 return
     while True:
         try:
             message = await asyncio.wait_for(live.get(), poll)
         except TimeoutError:
             quiet += poll
-            async for event in from_log():
+            async for event, more in from_log():
                 yield emit(event)
-                if _ends(event):
+                if _ends(event, more):
                     return
             if quiet >= heartbeat:
                 quiet = 0.0
@@ -108,13 +111,14 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
             if message.get("step", 0) > steps_done:  # not for a step already sent whole
                 yield f"event: token.delta\ndata: {json.dumps({'text': message['delta']})}\n\n"
             continue
-        for event in message.get("events", []):
+        events = message.get("events", [])
+        for n, event in enumerate(events):
             if event["seq"] <= last:
                 continue
             if event["seq"] > last + 1:
-                async for missed in from_log(up_to=event["seq"] - 1):
+                async for missed, _ in from_log(up_to=event["seq"] - 1):
                     yield emit(missed)
             last = event["seq"]
             yield emit(event)
-            if _ends(event):
+            if _ends(event, n + 1 < len(events)):
                 return

@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.engine.pauses import Submission
+from actors.engine.run import PendingAction
+from actors.engine.tool_set import ClientTool
+
 # Thread ids travel in URLs and actor keys: keep them to a safe alphabet.
 THREAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -34,6 +38,26 @@ class PostMessage(BaseModel):
     # While the thread has a run going: enqueue this message to run next, reject it (409),
     # or interrupt (cancel) the active run.
     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    # Tools the caller executes itself: when the model calls one, the run waits
+    # (requires_action) until the caller submits the result.
+    client_tools: list[ClientTool] = Field(default_factory=list, max_length=64)
+    # The agent's tools this turn (and its run, even after a pause) may not use.
+    disabled_tools: list[str] = Field(default_factory=list, max_length=64)
+
+
+class ResumeRun(BaseModel):
+    """Answers to everything a waiting run waits for: each pending call exactly once."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": True}]},
+        {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": False,
+                      "reason": "refund first"},
+                     {"type": "tool_result", "call_id": "call_3_2", "output": "Berlin"},
+                     {"type": "input", "call_id": "call_3_3", "answer": "Order 1002"}],
+         "mode": "stream"}]})
+    actions: list[Submission] = Field(min_length=1, max_length=64)
+    # As for a message: wait for the run to stop, stream its events, or answer at once.
+    mode: Literal["wait", "stream", "background"] = "wait"
 
 
 class ThreadView(BaseModel):
@@ -118,12 +142,18 @@ class RunView(BaseModel):
     created_at: datetime
     updated_at: datetime
     model_calls: list[dict[str, Any]]
+    # The tools the run may call (fixed when it was created).
+    tools: list[str] | None = None
+    # While the run is `requires_action`: what it waits for, and when undecided
+    # approvals are denied.
+    required_action: list[PendingAction] = Field(default_factory=list)
+    deadline: datetime | None = None
 
 
 class TurnView(BaseModel):
     thread_id: str
     run: RunView
-    # The run's last assistant text; None while it has not ended.
+    # The run's last assistant text so far; None if it has none.
     reply: str | None
     messages: list[MessageView]
     message_count: int

@@ -93,6 +93,9 @@ class ThreadClient:
             case "busy":
                 raise Problem(409, "thread-busy", "The thread has a run in progress",
                               "wait for it to end, or cancel it", run_id=result.get("run_id"))
+            case "conflict":
+                raise Problem(409, "run-not-waiting", "The run is not waiting",
+                              result.get("detail", ""))
             case other:
                 raise Problem(502, "unavailable", "Unexpected answer from the thread",
                               f"the thread answered with status {other!r}")

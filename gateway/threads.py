@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
@@ -19,6 +19,7 @@ from gateway.schemas import (
     HistoryView,
     MessageView,
     PostMessage,
+    ResumeRun,
     RunsView,
     RunView,
     ThreadListView,
@@ -141,22 +142,56 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
     turn = {"text": body.content, "model": body.model, "owner": caller.owner,
-            "on_active": body.on_active, "idempotency_key": idempotency_key}
-    if body.mode == "stream":
-        # Listening before the run starts: its first deltas are not missed.
-        listener = request.app.state.run_events.listen(thread_id)
+            "on_active": body.on_active, "idempotency_key": idempotency_key,
+            "client_tools": [tool.model_dump(mode="json") for tool in body.client_tools],
+            "disabled_tools": body.disabled_tools}
+    # Listening on the thread: the run's id is not known before it starts.
+    return await _in_mode(request, caller, body.mode, thread_id, thread_id,
+                          lambda: _post(client, caller, settings, thread_id, turn))
+
+
+@router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,
+             responses={202: {"description": "the run goes on; poll its URL"},
+                        200: {"content": {"text/event-stream": {}}},
+                        409: {"description": "the run is not waiting for anything"}})
+async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client: ClientDep,
+                     caller: CallerDep, request: Request) -> Response:
+    """Answers what a waiting run (`requires_action`) waits for: the results of client
+    tool calls, approvals or denials, answers to questions. Every pending call must be
+    answered exactly once; otherwise nothing changes (422). By `mode`, as for a message."""
+    resumed = {"run_id": run_id, "owner": caller.owner,
+               "actions": [action.model_dump(mode="json") for action in body.actions]}
+    return await _in_mode(request, caller, body.mode, thread_id, run_id,
+                          lambda: client.call(thread_id, "ResumeRun", resumed))
+
+
+async def _in_mode(request: Request, caller: Caller, mode: str, thread_id: str,
+                   listen_to: str, call: Callable[[], Awaitable[dict]]) -> Response:
+    """Starts or resumes a run with `call`, then waits for it to stop (ended or waiting),
+    streams its events (those from the call on), or answers 202 at once."""
+    app = request.app
+    if mode == "stream":
+        # Listening before the call: the run's first events and deltas are not missed.
+        listener = app.state.run_events.listen(listen_to)
         try:
-            started = await _post(client, caller, settings, thread_id, turn)
+            answer = await call()
         except BaseException:
             listener.close()
             raise
-        return _event_stream(request, caller, thread_id, started["run"]["run_id"], -1,
-                             listener)
-    started = await _post(client, caller, settings, thread_id, turn)
-    if body.mode == "background":
-        return _accepted(thread_id, started["run"])
-    result = await _wait_for_run(client, caller, thread_id, started["run"],
-                                 settings.run_wait_seconds)
+        return _event_stream(request, caller, thread_id, answer["run"]["run_id"],
+                             answer.get("first_seq", 0) - 1, listener)
+    answer = await call()
+    if mode == "background":
+        return _accepted(thread_id, answer["run"])
+    return await _turn(app.state.thread_client, caller, thread_id, answer["run"],
+                       app.state.settings.run_wait_seconds)
+
+
+async def _turn(client: ThreadClient, caller: Caller, thread_id: str, run: dict,
+                wait_seconds: float) -> Response:
+    """The run once it stops (ended, or waiting for an action), with its messages; 202
+    with its URL if it is still going after `wait_seconds`."""
+    result = await _wait_for_run(client, caller, thread_id, run, wait_seconds)
     run = result["run"]
     if "messages" not in result:
         return _accepted(thread_id, run)

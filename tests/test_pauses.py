@@ -80,7 +80,7 @@ def test_an_approval_gated_call_waits_while_other_calls_run() -> None:
     assert history[4].name == "query_order"
     [action] = run.required_action
     assert (action.type, action.tool) == ("approval", "cancel_order")
-    assert run.deadline is None  # the agent sets no deadline
+    assert run.deadline is not None  # an hour, in its definition
     answer(run, history, Approval(call_id=action.call_id, approved=True))
     assert run.status == "completed"
     cancelled = next(m for m in history if isinstance(m, ToolResult) and m.name == "cancel_order")

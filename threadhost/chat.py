@@ -6,10 +6,19 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 
-from threadhost.client import ThreadhostClient, ThreadhostError
+from threadhost.client import (
+    Answer,
+    Approval,
+    ServerEvent,
+    Submission,
+    ThreadhostClient,
+    ThreadhostError,
+    ToolOutput,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,22 +57,66 @@ async def chat(args: argparse.Namespace) -> int:
                 await _turn(th, thread.id, line.rstrip("\n"), args.model)
             except (ThreadhostError, httpx.HTTPError) as exc:
                 print(f"threadhost: {exc or type(exc).__name__}", file=sys.stderr)
+            except EOFError as exc:
+                print(f"threadhost: {exc}; the run waits for its answer", file=sys.stderr)
+                return 0
 
 
 async def _turn(th: ThreadhostClient, thread_id: str, text: str, model: str | None) -> None:
-    streamed = False
-    async for event in th.stream(thread_id, text, model=model):
+    """One turn, and its pauses: each waiting action is asked for on the terminal (an
+    approval, an answer, a client tool's result), then the run goes on."""
+    pending = await _show(th.stream(thread_id, text, model=model))
+    while pending is not None:
+        run_id, actions = pending
+        answers = [await _ask(action) for action in actions]
+        pending = await _show(th.resume_stream(thread_id, run_id, answers))
+
+
+async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | None:
+    """Prints a run's events; the run's id and what it waits for, if it paused."""
+    streamed, paused = False, None
+    async for event in events:
+        data = event.data.get("data", {})
         if event.event == "token.delta":
             print(event.data["text"], end="", flush=True)
             streamed = True
-        elif event.event == "step.completed":
-            for message in event.data["data"]["messages"]:
+        elif event.event in ("step.completed", "actions.submitted", "approval.expired"):
+            for message in data["messages"]:
                 if message["kind"] == "tool_call":
                     print(f"[{message['name']} {message['arguments']}]", file=sys.stderr)
                 elif message["kind"] == "assistant_text":
                     # Whole here when no deltas came (the step ended before they could).
                     print("" if streamed else message["text"], flush=True)
+                elif message["kind"] == "tool_result" and message["is_error"]:
+                    print(f"[{message['name']}: {message['content']}]", file=sys.stderr)
             streamed = False
-        elif event.event == "run.status" and event.data["data"]["status"] not in (
-                "running", "completed"):
-            print(f"[run {event.data['data']['status']}]", file=sys.stderr, flush=True)
+        elif event.event == "run.status":
+            status = data["status"]
+            paused = (event.data["run_id"], data["required_action"]) if (
+                status == "requires_action") else None
+            if status not in ("running", "completed", "requires_action"):
+                print(f"[run {status}]", file=sys.stderr, flush=True)
+    return paused
+
+
+async def _ask(action: dict) -> Submission:
+    """Asks the person at the terminal for what one pending call waits for."""
+    call_id, tool = action["call_id"], action["tool"]
+    if action["type"] == "approval":
+        line = await _prompt(f"[approve {tool} {action['arguments']}? y/n] ")
+        if line.strip().lower() in ("y", "yes"):
+            return Approval(call_id=call_id, approved=True)
+        reason = await _prompt("[reason for the denial] ")
+        return Approval(call_id=call_id, approved=False, reason=reason.strip() or None)
+    if action["type"] == "input":
+        return Answer(call_id=call_id, answer=(await _prompt(f"{action['question']}\n> ")).strip())
+    output = await _prompt(f"[client tool {tool} {action['arguments']}: its result] ")
+    return ToolOutput(call_id=call_id, output=output.strip())
+
+
+async def _prompt(text: str) -> str:
+    print(text, end="", flush=True, file=sys.stderr)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if not line:
+        raise EOFError("standard input ended while the run waits")
+    return line

@@ -6,6 +6,10 @@ or Dapr service invocation through the caller's own sidecar.
         turn = await th.say(thread.id, "Where is my order 1001?")
         async for event in th.stream(thread.id, "And order 1002?"):
             print(event.event, event.data)
+        if turn.run.status == "requires_action":          # a pause: answer what it waits for
+            action = turn.run.required_action[0]
+            turn = await th.resume(thread.id, turn.run.run_id,
+                                   [Approval(call_id=action.call_id, approved=True)])
 
     ThreadhostClient.via_dapr(app_id="gateway")   # through http://127.0.0.1:$DAPR_HTTP_PORT
 """
@@ -20,7 +24,13 @@ from typing import Any, Literal
 
 import httpx
 
+from actors.engine.pauses import Answer, Approval, Submission, ToolOutput
+from actors.engine.tool_set import ClientTool
 from gateway.schemas import HistoryView, RunsView, RunView, ThreadView, TurnView
+
+__all__ = ["Answer", "Approval", "ClientTool", "ServerEvent", "Submission",
+           "ThreadhostClient", "ThreadhostError", "ToolOutput"]
+OnActive = Literal["enqueue", "reject", "interrupt"]
 
 
 class ThreadhostError(Exception):
@@ -75,33 +85,68 @@ class ThreadhostClient:
     async def delete_thread(self, thread_id: str) -> None:
         await self._json("DELETE", f"/v1/threads/{thread_id}")
 
-    def _turn(self, content: str, mode: str, model: str | None, on_active: str) -> dict:
-        return {"content": content, "mode": mode, "model": model, "on_active": on_active}
+    @staticmethod
+    def _turn(content: str, mode: str, model: str | None, on_active: str,
+              client_tools: list[ClientTool], disabled_tools: list[str]) -> dict:
+        return {"content": content, "mode": mode, "model": model, "on_active": on_active,
+                "client_tools": [t.model_dump(mode="json") for t in client_tools],
+                "disabled_tools": disabled_tools}
 
-    async def say(self, thread_id: str, content: str, *, model: str | None = None,
-                  on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue",
-                  idempotency_key: str | None = None) -> TurnView | RunView:
-        """A turn that waits for its run; a RunView if the run outlasted the wait."""
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-        answer = await self._json("POST", f"/v1/threads/{thread_id}/messages", headers=headers,
-                                  json=self._turn(content, "wait", model, on_active))
+    @staticmethod
+    def _ended_or_running(answer: dict) -> TurnView | RunView:
         if "url" in answer:
             return RunView.model_validate(answer["run"])
         return TurnView.model_validate(answer)
 
+    async def say(self, thread_id: str, content: str, *, model: str | None = None,
+                  on_active: OnActive = "enqueue", idempotency_key: str | None = None,
+                  client_tools: list[ClientTool] = (),
+                  disabled_tools: list[str] = ()) -> TurnView | RunView:
+        """A turn that waits for its run to end or pause (`requires_action`); a RunView
+        if the run outlasted the wait."""
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        body = self._turn(content, "wait", model, on_active, list(client_tools),
+                          list(disabled_tools))
+        return self._ended_or_running(await self._json(
+            "POST", f"/v1/threads/{thread_id}/messages", headers=headers, json=body))
+
     async def start(self, thread_id: str, content: str, *, model: str | None = None,
-                    on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue") -> RunView:
+                    on_active: OnActive = "enqueue", client_tools: list[ClientTool] = (),
+                    disabled_tools: list[str] = ()) -> RunView:
         """A turn in the background: the run, at once."""
-        answer = await self._json("POST", f"/v1/threads/{thread_id}/messages",
-                                  json=self._turn(content, "background", model, on_active))
+        body = self._turn(content, "background", model, on_active, list(client_tools),
+                          list(disabled_tools))
+        answer = await self._json("POST", f"/v1/threads/{thread_id}/messages", json=body)
         return RunView.model_validate(answer["run"])
 
     async def stream(self, thread_id: str, content: str, *, model: str | None = None,
-                     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue",
-                     ) -> AsyncIterator[ServerEvent]:
-        """A turn whose events arrive as they happen, up to the run's end."""
+                     on_active: OnActive = "enqueue", client_tools: list[ClientTool] = (),
+                     disabled_tools: list[str] = ()) -> AsyncIterator[ServerEvent]:
+        """A turn whose events arrive as they happen, until the run ends or pauses."""
+        body = self._turn(content, "stream", model, on_active, list(client_tools),
+                          list(disabled_tools))
         request = self._http.build_request("POST", f"/v1/threads/{thread_id}/messages",
-                                           json=self._turn(content, "stream", model, on_active))
+                                           json=body)
+        async for event in self._events(request):
+            yield event
+
+    def _resume_body(self, actions: list[Submission], mode: str) -> dict:
+        return {"actions": [a.model_dump(mode="json") for a in actions], "mode": mode}
+
+    async def resume(self, thread_id: str, run_id: str,
+                     actions: list[Submission]) -> TurnView | RunView:
+        """Answers what a waiting run waits for (ToolOutput, Approval, Answer: every
+        pending call once) and waits for it to end or pause again."""
+        return self._ended_or_running(await self._json(
+            "POST", f"/v1/threads/{thread_id}/runs/{run_id}/resume",
+            json=self._resume_body(actions, "wait")))
+
+    async def resume_stream(self, thread_id: str, run_id: str,
+                            actions: list[Submission]) -> AsyncIterator[ServerEvent]:
+        """As `resume`, with the run's events from the answers on, as they happen."""
+        request = self._http.build_request(
+            "POST", f"/v1/threads/{thread_id}/runs/{run_id}/resume",
+            json=self._resume_body(actions, "stream"))
         async for event in self._events(request):
             yield event
 

@@ -1,0 +1,199 @@
+"""Runs that wait, on the real runtime: paused through one gateway replica, resumed
+through another after the whole stack restarted; deadlines that outlive their host; bad
+resumes that change nothing; erase."""
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FAST_IDLE, TEST_AGENTS, Api, start_apps, stored_rows, wait_for
+from threadhost.runtime import PROJECT_ROOT
+from threadhost.stack import Stack
+
+AGENTS = Path(__file__).parent / "agents"
+LOCATION = {"name": "get_location", "description": "Where the user is",
+            "parameters": {"type": "object", "properties": {"precision": {"type": "string"}}}}
+
+# agent, the turn's body, the answer to the pause, the history the run ends with.
+PAUSES = {
+    "approval": ("approvals", {"content": "Please cancel order 1002."},
+                 {"type": "approval", "approved": True},
+                 [("user", "Please cancel order 1002."), ("assistant", "Cancelling order 1002."),
+                  ("assistant", '{"order_id": "1002"}'),
+                  ("assistant", '{"order_id": "1002", "reason": "changed my mind"}'),
+                  ("tool", "query_order"), ("tool", "cancel_order"),
+                  ("assistant", "That is settled.")]),
+    "input": ("asker", {"content": "Cancel my order."},
+              {"type": "input", "answer": "Order 1002"},
+              [("user", "Cancel my order."),
+               ("assistant", '{"question": "Which order do you mean?"}'),
+               ("tool", "Order 1002"), ("assistant", "Thanks, I have noted it.")]),
+    "client_tool": ("locator", {"content": "Weather?", "client_tools": [LOCATION]},
+                    {"type": "tool_result", "output": "Berlin"},
+                    [("user", "Weather?"), ("assistant", '{"precision": "city"}'),
+                     ("tool", "Berlin"), ("assistant", "Here is the weather where you are.")]),
+}
+
+
+def _summary(messages: list[dict]) -> list[tuple[str, str]]:
+    """Role and content; a host tool's result by its tool's name (its JSON is long)."""
+    return [(m["role"], m["tool_name"] if m["role"] == "tool" and m["tool_name"] in (
+        "query_order", "cancel_order") else m["content"]) for m in messages]
+
+
+def _agents_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path / "agents"
+    shutil.copytree(AGENTS, folder)
+    dirs = json.dumps([str(PROJECT_ROOT / "agents"), str(folder)])
+    return folder, {**TEST_AGENTS, "THREADHOST_AGENTS_DIRS": dirs}
+
+
+def _restart(stacks: list, config) -> tuple[Api, Api]:
+    for item in reversed(stacks):
+        item.stop()
+    stacks.clear()
+    _, first, second = start_apps(config, stacks, "actors", "gateway", "gateway")
+    return Api(first.url), Api(second.url)
+
+
+@pytest.mark.parametrize("kind", PAUSES)
+def test_a_paused_run_resumes_through_the_other_replica_after_a_restart(
+        kind, stack_config, stacks, tmp_path) -> None:
+    agent, turn, answer, final = PAUSES[kind]
+    folder, env = _agents_copy(tmp_path)
+    config = stack_config(env=env)
+    _, first, _ = start_apps(config, stacks, "actors", "gateway", "gateway")
+    api = Api(first.url)
+    thread = api.create_thread(agent=agent)
+    paused = api.http.post(f"/v1/threads/{thread}/messages", json=turn)
+    assert paused.status_code == 200, paused.text
+    run = paused.json()["run"]
+    assert run["status"] == "requires_action"
+    [action] = run["required_action"]
+    assert action["type"] == answer["type"]
+
+    # While it waits, its agent gets a new version without its tools or script.
+    (folder / f"{agent}.json").write_text(json.dumps({"name": agent, "version": 2,
+                                                       "model": "scripted",
+                                                       "script": ["version 2 speaking"]}))
+    _, other = _restart(stacks, config)
+    assert other.run(thread, run["run_id"])["status"] == "requires_action"
+    resumed = other.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume",
+                              json={"actions": [{**answer, "call_id": action["call_id"]}]})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["run"]["status"] == "completed"
+    assert resumed.json()["run"]["agent"]["version"] == 1
+    assert _summary(other.messages(thread)) == final
+    events = other.events(thread, run["run_id"])
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    statuses = [e["data"]["status"] for e in events if e["type"] == "run.status"]
+    assert statuses == ["running", "requires_action", "running", "completed"]
+
+
+def test_a_deadline_denies_the_approval_after_its_host_was_killed(stack_config, stacks) -> None:
+    config = stack_config()
+    first_host, second_host, gateway = start_apps(config, stacks, "actors", "actors", "gateway")
+    api = Api(gateway.url)
+    thread = api.create_thread(agent="deadline")
+    run = api.say(thread, "Cancel order 1002.")["run"]
+    assert run["status"] == "requires_action" and run["deadline"]
+    holder = next(h for h in (first_host, second_host)
+                  if thread in httpx.get(f"{h.url}/internal/actors").json()["active"])
+    holder.kill()
+
+    ended = wait_for(lambda: (r := api.run(thread, run["run_id"]))["status"] == "completed"
+                     and r, 30, "the deadline to deny the call and the run to end")
+    assert ended["required_action"] == [] and ended["deadline"] is None
+    denied = [m for m in api.messages(thread) if m["role"] == "tool"]
+    assert [(m["tool_name"], m["is_error"]) for m in denied] == [("cancel_order", True)]
+    assert "deadline" in denied[0]["content"]
+    types = [e["type"] for e in api.events(thread, run["run_id"])]
+    assert "approval.expired" in types
+
+
+def _paused(api: Api, agent: str = "asker") -> tuple[str, dict]:
+    thread = api.create_thread(agent=agent)
+    run = api.say(thread, "Cancel my order.")["run"]
+    assert run["status"] == "requires_action"
+    return thread, run
+
+
+@pytest.mark.parametrize(("actions", "status", "detail"), [
+    ([{"type": "input", "call_id": "call_nope", "answer": "x"}], 422,
+     "call_nope is not a call this run waits for"),
+    ([{"type": "approval", "call_id": "{call}", "approved": True}], 422,
+     "{call} waits for input, not approval"),
+    ([{"type": "input", "call_id": "{call}", "answer": "a"},
+      {"type": "input", "call_id": "{call}", "answer": "b"}], 422, "{call} is answered 2 times"),
+    ([], 422, "the request does not match"),
+    ([{"type": "input", "call_id": "{call}"}], 422, "the request does not match"),
+])
+def test_bad_resumes_are_refused_and_change_nothing(stack, actions, status, detail) -> None:
+    api = Api(stack.api.url)
+    thread, run = _paused(api)
+    call = run["required_action"][0]["call_id"]
+    before = stored_rows(stack.config)
+    body = json.loads(json.dumps({"actions": actions}).replace("{call}", call))
+    response = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume", json=body)
+    assert response.status_code == status, response.text
+    assert detail.replace("{call}", call) in response.json()["detail"]
+    assert stored_rows(stack.config) == before
+    assert api.run(thread, run["run_id"])["status"] == "requires_action"
+
+
+def test_a_second_resume_of_the_same_pause_is_409(stack) -> None:
+    api = Api(stack.api.url)
+    thread, run = _paused(api)
+    body = {"actions": [{"type": "input", "call_id": run["required_action"][0]["call_id"],
+                         "answer": "Order 1002"}]}
+    url = f"/v1/threads/{thread}/runs/{run['run_id']}/resume"
+    assert api.http.post(url, json=body).status_code == 200
+    rows = stored_rows(stack.config)
+    again = api.http.post(url, json=body)
+    assert again.status_code == 409
+    assert again.json()["type"].endswith("/run-not-waiting")
+    assert stored_rows(stack.config) == rows
+    assert [m["content"] for m in api.messages(thread)].count("Order 1002") == 1
+
+
+def test_a_waiting_run_holds_no_actor_nor_reminder_and_can_be_cancelled(stack_config,
+                                                                         stacks) -> None:
+    stack = Stack(stack_config(env=FAST_IDLE))
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    thread, run = _paused(api)
+    # Waiting, it holds no memory: its actor deactivates, and no reminder wakes it.
+    wait_for(lambda: thread not in api.http.get("/internal/actors").json()["active"], 30,
+             "the waiting thread's actor to deactivate")
+    for name in ("watchdog", "deadline"):
+        reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/{name}"
+        assert httpx.get(reminder).status_code != 200, name
+    cancelled = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/cancel").json()
+    assert (cancelled["status"], cancelled["required_action"]) == ("cancelled", [])
+    kinds = [(m["kind"], m.get("is_error")) for m in api.messages(thread)]
+    assert kinds[-1] == ("tool_result", True)  # the question is answered for the history
+    assert api.say(thread, "Hello again")["run"]["status"] == "requires_action"
+
+
+def test_erase_leaves_no_key_and_no_reminder_of_a_waiting_thread(stack) -> None:
+    api = Api(stack.api.url)
+    keep = api.create_thread()
+    api.say(keep, "stay")
+    thread = api.create_thread(agent="approvals")
+    api.say(thread, "Please cancel order 1002.")  # pauses, with a deadline reminder
+    run = api.http.post(f"/v1/threads/{thread}/messages",
+                        json={"content": "queued behind it", "mode": "background"}).json()
+    assert run["run"]["status"] == "queued"
+    reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/deadline"
+    assert httpx.get(reminder).status_code == 200
+    kept = {k: v for k, v in stored_rows(stack.config).items() if keep in k}
+
+    assert api.http.delete(f"/v1/threads/{thread}").status_code == 204
+    assert not [key for key in stored_rows(stack.config) if thread in key]
+    assert {k: v for k, v in stored_rows(stack.config).items() if keep in k} == kept
+    assert thread not in [t["id"] for t in api.http.get("/v1/threads").json()["threads"]]
+    wait_for(lambda: httpx.get(reminder).status_code != 200, 10, "the deadline to be removed")
