@@ -50,8 +50,9 @@ class RunEventHub:
                 listener.queue.put_nowait(message)
 
 
-def _sse(event: dict[str, Any]) -> str:
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+def _sse(event: dict[str, Any], run_id: str) -> str:
+    data = json.dumps({**event, "run_id": run_id})
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
 
 
 def _ends(event: dict[str, Any], more: bool) -> bool:
@@ -84,7 +85,7 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
         nonlocal steps_done
         if event["type"] == "step.completed":
             steps_done = event["data"]["step"]
-        return _sse(event)
+        return _sse(event, run_id)
 
     if replay:
         async for event, more in from_log():

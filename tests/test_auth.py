@@ -68,6 +68,23 @@ def test_another_users_thread_is_404_on_every_route(secured, rsa_key) -> None:
     assert len(alice.history(thread)) == 7  # bob's message was not added
 
 
+def test_another_user_cannot_answer_a_waiting_run(secured, rsa_key) -> None:
+    alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
+    bob = as_user(secured.api.url, token("bob", rsa_key, "RS256"))
+    thread = alice.create_thread(agent="asker")
+    run = alice.say(thread, "Cancel my order.")["run"]
+    answer = {"actions": [{"type": "input", "call_id": run["required_action"][0]["call_id"],
+                           "answer": "bob's order"}]}
+    url = f"/v1/threads/{thread}/runs/{run['run_id']}"
+    assert bob.http.post(f"{url}/resume", json=answer).status_code == 404
+    assert bob.http.post(f"{url}/cancel").status_code == 404
+    assert alice.run(thread, run["run_id"])["status"] == "requires_action"
+    answer["actions"][0]["answer"] = "Order 1002"
+    resumed = alice.http.post(f"{url}/resume", json=answer)
+    assert resumed.json()["run"]["status"] == "completed"
+    assert "bob's order" not in [m["content"] for m in alice.messages(thread)]
+
+
 @pytest.mark.parametrize("bad", ["missing", "expired", "wrong-audience", "unsigned",
                                  "wrong-key", "wrong-issuer", "hmac-with-the-public-key"])
 def test_tokens_that_must_be_refused(secured, rsa_key, bad) -> None:

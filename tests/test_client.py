@@ -4,9 +4,10 @@ import asyncio
 import subprocess
 import sys
 
+import httpx
 import pytest
 
-from threadhost.client import ThreadhostClient, ThreadhostError
+from threadhost.client import Approval, ClientTool, ThreadhostClient, ThreadhostError, ToolOutput
 
 
 async def conversation(client: ThreadhostClient) -> None:
@@ -54,3 +55,52 @@ def test_threadhost_chat_streams_replies_in_the_terminal(stack) -> None:
                             "--thread", thread], input="Bye\n", capture_output=True,
                            text=True, timeout=60)
     assert again.returncode == 0 and shipped in again.stdout
+
+
+async def pauses(client: ThreadhostClient) -> None:
+    async with client as th:
+        located = await th.create_thread(agent="locator")
+        location = ClientTool(name="get_location", parameters={"type": "object"})
+        turn = await th.say(located.id, "Weather?", client_tools=[location])
+        [action] = turn.run.required_action
+        done = await th.resume(located.id, turn.run.run_id,
+                               [ToolOutput(call_id=action.call_id, output="Berlin")])
+        assert (done.run.status, done.reply) == ("completed", "Here is the weather where you are.")
+
+        gated = await th.create_thread(agent="approvals")
+        events = [e async for e in th.stream(gated.id, "Please cancel order 1002.")]
+        assert events[-1].data["data"]["status"] == "requires_action"
+        [action] = events[-1].data["data"]["required_action"]
+        run_id = events[-1].data["run_id"]
+        after = [e async for e in th.resume_stream(
+            gated.id, run_id, [Approval(call_id=action["call_id"], approved=False,
+                                        reason="keep it")])]
+        # The stream goes on from the answer: no event of before the pause again.
+        assert after[0].event == "actions.submitted" and after[0].id == events[-1].id + 1
+        assert after[0].data["data"]["messages"][0]["content"] == "Denied by the user: keep it"
+        assert after[-1].data["data"]["status"] == "completed"
+        with pytest.raises(ThreadhostError) as late:
+            await th.resume(gated.id, run_id, [Approval(call_id=action["call_id"],
+                                                        approved=True)])
+        assert late.value.status == 409
+
+
+def test_the_client_answers_pauses(stack) -> None:
+    asyncio.run(pauses(ThreadhostClient(stack.api.url)))
+
+
+@pytest.mark.parametrize(("agent", "stdin", "shown"), [
+    ("approvals", "Please cancel order 1002.\ny\n", '"status":"cancelled"'),
+    ("approvals", "Please cancel order 1002.\nn\nnot today\n", "Denied by the user: not today"),
+    ("asker", "Cancel my order.\nOrder 1002\n", "Which order do you mean?"),
+])
+def test_threadhost_chat_asks_for_what_a_run_waits_for(stack, agent, stdin, shown) -> None:
+    chat = subprocess.run(
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent", agent],
+        input=stdin, capture_output=True, text=True, timeout=60)
+    assert chat.returncode == 0, chat.stderr
+    final = {"approvals": "That is settled.", "asker": "Thanks, I have noted it."}[agent]
+    assert chat.stdout.strip().endswith(final)
+    thread = chat.stderr.split("thread ", 1)[1].split()[0]
+    history = httpx.get(f"{stack.api.url}/v1/threads/{thread}/messages").json()["messages"]
+    assert shown in chat.stderr or any(shown in m["content"] for m in history)
