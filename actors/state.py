@@ -7,7 +7,7 @@ Every stored document carries `schema_version`; readers refuse versions they do 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -48,12 +48,30 @@ class ThreadRecord(BaseModel):
     # Totals of the thread's ended runs.
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
+    # Retention (the agent's, when the thread was created): the thread is gone this long
+    # after its last activity (`active_at`: the last write). None keeps it.
+    retention_seconds: int | None = None
+    active_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # When every key's time-to-live was last renewed (see retention_slack).
+    ttl_renewed_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return (self.retention_seconds is not None
+                and now >= self.active_at + timedelta(seconds=self.retention_seconds))
 
     def tail_page_index(self) -> int:
         return max(self.message_count - 1, 0) // self.page_size
 
 
 IDEMPOTENCY_KEYS = 100
+
+
+def retention_slack(retention_seconds: int) -> int:
+    """How long past its retention a thread's last key may outlive it. Every key is
+    written with a time-to-live of retention + slack, and all keys are renewed whenever
+    the last renewal is a slack old: so after any activity every key lives at least the
+    retention, and none lives longer than retention + slack after the last one."""
+    return max(1, retention_seconds // 10)
 
 
 class HistoryPage(BaseModel):

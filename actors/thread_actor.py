@@ -102,14 +102,15 @@ class Thread(Actor, ThreadActorInterface, Remindable):
     async def create(self, request: Payload) -> Payload:
         agent = request.get("agent") or self._settings.default_agent
         try:
-            self._engine.catalog.current(agent)
+            definition = self._engine.catalog.current(agent)
         except UnknownAgent:
             return invalid(f"no agent named {agent!r}")
         record = await self._store.record()
         if record is None:
             record = ThreadRecord(thread_id=self.id.id, page_size=self._settings.history_page_size,
                                   metadata=request.get("metadata") or {}, agent=agent,
-                                  owner=str(request.get("owner", "anonymous")))
+                                  owner=str(request.get("owner", "anonymous")),
+                                  retention_seconds=definition.retention_seconds)
             await self._store.save_record(record)
         elif record.owner != request.get("owner", "anonymous"):
             return NOT_FOUND

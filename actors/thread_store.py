@@ -2,12 +2,16 @@
 
 Writes are collected by the SDK's state manager and committed in one transaction when
 the actor turn ends, so a step's messages, run record and events land together or not
-at all.
+at all. A thread with a retention writes every key with a time-to-live (Dapr's actor
+state TTL), renewed as it stays active, so the store itself removes an idle thread.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pydantic import BaseModel
 
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent, RunRecord
@@ -24,6 +28,7 @@ from actors.state import (
     page_key,
     page_range,
     read_stored,
+    retention_slack,
     run_key,
     runs_key,
 )
@@ -39,21 +44,54 @@ class ThreadStore:
         # The state manager caches what it found; this remembers that the record was not
         # there (a thread that does not exist yet), which this activation alone can change.
         self._no_record = False
+        # Keys' time-to-live, from the thread's retention; None: kept for good.
+        self._ttl: int | None = None
+        self._renewed_at: datetime | None = None
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
         return data if found else None
 
+    async def _put(self, key: str, value: BaseModel | Any) -> None:
+        data = _dump(value) if isinstance(value, BaseModel) else value
+        if self._ttl is None:
+            await self._state.set_state(key, data)
+        else:
+            await self._state.set_state_ttl(key, data, self._ttl)
+
+    def _retain(self, record: ThreadRecord) -> None:
+        retention = record.retention_seconds
+        self._ttl = None if retention is None else retention + retention_slack(retention)
+
     async def record(self) -> ThreadRecord | None:
+        """The thread; None if there is none, or its retention ran out since its last
+        activity (its keys are then expiring in the store)."""
         if self._no_record:
             return None
         data = await self._get(RECORD_KEY)
         self._no_record = data is None
-        return None if data is None else read_stored(ThreadRecord, data)
+        if data is None:
+            return None
+        record = read_stored(ThreadRecord, data)
+        self._retain(record)
+        return None if record.expired(datetime.now(UTC)) else record
 
     async def save_record(self, record: ThreadRecord) -> None:
+        """Writes the record: an activity, which renews the thread's retention."""
         self._no_record = False
-        await self._state.set_state(RECORD_KEY, _dump(record))
+        self._retain(record)
+        if record.retention_seconds is not None:
+            now = datetime.now(UTC)
+            renewed = max(filter(None, (record.ttl_renewed_at, self._renewed_at)),
+                          default=None)
+            slack = timedelta(seconds=retention_slack(record.retention_seconds))
+            if renewed is None or now - renewed >= slack:
+                for key in await self._keys(record):
+                    if (data := await self._get(key)) is not None:
+                        await self._put(key, data)
+                self._renewed_at = renewed = now
+            record = record.model_copy(update={"active_at": now, "ttl_renewed_at": renewed})
+        await self._put(RECORD_KEY, record)
 
     async def page(self, record: ThreadRecord, index: int) -> HistoryPage:
         # Whether a page exists follows from the record: no store read for a new one.
@@ -69,7 +107,7 @@ class ThreadStore:
         tail = await self.page(record, record.tail_page_index())
         record, pages = append_messages(record, tail, messages)
         for page in pages:
-            await self._state.set_state(page_key(page.index), _dump(page))
+            await self._put(page_key(page.index), page)
         return record
 
     async def messages(self, record: ThreadRecord, start: int, end: int) -> list[Message]:
@@ -86,7 +124,7 @@ class ThreadStore:
 
     async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
         """Writes the run record and appends its new events (the last `len(events)`)."""
-        await self._state.set_state(run_key(run.run_id), _dump(run))
+        await self._put(run_key(run.run_id), run)
         pages: dict[int, EventPage] = {}
         stored = run.next_seq - len(events)
         for event in events:
@@ -98,7 +136,7 @@ class ThreadStore:
                                 else read_stored(EventPage, data))
             pages[index].events.append(event)
         for index, page in pages.items():
-            await self._state.set_state(events_key(run.run_id, index), _dump(page))
+            await self._put(events_key(run.run_id, index), page)
 
     async def index_run(self, record: ThreadRecord, run_id: str) -> ThreadRecord:
         """Lists a new run in the thread's run index; returns the record to save."""
@@ -106,7 +144,7 @@ class ThreadStore:
         data = await self._get(runs_key(index)) if record.runs_created % RUNS_PER_PAGE else None
         page = RunIndexPage(index=index) if data is None else read_stored(RunIndexPage, data)
         page.run_ids.append(run_id)
-        await self._state.set_state(runs_key(index), _dump(page))
+        await self._put(runs_key(index), page)
         return record.model_copy(update={"runs_created": record.runs_created + 1})
 
     async def run_ids(self, record: ThreadRecord) -> list[str]:
@@ -117,16 +155,19 @@ class ThreadStore:
             found += read_stored(RunIndexPage, data).run_ids if data is not None else []
         return found
 
-    async def delete_all(self, record: ThreadRecord) -> None:
-        """Removes every key of the thread: history, runs, their events, the indexes."""
+    async def _keys(self, record: ThreadRecord) -> list[str]:
+        """Every key of the thread but its record: history, runs, their events, the index."""
         keys = [page_key(i) for i in page_range(record, 0, record.message_count)]
         for run_id in await self.run_ids(record):
             run = await self.run(run_id)
             pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
             keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
-        keys += [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
-                                            // RUNS_PER_PAGE)]
-        for key in [*keys, RECORD_KEY]:
+        return keys + [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
+                                                  // RUNS_PER_PAGE)]
+
+    async def delete_all(self, record: ThreadRecord) -> None:
+        """Removes every key of the thread."""
+        for key in [*await self._keys(record), RECORD_KEY]:
             await self._state.try_remove_state(key)
         self._no_record = True
 

@@ -110,9 +110,13 @@ async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) 
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> Response:
-    """Removes the thread and every piece of its state: history, runs, events."""
-    await client.call(thread_id, "Delete", {"owner": caller.owner})
-    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
+    """Erases the thread: every piece of its state (history, runs, events), its reminders,
+    and its entry in the caller's thread list."""
+    try:
+        await client.call(thread_id, "Delete", {"owner": caller.owner})
+    finally:
+        # Also for a thread already gone (its retention ran out): the list forgets it.
+        await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
     return Response(status_code=204)
 
 

@@ -4,12 +4,22 @@ resumes that change nothing; erase."""
 
 import json
 import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import FAST_IDLE, TEST_AGENTS, Api, start_apps, stored_rows, wait_for
+from tests.conftest import (
+    FAST_IDLE,
+    TEST_AGENTS,
+    Api,
+    conversation,
+    start_apps,
+    stored_rows,
+    wait_for,
+)
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
 
@@ -197,3 +207,40 @@ def test_erase_leaves_no_key_and_no_reminder_of_a_waiting_thread(stack) -> None:
     assert {k: v for k, v in stored_rows(stack.config).items() if keep in k} == kept
     assert thread not in [t["id"] for t in api.http.get("/v1/threads").json()["threads"]]
     wait_for(lambda: httpx.get(reminder).status_code != 200, 10, "the deadline to be removed")
+
+
+def _expiries(config, thread: str) -> dict[str, datetime]:
+    """Each key of the thread and when the store expires it (SQLite's own column)."""
+    path = config.process_env()["THREADHOST_SQLITE_PATH"]
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("select key, expiration_time from state where key like ?",
+                          (f"%||{thread}||%",)).fetchall()
+    return {key.rsplit("||", 1)[1]: expiry and datetime.fromisoformat(expiry).replace(tzinfo=UTC)
+            for key, expiry in rows}  # UTC, without an offset
+
+
+def test_a_thread_is_gone_its_retention_after_its_last_activity(stack) -> None:
+    api = Api(stack.api.url)
+    keep = api.create_thread()
+    thread = api.create_thread(agent="ephemeral")  # retention: 3 s
+    api.say(keep, "stay")
+    api.say(thread, "one")
+    first = _expiries(stack.config, thread)
+    assert all(first.values()) and {"thread", "history.0"} <= set(first)
+    assert not any(_expiries(stack.config, keep).values())
+
+    # Just before it would expire, a turn renews every key, the first page too.
+    wait_for(lambda: datetime.now(UTC) > first["history.0"] - timedelta(seconds=1.5), 10,
+             "the first keys to near their expiry")
+    api.say(thread, "two")
+    renewed = _expiries(stack.config, thread)
+    assert all(renewed[key] > first[key] for key in first)
+
+    # Idle, it goes: the store itself stops returning its keys.
+    state = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/state/thread"
+    wait_for(lambda: httpx.get(state).status_code == 204, 15, "the store to expire the thread")
+    assert api.http.get(f"/v1/threads/{thread}").status_code == 404
+    assert api.history(keep) == conversation("stay")
+    # Its summary stays in the caller's list until erased (the list has no TTL).
+    assert api.http.delete(f"/v1/threads/{thread}").status_code == 404
+    assert [t["id"] for t in api.http.get("/v1/threads").json()["threads"]] == [keep]
