@@ -191,7 +191,6 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             record = await self._cancel(record, run_id, "the thread was deleted")
         await self._store.delete_all(record)
         self._in_background(self._unwatch())
-        self._in_background(self._forget_deadline())
         log.info("thread deleted")
         return {"status": "ok"}
 
@@ -217,14 +216,16 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
         run = await self._store.run(run_id)
+        had_deadline = run.deadline is not None
         record, events = await cancel(self._store, record, run, reason)
         await self._state_manager.save_state()
+        if had_deadline:  # in this turn: a later pause may register a deadline of its own
+            await self._forget_deadline()
         self._run_ended(record)
         self._publish(run, events)
         metrics.observe(events, 0.0)
         run_changed(run_id)
         log.info("run %s cancelled: %s", run_id, reason)
-        self._in_background(self._forget_deadline())
         return record
 
     async def _begin(self, record: ThreadRecord, run: RunRecord,
@@ -271,14 +272,14 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         except NotWaiting as exc:
             return {"status": "conflict", "detail": str(exc)}
         await self._state_manager.save_state()
+        if had_deadline:  # in this turn, before its next step can pause with a new one
+            await self._forget_deadline()
         self._publish(run, events)
         metrics.observe(events, 0.0)
         run_changed(run.run_id)
         log.info("run %s resumed", run.run_id)
         await self._chain_step()
         self._in_background(self._watch())
-        if had_deadline:
-            self._in_background(self._forget_deadline())
         return {"status": "ok", "run": run_view(run), "first_seq": events[0].seq}
 
     async def get_run(self, request: Payload) -> Payload:

@@ -79,6 +79,9 @@ async def pauses(client: ThreadhostClient) -> None:
         assert after[0].event == "actions.submitted" and after[0].id == events[-1].id + 1
         assert after[0].data["data"]["messages"][0]["content"] == "Denied by the user: keep it"
         assert after[-1].data["data"]["status"] == "completed"
+        # A replay of the whole run does not stop at the pause that was answered.
+        replay = [e async for e in th.events(gated.id, run_id)]
+        assert [e.id for e in replay] == [e.id for e in events + after if e.id is not None]
         with pytest.raises(ThreadhostError) as late:
             await th.resume(gated.id, run_id, [Approval(call_id=action["call_id"],
                                                         approved=True)])
