@@ -16,8 +16,9 @@ from actors.committed import committed_store
 from actors.engine.run import RunRecord
 from actors.lifecycle import lifecycle
 from actors.owner_actor import Owner
-from actors.thread_actor import Thread, owns, run_view
+from actors.thread_actor import Thread
 from actors.thread_store import ThreadStore
+from actors.views import owns, run_view
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import PlainJSONSerializer

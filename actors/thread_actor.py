@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from actors import background, metrics
 from actors.cancellation import StepAborted
 from actors.engine.agents import UnknownAgent
-from actors.engine.messages import messages_adapter
 from actors.engine.pauses import InvalidSubmission, NotWaiting, submissions_adapter
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import RunEvent, RunRecord
@@ -35,7 +34,9 @@ from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import DeltaBatcher, step_events
 from actors.run_steps import StaleStep, advance, begin, cancel, enqueue, expire, resume
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
+from actors.views import NOT_FOUND, describe, invalid, run_view
 from threadhost import logs
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
@@ -44,33 +45,10 @@ from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND: Payload = {"status": "not_found"}
-PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
-                 "active_run", "usage", "cost_usd"}
 STEP_TIMER, WATCHDOG, DEADLINE = "step", "watchdog", "deadline"
 
 
-def describe(record: ThreadRecord) -> Payload:
-    return record.model_dump(mode="json", include=PUBLIC_FIELDS)
-
-
-def run_view(run: RunRecord) -> Payload:
-    view = run.model_dump(mode="json", exclude={"agent", "schema_version", "tools"})
-    view["agent"] = {"name": run.agent.name, "version": run.agent.version,
-                     "model": run.agent.model}
-    view["tools"] = None if run.tools is None else [tool.name for tool in run.tools]
-    return view
-
-
-def owns(record: ThreadRecord, request: Payload) -> bool:
-    return record.owner == request.get("owner", "anonymous")
-
-
-def invalid(detail: str) -> Payload:
-    return {"status": "invalid", "detail": detail}
-
-
-class Thread(Actor, ThreadActorInterface, Remindable):
+class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
     """Registered as actor type `Thread` (the SDK names a type after its class)."""
 
     def __init__(self, ctx: Any, actor_id: Any) -> None:
@@ -115,15 +93,6 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         elif record.owner != request.get("owner", "anonymous"):
             return NOT_FOUND
         return {"status": "ok", "thread": describe(record)}
-
-    async def describe(self, request: Payload) -> Payload:
-        record = await self._owned(request)
-        return NOT_FOUND if record is None else {"status": "ok", "thread": describe(record)}
-
-    async def _owned(self, request: Payload) -> ThreadRecord | None:
-        """The thread, if it exists and the request's owner owns it."""
-        record = await self._store.record()
-        return record if record is not None and owns(record, request) else None
 
     async def post_message(self, request: Payload) -> Payload:
         """Starts a run with the message. While another run is active, `on_active` says
@@ -170,17 +139,6 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             self._publish(run, events)
             metrics.observe(events, 0.0)
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}
-
-    async def list_runs(self, request: Payload) -> Payload:
-        """The thread's runs, newest first, `limit` of them after skipping `offset`."""
-        record = await self._owned(request)
-        if record is None:
-            return NOT_FOUND
-        offset, limit = int(request.get("offset", 0)), int(request.get("limit", 20))
-        newest_first = list(reversed(await self._store.run_ids(record)))
-        runs = [await self._store.run(run_id) for run_id in newest_first[offset:offset + limit]]
-        return {"status": "ok", "total": len(newest_first),
-                "runs": [run_view(run) for run in runs if run is not None]}
 
     async def delete(self, request: Payload) -> Payload:
         """Removes every piece of the thread's state; a run going on is cancelled first."""
@@ -281,40 +239,6 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         await self._chain_step()
         self._in_background(self._watch())
         return {"status": "ok", "run": run_view(run), "first_seq": events[0].seq}
-
-    async def get_run(self, request: Payload) -> Payload:
-        """The run; with `with_messages`, also its messages once it has stopped running."""
-        record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if record is None or run is None:
-            return NOT_FOUND
-        answer: Payload = {"status": "ok", "run": run_view(run)}
-        if request.get("with_messages") and run.status not in ("queued", "running"):
-            messages = await self._store.messages(record, run.first_message,
-                                                  record.message_count)
-            answer["messages"] = messages_adapter.dump_python(messages, mode="json")
-            answer["message_count"] = record.message_count
-        return answer
-
-    async def read_events(self, request: Payload) -> Payload:
-        record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if run is None:
-            return NOT_FOUND
-        after, limit = int(request.get("after", -1)), int(request.get("limit", 1000))
-        events = await self._store.events(run, after, limit)
-        return {"status": "ok", "run": run_view(run),
-                "events": [e.model_dump(mode="json") for e in events]}
-
-    async def read_history(self, request: Payload) -> Payload:
-        record = await self._owned(request)
-        if record is None:
-            return NOT_FOUND
-        offset, limit = int(request.get("offset", 0)), int(request.get("limit", 100))
-        end = min(offset + limit, record.message_count)
-        messages = await self._store.messages(record, offset, end)
-        return {"status": "ok", "thread": describe(record), "offset": offset,
-                "messages": messages_adapter.dump_python(messages, mode="json")}
 
     async def take_step(self, _: Any = None) -> None:
         """The step timer's callback: steps of the active run, each committed and published.
