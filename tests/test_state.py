@@ -1,8 +1,14 @@
 """Thread state: paged history keeps what a turn writes bounded, and versions are checked."""
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
-from actors.engine.messages import AssistantText, UserText
+from actors.engine.messages import AssistantText, ToolCall, UserText
+from actors.engine.run import RunRecord, RunTools, plan_next_step
+from actors.engine.step import run_tool_set
 from actors.state import (
     HistoryPage,
     ThreadRecord,
@@ -11,6 +17,7 @@ from actors.state import (
     page_range,
     read_stored,
 )
+from actors.tools import build_registry
 
 
 def grow(record: ThreadRecord, pages: dict[int, HistoryPage], turns: int) -> ThreadRecord:
@@ -60,3 +67,20 @@ def test_stored_documents_of_an_unknown_version_are_refused() -> None:
         read_stored(ThreadRecord, {**record, "schema_version": 99})
     with pytest.raises(UnknownSchemaVersion):
         read_stored(HistoryPage, {"index": 0, "messages": []})
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "state"
+
+
+def test_documents_stored_before_pauses_and_retention_are_read_as_they_were() -> None:
+    """Written by the code of before tool sets and retention (kept as stored fixtures)."""
+    run = read_stored(RunRecord, json.loads((FIXTURES / "run-v1-before-pauses.json").read_text()))
+    assert (run.tools, run.required_action, run.deadline) == (None, [], None)
+    # Its tools are the agent's, run by the host: a call of one never pauses it.
+    call = ToolCall(call_id="c1", name="query_order", arguments='{"order_id": "1001"}')
+    assert isinstance(plan_next_step(run, [UserText(text="hi"), call]), RunTools)
+    assert [t.name for t in run_tool_set(run, build_registry())] == ["query_order",
+                                                                     "query_logistics"]
+    record = read_stored(ThreadRecord,
+                         json.loads((FIXTURES / "thread-v1-before-pauses.json").read_text()))
+    assert record.retention_seconds is None and not record.expired(datetime.now(UTC))
