@@ -42,8 +42,15 @@ def test_history_pages_through_a_long_thread(stack) -> None:
         (b'{"content": ', 400, "Malformed JSON"),
         (b'{"text": "wrong field"}', 422, "Invalid request"),
         (b'["content"]', 422, "Invalid request"),
+        (b'{"content": "x", "client_tools": [{"name": "no spaces"}]}', 422, "Invalid request"),
+        (b'{"content": "x", "client_tools": [{"name": "t", "parameters": {"type": "string"}}]}',
+         422, "Invalid request"),
+        (b'{"content": "x", "client_tools": [{"name": "t"}, {"name": "t"}]}', 422,
+         "Invalid request"),
+        (b'{"content": "x", "disabled_tools": ["no_such_tool"]}', 422, "Invalid request"),
     ],
-    ids=["empty", "blank", "too-long", "malformed-json", "missing-field", "not-an-object"],
+    ids=["empty", "blank", "too-long", "malformed-json", "missing-field", "not-an-object",
+         "client-tool-name", "client-tool-schema", "client-tools-clash", "unknown-tool-off"],
 )
 def test_bad_messages_are_refused_and_nothing_is_written(stack, body, status, title) -> None:
     api = Api(stack.api.url)

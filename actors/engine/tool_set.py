@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.provider import ToolSpec
@@ -48,8 +48,16 @@ class ClientTool(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = Field(default="", max_length=1024)
+    # The arguments' JSON schema: an object, as every vendor wants.
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
                                                                 "properties": {}})
+
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        if parameters.get("type") != "object":
+            raise ValueError('must be a JSON schema of "type": "object"')
+        return parameters
 
 
 client_tools_adapter: TypeAdapter[list[ClientTool]] = TypeAdapter(list[ClientTool])
