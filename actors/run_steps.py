@@ -6,7 +6,7 @@ takes it, and writes the new checkpoint (messages, run record, events) through t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,8 +56,8 @@ class Engine:
         parse_recipe(model)
         return agent.model_copy(update={"model": model})
 
-    def tool_set(self, agent: AgentDefinition, client_tools: list[ClientTool] = (),
-                 disabled: list[str] = ()) -> list[RunTool]:
+    def tool_set(self, agent: AgentDefinition, client_tools: Sequence[ClientTool] = (),
+                 disabled: Sequence[str] = ()) -> list[RunTool]:
         """A new run's tools (raises ToolSetError)."""
         return build_tool_set(agent, self.tools, client_tools, disabled)
 

@@ -1,19 +1,7 @@
 """An idle thread is deactivated, and its next turn reactivates it with its full history."""
 
-import time
-
-from tests.conftest import FAST_IDLE, Api, conversation
+from tests.conftest import FAST_IDLE, Api, conversation, wait_for
 from threadhost.stack import Stack
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_an_idle_thread_is_deactivated_and_comes_back_whole(stack_config, stacks) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -100,8 +100,8 @@ class ThreadhostClient:
 
     async def say(self, thread_id: str, content: str, *, model: str | None = None,
                   on_active: OnActive = "enqueue", idempotency_key: str | None = None,
-                  client_tools: list[ClientTool] = (),
-                  disabled_tools: list[str] = ()) -> TurnView | RunView:
+                  client_tools: Sequence[ClientTool] = (),
+                  disabled_tools: Sequence[str] = ()) -> TurnView | RunView:
         """A turn that waits for its run to end or pause (`requires_action`); a RunView
         if the run outlasted the wait."""
         headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
@@ -111,8 +111,8 @@ class ThreadhostClient:
             "POST", f"/v1/threads/{thread_id}/messages", headers=headers, json=body))
 
     async def start(self, thread_id: str, content: str, *, model: str | None = None,
-                    on_active: OnActive = "enqueue", client_tools: list[ClientTool] = (),
-                    disabled_tools: list[str] = ()) -> RunView:
+                    on_active: OnActive = "enqueue", client_tools: Sequence[ClientTool] = (),
+                    disabled_tools: Sequence[str] = ()) -> RunView:
         """A turn in the background: the run, at once."""
         body = self._turn(content, "background", model, on_active, list(client_tools),
                           list(disabled_tools))
@@ -120,8 +120,8 @@ class ThreadhostClient:
         return RunView.model_validate(answer["run"])
 
     async def stream(self, thread_id: str, content: str, *, model: str | None = None,
-                     on_active: OnActive = "enqueue", client_tools: list[ClientTool] = (),
-                     disabled_tools: list[str] = ()) -> AsyncIterator[ServerEvent]:
+                     on_active: OnActive = "enqueue", client_tools: Sequence[ClientTool] = (),
+                     disabled_tools: Sequence[str] = ()) -> AsyncIterator[ServerEvent]:
         """A turn whose events arrive as they happen, until the run ends or pauses."""
         body = self._turn(content, "stream", model, on_active, list(client_tools),
                           list(disabled_tools))

@@ -14,6 +14,7 @@ Three kinds of tool:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
@@ -68,8 +69,8 @@ class ToolSetError(ValueError):
 
 
 def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
-                   client_tools: list[ClientTool] = (),
-                   disabled: list[str] = ()) -> list[RunTool]:
+                   client_tools: Sequence[ClientTool] = (),
+                   disabled: Sequence[str] = ()) -> list[RunTool]:
     """The agent's tools minus those switched off for this turn, plus the turn's client
     tools. Agent tools the registry does not know are left out (the model cannot call
     them); a client tool may not take an agent tool's name."""
