@@ -45,7 +45,7 @@ from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 
-STEP_TIMER, WATCHDOG, DEADLINE = "step", "watchdog", "deadline"
+STEP_TIMER, WATCHDOG, DEADLINE, ERASE = "step", "watchdog", "deadline", "erase"
 
 
 class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
@@ -90,6 +90,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
                                   owner=str(request.get("owner", "anonymous")),
                                   retention_seconds=definition.retention_seconds)
             await self._store.save_record(record)
+            await self._commit()
         elif record.owner != request.get("owner", "anonymous"):
             return NOT_FOUND
         return {"status": "ok", "thread": describe(record)}
@@ -135,7 +136,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
         if record.active_run is None:
             record, run = await self._begin(record, run, events)
         else:
-            await self._state_manager.save_state()
+            await self._commit()
             self._publish(run, events)
             metrics.observe(events, 0.0)
         return {"status": "ok", "thread": describe(record), "run": run_view(run)}
@@ -149,6 +150,8 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
             record = await self._cancel(record, run_id, "the thread was deleted")
         await self._store.delete_all(record)
         self._in_background(self._unwatch())
+        if record.retention_seconds is not None:
+            self._in_background(self.unregister_reminder(ERASE))
         log.info("thread deleted")
         return {"status": "ok"}
 
@@ -164,19 +167,21 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
             run = await self._store.run(run.run_id)
         return {"status": "ok", "run": run_view(run)}
 
+    @staticmethod
+    def _owner(owner: str) -> ActorProxy:
+        return ActorProxy(shared_actor_client(), OWNER_ACTOR_TYPE, ActorId(owner_actor_id(owner)),
+                          OwnerInterface, PlainJSONSerializer())
+
     def _run_ended(self, record: ThreadRecord) -> None:
         """Frees the owner's concurrent-run slot (counted by the Owner actor)."""
         if self._settings.max_concurrent_runs:
-            proxy = ActorProxy(shared_actor_client(), OWNER_ACTOR_TYPE,
-                               ActorId(owner_actor_id(record.owner)), OwnerInterface,
-                               PlainJSONSerializer())
-            self._in_background(proxy.RunEnded({}))
+            self._in_background(self._owner(record.owner).RunEnded({}))
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
         run = await self._store.run(run_id)
         had_deadline = run.deadline is not None
         record, events = await cancel(self._store, record, run, reason)
-        await self._state_manager.save_state()
+        await self._commit()
         if had_deadline:  # in this turn: a later pause may register a deadline of its own
             await self._forget_deadline()
         self._run_ended(record)
@@ -190,7 +195,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
                      previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord]:
         """Starts a queued run and chains its first step."""
         record, run, events = await begin(self._store, record, run, list(previous))
-        await self._state_manager.save_state()
+        await self._commit()
         self._publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
@@ -229,7 +234,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
             return invalid(str(exc))
         except NotWaiting as exc:
             return {"status": "conflict", "detail": str(exc)}
-        await self._state_manager.save_state()
+        await self._commit()
         if had_deadline:  # in this turn, before its next step can pause with a new one
             await self._forget_deadline()
         self._publish(run, events)
@@ -254,7 +259,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
             if run.status == "requires_action" and run.deadline is not None:
                 # Before the pause is committed: a deadline is never lost with its host.
                 await self._remind_deadline(run)
-            await self._state_manager.save_state()
+            await self._commit()
             self._publish(run, events)
             if run.status == "requires_action":
                 run_changed(run.run_id)
@@ -288,6 +293,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
                                         deltas)
         except (StaleStep, StepAborted) as thrown_away:
             await self._state_manager.clear_cache()
+            self._store.forget_unsaved()
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.id.id, thrown_away)
             return None
@@ -315,6 +321,10 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
         if name == DEADLINE:
             if run is not None and run.run_id == state.decode():
                 await self._deadline_passed(record, run)
+        elif name == ERASE:
+            if record is None:  # its retention ran out: the store is expiring its keys
+                await self._owner(state.decode()).RemoveThread({"thread_id": self.id.id})
+                log.info("thread expired: dropped from its owner's list")
         elif name == WATCHDOG:
             if run is not None and run.status == "running":
                 await self._chain_step()
@@ -328,13 +338,22 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
         record, events = await expire(self._store, record, run)
         if not events:
             return
-        await self._state_manager.save_state()
+        await self._commit()
         self._publish(run, events)
         run_changed(run.run_id)
         log.info("run %s: approval deadline passed, undecided calls denied", run.run_id)
         if run.status == "running":
             await self._chain_step()
             self._in_background(self._watch())
+
+    async def _commit(self) -> None:
+        """Saves the turn's writes. When they renewed the thread's retention, its erase
+        reminder moves to when the renewed keys expire: then the owner's list forgets it."""
+        await self._state_manager.save_state()
+        if (renewal := self._store.take_renewal()) is not None:
+            owner, seconds = renewal
+            self._in_background(self.register_reminder(
+                ERASE, owner.encode(), timedelta(seconds=seconds), None))
 
     async def _read_committed(self, key: str) -> tuple[bool, Any]:
         """A key as committed in the store now, past the state manager's cache."""

@@ -47,6 +47,8 @@ class ThreadStore:
         # Keys' time-to-live, from the thread's retention; None: kept for good.
         self._ttl: int | None = None
         self._renewed_at: datetime | None = None
+        # Set when this turn renewed every key: (owner, seconds until they expire).
+        self._renewal: tuple[str, int] | None = None
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
@@ -90,8 +92,19 @@ class ThreadStore:
                     if (data := await self._get(key)) is not None:
                         await self._put(key, data)
                 self._renewed_at = renewed = now
+                self._renewal = (record.owner, self._ttl)
             record = record.model_copy(update={"active_at": now, "ttl_renewed_at": renewed})
         await self._put(RECORD_KEY, record)
+
+    def take_renewal(self) -> tuple[str, int] | None:
+        """The renewal the turn just committed, once."""
+        renewal, self._renewal = self._renewal, None
+        return renewal
+
+    def forget_unsaved(self) -> None:
+        """The turn's writes were thrown away: so was any renewal among them."""
+        if self._renewal is not None:
+            self._renewal = self._renewed_at = None
 
     async def page(self, record: ThreadRecord, index: int) -> HistoryPage:
         # Whether a page exists follows from the record: no store read for a new one.
