@@ -107,3 +107,18 @@ def test_threadhost_chat_asks_for_what_a_run_waits_for(stack, agent, stdin, show
     thread = chat.stderr.split("thread ", 1)[1].split()[0]
     history = httpx.get(f"{stack.api.url}/v1/threads/{thread}/messages").json()["messages"]
     assert shown in chat.stderr or any(shown in m["content"] for m in history)
+
+
+def test_a_run_paused_in_one_chat_is_answered_in_another(stack) -> None:
+    first = subprocess.run(
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent",
+         "approvals"], input="Please cancel order 1002.\n", capture_output=True, text=True,
+        timeout=60)
+    assert first.returncode == 0 and "the run waits for its answer" in first.stderr
+    thread = first.stderr.split("thread ", 1)[1].split()[0]
+    second = subprocess.run(
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--thread",
+         thread], input="y\n", capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert "waits]" in second.stderr and "[approve cancel_order" in second.stderr
+    assert second.stdout.strip() == "That is settled."

@@ -244,3 +244,26 @@ def test_a_thread_is_gone_its_retention_after_its_last_activity(stack) -> None:
     # Its erase reminder drops it from the caller's list too.
     wait_for(lambda: [t["id"] for t in api.http.get("/v1/threads").json()["threads"]] == [keep],
              15, "the expired thread to leave its owner's list")
+
+
+def test_a_tool_switched_off_later_stays_on_for_the_waiting_run(stack) -> None:
+    api = Api(stack.api.url)
+    thread, run = _paused(api, agent="approvals")
+    later = api.http.post(f"/v1/threads/{thread}/messages", json={
+        "content": "No more cancelling.", "mode": "background",
+        "disabled_tools": ["cancel_order"]}).json()["run"]
+    assert (later["status"], later["tools"]) == ("queued", ["query_order"])
+    assert run["tools"] == ["query_order", "cancel_order"]
+
+    done = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume", json={
+        "actions": [{"type": "approval", "call_id": run["required_action"][0]["call_id"],
+                     "approved": True}]}).json()
+    assert done["run"]["status"] == "completed"
+    results = {m["call_id"]: m for m in api.messages(thread) if m["role"] == "tool"}
+    assert '"status":"cancelled"' in results[run["required_action"][0]["call_id"]]["content"]
+    # The later run, whose model calls it anyway, has no such tool: an error, no pause.
+    ended = wait_for(lambda: (r := api.run(thread, later["run_id"]))["status"] == "completed"
+                     and r, 30, "the later run to end")
+    assert ended["required_action"] == []
+    last_cancel = [m for m in api.messages(thread) if m["tool_name"] == "cancel_order"][-1]
+    assert last_cancel["is_error"] and "no tool named" in last_cancel["content"]

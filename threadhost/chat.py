@@ -37,6 +37,8 @@ async def chat(args: argparse.Namespace) -> int:
         try:
             thread = (await th.thread(args.thread) if args.thread
                       else await th.create_thread(agent=args.agent))
+            # A run of the thread that waits (paused before, maybe by another process) first.
+            pending = await _waiting(th, thread.id, thread.active_run)
         except ThreadhostError as exc:
             print(f"threadhost: {exc}", file=sys.stderr)
             return 1
@@ -46,15 +48,17 @@ async def chat(args: argparse.Namespace) -> int:
         print(f"thread {thread.id} (agent {thread.agent}); Ctrl-D ends", file=sys.stderr)
         loop = asyncio.get_running_loop()
         while True:
-            if sys.stdin.isatty():
-                print("> ", end="", flush=True, file=sys.stderr)
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                return 0
-            if not line.strip():
-                continue
             try:
-                await _turn(th, thread.id, line.rstrip("\n"), args.model)
+                paused, pending = pending, None
+                await _answer(th, thread.id, paused)
+                if sys.stdin.isatty():
+                    print("> ", end="", flush=True, file=sys.stderr)
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                if not line:
+                    return 0
+                if line.strip():
+                    pending = await _show(th.stream(thread.id, line.rstrip("\n"),
+                                                    model=args.model))
             except (ThreadhostError, httpx.HTTPError) as exc:
                 print(f"threadhost: {exc or type(exc).__name__}", file=sys.stderr)
             except EOFError as exc:
@@ -62,10 +66,20 @@ async def chat(args: argparse.Namespace) -> int:
                 return 0
 
 
-async def _turn(th: ThreadhostClient, thread_id: str, text: str, model: str | None) -> None:
-    """One turn, and its pauses: each waiting action is asked for on the terminal (an
-    approval, an answer, a client tool's result), then the run goes on."""
-    pending = await _show(th.stream(thread_id, text, model=model))
+async def _waiting(th: ThreadhostClient, thread_id: str,
+                   run_id: str | None) -> tuple[str, list[dict]] | None:
+    """The thread's active run and what it waits for, if it is waiting."""
+    run = await th.run(thread_id, run_id) if run_id else None
+    if run is None or run.status != "requires_action":
+        return None
+    print(f"[run {run.run_id} waits]", file=sys.stderr)
+    return run.run_id, [action.model_dump() for action in run.required_action]
+
+
+async def _answer(th: ThreadhostClient, thread_id: str,
+                  pending: tuple[str, list[dict]] | None) -> None:
+    """Asks for each thing a paused run waits for (an approval, an answer, a client
+    tool's result), resumes it and shows the rest, until it no longer waits."""
     while pending is not None:
         run_id, actions = pending
         answers = [await _ask(action) for action in actions]
