@@ -173,18 +173,20 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
                           OwnerInterface, PlainJSONSerializer())
 
     def _run_ended(self, record: ThreadRecord) -> None:
-        """Frees the owner's concurrent-run slot (counted by the Owner actor)."""
+        """Frees the owner's concurrent-run slot (counted by the Owner actor; the gateway
+        takes one when a message or a resume is admitted)."""
         if self._settings.max_concurrent_runs:
             self._in_background(self._owner(record.owner).RunEnded({}))
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
         run = await self._store.run(run_id)
-        had_deadline = run.deadline is not None
+        had_deadline, held_slot = run.deadline is not None, run.status != "requires_action"
         record, events = await cancel(self._store, record, run, reason)
         await self._commit()
         if had_deadline:  # in this turn: a later pause may register a deadline of its own
             await self._forget_deadline()
-        self._run_ended(record)
+        if held_slot:
+            self._run_ended(record)
         self._publish(run, events)
         metrics.observe(events, 0.0)
         run_changed(run_id)
@@ -264,6 +266,7 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
             if run.status == "requires_action":
                 run_changed(run.run_id)
                 self._in_background(self._unwatch())  # it holds no reminder but its deadline
+                self._run_ended(await self._store.record())  # nor a run slot: it waits
                 return
             if run.status != "running":
                 run_changed(run.run_id)
@@ -345,6 +348,8 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
         if run.status == "running":
             await self._chain_step()
             self._in_background(self._watch())
+            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
+                self._in_background(self._owner(record.owner).Admit({"run": True}))
 
     async def _commit(self) -> None:
         """Saves the turn's writes. When they renewed the thread's retention, its erase

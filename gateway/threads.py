@@ -58,7 +58,9 @@ async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
     """The caller's rate limits, kept by their Owner actor, so they hold across replicas."""
     if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
         return
-    starts_run = request.method == "POST" and request.url.path.endswith("/messages")
+    # A run starts with a message, and starts again when a waiting run is resumed.
+    starts_run = request.method == "POST" and request.url.path.endswith(("/messages",
+                                                                         "/resume"))
     answer = await client.owner_call(caller.owner, "Admit", {
         "per_minute": settings.rate_limit_per_minute, "run": starts_run,
         "max_runs": settings.max_concurrent_runs})
@@ -150,8 +152,8 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
             "client_tools": [tool.model_dump(mode="json") for tool in body.client_tools],
             "disabled_tools": body.disabled_tools}
     # Listening on the thread: the run's id is not known before it starts.
-    return await _in_mode(request, caller, body.mode, thread_id, thread_id,
-                          lambda: _post(client, caller, settings, thread_id, turn))
+    return await _in_mode(request, caller, body.mode, thread_id, thread_id, lambda: _in_slot(
+        client, caller, settings, lambda: client.call(thread_id, "PostMessage", turn)))
 
 
 @router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,
@@ -159,14 +161,14 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
                         200: {"content": {"text/event-stream": {}}},
                         409: {"description": "the run is not waiting for anything"}})
 async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client: ClientDep,
-                     caller: CallerDep, request: Request) -> Response:
+                     settings: SettingsDep, caller: CallerDep, request: Request) -> Response:
     """Answers what a waiting run (`requires_action`) waits for: the results of client
     tool calls, approvals or denials, answers to questions. Every pending call must be
     answered exactly once; otherwise nothing changes (422). By `mode`, as for a message."""
     resumed = {"run_id": run_id, "owner": caller.owner,
                "actions": [action.model_dump(mode="json") for action in body.actions]}
-    return await _in_mode(request, caller, body.mode, thread_id, run_id,
-                          lambda: client.call(thread_id, "ResumeRun", resumed))
+    return await _in_mode(request, caller, body.mode, thread_id, run_id, lambda: _in_slot(
+        client, caller, settings, lambda: client.call(thread_id, "ResumeRun", resumed)))
 
 
 async def _in_mode(request: Request, caller: Caller, mode: str, thread_id: str,
@@ -206,13 +208,13 @@ async def _turn(client: ThreadClient, caller: Caller, thread_id: str, run: dict,
                     message_count=result["message_count"])
 
 
-async def _post(client: ThreadClient, caller: Caller, settings: Settings, thread_id: str,
-                turn: dict) -> dict:
-    """PostMessage; a run slot the admission counted is handed back when no run starts
-    (refused, invalid, or an idempotent replay of an earlier run)."""
+async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
+                   call: Callable[[], Awaitable[dict]]) -> dict:
+    """A call that starts (or resumes) a run: the run slot the admission counted is
+    handed back when no run starts (refused, invalid, or an idempotent replay)."""
     started: dict = {}
     try:
-        started = await client.call(thread_id, "PostMessage", turn)
+        started = await call()
         return started
     finally:
         if settings.max_concurrent_runs and (not started or started.get("replayed")):

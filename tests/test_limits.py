@@ -56,6 +56,27 @@ def test_concurrent_runs_are_limited(stack_config, stacks) -> None:
              "the slot of the message that started no run")
 
 
+def test_a_waiting_run_holds_no_run_slot(stack_config, stacks) -> None:
+    config = stack_config(env={"THREADHOST_MAX_CONCURRENT_RUNS": "1"})
+    [app] = start_apps(config, stacks, "embedded")
+    api = Api(app.url)
+    asker, other = api.create_thread(agent="asker"), api.create_thread()
+    run = api.say(asker, "Cancel my order.")["run"]
+    assert run["status"] == "requires_action"
+    # While it waits for its answer, the caller's one slot serves other turns.
+    for text in ("one", "two"):
+        wait_for(lambda t=text: api.http.post(f"/v1/threads/{other}/messages",
+                                              json={"content": t}).status_code == 200, 10,
+                 "a turn beside the waiting run")
+    answer = {"actions": [{"type": "input", "call_id": run["required_action"][0]["call_id"],
+                           "answer": "Order 1002"}]}
+    resumed = wait_for(lambda: (r := api.http.post(
+        f"/v1/threads/{asker}/runs/{run['run_id']}/resume", json=answer)).status_code == 200
+        and r, 10, "the resume to be admitted")
+    assert resumed.json()["run"]["status"] == "completed"
+    assert [m["content"] for m in api.messages(other) if m["role"] == "user"] == ["one", "two"]
+
+
 def test_a_conversation_alternates_between_two_gateway_replicas(stack_config, stacks) -> None:
     _, gateway_a, gateway_b = start_apps(stack_config(), stacks, "actors", "gateway", "gateway")
     replicas = [Api(gateway_a.url), Api(gateway_b.url)]
