@@ -116,9 +116,11 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
     and its entry in the caller's thread list."""
     try:
         await client.call(thread_id, "Delete", {"owner": caller.owner})
-    finally:
-        # Also for a thread already gone (its retention ran out): the list forgets it.
-        await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
+    except Problem as problem:
+        if problem.status == 404:  # gone already (its retention ran out): the list forgets it
+            await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
+        raise
+    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
     return Response(status_code=204)
 
 
