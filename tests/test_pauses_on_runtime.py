@@ -113,6 +113,8 @@ def test_a_deadline_denies_the_approval_after_its_host_was_killed(stack_config, 
     holder = next(h for h in (first_host, second_host)
                   if thread in httpx.get(f"{h.url}/internal/actors").json()["active"])
     holder.kill()
+    # Killed before the deadline: the surviving host is the one to deny the call.
+    assert datetime.now(UTC) < datetime.fromisoformat(run["deadline"])
 
     ended = wait_for(lambda: (r := api.run(thread, run["run_id"]))["status"] == "completed"
                      and r, 30, "the deadline to deny the call and the run to end")
