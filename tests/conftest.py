@@ -120,7 +120,7 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         server.stop()
 
 
-def _postgres_bin(name: str) -> str:
+def postgres_bin(name: str) -> str:
     found = shutil.which(name) or next(
         (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
     if found is None:
@@ -137,15 +137,15 @@ def postgres_server() -> Iterator[str]:
     data, port = folder / "data", free_port()
     if as_user:
         shutil.chown(folder, "postgres")
-    subprocess.run([*as_user, _postgres_bin("initdb"), "-D", str(data), "-U", "threadhost",
+    subprocess.run([*as_user, postgres_bin("initdb"), "-D", str(data), "-U", "threadhost",
                     "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=60)
-    server = Process("postgres", [*as_user, _postgres_bin("postgres"), "-D", str(data),
+    server = Process("postgres", [*as_user, postgres_bin("postgres"), "-D", str(data),
                                   "-p", str(port), "-h", "127.0.0.1", "-k", str(folder),
                                   "-c", "fsync=off"], folder / "logs")
     try:
         url = f"host=127.0.0.1 port={port} user=threadhost dbname=postgres sslmode=disable"
         deadline = time.monotonic() + 30
-        while subprocess.run([_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+        while subprocess.run([postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
                              capture_output=True, timeout=10).returncode != 0:
             assert server.alive(), server.log_tail()
             assert time.monotonic() < deadline, "PostgreSQL did not become ready"

@@ -5,6 +5,7 @@ resumes that change nothing; erase."""
 import json
 import shutil
 import sqlite3
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.conftest import (
     TEST_AGENTS,
     Api,
     conversation,
+    postgres_bin,
     start_apps,
     stored_rows,
     wait_for,
@@ -269,3 +271,54 @@ def test_a_tool_switched_off_later_stays_on_for_the_waiting_run(stack) -> None:
     assert ended["required_action"] == []
     last_cancel = [m for m in api.messages(thread) if m["tool_name"] == "cancel_order"][-1]
     assert last_cancel["is_error"] and "no tool named" in last_cancel["content"]
+
+
+def _redis(address: str, *args: str) -> list[str]:
+    host, port = address.split(":")
+    out = subprocess.run(["redis-cli", "-h", host, "-p", port, *args], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    return out.split()
+
+
+def test_retention_in_redis_lets_redis_delete_the_keys(stack_config, stacks,
+                                                        redis_server) -> None:
+    stack = Stack(stack_config("redis", env={"THREADHOST_REDIS_HOST": redis_server}))
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    keep, thread = api.create_thread(), api.create_thread(agent="ephemeral")
+    api.say(keep, "stay")
+    api.say(thread, "one")
+    keys = _redis(redis_server, "--scan", "--pattern", f"*||{thread}||*")
+    assert len(keys) >= 4
+    assert all(0 < int(_redis(redis_server, "pttl", key)[0]) <= 4000 for key in keys)
+    kept = _redis(redis_server, "--scan", "--pattern", f"*||{keep}||*")
+    assert {_redis(redis_server, "pttl", key)[0] for key in kept} == {"-1"}  # no TTL
+    wait_for(lambda: not _redis(redis_server, "--scan", "--pattern", f"*||{thread}||*"), 15,
+             "Redis to delete the expired thread's keys")
+    assert api.history(keep) == conversation("stay")
+
+
+def test_retention_in_postgres_marks_rows_and_hides_them_once_expired(
+        stack_config, stacks, postgres_server) -> None:
+    stack = Stack(stack_config("postgres", env={"THREADHOST_POSTGRES_URL": postgres_server}))
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    thread = api.create_thread(agent="ephemeral")
+    api.say(thread, "one")
+    rows = _psql(postgres_server, "select count(*), count(expires_at) from state "
+                                  f"where key like '%||{thread}||%'")
+    total, expiring = rows.split("|")
+    assert int(total) >= 4 and expiring == total
+    state = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/state/thread"
+    wait_for(lambda: httpx.get(state).status_code == 204, 15, "PostgreSQL to hide the thread")
+
+
+def _psql(url: str, query: str) -> str:
+    fields = dict(part.split("=", 1) for part in url.split())
+    done = subprocess.run([postgres_bin("psql"), "-h", fields["host"], "-p", fields["port"], "-U",
+                           fields["user"], "-d", fields["dbname"], "-At", "-c", query],
+                          capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
