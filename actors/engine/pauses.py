@@ -82,12 +82,11 @@ def submit(run: RunRecord, submissions: list[Submission],
     pending = {a.call_id: a for a in run.required_action}
     results = [result for s in submissions
                if (result := _result(pending[s.call_id], s)) is not None]
-    run.approved += [s.call_id for s in submissions if isinstance(s, Approval) and s.approved]
+    approved = [s.call_id for s in submissions if isinstance(s, Approval) and s.approved]
+    run.approved += approved
     run.required_action, run.deadline = [], None
     return results, [
-        _results_event(run, "actions.submitted", results, first_index,
-                       approved=[s.call_id for s in submissions
-                                 if isinstance(s, Approval) and s.approved]),
+        _results_event(run, "actions.submitted", results, first_index, approved=approved),
         run.transition("running")]
 
 

@@ -134,7 +134,8 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
     pending = [m for m in run_messages if isinstance(m, ToolCall) and m.call_id not in answered]
     if pending:
         waits = [action for call in pending if (action := _action_for(run, call)) is not None]
-        runnable = [c for c in pending if c.call_id not in {a.call_id for a in waits}]
+        waiting = {action.call_id for action in waits}
+        runnable = [c for c in pending if c.call_id not in waiting]
         # The host's own calls first: the run then waits for the rest in one pause.
         return RunTools(calls=runnable) if runnable else Pause(actions=waits)
     if run_messages and isinstance(run_messages[-1], AssistantText):
