@@ -9,19 +9,20 @@ from typing import Any
 from dapr.actor.runtime.config import ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 
-from actors.cancellation import abort
+from actors.cancellation import PublishedControl, abort
 from actors.committed import committed_store
 from actors.engine.run import RunRecord
+from actors.interface import Payload
 from actors.lifecycle import lifecycle
 from actors.owner_actor import Owner
 from actors.thread_actor import Thread
 from actors.thread_store import ThreadStore
-from actors.views import owns, run_view
+from actors.views import NOT_FOUND, owns, run_not_found, run_view
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
-from threadhost.state_serializer import PlainJSONSerializer
+from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +36,29 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
         return {"instance": settings.instance, **lifecycle.snapshot()}
 
     async def owned_run(thread_id: str, run_id: str,
-                        owner: str) -> tuple[ThreadStore, RunRecord] | None:
-        """The run, read past the actor, if the owner owns the thread. (With APP_API_TOKEN
-        set, required with authentication on, only sidecars get here: threadhost.app.)"""
+                        owner: str) -> tuple[ThreadStore, RunRecord] | Payload:
+        """The run, read past the actor, if the owner owns the thread; else what to
+        answer. (Only the app's daprd gets here: threadhost.app.)"""
         store = committed_store(shared_actor_client(), thread_id)
         record = await store.record()
         if record is None or not owns(record, {"owner": owner}):
-            return None
+            return NOT_FOUND
         run = await store.run(run_id)
-        return None if run is None else (store, run)
+        return run_not_found(run_id) if run is None else (store, run)
 
     @stats.get("/internal/threads/{thread_id}/runs/{run_id}", tags=["internal"])
     async def committed_run(thread_id: str, run_id: str,
                             owner: str) -> dict[str, Any]:
         found = await owned_run(thread_id, run_id, owner)
-        return {"status": "not_found"} if found is None else {"status": "ok",
-                                                               "run": run_view(found[1])}
+        return found if isinstance(found, dict) else {"status": "ok",
+                                                      "run": run_view(found[1])}
 
     @stats.get("/internal/threads/{thread_id}/runs/{run_id}/events", tags=["internal"])
     async def committed_events(thread_id: str, run_id: str, owner: str,
                                after: int = -1, limit: int = 1000) -> dict[str, Any]:
         found = await owned_run(thread_id, run_id, owner)
-        if found is None:
-            return {"status": "not_found"}
+        if isinstance(found, dict):
+            return found
         store, run = found
         events = await store.events(run, after, limit)
         return {"status": "ok", "run": run_view(run),
@@ -68,11 +69,10 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
                                     "route": "/internal/run-control"})
 
     @stats.post("/internal/run-control", include_in_schema=False)
-    async def run_control(request: Request) -> dict[str, str]:
+    async def run_control(envelope: PublishedControl) -> dict[str, str]:
         """A run was cancelled: abort its step if this host is running it."""
-        message = (await request.json()).get("data") or {}
-        if message.get("action") == "cancel" and abort(str(message.get("run_id", ""))):
-            log.info("aborted the running step of run %s", message["run_id"])
+        if abort(envelope.data.run_id):
+            log.info("aborted the running step of run %s", envelope.data.run_id)
         return {"status": "SUCCESS"}
 
     app.include_router(stats)
@@ -93,4 +93,4 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
     for actor in (Thread, Owner):
         await dapr_actor.register_actor(
             actor, actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
-            state_serializer=PlainJSONSerializer())
+            message_serializer=ActorMessageSerializer(), state_serializer=PlainJSONSerializer())

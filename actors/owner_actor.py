@@ -28,7 +28,6 @@ def owner_actor_id(owner: str) -> str:
 class ThreadSummary(BaseModel):
     id: str
     agent: str
-    # A datetime: the SDK's message decoder turns date-like strings into datetimes.
     created_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)
 

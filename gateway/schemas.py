@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.engine.pauses import Submission
 from actors.engine.run import PendingAction
+from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 
 # Thread ids travel in URLs and actor keys: keep them to a safe alphabet.
@@ -16,21 +17,21 @@ THREAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class CreateThread(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"agent": "support", "metadata": {"user": "u-42"}}]})
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=16,
+    metadata: dict[Text, Text] = Field(default_factory=dict, max_length=16,
                                      examples=[{"user": "u-42"}])
     agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
                               examples=["support"])
 
 
 class PostMessage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"content": "Where is my order 1001?"},
         {"content": "Actually, order 1002.", "mode": "stream", "on_active": "interrupt"}]})
-    content: str = Field(examples=["Where is my order 1001?"])
+    content: Text = Field(examples=["Where is my order 1001?"])
     # This turn's model, as a recipe; the thread's agent decides when absent.
-    model: str | None = Field(default=None, max_length=200,
+    model: Text | None = Field(default=None, max_length=200,
                               examples=["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
     # wait: answer when the run ends; stream: server-sent events as it goes;
     # background: 202 at once, with the run's URL.
@@ -42,13 +43,13 @@ class PostMessage(BaseModel):
     # (requires_action) until the caller submits the result.
     client_tools: list[ClientTool] = Field(default_factory=list, max_length=64)
     # The agent's tools this turn (and its run, even after a pause) may not use.
-    disabled_tools: list[str] = Field(default_factory=list, max_length=64)
+    disabled_tools: list[Text] = Field(default_factory=list, max_length=64)
 
 
 class ResumeRun(BaseModel):
     """Answers to everything a waiting run waits for: each pending call exactly once."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": True}]},
         {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": False,
                       "reason": "refund first"},
@@ -157,6 +158,13 @@ class TurnView(BaseModel):
     reply: str | None
     messages: list[MessageView]
     message_count: int
+
+
+class AcceptedView(BaseModel):
+    """A run that goes on after the answer: follow `url` (also in Location)."""
+
+    run: RunView
+    url: str
 
 
 class RunsView(BaseModel):

@@ -15,38 +15,49 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from actors.engine.messages import ToolResult
 from actors.engine.run import Pause, PendingAction, RunEvent, RunRecord
+from actors.engine.text import Text
 
 MAX_TEXT = 100_000
 
 
-class ToolOutput(BaseModel):
+def _type_required(schema: dict) -> None:
+    """`type` has a default for Python callers, but picks the kind on the wire: a JSON
+    body must name it, and the published schema says so."""
+    schema["required"] = ["type", *schema.get("required", [])]
+
+
+class _SubmissionBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_type_required)
+
+
+class ToolOutput(_SubmissionBase):
     """The caller's result of a client tool call."""
 
     type: Literal["tool_result"] = "tool_result"
-    call_id: str = Field(max_length=200)
-    output: str = Field(max_length=MAX_TEXT)
+    call_id: Text = Field(max_length=200)
+    output: Text = Field(max_length=MAX_TEXT)
     is_error: bool = False
 
 
-class Approval(BaseModel):
+class Approval(_SubmissionBase):
     """A person's decision on an approval-gated call; a denial's reason goes to the model."""
 
     type: Literal["approval"] = "approval"
-    call_id: str = Field(max_length=200)
+    call_id: Text = Field(max_length=200)
     approved: bool
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Text | None = Field(default=None, max_length=2000)
 
 
-class Answer(BaseModel):
+class Answer(_SubmissionBase):
     """The user's answer to a question the agent asked with `ask_user`."""
 
     type: Literal["input"] = "input"
-    call_id: str = Field(max_length=200)
-    answer: str = Field(max_length=MAX_TEXT)
+    call_id: Text = Field(max_length=200)
+    answer: Text = Field(max_length=MAX_TEXT)
 
 
 Submission = Annotated[ToolOutput | Approval | Answer, Field(discriminator="type")]

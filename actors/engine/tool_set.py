@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.provider import ToolSpec
+from actors.engine.text import JsonObject, Text
 from actors.engine.tools import ToolRegistry
 
 ToolKind = Literal["function", "client", "input"]
@@ -47,11 +48,15 @@ class RunTool(BaseModel):
 class ClientTool(BaseModel):
     """A tool the caller declares for one turn and executes itself."""
 
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: str = Field(default="", max_length=1024)
+    description: Text = Field(default="", max_length=1024)
     # The arguments' JSON schema: an object, as every vendor wants.
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
-                                                                "properties": {}})
+    parameters: JsonObject = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        json_schema_extra={"properties": {"type": {"const": "object"}},
+                           "required": ["type"]})
 
     @field_validator("parameters")
     @classmethod
