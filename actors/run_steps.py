@@ -82,8 +82,8 @@ async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: s
 async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
                 previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """Starts a queued run: its message joins the history, and it becomes the active run."""
-    record = await store.append(record, [UserText(text=run.input_text or "")])
-    run.first_message, run.input_text = record.message_count - 1, None
+    text, run.first_message, run.input_text = run.input_text or "", record.message_count, None
+    record = await _append(store, record, run, [UserText(text=text)])
     events = [*previous, run.transition("running")]
     record = record.model_copy(update={
         "active_run": run.run_id, "run_count": record.run_count + 1,
@@ -101,7 +101,7 @@ async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     if run.first_message >= 0:
         mine = await store.messages(record, run.first_message, record.message_count)
         answered = {m.call_id for m in mine if isinstance(m, ToolResult)}
-        record = await store.append(record, [
+        record = await _append(store, record, run, [
             ToolResult(call_id=m.call_id, name=m.name, is_error=True,
                        content="not run: the run was cancelled")
             for m in mine if isinstance(m, ToolCall) and m.call_id not in answered])
@@ -111,6 +111,14 @@ async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     await store.save_run(run, events)
     await store.save_record(record)
     return record, events
+
+
+async def _append(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                  messages: Sequence[Message]) -> ThreadRecord:
+    """Appends the run's new messages; its range of the history now ends after them."""
+    record = await store.append(record, list(messages))
+    run.message_end = record.message_count
+    return record
 
 
 def _ended(record: ThreadRecord, run: RunRecord) -> ThreadRecord:
@@ -139,7 +147,7 @@ async def expire(store: ThreadStore, record: ThreadRecord,
 
 async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
                     results: list[ToolResult], events: list[RunEvent]) -> ThreadRecord:
-    record = await store.append(record, results)
+    record = await _append(store, record, run, results)
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
     await store.save_record(record)
@@ -177,7 +185,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     elif isinstance(decision, Pause) and run.status == "running":
         events += pause(run, decision, datetime.now(UTC))
     await check_fence()
-    record = await store.append(record, new)
+    record = await _append(store, record, run, new)
     if not run.active:
         record = _ended(record, run)
     run.updated_at = datetime.now(UTC)

@@ -6,7 +6,7 @@ from actors.engine.messages import messages_adapter
 from actors.interface import Payload
 from actors.state import ThreadRecord
 from actors.thread_store import ThreadStore
-from actors.views import NOT_FOUND, describe, owns, run_view
+from actors.views import NOT_FOUND, describe, owns, run_not_found, run_view
 
 
 class ThreadReads:
@@ -37,22 +37,31 @@ class ThreadReads:
     async def get_run(self, request: Payload) -> Payload:
         """The run; with `with_messages`, also its messages once it has stopped running."""
         record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if record is None or run is None:
+        if record is None:
             return NOT_FOUND
+        run_id = str(request.get("run_id", ""))
+        run = await self._store.run(run_id)
+        if run is None:
+            return run_not_found(run_id)
         answer: Payload = {"status": "ok", "run": run_view(run)}
         if request.get("with_messages") and run.status not in ("queued", "running"):
-            messages = await self._store.messages(record, run.first_message,
-                                                  record.message_count)
+            # Its own messages only, not those of a run that came after it; none if it
+            # never started (cancelled while queued).
+            end = record.message_count if run.message_end is None else run.message_end
+            messages = (await self._store.messages(record, run.first_message, end)
+                        if run.first_message >= 0 else [])
             answer["messages"] = messages_adapter.dump_python(messages, mode="json")
             answer["message_count"] = record.message_count
         return answer
 
     async def read_events(self, request: Payload) -> Payload:
         record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if run is None:
+        if record is None:
             return NOT_FOUND
+        run_id = str(request.get("run_id", ""))
+        run = await self._store.run(run_id)
+        if run is None:
+            return run_not_found(run_id)
         after, limit = int(request.get("after", -1)), int(request.get("limit", 1000))
         events = await self._store.events(run, after, limit)
         return {"status": "ok", "run": run_view(run),

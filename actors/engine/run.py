@@ -67,6 +67,9 @@ class RunRecord(BaseModel):
     agent: AgentDefinition
     # Index in the thread's history of the run's first message (the user's).
     first_message: int
+    # Index just after its last message so far: a run's messages are contiguous, and a
+    # later run's start after them. None in runs stored before it was kept.
+    message_end: int | None = None
     steps: int = 0
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
