@@ -11,9 +11,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel
 
 T = TypeVar("T")
+
+
+class CancelMessage(BaseModel):
+    """What the gateway publishes on the run-control topic."""
+
+    action: Literal["cancel"] = "cancel"
+    thread_id: str
+    run_id: str
+
+
+class PublishedControl(BaseModel):
+    """A CloudEvent as daprd delivers it; only its data is read."""
+
+    data: CancelMessage
 
 _steps: dict[str, asyncio.Task] = {}
 

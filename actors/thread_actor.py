@@ -26,17 +26,26 @@ from actors.engine.pauses import InvalidSubmission, NotWaiting, submissions_adap
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import RunEvent, RunRecord
 from actors.engine.tool_set import ToolSetError, client_tools_adapter
-from actors.engine_setup import get_engine
+from actors.engine_setup import load_engine
 from actors.fence import Fence
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import DeltaBatcher, step_events
-from actors.run_steps import StaleStep, advance, begin, cancel, enqueue, expire, resume
+from actors.run_steps import (
+    Engine,
+    StaleStep,
+    advance,
+    begin,
+    cancel,
+    enqueue,
+    expire,
+    resume,
+)
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
-from actors.views import NOT_FOUND, describe, invalid, run_view
+from actors.views import NOT_FOUND, describe, invalid, run_not_found, run_view
 from threadhost import logs
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
@@ -54,11 +63,12 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
     def __init__(self, ctx: Any, actor_id: Any) -> None:
         super().__init__(ctx, actor_id)
         self._settings = get_settings()
-        self._engine = get_engine()
+        self._engine: Engine  # set at activation, which comes before any call
         self._store = ThreadStore(self._state_manager)
         self._fence = Fence(self._read_committed, self._settings.step_chain_budget_ms / 1000)
 
     async def _on_activate(self) -> None:
+        self._engine = await load_engine()
         lifecycle.activated(self.id.id)
         metrics.ACTIVE_ACTORS.inc()
         record = await self._store.record()
@@ -158,9 +168,11 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
     async def cancel_run(self, request: Payload) -> Payload:
         """Cancels an active or queued run; a step in progress ends first (the lock)."""
         record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if record is None or run is None:
+        if record is None:
             return NOT_FOUND
+        run = await self._store.run(run_id := str(request.get("run_id", "")))
+        if run is None:
+            return run_not_found(run_id)
         if run.active:
             record = await self._cancel(record, run.run_id, "cancelled by the caller")
             await self._start_next(record)
@@ -222,9 +234,11 @@ class Thread(Actor, ThreadReads, ThreadActorInterface, Remindable):
         answers); the run goes on from any host. A submission that does not answer every
         pending call exactly once, or comes when the run is not waiting, changes nothing."""
         record = await self._owned(request)
-        run = await self._store.run(str(request.get("run_id", ""))) if record else None
-        if record is None or run is None:
+        if record is None:
             return NOT_FOUND
+        run = await self._store.run(run_id := str(request.get("run_id", "")))
+        if run is None:
+            return run_not_found(run_id)
         logs.run_id.set(run.run_id)
         had_deadline = run.deadline is not None
         try:

@@ -7,6 +7,11 @@ from actors.interface import Payload
 from actors.state import ThreadRecord
 
 NOT_FOUND: Payload = {"status": "not_found"}
+
+
+def run_not_found(run_id: str) -> Payload:
+    """The thread is the caller's, but has no such run."""
+    return {"status": "run_not_found", "run_id": run_id}
 PUBLIC_FIELDS = {"thread_id", "created_at", "updated_at", "message_count", "metadata", "agent",
                  "active_run", "usage", "cost_usd"}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
+from actors.run_events import PublishedRunMessage
 from gateway import threads
 from gateway.auth import Authenticator
-from gateway.problems import Problem, install_problem_handlers
+from gateway.problems import Problem
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
 from threadhost.settings import Settings
@@ -59,7 +60,6 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)
-    install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
@@ -67,7 +67,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
                                     "route": "/internal/run-events"})
 
     @app.post("/internal/run-events", include_in_schema=False)
-    async def run_events(request: Request) -> dict[str, str]:
-        envelope = await request.json()
-        hub.deliver(envelope.get("data") or {})
+    async def run_events(envelope: PublishedRunMessage) -> dict[str, str]:
+        """daprd delivers what actors published (threadhost.app: for daprd only)."""
+        hub.deliver(envelope.data.model_dump(mode="json", exclude_none=True))
         return {"status": "SUCCESS"}

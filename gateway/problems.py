@@ -1,15 +1,20 @@
 """Errors as application/problem+json, with a stable `type` per kind of problem.
 
     Problem (any error the API answers with)
-    ├── invalid-request   400/422  malformed JSON, a field out of bounds, a bad thread id
-    ├── unauthorized      401      no token, or a token refused (expired, wrong audience, …)
-    ├── forbidden         403      a service app-id that is not allowed to call
-    ├── thread-not-found  404      no thread (or run) with that id
-    ├── thread-busy       409      the thread already has a run in progress
-    ├── run-not-waiting   409      actions submitted to a run that waits for nothing
-    ├── body-too-large    413      a request body over THREADHOST_MAX_BODY_BYTES
-    ├── rate-limited      429      the caller's requests per minute or runs going on
-    └── unavailable       502/503  the actor runtime could not be reached, or answered oddly
+    ├── invalid-request     400/422  malformed JSON or UTF-8, a field out of bounds or not
+    │                                text (a lone surrogate, NUL), a bad thread id
+    ├── unauthorized        401      no token, or a token refused (expired, no subject, …)
+    ├── forbidden           403      a service app-id that may not call; daprd's routes
+    ├── not-found           404      no such route
+    ├── thread-not-found    404      no thread with that id (or not the caller's)
+    ├── run-not-found       404      the thread has no run with that id
+    ├── method-not-allowed  405      a route called with a method it does not take (Allow)
+    ├── thread-busy         409      the thread already has a run in progress
+    ├── run-not-waiting     409      actions submitted to a run that waits for nothing
+    ├── body-too-large      413      a request body over THREADHOST_MAX_BODY_BYTES
+    ├── rate-limited        429      the caller's requests per minute or runs going on
+    ├── internal-error      500      a defect of threadhost's: nothing of the request is shown
+    └── unavailable         502/503  the actor runtime could not be reached, or answered oddly
 
 Lower-layer failures (the SDK's, daprd's) are mapped to these at the thread client;
 nothing below the gateway's own messages, and no request body, reaches a response.
@@ -17,12 +22,19 @@ nothing below the gateway's own messages, and no request body, reaches a respons
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from actors.engine.text import printable
+
+log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://threadhost.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -44,8 +56,72 @@ class Problem(Exception):
                             headers=self.headers)
 
 
+class FieldProblem(BaseModel):
+    # Where in the request (e.g. ["body", "metadata", "note"]) and what is wrong with it.
+    location: list[str]
+    message: str
+
+
+class ProblemView(BaseModel):
+    """The body of every error answer (RFC 9457), as application/problem+json."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": PROBLEM_BASE + "invalid-request", "title": "Invalid request", "status": 422,
+        "detail": "the request does not match the API's schema",
+        "errors": [{"location": ["body", "content"],
+                    "message": "a lone UTF-16 surrogate at character 4 is not text"}]}]})
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    # invalid-request (422): each field that is wrong; never the value sent.
+    errors: list[FieldProblem] | None = None
+    # thread-busy: the run in progress; rate-limited: seconds to wait.
+    run_id: str | None = None
+    retry_after: int | None = None
+
+
+_MEANING = {
+    400: "the request could not be read (malformed JSON or UTF-8)",
+    401: "no token, or the token was refused",
+    403: "the caller may not call this",
+    404: "no such thread or run (or not the caller's)",
+    409: "the thread is busy with a run, or the run is not waiting",
+    413: "the request body is over the limit",
+    422: "a field is missing, out of bounds or not text",
+    429: "too many requests or runs: wait Retry-After seconds",
+    500: "a defect of threadhost's; nothing was written",
+    503: "the thread service could not be reached; retry shortly",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problems a route may answer with (threadhost.app
+    publishes them as application/problem+json, the media type they are sent with)."""
+    return {status: {"description": _MEANING[status], "model": ProblemView}
+            for status in statuses}
+
+
+def as_problem_documents(schema: dict[str, Any]) -> None:
+    """In an OpenAPI document: every error answer is a ProblemView, sent as
+    application/problem+json (FastAPI writes application/json for any model)."""
+    ref = {"$ref": "#/components/schemas/ProblemView"}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {MEDIA_TYPE: {"schema": ref}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(unused, None)
+
+
 def thread_not_found(thread_id: str) -> Problem:
     return Problem(404, "thread-not-found", "Thread not found", f"no thread with id {thread_id!r}")
+
+
+def run_not_found(thread_id: str, run_id: str) -> Problem:
+    return Problem(404, "run-not-found", "Run not found",
+                   f"thread {thread_id!r} has no run with id {run_id!r}")
 
 
 def _validation_problem(exc: RequestValidationError) -> Problem:
@@ -54,10 +130,24 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
         return Problem(400, "invalid-request", "Malformed JSON",
                        "the request body is not valid JSON")
     # Only where and what: input values are never echoed back.
-    fields = [{"location": [str(p) for p in e.get("loc", ())], "message": e.get("msg", "")}
-              for e in errors]
+    fields = [{"location": [printable(p) for p in e.get("loc", ())],
+               "message": printable(e.get("msg", ""))} for e in errors]
     return Problem(422, "invalid-request", "Invalid request",
                    "the request does not match the API's schema", errors=fields)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (RFC 9110's Allow; Starlette
+    names only the first route that matches the path). Asked of the router method by
+    method, so routers included in others answer too."""
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
+
+
+_HTTP_KINDS = {400: ("invalid-request", "Malformed request body"),
+               404: ("not-found", "Not found"),
+               405: ("method-not-allowed", "Method not allowed")}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -70,6 +160,45 @@ def install_problem_handlers(app: FastAPI) -> None:
         return _validation_problem(exc).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not-found" if exc.status_code == 404 else "http-error"
-        return Problem(exc.status_code, kind, str(exc.detail)).response()
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors: a body it could not parse (invalid UTF-8, JSON nested too
+        # deep), no route, a method the route does not take. Their headers stay.
+        kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", str(exc.detail)))
+        detail = "the request body is not valid JSON in UTF-8" if exc.status_code == 400 else ""
+        problem = Problem(exc.status_code, kind, title, detail)
+        problem.headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            problem.headers["Allow"] = ", ".join(_allowed(request))
+        return problem.response()
+
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """A defect answers 500 problem+json and the connection stays usable. (Starlette's
+    own last resort re-raises after answering, and uvicorn then drops the connection
+    without saying so, failing the client's next request on it too.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # a stream already under way can only be cut
+                raise
+            log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
+            await Problem(500, "internal-error", "Internal error",
+                          "the server failed on this request; nothing of it is shown here"
+                          ).response()(scope, receive, send)

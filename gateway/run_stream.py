@@ -55,6 +55,31 @@ def _sse(event: dict[str, Any], run_id: str) -> str:
     return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
 
 
+class DeltaStream:
+    """Token deltas as SSE, by step and attempt: when a retried model call starts its
+    text over, a `token.discard` event first withdraws what the failed attempt showed."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[int, int] = {}
+
+    def take(self, message: dict[str, Any], steps_done: int) -> list[str]:
+        step, attempt = message["step"], message.get("attempt", 1)
+        shown = self.attempts.get(step, attempt)
+        if step <= steps_done or attempt < shown:  # sent whole already, or thrown away
+            return []
+        chunks = []
+        if attempt > shown:
+            chunks.append(_plain_sse("token.discard", {"step": step, "attempt": shown}))
+        self.attempts[step] = attempt
+        chunks.append(_plain_sse("token.delta", {"text": message["delta"], "step": step,
+                                                 "attempt": attempt}))
+        return chunks
+
+
+def _plain_sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
 def _ends(event: dict[str, Any], more: bool) -> bool:
     """Whether the stream ends with this event: the run ended, or it waits for an action
     and nothing follows (an earlier pause that was resumed does not end a replay)."""
@@ -71,6 +96,7 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
     live events for `poll` seconds it reads the log: a pub/sub that does not reach this
     replica (the in-memory one of another sidecar) only makes the stream slower."""
     last, steps_done, quiet = after, 0, 0.0
+    deltas = DeltaStream()
 
     async def from_log(up_to: int | None = None) -> AsyncIterator[tuple[dict[str, Any], bool]]:
         """Stored events after the last sent, each with whether more follow it."""
@@ -109,8 +135,8 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
         if message.get("run_id") != run_id:
             continue
         if "delta" in message:
-            if message.get("step", 0) > steps_done:  # not for a step already sent whole
-                yield f"event: token.delta\ndata: {json.dumps({'text': message['delta']})}\n\n"
+            for chunk in deltas.take(message, steps_done):
+                yield chunk
             continue
         events = message.get("events", [])
         for n, event in enumerate(events):

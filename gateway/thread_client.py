@@ -10,9 +10,10 @@ import aiohttp
 from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
 
+from actors.cancellation import CancelMessage
 from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
-from gateway.problems import Problem, thread_not_found
+from gateway.problems import Problem, run_not_found, thread_not_found
 from threadhost.actor_client import shared_actor_client
 from threadhost.state_serializer import PlainJSONSerializer
 
@@ -47,10 +48,10 @@ class ThreadClient:
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
         """Tells every actor host to abort the run's step in flight (best effort: the
         cancel itself still lands at the next step boundary)."""
-        message = {"action": "cancel", "thread_id": thread_id, "run_id": run_id}
+        message = CancelMessage(thread_id=thread_id, run_id=run_id)
         try:
             await self._actors.publish(self._pubsub, self._control_topic,
-                                       json.dumps(message).encode())
+                                       message.model_dump_json().encode())
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("cancel of run %s not published: %s", run_id, type(exc).__name__)
 
@@ -88,6 +89,8 @@ class ThreadClient:
                 return result
             case "not_found":
                 raise thread_not_found(thread_id)
+            case "run_not_found":
+                raise run_not_found(thread_id, str(result.get("run_id", "")))
             case "invalid":
                 raise Problem(422, "invalid-request", "Invalid request", result.get("detail", ""))
             case "busy":

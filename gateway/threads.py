@@ -10,10 +10,11 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.auth import Caller
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
     THREAD_ID_PATTERN,
+    AcceptedView,
     CreateThread,
     EventsView,
     HistoryView,
@@ -31,8 +32,17 @@ from threadhost.ids import new_thread_id
 from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"])  # admission added below
+# Every route may refuse the caller, limit them, fail or find the service unreachable.
+router = APIRouter(prefix="/v1/threads", tags=["threads"],  # admission added below
+                   responses=problem_responses(401, 403, 422, 429, 500, 503))
 WAITING = {"queued", "running"}
+# A route with a thread in its path answers 404 for others' threads; one with a body may
+# find it unreadable or too large.
+ON_THREAD = problem_responses(404)
+ACCEPTED = {202: {"description": "the run goes on: its URL is in Location",
+                  "model": AcceptedView}}
+WITH_BODY = problem_responses(400, 413)
+RUN_STARTS = {**ON_THREAD, **WITH_BODY, **problem_responses(409)}
 
 
 # Async, so FastAPI calls them on the event loop rather than in a worker thread.
@@ -45,7 +55,7 @@ async def _client(request: Request) -> ThreadClient:
 
 
 async def _caller(request: Request) -> Caller:
-    return request.app.state.authenticator.caller(request)
+    return await request.app.state.authenticator.caller(request)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -78,7 +88,7 @@ ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 
-@router.post("", status_code=201, response_model=ThreadView)
+@router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
 async def create_thread(client: ClientDep, caller: CallerDep,
                         body: Annotated[CreateThread | None, Body()] = None) -> ThreadView:
     body = body or CreateThread()
@@ -104,13 +114,13 @@ async def list_threads(client: ClientDep, caller: CallerDep,
                           else None)
 
 
-@router.get("/{thread_id}", response_model=ThreadView)
+@router.get("/{thread_id}", response_model=ThreadView, responses=ON_THREAD)
 async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> ThreadView:
     result = await client.call(thread_id, "Describe", {"owner": caller.owner})
     return ThreadView.of(result["thread"])
 
 
-@router.delete("/{thread_id}", status_code=204)
+@router.delete("/{thread_id}", status_code=204, responses=ON_THREAD)
 async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> Response:
     """Erases the thread: every piece of its state (history, runs, events), its reminders,
     and its entry in the caller's thread list."""
@@ -124,7 +134,7 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
     return Response(status_code=204)
 
 
-@router.get("/{thread_id}/runs", response_model=RunsView)
+@router.get("/{thread_id}/runs", response_model=RunsView, responses=ON_THREAD)
 async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
                     offset: Annotated[int, Query(ge=0)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunsView:
@@ -135,8 +145,7 @@ async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
 
 
 @router.post("/{thread_id}/messages", response_model=TurnView,
-             responses={202: {"description": "the run goes on; poll its URL"},
-                        200: {"content": {"text/event-stream": {}}}})
+             responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
                        settings: SettingsDep, caller: CallerDep, request: Request,
                        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -159,9 +168,7 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
 
 
 @router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,
-             responses={202: {"description": "the run goes on; poll its URL"},
-                        200: {"content": {"text/event-stream": {}}},
-                        409: {"description": "the run is not waiting for anything"}})
+             responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
 async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client: ClientDep,
                      settings: SettingsDep, caller: CallerDep, request: Request) -> Response:
     """Answers what a waiting run (`requires_action`) waits for: the results of client
@@ -225,7 +232,8 @@ async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
 
 def _accepted(thread_id: str, run: dict) -> JSONResponse:
     url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
-    return JSONResponse({"run": run, "url": url}, status_code=202, headers={"Location": url})
+    return JSONResponse(AcceptedView(run=RunView(**run), url=url).model_dump(mode="json"),
+                        status_code=202, headers={"Location": url})
 
 
 def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str, after: int,
@@ -272,13 +280,14 @@ async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, ru
         forget(run_id)
 
 
-@router.get("/{thread_id}/runs/{run_id}", response_model=RunView)
+@router.get("/{thread_id}/runs/{run_id}", response_model=RunView, responses=ON_THREAD)
 async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                   caller: CallerDep) -> RunView:
     return RunView(**(await client.read(thread_id, f"runs/{run_id}", caller.owner))["run"])
 
 
-@router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView)
+@router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView,
+             responses={**ON_THREAD, **WITH_BODY})
 async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                      caller: CallerDep) -> RunView:
     """Cancels the run: a model call in flight is aborted, a queued run ends at once."""
@@ -289,7 +298,7 @@ async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
 
 
 @router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={**ON_THREAD, 200: {"content": {"text/event-stream": {}}}})
 async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, request: Request,
                       caller: CallerDep,
                       after: Annotated[int, Query(ge=-1)] = -1,
@@ -305,7 +314,7 @@ async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, req
                                    events=result["events"]).model_dump(mode="json"))
 
 
-@router.get("/{thread_id}/messages", response_model=HistoryView)
+@router.get("/{thread_id}/messages", response_model=HistoryView, responses=ON_THREAD)
 async def read_history(thread_id: ThreadId, client: ClientDep, settings: SettingsDep,
                        caller: CallerDep,
                        offset: Annotated[int, Query(ge=0)] = 0,

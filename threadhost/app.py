@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.problems import Problem, as_problem_documents, install_problem_handlers
 from threadhost import logs, tracing
 from threadhost.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_json, settings.instance)
-    tracing.configure(settings.instance, settings.otlp_endpoint, settings.trace_file)
+    traced = tracing.configure(settings.instance, settings.otlp_endpoint, settings.trace_file)
     serves_actors = settings.role in ("embedded", "actors")
     serves_gateway = settings.role in ("embedded", "gateway")
     dapr_actor = None
@@ -35,7 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # Each role adds the pub/sub topics it reads; daprd asks once, at start-up.
     app.state.subscriptions = []
-    app.add_middleware(tracing.TraceMiddleware)
 
     @app.get("/health", tags=["internal"])
     async def health() -> dict[str, str]:
@@ -57,41 +59,66 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.app import mount_gateway
 
         mount_gateway(app, settings)
-    _public_schema_only(app)
-    if settings.app_api_token is not None:
-        app.add_middleware(SidecarOnly, token=settings.app_api_token.get_secret_value())
+    install_problem_handlers(app)
+    _published_schema(app)
+    token = settings.app_api_token
+    if token is None and settings.auth_mode == "none":
+        log.warning("no APP_API_TOKEN: daprd's routes (actor calls, /internal/*) answer "
+                    "anyone who reaches this port. For local development only.")
+    app.add_middleware(SidecarOnly, token=token.get_secret_value() if token else None)
+    if traced:
+        tracing.instrument(app)
     return app
 
 
-def _public_schema_only(app: FastAPI) -> None:
-    """daprd's callbacks and the internal reads stay out of the published OpenAPI."""
+def _published_schema(app: FastAPI) -> None:
+    """The OpenAPI document: daprd's callbacks and the internal routes stay out of it,
+    and every error answer is described as the problem document it is sent as."""
     full = app.openapi
 
     def public() -> dict[str, Any]:
-        schema = full()
-        schema["paths"] = {path: item for path, item in schema["paths"].items()
-                           if not path.startswith((*SIDECAR_ONLY, "/internal"))}
-        return schema
+        if app.openapi_schema is None:
+            schema = full()
+            schema["paths"] = {path: item for path, item in schema["paths"].items()
+                               if route_owner(path) != "daprd"}
+            as_problem_documents(schema)
+        return app.openapi_schema
 
     app.openapi = public  # type: ignore[method-assign]
 
 
-# Paths only daprd (or threadhost's own sidecars) may call.
-SIDECAR_ONLY = ("/actors", "/dapr", "/internal/threads", "/healthz")
+# Who may call which path (docs/security.md says the same for operators):
+# - open: health, metrics and the API's documentation (close them at the ingress);
+# - /v1/: people with a bearer token, or services through Dapr (gateway/auth.py);
+# - everything else: daprd alone, which proves it with the app's token: actor
+#   callbacks, /dapr/*, pub/sub deliveries and every /internal/* route.
+OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/docs/oauth2-redirect",
+                        "/openapi.json", "/redoc"})
+RouteOwner = Literal["open", "callers", "daprd"]
+
+
+def route_owner(path: str) -> RouteOwner:
+    if path in OPEN_PATHS:
+        return "open"
+    return "callers" if path.startswith("/v1/") or path == "/v1" else "daprd"
 
 
 class SidecarOnly:
-    """With Dapr's APP_API_TOKEN set, refuses sidecar-only paths to callers without it:
-    else anyone reaching the app's port could call an actor method directly."""
+    """Refuses daprd's paths to callers without Dapr's APP_API_TOKEN (403): else anyone
+    reaching the app's port could call an actor method or forge a run's events. Without
+    a token (local development only: gateway/auth.py requires one with authentication
+    on) nothing can tell daprd apart, and the launcher always sets one."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str | None) -> None:
         self.app, self.token = app, token
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(SIDECAR_ONLY):
+        if (scope["type"] == "http" and self.token is not None
+                and route_owner(scope["path"]) == "daprd"):
             sent = dict(scope["headers"]).get(b"dapr-api-token", b"").decode("latin-1")
             if not hmac.compare_digest(sent, self.token):
-                await JSONResponse({"title": "for the Dapr sidecar only", "status": 403},
-                                   status_code=403)(scope, receive, send)
+                await Problem(403, "forbidden", "For the Dapr sidecar only",
+                              "this path answers only the app's own daprd").response()(
+                                  scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -16,7 +16,9 @@ from actors.engine.tool_set import RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry, unknown_tool_result
 from actors.engine.usage import Price, cost_of
 
-OnDelta = Callable[[str], Awaitable[None]]
+# Streamed text and the attempt of the model call it comes from (1, then 2 on a retry,
+# whose text starts over).
+OnDelta = Callable[[str, int], Awaitable[None]]
 
 
 @dataclass
@@ -41,13 +43,17 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
     request = ModelRequest(system=agent.system_prompt, messages=context, tools=specs,
                            settings=agent.settings)
 
+    attempts = 0
+
     async def once() -> ModelResponse:
+        nonlocal attempts
+        attempts += 1
         if on_delta is None:
             return await provider.complete(request)
         final: ModelResponse | None = None
         async for event in provider.stream(request):
             if isinstance(event, TextDelta):
-                await on_delta(event.text)
+                await on_delta(event.text, attempts)
             else:
                 final = event
         if final is None:
