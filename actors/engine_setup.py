@@ -2,46 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from functools import lru_cache
 
-import httpx
-from dapr.conf import settings as dapr_settings
+import aiohttp
+from dapr.clients.exceptions import DaprInternalError
 from pydantic import SecretStr
 
 from actors.engine.agents import AgentCatalog
 from actors.engine.recipes import Providers, VendorAccess
 from actors.run_steps import Engine
 from actors.tools import build_registry
+from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+_engine: Engine | None = None
+_building = asyncio.Lock()
 
-def _keys_from_secret_store(settings: Settings) -> dict[str, str]:
-    """Reads the vendor keys through the sidecar's secrets API (the actor is being called,
-    so the sidecar is up). A key set in the environment wins over the store's."""
-    url = (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}"
-           f"/v1.0/secrets/{settings.secret_store}/{settings.api_keys_secret}")
-    headers = ({"dapr-api-token": dapr_settings.DAPR_API_TOKEN}
-               if dapr_settings.DAPR_API_TOKEN else {})
-    response = httpx.get(url, headers=headers, timeout=10)
-    if not response.is_success:
-        # The store's answer may quote the request, never the keys: log the status only.
-        log.error("secret store %s answered %s; vendor keys not loaded", settings.secret_store,
-                  response.status_code)
+
+async def _keys_from_secret_store(settings: Settings) -> dict[str, str]:
+    """Reads the vendor keys through the sidecar's secrets API (an actor is being
+    activated, so the sidecar is up). A key set in the environment wins over the store's."""
+    try:
+        raw = await shared_actor_client().secret(settings.secret_store or "",
+                                                 settings.api_keys_secret)
+        return json.loads(raw)
+    except (DaprInternalError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        # The store's answer may quote the request, never the keys: name the error only.
+        log.error("secret store %s could not be read (%s); vendor keys not loaded",
+                  settings.secret_store, type(exc).__name__)
         return {}
-    return response.json()
 
 
-@lru_cache
-def get_engine() -> Engine:
-    settings = get_settings()
+def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
     catalog = AgentCatalog()
     for folder in settings.agents_dirs:
         catalog.load_folder(folder)
-
-    stored = _keys_from_secret_store(settings) if settings.secret_store else {}
 
     def secret(value: SecretStr | None, name: str) -> str | None:
         return value.get_secret_value() if value is not None else stored.get(name) or None
@@ -57,3 +56,15 @@ def get_engine() -> Engine:
                   prices=settings.price_table(), retry=settings.retry,
                   context_window=settings.context_window_messages,
                   default_model=settings.resolved_default_model())
+
+
+async def load_engine() -> Engine:
+    """The process's engine, built at the first activation (the keys in a secret store
+    are read then, without blocking the event loop)."""
+    global _engine
+    async with _building:
+        if _engine is None:
+            settings = get_settings()
+            stored = await _keys_from_secret_store(settings) if settings.secret_store else {}
+            _engine = build_engine(settings, stored)
+    return _engine

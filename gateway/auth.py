@@ -1,22 +1,31 @@
 """Who is calling: a person with a bearer JWT, or another service through its Dapr sidecar.
 
     Authorization: Bearer <JWT>   HS256 with a shared secret, or RS256/ES256 with keys from a
-                                  JWKS file or URL; issuer and audience checked. The owner is
-                                  the subject, prefixed by the tenant claim when one is set.
+                                  JWKS file or URL; issuer and audience checked, a non-blank
+                                  `sub` required (and the tenant claim, when one is set).
     dapr-caller-app-id: <app-id>  set by daprd on service invocation; trusted only for app-ids
                                   in THREADHOST_SERVICE_CALLERS, and only with daprd's
                                   dapr-api-token when APP_API_TOKEN is set (so it cannot be
-                                  forged by calling the port directly). Owner: "app:<app-id>".
+                                  forged by calling the port directly).
     THREADHOST_AUTH_MODE=none     local development only: everyone is "anonymous".
+
+Each caller is an owner string, of a shape no other kind of caller can produce:
+
+    person          <sub>               ':', '/' and '%' in a claim are %-escaped, so a
+    person, tenant  <tenant>/<sub>      person's owner never holds a raw ':' or a second '/'
+    service         app:<app-id>        only a Dapr identity makes one
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
+import time
 from dataclasses import dataclass
-from functools import cached_property
 
+import httpx
 import jwt
 from fastapi import Request
 
@@ -25,16 +34,75 @@ from threadhost.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A JWKS URL is asked again for a key id it does not know at most this often.
+JWKS_REFRESH_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Caller:
     owner: str
 
 
+def _escaped(claim: str) -> str:
+    return claim.replace("%", "%25").replace(":", "%3A").replace("/", "%2F")
+
+
+def person_owner(subject: str, tenant: str | None = None) -> str:
+    """A person's owner string (unchanged from before namespacing for any claim without
+    ':', '/' or '%', so existing threads keep their owner)."""
+    return f"{_escaped(tenant)}/{_escaped(subject)}" if tenant else _escaped(subject)
+
+
+def service_owner(app_id: str) -> str:
+    return f"app:{app_id}"
+
+
 def _unauthorized(detail: str) -> Problem:
     problem = Problem(401, "unauthorized", "Unauthorized", detail)
     problem.headers = {"WWW-Authenticate": "Bearer"}
     return problem
+
+
+class RemoteKeys:
+    """The signing keys at a JWKS URL, fetched without blocking the event loop and kept;
+    a token with a key id not among them makes one fetch (at most once a minute)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._keys: jwt.PyJWKSet | None = None
+        self._fetched = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK:
+        found = self._find(kid)
+        if found is None:
+            async with self._lock:
+                found = self._find(kid)
+                if found is None and time.monotonic() - self._fetched >= JWKS_REFRESH_SECONDS:
+                    await self._fetch()
+                    found = self._find(kid)
+        if found is None:
+            raise jwt.PyJWKClientError(f"no signing key with id {kid!r}")
+        return found
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        return _matching(self._keys, kid) if self._keys is not None else None
+
+    async def _fetch(self) -> None:
+        self._fetched = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(self.url)
+                response.raise_for_status()
+            self._keys = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            log.error("JWKS at %s could not be read: %s", self.url, type(exc).__name__)
+
+
+def _matching(keys: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK | None:
+    if kid is None:
+        return keys.keys[0] if len(keys.keys) == 1 else None
+    return next((k for k in keys.keys if k.key_id == kid), None)
 
 
 class Authenticator:
@@ -51,29 +119,28 @@ class Authenticator:
         if settings.auth_mode == "none":
             log.warning("AUTHENTICATION IS OFF (THREADHOST_AUTH_MODE=none): every caller is "
                         "'anonymous' and sees every thread. For local development only.")
+        # Read at start-up, not on a request: a file read would block the event loop.
+        self._file_keys = (jwt.PyJWKSet.from_json(settings.jwt_jwks_file.read_text())
+                           if settings.jwt_jwks_file else None)
+        self._remote_keys = (RemoteKeys(settings.jwt_jwks_url)
+                             if settings.jwt_jwks_url and not settings.jwt_jwks_file else None)
 
-    @cached_property
-    def _jwks(self) -> jwt.PyJWKSet | jwt.PyJWKClient | None:
-        if self.settings.jwt_jwks_file:
-            return jwt.PyJWKSet.from_json(self.settings.jwt_jwks_file.read_text())
-        if self.settings.jwt_jwks_url:
-            return jwt.PyJWKClient(self.settings.jwt_jwks_url, cache_keys=True)
-        return None
-
-    def _key(self, token: str) -> object:
-        if self._jwks is None:
-            return self.settings.jwt_secret.get_secret_value()  # type: ignore[union-attr]
-        if isinstance(self._jwks, jwt.PyJWKClient):
-            return self._jwks.get_signing_key_from_jwt(token).key
+    async def _key(self, token: str) -> object:
         kid = jwt.get_unverified_header(token).get("kid")
-        matching = [k for k in self._jwks.keys if k.key_id == kid] or self._jwks.keys[:1]
-        return matching[0].key
+        if self._remote_keys is not None:
+            return (await self._remote_keys.key(kid)).key
+        if self._file_keys is not None:
+            found = _matching(self._file_keys, kid)
+            if found is None:
+                raise jwt.PyJWKClientError(f"no signing key with id {kid!r}")
+            return found.key
+        return self.settings.jwt_secret.get_secret_value()  # type: ignore[union-attr]
 
-    def caller(self, request: Request) -> Caller:
+    async def caller(self, request: Request) -> Caller:
         s = self.settings
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            return self._person(header[7:].strip())
+            return await self._person(header[7:].strip())
         app_id = request.headers.get("dapr-caller-app-id")
         if app_id is not None:
             return self._service(request, app_id)
@@ -81,23 +148,25 @@ class Authenticator:
             return Caller(owner="anonymous")
         raise _unauthorized("a bearer token is required")
 
-    def _person(self, token: str) -> Caller:
+    async def _person(self, token: str) -> Caller:
         s = self.settings
         if s.auth_mode == "none":
             return Caller(owner="anonymous")
         # A shared secret verifies HMAC tokens only, published keys the others: a token
         # never picks which kind of key checks it.
-        symmetric = self._jwks is None
+        symmetric = self._file_keys is None and self._remote_keys is None
         algorithms = [a for a in s.jwt_algorithms if a.startswith("HS") == symmetric]
         try:
-            claims = jwt.decode(token, self._key(token), algorithms=algorithms,
+            claims = jwt.decode(token, await self._key(token), algorithms=algorithms,
                                 audience=s.jwt_audience, issuer=s.jwt_issuer,
                                 options={"require": ["exp", "sub"]})
         except Exception as exc:  # noqa: BLE001 - whatever fails to verify is refused
             # The reason, never the token.
             raise _unauthorized(f"the token was refused: {type(exc).__name__}") from exc
-        tenant = claims.get(s.tenant_claim) if s.tenant_claim else None
-        return Caller(owner=f"{tenant}/{claims['sub']}" if tenant else str(claims["sub"]))
+        subject = _claim(claims, "sub")
+        if s.tenant_claim is None:
+            return Caller(owner=person_owner(subject))
+        return Caller(owner=person_owner(subject, _claim(claims, s.tenant_claim)))
 
     def _service(self, request: Request, app_id: str) -> Caller:
         s = self.settings
@@ -107,5 +176,14 @@ class Authenticator:
                 raise _unauthorized("service calls must come through the Dapr sidecar")
         if app_id not in s.service_callers:
             raise Problem(403, "forbidden", "Forbidden",
-                          f"app-id {app_id!r} may not call this service")
-        return Caller(owner=f"app:{app_id}")
+                          f"app-id {json.dumps(app_id)} may not call this service")
+        return Caller(owner=service_owner(app_id))
+
+
+def _claim(claims: dict, name: str) -> str:
+    """A claim that names the caller: a string with something in it, or the token is
+    refused (an empty subject would make every such token one owner)."""
+    value = claims.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _unauthorized(f"the token's {json.dumps(name)} claim is missing or blank")
+    return value

@@ -5,14 +5,13 @@ per request (aiohttp rather than httpx: per request it costs a fraction of the C
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from dapr.actor.runtime.reentrancy_context import reentrancy_ctx
 from dapr.clients.base import DaprActorClientBase
 from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings as dapr_settings
-
-from threadhost import tracing
 
 
 class PooledActorClient(DaprActorClientBase):
@@ -38,6 +37,10 @@ class PooledActorClient(DaprActorClientBase):
         """A GET on another app (or this one) through service invocation."""
         return await self._send("GET", f"/invoke/{app_id}/method/{path.lstrip('/')}")
 
+    async def secret(self, store: str, name: str) -> bytes:
+        """A secret (a JSON object of its keys) from one of the sidecar's secret stores."""
+        return await self._send("GET", f"/secrets/{quote(store, safe='')}/{quote(name, safe='')}")
+
     async def publish(self, pubsub: str, topic: str, data: bytes) -> None:
         """Publishes through the sidecar's pub/sub API (not an actor call)."""
         await self._send("POST", f"/publish/{pubsub}/{topic}", data)
@@ -45,8 +48,9 @@ class PooledActorClient(DaprActorClientBase):
     async def _send(self, method: str, path: str, data: bytes | None = None,
                     headers: dict[str, str] | None = None) -> bytes:
         session = self._client()
+        # The trace context goes along through OpenTelemetry's aiohttp instrumentation.
         async with session.request(method, self._base + path, data=data,
-                                   headers=tracing.inject(dict(headers or {}))) as response:
+                                   headers=headers) as response:
             body = await response.read()
             if 200 <= response.status < 300:
                 return body
