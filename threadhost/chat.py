@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 
@@ -45,15 +48,13 @@ async def chat(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             print(f"threadhost: cannot reach {args.url}: {type(exc).__name__}", file=sys.stderr)
             return 1
-        print(f"thread {thread.id} (agent {thread.agent}); Ctrl-D ends", file=sys.stderr)
-        loop = asyncio.get_running_loop()
+        print(f"thread {thread.id} (agent {thread.agent}); Ctrl-D or Ctrl-C ends",
+              file=sys.stderr)
         while True:
             try:
                 paused, pending = pending, None
                 await _answer(th, thread.id, paused)
-                if sys.stdin.isatty():
-                    print("> ", end="", flush=True, file=sys.stderr)
-                line = await loop.run_in_executor(None, sys.stdin.readline)
+                line = await _read_line("> " if sys.stdin.isatty() else "")
                 if not line:
                     return 0
                 if line.strip():
@@ -94,6 +95,10 @@ async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | 
         if event.event == "token.delta":
             print(event.data["text"], end="", flush=True)
             streamed = True
+        elif event.event == "token.discard":
+            # A retried model call starts over: the text above was thrown away.
+            print("\n[the model call was retried; its answer follows]", file=sys.stderr,
+                  flush=True)
         elif event.event in ("step.completed", "actions.submitted", "approval.expired"):
             for message in data["messages"]:
                 if message["kind"] == "tool_call":
@@ -129,8 +134,68 @@ async def _ask(action: dict) -> Submission:
 
 
 async def _prompt(text: str) -> str:
-    print(text, end="", flush=True, file=sys.stderr)
-    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    line = await _read_line(text)
     if not line:
         raise EOFError("standard input ended while the run waits")
     return line
+
+
+async def _read_line(prompt: str) -> str:
+    """A line from standard input ("" at its end), with line editing and history at a
+    terminal. It is read on a daemon thread, so Ctrl-C ends the program at once rather
+    than after the next Enter."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        try:
+            if sys.stdin.isatty():
+                line = input(prompt) + "\n"  # readline's editing, history and redraw
+            else:
+                print(prompt, end="", flush=True, file=sys.stderr)
+                line = sys.stdin.readline()
+        except EOFError:
+            line = ""
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            loop.call_soon_threadsafe(_settle, answer, None, exc)
+            return
+        loop.call_soon_threadsafe(_settle, answer, line, None)
+
+    threading.Thread(target=read, name="chat-input", daemon=True).start()
+    return await answer
+
+
+def _settle(future: asyncio.Future[str], line: str | None, error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(line or "")
+
+
+HISTORY = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) \
+    / "threadhost" / "chat_history"
+
+
+@contextlib.contextmanager
+def terminal() -> Iterator[None]:
+    """Line editing and a history kept across sessions at a terminal; the terminal's
+    settings come back as they were however the program ends (Ctrl-C included)."""
+    if not sys.stdin.isatty():
+        yield
+        return
+    import readline
+    import termios
+
+    saved = termios.tcgetattr(sys.stdin.fileno())
+    with contextlib.suppress(OSError):
+        readline.read_history_file(HISTORY)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        with contextlib.suppress(OSError):
+            HISTORY.parent.mkdir(parents=True, exist_ok=True)
+            readline.set_history_length(1000)
+            readline.write_history_file(HISTORY)

@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return _up(args)
     if args.command == "chat":
-        return asyncio.run(chat.chat(args))
+        with chat.terminal():
+            try:
+                return asyncio.run(chat.chat(args))
+            except KeyboardInterrupt:
+                print(file=sys.stderr)
+                return 130
     return 2
 
 

@@ -50,6 +50,51 @@ class ServerEvent:
     id: int | None = None
 
 
+class EventStreamParser:
+    """Server-sent events from lines, as the HTML standard's event stream parser reads
+    them: `field:value` with one optional space after the colon, a line without a colon
+    is a field with an empty value, `data` lines join with newlines, comments and
+    unknown fields are ignored, `retry` sets the reconnection delay, and an empty line
+    ends the event (one without data is dropped). The last event id is kept for a
+    reconnection (`events(..., after=parser.last_event_id)`)."""
+
+    def __init__(self) -> None:
+        self.last_event_id: str = ""
+        self.retry_ms: int | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._event, self._data, self._id = "", [], None
+
+    def feed(self, line: str) -> ServerEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self._id = self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> ServerEvent | None:
+        event, data, id_ = self._event or "message", "\n".join(self._data), self._id
+        had_data = bool(self._data)
+        self._reset()
+        if not had_data:
+            return None
+        return ServerEvent(event=event, data=json.loads(data) if data else {},
+                           id=int(id_) if id_ is not None and id_.lstrip("-").isdigit()
+                           else None)
+
+
 class ThreadhostClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 120) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -165,18 +210,10 @@ class ThreadhostClient:
             if response.is_error:
                 await response.aread()
                 raise ThreadhostError(response.status_code, _problem(response))
-            fields: dict[str, str] = {}
+            parser = EventStreamParser()
             async for line in response.aiter_lines():
-                if line:
-                    if not line.startswith(":"):
-                        name, _, value = line.partition(": ")
-                        fields[name] = value
-                    continue
-                if "data" in fields:
-                    yield ServerEvent(event=fields.get("event", "message"),
-                                      data=json.loads(fields["data"]),
-                                      id=int(fields["id"]) if "id" in fields else None)
-                fields = {}
+                if (event := parser.feed(line)) is not None:
+                    yield event
         finally:
             await response.aclose()
 

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from actors.engine.retry import RetryPolicy
 from actors.engine.usage import DEFAULT_PRICES, Price
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _json_or_commas(value: Any) -> Any:
+    """A list from the environment: a JSON array, or names separated by commas."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+# A list of names: `a,b` and `["a", "b"]` both work in the environment.
+Names = Annotated[list[str], NoDecode, BeforeValidator(_json_or_commas)]
 
 
 class Settings(BaseSettings):
@@ -34,7 +48,7 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_jwks_file: Path | None = None
     jwt_jwks_url: str | None = None
-    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256", "RS256", "ES256"])
+    jwt_algorithms: Names = Field(default_factory=lambda: ["HS256", "RS256", "ES256"])
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     tenant_claim: str | None = None
@@ -42,7 +56,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=0, ge=0)
     max_concurrent_runs: int = Field(default=0, ge=0)
     # Dapr app-ids allowed to call the gateway by service invocation.
-    service_callers: list[str] = Field(default_factory=list)
+    service_callers: Names = Field(default_factory=list)
     # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.
     app_api_token: SecretStr | None = Field(default=None, validation_alias="APP_API_TOKEN")
 
@@ -83,8 +97,8 @@ class Settings(BaseSettings):
     default_agent: str = "assistant"
     # The model of agents whose definition says "default"; empty: picked from the keys set.
     default_model: str = ""
-    # Modules whose import registers more tools (comma-separated in the environment).
-    tool_modules: list[str] = Field(default_factory=list)
+    # Modules whose import registers more tools (comma-separated or a JSON array).
+    tool_modules: Names = Field(default_factory=list)
 
     # A Dapr secret store to read the vendor keys from, at the first turn; its secret
     # `api_keys_secret` holds `openai-api-key` and `anthropic-api-key`.

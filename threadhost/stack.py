@@ -7,6 +7,7 @@ folder, and is stopped by pid. The launcher (`threadhost up`) and the tests both
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class StackConfig:
     # that run side by side (tests beside `threadhost up`) need their own.
     actors_app_id: str = "threads"
     gateway_app_id: str = "gateway"
+    # Dapr's app token, for every app and its sidecar: daprd's routes (actor calls,
+    # /internal/*) then answer only daprd, as in a deployment. New for each stack.
+    app_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def process_env(self) -> dict[str, str]:
         defaults = {
@@ -49,6 +53,7 @@ class StackConfig:
             "THREADHOST_ACTORS_APP_ID": self.actors_app_id,
             # The local launcher and tests run without authentication unless told otherwise.
             "THREADHOST_AUTH_MODE": "none",
+            "APP_API_TOKEN": self.app_token,
         }
         # What the user's environment says wins over these defaults; `env` over both.
         return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ},
@@ -171,6 +176,14 @@ class App:
 
     def processes(self) -> list[Process]:
         return [p for p in (self.app, self.sidecar) if p is not None]
+
+    def actor_stats(self) -> dict:
+        """The actor host's counters (/internal/actors), asked as its sidecar would."""
+        token = {**self.config.process_env(), **self.env}["APP_API_TOKEN"]
+        response = httpx.get(f"{self.url}/internal/actors", timeout=10,
+                             headers={"dapr-api-token": token})
+        response.raise_for_status()
+        return response.json()
 
     def kill(self) -> None:
         """SIGKILLs the app and its sidecar together, as when their node dies."""

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import to_json
 
 from actors.engine.messages import ToolCall, ToolResult
@@ -67,13 +67,17 @@ def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = No
 
 
 def _arguments_model(fn: Callable[..., Any], name: str) -> type[BaseModel]:
-    hints = get_type_hints(fn)
+    """One model of the function's parameters gives both the schema the model sees and
+    the validation of its arguments, so they cannot disagree: what the author wrote in
+    `Annotated[..., Field(...)]` (descriptions, bounds, patterns) holds in both, and
+    unknown arguments are refused (`additionalProperties: false`, as strict modes want)."""
+    hints = get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    return create_model(f"{name}_arguments", **fields)
+    return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 class ToolRegistry:
