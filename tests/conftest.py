@@ -58,18 +58,32 @@ def dapr_bin() -> Path:
     return dapr_bin_dir()
 
 
+def make_stack_config(dapr_bin: Path, folder: Path, suffix: str, profile: str = "sqlite",
+                      env: dict[str, str] | None = None) -> StackConfig:
+    # App-ids of the test's own: another stack on the machine (a developer's
+    # `threadhost up`) must not answer this one's service invocations.
+    return StackConfig(bin_dir=dapr_bin, data_dir=folder / "data", profile=profile,
+                       env={**TEST_AGENTS, **(env or {})}, startup_timeout=60,
+                       actors_app_id=f"threads-{suffix}", gateway_app_id=f"gateway-{suffix}")
+
+
 @pytest.fixture
 def stack_config(dapr_bin: Path, tmp_path: Path) -> Callable[..., StackConfig]:
-    # App-ids of this test's own: another stack on the machine (a developer's
-    # `threadhost up`) must not answer this one's service invocations.
     suffix = uuid.uuid4().hex[:10]
 
     def make(profile: str = "sqlite", env: dict[str, str] | None = None) -> StackConfig:
-        return StackConfig(bin_dir=dapr_bin, data_dir=tmp_path / "data", profile=profile,
-                           env={**TEST_AGENTS, **(env or {})}, startup_timeout=60,
-                           actors_app_id=f"threads-{suffix}", gateway_app_id=f"gateway-{suffix}")
+        return make_stack_config(dapr_bin, tmp_path, suffix, profile, env)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def split_stack(dapr_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shape people deploy (a gateway and an actor host apart, each with its
+    sidecar), shared by a module's tests that leave nothing behind that another reads."""
+    config = make_stack_config(dapr_bin, tmp_path_factory.mktemp("split"), uuid.uuid4().hex[:10])
+    with Stack(config, split=True) as running:
+        yield running
 
 
 @pytest.fixture

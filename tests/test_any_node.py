@@ -2,7 +2,6 @@
 
 import time
 
-import httpx
 import pytest
 
 from tests.conftest import Api, conversation, start_apps
@@ -10,7 +9,7 @@ from threadhost.stack import App
 
 
 def active_threads(host: App) -> list[str]:
-    return httpx.get(f"{host.url}/internal/actors").json()["active"]
+    return host.actor_stats()["active"]
 
 
 @pytest.mark.parametrize("profile", ["sqlite", "postgres"])

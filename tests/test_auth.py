@@ -3,13 +3,14 @@ calling through Dapr service invocation with their app-id."""
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import Api
+from tests.conftest import Api, stored_rows
 from threadhost.processes import Process, free_port
 from threadhost.stack import Stack
 
@@ -109,6 +110,28 @@ def test_tokens_that_must_be_refused(secured, rsa_key, bad) -> None:
         assert headers["authorization"][7:] not in response.text
 
 
+@pytest.mark.parametrize("sub", ["", "   "])
+def test_a_token_without_a_usable_subject_is_refused_and_writes_nothing(secured, rsa_key,
+                                                                        sub) -> None:
+    rows = stored_rows(secured.config)
+    bearer = {"authorization": f"Bearer {token(sub, rsa_key, 'RS256')}"}
+    for method, path in (("GET", "/v1/threads"), ("POST", "/v1/threads")):
+        response = httpx.request(method, f"{secured.api.url}{path}", json={}, headers=bearer,
+                                 timeout=30)
+        assert response.status_code == 401, response.text
+        assert '"sub"' in response.json()["detail"]
+    assert stored_rows(secured.config) == rows
+
+
+def test_people_whose_claims_hold_separators_stay_apart(secured, rsa_key) -> None:
+    """Owners are namespaced: a subject with ':' or '/' cannot become another's owner."""
+    first = as_user(secured.api.url, token("a/b", rsa_key, "RS256"))
+    second = as_user(secured.api.url, token("a%2Fb", rsa_key, "RS256"))
+    thread = first.create_thread()
+    assert second.http.get(f"/v1/threads/{thread}").status_code == 404
+    assert first.http.get(f"/v1/threads/{thread}").status_code == 200
+
+
 def test_a_forged_service_identity_is_refused(secured) -> None:
     """Straight to the gateway's port, claiming to be an allowed app: no sidecar token."""
     response = httpx.post(f"{secured.api.url}/v1/threads", json={},
@@ -144,9 +167,12 @@ def test_another_service_holds_a_conversation_through_service_invocation(secured
     shipped = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
     assert first.json()["reply"] == second.json()["reply"] == shipped
     assert [m["content"] for m in history if m["role"] == "user"] == ["Order 1001?", "Thanks"]
-    # The thread belongs to the service: a person's valid token does not reach it.
-    alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
-    assert alice.http.get(f"/v1/threads/{thread}").status_code == 404
+    # The thread belongs to the service: a person's valid token does not reach it, even
+    # one whose subject is spelled like the service's owner.
+    for sub in ("alice", "app:support-portal", "app%3Asupport-portal"):
+        person = as_user(secured.api.url, token(sub, rsa_key, "RS256"))
+        assert person.http.get(f"/v1/threads/{thread}").status_code == 404
+        assert thread not in [t["id"] for t in person.http.get("/v1/threads").json()["threads"]]
 
 
 def test_a_service_that_is_not_allowed_gets_403(secured, tmp_path, stacks) -> None:
@@ -166,7 +192,8 @@ def test_actor_methods_and_internal_reads_are_for_sidecars_only(secured, rsa_key
                        json={"owner": "alice"}, timeout=30)
     internal = httpx.get(f"{host}/internal/threads/{thread}/runs/x?owner=alice", timeout=30)
     assert (forged.status_code, internal.status_code) == (403, 403)
-    assert "thread" not in forged.text
+    # A problem document, and nothing of the thread.
+    assert forged.json()["type"].endswith("/forbidden") and thread not in forged.text
 
 
 def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) -> None:
@@ -184,9 +211,21 @@ def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) 
     stack.start()
     acme = as_user(stack.api.url, token("sam", rsa_key, "RS256", org="acme"))
     globex = as_user(stack.api.url, token("sam", rsa_key, "RS256", org="globex"))
-    thread = acme.create_thread()
+    # While the identity provider holds the first key fetch, the gateway's event loop
+    # goes on: another request is answered before the fetch is let through.
+    server.gate.clear()
+    with ThreadPoolExecutor(1) as pool:
+        creating = pool.submit(acme.create_thread)
+        assert server.asked.wait(30), "the gateway did not fetch the JWKS"
+        assert httpx.get(f"{stack.api.url}/health", timeout=10).status_code == 200
+        assert not creating.done()
+        server.gate.set()
+        thread = creating.result(timeout=30)
     assert acme.http.get(f"/v1/threads/{thread}").status_code == 200
     assert globex.http.get(f"/v1/threads/{thread}").status_code == 404
+    untenanted = as_user(stack.api.url, token("sam", rsa_key, "RS256"))
+    refused = untenanted.http.get("/v1/threads")
+    assert refused.status_code == 401 and '"org"' in refused.json()["detail"]
 
 
 class JwksServer:
@@ -197,9 +236,15 @@ class JwksServer:
         import threading
 
         body = json.dumps(jwks).encode()
+        # A test may hold answers back (clear `gate`) and learn when one is asked for.
+        self.gate, self.asked = threading.Event(), threading.Event()
+        self.gate.set()
+        gate, asked = self.gate, self.asked
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                asked.set()
+                gate.wait(30)
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))

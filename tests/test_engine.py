@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
 from actors.engine.agents import AgentDefinition, Limits
 from actors.engine.errors import BadRequest, ProviderUnavailable, RateLimited
@@ -122,6 +124,31 @@ def test_tool_schemas_come_from_type_hints() -> None:
     assert spec.parameters["properties"]["order_id"]["type"] == "string"
     assert spec.parameters["required"] == ["order_id"]
     assert spec.description.startswith("Looks an order up")
+
+
+def test_a_tools_annotations_hold_in_its_schema_and_its_validation() -> None:
+    @function_tool
+    def refund(order_id: Annotated[str, Field(description="The order, as on the receipt.",
+                                              min_length=4, pattern=r"^\d+$")],
+               cents: Annotated[int, Field(gt=0, description="How much.")] = 100) -> str:
+        """Refunds an order."""
+        return f"refunded {cents} on {order_id}"
+
+    parameters = refund.spec.parameters
+    assert parameters["additionalProperties"] is False
+    assert parameters["properties"]["order_id"]["description"] == "The order, as on the receipt."
+    assert parameters["properties"]["order_id"]["minLength"] == 4
+    assert parameters["properties"]["cents"]["exclusiveMinimum"] == 0
+
+    def invoke(arguments: dict) -> ToolResult:
+        call = ToolCall(call_id="c", name="refund", arguments=json.dumps(arguments))
+        return asyncio.run(refund.invoke(call, 5))
+
+    assert invoke({"order_id": "1001"}).content == "refunded 100 on 1001"
+    for bad in ({"order_id": "12"}, {"order_id": "abcd"}, {"order_id": "1001", "cents": 0},
+                {"order_id": "1001", "coupon": "FREE"}):
+        result = invoke(bad)
+        assert result.is_error and "invalid arguments for refund" in result.content, bad
 
 
 class Failing(Provider):

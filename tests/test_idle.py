@@ -9,7 +9,7 @@ def test_an_idle_thread_is_deactivated_and_comes_back_whole(stack_config, stacks
     stacks.append(stack)
     stack.start()
     api = Api(stack.api.url)
-    stats = lambda: api.http.get("/internal/actors").json()  # noqa: E731
+    stats = stack.api.actor_stats
 
     thread = api.create_thread()
     api.say(thread, "remember me")

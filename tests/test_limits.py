@@ -10,11 +10,11 @@ def test_a_caller_lists_their_threads_newest_first_without_waking_them(stack) ->
     api = Api(stack.api.url)
     threads = [api.create_thread(n=str(n)) for n in range(3)]
     api.http.delete(f"/v1/threads/{threads[1]}")
-    activations = api.http.get("/internal/actors").json()["activations"]
+    activations = stack.api.actor_stats()["activations"]
     listed = api.http.get("/v1/threads").json()
     assert [t["id"] for t in listed["threads"]] == [threads[2], threads[0]]
     assert listed["threads"][0]["metadata"] == {"n": "2"}
-    assert api.http.get("/internal/actors").json()["activations"] == activations
+    assert stack.api.actor_stats()["activations"] == activations
     page = api.http.get("/v1/threads", params={"limit": 1}).json()
     assert [t["id"] for t in page["threads"]] == [threads[2]] and page["next_offset"] == 1
 

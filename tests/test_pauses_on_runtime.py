@@ -113,7 +113,7 @@ def test_a_deadline_denies_the_approval_after_its_host_was_killed(stack_config, 
     run = api.say(thread, "Cancel order 1002.")["run"]
     assert run["status"] == "requires_action" and run["deadline"]
     holder = next(h for h in (first_host, second_host)
-                  if thread in httpx.get(f"{h.url}/internal/actors").json()["active"])
+                  if thread in h.actor_stats()["active"])
     holder.kill()
     # Killed before the deadline: the surviving host is the one to deny the call.
     assert datetime.now(UTC) < datetime.fromisoformat(run["deadline"])
@@ -181,7 +181,7 @@ def test_a_waiting_run_holds_no_actor_nor_reminder_and_can_be_cancelled(stack_co
     api = Api(stack.api.url)
     thread, run = _paused(api)
     # Waiting, it holds no memory: its actor deactivates, and no reminder wakes it.
-    wait_for(lambda: thread not in api.http.get("/internal/actors").json()["active"], 30,
+    wait_for(lambda: thread not in stack.api.actor_stats()["active"], 30,
              "the waiting thread's actor to deactivate")
     for name in ("watchdog", "deadline"):
         reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/{name}"

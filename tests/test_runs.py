@@ -30,7 +30,7 @@ def _during_a_slow_run(stack) -> tuple[Api, str, str]:
     api = Api(stack.api.url)
     thread = api.create_thread(agent="slow")
     run = _start_run(stack.api, thread)["run_id"]
-    wait_for(lambda: api.http.get("/internal/actors").json()["steps_running"] == 1, 10,
+    wait_for(lambda: stack.api.actor_stats()["steps_running"] == 1, 10,
              "the slow step to start")
     return api, thread, run
 
@@ -80,7 +80,7 @@ def test_cancel_aborts_the_model_call_in_flight(stack) -> None:
     # Had the 3-second model call finished, its answer and tool call would be a step.
     assert cancelled["status"] == "cancelled" and cancelled["steps"] == 0
     assert [m["kind"] for m in api.messages(thread)] == ["user_text"]
-    assert api.http.get("/internal/actors").json()["steps_discarded"] == 1
+    assert stack.api.actor_stats()["steps_discarded"] == 1
     events = api.events(thread, first)
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[-1]["data"] == {"status": "cancelled", "reason": "cancelled by the caller"}
@@ -114,7 +114,7 @@ def _two_hosts_and_a_gateway(config, stacks) -> tuple[list[App], App]:
 
 
 def _stats(host: App) -> dict:
-    return httpx.get(f"{host.url}/internal/actors", timeout=10).json()
+    return host.actor_stats()
 
 
 def _holder_mid_step(hosts: list[App], thread: str) -> App:

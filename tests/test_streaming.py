@@ -117,11 +117,11 @@ def test_polling_and_replay_do_not_wait_for_a_running_step(stack) -> None:
     started = api.http.post(f"/v1/threads/{thread}/messages",
                             json={"content": "Where is order 1001?", "mode": "background"})
     url = started.headers["location"]
-    wait_for(lambda: api.http.get("/internal/actors").json()["steps_running"] == 1, 10,
+    wait_for(lambda: stack.api.actor_stats()["steps_running"] == 1, 10,
              "the slow step to start")
     run = api.http.get(url).json()
     events = api.http.get(url + "/events").json()["events"]
     # Had either request waited for the lock, the run would be over by now.
     assert run["status"] == "running" and run["steps"] == 0
     assert [e["type"] for e in events] == ["run.created", "run.status"]
-    assert api.http.get("/internal/actors").json()["steps_running"] == 1
+    assert stack.api.actor_stats()["steps_running"] == 1
