@@ -62,6 +62,8 @@ async def load_engine() -> Engine:
     """The process's engine, built at the first activation (the keys in a secret store
     are read then, without blocking the event loop)."""
     global _engine
+    if _engine is not None:
+        return _engine
     async with _building:
         if _engine is None:
             settings = get_settings()
