@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import Api
 from tests.fakes.vendor_server import VendorServer
 from tests.fakes.wire import Answer, AnthropicWire, OpenAIChatWire, error
+from threadhost.client import EventStreamParser
 from threadhost.stack import Stack
 
 SECRET = "sk-runtime-secret-4242424242"
@@ -104,3 +105,38 @@ spec:
     api = Api(stack.api.url)
     assert api.say(api.create_thread(), "hi")["reply"] == "Keyed."
     assert vendor_server.received[-1].headers["authorization"] == f"Bearer {stored_key}"
+
+
+def test_a_retried_streaming_call_never_shows_its_text_twice(stack_config, stacks,
+                                                              vendor_server) -> None:
+    """The vendor's stream breaks after some text went out; the call is retried and its
+    text starts over. A client that follows token.discard shows the answer once."""
+    config = stack_config(env={
+        "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
+        "THREADHOST_OPENAI_API_KEY": SECRET, "THREADHOST_DEFAULT_MODEL": "openai:gpt-x",
+        "THREADHOST_RETRY": '{"attempts": 2, "base_delay": 0, "max_delay": 0}'})
+    stack = Stack(config)
+    stacks.append(stack)
+    stack.start()
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    wire = OpenAIChatWire()
+    first, second = "Broken first attempt, never finished.", "The whole answer, once."
+    vendor_server.queue(wire.stream(Answer(text=first, model="gpt-x-1"), cut=True),
+                        wire.stream(Answer(text=second, model="gpt-x-1")))
+    with api.http.stream("POST", f"/v1/threads/{thread}/messages",
+                         json={"content": "hi", "mode": "stream"}) as response:
+        body = response.read().decode()
+    parser, shown, withdrawn = EventStreamParser(), "", False
+    for line in body.splitlines():
+        event = parser.feed(line)
+        if event is not None and event.event == "token.discard":
+            shown, withdrawn = "", True
+        elif event is not None and event.event == "token.delta":
+            assert event.data["attempt"] in (1, 2)
+            shown += event.data["text"]
+    assert len(vendor_server.received) == 2
+    assert "Brok" in body, "the first attempt's text was streamed before the break"
+    assert withdrawn and first[:4] not in shown
+    assert second.startswith(shown)  # the rest comes whole with its step
+    assert api.history(thread) == [("user", "hi"), ("assistant", second)]
