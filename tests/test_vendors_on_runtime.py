@@ -2,6 +2,8 @@
 streams every model call (its deltas go out to SSE listeners), so the fake vendor answers
 with its streamed wire format."""
 
+import json
+
 import pytest
 
 from tests.conftest import Api
@@ -20,18 +22,26 @@ def vendor_server():
     server.stop()
 
 
-def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_server) -> None:
+def _against(vendor_server: VendorServer, stack_config, stacks, default_model: str,
+             attempts: int) -> tuple[Stack, Api]:
+    """A stack whose vendors are the fake server, retrying at once."""
     config = stack_config(env={
         "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
         "THREADHOST_ANTHROPIC_BASE_URL": vendor_server.url,
         "THREADHOST_OPENAI_API_KEY": SECRET, "THREADHOST_ANTHROPIC_API_KEY": SECRET,
-        # With keys set the default model would be a vendor's; the first turn stays scripted.
-        "THREADHOST_DEFAULT_MODEL": "scripted",
-        "THREADHOST_RETRY": '{"attempts": 3, "base_delay": 0, "max_delay": 0}'})
+        "THREADHOST_DEFAULT_MODEL": default_model,
+        "THREADHOST_RETRY": json.dumps({"attempts": attempts, "base_delay": 0,
+                                        "max_delay": 0})})
     stack = Stack(config)
     stacks.append(stack)
     stack.start()
-    api = Api(stack.api.url)
+    return stack, Api(stack.api.url)
+
+
+def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_server) -> None:
+    # With keys set the default model would be a vendor's; the first turn stays scripted.
+    stack, api = _against(vendor_server, stack_config, stacks, "scripted", attempts=3)
+    config = stack.config
     thread = api.create_thread()
 
     first = api.say(thread, "hello")
@@ -111,14 +121,7 @@ def test_a_retried_streaming_call_never_shows_its_text_twice(stack_config, stack
                                                               vendor_server) -> None:
     """The vendor's stream breaks after some text went out; the call is retried and its
     text starts over. A client that follows token.discard shows the answer once."""
-    config = stack_config(env={
-        "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
-        "THREADHOST_OPENAI_API_KEY": SECRET, "THREADHOST_DEFAULT_MODEL": "openai:gpt-x",
-        "THREADHOST_RETRY": '{"attempts": 2, "base_delay": 0, "max_delay": 0}'})
-    stack = Stack(config)
-    stacks.append(stack)
-    stack.start()
-    api = Api(stack.api.url)
+    _, api = _against(vendor_server, stack_config, stacks, "openai:gpt-x", attempts=2)
     thread = api.create_thread()
     wire = OpenAIChatWire()
     first, second = "Broken first attempt, never finished.", "The whole answer, once."
