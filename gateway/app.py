@@ -69,5 +69,5 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     @app.post("/internal/run-events", include_in_schema=False)
     async def run_events(envelope: PublishedRunMessage) -> dict[str, str]:
         """daprd delivers what actors published (threadhost.app: for daprd only)."""
-        hub.deliver(envelope.data.model_dump(mode="json", exclude_none=True))
+        hub.deliver(envelope.data.model_dump(mode="json"))
         return {"status": "SUCCESS"}

@@ -50,9 +50,14 @@ class RunEventHub:
                 listener.queue.put_nowait(message)
 
 
+def _frame(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    """One server-sent event; stored events carry their sequence number as id."""
+    head = "" if event_id is None else f"id: {event_id}\n"
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
 def _sse(event: dict[str, Any], run_id: str) -> str:
-    data = json.dumps({**event, "run_id": run_id})
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
+    return _frame(event["type"], {**event, "run_id": run_id}, event["seq"])
 
 
 class DeltaStream:
@@ -69,15 +74,11 @@ class DeltaStream:
             return []
         chunks = []
         if attempt > shown:
-            chunks.append(_plain_sse("token.discard", {"step": step, "attempt": shown}))
+            chunks.append(_frame("token.discard", {"step": step, "attempt": shown}))
         self.attempts[step] = attempt
-        chunks.append(_plain_sse("token.delta", {"text": message["delta"], "step": step,
-                                                 "attempt": attempt}))
+        chunks.append(_frame("token.delta", {"text": message["delta"], "step": step,
+                                             "attempt": attempt}))
         return chunks
-
-
-def _plain_sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 def _ends(event: dict[str, Any], more: bool) -> bool:
