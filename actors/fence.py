@@ -2,9 +2,10 @@
 where the step began? A host that lost the thread mid-step finds it has moved on.
 
 The committed run record is read past the state manager's cache before the first
-checkpoint of every actor turn, and again whenever the last confirmation is older than the
-chain budget (so after every slow step); quick steps chained right behind a confirmed one
-share its confirmation.
+checkpoint of every actor turn that continues a run, and again whenever the last
+confirmation is older than the chain budget (so after every slow step); quick steps
+chained right behind a confirmation share it. A commit of this turn is a confirmation too:
+a run started inside a caller's call reads nothing back before its first checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Fence:
 
     def new_turn(self) -> None:
         self._confirmed_at = None
+
+    def confirmed(self) -> None:
+        """This turn just committed the run: the store holds what it holds."""
+        self._confirmed_at = time.monotonic()
 
     def for_step(self, run_id: str, steps: int, next_seq: int) -> Callable[[], Awaitable[None]]:
         async def check() -> None:

@@ -13,13 +13,12 @@ from fastapi import APIRouter, FastAPI
 
 from actors.cancellation import PublishedControl, abort
 from actors.committed import committed_store
+from actors.contract import EventsAnswer, NotFound, Refusal, RunAnswer, RunNotFound, RunView
 from actors.engine.run import RunRecord
-from actors.interface import Payload
 from actors.lifecycle import lifecycle
 from actors.owner_actor import Owner
 from actors.thread_actor import Thread
 from actors.thread_store import ThreadStore
-from actors.views import NOT_FOUND, owns, run_not_found, run_view
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
@@ -36,33 +35,31 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
         return {"instance": settings.instance, **lifecycle.snapshot()}
 
     async def owned_run(thread_id: str, run_id: str,
-                        owner: str) -> tuple[ThreadStore, RunRecord] | Payload:
+                        owner: str) -> tuple[ThreadStore, RunRecord] | Refusal:
         """The run, read past the actor, if the owner owns the thread; else what to
         answer. (Only the app's daprd gets here: threadhost.app.)"""
         store = committed_store(shared_actor_client(), thread_id)
         record = await store.record()
-        if record is None or not owns(record, {"owner": owner}):
-            return NOT_FOUND
+        if record is None or record.owner != owner:
+            return NotFound.of(thread_id)
         run = await store.run(run_id)
-        return run_not_found(run_id) if run is None else (store, run)
+        return RunNotFound.of(thread_id, run_id) if run is None else (store, run)
 
     @stats.get("/internal/threads/{thread_id}/runs/{run_id}", tags=["internal"])
-    async def committed_run(thread_id: str, run_id: str,
-                            owner: str) -> dict[str, Any]:
+    async def committed_run(thread_id: str, run_id: str, owner: str) -> dict[str, Any]:
         found = await owned_run(thread_id, run_id, owner)
-        return found if isinstance(found, dict) else {"status": "ok",
-                                                      "run": run_view(found[1])}
+        answer = found if isinstance(found, Refusal) else RunAnswer(run=RunView.of(found[1]))
+        return answer.model_dump(mode="json")
 
     @stats.get("/internal/threads/{thread_id}/runs/{run_id}/events", tags=["internal"])
     async def committed_events(thread_id: str, run_id: str, owner: str,
                                after: int = -1, limit: int = 1000) -> dict[str, Any]:
         found = await owned_run(thread_id, run_id, owner)
-        if isinstance(found, dict):
-            return found
+        if isinstance(found, Refusal):
+            return found.model_dump(mode="json")
         store, run = found
-        events = await store.events(run, after, limit)
-        return {"status": "ok", "run": run_view(run),
-                "events": [e.model_dump(mode="json") for e in events]}
+        return EventsAnswer(run=RunView.of(run),
+                            events=await store.events(run, after, limit)).model_dump(mode="json")
 
     app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
                                     "topic": settings.control_topic,

@@ -1,9 +1,9 @@
 """The Thread actor's interface, shared by the actor host and every caller's ActorProxy.
 
-Each method takes and returns plain JSON objects. Every request names its `owner`, the
-caller the gateway authenticated; a thread answers `not_found` to anyone but its owner.
-Outcomes a caller must tell apart (a thread that does not exist, a thread busy with a
-run) come back as `{"status": ...}`, not as errors, so they cross the sidecar intact.
+Each method takes and returns a JSON object: a request and an answer of the contract in
+actors/contract.py, which says what each method accepts and may answer. Outcomes a caller
+must tell apart (a thread that does not exist, a thread busy with a run) are answers, told
+apart by `outcome`, not errors, so they cross the sidecar intact.
 """
 
 from typing import Any
@@ -40,9 +40,6 @@ class ThreadActorInterface(ActorInterface):
 
     @actormethod(name="GetRun")
     async def get_run(self, request: Payload) -> Payload: ...
-
-    @actormethod(name="ReadEvents")
-    async def read_events(self, request: Payload) -> Payload: ...
 
     @actormethod(name="ReadHistory")
     async def read_history(self, request: Payload) -> Payload: ...

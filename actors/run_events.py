@@ -50,16 +50,11 @@ class PublishedRunMessage(BaseModel):
     data: StepEventsMessage | DeltaMessage
 
 
-def step_events(thread_id: str, run_id: str, events: list[RunEvent]) -> bytes:
-    return StepEventsMessage(thread_id=thread_id, run_id=run_id,
-                             events=events).model_dump_json().encode()
-
-
 class DeltaBatcher:
     """Collects a streaming model's text and hands it on in small batches."""
 
     def __init__(self, thread_id: str, run_id: str, step: int,
-                 send: Callable[[bytes], None]) -> None:
+                 send: Callable[[DeltaMessage], None]) -> None:
         self._thread_id, self._run_id, self._step = thread_id, run_id, step
         self._send = send
         self._attempt = 1
@@ -78,5 +73,5 @@ class DeltaBatcher:
         if self._pending:
             self._send(DeltaMessage(thread_id=self._thread_id, run_id=self._run_id,
                                     step=self._step, attempt=self._attempt,
-                                    delta=self._pending).model_dump_json().encode())
+                                    delta=self._pending))
             self._pending, self._last = "", time.monotonic()

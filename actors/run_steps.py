@@ -12,21 +12,13 @@ from datetime import UTC, datetime
 
 from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition
-from actors.engine.loop import finish, new_run, record_step
+from actors.engine.loop import finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
-from actors.engine.pauses import Submission, expire_approvals, pause, submit
+from actors.engine.pauses import Submission, expire_approvals, submit
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
-from actors.engine.run import (
-    CallModel,
-    Finish,
-    Pause,
-    RunEvent,
-    RunRecord,
-    RunTools,
-    plan_next_step,
-)
-from actors.engine.step import OnDelta, take_step
+from actors.engine.run import CallModel, Finish, RunEvent, RunRecord, RunTools
+from actors.engine.step import OnDelta, StepOutcome, take_step
 from actors.engine.tool_set import ClientTool, RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
@@ -86,7 +78,7 @@ async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     record = await _append(store, record, run, [UserText(text=text)])
     events = [*previous, run.transition("running")]
     record = record.model_copy(update={
-        "active_run": run.run_id, "run_count": record.run_count + 1,
+        "active_run": run.run_id,
         "queue": [r for r in record.queue if r != run.run_id]})
     await store.save_run(run, events)
     await store.save_record(record)
@@ -163,27 +155,19 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     context = _from_first_user_message(await store.messages(record, start,
                                                             record.message_count))
     run_messages = context[len(context) - (record.message_count - run.first_message):]
-    decision = plan_next_step(run, run_messages)
-    events: list[RunEvent] = []
-    new: list[Message] = []
-    if isinstance(decision, CallModel | RunTools):
+
+    async def take(step: CallModel | RunTools) -> StepOutcome:
         provider = engine.providers.for_agent(run.agent)
         with tracing.tracer.start_as_current_span(
-                f"step {decision.kind}", context=tracing.context_of(run.traceparent),
+                f"step {step.kind}", context=tracing.context_of(run.traceparent),
                 attributes={"threadhost.thread_id": run.thread_id,
                             "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
                             "gen_ai.request.model": run.agent.model}):
-            outcome = await abortable(run.run_id, take_step(
-                decision, run, context, provider, engine.tools, engine.prices, engine.retry,
+            return await abortable(run.run_id, take_step(
+                step, run, context, provider, engine.tools, engine.prices, engine.retry,
                 on_delta))
-        events += record_step(run, decision, outcome, record.message_count)
-        new = outcome.messages
-        if run.active:
-            decision = plan_next_step(run, run_messages + new)
-    if isinstance(decision, Finish) and run.active:
-        events += finish(run, decision)
-    elif isinstance(decision, Pause) and run.status == "running":
-        events += pause(run, decision, datetime.now(UTC))
+
+    events, new = await next_step(run, run_messages, take, record.message_count)
     await check_fence()
     record = await _append(store, record, run, new)
     if not run.active:

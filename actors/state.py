@@ -42,7 +42,6 @@ class ThreadRecord(BaseModel):
     queue: list[str] = Field(default_factory=list)
     # Idempotency-Key -> run, for the most recent keys (IDEMPOTENCY_KEYS of them).
     idempotency: dict[str, str] = Field(default_factory=dict)
-    run_count: int = 0
     # Runs ever created (queued ones too), listed in RUNS_PER_PAGE pages under runs_key.
     runs_created: int = 0
     # Totals of the thread's ended runs.

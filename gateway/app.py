@@ -6,13 +6,17 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from actors.run_events import PublishedRunMessage
+from actors.engine.run import TERMINAL
+from actors.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import threads
 from gateway.auth import Authenticator
 from gateway.problems import Problem
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
+from threadhost.run_signals import run_changed
 from threadhost.settings import Settings
+
+STOPPED = TERMINAL | {"requires_action"}
 
 
 class BodyLimit:
@@ -54,9 +58,12 @@ class BodyLimit:
 
 
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
-    app.state.thread_client = ThreadClient(settings.actor_call_timeout_seconds,
-                                           settings.actors_app_id, settings.pubsub_name,
-                                           settings.control_topic)
+    # A waiting call takes the run's first steps: the slowest is a model call that may
+    # use the provider's whole timeout.
+    app.state.thread_client = ThreadClient(
+        settings.actor_call_timeout_seconds, settings.actors_app_id, settings.pubsub_name,
+        settings.control_topic,
+        settings.actor_call_timeout_seconds + settings.provider_timeout_seconds)
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)
@@ -68,6 +75,12 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
 
     @app.post("/internal/run-events", include_in_schema=False)
     async def run_events(envelope: PublishedRunMessage) -> dict[str, str]:
-        """daprd delivers what actors published (threadhost.app: for daprd only)."""
-        hub.deliver(envelope.data.model_dump(mode="json"))
+        """daprd delivers what actors published (threadhost.app: for daprd only). A run
+        that stopped also wakes the requests of this replica that wait for it."""
+        message = envelope.data
+        hub.deliver(message.model_dump(mode="json"))
+        if isinstance(message, StepEventsMessage) and any(
+                event.type == "run.status" and event.data.get("status") in STOPPED
+                for event in message.events):
+            run_changed(message.run_id)
         return {"status": "SUCCESS"}

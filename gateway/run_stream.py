@@ -102,11 +102,12 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
     async def from_log(up_to: int | None = None) -> AsyncIterator[tuple[dict[str, Any], bool]]:
         """Stored events after the last sent, each with whether more follow it."""
         nonlocal last
-        stored = await client.read(thread_id, f"runs/{run_id}/events?after={last}", owner)
-        events = [e for e in stored["events"] if up_to is None or e["seq"] <= up_to]
+        stored = await client.read_events(thread_id, run_id, owner, last)
+        events = [e.model_dump(mode="json") for e in stored.events
+                  if up_to is None or e.seq <= up_to]
         for n, event in enumerate(events):
             last = event["seq"]
-            yield event, n + 1 < len(events) or stored["run"]["status"] != "requires_action"
+            yield event, n + 1 < len(events) or stored.run.status != "requires_action"
 
     def emit(event: dict[str, Any]) -> str:
         nonlocal steps_done

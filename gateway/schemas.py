@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.contract import RunView
+from actors.engine.messages import Message
 from actors.engine.pauses import Submission
-from actors.engine.run import PendingAction
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 
@@ -61,28 +62,6 @@ class ResumeRun(BaseModel):
     mode: Literal["wait", "stream", "background"] = "wait"
 
 
-class ThreadView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "th_7e9df6a3857a414db0471772481bc2c2", "agent": "support",
-        "created_at": "2026-11-22T15:31:39Z", "updated_at": "2026-11-22T15:32:10Z",
-        "message_count": 7, "metadata": {"user": "u-42"}, "active_run": None,
-        "usage": {"input_tokens": 24, "output_tokens": 21, "cached_tokens": 0,
-                  "reasoning_tokens": 0}, "cost_usd": 0.0}]})
-    id: str
-    agent: str
-    created_at: datetime
-    updated_at: datetime
-    message_count: int
-    metadata: dict[str, str]
-    active_run: str | None = None
-    usage: dict[str, int]
-    cost_usd: float
-
-    @classmethod
-    def of(cls, thread: dict[str, Any]) -> ThreadView:
-        return cls(id=thread["thread_id"], **{k: v for k, v in thread.items() if k != "thread_id"})
-
-
 class ThreadSummaryView(BaseModel):
     id: str
     agent: str
@@ -112,43 +91,14 @@ class MessageView(BaseModel):
     is_error: bool | None = None
 
     @classmethod
-    def of(cls, index: int, message: dict[str, Any]) -> MessageView:
-        kind = message["kind"]
+    def of(cls, index: int, message: Message) -> MessageView:
+        data = message.model_dump()
+        kind = data["kind"]
         role = {"user_text": "user", "tool_result": "tool"}.get(kind, "assistant")
-        content = message.get("text", message.get("arguments", message.get("content", "")))
-        return cls(index=index, kind=kind, role=role, content=content, created_at=message["at"],
-                   model=message.get("model") or None, tool_name=message.get("name"),
-                   call_id=message.get("call_id"), is_error=message.get("is_error"))
-
-
-class RunView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "run_id": "run_be1d8c8ac2864a3683494bb8432c1aaa",
-        "thread_id": "th_7e9df6a3857a414db0471772481bc2c2", "status": "completed",
-        "reason": None, "agent": {"name": "support", "version": 1, "model": "openai:gpt-4o-mini"},
-        "steps": 5, "usage": {"input_tokens": 812, "output_tokens": 64, "cached_tokens": 512,
-                              "reasoning_tokens": 0}, "cost_usd": 0.000161,
-        "first_message": 0, "next_seq": 8, "created_at": "2026-11-22T15:32:08Z",
-        "updated_at": "2026-11-22T15:32:11Z", "model_calls": []}]})
-    run_id: str
-    thread_id: str
-    status: str
-    reason: str | None = None
-    agent: dict[str, Any]
-    steps: int
-    usage: dict[str, int]
-    cost_usd: float
-    first_message: int
-    next_seq: int
-    created_at: datetime
-    updated_at: datetime
-    model_calls: list[dict[str, Any]]
-    # The tools the run may call (fixed when it was created).
-    tools: list[str] | None = None
-    # While the run is `requires_action`: what it waits for, and when undecided
-    # approvals are denied.
-    required_action: list[PendingAction] = Field(default_factory=list)
-    deadline: datetime | None = None
+        content = data.get("text", data.get("arguments", data.get("content", "")))
+        return cls(index=index, kind=kind, role=role, content=content, created_at=data["at"],
+                   model=data.get("model") or None, tool_name=data.get("name"),
+                   call_id=data.get("call_id"), is_error=data.get("is_error"))
 
 
 class TurnView(BaseModel):

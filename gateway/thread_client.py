@@ -1,41 +1,74 @@
-"""Calls Thread actors through the local Dapr sidecar, and maps its failures to problems."""
+"""Calls Thread actors through the local Dapr sidecar, in the contract's terms: a request
+goes out, its method's answer comes back typed, and a refusal is raised as its problem."""
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from actors.cancellation import CancelMessage
-from actors.interface import ACTOR_TYPE, Payload, ThreadActorInterface
+from actors.contract import (
+    EventsAnswer,
+    NotFound,
+    Refusal,
+    Request,
+    RunAnswer,
+    RunNotFound,
+    answers_of,
+)
+from actors.interface import ACTOR_TYPE, Payload
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
-from gateway.problems import Problem, run_not_found, thread_not_found
+from gateway.problems import Problem
 from threadhost.actor_client import shared_actor_client
 from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
+Success = TypeVar("Success", bound=BaseModel)
+_RUN_READ = answers_of(RunAnswer, NotFound, RunNotFound)
+_EVENTS_READ = answers_of(EventsAnswer, NotFound, RunNotFound)
 
 
 class ThreadClient:
     def __init__(self, call_timeout_seconds: int, actors_app_id: str, pubsub: str,
-                 control_topic: str) -> None:
+                 control_topic: str, waiting_call_timeout_seconds: float | None = None) -> None:
         self._actors_app_id = actors_app_id
         self._pubsub, self._control_topic = pubsub, control_topic
         self._actors = shared_actor_client(call_timeout_seconds)
+        # A call that waits takes a run's first steps: it may last one slow step.
+        self._waiting_timeout = waiting_call_timeout_seconds or call_timeout_seconds
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
 
-    def _proxy(self, thread_id: str) -> ActorProxy:
-        return ActorProxy(self._actors, ACTOR_TYPE, ActorId(thread_id), ThreadActorInterface,
-                          self._serializer)
+    async def call(self, thread_id: str, request: Request) -> Any:
+        """The thread's answer to `request`: its method's success; a refusal, or a
+        thread that cannot be reached, raises Problem."""
+        waits = bool(getattr(request, "wait", False))
+        try:
+            raw = await self._actors.invoke_method(
+                ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode(),
+                limit_seconds=self._waiting_timeout if waits else None)
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unavailable(request.method, thread_id, exc) from exc
+        return self._answer(request.method, request.answers, raw)
 
-    async def read(self, thread_id: str, path: str, owner: str) -> Payload:
-        """Committed state from the actor host's lock-free read routes (see
+    async def read_run(self, thread_id: str, run_id: str, owner: str) -> RunAnswer:
+        """The run as committed, from the actor host's lock-free read route (see
         actors/committed.py), through service invocation of the actor host app."""
+        return await self._read(thread_id, f"runs/{run_id}", owner, _RUN_READ)
+
+    async def read_events(self, thread_id: str, run_id: str, owner: str,
+                          after: int) -> EventsAnswer:
+        return await self._read(thread_id, f"runs/{run_id}/events?after={after}", owner,
+                                _EVENTS_READ)
+
+    async def _read(self, thread_id: str, path: str, owner: str,
+                    answers: TypeAdapter[Any]) -> Any:
         joiner = "&" if "?" in path else "?"
         try:
             raw = await self._actors.invoke(
@@ -43,7 +76,7 @@ class ThreadClient:
                 f"internal/threads/{thread_id}/{path}{joiner}owner={quote(owner, safe='')}")
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable("read", thread_id, exc) from exc
-        return self._answer(thread_id, json.loads(raw))
+        return self._answer("read", answers, raw)
 
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
         """Tells every actor host to abort the run's step in flight (best effort: the
@@ -64,18 +97,6 @@ class ThreadClient:
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable(method, owner, exc) from exc
 
-    async def call(self, thread_id: str, method: str, request: Payload | None = None) -> Payload:
-        """Calls the actor method named `method` (as in ThreadActorInterface) on the thread.
-
-        A missing thread or a failed call raises Problem.
-        """
-        bound = getattr(self._proxy(thread_id), method)
-        try:
-            result = await (bound() if request is None else bound(request))
-        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unavailable(method, thread_id, exc) from exc
-        return self._answer(thread_id, result)
-
     @staticmethod
     def _unavailable(what: str, thread_id: str, exc: Exception) -> Problem:
         log.warning("%s on thread %s failed: %s", what, thread_id, type(exc).__name__)
@@ -83,22 +104,14 @@ class ThreadClient:
                        "the thread could not be reached; retry shortly")
 
     @staticmethod
-    def _answer(thread_id: str, result: Payload) -> Payload:
-        match result.get("status"):
-            case "ok":
-                return result
-            case "not_found":
-                raise thread_not_found(thread_id)
-            case "run_not_found":
-                raise run_not_found(thread_id, str(result.get("run_id", "")))
-            case "invalid":
-                raise Problem(422, "invalid-request", "Invalid request", result.get("detail", ""))
-            case "busy":
-                raise Problem(409, "thread-busy", "The thread has a run in progress",
-                              "wait for it to end, or cancel it", run_id=result.get("run_id"))
-            case "conflict":
-                raise Problem(409, "run-not-waiting", "The run is not waiting",
-                              result.get("detail", ""))
-            case other:
-                raise Problem(502, "unavailable", "Unexpected answer from the thread",
-                              f"the thread answered with status {other!r}")
+    def _answer(method: str, answers: TypeAdapter[Any], raw: bytes) -> Any:
+        try:
+            answer = answers.validate_json(raw)
+        except ValidationError as exc:
+            log.error("%s answered outside the contract: %s", method, exc.errors()[0]["msg"])
+            raise Problem(502, "unavailable", "Unexpected answer from the thread",
+                          f"{method} answered outside the contract") from exc
+        if isinstance(answer, Refusal):
+            raise Problem(answer.http_status, answer.problem_type, answer.title, answer.detail,
+                          **answer.extensions())
+        return answer

@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from actors.contract import (
+    CancelRun,
+    CreateThread,
+    DeleteThread,
+    DescribeThread,
+    GetRun,
+    ListRuns,
+    ReadHistory,
+    RunAnswer,
+    RunView,
+    ThreadView,
+)
+from actors.contract import PostMessage as PostMessageRequest
+from actors.contract import ResumeRun as ResumeRequest
+from actors.thread_service import GATEWAY_KEY_PREFIX
 from gateway.auth import Caller
 from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
     THREAD_ID_PATTERN,
     AcceptedView,
-    CreateThread,
     EventsView,
     HistoryView,
     MessageView,
     PostMessage,
     ResumeRun,
     RunsView,
-    RunView,
     ThreadListView,
-    ThreadView,
     TurnView,
 )
+from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.thread_client import ThreadClient
 from threadhost.ids import new_thread_id
 from threadhost.run_signals import forget, wait_for_change
@@ -35,7 +49,6 @@ from threadhost.settings import Settings
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
 router = APIRouter(prefix="/v1/threads", tags=["threads"],  # admission added below
                    responses=problem_responses(401, 403, 422, 429, 500, 503))
-WAITING = {"queued", "running"}
 # A route with a thread in its path answers 404 for others' threads; one with a body may
 # find it unreadable or too large.
 ON_THREAD = problem_responses(404)
@@ -90,12 +103,10 @@ RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 @router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
 async def create_thread(client: ClientDep, caller: CallerDep,
-                        body: Annotated[CreateThread | None, Body()] = None) -> ThreadView:
-    body = body or CreateThread()
-    result = await client.call(new_thread_id(), "Create", {"metadata": body.metadata,
-                                                           "agent": body.agent,
-                                                           "owner": caller.owner})
-    thread = ThreadView.of(result["thread"])
+                        body: Annotated[CreateThreadBody | None, Body()] = None) -> ThreadView:
+    body = body or CreateThreadBody()
+    thread = (await client.call(new_thread_id(), CreateThread(
+        metadata=body.metadata, agent=body.agent, owner=caller.owner))).thread
     await client.owner_call(caller.owner, "AddThread", {
         "id": thread.id, "agent": thread.agent, "created_at": thread.created_at.isoformat(),
         "metadata": thread.metadata})
@@ -116,8 +127,7 @@ async def list_threads(client: ClientDep, caller: CallerDep,
 
 @router.get("/{thread_id}", response_model=ThreadView, responses=ON_THREAD)
 async def get_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDep) -> ThreadView:
-    result = await client.call(thread_id, "Describe", {"owner": caller.owner})
-    return ThreadView.of(result["thread"])
+    return (await client.call(thread_id, DescribeThread(owner=caller.owner))).thread
 
 
 @router.delete("/{thread_id}", status_code=204, responses=ON_THREAD)
@@ -125,7 +135,7 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
     """Erases the thread: every piece of its state (history, runs, events), its reminders,
     and its entry in the caller's thread list."""
     try:
-        await client.call(thread_id, "Delete", {"owner": caller.owner})
+        await client.call(thread_id, DeleteThread(owner=caller.owner))
     except Problem as problem:
         if problem.status == 404:  # gone already (its retention ran out): the list forgets it
             await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
@@ -139,9 +149,9 @@ async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
                     offset: Annotated[int, Query(ge=0)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunsView:
     """The thread's runs, newest first."""
-    result = await client.call(thread_id, "ListRuns", {"offset": offset, "limit": limit,
-                                                       "owner": caller.owner})
-    return RunsView(runs=[RunView(**r) for r in result["runs"]], total=result["total"])
+    answer = await client.call(thread_id, ListRuns(offset=offset, limit=limit,
+                                                   owner=caller.owner))
+    return RunsView(runs=answer.runs, total=answer.total)
 
 
 @router.post("/{thread_id}/messages", response_model=TurnView,
@@ -158,13 +168,16 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
-    turn = {"text": body.content, "model": body.model, "owner": caller.owner,
-            "on_active": body.on_active, "idempotency_key": idempotency_key,
-            "client_tools": [tool.model_dump(mode="json") for tool in body.client_tools],
-            "disabled_tools": body.disabled_tools}
+    # Every turn has a key: a call that daprd retries on another host (rebalancing) then
+    # finds the run its first attempt started instead of starting another.
+    turn = PostMessageRequest(
+        text=body.content, model=body.model, owner=caller.owner, on_active=body.on_active,
+        idempotency_key=idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}",
+        client_tools=body.client_tools, disabled_tools=body.disabled_tools,
+        wait=body.mode == "wait")
     # Listening on the thread: the run's id is not known before it starts.
     return await _in_mode(request, caller, body.mode, thread_id, thread_id, lambda: _in_slot(
-        client, caller, settings, lambda: client.call(thread_id, "PostMessage", turn)))
+        client, caller, settings, lambda: client.call(thread_id, turn)))
 
 
 @router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,
@@ -174,14 +187,14 @@ async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client
     """Answers what a waiting run (`requires_action`) waits for: the results of client
     tool calls, approvals or denials, answers to questions. Every pending call must be
     answered exactly once; otherwise nothing changes (422). By `mode`, as for a message."""
-    resumed = {"run_id": run_id, "owner": caller.owner,
-               "actions": [action.model_dump(mode="json") for action in body.actions]}
+    resumed = ResumeRequest(run_id=run_id, owner=caller.owner, actions=body.actions,
+                            wait=body.mode == "wait")
     return await _in_mode(request, caller, body.mode, thread_id, run_id, lambda: _in_slot(
-        client, caller, settings, lambda: client.call(thread_id, "ResumeRun", resumed)))
+        client, caller, settings, lambda: client.call(thread_id, resumed)))
 
 
 async def _in_mode(request: Request, caller: Caller, mode: str, thread_id: str,
-                   listen_to: str, call: Callable[[], Awaitable[dict]]) -> Response:
+                   listen_to: str, call: Callable[[], Awaitable[RunAnswer]]) -> Response:
     """Starts or resumes a run with `call`, then waits for it to stop (ended or waiting),
     streams its events (those from the call on), or answers 202 at once."""
     app = request.app
@@ -193,46 +206,39 @@ async def _in_mode(request: Request, caller: Caller, mode: str, thread_id: str,
         except BaseException:
             listener.close()
             raise
-        return _event_stream(request, caller, thread_id, answer["run"]["run_id"],
-                             answer.get("first_seq", 0) - 1, listener)
+        return _event_stream(request, caller, thread_id, answer.run.run_id,
+                             answer.first_seq - 1, listener)
     answer = await call()
     if mode == "background":
-        return _accepted(thread_id, answer["run"])
-    return await _turn(app.state.thread_client, caller, thread_id, answer["run"],
-                       app.state.settings.run_wait_seconds)
-
-
-async def _turn(client: ThreadClient, caller: Caller, thread_id: str, run: dict,
-                wait_seconds: float) -> Response:
-    """The run once it stops (ended, or waiting for an action), with its messages; 202
-    with its URL if it is still going after `wait_seconds`."""
-    result = await _wait_for_run(client, caller, thread_id, run, wait_seconds)
-    run = result["run"]
-    if "messages" not in result:
-        return _accepted(thread_id, run)
-    messages = [MessageView.of(run["first_message"] + i, m)
-                for i, m in enumerate(result["messages"])]
+        return _accepted(thread_id, answer.run)
+    if not answer.run.stopped:  # its first steps did not finish it: wait for the rest
+        answer = await _wait_for_run(app.state.thread_client, caller, thread_id, answer.run,
+                                     app.state.settings.run_wait_seconds)
+    if answer.messages is None:
+        return _accepted(thread_id, answer.run)
+    messages = [MessageView.of(answer.run.first_message + i, m)
+                for i, m in enumerate(answer.messages)]
     reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
-    return TurnView(thread_id=thread_id, run=RunView(**run), reply=reply, messages=messages,
-                    message_count=result["message_count"])
+    return TurnView(thread_id=thread_id, run=answer.run, reply=reply, messages=messages,
+                    message_count=answer.message_count or 0)
 
 
 async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
-                   call: Callable[[], Awaitable[dict]]) -> dict:
+                   call: Callable[[], Awaitable[RunAnswer]]) -> RunAnswer:
     """A call that starts (or resumes) a run: the run slot the admission counted is
     handed back when no run starts (refused, invalid, or an idempotent replay)."""
-    started: dict = {}
+    started: RunAnswer | None = None
     try:
         started = await call()
         return started
     finally:
-        if settings.max_concurrent_runs and (not started or started.get("replayed")):
+        if settings.max_concurrent_runs and (started is None or started.replayed):
             await client.owner_call(caller.owner, "RunEnded", {})
 
 
-def _accepted(thread_id: str, run: dict) -> JSONResponse:
-    url = f"/v1/threads/{thread_id}/runs/{run['run_id']}"
-    return JSONResponse(AcceptedView(run=RunView(**run), url=url).model_dump(mode="json"),
+def _accepted(thread_id: str, run: RunView) -> JSONResponse:
+    url = f"/v1/threads/{thread_id}/runs/{run.run_id}"
+    return JSONResponse(AcceptedView(run=run, url=url).model_dump(mode="json"),
                         status_code=202, headers={"Location": url})
 
 
@@ -257,33 +263,35 @@ def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str,
                                       "Location": f"/v1/threads/{thread_id}/runs/{run_id}"})
 
 
-# How often a waiting request looks at its run when no in-process signal wakes it.
-POLL_SECONDS = 0.25
-
-
-async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run: dict,
-                        limit: float) -> dict:
-    """Waits until the run stops running; returns GetRun's answer, with its messages."""
-    run_id, deadline = run["run_id"], time.monotonic() + limit
+async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run: RunView,
+                        limit: float) -> RunAnswer:
+    """Waits until the run stops running, woken by its events (which this replica
+    receives: gateway/app.py) or, in one process, by the actor itself; a read now and
+    then is the fallback for events that do not come. Returns the run with its messages
+    once it stopped; without them if it still runs after `limit` seconds."""
+    deadline = time.monotonic() + limit
     try:
         while True:
             remaining = deadline - time.monotonic()
-            if run["status"] in WAITING:
-                await wait_for_change(run_id, max(min(POLL_SECONDS, remaining), 0))
-            result = await client.call(thread_id, "GetRun", {"run_id": run_id,
-                                                             "with_messages": True,
-                                                             "owner": caller.owner})
-            run = result["run"]
-            if run["status"] not in WAITING or remaining <= 0:
-                return result
+            await wait_for_change(run.run_id, max(min(FALLBACK_POLL_SECONDS, remaining), 0))
+            if remaining <= 0 or (await client.read_run(thread_id, run.run_id,
+                                                        caller.owner)).run.stopped:
+                return await client.call(thread_id, GetRun(run_id=run.run_id,
+                                                           with_messages=True,
+                                                           owner=caller.owner))
     finally:
-        forget(run_id)
+        forget(run.run_id)
+
+
+# How often a waiting request reads its run when nothing wakes it (lost events, or a
+# pub/sub that does not reach this replica).
+FALLBACK_POLL_SECONDS = 1.0
 
 
 @router.get("/{thread_id}/runs/{run_id}", response_model=RunView, responses=ON_THREAD)
 async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                   caller: CallerDep) -> RunView:
-    return RunView(**(await client.read(thread_id, f"runs/{run_id}", caller.owner))["run"])
+    return (await client.read_run(thread_id, run_id, caller.owner)).run
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView,
@@ -291,10 +299,9 @@ async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
 async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
                      caller: CallerDep) -> RunView:
     """Cancels the run: a model call in flight is aborted, a queued run ends at once."""
-    await client.read(thread_id, f"runs/{run_id}", caller.owner)  # 404 for others' runs
+    await client.read_run(thread_id, run_id, caller.owner)  # 404 for others' runs
     await client.publish_cancel(thread_id, run_id)
-    result = await client.call(thread_id, "CancelRun", {"run_id": run_id, "owner": caller.owner})
-    return RunView(**result["run"])
+    return (await client.call(thread_id, CancelRun(run_id=run_id, owner=caller.owner))).run
 
 
 @router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
@@ -307,11 +314,11 @@ async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, req
     `Accept: text/event-stream` the same as a live stream that ends with the run."""
     after = last_event_id if last_event_id is not None else after
     if "text/event-stream" in request.headers.get("accept", ""):
-        await client.read(thread_id, f"runs/{run_id}", caller.owner)  # 404 before streaming
+        await client.read_run(thread_id, run_id, caller.owner)  # 404 before streaming
         return _event_stream(request, caller, thread_id, run_id, after)
-    result = await client.read(thread_id, f"runs/{run_id}/events?after={after}", caller.owner)
-    return JSONResponse(EventsView(run=RunView(**result["run"]),
-                                   events=result["events"]).model_dump(mode="json"))
+    answer = await client.read_events(thread_id, run_id, caller.owner, after)
+    return JSONResponse(EventsView(run=answer.run, events=[
+        event.model_dump(mode="json") for event in answer.events]).model_dump(mode="json"))
 
 
 @router.get("/{thread_id}/messages", response_model=HistoryView, responses=ON_THREAD)
@@ -320,10 +327,10 @@ async def read_history(thread_id: ThreadId, client: ClientDep, settings: Setting
                        offset: Annotated[int, Query(ge=0)] = 0,
                        limit: Annotated[int | None, Query(ge=1)] = None) -> HistoryView:
     limit = min(limit or settings.max_history_limit, settings.max_history_limit)
-    result = await client.call(thread_id, "ReadHistory", {"offset": offset, "limit": limit,
-                                                          "owner": caller.owner})
-    messages = [MessageView.of(offset + i, m) for i, m in enumerate(result["messages"])]
-    count = result["thread"]["message_count"]
+    answer = await client.call(thread_id, ReadHistory(offset=offset, limit=limit,
+                                                      owner=caller.owner))
+    messages = [MessageView.of(offset + i, m) for i, m in enumerate(answer.messages)]
+    count = answer.thread.message_count
     end = offset + len(messages)
     return HistoryView(thread_id=thread_id, messages=messages, message_count=count,
                        next_offset=end if end < count else None)

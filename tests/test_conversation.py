@@ -97,7 +97,7 @@ def test_the_actor_refuses_a_blank_message_from_a_direct_caller(stack) -> None:
     for body in ({"text": "  "}, {"content": "wrong field"}, {"text": 42}):
         answer = httpx.post(url, json=body, timeout=30)
         assert answer.status_code == 200
-        assert answer.json()["status"] == "invalid"
+        assert answer.json()["outcome"] == "invalid"
     assert stored_rows(stack.config) == before
 
 

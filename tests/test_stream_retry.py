@@ -3,7 +3,6 @@ deltas of the attempt that was thrown away are withdrawn, so a stream never show
 text twice (engine → actor's delta batcher → gateway's SSE, in-process)."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from actors.engine.agents import AgentDefinition
@@ -14,7 +13,7 @@ from actors.engine.retry import RetryPolicy
 from actors.engine.run import RunRecord
 from actors.engine.step import call_model
 from actors.engine.tools import ToolRegistry
-from actors.run_events import DELTA_WINDOW, DeltaBatcher, PublishedRunMessage
+from actors.run_events import DELTA_WINDOW, DeltaBatcher, DeltaMessage, PublishedRunMessage
 from gateway.run_stream import DeltaStream
 from threadhost.client import EventStreamParser
 
@@ -55,7 +54,7 @@ def shown_text(sse: str) -> str:
 
 
 def test_a_retried_model_call_withdraws_the_text_it_streamed_first() -> None:
-    published: list[bytes] = []
+    published: list[DeltaMessage] = []
     batcher = DeltaBatcher("th_1", "run_1", 1, published.append)
     run = RunRecord(run_id="run_1", thread_id="th_1", agent=AgentDefinition(name="a"),
                     first_message=0, status="running")
@@ -72,7 +71,7 @@ def test_a_retried_model_call_withdraws_the_text_it_streamed_first() -> None:
     stream = DeltaStream()
     sse = ""
     for raw in published:  # as daprd delivers them to a gateway replica
-        message = PublishedRunMessage.model_validate({"data": json.loads(raw)})
+        message = PublishedRunMessage.model_validate({"data": raw.model_dump(mode="json")})
         sse += "".join(stream.take(message.data.model_dump(mode="json"), steps_done=0))
     assert "A first" in sse, "the first attempt's text was streamed before the cut"
     assert "event: token.discard" in sse

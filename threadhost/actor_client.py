@@ -46,11 +46,15 @@ class PooledActorClient(DaprActorClientBase):
         await self._send("POST", f"/publish/{pubsub}/{topic}", data)
 
     async def _send(self, method: str, path: str, data: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> bytes:
+                    headers: dict[str, str] | None = None,
+                    limit_seconds: float | None = None) -> bytes:
         session = self._client()
         # The trace context goes along through OpenTelemetry's aiohttp instrumentation.
-        async with session.request(method, self._base + path, data=data,
-                                   headers=headers) as response:
+        # Without a timeout of its own, the call has the session's.
+        extra = ({"timeout": aiohttp.ClientTimeout(total=limit_seconds)} if limit_seconds
+                 else {})
+        async with session.request(method, self._base + path, data=data, headers=headers,
+                                   **extra) as response:
             body = await response.read()
             if 200 <= response.status < 300:
                 return body
@@ -58,11 +62,13 @@ class PooledActorClient(DaprActorClientBase):
                                 raw_response_bytes=body)
 
     async def invoke_method(self, actor_type: str, actor_id: str, method: str,
-                            data: bytes | None = None) -> bytes:
+                            data: bytes | None = None,
+                            limit_seconds: float | None = None) -> bytes:
+        """An actor method; `limit_seconds` overrides the client's timeout for this call."""
         reentrancy_id = reentrancy_ctx.get()
         headers = {"Dapr-Reentrancy-Id": reentrancy_id} if reentrancy_id else None
         return await self._send("POST", f"/actors/{actor_type}/{actor_id}/method/{method}", data,
-                                headers)
+                                headers, limit_seconds)
 
     async def save_state_transactionally(self, actor_type: str, actor_id: str,
                                          data: bytes) -> None:

@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import httpx
 
+from actors.contract import RunView, ThreadView
 from actors.engine.pauses import Answer, Approval, Submission, ToolOutput
 from actors.engine.tool_set import ClientTool
-from gateway.schemas import HistoryView, RunsView, RunView, ThreadView, TurnView
+from gateway.schemas import HistoryView, RunsView, TurnView
 
 __all__ = ["Answer", "Approval", "ClientTool", "ServerEvent", "Submission",
            "ThreadhostClient", "ThreadhostError", "ToolOutput"]

@@ -1,9 +1,9 @@
 """In-process wake-ups for requests waiting on a run.
 
-When the gateway and the actor holding a thread share a process (the embedded default, or
-a thread placed on the same host), the actor wakes the waiting request the moment its run
-changes status instead of letting it poll. Across processes the waiter's poll interval
-still bounds how late it notices.
+A request waiting for its run is woken the moment the run stops: by the actor itself when
+they share a process (the embedded default), and otherwise by the run's events, which
+every gateway replica receives (gateway/app.py). The waiter's fallback poll only bounds
+how late it notices when neither comes.
 """
 
 from __future__ import annotations

@@ -123,6 +123,7 @@ class App:
         self.app_id = config.gateway_app_id if role == "gateway" else config.actors_app_id
         self.app_port = reserve_port(api_port) if api_port else free_port()
         self.dapr_http_port = free_port()
+        self.metrics_port = free_port()
         self.env = dict(env or {})
         self.app: Process | None = None
         self.sidecar: Process | None = None
@@ -150,7 +151,7 @@ class App:
             "--dapr-http-port", str(self.dapr_http_port), "--dapr-grpc-port", str(dapr_grpc_port),
             "--dapr-internal-grpc-port", str(free_port()),
             "--dapr-internal-grpc-listen-address", LOOPBACK,
-            "--metrics-port", str(free_port()), "--metrics-listen-address", LOOPBACK,
+            "--metrics-port", str(self.metrics_port), "--metrics-listen-address", LOOPBACK,
             "--placement-host-address", self.control_plane.placement_address,
             "--scheduler-host-address", self.control_plane.scheduler_address,
             "--resources-path", str(COMPONENTS / cfg.profile),
@@ -201,13 +202,14 @@ class Stack:
     """The control plane plus either one embedded app or a gateway and an actor host."""
 
     def __init__(self, config: StackConfig, split: bool = False,
-                 api_port: int | None = None) -> None:
+                 api_port: int | None = None, actor_hosts: int = 1) -> None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.control_plane = ControlPlane(config)
         if split:
             self.apps = [
-                App(config, self.control_plane, "actors", role="actors"),
+                *(App(config, self.control_plane, "actors" + (f"-{n}" if n else ""),
+                      role="actors") for n in range(actor_hosts)),
                 App(config, self.control_plane, "gateway", role="gateway", api_port=api_port),
             ]
         else:

@@ -1,11 +1,11 @@
-"""The run loop's bookkeeping: starting a run, recording a step, finishing; and an
-in-memory driver that runs a whole loop, for tests and for the benchmark's baseline.
-
-The actor drives the same functions one step per actor turn, with a checkpoint between.
+"""The run loop: starting a run, one turn of its loop (`next_step`), recording a step,
+finishing. The thread service takes one `next_step` per checkpoint; `run_until_done`
+loops it in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from actors.engine.agents import AgentDefinition
@@ -67,21 +67,43 @@ def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:
     return [run.transition(decision.status, decision.reason)]
 
 
+TakeStep = Callable[[CallModel | RunTools], Awaitable[StepOutcome]]
+
+
+async def next_step(run: RunRecord, run_messages: list[Message], take: TakeStep,
+                    first_index: int) -> tuple[list[RunEvent], list[Message]]:
+    """One turn of the run's loop, the only driver there is: plans from the run's
+    messages, takes the step that comes next with `take` (one model call or one tool
+    batch) and records it, then ends or pauses the run if that is what follows. Returns
+    the new events and messages (`first_index`: where the messages land)."""
+    decision = plan_next_step(run, run_messages)
+    events: list[RunEvent] = []
+    new: list[Message] = []
+    if isinstance(decision, CallModel | RunTools):
+        outcome = await take(decision)
+        events += record_step(run, decision, outcome, first_index)
+        new = outcome.messages
+        if run.active:
+            decision = plan_next_step(run, run_messages + new)
+    if isinstance(decision, Finish) and run.active:
+        events += finish(run, decision)
+    elif isinstance(decision, Pause) and run.status == "running":
+        events += pause(run, decision, datetime.now(UTC))
+    return events, new
+
+
 async def run_until_done(run: RunRecord, history: list[Message], provider: Provider,
                          tools: ToolRegistry, prices: dict[str, Price],
                          retry: RetryPolicy) -> list[RunEvent]:
-    """Runs every step in memory, appending to `history`, until the run ends or pauses;
-    returns the events."""
+    """Every step in memory, appending to `history`, until the run ends or pauses (the
+    benchmark's baseline and the engine's tests); returns the events."""
     events: list[RunEvent] = []
+
+    async def take(step: CallModel | RunTools) -> StepOutcome:
+        return await take_step(step, run, history, provider, tools, prices, retry)
+
     while run.status == "running":
-        decision = plan_next_step(run, history[run.first_message:])
-        if isinstance(decision, Finish):
-            events += finish(run, decision)
-            break
-        if isinstance(decision, Pause):
-            events += pause(run, decision, datetime.now(UTC))
-            break
-        outcome = await take_step(decision, run, history, provider, tools, prices, retry)
-        events += record_step(run, decision, outcome, len(history))
-        history.extend(outcome.messages)
+        more, new = await next_step(run, history[run.first_message:], take, len(history))
+        events += more
+        history.extend(new)
     return events

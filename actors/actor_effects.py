@@ -1,0 +1,108 @@
+"""The thread service's effects, carried out on Dapr for one Thread actor.
+
+This module and threadhost/actor_client.py are the only ones that reach into the SDK's
+internals (the actor's runtime context, its state manager's cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from dapr.actor import Actor, ActorId, ActorProxy
+
+from actors import background
+from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
+from actors.run_events import DeltaMessage, StepEventsMessage
+from actors.thread_service import DEADLINE, ERASE, WATCHDOG
+from threadhost.actor_client import shared_actor_client
+from threadhost.run_signals import run_changed
+from threadhost.settings import Settings
+from threadhost.state_serializer import PlainJSONSerializer
+
+STEP_TIMER = "step"
+
+
+class ActorEffects:
+    def __init__(self, actor: Actor, settings: Settings,
+                 take_step: Callable[[Any], Any]) -> None:
+        self._actor, self._settings, self._take_step = actor, settings, take_step
+        self._thread_id = actor.id.id
+        self._outbox: list[StepEventsMessage | DeltaMessage] = []
+
+    async def commit(self) -> None:
+        await self._actor._state_manager.save_state()
+
+    async def discard(self) -> None:
+        await self._actor._state_manager.clear_cache()
+
+    async def read_committed(self, key: str) -> tuple[bool, Any]:
+        context = self._actor._runtime_ctx
+        return await context.state_provider.try_load_state(
+            context.actor_type_info.type_name, self._thread_id, key)
+
+    def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
+        """Queued, and sent in order in the background: what piles up while a publish
+        is in flight goes out together, consecutive events of a run as one message."""
+        if not self._outbox:
+            self._in_background(self._send_outbox())
+        self._outbox.append(message)
+
+    async def _send_outbox(self) -> None:
+        messages, self._outbox = self._outbox, []
+        merged: list[StepEventsMessage | DeltaMessage] = []
+        for message in messages:
+            last = merged[-1] if merged else None
+            if (isinstance(message, StepEventsMessage) and isinstance(last, StepEventsMessage)
+                    and last.run_id == message.run_id):
+                merged[-1] = last.model_copy(update={"events": [*last.events,
+                                                                *message.events]})
+            else:
+                merged.append(message)
+        for message in merged:
+            await shared_actor_client().publish(self._settings.pubsub_name,
+                                                self._settings.events_topic,
+                                                message.model_dump_json().encode())
+
+    async def chain_step(self) -> None:
+        await self._actor.register_timer(STEP_TIMER, self._take_step, None, timedelta(0),
+                                         timedelta(0))
+
+    def watch(self) -> None:
+        period = timedelta(seconds=self._settings.run_watchdog_seconds)
+        self._in_background(self._actor.register_reminder(WATCHDOG, b"", period, period))
+
+    def unwatch(self) -> None:
+        self._in_background(self._actor.unregister_reminder(WATCHDOG))
+
+    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
+        await self._actor.register_reminder(DEADLINE, run_id.encode(), due, None)
+
+    async def forget_deadline(self) -> None:
+        await self._actor.unregister_reminder(DEADLINE)
+
+    def renewed(self, owner: str, seconds: int) -> None:
+        self._in_background(self._actor.register_reminder(
+            ERASE, owner.encode(), timedelta(seconds=seconds), None))
+
+    def forget_erase(self) -> None:
+        self._in_background(self._actor.unregister_reminder(ERASE))
+
+    async def forget_thread(self, owner: str) -> None:
+        await self._owner(owner).RemoveThread({"thread_id": self._thread_id})
+
+    def run_slot(self, owner: str, taken: bool) -> None:
+        proxy = self._owner(owner)
+        self._in_background(proxy.Admit({"run": True}) if taken else proxy.RunEnded({}))
+
+    def run_stopped(self, run_id: str) -> None:
+        run_changed(run_id)
+
+    @staticmethod
+    def _owner(owner: str) -> ActorProxy:
+        return ActorProxy(shared_actor_client(), OWNER_ACTOR_TYPE, ActorId(owner_actor_id(owner)),
+                          OwnerInterface, PlainJSONSerializer())
+
+    def _in_background(self, work: Any) -> None:
+        background.in_order(self._thread_id, work)

@@ -1,0 +1,295 @@
+"""The contract between a thread's callers (the gateway, other services) and its actor.
+
+Each actor method takes one request model and answers with one of its outcomes, told
+apart by `outcome`. A refusal names its HTTP problem here, once: callers raise it, they
+never map status strings of their own. Both sides import this module; nothing in it
+needs Dapr.
+
+    Thread method   request           answers
+    method          request           answers
+    Create          CreateThread      ThreadAnswer | Invalid | NotFound (another owner's id)
+    Describe        DescribeThread    ThreadAnswer | NotFound
+    Delete          DeleteThread      Done | NotFound
+    PostMessage     PostMessage       RunAnswer | NotFound | Invalid | Busy
+    ResumeRun       ResumeRun         RunAnswer | NotFound | RunNotFound | Invalid | NotWaiting
+    CancelRun       CancelRun         RunAnswer | NotFound | RunNotFound
+    GetRun          GetRun            RunAnswer | NotFound | RunNotFound
+    ListRuns        ListRuns          RunsAnswer | NotFound
+    ReadHistory     ReadHistory       HistoryAnswer | NotFound
+
+Each request class carries its method's name and its answers' adapter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from actors.engine.messages import Message
+from actors.engine.pauses import Submission
+from actors.engine.run import PendingAction, RunEvent, RunRecord
+from actors.engine.text import Text
+from actors.engine.tool_set import ClientTool
+from actors.state import ThreadRecord
+
+OnActive = Literal["enqueue", "reject", "interrupt"]
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+class ThreadView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "th_7e9df6a3857a414db0471772481bc2c2", "agent": "support",
+        "created_at": "2026-11-22T15:31:39Z", "updated_at": "2026-11-22T15:32:10Z",
+        "message_count": 7, "metadata": {"user": "u-42"}, "active_run": None,
+        "usage": {"input_tokens": 24, "output_tokens": 21, "cached_tokens": 0,
+                  "reasoning_tokens": 0}, "cost_usd": 0.0}]})
+    id: str
+    agent: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+    metadata: dict[str, str]
+    active_run: str | None = None
+    usage: dict[str, int]
+    cost_usd: float
+
+    @classmethod
+    def of(cls, record: ThreadRecord) -> ThreadView:
+        return cls(id=record.thread_id, agent=record.agent, created_at=record.created_at,
+                   updated_at=record.updated_at, message_count=record.message_count,
+                   metadata=record.metadata, active_run=record.active_run,
+                   usage=record.usage.model_dump(), cost_usd=record.cost_usd)
+
+
+class RunView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "run_id": "run_be1d8c8ac2864a3683494bb8432c1aaa",
+        "thread_id": "th_7e9df6a3857a414db0471772481bc2c2", "status": "completed",
+        "reason": None, "agent": {"name": "support", "version": 1, "model": "openai:gpt-4o-mini"},
+        "steps": 5, "usage": {"input_tokens": 812, "output_tokens": 64, "cached_tokens": 512,
+                              "reasoning_tokens": 0}, "cost_usd": 0.000161,
+        "first_message": 0, "next_seq": 8, "created_at": "2026-11-22T15:32:08Z",
+        "updated_at": "2026-11-22T15:32:11Z", "model_calls": []}]})
+    run_id: str
+    thread_id: str
+    status: str
+    reason: str | None = None
+    agent: dict[str, Any]
+    steps: int
+    usage: dict[str, int]
+    cost_usd: float
+    first_message: int
+    next_seq: int
+    created_at: datetime
+    updated_at: datetime
+    model_calls: list[dict[str, Any]]
+    # The tools the run may call (fixed when it was created).
+    tools: list[str] | None = None
+    # While the run is `requires_action`: what it waits for, and when undecided
+    # approvals are denied.
+    required_action: list[PendingAction] = Field(default_factory=list)
+    deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunView:
+        return cls(
+            run_id=run.run_id, thread_id=run.thread_id, status=run.status, reason=run.reason,
+            agent={"name": run.agent.name, "version": run.agent.version,
+                   "model": run.agent.model},
+            steps=run.steps, usage=run.usage.model_dump(), cost_usd=run.cost_usd,
+            first_message=run.first_message, next_seq=run.next_seq,
+            created_at=run.created_at, updated_at=run.updated_at,
+            model_calls=[call.model_dump(mode="json") for call in run.model_calls],
+            tools=None if run.tools is None else [tool.name for tool in run.tools],
+            required_action=run.required_action, deadline=run.deadline)
+
+    @property
+    def stopped(self) -> bool:
+        """Ended, or waiting for an action: a waiting caller's turn is over."""
+        return self.status not in ("queued", "running")
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+class ThreadAnswer(BaseModel):
+    outcome: Literal["thread"] = "thread"
+    thread: ThreadView
+
+
+class RunAnswer(BaseModel):
+    outcome: Literal["run"] = "run"
+    run: RunView
+    # The run's first event that this call caused (a stream starts there).
+    first_seq: int = 0
+    # An idempotency key seen before: the run it started, not a new one.
+    replayed: bool = False
+    # Once the run has stopped, when asked for: its messages, and the thread's length.
+    messages: list[Message] | None = None
+    message_count: int | None = None
+
+
+class RunsAnswer(BaseModel):
+    outcome: Literal["runs"] = "runs"
+    runs: list[RunView]
+    total: int
+
+
+class HistoryAnswer(BaseModel):
+    outcome: Literal["history"] = "history"
+    thread: ThreadView
+    messages: list[Message]
+
+
+class EventsAnswer(BaseModel):
+    """The actor host's lock-free read of a run's events (not an actor method)."""
+
+    outcome: Literal["events"] = "events"
+    run: RunView
+    events: list[RunEvent]
+
+
+class Done(BaseModel):
+    outcome: Literal["done"] = "done"
+
+
+class Refusal(BaseModel):
+    """An answer that is not a success; callers raise it as this HTTP problem."""
+
+    http_status: ClassVar[int]
+    problem_type: ClassVar[str]
+    title: ClassVar[str]
+    detail: str = ""
+
+    def extensions(self) -> dict[str, Any]:
+        """Members of the problem document beyond the standard ones."""
+        return self.model_dump(exclude={"outcome", "detail"})
+
+
+class NotFound(Refusal):
+    """No such thread, or not the caller's (the same answer: nothing leaks)."""
+
+    http_status, problem_type, title = 404, "thread-not-found", "Thread not found"
+    outcome: Literal["not_found"] = "not_found"
+
+    @classmethod
+    def of(cls, thread_id: str) -> NotFound:
+        return cls(detail=f"no thread with id {thread_id!r}")
+
+
+class RunNotFound(Refusal):
+    http_status, problem_type, title = 404, "run-not-found", "Run not found"
+    outcome: Literal["run_not_found"] = "run_not_found"
+    run_id: str
+
+    @classmethod
+    def of(cls, thread_id: str, run_id: str) -> RunNotFound:
+        return cls(run_id=run_id, detail=f"thread {thread_id!r} has no run with id {run_id!r}")
+
+
+class Invalid(Refusal):
+    http_status, problem_type, title = 422, "invalid-request", "Invalid request"
+    outcome: Literal["invalid"] = "invalid"
+
+
+class Busy(Refusal):
+    http_status, problem_type, title = 409, "thread-busy", "The thread has a run in progress"
+    outcome: Literal["busy"] = "busy"
+    detail: str = "wait for it to end, or cancel it"
+    run_id: str
+
+
+class NotWaiting(Refusal):
+    http_status, problem_type, title = 409, "run-not-waiting", "The run is not waiting"
+    outcome: Literal["not_waiting"] = "not_waiting"
+
+
+def answers_of(*outcomes: type[BaseModel]) -> TypeAdapter[Any]:
+    union = outcomes[0]
+    for outcome in outcomes[1:]:
+        union = union | outcome  # type: ignore[assignment]
+    return TypeAdapter(Annotated[union, Field(discriminator="outcome")])
+
+
+# --- requests, each with the answers its method may give ------------------------------
+
+
+class Request(BaseModel):
+    """Every request names its owner, the caller the gateway authenticated (a thread
+    answers NotFound to anyone else)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: ClassVar[str]
+    answers: ClassVar[TypeAdapter[Any]]
+    owner: str = "anonymous"
+
+
+class CreateThread(Request):
+    method, answers = "Create", answers_of(ThreadAnswer, Invalid, NotFound)
+    agent: str | None = None
+    metadata: dict[Text, Text] = Field(default_factory=dict)
+
+
+class DescribeThread(Request):
+    method, answers = "Describe", answers_of(ThreadAnswer, NotFound)
+
+
+class DeleteThread(Request):
+    method, answers = "Delete", answers_of(Done, NotFound)
+
+
+class PostMessage(Request):
+    method, answers = "PostMessage", answers_of(RunAnswer, NotFound, Invalid, Busy)
+    text: Text
+    model: Text | None = None
+    on_active: OnActive = "enqueue"
+    # The gateway sends one with every turn (the caller's, or its own), so a call that
+    # daprd retries on another host finds the run the first attempt started.
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    client_tools: list[ClientTool] = Field(default_factory=list)
+    disabled_tools: list[Text] = Field(default_factory=list)
+    # The caller waits for the run: its first steps are taken inside this call, and a run
+    # that stops within them comes back with its messages.
+    wait: bool = False
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text must not be blank")
+        return text
+
+
+class ResumeRun(Request):
+    method = "ResumeRun"
+    answers = answers_of(RunAnswer, NotFound, RunNotFound, Invalid, NotWaiting)
+    run_id: str
+    actions: list[Submission]
+    wait: bool = False
+
+
+class CancelRun(Request):
+    method, answers = "CancelRun", answers_of(RunAnswer, NotFound, RunNotFound)
+    run_id: str
+
+
+class GetRun(Request):
+    method, answers = "GetRun", answers_of(RunAnswer, NotFound, RunNotFound)
+    run_id: str
+    # Its messages too, once it has stopped running.
+    with_messages: bool = False
+
+
+class ListRuns(Request):
+    method, answers = "ListRuns", answers_of(RunsAnswer, NotFound)
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=20, ge=1)
+
+
+class ReadHistory(Request):
+    method, answers = "ReadHistory", answers_of(HistoryAnswer, NotFound)
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1)

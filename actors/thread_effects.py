@@ -1,0 +1,56 @@
+"""What the thread service asks of the runtime that hosts it: the effects of a turn.
+
+The Thread actor carries them out on Dapr (actors/actor_effects.py); the unit tests carry
+them out in memory (tests/memory_effects.py). Nothing here knows Dapr.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Protocol
+
+from actors.run_events import DeltaMessage, StepEventsMessage
+
+
+class Effects(Protocol):
+    async def commit(self) -> None:
+        """Saves every write of the turn so far in one transaction."""
+
+    async def discard(self) -> None:
+        """Throws away the turn's unsaved writes."""
+
+    async def read_committed(self, key: str) -> tuple[bool, Any]:
+        """A key as the store holds it now, past any cache (for the fence)."""
+
+    def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
+        """Sends a run's events or text to every subscriber, in order, off the turn's
+        critical path (a lost message is refilled from the run's stored log)."""
+
+    async def chain_step(self) -> None:
+        """Takes the run's next steps in a later turn of this thread, soon."""
+
+    def watch(self) -> None:
+        """Makes sure the run goes on if this host dies: the durable watchdog."""
+
+    def unwatch(self) -> None:
+        """No run needs the watchdog any more."""
+
+    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
+        """Calls `deadline_passed` when a waiting run's approvals run out, durably."""
+
+    async def forget_deadline(self) -> None: ...
+
+    def renewed(self, owner: str, seconds: int) -> None:
+        """The thread's keys now expire in `seconds`: drop it from the owner's list then."""
+
+    def forget_erase(self) -> None:
+        """The thread is gone: nothing is to be erased later."""
+
+    async def forget_thread(self, owner: str) -> None:
+        """Drops the (expired) thread from its owner's list."""
+
+    def run_slot(self, owner: str, taken: bool) -> None:
+        """Takes or hands back one of the owner's concurrent-run slots."""
+
+    def run_stopped(self, run_id: str) -> None:
+        """Wakes whoever in this process waits for the run to stop."""

@@ -1,0 +1,390 @@
+"""What happens to a thread: a message is admitted, a run starts, steps, pauses, resumes,
+is cancelled and ends. Plain Python over the thread's store, the engine and the effects
+the hosting runtime carries out (actors/thread_effects.py); the Thread actor is a thin
+adapter around it, and the unit tests drive it with a dict-backed store.
+
+A run advances in steps, each committed as a checkpoint before its events are published.
+A caller that waits has the first steps taken inside its own call; otherwise, and after a
+step that crossed the chain budget, the next steps come in a later turn (`chain_step`), so
+the lock is never held past one slow step. The watchdog restarts a run whose chain was
+lost with its host; a watchdog that finds nothing running removes itself, so a quick run
+never pays for clearing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from actors import metrics
+from actors.cancellation import StepAborted
+from actors.contract import (
+    Busy,
+    CancelRun,
+    CreateThread,
+    DeleteThread,
+    Done,
+    Invalid,
+    NotFound,
+    NotWaiting,
+    PostMessage,
+    ResumeRun,
+    RunAnswer,
+    RunNotFound,
+    ThreadAnswer,
+    ThreadView,
+)
+from actors.engine.agents import UnknownAgent
+from actors.engine.pauses import InvalidSubmission
+from actors.engine.pauses import NotWaiting as RunNotWaiting
+from actors.engine.recipes import UnknownRecipe
+from actors.engine.run import RunEvent, RunRecord
+from actors.engine.tool_set import ToolSetError
+from actors.fence import Fence
+from actors.lifecycle import lifecycle
+from actors.run_events import DeltaBatcher, StepEventsMessage
+from actors.run_steps import Engine, StaleStep, advance, begin, cancel, enqueue, expire, resume
+from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.thread_effects import Effects
+from actors.thread_reads import ThreadReads
+from actors.thread_store import ThreadStore
+from threadhost import logs
+from threadhost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Reminder names: what a durable reminder of the thread is for.
+WATCHDOG, DEADLINE, ERASE = "watchdog", "deadline", "erase"
+# Keys the gateway makes for turns whose caller sent none: needed only while daprd may
+# retry the call, so only the latest few are kept.
+GATEWAY_KEY_PREFIX, GATEWAY_KEYS = "turn:", 4
+
+
+class ThreadService(ThreadReads):
+    def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
+                 settings: Settings) -> None:
+        self.thread_id = thread_id
+        self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
+        self._budget = settings.step_chain_budget_ms / 1000
+        self._fence = Fence(effects.read_committed, self._budget)
+        # Whether this activation has set the watchdog (it stays until it finds no run).
+        self._watching = False
+
+    async def activated(self) -> None:
+        """A run its previous host left running goes on; one queued behind a run that
+        ended starts."""
+        record = await self._store.record()
+        if record is not None and record.active_run is not None:
+            run = await self._store.run(record.active_run)
+            if run is not None and run.status == "running":
+                await self._effects.chain_step()
+        elif record is not None:
+            await self._start_next(record)
+
+    # --- calls ---------------------------------------------------------------------------
+
+    async def create(self, request: CreateThread) -> ThreadAnswer | Invalid | NotFound:
+        agent = request.agent or self._settings.default_agent
+        try:
+            definition = self._engine.catalog.current(agent)
+        except UnknownAgent:
+            return Invalid(detail=f"no agent named {agent!r}")
+        record = await self._store.record()
+        if record is None:
+            record = ThreadRecord(thread_id=self.thread_id, metadata=request.metadata,
+                                  page_size=self._settings.history_page_size, agent=agent,
+                                  owner=request.owner,
+                                  retention_seconds=definition.retention_seconds)
+            await self._store.save_record(record)
+            await self._commit()
+        elif record.owner != request.owner:
+            return NotFound.of(self.thread_id)
+        return ThreadAnswer(thread=ThreadView.of(record))
+
+    async def post_message(self, request: PostMessage) -> RunAnswer | NotFound | Invalid | Busy:
+        """Starts a run with the message. While another run is active, `on_active` says
+        what happens: enqueue (it runs next), reject, or interrupt (the active run is
+        cancelled). A repeated `idempotency_key` answers with the first run instead."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        key = request.idempotency_key
+        if key and key in record.idempotency:
+            run = await self._store.run(record.idempotency[key])
+            return await self._run_answer(record, run, request.wait, replayed=True)
+        if record.active_run is not None and request.on_active == "reject":
+            return Busy(run_id=record.active_run)
+        try:
+            agent = self._engine.agent(record.agent, request.model)
+            tools = self._engine.tool_set(agent, request.client_tools,
+                                          disabled=request.disabled_tools)
+        except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
+            return Invalid(detail=str(exc))
+        if record.active_run is not None and request.on_active == "interrupt":
+            record = await self._cancel(record, record.active_run, "interrupted by a new message")
+        record, run, events = await enqueue(self._store, record, request.text,
+                                            f"run_{uuid.uuid4().hex}", agent, tools)
+        if key:
+            record = _remember(record, key, run.run_id)
+            await self._store.save_record(record)
+        logs.run_id.set(run.run_id)
+        if record.active_run is not None:  # queued behind the active run
+            await self._commit()
+            self._publish(run, events)
+            metrics.observe(events, 0.0)
+            return await self._run_answer(record, run, False)
+        await self._begin(record, run, events, chain=not request.wait)
+        if request.wait:
+            await self.take_steps(new_turn=False)
+        return await self._run_answer(await self._store.record(),
+                                      await self._store.run(run.run_id), request.wait)
+
+    async def delete(self, request: DeleteThread) -> Done | NotFound:
+        """Removes every piece of the thread's state; a run going on is cancelled first."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        for run_id in [*([record.active_run] if record.active_run else []), *record.queue]:
+            record = await self._cancel(record, run_id, "the thread was deleted")
+        await self._store.delete_all(record)
+        await self._effects.commit()
+        self._effects.unwatch()
+        self._watching = False
+        if record.retention_seconds is not None:
+            self._effects.forget_erase()
+        log.info("thread deleted")
+        return Done()
+
+    async def cancel_run(self, request: CancelRun) -> RunAnswer | NotFound | RunNotFound:
+        """Cancels an active or queued run; a step in progress ends first (the lock)."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        run = await self._store.run(request.run_id)
+        if run is None:
+            return RunNotFound.of(self.thread_id, request.run_id)
+        if run.active:
+            record = await self._cancel(record, run.run_id, "cancelled by the caller")
+            await self._start_next(record)
+            run = await self._store.run(run.run_id)
+        return await self._run_answer(record, run, False)
+
+    async def resume_run(self, request: ResumeRun
+                         ) -> RunAnswer | NotFound | RunNotFound | Invalid | NotWaiting:
+        """Answers what a waiting run waits for (tool results, approvals, answers); the
+        run goes on from any host. A submission that does not answer every pending call
+        exactly once, or comes when the run is not waiting, changes nothing."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        run = await self._store.run(request.run_id)
+        if run is None:
+            return RunNotFound.of(self.thread_id, request.run_id)
+        logs.run_id.set(run.run_id)
+        had_deadline = run.deadline is not None
+        try:
+            record, events = await resume(self._store, record, run, request.actions)
+        except InvalidSubmission as exc:
+            return Invalid(detail=str(exc))
+        except RunNotWaiting as exc:
+            return NotWaiting(detail=str(exc))
+        await self._commit()
+        if had_deadline:  # in this turn, before its next step can pause with a new one
+            await self._effects.forget_deadline()
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        log.info("run %s resumed", run.run_id)
+        self._watch()
+        if request.wait:
+            await self.take_steps(new_turn=False)
+        else:
+            await self._effects.chain_step()
+        return await self._run_answer(await self._store.record(),
+                                      await self._store.run(run.run_id), request.wait,
+                                      first_seq=events[0].seq)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    async def take_steps(self, new_turn: bool = True) -> None:
+        """Steps of the active run, each committed, then published (`new_turn`: in a turn
+        of their own, not right behind this turn's commit).
+
+        Steps that finish quickly (a local tool batch, a scripted model) go on in this
+        turn while it is within its budget; the step that crosses the budget hands over
+        to a later turn, so the lock is never held past one slow step.
+        """
+        deadline = time.monotonic() + self._budget
+        if new_turn:
+            self._fence.new_turn()
+        while (stepped := await self._one_step()) is not None:
+            run, events = stepped
+            if run.status == "requires_action" and run.deadline is not None:
+                # Before the pause is committed: a deadline is never lost with its host.
+                await self._effects.remind_deadline(
+                    run.run_id, max(run.deadline - datetime.now(UTC), timedelta(0)))
+            await self._commit()
+            self._publish(run, events)
+            if run.status == "running":
+                if time.monotonic() >= deadline:
+                    await self._effects.chain_step()
+                    return
+                continue
+            record = await self._store.record()
+            self._stopped(record, run)
+            if run.status != "requires_action":
+                await self._start_next(record)
+            return
+
+    async def _one_step(self) -> tuple[RunRecord, list[RunEvent]] | None:
+        """Takes the active run's next step; None if there is none or it was discarded."""
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if record is None or run is None or run.status != "running":
+            return None
+        logs.run_id.set(run.run_id)
+        lifecycle.step_started()
+        started = time.perf_counter()
+        deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1, self._effects.publish)
+        try:
+            run, events = await advance(self._store, record, run, self._engine,
+                                        self._fence.for_step(run.run_id, run.steps,
+                                                             run.next_seq), deltas)
+        except (StaleStep, StepAborted) as thrown_away:
+            await self._effects.discard()
+            self._store.forget_unsaved()
+            lifecycle.steps_discarded += 1
+            log.warning("thread %s: step discarded: %s", self.thread_id, thrown_away)
+            return None
+        finally:
+            deltas.flush()
+            lifecycle.step_finished()
+        metrics.observe(events, time.perf_counter() - started)
+        for event in events:
+            log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
+        return run, events
+
+    # --- reminders -----------------------------------------------------------------------
+
+    async def reminder(self, name: str, state: str) -> None:
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if name == DEADLINE:
+            if run is not None and run.run_id == state:
+                await self._deadline_passed(record, run)
+        elif name == ERASE:
+            if record is None:  # its retention ran out: the store is expiring its keys
+                await self._effects.forget_thread(state)
+                log.info("thread expired: dropped from its owner's list")
+        elif name == WATCHDOG:
+            if run is not None and run.status == "running":
+                await self._effects.chain_step()
+            else:
+                self._effects.unwatch()
+                self._watching = False
+
+    async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
+        """Denies the approvals nobody gave in time; the run goes on unless it also waits
+        for something else."""
+        logs.run_id.set(run.run_id)
+        record, events = await expire(self._store, record, run)
+        if not events:
+            return
+        await self._commit()
+        self._publish(run, events)
+        self._effects.run_stopped(run.run_id)
+        log.info("run %s: approval deadline passed, undecided calls denied", run.run_id)
+        if run.status == "running":
+            await self._effects.chain_step()
+            self._watch()
+            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
+                self._effects.run_slot(record.owner, taken=True)
+
+    # --- what several calls share ------------------------------------------------------
+
+    async def _begin(self, record: ThreadRecord, run: RunRecord, previous: list[RunEvent],
+                     chain: bool = True) -> None:
+        """Starts a queued run; its first steps follow in a later turn if `chain`."""
+        record, run, events = await begin(self._store, record, run, previous)
+        await self._commit()
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
+                 run.agent.name, run.agent.version)
+        self._watch()
+        if chain:
+            await self._effects.chain_step()
+
+    async def _start_next(self, record: ThreadRecord) -> None:
+        """Starts the oldest queued run, if any and no run is active."""
+        if record.active_run is not None or not record.queue:
+            return
+        run = await self._store.run(record.queue[0])
+        if run is not None:  # always: queued runs are written with the queue
+            logs.run_id.set(run.run_id)
+            await self._begin(record, run, [])
+
+    async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
+        run = await self._store.run(run_id)
+        had_deadline = run.deadline is not None
+        was_running = run.status != "requires_action"  # a waiting run holds no slot
+        record, events = await cancel(self._store, record, run, reason)
+        await self._commit()
+        if had_deadline:  # in this turn: a later pause may register a deadline of its own
+            await self._effects.forget_deadline()
+        if was_running:
+            self._stopped(record, run)
+        else:
+            self._effects.run_stopped(run_id)
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        log.info("run %s cancelled: %s", run_id, reason)
+        return record
+
+    def _stopped(self, record: ThreadRecord, run: RunRecord) -> None:
+        """The run stopped running (ended, or waits): its waiters wake, and the owner's
+        concurrent-run slot is handed back (the gateway takes it when it admits a message
+        or a resume; a waiting run holds none)."""
+        self._effects.run_stopped(run.run_id)
+        if self._settings.max_concurrent_runs:
+            self._effects.run_slot(record.owner, taken=False)
+
+    async def _commit(self) -> None:
+        """Saves the turn's writes. What was just committed is what the store holds: the
+        fence may trust it for the chain budget, as it trusts a read. A commit that
+        renewed the thread's retention moves its erase reminder to the keys' new expiry."""
+        await self._effects.commit()
+        self._fence.confirmed()
+        if (renewal := self._store.take_renewal()) is not None:
+            self._effects.renewed(*renewal)
+
+    def _watch(self) -> None:
+        if not self._watching:
+            self._effects.watch()
+            self._watching = True
+
+    def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
+        self._effects.publish(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
+                                                events=events))
+
+
+def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:
+    """Keeps the key: the latest IDEMPOTENCY_KEYS callers' keys, and of the gateway's
+    own keys only the latest few."""
+    kept = list(record.idempotency.items())
+    if key.startswith(GATEWAY_KEY_PREFIX):
+        gateway = [k for k, _ in kept if k.startswith(GATEWAY_KEY_PREFIX)]
+        stale = set(gateway[:max(len(gateway) - (GATEWAY_KEYS - 1), 0)])
+        kept = [(k, v) for k, v in kept if k not in stale]
+    kept = kept[-(IDEMPOTENCY_KEYS - 1):]
+    return record.model_copy(update={"idempotency": {**dict(kept), key: run_id}})
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """The first problem of a request that did not match the contract, naming its field."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]

@@ -1,0 +1,210 @@
+"""What `./dev bench` measures on one system: latency, throughput, CPU, store writes,
+sidecar round trips and streaming, each the same way for threadhost and the baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis.asyncio as redis
+
+from threadhost.client import EventStreamParser
+
+FRESH_TURNS = 150
+CONCURRENCY = {10: 20, 50: 6}  # concurrent threads -> turns each
+GROWTH_POINTS = (10, 200, 500)
+ROUND_TRIP_TURNS = 20
+STREAMED_TURNS = 40
+TICKS = os.sysconf("SC_CLK_TCK")
+QUESTION = "Where is order 1001?"
+
+
+def cpu_ms(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total * 1000 / TICKS
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)]
+
+
+@dataclass
+class System:
+    name: str
+    url: str
+    redis_port: int
+    pids: list[int]
+    create: str | None  # the route that creates a thread, if the system has one
+    turn: str
+    # daprd metrics endpoints: sidecar round trips are counted from them.
+    metrics_urls: list[str] = field(default_factory=list)
+    streams: bool = False
+    results: dict[str, object] = field(default_factory=dict)
+
+    async def new_thread(self, http: httpx.AsyncClient, n: int) -> str:
+        if self.create is None:
+            return f"t{n}-{time.monotonic_ns()}"
+        response = await http.post(self.url + self.create, json={"agent": "bench"})
+        return response.json()["id"]
+
+    async def say(self, http: httpx.AsyncClient, thread: str, text: str = QUESTION) -> float:
+        started = time.perf_counter()
+        response = await http.post(self.url + self.turn.format(thread=thread),
+                                   json={"content": text})
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, response.text
+        assert "shipped" in json.dumps(response.json())
+        return elapsed
+
+
+class WriteCounter:
+    """Counts key writes in a redis-server through keyspace notifications."""
+
+    def __init__(self, port: int) -> None:
+        self.client = redis.Redis(port=port)
+        self.keys: list[str] = []
+
+    async def start(self) -> None:
+        await self.client.config_set("notify-keyspace-events", "KA")
+        self.pubsub = self.client.pubsub()
+        await self.pubsub.psubscribe("__keyspace@*__:*")
+        self.task = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        async for message in self.pubsub.listen():
+            if message["type"] != "pmessage" or message["data"] in (b"del", b"expire"):
+                continue
+            key = message["channel"].decode().split(":", 1)[1]
+            if "run-events" not in key:  # the pub/sub stream is not the thread's state
+                self.keys.append(key)
+
+    async def input_bytes(self) -> int:
+        return int((await self.client.info("stats"))["total_net_input_bytes"])
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await self.client.aclose()
+
+
+# daprd's counters of calls between an app and its sidecar, and from a sidecar to the
+# scheduler (reminders are scheduler jobs).
+APP_TO_SIDECAR = "dapr_http_server_request_count"
+SIDECAR_TO_APP = "dapr_http_client_completed_count"
+SCHEDULER = "dapr.proto.scheduler.v1.Scheduler/"
+
+
+async def sidecar_counts(http: httpx.AsyncClient, urls: list[str]) -> dict[str, float]:
+    counts = {"app→sidecar": 0.0, "sidecar→app": 0.0, "sidecar→scheduler": 0.0}
+    for url in urls:
+        for line in (await http.get(url)).text.splitlines():
+            if line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            if name.startswith(APP_TO_SIDECAR + "{"):
+                counts["app→sidecar"] += float(value)
+            elif name.startswith(SIDECAR_TO_APP + "{"):
+                counts["sidecar→app"] += float(value)
+            elif (name.startswith("dapr_grpc_io_client_completed_rpcs{")
+                  and SCHEDULER in name and "WatchJobs" not in name):
+                counts["sidecar→scheduler"] += float(value)
+    return counts
+
+
+async def quiet(http: httpx.AsyncClient, urls: list[str]) -> dict[str, float]:
+    """The counters once background work (publishes, reminder clean-up) has settled."""
+    counts = await sidecar_counts(http, urls)
+    for _ in range(40):
+        await asyncio.sleep(0.25)
+        again = await sidecar_counts(http, urls)
+        if again == counts:
+            return again
+        counts = again
+    return counts
+
+
+async def round_trips(system: System, http: httpx.AsyncClient) -> None:
+    threads = [await system.new_thread(http, 7000 + n) for n in range(ROUND_TRIP_TURNS)]
+    before = await quiet(http, system.metrics_urls)
+    for thread in threads:
+        await system.say(http, thread)
+    after = await quiet(http, system.metrics_urls)
+    system.results["trips"] = {k: (after[k] - before[k]) / ROUND_TRIP_TURNS for k in after}
+
+
+async def streaming(system: System, http: httpx.AsyncClient) -> None:
+    """Time to the first SSE event of a streamed turn, and the gaps between its events."""
+    first, gaps, whole = [], [], []
+    for n in range(STREAMED_TURNS):
+        thread = await system.new_thread(http, 8000 + n)
+        parser, started = EventStreamParser(), time.perf_counter()
+        seen: list[float] = []
+        async with http.stream("POST", f"{system.url}{system.turn.format(thread=thread)}",
+                               json={"content": QUESTION, "mode": "stream"}) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if parser.feed(line) is not None:
+                    seen.append((time.perf_counter() - started) * 1000)
+        first.append(seen[0])
+        whole.append(seen[-1])
+        gaps += [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    system.results["stream"] = (percentile(first, 0.5), percentile(first, 0.99),
+                                percentile(gaps, 0.99), percentile(whole, 0.5))
+
+
+async def measure(system: System) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        for n in range(20):  # warm-up
+            await system.say(http, await system.new_thread(http, n), "warm up")
+        fresh = []
+        for n in range(FRESH_TURNS):
+            thread = await system.new_thread(http, 1000 + n)
+            fresh.append(await system.say(http, thread))
+        system.results["p50"], system.results["p99"] = (percentile(fresh, 0.5),
+                                                        percentile(fresh, 0.99))
+        for clients, turns_each in CONCURRENCY.items():
+            threads = [await system.new_thread(http, 5000 + n) for n in range(clients)]
+            cpu_before, started = cpu_ms(system.pids), time.perf_counter()
+
+            async def talk(thread: str, turns: int = turns_each) -> None:
+                for _ in range(turns):
+                    await system.say(http, thread)
+
+            await asyncio.gather(*(talk(t) for t in threads))
+            turns = clients * turns_each
+            system.results[f"tps{clients}"] = turns / (time.perf_counter() - started)
+            system.results[f"cpu{clients}"] = (cpu_ms(system.pids) - cpu_before) / turns
+        if system.metrics_urls:
+            await round_trips(system, http)
+        if system.streams:
+            await streaming(system, http)
+        await growth(system, http)
+
+
+async def growth(system: System, http: httpx.AsyncClient) -> None:
+    """Latency, bytes and keys written by one turn as one thread grows (4 messages a turn)."""
+    counter = WriteCounter(system.redis_port)
+    await counter.start()
+    thread, count, grown = await system.new_thread(http, 9999), 0, {}
+    for point in GROWTH_POINTS:
+        while count + 4 < point:
+            await system.say(http, thread)
+            count += 4
+        await asyncio.sleep(0.3)  # let notifications of earlier turns arrive
+        counter.keys.clear()
+        bytes_before = await counter.input_bytes()
+        latency = await system.say(http, thread)
+        count += 4
+        await asyncio.sleep(0.3)
+        grown[point] = (latency, await counter.input_bytes() - bytes_before,
+                        len(counter.keys), len(set(counter.keys)))
+    system.results["growth"] = grown
+    await counter.stop()

@@ -1,0 +1,110 @@
+"""The thread service's store and effects in memory, for tests without a sidecar: a
+state manager over a dict whose writes land only on commit, as the SDK's does, and
+effects that record what the service asked for."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from actors.run_events import DeltaMessage, StepEventsMessage
+
+_REMOVED = object()
+
+
+class MemoryState:
+    """The subset of the SDK's ActorStateManager a ThreadStore uses."""
+
+    def __init__(self) -> None:
+        self.committed: dict[str, Any] = {}
+        self.pending: dict[str, Any] = {}
+        self.commits = 0
+
+    async def try_get_state(self, key: str) -> tuple[bool, Any]:
+        value = self.pending.get(key, self.committed.get(key, _REMOVED))
+        return (False, None) if value is _REMOVED else (True, copy.deepcopy(value))
+
+    async def set_state(self, key: str, value: Any) -> None:
+        self.pending[key] = copy.deepcopy(value)
+
+    async def set_state_ttl(self, key: str, value: Any, ttl_in_seconds: int) -> None:
+        await self.set_state(key, value)
+
+    async def try_remove_state(self, key: str) -> bool:
+        found, _ = await self.try_get_state(key)
+        self.pending[key] = _REMOVED
+        return found
+
+    def save(self) -> None:
+        for key, value in self.pending.items():
+            if value is _REMOVED:
+                self.committed.pop(key, None)
+            else:
+                self.committed[key] = value
+        self.pending.clear()
+        self.commits += 1
+
+
+@dataclass
+class MemoryEffects:
+    state: MemoryState
+    published: list[StepEventsMessage | DeltaMessage] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)  # chain_step, watch, unwatch, ...
+    stopped: list[str] = field(default_factory=list)
+    slots: list[tuple[str, bool]] = field(default_factory=list)
+    # What the store holds if another host moved the run on (the fence's read).
+    committed_elsewhere: dict[str, Any] = field(default_factory=dict)
+    reads_past_cache: int = 0
+
+    async def commit(self) -> None:
+        self.state.save()
+
+    async def discard(self) -> None:
+        self.state.pending.clear()
+
+    async def read_committed(self, key: str) -> tuple[bool, Any]:
+        self.reads_past_cache += 1
+        if key in self.committed_elsewhere:
+            return True, self.committed_elsewhere[key]
+        return key in self.state.committed, self.state.committed.get(key)
+
+    def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
+        self.published.append(message)
+
+    async def chain_step(self) -> None:
+        self.asked.append("chain_step")
+
+    def watch(self) -> None:
+        self.asked.append("watch")
+
+    def unwatch(self) -> None:
+        self.asked.append("unwatch")
+
+    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
+        self.asked.append("remind_deadline")
+
+    async def forget_deadline(self) -> None:
+        self.asked.append("forget_deadline")
+
+    def renewed(self, owner: str, seconds: int) -> None:
+        self.asked.append("renewed")
+
+    def forget_erase(self) -> None:
+        self.asked.append("forget_erase")
+
+    async def forget_thread(self, owner: str) -> None:
+        self.asked.append("forget_thread")
+
+    def run_slot(self, owner: str, taken: bool) -> None:
+        self.slots.append((owner, taken))
+
+    def run_stopped(self, run_id: str) -> None:
+        self.stopped.append(run_id)
+
+    def events(self, run_id: str) -> list[tuple[int, str, Any]]:
+        """Every step event published for the run: (seq, type, status or kind)."""
+        return [(e.seq, e.type, e.data.get("status") or e.data.get("kind"))
+                for m in self.published if isinstance(m, StepEventsMessage)
+                and m.run_id == run_id for e in m.events]

@@ -1,0 +1,186 @@
+"""The thread service in process, without a sidecar: what a turn commits, publishes and
+asks of its runtime, on a dict-backed store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from actors.contract import (
+    Busy,
+    CancelRun,
+    CreateThread,
+    GetRun,
+    Invalid,
+    NotFound,
+    PostMessage,
+    ResumeRun,
+    RunAnswer,
+)
+from actors.engine.pauses import Approval
+from actors.engine_setup import build_engine
+from actors.state import run_key
+from actors.thread_service import GATEWAY_KEYS, WATCHDOG, ThreadService
+from actors.thread_store import ThreadStore
+from tests.memory_effects import MemoryEffects, MemoryState
+from threadhost.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+SETTINGS = Settings(agents_dirs=[str(ROOT / "agents"), str(ROOT / "tests" / "agents"),
+                                 str(ROOT / "bench" / "agents")],
+                    max_concurrent_runs=5, step_chain_budget_ms=10_000)
+ENGINE = build_engine(SETTINGS, {})
+
+
+def thread(agent: str = "bench", settings: Settings = SETTINGS,
+           ) -> tuple[ThreadService, MemoryEffects, MemoryState]:
+    state = MemoryState()
+    effects = MemoryEffects(state)
+    service = ThreadService("th_1", ThreadStore(state), ENGINE, effects, settings)
+    answer = asyncio.run(service.create(CreateThread(agent=agent, owner="ann")))
+    assert answer.outcome == "thread"
+    return service, effects, state
+
+
+def say(service: ThreadService, text: str = "Where is order 1001?", **options) -> RunAnswer:
+    answer = asyncio.run(service.post_message(PostMessage(text=text, owner="ann", **options)))
+    assert isinstance(answer, RunAnswer), answer
+    return answer
+
+
+def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> None:
+    service, effects, state = thread()
+    commits_before = state.commits
+    answer = say(service, wait=True)
+    assert answer.run.status == "completed"
+    assert [m.kind for m in answer.messages] == ["user_text", "tool_call", "tool_result",
+                                                 "assistant_text"]
+    assert answer.message_count == 4
+    # One checkpoint for the start and one per step, each committed before it is seen.
+    assert state.commits - commits_before == 4
+    assert [t for _, t, _ in effects.events(answer.run.run_id)] == [
+        "run.created", "run.status", "step.completed", "step.completed", "step.completed",
+        "run.status"]
+    assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
+    # No timer round trip, no read past the cache, and the watchdog is set but not cleared:
+    # a quick run pays for neither.
+    assert effects.asked == ["watch"]
+    assert effects.reads_past_cache == 0
+    assert effects.stopped == [answer.run.run_id]
+    assert effects.slots == [("ann", False)]
+
+
+def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> None:
+    service, effects, _ = thread()
+    answer = say(service)
+    assert answer.run.status == "running" and answer.messages is None
+    assert effects.asked == ["watch", "chain_step"]
+    asyncio.run(service.take_steps())
+    run = asyncio.run(service.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
+                                             with_messages=True)))
+    assert run.run.status == "completed" and len(run.messages) == 4
+    assert effects.reads_past_cache == 1  # a turn of its own confirms the run first
+
+
+def test_a_second_run_in_the_same_activation_does_not_set_the_watchdog_again() -> None:
+    service, effects, _ = thread()
+    say(service, wait=True)
+    say(service, wait=True)
+    assert effects.asked.count("watch") == 1
+    asyncio.run(service.reminder(WATCHDOG, ""))  # it fires with nothing running
+    assert effects.asked[-1] == "unwatch"
+    say(service, wait=True)
+    assert effects.asked.count("watch") == 2
+
+
+def test_the_watchdog_restarts_a_running_run() -> None:
+    service, effects, _ = thread()
+    say(service)
+    asyncio.run(service.reminder(WATCHDOG, ""))
+    assert effects.asked[-1] == "chain_step"
+
+
+def test_a_step_whose_run_moved_on_elsewhere_is_thrown_away() -> None:
+    service, effects, state = thread()
+    answer = say(service)
+    stored = dict(state.committed[run_key(answer.run.run_id)])
+    effects.committed_elsewhere[run_key(answer.run.run_id)] = {**stored, "steps": 1,
+                                                               "next_seq": 3}
+    before, commits = dict(state.committed), state.commits
+    asyncio.run(service.take_steps())
+    assert state.committed == before and state.commits == commits
+    assert not state.pending
+
+
+def test_on_active_rejects_queues_or_interrupts() -> None:
+    service, effects, _ = thread()
+    first = say(service).run.run_id
+    busy = asyncio.run(service.post_message(PostMessage(text="again", owner="ann",
+                                                        on_active="reject")))
+    assert isinstance(busy, Busy) and busy.run_id == first
+    queued = say(service, "later").run
+    assert queued.status == "queued"
+    interrupting = say(service, "now", on_active="interrupt", wait=True)
+    assert interrupting.run.status == "completed"
+    runs = {r: asyncio.run(service.get_run(GetRun(run_id=r, owner="ann"))).run.status
+            for r in (first, queued.run_id)}
+    # "now" ran first; "later" started when it ended, in a turn of its own.
+    assert runs == {first: "cancelled", queued.run_id: "running"}
+    assert effects.asked[-1] == "chain_step"
+
+
+def test_a_repeated_key_answers_with_the_first_run_and_gateway_keys_stay_few() -> None:
+    service, _, state = thread()
+    first = say(service, idempotency_key="k-1", wait=True)
+    again = say(service, idempotency_key="k-1", wait=True)
+    assert again.replayed and again.run.run_id == first.run.run_id
+    assert again.messages == first.messages
+    for n in range(GATEWAY_KEYS + 3):
+        say(service, idempotency_key=f"turn:{n}", wait=True)
+    kept = state.committed["thread"]["idempotency"]
+    assert "k-1" in kept
+    assert sorted(k for k in kept if k.startswith("turn:")) == [
+        f"turn:{n}" for n in range(3, GATEWAY_KEYS + 3)]
+
+
+def test_a_paused_run_holds_no_slot_and_resumes_inside_the_waiting_call() -> None:
+    service, effects, _ = thread("approvals")
+    paused = say(service, "Cancel order 1002", wait=True)
+    assert paused.run.status == "requires_action"
+    assert effects.slots == [("ann", False)]
+    call = paused.run.required_action[0].call_id
+    resumed = asyncio.run(service.resume_run(ResumeRun(
+        run_id=paused.run.run_id, owner="ann", wait=True,
+        actions=[Approval(call_id=call, approved=True)])))
+    assert resumed.run.status == "completed"
+    assert resumed.messages[-1].text == "That is settled."
+    assert "chain_step" not in effects.asked
+
+
+def test_others_and_bad_requests_change_nothing() -> None:
+    service, _, state = thread()
+    before = dict(state.committed)
+    stranger = asyncio.run(service.post_message(PostMessage(text="hi", owner="bob")))
+    assert isinstance(stranger, NotFound) and stranger.http_status == 404
+    unknown = asyncio.run(service.post_message(PostMessage(text="hi", owner="ann",
+                                                           model="nosuch:model")))
+    assert isinstance(unknown, Invalid)
+    gone = asyncio.run(service.cancel_run(CancelRun(run_id="run_x", owner="ann")))
+    assert gone.outcome == "run_not_found" and "run_x" in gone.detail
+    assert state.committed == before
+
+
+@pytest.mark.parametrize("payload", [{"text": "  "}, {"content": "wrong field"},
+                                     {"text": 42}, {"text": "a\u0000b"}])
+def test_the_contract_refuses_what_a_direct_caller_gets_wrong(payload: dict) -> None:
+    with pytest.raises(ValueError):
+        PostMessage.model_validate(payload)
+
+
+def test_every_answer_crosses_as_json_and_comes_back_the_same() -> None:
+    service, _, _ = thread("approvals")
+    paused = say(service, "Cancel order 1002", wait=True)
+    raw = paused.model_dump_json().encode()
+    assert PostMessage.answers.validate_json(raw) == paused
