@@ -15,7 +15,7 @@ from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, ValidationError
 
 from actors import metrics
-from actors.actor_effects import ActorEffects
+from actors.actor_effects import ActorEffects, UncheckedWrites
 from actors.contract import (
     CancelRun,
     CreateThread,
@@ -45,7 +45,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     def __init__(self, ctx: Any, actor_id: Any) -> None:
         super().__init__(ctx, actor_id)
-        self._store = ThreadStore(self._state_manager)
+        self._store = ThreadStore(UncheckedWrites(self._state_manager))
         self._service: ThreadService  # set at activation, which comes before any call
 
     async def _on_activate(self) -> None:
@@ -61,6 +61,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         logs.run_id.set(None)
 
     async def _on_deactivate(self) -> None:
+        await self._service.deactivated()
         lifecycle.deactivated(self.id.id)
         metrics.ACTIVE_ACTORS.dec()
 

@@ -7,8 +7,8 @@ A run advances in steps, each committed as a checkpoint before its events are pu
 A caller that waits has the first steps taken inside its own call; otherwise, and after a
 step that crossed the chain budget, the next steps come in a later turn (`chain_step`), so
 the lock is never held past one slow step. The watchdog restarts a run whose chain was
-lost with its host; a watchdog that finds nothing running removes itself, so a quick run
-never pays for clearing it.
+lost with its host; it is set once per activation, and removed when it fires and finds
+nothing running or when the thread is deactivated, not once per run.
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ class ThreadService(ThreadReads):
                 await self._effects.chain_step()
         elif record is not None:
             await self._start_next(record)
+
+    async def deactivated(self) -> None:
+        """A watchdog this activation set and no run needs any more goes now: left to
+        find that out when it fires, it would wake the idle thread again."""
+        if not self._watching:
+            return
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if run is None or run.status != "running":
+            self._effects.unwatch()
+            self._watching = False
 
     # --- calls ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ GROWTH_POINTS = (10, 200, 500)
 ROUND_TRIP_TURNS = 20
 STREAMED_TURNS = 40
 TICKS = os.sysconf("SC_CLK_TCK")
+WATCHDOG_SECONDS = 15
 QUESTION = "Where is order 1001?"
 
 
@@ -132,10 +133,13 @@ async def quiet(http: httpx.AsyncClient, urls: list[str]) -> dict[str, float]:
 
 
 async def round_trips(system: System, http: httpx.AsyncClient) -> None:
+    """Per turn, counting what a turn leaves to do later: the watchdog fires once after
+    its period and removes itself (THREADHOST_RUN_WATCHDOG_SECONDS, 15 by default)."""
     threads = [await system.new_thread(http, 7000 + n) for n in range(ROUND_TRIP_TURNS)]
     before = await quiet(http, system.metrics_urls)
     for thread in threads:
         await system.say(http, thread)
+    await asyncio.sleep(WATCHDOG_SECONDS + 2)
     after = await quiet(http, system.metrics_urls)
     system.results["trips"] = {k: (after[k] - before[k]) / ROUND_TRIP_TURNS for k in after}
 

@@ -4,6 +4,8 @@ asks of its runtime, on a dict-backed store."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,13 @@ def test_a_second_run_in_the_same_activation_does_not_set_the_watchdog_again() -
     assert effects.asked.count("watch") == 2
 
 
+def test_a_thread_deactivated_with_nothing_running_takes_its_watchdog_along() -> None:
+    service, effects, _ = thread()
+    say(service, wait=True)
+    asyncio.run(service.deactivated())
+    assert effects.asked == ["watch", "unwatch"]
+
+
 def test_the_watchdog_restarts_a_running_run() -> None:
     service, effects, _ = thread()
     say(service)
@@ -184,3 +193,11 @@ def test_every_answer_crosses_as_json_and_comes_back_the_same() -> None:
     paused = say(service, "Cancel order 1002", wait=True)
     raw = paused.model_dump_json().encode()
     assert PostMessage.answers.validate_json(raw) == paused
+
+
+def test_the_service_the_contract_and_the_engine_import_no_dapr() -> None:
+    code = ("import sys, actors.thread_service, actors.contract, actors.engine.loop; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dapr'))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60, check=True).stdout.strip()
+    assert found == "[]"
