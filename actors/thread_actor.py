@@ -61,7 +61,6 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         logs.run_id.set(None)
 
     async def _on_deactivate(self) -> None:
-        await self._service.deactivated()
         lifecycle.deactivated(self.id.id)
         metrics.ACTIVE_ACTORS.dec()
 

@@ -7,8 +7,8 @@ A run advances in steps, each committed as a checkpoint before its events are pu
 A caller that waits has the first steps taken inside its own call; otherwise, and after a
 step that crossed the chain budget, the next steps come in a later turn (`chain_step`), so
 the lock is never held past one slow step. The watchdog restarts a run whose chain was
-lost with its host; it is set once per activation, and removed when it fires and finds
-nothing running or when the thread is deactivated, not once per run.
+lost with its host: set in the background when a run starts, cleared when it stops
+(a thread's deactivation is too late: daprd must not be called while it deactivates).
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ class ThreadService(ThreadReads):
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
-        # Whether this activation has set the watchdog (it stays until it finds no run).
-        self._watching = False
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -84,17 +82,6 @@ class ThreadService(ThreadReads):
                 await self._effects.chain_step()
         elif record is not None:
             await self._start_next(record)
-
-    async def deactivated(self) -> None:
-        """A watchdog this activation set and no run needs any more goes now: left to
-        find that out when it fires, it would wake the idle thread again."""
-        if not self._watching:
-            return
-        record = await self._store.record()
-        run = await self._store.run(record.active_run) if record and record.active_run else None
-        if run is None or run.status != "running":
-            self._effects.unwatch()
-            self._watching = False
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -164,7 +151,6 @@ class ThreadService(ThreadReads):
         await self._store.delete_all(record)
         await self._effects.commit()
         self._effects.unwatch()
-        self._watching = False
         if record.retention_seconds is not None:
             self._effects.forget_erase()
         log.info("thread deleted")
@@ -209,7 +195,7 @@ class ThreadService(ThreadReads):
         self._publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._watch()
+        self._effects.watch()
         if request.wait:
             await self.take_steps(new_turn=False)
         else:
@@ -246,8 +232,8 @@ class ThreadService(ThreadReads):
                 continue
             record = await self._store.record()
             self._stopped(record, run)
-            if run.status != "requires_action":
-                await self._start_next(record)
+            if run.status == "requires_action" or not await self._start_next(record):
+                self._effects.unwatch()  # a waiting run holds no reminder but its deadline
             return
 
     async def _one_step(self) -> tuple[RunRecord, list[RunEvent]] | None:
@@ -295,7 +281,6 @@ class ThreadService(ThreadReads):
                 await self._effects.chain_step()
             else:
                 self._effects.unwatch()
-                self._watching = False
 
     async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
         """Denies the approvals nobody gave in time; the run goes on unless it also waits
@@ -310,7 +295,7 @@ class ThreadService(ThreadReads):
         log.info("run %s: approval deadline passed, undecided calls denied", run.run_id)
         if run.status == "running":
             await self._effects.chain_step()
-            self._watch()
+            self._effects.watch()
             if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
                 self._effects.run_slot(record.owner, taken=True)
 
@@ -325,18 +310,20 @@ class ThreadService(ThreadReads):
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
                  run.agent.name, run.agent.version)
-        self._watch()
+        self._effects.watch()
         if chain:
             await self._effects.chain_step()
 
-    async def _start_next(self, record: ThreadRecord) -> None:
-        """Starts the oldest queued run, if any and no run is active."""
+    async def _start_next(self, record: ThreadRecord) -> bool:
+        """Starts the oldest queued run, if any and no run is active; True if it did."""
         if record.active_run is not None or not record.queue:
-            return
+            return False
         run = await self._store.run(record.queue[0])
-        if run is not None:  # always: queued runs are written with the queue
-            logs.run_id.set(run.run_id)
-            await self._begin(record, run, [])
+        if run is None:  # cannot happen: queued runs are written with the queue
+            return False
+        logs.run_id.set(run.run_id)
+        await self._begin(record, run, [])
+        return True
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
         run = await self._store.run(run_id)
@@ -371,11 +358,6 @@ class ThreadService(ThreadReads):
         self._fence.confirmed()
         if (renewal := self._store.take_renewal()) is not None:
             self._effects.renewed(*renewal)
-
-    def _watch(self) -> None:
-        if not self._watching:
-            self._effects.watch()
-            self._watching = True
 
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         self._effects.publish(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,

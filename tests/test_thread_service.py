@@ -66,9 +66,8 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
         "run.created", "run.status", "step.completed", "step.completed", "step.completed",
         "run.status"]
     assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
-    # No timer round trip, no read past the cache, and the watchdog is set but not cleared:
-    # a quick run pays for neither.
-    assert effects.asked == ["watch"]
+    # No timer round trip and no read past the cache.
+    assert effects.asked == ["watch", "unwatch"]
     assert effects.reads_past_cache == 0
     assert effects.stopped == [answer.run.run_id]
     assert effects.slots == [("ann", False)]
@@ -86,22 +85,12 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
     assert effects.reads_past_cache == 1  # a turn of its own confirms the run first
 
 
-def test_a_second_run_in_the_same_activation_does_not_set_the_watchdog_again() -> None:
+def test_the_watchdog_is_cleared_by_the_run_that_set_it_or_when_it_finds_nothing() -> None:
     service, effects, _ = thread()
     say(service, wait=True)
-    say(service, wait=True)
-    assert effects.asked.count("watch") == 1
-    asyncio.run(service.reminder(WATCHDOG, ""))  # it fires with nothing running
-    assert effects.asked[-1] == "unwatch"
-    say(service, wait=True)
-    assert effects.asked.count("watch") == 2
-
-
-def test_a_thread_deactivated_with_nothing_running_takes_its_watchdog_along() -> None:
-    service, effects, _ = thread()
-    say(service, wait=True)
-    asyncio.run(service.deactivated())
     assert effects.asked == ["watch", "unwatch"]
+    asyncio.run(service.reminder(WATCHDOG, ""))  # one left over by a host that died
+    assert effects.asked[-1] == "unwatch"
 
 
 def test_the_watchdog_restarts_a_running_run() -> None:
