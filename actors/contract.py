@@ -34,6 +34,8 @@ from actors.engine.tool_set import ClientTool
 from actors.state import ThreadRecord
 
 OnActive = Literal["enqueue", "reject", "interrupt"]
+# Idempotency keys the gateway makes for turns whose caller sent none.
+GATEWAY_KEY_PREFIX = "turn:"
 
 
 # --- views -----------------------------------------------------------------------------

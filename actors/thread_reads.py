@@ -4,6 +4,7 @@ like every call; the actor host's lock-free reads are in actors/host.py)."""
 from __future__ import annotations
 
 from actors.contract import (
+    CancelRun,
     DescribeThread,
     GetRun,
     HistoryAnswer,
@@ -11,6 +12,7 @@ from actors.contract import (
     NotFound,
     ReadHistory,
     Request,
+    ResumeRun,
     RunAnswer,
     RunNotFound,
     RunsAnswer,
@@ -32,6 +34,17 @@ class ThreadReads:
         record = await self._store.record()
         return record if record is not None and record.owner == request.owner else None
 
+    async def _owned_run(self, request: GetRun | CancelRun | ResumeRun
+                         ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
+        """The thread and the request's run, or what to answer when either is missing."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        run = await self._store.run(request.run_id)
+        if run is None:
+            return RunNotFound.of(self.thread_id, request.run_id)
+        return record, run
+
     async def describe(self, request: DescribeThread) -> ThreadAnswer | NotFound:
         record = await self._owned(request)
         if record is None:
@@ -50,13 +63,10 @@ class ThreadReads:
                           runs=[RunView.of(run) for run in runs if run is not None])
 
     async def get_run(self, request: GetRun) -> RunAnswer | NotFound | RunNotFound:
-        record = await self._owned(request)
-        if record is None:
-            return NotFound.of(self.thread_id)
-        run = await self._store.run(request.run_id)
-        if run is None:
-            return RunNotFound.of(self.thread_id, request.run_id)
-        return await self._run_answer(record, run, request.with_messages)
+        found = await self._owned_run(request)
+        if isinstance(found, NotFound | RunNotFound):
+            return found
+        return await self._run_answer(*found, request.with_messages)
 
     async def _run_answer(self, record: ThreadRecord, run: RunRecord, with_messages: bool,
                           first_seq: int = 0, replayed: bool = False) -> RunAnswer:

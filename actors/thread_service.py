@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from actors import metrics
 from actors.cancellation import StepAborted
 from actors.contract import (
+    GATEWAY_KEY_PREFIX,
     Busy,
     CancelRun,
     CreateThread,
@@ -59,9 +60,9 @@ log = logging.getLogger(__name__)
 
 # Reminder names: what a durable reminder of the thread is for.
 WATCHDOG, DEADLINE, ERASE = "watchdog", "deadline", "erase"
-# Keys the gateway makes for turns whose caller sent none: needed only while daprd may
-# retry the call, so only the latest few are kept.
-GATEWAY_KEY_PREFIX, GATEWAY_KEYS = "turn:", 4
+# The gateway's own idempotency keys are needed only while daprd may retry the call: only
+# the latest few are kept.
+GATEWAY_KEYS = 4
 
 
 class ThreadService(ThreadReads):
@@ -158,12 +159,10 @@ class ThreadService(ThreadReads):
 
     async def cancel_run(self, request: CancelRun) -> RunAnswer | NotFound | RunNotFound:
         """Cancels an active or queued run; a step in progress ends first (the lock)."""
-        record = await self._owned(request)
-        if record is None:
-            return NotFound.of(self.thread_id)
-        run = await self._store.run(request.run_id)
-        if run is None:
-            return RunNotFound.of(self.thread_id, request.run_id)
+        found = await self._owned_run(request)
+        if isinstance(found, NotFound | RunNotFound):
+            return found
+        record, run = found
         if run.active:
             record = await self._cancel(record, run.run_id, "cancelled by the caller")
             await self._start_next(record)
@@ -175,12 +174,10 @@ class ThreadService(ThreadReads):
         """Answers what a waiting run waits for (tool results, approvals, answers); the
         run goes on from any host. A submission that does not answer every pending call
         exactly once, or comes when the run is not waiting, changes nothing."""
-        record = await self._owned(request)
-        if record is None:
-            return NotFound.of(self.thread_id)
-        run = await self._store.run(request.run_id)
-        if run is None:
-            return RunNotFound.of(self.thread_id, request.run_id)
+        found = await self._owned_run(request)
+        if isinstance(found, NotFound | RunNotFound):
+            return found
+        record, run = found
         logs.run_id.set(run.run_id)
         had_deadline = run.deadline is not None
         try:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from actors.contract import (
+    GATEWAY_KEY_PREFIX,
     CancelRun,
     CreateThread,
     DeleteThread,
@@ -24,7 +25,6 @@ from actors.contract import (
 )
 from actors.contract import PostMessage as PostMessageRequest
 from actors.contract import ResumeRun as ResumeRequest
-from actors.thread_service import GATEWAY_KEY_PREFIX
 from gateway.auth import Caller
 from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
