@@ -24,16 +24,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from actors.engine.messages import Message
 from actors.engine.pauses import Submission
-from actors.engine.run import PendingAction, RunEvent, RunRecord
+from actors.engine.run import TERMINAL, PendingAction, RunEvent, RunRecord
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.state import ThreadRecord
 
 OnActive = Literal["enqueue", "reject", "interrupt"]
+# A run in one of these has stopped running: ended, or waiting for an action. Whoever
+# waits for a turn is done waiting.
+STOPPED = TERMINAL | {"requires_action"}
 # Idempotency keys the gateway makes for turns whose caller sent none.
 GATEWAY_KEY_PREFIX = "turn:"
 
@@ -111,7 +114,7 @@ class RunView(BaseModel):
     @property
     def stopped(self) -> bool:
         """Ended, or waiting for an action: a waiting caller's turn is over."""
-        return self.status not in ("queued", "running")
+        return self.status in STOPPED
 
 
 # --- answers ---------------------------------------------------------------------------
@@ -295,3 +298,10 @@ class ReadHistory(Request):
     method, answers = "ReadHistory", answers_of(HistoryAnswer, NotFound)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1)
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """The first problem of a request that did not match the contract, naming its field."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]

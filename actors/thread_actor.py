@@ -28,11 +28,12 @@ from actors.contract import (
     ReadHistory,
     Request,
     ResumeRun,
+    validation_detail,
 )
 from actors.engine_setup import load_engine
 from actors.interface import Payload, ThreadActorInterface
 from actors.lifecycle import lifecycle
-from actors.thread_service import ThreadService, validation_detail
+from actors.thread_service import ThreadService
 from actors.thread_store import ThreadStore
 from threadhost import logs
 from threadhost.settings import get_settings

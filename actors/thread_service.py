@@ -18,8 +18,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from pydantic import ValidationError
-
 from actors import metrics
 from actors.cancellation import StepAborted
 from actors.contract import (
@@ -372,9 +370,3 @@ def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:
     kept = kept[-(IDEMPOTENCY_KEYS - 1):]
     return record.model_copy(update={"idempotency": {**dict(kept), key: run_id}})
 
-
-def validation_detail(exc: ValidationError) -> str:
-    """The first problem of a request that did not match the contract, naming its field."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}" if where else error["msg"]

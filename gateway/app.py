@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from actors.engine.run import TERMINAL
+from actors.contract import STOPPED
 from actors.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import threads
 from gateway.auth import Authenticator
@@ -15,8 +15,6 @@ from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
 from threadhost.run_signals import run_changed
 from threadhost.settings import Settings
-
-STOPPED = TERMINAL | {"requires_action"}
 
 
 class BodyLimit:
