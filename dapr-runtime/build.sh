@@ -9,6 +9,10 @@
 #      through the Go module proxy (CGO off, -tags stablecomponents, version stamped).
 # Reused binaries are linked into bin/, so everything else looks in one place.
 # Prints the bin folder on its last line.
+#
+# `build.sh sentry` also provides Dapr's Sentry (the CA behind mTLS), which the
+# rehearsals of the deployment files run (tests/rehearsal.py); `dapr init --slim`
+# does not ship it, so it is built from the same module when missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,41 +21,6 @@ version="$(awk '$1 == "require" && $2 == "github.com/dapr/dapr" { sub(/^v/, "", 
 tools=(daprd placement scheduler)
 
 say() { printf '[dapr-runtime] %s\n' "$*" >&2; }
-
-has_version() { # folder -> true when all three tools are there and daprd reports $version
-  local dir="$1" t
-  for t in "${tools[@]}"; do [ -x "$dir/$t" ] || return 1; done
-  # placement and scheduler have no --version flag; they ship beside their daprd.
-  [ "$("$dir/daprd" --version 2>/dev/null | head -n 1)" = "$version" ]
-}
-
-link_from() {
-  local dir="$1" t
-  mkdir -p "$bin"
-  for t in "${tools[@]}"; do ln -sfn "$dir/$t" "$bin/$t"; done
-}
-
-if has_version "$bin"; then
-  echo "$bin"; exit 0
-fi
-
-candidates=()
-[ -n "${THREADHOST_DAPR_BIN:-}" ] && candidates+=("$THREADHOST_DAPR_BIN")
-candidates+=("$HOME/.dapr/bin")
-if p="$(command -v daprd 2>/dev/null)"; then candidates+=("$(dirname "$p")"); fi
-for dir in "${candidates[@]}"; do
-  if has_version "$dir"; then
-    say "reusing Dapr $version binaries from $dir"
-    link_from "$dir"; echo "$bin"; exit 0
-  fi
-done
-
-if ! command -v go >/dev/null 2>&1; then
-  say "Go is not installed, and no Dapr $version binaries were found."
-  say "Either install Go >= 1.26 (the build needs the Go module proxy), or on a connected"
-  say "machine run 'dapr init --slim --runtime-version $version' and set THREADHOST_DAPR_BIN=~/.dapr/bin."
-  exit 1
-fi
 
 ticking() { # label command... : runs the command, saying every 15 s that it still runs
   local label="$1" started=$SECONDS pid status
@@ -70,6 +39,55 @@ wait_for() { # pid seconds : true once the process has exited, false after the d
   done
   return 1
 }
+
+has_version() { # folder -> true when all three tools are there and daprd reports $version
+  local dir="$1" t
+  for t in "${tools[@]}"; do [ -x "$dir/$t" ] || return 1; done
+  # placement and scheduler have no --version flag; they ship beside their daprd.
+  [ "$("$dir/daprd" --version 2>/dev/null | head -n 1)" = "$version" ]
+}
+
+link_from() {
+  local dir="$1" t
+  mkdir -p "$bin"
+  for t in "${tools[@]}"; do ln -sfn "$dir/$t" "$bin/$t"; done
+}
+
+build_extra() { # tools... : builds each one missing from bin/, beside the others
+  local t ldflags
+  for t in "$@"; do
+    [ -x "$bin/$t" ] && continue
+    command -v go >/dev/null 2>&1 || { say "building $t needs Go >= 1.26"; exit 1; }
+    say "building Dapr $version $t from the official module"
+    ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$version -X github.com/dapr/kit/logger.DaprVersion=$version"
+    (cd "$here" && ticking "compiling $t" env CGO_ENABLED=0 go build -trimpath \
+      -tags stablecomponents -ldflags "$ldflags" -o "$bin/$t.tmp.$$" "github.com/dapr/dapr/cmd/$t")
+    mv "$bin/$t.tmp.$$" "$bin/$t"
+  done
+}
+
+if has_version "$bin"; then
+  build_extra "$@"
+  echo "$bin"; exit 0
+fi
+
+candidates=()
+[ -n "${THREADHOST_DAPR_BIN:-}" ] && candidates+=("$THREADHOST_DAPR_BIN")
+candidates+=("$HOME/.dapr/bin")
+if p="$(command -v daprd 2>/dev/null)"; then candidates+=("$(dirname "$p")"); fi
+for dir in "${candidates[@]}"; do
+  if has_version "$dir"; then
+    say "reusing Dapr $version binaries from $dir"
+    link_from "$dir"; build_extra "$@"; echo "$bin"; exit 0
+  fi
+done
+
+if ! command -v go >/dev/null 2>&1; then
+  say "Go is not installed, and no Dapr $version binaries were found."
+  say "Either install Go >= 1.26 (the build needs the Go module proxy), or on a connected"
+  say "machine run 'dapr init --slim --runtime-version $version' and set THREADHOST_DAPR_BIN=~/.dapr/bin."
+  exit 1
+fi
 
 packages=()
 for t in "${tools[@]}"; do packages+=("github.com/dapr/dapr/cmd/$t"); done
@@ -96,4 +114,5 @@ mkdir -p "$bin"
 for t in "${tools[@]}"; do rm -f "$bin/$t"; mv "$tmp/$t" "$bin/$t"; done
 has_version "$bin" || { say "the built daprd does not report version $version"; exit 1; }
 say "built in $((SECONDS - start)) s: $(du -ch "$bin"/* | tail -n 1 | cut -f1) in $bin"
+build_extra "$@"
 echo "$bin"

@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -117,8 +118,8 @@ def stack(stack_config: Callable[..., StackConfig], stacks: list) -> Stack:
     return running
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def running_redis(folder: Path) -> Iterator[str]:
     """A real redis-server on a free loopback port; yields host:port."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -126,12 +127,18 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no",
-                               "--dir", str(tmp_path)], tmp_path / "logs")
+                               "--dir", str(folder)], folder / "logs")
     try:
         _wait_redis(server, port)
         yield f"127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    with running_redis(tmp_path) as address:
+        yield address
 
 
 def postgres_bin(name: str) -> str:
@@ -142,8 +149,8 @@ def postgres_bin(name: str) -> str:
     return found
 
 
-@pytest.fixture
-def postgres_server() -> Iterator[str]:
+@contextmanager
+def running_postgres() -> Iterator[str]:
     """A real PostgreSQL on a free loopback port, in a throwaway cluster; yields a
     connection string. As root it runs as the `postgres` user, as PostgreSQL insists."""
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -168,6 +175,12 @@ def postgres_server() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[str]:
+    with running_postgres() as url:
+        yield url
 
 
 def _wait_redis(server: Process, port: int) -> None:

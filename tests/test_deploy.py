@@ -84,18 +84,20 @@ def test_a_rolling_update_lets_a_step_finish(built) -> None:
     disseminate = _seconds(annotations["dapr.io/actors-disseminate-timeout"])
     shutdown = float(annotations["dapr.io/graceful-shutdown-seconds"])
     assert model_call < drain <= 0.8 * disseminate
+    assert float(env["THREADHOST_ACTORS_DISSEMINATE_TIMEOUT_SECONDS"]) == disseminate
     assert drain < shutdown < pod["spec"]["terminationGracePeriodSeconds"]
     assert annotations["dapr.io/app-id"] == "threads"
     assert actors["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def test_sidecars_and_probes_are_configured(built) -> None:
-    for name, app_id in (("threadhost-gateway", "gateway"), ("threadhost-actors", "threads")):
+    for name, app_id, config in (("threadhost-gateway", "gateway", "threadhost"),
+                                 ("threadhost-actors", "threads", "threadhost-actors")):
         pod = _deployment(built, name)["spec"]["template"]
         annotations = pod["metadata"]["annotations"]
         assert annotations["dapr.io/enabled"] == "true"
         assert annotations["dapr.io/app-id"] == app_id
-        assert annotations["dapr.io/config"] == "threadhost"
+        assert annotations["dapr.io/config"] == config
         assert annotations["dapr.io/app-token-secret"] == "threadhost-app-token"
         container = pod["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"
@@ -103,9 +105,15 @@ def test_sidecars_and_probes_are_configured(built) -> None:
     gateway_env = {e["name"]: e.get("value") for e in _deployment(
         built, "threadhost-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert gateway_env["THREADHOST_AUTH_MODE"] == "jwt"
-    configuration = next(d for d in built if d["kind"] == "Configuration")
-    assert {"name": "ActorStateTTL", "enabled": True} in configuration["spec"]["features"]
-    assert configuration["spec"]["accessControl"]["defaultAction"] == "deny"
+    configurations = {d["metadata"]["name"]: d for d in built if d["kind"] == "Configuration"}
+    actors = configurations["threadhost-actors"]["spec"]
+    assert {"name": "ActorStateTTL", "enabled": True} in actors["features"]
+    for configuration in configurations.values():
+        assert configuration["spec"]["accessControl"]["defaultAction"] == "deny"
+    # The gateway, in the overlay's own namespace, may read through the actor host.
+    [gateway] = [p for p in actors["accessControl"]["policies"] if p["appId"] == "gateway"]
+    namespace = next(d for d in built if d["kind"] == "Namespace")["metadata"]["name"]
+    assert gateway["namespace"] == namespace
 
 
 def test_prod_keeps_thread_state_in_postgres_and_generates_no_secret() -> None:

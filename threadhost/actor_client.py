@@ -4,6 +4,7 @@ per request (aiohttp rather than httpx: per request it costs a fraction of the C
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +37,10 @@ class PooledActorClient(DaprActorClientBase):
     async def invoke(self, app_id: str, path: str) -> bytes:
         """A GET on another app (or this one) through service invocation."""
         return await self._send("GET", f"/invoke/{app_id}/method/{path.lstrip('/')}")
+
+    async def metadata(self) -> dict[str, Any]:
+        """The sidecar's metadata: its app-id, components, subscriptions."""
+        return json.loads(await self._send("GET", "/metadata"))
 
     async def secret(self, store: str, name: str) -> bytes:
         """A secret (a JSON object of its keys) from one of the sidecar's secret stores."""

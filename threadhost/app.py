@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.problems import Problem, as_problem_documents, install_problem_handlers
 from threadhost import logs, tracing
+from threadhost.actor_client import shared_actor_client
+from threadhost.event_groups import GroupKeeper, StreamGroups
 from threadhost.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from actors.host import register_thread_actor
 
             await register_thread_actor(dapr_actor, settings)
+        keeper = _event_groups(settings, serves_gateway, serves_actors)
+        keeper.start()
         yield
+        await keeper.stop()
 
     app = FastAPI(title="threadhost", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -69,6 +74,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if traced:
         tracing.instrument(app)
     return app
+
+
+def _event_groups(settings: Settings, gateway: bool, actors: bool) -> GroupKeeper:
+    """This replica's consumer groups on the run-event streams, kept bounded."""
+    streams = (*([settings.events_topic] if gateway else []),
+               *([settings.control_topic] if actors else []))
+    groups = None
+    if settings.pod_name and settings.redis_host:
+        password = settings.redis_password
+        groups = StreamGroups(settings.redis_host,
+                              password.get_secret_value() if password else None,
+                              settings.pod_name, streams, settings.event_group_sweep_seconds)
+    return GroupKeeper(groups, shared_actor_client().metadata, settings.pubsub_name)
 
 
 def _published_schema(app: FastAPI) -> None:

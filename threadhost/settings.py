@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from actors.engine.retry import RetryPolicy
@@ -65,8 +65,10 @@ class Settings(BaseSettings):
 
     # Far above a step's length: deactivation cancels a call still running.
     actor_idle_timeout_seconds: float = Field(default=3600, gt=0)
-    # Daprd caps the drain at 0.8 x --actors-disseminate-timeout (30 s by default).
-    drain_ongoing_call_timeout_seconds: float = Field(default=10, gt=0, le=24)
+    # Daprd caps the drain at 0.8 x its --actors-disseminate-timeout: say here what the
+    # sidecar is given (dapr.io/actors-disseminate-timeout), 30 s when not set.
+    drain_ongoing_call_timeout_seconds: float = Field(default=10, gt=0)
+    actors_disseminate_timeout_seconds: float = Field(default=30, gt=0)
     drain_rebalanced_actors: bool = True
     actor_call_timeout_seconds: int = Field(default=60, gt=0)
 
@@ -83,6 +85,13 @@ class Settings(BaseSettings):
     # Run events go out on this Dapr pub/sub component and topic; SSE streams send a
     # heartbeat comment this often so proxies keep them open.
     pubsub_name: str = "runevents"
+    # When that component is Redis streams: where Redis is (as in the component) and this
+    # replica's consumer group, named by daprd after POD_NAME (threadhost/event_groups.py).
+    redis_host: str | None = None
+    redis_password: SecretStr | None = None
+    pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
+    # How often a replica says it is alive and removes the groups of stopped replicas.
+    event_group_sweep_seconds: float = Field(default=30, gt=0)
     events_topic: str = "run-events"
     # Cancels go to every actor host here, so the one running the step can abort it.
     control_topic: str = "run-control"
@@ -112,6 +121,15 @@ class Settings(BaseSettings):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     # Overrides and additions to the price table, e.g. {"my-model": {"input": 1, "output": 2}}.
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _drain_fits_dissemination(self) -> Settings:
+        if self.drain_ongoing_call_timeout_seconds > 0.8 * self.actors_disseminate_timeout_seconds:
+            raise ValueError(
+                "THREADHOST_DRAIN_ONGOING_CALL_TIMEOUT_SECONDS must be at most 0.8 x "
+                "THREADHOST_ACTORS_DISSEMINATE_TIMEOUT_SECONDS (daprd's "
+                "--actors-disseminate-timeout, 30 s unless set): daprd cuts the drain there")
+        return self
 
     def price_table(self) -> dict[str, Price]:
         return {**DEFAULT_PRICES, **self.prices}

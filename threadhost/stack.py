@@ -125,6 +125,9 @@ class App:
         self.dapr_http_port = free_port()
         self.metrics_port = free_port()
         self.env = dict(env or {})
+        # daprd names this replica's run-event consumer group after it ({podName}); the
+        # app deletes the group when it stops. One per App, kept across its restarts.
+        self.pod_name = f"{name}-{secrets.token_hex(3)}"
         self.app: Process | None = None
         self.sidecar: Process | None = None
 
@@ -141,7 +144,7 @@ class App:
         dapr_grpc_port = free_port()
         env = {**cfg.process_env(), **self.env, "THREADHOST_ROLE": self.role,
                "THREADHOST_INSTANCE": self.name, "DAPR_HTTP_PORT": str(self.dapr_http_port),
-               "DAPR_GRPC_PORT": str(dapr_grpc_port)}
+               "DAPR_GRPC_PORT": str(dapr_grpc_port), "POD_NAME": self.pod_name}
         # The sidecar first: the SDK's actor runtime waits for it while the app starts,
         # and daprd waits for the app's port before it reads /dapr/config.
         self.sidecar = Process(f"{self.name}-daprd", [

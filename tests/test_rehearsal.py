@@ -1,0 +1,296 @@
+"""The Kubernetes overlays run as written: every Deployment's replicas as local processes,
+each with the daprd its annotations describe, Sentry with mTLS on, the rendered
+Configurations, Components and Resiliency (tests/rehearsal.py says how, and what had to
+be translated). The prod overlay: two gateways, three actor hosts, PostgreSQL state,
+Redis streams for run events, JWTs from an identity provider."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+import redis
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import Api, running_postgres, running_redis, wait_for
+from tests.deploy_tools import kustomize_build
+from tests.rehearsal import ControlPlane, Kubernetes, Pod, start_pods, stop_pod
+from tests.test_auth import JwksServer
+from tests.test_streaming import read_sse, read_sse_until
+from threadhost.processes import Process, free_port
+from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
+
+# What k8s/base/gateway.yaml says of the identity provider.
+ISSUER, AUDIENCE = "https://login.example.com/", "threadhost"
+JWKS_URL = "https://login.example.com/.well-known/jwks.json"
+OTLP = "otel-collector.observability.svc.cluster.local:4317"
+TEST_AGENTS = Path(__file__).parent / "agents"
+
+
+def documented_secrets() -> dict[str, list[str]]:
+    """docs/deploy.md's table of the Secrets an operator creates for prod."""
+    text = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    rows = re.findall(r"^\| `(threadhost-[a-z-]+)` \| (.+) \|$", text, re.M)
+    return {name: re.findall(r"`([a-z-]+)`", keys) for name, keys in rows}
+
+
+def test_the_docs_name_every_secret_prod_reads() -> None:
+    objects = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "prod")
+    text = json.dumps(objects)
+    read = {(ref["name"], ref["key"]) for ref in _secret_refs(objects)}
+    read |= {(m, "token") for m in re.findall(r'"dapr.io/app-token-secret": "([^"]+)"', text)}
+    documented = {(name, key) for name, keys in documented_secrets().items() for key in keys}
+    assert read <= documented, f"read but not documented: {read - documented}"
+    # threadhost-api-keys is read by the app through the secret store, by name.
+    assert {name for name, _ in documented - read} <= {"threadhost-api-keys"}
+
+
+def _secret_refs(node: object) -> Iterator[dict]:
+    if isinstance(node, dict):
+        if "secretKeyRef" in node:
+            yield node["secretKeyRef"]
+        for value in node.values():
+            yield from _secret_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _secret_refs(value)
+
+
+@dataclass
+class Cluster:
+    pods: list[Pod]
+    control_plane: ControlPlane
+    redis: str
+    signing_key: rsa.RSAPrivateKey
+    folder: Path
+    bin_dir: Path
+    started_in: float
+
+    def of(self, deployment: str) -> list[Pod]:
+        return [p for p in self.pods if p.name.startswith(deployment + "-")]
+
+    def user(self, pod: Pod, sub: str = "alice") -> Api:
+        token = jwt.encode({"sub": sub, "iss": ISSUER, "aud": AUDIENCE,
+                            "exp": int(time.time()) + 600}, self.signing_key,
+                           algorithm="RS256", headers={"kid": "k1"})
+        api = Api(pod.url)
+        api.http.headers["authorization"] = f"Bearer {token}"
+        return api
+
+    def caller_sidecar(self, app_id: str, namespace: str) -> tuple[Process, str]:
+        """Another service's daprd (no app behind it), in its own namespace, with an mTLS
+        identity from Sentry like every sidecar of the cluster."""
+        port = free_port()
+        sidecar = Process(f"{app_id}-daprd", [
+            str(self.bin_dir / "daprd"), "--app-id", app_id, "--mode", "standalone",
+            "--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port),
+            "--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port()),
+            "--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1",
+            *self.control_plane.daprd_flags(), "--log-level", "warn"],
+            self.folder / "logs",
+            env={"DAPR_HOST_IP": "127.0.0.1", "NAMESPACE": namespace,
+                 **self.control_plane.trust_env()})
+        sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
+        return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke"
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    bin_dir = dapr_bin_dir("sentry")
+    folder = tmp_path_factory.mktemp("prod")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    identity = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+    control_plane = ControlPlane(bin_dir, folder)
+    pods: list[Pod] = []
+    with running_redis(folder) as redis_host, running_postgres() as postgres:
+        try:
+            began = time.monotonic()
+            control_plane.start()
+            kube = Kubernetes(
+                kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "prod"),
+                hosts={JWKS_URL: identity.url, OTLP: f"127.0.0.1:{free_port()}"},
+                folder=folder,
+                # What the operator creates first: docs/deploy.md's table, filled in.
+                operator_secrets={
+                    "threadhost-api-keys": {"openai-api-key": "", "anthropic-api-key": ""},
+                    "threadhost-app-token": {"token": secrets.token_hex(32)},
+                    "threadhost-redis": {"host": redis_host, "password": ""},
+                    "threadhost-postgres": {"connection-string": postgres},
+                },
+                # The operator's own agents, baked into their image: the tests' ones.
+                # Stopped replicas' event groups go within seconds, not half a minute.
+                app_env={"THREADHOST_AGENTS_DIRS": json.dumps(
+                             [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS)]),
+                         "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1"})
+            pods = kube.pods(control_plane)
+            start_pods(pods, bin_dir, folder / "logs")
+            yield Cluster(pods, control_plane, redis_host, key, folder, bin_dir,
+                          time.monotonic() - began)
+        finally:
+            for pod in pods:
+                stop_pod(pod)
+            control_plane.stop()
+            identity.stop()
+
+
+def test_prod_starts_as_written_and_holds_a_conversation(prod: Cluster) -> None:
+    gateways, hosts = prod.of("threadhost-gateway"), prod.of("threadhost-actors")
+    assert (len(gateways), len(hosts)) == (2, 3)
+    print(f"prod overlay healthy {prod.started_in:.1f} s after start")
+    first, second = prod.user(gateways[0]), prod.user(gateways[1])
+    thread = first.create_thread(agent="support")
+    reply = first.say(thread, "Where is my order 1001?")
+    run_id = reply["run"]["run_id"]
+    # The other replica reads the run and its events through the actor host: the
+    # access-control policy lets the gateway invoke it.
+    assert second.run(thread, run_id)["status"] == "completed"
+    events = second.events(thread, run_id)
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    with second.http.stream("POST", f"/v1/threads/{thread}/messages",
+                            json={"content": "And 1002?", "mode": "stream"}) as sse:
+        streamed = read_sse(sse.iter_lines())
+    assert streamed[-1]["data"]["data"]["status"] == "completed"
+    background = first.http.post(f"/v1/threads/{thread}/messages",
+                                 json={"content": "Thanks", "mode": "background"})
+    assert background.status_code == 202
+    wait_for(lambda: second.http.get(background.headers["location"]).json()["status"]
+             == "completed", 30, "the background run")
+    assert [m["content"] for m in second.messages(thread) if m["role"] == "user"] == [
+        "Where is my order 1001?", "And 1002?", "Thanks"]
+    # Someone else's token does not reach it.
+    assert prod.user(gateways[1], "mallory").http.get(
+        f"/v1/threads/{thread}").status_code == 404
+
+
+def test_a_stream_cut_on_one_gateway_resumes_on_the_other(prod: Cluster) -> None:
+    gateway_a, gateway_b = prod.of("threadhost-gateway")
+    api_a, api_b = prod.user(gateway_a), prod.user(gateway_b)
+    thread = api_a.create_thread(agent="slow")  # its first model call takes 3 s
+    with api_a.http.stream("POST", f"/v1/threads/{thread}/messages",
+                           json={"content": "Where is order 1001?", "mode": "stream"}) as sse:
+        run_url = sse.headers["location"]
+        seen = read_sse_until(sse.iter_lines(), count=2)
+    with api_b.http.stream("GET", f"{run_url}/events",
+                           headers={"accept": "text/event-stream",
+                                    "last-event-id": seen[-1]["id"]}) as sse:
+        assert sse.status_code == 200
+        rest = read_sse(sse.iter_lines())
+    ids = [int(e["id"]) for e in seen + rest if "id" in e]
+    assert ids == list(range(len(ids)))
+    assert rest[-1]["data"]["data"]["status"] == "completed"
+
+
+def test_a_waiting_run_is_approved_through_the_other_gateway(prod: Cluster) -> None:
+    gateway_a, gateway_b = prod.of("threadhost-gateway")
+    api_a, api_b = prod.user(gateway_a), prod.user(gateway_b)
+    thread = api_a.create_thread(agent="approvals")
+    paused = api_a.http.post(f"/v1/threads/{thread}/messages",
+                             json={"content": "Please cancel order 1002."}).json()["run"]
+    assert paused["status"] == "requires_action"
+    [action] = paused["required_action"]
+    resumed = api_b.http.post(
+        f"/v1/threads/{thread}/runs/{paused['run_id']}/resume",
+        json={"actions": [{"type": "approval", "call_id": action["call_id"],
+                           "approved": True}]})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["run"]["status"] == "completed"
+
+
+def test_access_control_holds_by_mtls_identity(prod: Cluster) -> None:
+    """support-portal (allowed, namespace default) holds a conversation through Dapr; a
+    service that is not listed is refused by Dapr itself, whatever headers it sends; and
+    the allowed caller cannot go around the gateway to the actor host's reads."""
+    portal, portal_url = prod.caller_sidecar("support-portal", "default")
+    intruder, intruder_url = prod.caller_sidecar("order-service", "default")
+    try:
+        gateway = "gateway.threadhost"
+        with httpx.Client(base_url=f"{portal_url}/{gateway}/method", timeout=60) as client:
+            thread = client.post("/v1/threads", json={"agent": "support"})
+            assert thread.status_code == 201, thread.text
+            turn = client.post(f"/v1/threads/{thread.json()['id']}/messages",
+                               json={"content": "Order 1001?"})
+            assert turn.status_code == 200, turn.text
+        refused = httpx.post(f"{intruder_url}/{gateway}/method/v1/threads", json={},
+                             headers={"dapr-caller-app-id": "support-portal"}, timeout=60)
+        assert refused.status_code == 403, refused.text
+        around = httpx.get(f"{portal_url}/threads.threadhost/method/internal/threads/"
+                           f"{thread.json()['id']}/runs/x?owner=app:support-portal",
+                           timeout=60)
+        assert around.status_code == 403, around.text
+    finally:
+        portal.stop()
+        intruder.stop()
+
+
+def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster) -> None:
+    gateway = prod.of("threadhost-gateway")[0]
+    api = prod.user(gateway)
+    thread = api.create_thread(agent="slow")
+    started = api.http.post(f"/v1/threads/{thread}/messages",
+                            json={"content": "Where is order 1001?", "mode": "background"})
+    run_url = started.headers["location"]
+    hosts = prod.of("threadhost-actors")
+    holder = wait_for(lambda: next((h for h in hosts if thread in json.dumps(
+        _actor_stats(h))), None), 10, "the host that runs the thread")
+    for process in holder.processes:
+        process.kill()
+    try:
+        run = wait_for(lambda: (r := api.http.get(run_url)).status_code == 200
+                       and r.json()["status"] == "completed" and r.json(), 60,
+                       "the run to complete on another host")
+        assert run["status"] == "completed"
+        events = api.events(thread, run["run_id"])
+        assert [e["seq"] for e in events] == list(range(len(events)))
+        assert [m["content"] for m in api.messages(thread)].count("Where is order 1001?") == 1
+    finally:
+        start_pods([holder], prod.bin_dir, prod.folder / "logs")
+
+
+def _actor_stats(pod: Pod) -> dict:
+    token = pod.app_env["APP_API_TOKEN"]
+    return httpx.get(f"{pod.url}/internal/actors", headers={"dapr-api-token": token},
+                     timeout=10).json()
+
+
+def test_run_event_streams_stay_bounded_across_a_rollout(prod: Cluster) -> None:
+    """Streamed turns fill the run-event stream; it stays near its maxLenApprox, and
+    after the gateways are replaced (new pod names, as a rollout does) the old pods'
+    consumer groups are gone."""
+    gateways = prod.of("threadhost-gateway")
+    apis = [prod.user(g) for g in gateways]
+    threads = [apis[n % 2].create_thread(agent="support") for n in range(10)]
+
+    def turns(n: int) -> None:
+        api = apis[n % 2]
+        for _ in range(200):
+            with api.http.stream("POST", f"/v1/threads/{threads[n]}/messages",
+                                 json={"content": "Order 1001?", "mode": "stream"}) as sse:
+                assert read_sse(sse.iter_lines())[-1]["data"]["data"]["status"] == "completed"
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(turns, range(10)))
+    client = redis.Redis.from_url(f"redis://{prod.redis}")
+    assert client.xlen("run-events") < 5000 * 1.5
+    before = {g["name"].decode() for g in client.xinfo_groups("run-events")}
+    assert before == {g.name for g in gateways}
+
+    for old in gateways:  # a rollout: new pods with new names, the old ones stop
+        stop_pod(old)  # first: the new pod takes its ports on this machine
+        new = Pod(**{**old.__dict__, "name": old.name + "-next", "processes": []})
+        new.daprd_env = {**old.daprd_env, "POD_NAME": new.name}
+        new.app_env = {**old.app_env, "POD_NAME": new.name, "THREADHOST_INSTANCE": new.name}
+        prod.pods[prod.pods.index(old)] = new
+        start_pods([new], prod.bin_dir, prod.folder / "logs")
+    wait_for(lambda: {g["name"].decode() for g in client.xinfo_groups("run-events")}
+             == {g.name for g in prod.of("threadhost-gateway")}, 30,
+             "the old gateways' groups to go")
