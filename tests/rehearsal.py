@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -381,6 +383,8 @@ class Compose:
     bin_dir: Path
     folder: Path
     image: Image = field(default_factory=Image.of)
+    # The shell's variables that `${NAME:-default}` in the file reads (none by default).
+    variables: Mapping[str, str] = field(default_factory=dict)
 
     def services(self) -> dict[str, dict[str, Any]]:
         chosen = {name: s for name, s in self.document["services"].items()
@@ -412,7 +416,8 @@ class Compose:
         for name, service in services.items():
             netns = service.get("network_mode", "").removeprefix("service:") or name
             mapped = ports[netns]
-            env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+            env = {k: self._interpolate(str(v))
+                   for k, v in (service.get("environment") or {}).items()}
             if service.get("build") == ".":
                 argv, env = self._app(env, mapped)
             elif service["image"].startswith("daprio/daprd"):
@@ -436,6 +441,17 @@ class Compose:
             env = {k: _replace_all(v, hosts) for k, v in env.items()}
             resolved.append((name, argv, env, mapped))
         return resolved
+
+    def _interpolate(self, value: str) -> str:
+        """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}`."""
+        def one(match: re.Match[str]) -> str:
+            name, kind, rest = match.group(1), match.group(2), match.group(3) or ""
+            found = self.variables.get(name) or None
+            if kind == ":?" and found is None:
+                raise Untranslatable(f"compose refuses to start: {name}: {rest}")
+            return found if found is not None else (rest if kind == ":-" else "")
+
+        return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
     def _data(self, name: str) -> Path:
         path = self.folder / "volumes" / name
@@ -500,3 +516,90 @@ def _replace_all(value: str, hosts: Mapping[str, str]) -> str:
     for name, stand_in in hosts.items():
         value = value.replace(name, stand_in)
     return value
+
+
+@dataclass
+class _RunningApp:
+    url: str
+
+
+class MultiAppRun:
+    """dapr.yaml as `dapr run -f .` starts it: placement and scheduler (which `dapr init`
+    would have left running; here on ports of their own), then per app its daprd with
+    the flags the CLI derives from the file, and the app's command in its folder."""
+
+    _APP_KEYS = {"appID", "appDirPath", "appPort", "appProtocol", "appHealthCheckPath",
+                 "command", "env"}
+
+    def __init__(self, document: dict[str, Any], bin_dir: Path, folder: Path) -> None:
+        _only(document, {"version", "common", "apps"}, "dapr.yaml")
+        _only(document["common"], {"resourcesPath", "configFilePath", "env"}, "common")
+        self.document, self.bin_dir, self.folder = document, bin_dir, folder
+        self.control_plane = ControlPlane(bin_dir, folder, mtls=False)
+        self.processes: list[Process] = []
+        self.apps: list[_RunningApp] = []
+
+    def __enter__(self) -> MultiAppRun:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        common, logs = self.document["common"], self.folder / "logs"
+        self.control_plane.start()
+        for app in self.document["apps"]:
+            _only(app, self._APP_KEYS, app.get("appID", "an app"))
+            cwd = (PROJECT_ROOT / app["appDirPath"]).resolve()
+            port, http_port, grpc_port = free_port(), free_port(), free_port()
+            env = {**{k: str(v) for k, v in common.get("env", {}).items()},
+                   **{k: str(v) for k, v in app.get("env", {}).items()},
+                   "APP_ID": app["appID"], "APP_PORT": str(port), "DAPR_HOST_IP": LOOPBACK,
+                   "DAPR_HTTP_PORT": str(http_port), "DAPR_GRPC_PORT": str(grpc_port)}
+            flags = ["--app-id", app["appID"], "--app-port", str(port),
+                     "--app-protocol", app.get("appProtocol", "http"),
+                     "--resources-path", str(cwd / common["resourcesPath"]),
+                     "--config", str(cwd / common["configFilePath"]),
+                     "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
+                     "--dapr-internal-grpc-port", str(free_port()),
+                     "--metrics-port", str(free_port()), "--app-channel-address", LOOPBACK,
+                     "--dapr-listen-addresses", LOOPBACK,
+                     *self.control_plane.daprd_flags()]
+            if path := app.get("appHealthCheckPath"):
+                flags += ["--enable-app-health-check", "--app-health-check-path", path]
+            command = [str(part) for part in app["command"]]
+            command = [sys.executable if part in ("python", "python3") else part
+                       for part in command]
+            command[command.index("--port") + 1] = str(port)
+            # Relative paths in the environment (the SQLite file) are the sidecar's, from
+            # the app's folder: here from the rehearsal's own, so the project's state is
+            # left alone, with what a fresh clone has of their folders.
+            sidecar_cwd = self.folder / "app-folder"
+            for value in env.values():
+                if value.startswith(".") and "/" in value:
+                    parent = Path(value).parent
+                    if not _tracked(cwd / parent):
+                        raise Untranslatable(f"{parent}/ is not in a fresh clone: {value}")
+                    (sidecar_cwd / parent).mkdir(parents=True, exist_ok=True)
+            daprd = Process(f"{app['appID']}-daprd", [str(self.bin_dir / "daprd"), *flags],
+                            logs, env=env, cwd=sidecar_cwd)
+            process = Process(app["appID"], command, logs, env=env, cwd=cwd)
+            self.processes += [daprd, process]
+            url = f"http://{LOOPBACK}:{port}"
+            process.wait_http_ok(f"{url}{app.get('appHealthCheckPath', '/health')}", 60)
+            daprd.wait_http_ok(f"http://{LOOPBACK}:{http_port}/v1.0/healthz", 60)
+            self.apps.append(_RunningApp(url))
+
+    def __exit__(self, *_: object) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.control_plane.stop()
+
+
+def _tracked(folder: Path) -> bool:
+    """Whether git tracks anything in the folder (so that a fresh clone has it)."""
+    listed = subprocess.run(["git", "ls-files", "--", str(folder)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=30, check=True)
+    return bool(listed.stdout.strip())
