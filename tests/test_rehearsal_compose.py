@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import Api
 from tests.rehearsal import LOOPBACK, Compose, MultiAppRun, Untranslatable
-from threadhost.processes import Process
+from threadhost.processes import Process, StartupError
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 
 
@@ -74,3 +74,16 @@ def test_dapr_multi_app_run_starts_as_written_and_holds_a_conversation(tmp_path:
         api = Api(run.apps[0].url)
         thread = api.create_thread(agent="support")
         assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
+
+
+def test_compose_with_jwt_but_no_settings_refuses_to_start_naming_them(tmp_path: Path) -> None:
+    compose = Compose(yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()),
+                      set(), dapr_bin_dir(), tmp_path,
+                      variables={"THREADHOST_AUTH_MODE": "jwt"})
+    [(name, argv, env, _)] = [p for p in compose.plan() if p[0] == "gateway"]
+    gateway = Process(name, argv, tmp_path / "logs", env=env)
+    try:
+        with pytest.raises(StartupError, match="THREADHOST_AUTH_MODE=jwt needs"):
+            gateway.wait_http_ok(f"http://{LOOPBACK}:1/health", 60)
+    finally:
+        gateway.stop()
