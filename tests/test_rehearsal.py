@@ -301,3 +301,36 @@ def test_run_event_streams_stay_bounded_across_a_rollout(prod: Cluster) -> None:
     wait_for(lambda: {g["name"].decode() for g in client.xinfo_groups("run-events")}
              == {g.name for g in prod.of("threadhost-gateway")}, 30,
              "the old gateways' groups to go")
+
+
+def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
+        tmp_path: Path) -> None:
+    """One gateway and one actor host on Redis, with the overlay's generated Secrets as
+    they are (the Redis address in them is the cluster's, translated to the local one)."""
+    bin_dir = dapr_bin_dir("sentry")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    identity = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+    control_plane = ControlPlane(bin_dir, tmp_path)
+    pods: list[Pod] = []
+    with running_redis(tmp_path) as redis_host:
+        try:
+            control_plane.start()
+            objects = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
+            kube = Kubernetes(objects, folder=tmp_path, hosts={
+                "redis-master.threadhost-dev.svc.cluster.local:6379": redis_host,
+                JWKS_URL: identity.url, OTLP: f"127.0.0.1:{free_port()}"})
+            pods = kube.pods(control_plane)
+            assert sorted(p.name for p in pods) == ["threadhost-actors-0",
+                                                    "threadhost-gateway-0"]
+            start_pods(pods, bin_dir, tmp_path / "logs")
+            cluster = Cluster(pods, control_plane, redis_host, key, tmp_path, bin_dir, 0)
+            api = cluster.user(cluster.of("threadhost-gateway")[0])
+            thread = api.create_thread(agent="support")
+            reply = api.say(thread, "Where is my order 1001?")
+            assert api.run(thread, reply["run"]["run_id"])["status"] == "completed"
+        finally:
+            for pod in pods:
+                stop_pod(pod)
+            control_plane.stop()
+            identity.stop()
