@@ -169,10 +169,10 @@ class Kubernetes:
         return {name: {k: self._local(v) for k, v in keys.items()}
                 for name, keys in found.items()}
 
-    def write_resources(self) -> dict[str, Path]:
+    def write_resources(self, secrets: dict[str, dict[str, str]]) -> dict[str, Path]:
         """Components and Resiliency per namespace, and each Configuration as a file."""
         secrets_file = self.folder / "secrets.json"
-        secrets_file.write_text(json.dumps(self.secrets()))
+        secrets_file.write_text(json.dumps(secrets))
         (self.folder / "resources").mkdir(parents=True, exist_ok=True)
         for doc in self._of("Component") + self._of("Resiliency"):
             doc = json.loads(self._local(json.dumps(doc)))
@@ -191,8 +191,8 @@ class Kubernetes:
         return configs
 
     def pods(self, control_plane: ControlPlane) -> list[Pod]:
-        configs = self.write_resources()
         secrets = self.secrets()
+        configs = self.write_resources(secrets)
         config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in self._of("ConfigMap")}
         pods = []
         for deployment in self._of("Deployment"):

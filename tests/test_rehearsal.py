@@ -104,13 +104,18 @@ class Cluster:
         return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke"
 
 
+def _identity_provider() -> tuple[rsa.RSAPrivateKey, JwksServer]:
+    """A signing key, and its JWKS served on loopback in place of login.example.com."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return key, JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+
+
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     bin_dir = dapr_bin_dir("sentry")
     folder = tmp_path_factory.mktemp("prod")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    identity = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+    key, identity = _identity_provider()
     control_plane = ControlPlane(bin_dir, folder)
     pods: list[Pod] = []
     with running_redis(folder) as redis_host, running_postgres() as postgres:
@@ -308,9 +313,7 @@ def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
     """One gateway and one actor host on Redis, with the overlay's generated Secrets as
     they are (the Redis address in them is the cluster's, translated to the local one)."""
     bin_dir = dapr_bin_dir("sentry")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    identity = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
+    key, identity = _identity_provider()
     control_plane = ControlPlane(bin_dir, tmp_path)
     pods: list[Pod] = []
     with running_redis(tmp_path) as redis_host:
