@@ -156,9 +156,7 @@ class Kubernetes:
         return [o for o in self.objects if o["kind"] == kind]
 
     def _local(self, value: str) -> str:
-        for name, stand_in in self.hosts.items():
-            value = value.replace(name, stand_in)
-        return value
+        return _replace_all(value, self.hosts)
 
     def secrets(self) -> dict[str, dict[str, str]]:
         """The overlay's Secrets, then those the operator made beforehand."""

@@ -26,7 +26,7 @@ from tests.conftest import Api, running_postgres, running_redis, wait_for
 from tests.deploy_tools import kustomize_build
 from tests.rehearsal import ControlPlane, Kubernetes, Pod, start_pods, stop_pod
 from tests.test_auth import JwksServer
-from tests.test_streaming import read_sse, read_sse_until
+from tests.test_streaming import read_sse, stream_cut_and_resumed
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 
@@ -180,20 +180,7 @@ def test_prod_starts_as_written_and_holds_a_conversation(prod: Cluster) -> None:
 
 def test_a_stream_cut_on_one_gateway_resumes_on_the_other(prod: Cluster) -> None:
     gateway_a, gateway_b = prod.of("threadhost-gateway")
-    api_a, api_b = prod.user(gateway_a), prod.user(gateway_b)
-    thread = api_a.create_thread(agent="slow")  # its first model call takes 3 s
-    with api_a.http.stream("POST", f"/v1/threads/{thread}/messages",
-                           json={"content": "Where is order 1001?", "mode": "stream"}) as sse:
-        run_url = sse.headers["location"]
-        seen = read_sse_until(sse.iter_lines(), count=2)
-    with api_b.http.stream("GET", f"{run_url}/events",
-                           headers={"accept": "text/event-stream",
-                                    "last-event-id": seen[-1]["id"]}) as sse:
-        assert sse.status_code == 200
-        rest = read_sse(sse.iter_lines())
-    ids = [int(e["id"]) for e in seen + rest if "id" in e]
-    assert ids == list(range(len(ids)))
-    assert rest[-1]["data"]["data"]["status"] == "completed"
+    stream_cut_and_resumed(prod.user(gateway_a), prod.user(gateway_b))
 
 
 def test_a_waiting_run_is_approved_through_the_other_gateway(prod: Cluster) -> None:

@@ -65,9 +65,14 @@ def test_a_client_reconnects_to_the_other_replica_and_misses_nothing(
         stack_config, stacks, redis_server) -> None:
     config = stack_config("redis", env={"THREADHOST_REDIS_HOST": redis_server})
     _, gateway_a, gateway_b = start_apps(config, stacks, "actors", "gateway", "gateway")
-    api_a, api_b = Api(gateway_a.url), Api(gateway_b.url)
-    thread = api_a.create_thread(agent="slow")  # its first model call takes 3 s
+    rest = stream_cut_and_resumed(Api(gateway_a.url), Api(gateway_b.url))
+    assert any(e["event"] == "step.completed" for e in rest)
 
+
+def stream_cut_and_resumed(api_a: Api, api_b: Api) -> list[dict]:
+    """A streamed turn cut mid-run on one gateway replica and resumed on the other with
+    Last-Event-ID: every numbered event once, in order, to the end. Returns the rest."""
+    thread = api_a.create_thread(agent="slow")  # its first model call takes 3 s
     with api_a.http.stream("POST", f"/v1/threads/{thread}/messages",
                            json={"content": "Where is order 1001?", "mode": "stream"}) as sse:
         run_url = sse.headers["location"]
@@ -82,7 +87,7 @@ def test_a_client_reconnects_to_the_other_replica_and_misses_nothing(
     ids = [int(e["id"]) for e in seen + rest if "id" in e]
     assert ids == list(range(len(ids)))
     assert rest[-1]["data"]["data"]["status"] == "completed"
-    assert any(e["event"] == "step.completed" for e in rest)
+    return rest
 
 
 def read_sse_until(lines, count: int) -> list[dict]:
