@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.engine.run import TERMINAL
+from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -100,9 +101,16 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
     deltas = DeltaStream()
 
     async def from_log(up_to: int | None = None) -> AsyncIterator[tuple[dict[str, Any], bool]]:
-        """Stored events after the last sent, each with whether more follow it."""
+        """Stored events after the last sent, each with whether more follow it; none
+        this time if the log cannot be reached (an actor host going): the stream stays
+        open and the next quiet poll reads from where it is."""
         nonlocal last
-        stored = await client.read_events(thread_id, run_id, owner, last)
+        try:
+            stored = await client.read_events(thread_id, run_id, owner, last)
+        except Problem as problem:
+            if problem.status != 503:
+                raise
+            return
         events = [e.model_dump(mode="json") for e in stored.events
                   if up_to is None or e.seq <= up_to]
         for n, event in enumerate(events):
@@ -147,6 +155,8 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
             if event["seq"] > last + 1:
                 async for missed, _ in from_log(up_to=event["seq"] - 1):
                     yield emit(missed)
+                if event["seq"] > last + 1:  # the log was out of reach: poll it later
+                    break
             last = event["seq"]
             yield emit(event)
             if _ends(event, n + 1 < len(events)):

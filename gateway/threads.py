@@ -274,13 +274,23 @@ async def _wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, ru
         while True:
             remaining = deadline - time.monotonic()
             await wait_for_change(run.run_id, max(min(FALLBACK_POLL_SECONDS, remaining), 0))
-            if remaining <= 0 or (await client.read_run(thread_id, run.run_id,
-                                                        caller.owner)).run.stopped:
+            if remaining <= 0 or await _stopped(client, caller, thread_id, run.run_id):
                 return await client.call(thread_id, GetRun(run_id=run.run_id,
                                                            with_messages=True,
                                                            owner=caller.owner))
     finally:
         forget(run.run_id)
+
+
+async def _stopped(client: ThreadClient, caller: Caller, thread_id: str, run_id: str) -> bool:
+    """Whether the run stopped, as committed; not yet known if the committed state cannot
+    be reached this time (an actor host going): the next poll asks again."""
+    try:
+        return (await client.read_run(thread_id, run_id, caller.owner)).run.stopped
+    except Problem as problem:
+        if problem.status != 503:
+            raise
+        return False
 
 
 # How often a waiting request reads its run when nothing wakes it (lost events, or a

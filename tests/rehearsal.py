@@ -19,7 +19,14 @@ What had to be translated, and why (nothing else is):
   Kubernetes' operator would hand it are files, filtered by namespace as the operator
   does (daprd's NAMESPACE).
 - External endpoints (the identity provider's JWKS, the OTLP collector) are replaced by
-  whatever the test says in `hosts`, on loopback.
+  whatever the test says in `hosts`, on loopback (`OtlpCollector` stands in for the
+  collector).
+- The control plane runs as the Helm chart does, with the `--set` values of the
+  `helm upgrade --install dapr` command that docs/deploy.md gives.
+- A pod that goes is sent what the kubelet sends (`terminate_pod`); a new replica gets
+  new ports, as a new pod gets a new IP.
+- Name resolution is daprd's mDNS, which is machine-wide and knows no namespaces: two
+  rehearsed clusters with the same app-ids must not run at once.
 - Container resources, probes' timings, security contexts, Services, HPAs and PDBs are
   read and checked, not enforced: the test reaches each replica directly.
 
@@ -34,11 +41,15 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
 from threadhost.processes import Process, free_port
@@ -107,6 +118,7 @@ class Pod:
     daprd_flags: list[str]
     daprd_env: dict[str, str]
     http_port: int
+    grace: float = 30  # terminationGracePeriodSeconds
     processes: list[Process] = field(default_factory=list)
 
     @property
@@ -188,19 +200,29 @@ class Kubernetes:
             configs[doc["metadata"]["name"]] = path
         return configs
 
-    def pods(self, control_plane: ControlPlane) -> list[Pod]:
+    @cached_property
+    def _rendered(self) -> tuple[dict[str, Path], dict[str, dict[str, str]],
+                                 dict[str, dict[str, str]]]:
+        """Configurations as files, Secrets, ConfigMaps: written once for every pod."""
         secrets = self.secrets()
         configs = self.write_resources(secrets)
         config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in self._of("ConfigMap")}
-        pods = []
-        for deployment in self._of("Deployment"):
-            _only(deployment["spec"], {"replicas", "strategy", "selector", "template"},
-                  deployment["metadata"]["name"])
-            for n in range(deployment["spec"].get("replicas", 1)):
-                name = f"{deployment['metadata']['name']}-{n}"
-                pods.append(self._pod(name, deployment, control_plane, configs, secrets,
-                                      config_maps))
-        return pods
+        return configs, secrets, config_maps
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        [found] = [d for d in self._of("Deployment") if d["metadata"]["name"] == name]
+        _only(found["spec"], {"replicas", "strategy", "selector", "template"}, name)
+        return found
+
+    def pods(self, control_plane: ControlPlane) -> list[Pod]:
+        """Every replica of every Deployment, named `<deployment>-<n>`."""
+        return [self.pod(d["metadata"]["name"], f"{d['metadata']['name']}-{n}", control_plane)
+                for d in self._of("Deployment") for n in range(d["spec"].get("replicas", 1))]
+
+    def pod(self, deployment: str, name: str, control_plane: ControlPlane) -> Pod:
+        """One replica of `deployment`: a new pod with ports of its own, as a rollout or
+        the replacement of a crashed pod makes."""
+        return self._pod(name, self.deployment(deployment), control_plane, *self._rendered)
 
     def _pod(self, name: str, deployment: dict[str, Any], control_plane: ControlPlane,
              configs: dict[str, Path], secrets: dict[str, dict[str, str]],
@@ -245,7 +267,8 @@ class Kubernetes:
             elif _SWITCHES.get(key) and value == "true":
                 flags.append(_SWITCHES[key])
         return Pod(name, namespace, annotations["dapr.io/app-id"],
-                   self.image.command(app_port), env, app_port, flags, daprd_env, http_port)
+                   self.image.command(app_port), env, app_port, flags, daprd_env, http_port,
+                   grace=float(spec.get("terminationGracePeriodSeconds", 30)))
 
     def _env_value(self, item: dict[str, Any], pod: str, namespace: str,
                    secrets: dict[str, dict[str, str]],
@@ -267,11 +290,51 @@ class Kubernetes:
         raise Untranslatable(f"{pod}: env {item['name']} from {sorted(source)}")
 
 
-class ControlPlane:
-    """Sentry (the CA, mTLS on), placement and scheduler, as the Helm chart runs them."""
+class OtlpCollector:
+    """The cluster's OpenTelemetry collector, on loopback: takes OTLP/gRPC trace exports
+    and counts them. Without one, daprd retries each export against a dead address and
+    its shutdown waits on the last flush."""
 
-    def __init__(self, bin_dir: Path, folder: Path, mtls: bool = True) -> None:
+    def __init__(self) -> None:
+        self.exports = 0
+        self._server = grpc.server(ThreadPoolExecutor(2))
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(self._export)}),))
+        self.address = f"{LOOPBACK}:{self._server.add_insecure_port(f'{LOOPBACK}:0')}"
+        self._server.start()
+
+    def _export(self, request: bytes, context: object) -> bytes:
+        self.exports += 1
+        return b""  # an empty ExportTraceServiceResponse: all accepted
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+
+# Helm values of the Dapr chart -> (control-plane service, its flag).
+_HELM_VALUES = {"dapr_placement.disseminateTimeout": ("placement", "--disseminate-timeout")}
+
+
+def documented_helm_values(docs: Path = PROJECT_ROOT / "docs" / "deploy.md") -> dict[str, str]:
+    """The `--set name=value` of the `helm upgrade --install dapr` command the docs give."""
+    text = docs.read_text().replace("\\\n", " ")
+    [command] = [line for line in text.splitlines() if "helm upgrade --install dapr " in line]
+    words = shlex.split(command)
+    values = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--set")
+    if unknown := set(values) - set(_HELM_VALUES):
+        raise Untranslatable(f"Helm values {sorted(unknown)} not understood")
+    return values
+
+
+class ControlPlane:
+    """Sentry (the CA, mTLS on), placement and scheduler, as the Helm chart runs them
+    with the given chart values."""
+
+    def __init__(self, bin_dir: Path, folder: Path, mtls: bool = True,
+                 helm_values: Mapping[str, str] | None = None) -> None:
         self.bin_dir, self.folder, self.mtls = bin_dir, folder, mtls
+        self.helm_values = documented_helm_values() if helm_values is None else helm_values
         self.sentry_port, self.placement_port = free_port(), free_port()
         self.scheduler_port = free_port()
         self.processes: list[Process] = []
@@ -288,6 +351,10 @@ class ControlPlane:
                       "--control-plane-trust-domain", CONTROL_PLANE_TRUST_DOMAIN,
                       "--control-plane-namespace", CONTROL_PLANE_NAMESPACE]
         return flags
+
+    def _values(self, service: str) -> list[str]:
+        return [part for name, value in self.helm_values.items()
+                if _HELM_VALUES[name][0] == service for part in (_HELM_VALUES[name][1], value)]
 
     def _tls(self) -> list[str]:
         if not self.mtls:
@@ -324,7 +391,7 @@ class ControlPlane:
             "--port", str(self.placement_port), "--listen-address", LOOPBACK,
             "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
             "--healthz-port", str(placement_health), "--metrics-port", str(free_port()),
-            *self._tls()], logs, env=env))
+            *self._values("placement"), *self._tls()], logs, env=env))
         self.processes.append(Process("scheduler", [
             str(self.bin_dir / "scheduler"), "--id", "dapr-scheduler-server-0",
             "--port", str(self.scheduler_port), "--listen-address", LOOPBACK,
@@ -362,6 +429,18 @@ def start_pods(pods: list[Pod], bin_dir: Path, logs: Path, timeout: float = 90) 
 def stop_pod(pod: Pod) -> None:
     for process in pod.processes:
         process.stop()
+
+
+def terminate_pod(pod: Pod) -> float:
+    """What the kubelet does to a pod that goes: SIGTERM to every container at once, and
+    SIGKILL to those still running after terminationGracePeriodSeconds. Returns how long
+    the pod took to go."""
+    began = time.monotonic()
+    for process in pod.processes:
+        process.terminate()
+    for process in pod.processes:
+        process.reap(pod.grace - (time.monotonic() - began))
+    return time.monotonic() - began
 
 
 # daprd's own ports, which containers each have to themselves: on one machine every

@@ -4,7 +4,6 @@ Dapr's own CRD schemas, the compose file against the compose specification, and 
 Dockerfile through hadolint. Plus the timeout chain that keeps a rolling update from
 cutting a step off."""
 
-import re
 import shutil
 import subprocess
 
@@ -69,23 +68,19 @@ def _deployment(built: list[dict], name: str) -> dict:
     return next(d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
 
 
-def _seconds(value: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m)?", str(value))
-    return float(match.group(1)) * (60 if match.group(2) == "m" else 1)
-
-
-def test_a_rolling_update_lets_a_step_finish(built) -> None:
+def test_a_rolling_update_stalls_no_thread_for_long(built) -> None:
+    """A pod joining or going blocks every Thread actor's state writes for up to the
+    drain (k8s/base/actors.yaml says why): it stays short, within daprd's default
+    dissemination timeout; daprd shuts down within the pod's grace; one pod at a time.
+    tests/test_rehearsal.py runs the rolling restart itself."""
     actors = _deployment(built, "threadhost-actors")
     pod = actors["spec"]["template"]
     annotations = pod["metadata"]["annotations"]
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    model_call = float(env["THREADHOST_PROVIDER_TIMEOUT_SECONDS"])
     drain = float(env["THREADHOST_DRAIN_ONGOING_CALL_TIMEOUT_SECONDS"])
-    disseminate = _seconds(annotations["dapr.io/actors-disseminate-timeout"])
+    assert drain <= 5 and "dapr.io/actors-disseminate-timeout" not in annotations
     shutdown = float(annotations["dapr.io/graceful-shutdown-seconds"])
-    assert model_call < drain <= 0.8 * disseminate
-    assert float(env["THREADHOST_ACTORS_DISSEMINATE_TIMEOUT_SECONDS"]) == disseminate
-    assert drain < shutdown < pod["spec"]["terminationGracePeriodSeconds"]
+    assert shutdown < pod["spec"]["terminationGracePeriodSeconds"]
     assert annotations["dapr.io/app-id"] == "threads"
     assert actors["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 

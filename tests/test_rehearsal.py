@@ -10,10 +10,11 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import Api, running_postgres, running_redis, wait_for
 from tests.deploy_tools import kustomize_build
-from tests.rehearsal import ControlPlane, Kubernetes, Pod, start_pods, stop_pod
+from tests.rehearsal import (
+    ControlPlane,
+    Kubernetes,
+    OtlpCollector,
+    Pod,
+    start_pods,
+    stop_pod,
+    terminate_pod,
+)
 from tests.test_auth import JwksServer
 from tests.test_streaming import read_sse, stream_cut_and_resumed
 from threadhost.processes import Process, free_port
@@ -68,6 +77,7 @@ def _secret_refs(node: object) -> Iterator[dict]:
 
 @dataclass
 class Cluster:
+    kube: Kubernetes
     pods: list[Pod]
     control_plane: ControlPlane
     redis: str
@@ -75,9 +85,23 @@ class Cluster:
     folder: Path
     bin_dir: Path
     started_in: float
+    collector: OtlpCollector
 
     def of(self, deployment: str) -> list[Pod]:
         return [p for p in self.pods if p.name.startswith(deployment + "-")]
+
+    def add(self, deployment: str) -> Pod:
+        """A new replica of `deployment` (its own name and ports), started and ready."""
+        pod = self.kube.pod(deployment, f"{deployment}-{secrets.token_hex(3)}",
+                            self.control_plane)
+        start_pods([pod], self.bin_dir, self.folder / "logs")
+        self.pods.append(pod)
+        return pod
+
+    def remove(self, pod: Pod) -> float:
+        """The pod goes as the kubelet makes it go; returns how long it took."""
+        self.pods.remove(pod)
+        return terminate_pod(pod)
 
     def user(self, pod: Pod, sub: str = "alice") -> Api:
         token = jwt.encode({"sub": sub, "iss": ISSUER, "aud": AUDIENCE,
@@ -116,7 +140,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     bin_dir = dapr_bin_dir("sentry")
     folder = tmp_path_factory.mktemp("prod")
     key, identity = _identity_provider()
-    control_plane = ControlPlane(bin_dir, folder)
+    control_plane, collector = ControlPlane(bin_dir, folder), OtlpCollector()
     pods: list[Pod] = []
     with running_redis(folder) as redis_host, running_postgres() as postgres:
         try:
@@ -124,7 +148,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             control_plane.start()
             kube = Kubernetes(
                 kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "prod"),
-                hosts={JWKS_URL: identity.url, OTLP: f"127.0.0.1:{free_port()}"},
+                hosts={JWKS_URL: identity.url, OTLP: collector.address},
                 folder=folder,
                 # What the operator creates first: docs/deploy.md's table, filled in.
                 operator_secrets={
@@ -140,13 +164,15 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                          "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1"})
             pods = kube.pods(control_plane)
             start_pods(pods, bin_dir, folder / "logs")
-            yield Cluster(pods, control_plane, redis_host, key, folder, bin_dir,
-                          time.monotonic() - began)
+            cluster = Cluster(kube, pods, control_plane, redis_host, key, folder, bin_dir,
+                              time.monotonic() - began, collector)
+            yield cluster
         finally:
-            for pod in pods:
+            for pod in pods:  # the cluster's list: those it added too
                 stop_pod(pod)
             control_plane.stop()
             identity.stop()
+            collector.stop()
 
 
 def test_prod_starts_as_written_and_holds_a_conversation(prod: Cluster) -> None:
@@ -173,6 +199,8 @@ def test_prod_starts_as_written_and_holds_a_conversation(prod: Cluster) -> None:
              == "completed", 30, "the background run")
     assert [m["content"] for m in second.messages(thread) if m["role"] == "user"] == [
         "Where is my order 1001?", "And 1002?", "Thanks"]
+    # The Configuration's tracing reaches the collector.
+    wait_for(lambda: prod.collector.exports > 0, 30, "traces at the collector")
     # Someone else's token does not reach it.
     assert prod.user(gateways[1], "mallory").http.get(
         f"/v1/threads/{thread}").status_code == 404
@@ -237,6 +265,7 @@ def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster
         _actor_stats(h))), None), 10, "the host that runs the thread")
     for process in holder.processes:
         process.kill()
+    prod.pods.remove(holder)
     try:
         run = wait_for(lambda: (r := api.http.get(run_url)).status_code == 200
                        and r.json()["status"] == "completed" and r.json(), 60,
@@ -245,8 +274,109 @@ def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster
         events = api.events(thread, run["run_id"])
         assert [e["seq"] for e in events] == list(range(len(events)))
         assert [m["content"] for m in api.messages(thread)].count("Where is order 1001?") == 1
-    finally:
-        start_pods([holder], prod.bin_dir, prod.folder / "logs")
+    finally:  # its Deployment replaces it
+        prod.add("threadhost-actors")
+
+
+@dataclass
+class Person:
+    """Someone holding a conversation through one gateway, a turn after another, in
+    every mode in turn, until told to stop; keeps what they said and what went wrong."""
+
+    api: Api
+    agent: str
+    said: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def converse(self, stop: threading.Event) -> None:
+        self.thread = self.api.create_thread(agent=self.agent)
+        while not stop.is_set() and len(self.failures) < 3:
+            text = f"Where is order 1001? ({len(self.said)})"
+            mode = ("wait", "stream", "background")[len(self.said) % 3]
+            try:
+                self._turn(text, mode)
+            except (AssertionError, httpx.HTTPError) as exc:
+                self.failures.append(f"{mode} turn {text!r}: {exc}")
+            self.said.append(text)
+
+    def history(self) -> list[dict]:
+        """Every message of the thread, page after page."""
+        messages: list[dict] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = self.api.http.get(f"/v1/threads/{self.thread}/messages",
+                                     params={"offset": offset})
+            assert page.status_code == 200, page.text
+            messages += page.json()["messages"]
+            offset = page.json()["next_offset"]
+        return messages
+
+    def _turn(self, text: str, mode: str) -> None:
+        http, url = self.api.http, f"/v1/threads/{self.thread}/messages"
+        body = {"content": text, "mode": mode}
+        if mode == "stream":
+            with http.stream("POST", url, json=body) as sse:
+                assert sse.status_code == 200, sse.read()
+                last = read_sse(sse.iter_lines())[-1]["data"]
+            assert last["data"]["status"] == "completed", last
+            self.runs.append(last["run_id"])
+            return
+        answer = http.post(url, json=body)
+        assert answer.status_code == (200 if mode == "wait" else 202), answer.text
+        run = answer.json()["run"]
+        self.runs.append(run["run_id"])
+        if mode == "background":
+            run = wait_for(lambda: (r := http.get(answer.headers["location"])).status_code
+                           == 200 and r.json()["status"] == "completed" and r.json(), 60,
+                           "the background run")
+        assert run["status"] == "completed", run
+
+
+@pytest.mark.timeout(600)
+def test_a_rolling_restart_of_the_actor_hosts_loses_no_turn(prod: Cluster) -> None:
+    """`kubectl rollout restart` of the actor hosts, as their Deployment's strategy says
+    (maxSurge 1, maxUnavailable 0): a new pod starts and is ready, then an old one's
+    containers get SIGTERM together, with terminationGracePeriodSeconds before SIGKILL;
+    one old pod after another. Meanwhile six people talk through both gateways, in every
+    mode, some to an agent whose model takes 3 s: every turn answers, every run
+    completes, each message is stored once, and every run's events are gap-free."""
+    deployment = prod.kube.deployment("threadhost-actors")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1,
+                                                               "maxUnavailable": 0}
+    gateways = prod.of("threadhost-gateway")
+    people = [Person(prod.user(gateways[n % 2], f"roller-{n}"),
+                     "slow" if n % 3 == 0 else "support") for n in range(6)]
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(people)) as pool:
+        talking = [pool.submit(person.converse, stop) for person in people]
+
+        def talked() -> bool:
+            for future in talking:
+                if future.done():
+                    future.result()  # raises what stopped them
+            return all(len(p.said) >= 2 for p in people)
+
+        wait_for(talked, 60, "the first turns")
+        took = []
+        for old in prod.of("threadhost-actors"):
+            prod.add("threadhost-actors")
+            took.append(prod.remove(old))
+        stop.set()
+        for future in talking:
+            future.result(timeout=120)
+    print(f"old actor pods went {', '.join(f'{t:.1f}' for t in took)} s after SIGTERM; "
+          f"{sum(len(p.said) for p in people)} turns meanwhile")
+    assert [f for p in people for f in p.failures] == []
+    for person in people:
+        user_said = [m["content"] for m in person.history() if m["role"] == "user"]
+        assert user_said == person.said
+        for run_id in person.runs:
+            assert person.api.run(person.thread, run_id)["status"] == "completed"
+            events = person.api.events(person.thread, run_id)
+            assert [e["seq"] for e in events] == list(range(len(events)))
+    assert all(t < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+               for t in took), "an old pod had to be SIGKILLed"
 
 
 def _actor_stats(pod: Pod) -> dict:
@@ -283,44 +413,9 @@ def test_run_event_streams_stay_bounded_across_a_rollout(prod: Cluster) -> None:
     before = {g["name"].decode() for g in client.xinfo_groups("run-events")}
     assert before == {g.name for g in gateways}
 
-    for old in gateways:  # a rollout: new pods with new names, the old ones stop
-        stop_pod(old)  # first: the new pod takes its ports on this machine
-        new = Pod(**{**old.__dict__, "name": old.name + "-next", "processes": []})
-        new.daprd_env = {**old.daprd_env, "POD_NAME": new.name}
-        new.app_env = {**old.app_env, "POD_NAME": new.name, "THREADHOST_INSTANCE": new.name}
-        prod.pods[prod.pods.index(old)] = new
-        start_pods([new], prod.bin_dir, prod.folder / "logs")
+    for old in gateways:  # a rollout: a new pod, then the old one goes
+        prod.add("threadhost-gateway")
+        prod.remove(old)
     wait_for(lambda: {g["name"].decode() for g in client.xinfo_groups("run-events")}
              == {g.name for g in prod.of("threadhost-gateway")}, 30,
              "the old gateways' groups to go")
-
-
-def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
-        tmp_path: Path) -> None:
-    """One gateway and one actor host on Redis, with the overlay's generated Secrets as
-    they are (the Redis address in them is the cluster's, translated to the local one)."""
-    bin_dir = dapr_bin_dir("sentry")
-    key, identity = _identity_provider()
-    control_plane = ControlPlane(bin_dir, tmp_path)
-    pods: list[Pod] = []
-    with running_redis(tmp_path) as redis_host:
-        try:
-            control_plane.start()
-            objects = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
-            kube = Kubernetes(objects, folder=tmp_path, hosts={
-                "redis-master.threadhost-dev.svc.cluster.local:6379": redis_host,
-                JWKS_URL: identity.url, OTLP: f"127.0.0.1:{free_port()}"})
-            pods = kube.pods(control_plane)
-            assert sorted(p.name for p in pods) == ["threadhost-actors-0",
-                                                    "threadhost-gateway-0"]
-            start_pods(pods, bin_dir, tmp_path / "logs")
-            cluster = Cluster(pods, control_plane, redis_host, key, tmp_path, bin_dir, 0)
-            api = cluster.user(cluster.of("threadhost-gateway")[0])
-            thread = api.create_thread(agent="support")
-            reply = api.say(thread, "Where is my order 1001?")
-            assert api.run(thread, reply["run"]["run_id"])["status"] == "completed"
-        finally:
-            for pod in pods:
-                stop_pod(pod)
-            control_plane.stop()
-            identity.stop()

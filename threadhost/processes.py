@@ -121,12 +121,20 @@ class Process:
             self._popen.send_signal(signal.SIGKILL)
         self._popen.wait()
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    def terminate(self) -> None:
+        """SIGTERM, once: the process may take its time to finish what it is doing."""
         if self.alive():
             self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self._popen.send_signal(signal.SIGKILL)
+
+    def reap(self, grace: float) -> None:
+        """Waits for the process to exit; SIGKILL if it has not within `grace` seconds."""
+        try:
+            self._popen.wait(timeout=max(grace, 0))
+        except subprocess.TimeoutExpired:
+            self._popen.send_signal(signal.SIGKILL)
         self._popen.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+        self.terminate()
+        self.reap(grace)

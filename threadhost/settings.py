@@ -65,9 +65,12 @@ class Settings(BaseSettings):
 
     # Far above a step's length: deactivation cancels a call still running.
     actor_idle_timeout_seconds: float = Field(default=3600, gt=0)
-    # Daprd caps the drain at 0.8 x its --actors-disseminate-timeout: say here what the
-    # sidecar is given (dapr.io/actors-disseminate-timeout), 30 s when not set.
-    drain_ongoing_call_timeout_seconds: float = Field(default=10, gt=0)
+    # When a host joins or goes, daprd blocks calls and actor-state writes to Thread
+    # actors for up to the drain: a call in flight cannot commit meanwhile, so a longer
+    # drain lets no step finish and stalls every thread (docs/deploy.md, "Timeouts").
+    # Daprd caps it at 0.8 x its --actors-disseminate-timeout: say here what the sidecar
+    # is given (dapr.io/actors-disseminate-timeout), 30 s when not set.
+    drain_ongoing_call_timeout_seconds: float = Field(default=2, gt=0)
     actors_disseminate_timeout_seconds: float = Field(default=30, gt=0)
     drain_rebalanced_actors: bool = True
     actor_call_timeout_seconds: int = Field(default=60, gt=0)
