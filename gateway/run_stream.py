@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.engine.run import TERMINAL
-from gateway.problems import Problem
-from gateway.thread_client import ThreadClient
+from gateway.thread_client import ThreadClient, Unreachable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -107,9 +106,7 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
         nonlocal last
         try:
             stored = await client.read_events(thread_id, run_id, owner, last)
-        except Problem as problem:
-            if problem.status != 503:
-                raise
+        except Unreachable:
             return
         events = [e.model_dump(mode="json") for e in stored.events
                   if up_to is None or e.seq <= up_to]

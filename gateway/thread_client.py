@@ -34,6 +34,11 @@ _RUN_READ = answers_of(RunAnswer, NotFound, RunNotFound)
 _EVENTS_READ = answers_of(EventsAnswer, NotFound, RunNotFound)
 
 
+class Unreachable(Problem):
+    """The thread, or its committed state, could not be reached this time (a host going,
+    a sidecar down): a 503 to a caller, a skipped poll to one who polls."""
+
+
 class ThreadClient:
     def __init__(self, call_timeout_seconds: int, actors_app_id: str, pubsub: str,
                  control_topic: str, waiting_call_timeout_seconds: float | None = None) -> None:
@@ -98,10 +103,10 @@ class ThreadClient:
             raise self._unavailable(method, owner, exc) from exc
 
     @staticmethod
-    def _unavailable(what: str, thread_id: str, exc: Exception) -> Problem:
+    def _unavailable(what: str, thread_id: str, exc: Exception) -> Unreachable:
         log.warning("%s on thread %s failed: %s", what, thread_id, type(exc).__name__)
-        return Problem(503, "unavailable", "Thread service unavailable",
-                       "the thread could not be reached; retry shortly")
+        return Unreachable(503, "unavailable", "Thread service unavailable",
+                           "the thread could not be reached; retry shortly")
 
     @staticmethod
     def _answer(method: str, answers: TypeAdapter[Any], raw: bytes) -> Any:

@@ -41,7 +41,7 @@ from gateway.schemas import (
     TurnView,
 )
 from gateway.schemas import CreateThread as CreateThreadBody
-from gateway.thread_client import ThreadClient
+from gateway.thread_client import ThreadClient, Unreachable
 from threadhost.ids import new_thread_id
 from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
@@ -287,9 +287,7 @@ async def _stopped(client: ThreadClient, caller: Caller, thread_id: str, run_id:
     be reached this time (an actor host going): the next poll asks again."""
     try:
         return (await client.read_run(thread_id, run_id, caller.owner)).run.stopped
-    except Problem as problem:
-        if problem.status != 503:
-            raise
+    except Unreachable:
         return False
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from actors.contract import EventsAnswer, RunView
 from actors.engine.run import RunEvent
-from gateway.problems import Problem
 from gateway.run_stream import stream_run
+from gateway.thread_client import Unreachable
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ class FlakyLog:
                           after: int) -> EventsAnswer:
         self.reads += 1
         if self.reads <= self.failures:
-            raise Problem(503, "unavailable", "Thread service unavailable", "retry shortly")
+            raise Unreachable(503, "unavailable", "Thread service unavailable", "later")
         kept = [e for e in EVENTS[:self.stored] if e.seq > after]
         return EventsAnswer(run=_run("completed" if self.stored == 3 else "running"),
                             events=kept)
