@@ -17,6 +17,10 @@ needs Dapr.
     ListRuns        ListRuns          RunsAnswer | NotFound
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
 
+    ThreadReader method (reads of what a thread committed, past its actor's lock)
+    ReadRun         ReadRun           RunAnswer | NotFound | RunNotFound
+    ReadEvents      ReadEvents        EventsAnswer | NotFound | RunNotFound
+
 Each request class carries its method's name and its answers' adapter."""
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ class HistoryAnswer(BaseModel):
 
 
 class EventsAnswer(BaseModel):
-    """The actor host's lock-free read of a run's events (not an actor method)."""
+    """A run and its committed events, read past the thread's actor (ThreadReader)."""
 
     outcome: Literal["events"] = "events"
     run: RunView
@@ -229,7 +233,12 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: ClassVar[str]
     answers: ClassVar[TypeAdapter[Any]]
+    # Whether sending it again, after a call whose outcome is unknown, does nothing twice.
+    repeatable: ClassVar[bool] = True
     owner: str = "anonymous"
+
+    def safe_to_repeat(self) -> bool:
+        return self.repeatable
 
 
 class CreateThread(Request):
@@ -244,6 +253,7 @@ class DescribeThread(Request):
 
 class DeleteThread(Request):
     method, answers = "Delete", answers_of(Done, NotFound)
+    repeatable = False  # a second call after a first that did it answers NotFound
 
 
 class PostMessage(Request):
@@ -260,6 +270,10 @@ class PostMessage(Request):
     # that stops within them comes back with its messages.
     wait: bool = False
 
+    def safe_to_repeat(self) -> bool:
+        """With its key, a repeat finds the run the first call started."""
+        return self.idempotency_key is not None
+
     @field_validator("text")
     @classmethod
     def _not_blank(cls, text: str) -> str:
@@ -271,6 +285,7 @@ class PostMessage(Request):
 class ResumeRun(Request):
     method = "ResumeRun"
     answers = answers_of(RunAnswer, NotFound, RunNotFound, Invalid, NotWaiting)
+    repeatable = False  # after one that took, a repeat finds the run not waiting
     run_id: str
     actions: list[Submission]
     wait: bool = False
@@ -298,6 +313,18 @@ class ReadHistory(Request):
     method, answers = "ReadHistory", answers_of(HistoryAnswer, NotFound)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1)
+
+
+class ReadRun(Request):
+    method, answers = "ReadRun", answers_of(RunAnswer, NotFound, RunNotFound)
+    run_id: str
+
+
+class ReadEvents(Request):
+    method, answers = "ReadEvents", answers_of(EventsAnswer, NotFound, RunNotFound)
+    run_id: str
+    after: int = Field(default=-1, ge=-1)
+    limit: int = Field(default=1000, ge=1, le=1000)
 
 
 def validation_detail(exc: ValidationError) -> str:

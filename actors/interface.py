@@ -12,8 +12,10 @@ from dapr.actor import ActorInterface, actormethod
 
 Payload = dict[str, Any]
 
-# The SDK names an actor type after its implementing class: actors.thread_actor.Thread.
+# The SDK names an actor type after its implementing class: actors.thread_actor.Thread,
+# actors.reader_actor.ThreadReader.
 ACTOR_TYPE = "Thread"
+READER_ACTOR_TYPE = "ThreadReader"
 
 
 class ThreadActorInterface(ActorInterface):

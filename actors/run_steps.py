@@ -12,16 +12,25 @@ from datetime import UTC, datetime
 
 from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition
-from actors.engine.loop import finish, new_run, next_step
+from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import Submission, expire_approvals, submit
+from actors.engine.provider import ModelRequest
 from actors.engine.recipes import Providers, parse_recipe
 from actors.engine.retry import RetryPolicy
-from actors.engine.run import CallModel, Finish, RunEvent, RunRecord, RunTools
-from actors.engine.step import OnDelta, StepOutcome, take_step
+from actors.engine.run import (
+    CallModel,
+    Finish,
+    ModelCallRecord,
+    RunEvent,
+    RunRecord,
+    RunTools,
+    plan_next_step,
+)
+from actors.engine.step import OnDelta, StepOutcome, run_tool_set, take_step
 from actors.engine.tool_set import ClientTool, RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry
-from actors.engine.usage import Price
+from actors.engine.usage import Price, Usage, cost_of, estimated_tokens
 from actors.state import ThreadRecord
 from actors.thread_store import ThreadStore
 from threadhost import tracing
@@ -146,15 +155,43 @@ async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return record
 
 
+async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                    engine: Engine) -> bool:
+    """A running run this host found with no host taking its steps: the one that had it
+    died or was cut off, maybe in the middle of a model call that the vendor bills even
+    though its answer was lost. If a model call is the run's next step, what it would
+    have cost (its request's input tokens, no output) is recorded as an estimate, so
+    usage, budgets and bills count it. True if the run changed (to be committed)."""
+    context = await _context(store, record, run, engine)
+    if not isinstance(plan_next_step(run, context[1]), CallModel):
+        return False
+    provider = engine.providers.for_agent(run.agent)
+    request = ModelRequest(system=run.agent.system_prompt, messages=context[0],
+                           tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
+    usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
+    count_model_call(run, ModelCallRecord(
+        step=run.steps, vendor=provider.vendor, model=run.agent.model, usage=usage,
+        latency_ms=0.0, cost_usd=cost_of(run.agent.model, usage, engine.prices),
+        estimated=True))
+    await store.save_run(run, [])
+    return True
+
+
+async def _context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                   engine: Engine) -> tuple[list[Message], list[Message]]:
+    """What the model sees at the run's next step, and of that the run's own messages."""
+    start = max(0, min(run.first_message, record.message_count - engine.context_window))
+    context = _from_first_user_message(await store.messages(record, start,
+                                                            record.message_count))
+    return context, context[len(context) - (record.message_count - run.first_message):]
+
+
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
                   check_fence: Callable[[], Awaitable[None]],
                   on_delta: OnDelta | None = None) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step and writes its checkpoint through the store (committed
     when the actor saves); returns the run and the new events."""
-    start = max(0, min(run.first_message, record.message_count - engine.context_window))
-    context = _from_first_user_message(await store.messages(record, start,
-                                                            record.message_count))
-    run_messages = context[len(context) - (record.message_count - run.first_message):]
+    context, run_messages = await _context(store, record, run, engine)
 
     async def take(step: CallModel | RunTools) -> StepOutcome:
         provider = engine.providers.for_agent(run.agent)

@@ -66,31 +66,31 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         metrics.ACTIVE_ACTORS.dec()
 
     async def create(self, request: Payload) -> Payload:
-        return await _serve(CreateThread, request, self._service.create)
+        return await serve(CreateThread, request, self._service.create)
 
     async def describe(self, request: Payload) -> Payload:
-        return await _serve(DescribeThread, request, self._service.describe)
+        return await serve(DescribeThread, request, self._service.describe)
 
     async def post_message(self, request: Payload) -> Payload:
-        return await _serve(PostMessage, request, self._service.post_message)
+        return await serve(PostMessage, request, self._service.post_message)
 
     async def resume_run(self, request: Payload) -> Payload:
-        return await _serve(ResumeRun, request, self._service.resume_run)
+        return await serve(ResumeRun, request, self._service.resume_run)
 
     async def cancel_run(self, request: Payload) -> Payload:
-        return await _serve(CancelRun, request, self._service.cancel_run)
+        return await serve(CancelRun, request, self._service.cancel_run)
 
     async def get_run(self, request: Payload) -> Payload:
-        return await _serve(GetRun, request, self._service.get_run)
+        return await serve(GetRun, request, self._service.get_run)
 
     async def list_runs(self, request: Payload) -> Payload:
-        return await _serve(ListRuns, request, self._service.list_runs)
+        return await serve(ListRuns, request, self._service.list_runs)
 
     async def read_history(self, request: Payload) -> Payload:
-        return await _serve(ReadHistory, request, self._service.read_history)
+        return await serve(ReadHistory, request, self._service.read_history)
 
     async def delete(self, request: Payload) -> Payload:
-        return await _serve(DeleteThread, request, self._service.delete)
+        return await serve(DeleteThread, request, self._service.delete)
 
     async def take_step(self, _: Any = None) -> None:
         """The step timer's callback: the active run's next steps."""
@@ -101,8 +101,8 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         await self._service.reminder(name, state.decode())
 
 
-async def _serve(kind: type[Asked], payload: Payload,
-                 handler: Callable[[Asked], Awaitable[BaseModel]]) -> Payload:
+async def serve(kind: type[Asked], payload: Payload,
+                handler: Callable[[Asked], Awaitable[BaseModel]]) -> Payload:
     """The request as the contract reads it (callers other than the gateway reach these
     methods too: a request that does not match is Invalid), and the answer as JSON."""
     try:

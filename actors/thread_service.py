@@ -46,7 +46,17 @@ from actors.engine.tool_set import ToolSetError
 from actors.fence import Fence
 from actors.lifecycle import lifecycle
 from actors.run_events import DeltaBatcher, StepEventsMessage
-from actors.run_steps import Engine, StaleStep, advance, begin, cancel, enqueue, expire, resume
+from actors.run_steps import (
+    Engine,
+    StaleStep,
+    advance,
+    begin,
+    cancel,
+    enqueue,
+    expire,
+    resume,
+    take_over,
+)
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_effects import Effects
 from actors.thread_reads import ThreadReads
@@ -78,6 +88,11 @@ class ThreadService(ThreadReads):
         if record is not None and record.active_run is not None:
             run = await self._store.run(record.active_run)
             if run is not None and run.status == "running":
+                logs.run_id.set(run.run_id)
+                if await take_over(self._store, record, run, self._engine):
+                    await self._commit()
+                    log.warning("run %s taken over mid-way: a model call its previous host "
+                                "may have made is counted as an estimate", run.run_id)
                 await self._effects.chain_step()
         elif record is not None:
             await self._start_next(record)

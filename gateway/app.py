@@ -59,9 +59,9 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     # A waiting call takes the run's first steps: the slowest is a model call that may
     # use the provider's whole timeout.
     app.state.thread_client = ThreadClient(
-        settings.actor_call_timeout_seconds, settings.actors_app_id, settings.pubsub_name,
-        settings.control_topic,
-        settings.actor_call_timeout_seconds + settings.provider_timeout_seconds)
+        settings.actor_call_timeout_seconds, settings.pubsub_name, settings.control_topic,
+        settings.actor_call_timeout_seconds + settings.provider_timeout_seconds,
+        settings.failover_retry_seconds)
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)

@@ -78,6 +78,9 @@ class ProblemView(BaseModel):
     errors: list[FieldProblem] | None = None
     # thread-busy: the run in progress; rate-limited: seconds to wait.
     run_id: str | None = None
+    # unavailable, on a turn: the turn may have been taken; sent again with this
+    # Idempotency-Key, it is taken at most once.
+    idempotency_key: str | None = None
     retry_after: int | None = None
 
 
@@ -91,7 +94,8 @@ _MEANING = {
     422: "a field is missing, out of bounds or not text",
     429: "too many requests or runs: wait Retry-After seconds",
     500: "a defect of threadhost's; nothing was written",
-    503: "the thread service could not be reached; retry shortly",
+    503: "the thread service could not be reached; retry shortly (a turn: with the "
+         "Idempotency-Key the answer names, so it is taken at most once)",
 }
 
 

@@ -3,9 +3,12 @@ goes out, its method's answer comes back typed, and a refusal is raised as its p
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 from dapr.actor import ActorId, ActorProxy
@@ -15,14 +18,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from actors.cancellation import CancelMessage
 from actors.contract import (
     EventsAnswer,
-    NotFound,
+    ReadEvents,
+    ReadRun,
     Refusal,
     Request,
     RunAnswer,
-    RunNotFound,
-    answers_of,
 )
-from actors.interface import ACTOR_TYPE, Payload
+from actors.interface import ACTOR_TYPE, READER_ACTOR_TYPE, Payload
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from gateway.problems import Problem
 from threadhost.actor_client import shared_actor_client
@@ -30,19 +32,37 @@ from threadhost.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 Success = TypeVar("Success", bound=BaseModel)
-_RUN_READ = answers_of(RunAnswer, NotFound, RunNotFound)
-_EVENTS_READ = answers_of(EventsAnswer, NotFound, RunNotFound)
 
 
 class Unreachable(Problem):
     """The thread, or its committed state, could not be reached this time (a host going,
     a sidecar down): a 503 to a caller, a skipped poll to one who polls."""
 
+    def unsure_of_turn(self, key: str) -> Unreachable:
+        """The turn may have been taken before the thread became unreachable: the caller
+        is told the key that makes sending it again take it at most once."""
+        self.detail = (f"the turn may have been taken; send it again with the header "
+                       f"Idempotency-Key: {key} and it is taken at most once")
+        self.extra["idempotency_key"] = key
+        self.headers["Idempotency-Key"] = key
+        return self
+
+
+@dataclass
+class Attempts:
+    """How many times a call was sent (more than once: an earlier attempt may have been
+    taken before the thread became unreachable)."""
+
+    count: int = 0
+
 
 class ThreadClient:
-    def __init__(self, call_timeout_seconds: int, actors_app_id: str, pubsub: str,
-                 control_topic: str, waiting_call_timeout_seconds: float | None = None) -> None:
-        self._actors_app_id = actors_app_id
+    def __init__(self, call_timeout_seconds: int, pubsub: str, control_topic: str,
+                 waiting_call_timeout_seconds: float | None = None,
+                 retry_seconds: float = 0.0) -> None:
+        # How long a call that is safe to repeat is tried again while the thread cannot
+        # be reached: its host died, and placement or the app health check is moving it.
+        self._retry_seconds = retry_seconds
         self._pubsub, self._control_topic = pubsub, control_topic
         self._actors = shared_actor_client(call_timeout_seconds)
         # A call that waits takes a run's first steps: it may last one slow step.
@@ -50,38 +70,47 @@ class ThreadClient:
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
 
-    async def call(self, thread_id: str, request: Request) -> Any:
+    async def call(self, thread_id: str, request: Request,
+                   attempts: Attempts | None = None, actor_type: str = ACTOR_TYPE) -> Any:
         """The thread's answer to `request`: its method's success; a refusal, or a
         thread that cannot be reached, raises Problem."""
         waits = bool(getattr(request, "wait", False))
-        try:
-            raw = await self._actors.invoke_method(
-                ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode(),
-                limit_seconds=self._waiting_timeout if waits else None)
-        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unavailable(request.method, thread_id, exc) from exc
+        body = request.model_dump_json().encode()
+        raw = await self._tried(request.method, thread_id, request.safe_to_repeat(),
+                                lambda: self._actors.invoke_method(
+                                    actor_type, thread_id, request.method, body,
+                                    limit_seconds=self._waiting_timeout if waits else None),
+                                attempts or Attempts())
         return self._answer(request.method, request.answers, raw)
 
+    async def _tried(self, what: str, thread_id: str, repeatable: bool,
+                     attempt: Callable[[], Awaitable[bytes]], attempts: Attempts) -> bytes:
+        """`attempt`'s answer; one that is safe to repeat is tried again, backing off,
+        for up to the retry time while the thread cannot be reached."""
+        give_up = time.monotonic() + (self._retry_seconds if repeatable else 0.0)
+        pause = 0.05
+        while True:
+            attempts.count += 1
+            try:
+                return await attempt()
+            except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+                if time.monotonic() + pause > give_up:
+                    raise self._unavailable(what, thread_id, exc) from exc
+                log.info("%s on thread %s failed (%s): trying again", what, thread_id,
+                         type(exc).__name__)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
     async def read_run(self, thread_id: str, run_id: str, owner: str) -> RunAnswer:
-        """The run as committed, from the actor host's lock-free read route (see
-        actors/committed.py), through service invocation of the actor host app."""
-        return await self._read(thread_id, f"runs/{run_id}", owner, _RUN_READ)
+        """The run as committed, read past the thread's actor (its ThreadReader: it
+        answers while a step holds the thread's lock, or the thread's host has died)."""
+        return await self.call(thread_id, ReadRun(run_id=run_id, owner=owner),
+                               actor_type=READER_ACTOR_TYPE)
 
     async def read_events(self, thread_id: str, run_id: str, owner: str,
                           after: int) -> EventsAnswer:
-        return await self._read(thread_id, f"runs/{run_id}/events?after={after}", owner,
-                                _EVENTS_READ)
-
-    async def _read(self, thread_id: str, path: str, owner: str,
-                    answers: TypeAdapter[Any]) -> Any:
-        joiner = "&" if "?" in path else "?"
-        try:
-            raw = await self._actors.invoke(
-                self._actors_app_id,
-                f"internal/threads/{thread_id}/{path}{joiner}owner={quote(owner, safe='')}")
-        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unavailable("read", thread_id, exc) from exc
-        return self._answer("read", answers, raw)
+        return await self.call(thread_id, ReadEvents(run_id=run_id, after=after, owner=owner),
+                               actor_type=READER_ACTOR_TYPE)
 
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
         """Tells every actor host to abort the run's step in flight (best effort: the

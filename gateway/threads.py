@@ -41,7 +41,7 @@ from gateway.schemas import (
     TurnView,
 )
 from gateway.schemas import CreateThread as CreateThreadBody
-from gateway.thread_client import ThreadClient, Unreachable
+from gateway.thread_client import Attempts, ThreadClient, Unreachable
 from threadhost.ids import new_thread_id
 from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
@@ -168,16 +168,29 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
         raise Problem(422, "invalid-request", "Message too long",
                       f"content is {len(body.content)} characters; "
                       f"the limit is {settings.max_message_chars}")
-    # Every turn has a key: a call that daprd retries on another host (rebalancing) then
+    # Every turn has a key: a call retried on another host (its host died) then
     # finds the run its first attempt started instead of starting another.
     turn = PostMessageRequest(
         text=body.content, model=body.model, owner=caller.owner, on_active=body.on_active,
         idempotency_key=idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}",
         client_tools=body.client_tools, disabled_tools=body.disabled_tools,
         wait=body.mode == "wait")
+
+    async def take_turn() -> RunAnswer:
+        attempts = Attempts()
+        try:
+            answer = await client.call(thread_id, turn, attempts)
+        except Unreachable as unreachable:
+            raise unreachable.unsure_of_turn(turn.idempotency_key) from None
+        if answer.replayed and attempts.count > 1:
+            # This request's own earlier attempt started the run: the slot it was
+            # admitted with is the run's, not one to hand back.
+            answer.replayed = False
+        return answer
+
     # Listening on the thread: the run's id is not known before it starts.
     return await _in_mode(request, caller, body.mode, thread_id, thread_id, lambda: _in_slot(
-        client, caller, settings, lambda: client.call(thread_id, turn)))
+        client, caller, settings, take_turn))
 
 
 @router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,

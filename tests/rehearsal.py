@@ -606,7 +606,11 @@ class MultiAppRun:
     the flags the CLI derives from the file, and the app's command in its folder."""
 
     _APP_KEYS = {"appID", "appDirPath", "appPort", "appProtocol", "appHealthCheckPath",
-                 "command", "env"}
+                 "enableAppHealthCheck", "appHealthProbeInterval", "appHealthProbeTimeout",
+                 "appHealthThreshold", "command", "env"}
+    _HEALTH_KEYS = {"appHealthProbeInterval": "--app-health-probe-interval",
+                    "appHealthProbeTimeout": "--app-health-probe-timeout",
+                    "appHealthThreshold": "--app-health-threshold"}
 
     def __init__(self, document: dict[str, Any], bin_dir: Path, folder: Path) -> None:
         _only(document, {"version", "common", "apps"}, "dapr.yaml")
@@ -644,8 +648,11 @@ class MultiAppRun:
                      "--metrics-port", str(free_port()), "--app-channel-address", LOOPBACK,
                      "--dapr-listen-addresses", LOOPBACK,
                      *self.control_plane.daprd_flags()]
-            if path := app.get("appHealthCheckPath"):
-                flags += ["--enable-app-health-check", "--app-health-check-path", path]
+            if app.get("enableAppHealthCheck") or app.get("appHealthCheckPath"):
+                flags += ["--enable-app-health-check", "--app-health-check-path",
+                          app.get("appHealthCheckPath", "/healthz"),
+                          *(arg for key, flag in self._HEALTH_KEYS.items() if key in app
+                            for arg in (flag, str(app[key])))]
             command = [str(part) for part in app["command"]]
             command = [sys.executable if part in ("python", "python3") else part
                        for part in command]

@@ -182,7 +182,7 @@ def test_a_service_that_is_not_allowed_gets_403(secured, tmp_path, stacks) -> No
     assert response.status_code == 403
 
 
-def test_actor_methods_and_internal_reads_are_for_sidecars_only(secured, rsa_key) -> None:
+def test_actor_methods_and_reads_are_for_sidecars_only(secured, rsa_key) -> None:
     """The actor host's port answers daprd's callbacks; without Dapr's app token they are
     refused, so nobody can call an actor method directly with a forged owner."""
     alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
@@ -190,8 +190,9 @@ def test_actor_methods_and_internal_reads_are_for_sidecars_only(secured, rsa_key
     host = secured.apps[0].url
     forged = httpx.put(f"{host}/actors/Thread/{thread}/method/Describe",
                        json={"owner": "alice"}, timeout=30)
-    internal = httpx.get(f"{host}/internal/threads/{thread}/runs/x?owner=alice", timeout=30)
-    assert (forged.status_code, internal.status_code) == (403, 403)
+    read = httpx.put(f"{host}/actors/ThreadReader/{thread}/method/ReadRun",
+                     json={"owner": "alice", "run_id": "x"}, timeout=30)
+    assert (forged.status_code, read.status_code) == (403, 403)
     # A problem document, and nothing of the thread.
     assert forged.json()["type"].endswith("/forbidden") and thread not in forged.text
 

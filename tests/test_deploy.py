@@ -19,6 +19,7 @@ from tests.deploy_tools import (
     kustomize_build,
 )
 from threadhost.runtime import PROJECT_ROOT
+from threadhost.stack import APP_HEALTH
 
 OVERLAYS = ["dev", "prod"]
 DAPR_KINDS = {"Component", "Configuration", "Resiliency", "Subscription"}
@@ -42,7 +43,7 @@ def test_every_object_matches_its_schema(built) -> None:
         else:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-            "Component", "Configuration", "Resiliency", "Namespace"} <= kinds
+            "Component", "Configuration", "Namespace"} <= kinds
 
 
 def test_a_schema_violation_is_caught() -> None:
@@ -85,6 +86,26 @@ def test_a_rolling_update_stalls_no_thread_for_long(built) -> None:
     assert actors["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_every_shape_probes_the_app_as_the_launcher_does(built) -> None:
+    """daprd's app health check is what moves threads off an app that died beside its
+    sidecar: the manifests, the compose file and dapr.yaml set it as `./dev up` and the
+    tests do (threadhost/stack.py says why these numbers)."""
+    for name in ("threadhost-gateway", "threadhost-actors"):
+        annotations = _deployment(built, name)["spec"]["template"]["metadata"]["annotations"]
+        assert {k: annotations.get(f"dapr.io/{k}") for k in APP_HEALTH} == APP_HEALTH
+    services = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    for sidecar in ("gateway-daprd", "threads-daprd", "threads-2-daprd"):
+        command = services[sidecar]["command"]
+        flags = {arg[2:]: (command[i + 1] if i + 1 < len(command)
+                           and not command[i + 1].startswith("--") else "true")
+                 for i, arg in enumerate(command) if arg.startswith("--")}
+        assert {k: flags.get(k) for k in APP_HEALTH} == APP_HEALTH, sidecar
+    [app] = yaml.safe_load((PROJECT_ROOT / "dapr.yaml").read_text())["apps"]
+    assert (str(app["enableAppHealthCheck"]).lower(), app["appHealthCheckPath"],
+            str(app["appHealthProbeInterval"]), str(app["appHealthProbeTimeout"]),
+            str(app["appHealthThreshold"])) == tuple(APP_HEALTH.values())
+
+
 def test_sidecars_and_probes_are_configured(built) -> None:
     for name, app_id, config in (("threadhost-gateway", "gateway", "threadhost"),
                                  ("threadhost-actors", "threads", "threadhost-actors")):
@@ -105,10 +126,8 @@ def test_sidecars_and_probes_are_configured(built) -> None:
     assert {"name": "ActorStateTTL", "enabled": True} in actors["features"]
     for configuration in configurations.values():
         assert configuration["spec"]["accessControl"]["defaultAction"] == "deny"
-    # The gateway, in the overlay's own namespace, may read through the actor host.
-    [gateway] = [p for p in actors["accessControl"]["policies"] if p["appId"] == "gateway"]
-    namespace = next(d for d in built if d["kind"] == "Namespace")["metadata"]["name"]
-    assert gateway["namespace"] == namespace
+    # Nobody invokes the actor host as a service: actor calls are all it takes.
+    assert not actors["accessControl"].get("policies")
 
 
 def test_prod_keeps_thread_state_in_postgres_and_generates_no_secret() -> None:

@@ -142,7 +142,7 @@ def test_a_turns_answer_holds_its_own_messages_only(api) -> None:
 @pytest.mark.parametrize("path", ["/internal/run-events", "/internal/run-control",
                                   "/internal/actors", "/dapr/subscribe", "/dapr/config",
                                   "/actors/Thread/x/method/Describe",
-                                  "/internal/threads/x/runs/y?owner=anonymous"])
+                                  "/actors/ThreadReader/x/method/ReadRun"])
 def test_daprds_routes_refuse_everyone_else(split_stack, path) -> None:
     forged = {"data": {"thread_id": "t", "run_id": "r", "step": 1, "delta": "forged"}}
     for app in split_stack.apps:

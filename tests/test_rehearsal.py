@@ -244,8 +244,8 @@ def test_access_control_holds_by_mtls_identity(prod: Cluster) -> None:
         refused = httpx.post(f"{intruder_url}/{gateway}/method/v1/threads", json={},
                              headers={"dapr-caller-app-id": "support-portal"}, timeout=60)
         assert refused.status_code == 403, refused.text
-        around = httpx.get(f"{portal_url}/threads.threadhost/method/internal/threads/"
-                           f"{thread.json()['id']}/runs/x?owner=app:support-portal",
+        # The actor hosts take no service invocation from anyone.
+        around = httpx.get(f"{portal_url}/threads.threadhost/method/internal/actors",
                            timeout=60)
         assert around.status_code == 403, around.text
     finally:
@@ -253,7 +253,11 @@ def test_access_control_holds_by_mtls_identity(prod: Cluster) -> None:
         intruder.stop()
 
 
-def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster) -> None:
+@pytest.mark.parametrize("killed", ["the pod", "its app container"])
+def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster,
+                                                                    killed: str) -> None:
+    """The pod (every container), or only its app's process while its daprd lives on: the
+    annotations' app health check then takes the pod out of the actor placement."""
     gateway = prod.of("threadhost-gateway")[0]
     api = prod.user(gateway)
     thread = api.create_thread(agent="slow")
@@ -263,9 +267,9 @@ def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster
     hosts = prod.of("threadhost-actors")
     holder = wait_for(lambda: next((h for h in hosts if thread in json.dumps(
         _actor_stats(h))), None), 10, "the host that runs the thread")
-    for process in holder.processes:
+    daprd, app = holder.processes
+    for process in ([app] if killed == "its app container" else [daprd, app]):
         process.kill()
-    prod.pods.remove(holder)
     try:
         run = wait_for(lambda: (r := api.http.get(run_url)).status_code == 200
                        and r.json()["status"] == "completed" and r.json(), 60,
@@ -275,6 +279,8 @@ def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster
         assert [e["seq"] for e in events] == list(range(len(events)))
         assert [m["content"] for m in api.messages(thread)].count("Where is order 1001?") == 1
     finally:  # its Deployment replaces it
+        daprd.kill()
+        prod.pods.remove(holder)
         prod.add("threadhost-actors")
 
 

@@ -100,6 +100,40 @@ def test_the_watchdog_restarts_a_running_run() -> None:
     assert effects.asked[-1] == "chain_step"
 
 
+def test_a_run_taken_over_before_a_model_call_counts_that_call_as_an_estimate() -> None:
+    """Its previous host may have been in the middle of the call (billed, answer lost):
+    the new host records what the call's request would cost, marked as an estimate, once,
+    and the run goes on to count the real call too."""
+    service, effects, state = thread()
+    run_id = say(service).run.run_id  # started; its first step (a model call) is next
+    heir_effects = MemoryEffects(state)
+    heir = ThreadService("th_1", ThreadStore(state), ENGINE, heir_effects, SETTINGS)
+    asyncio.run(heir.activated())
+    assert heir_effects.asked == ["chain_step"]
+    [lost] = state.committed[run_key(run_id)]["model_calls"]
+    assert lost["estimated"] is True and lost["step"] == 0
+    assert lost["usage"]["input_tokens"] > 5 and lost["usage"]["output_tokens"] == 0
+    asyncio.run(heir.take_steps())
+    run = state.committed[run_key(run_id)]
+    assert run["status"] == "completed"
+    assert [c["estimated"] for c in run["model_calls"]] == [True, False, False]
+    assert run["usage"]["input_tokens"] == sum(c["usage"]["input_tokens"]
+                                               for c in run["model_calls"])
+
+
+def test_a_run_taken_over_before_a_tool_step_counts_nothing_more() -> None:
+    one_step_a_turn = SETTINGS.model_copy(update={"step_chain_budget_ms": 0})
+    service, _, state = thread(settings=one_step_a_turn)
+    run_id = say(service).run.run_id
+    asyncio.run(service.take_steps())  # the model step; the tool call is next
+    [call] = state.committed[run_key(run_id)]["model_calls"]
+    assert state.committed[run_key(run_id)]["status"] == "running"
+    heir = ThreadService("th_1", ThreadStore(state), ENGINE, MemoryEffects(state),
+                         one_step_a_turn)
+    asyncio.run(heir.activated())
+    assert state.committed[run_key(run_id)]["model_calls"] == [call]
+
+
 def test_a_step_whose_run_moved_on_elsewhere_is_thrown_away() -> None:
     service, effects, state = thread()
     answer = say(service)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from gateway.problems import Problem, as_problem_documents, install_problem_hand
 from threadhost import logs, tracing
 from threadhost.actor_client import shared_actor_client
 from threadhost.event_groups import GroupKeeper, StreamGroups
+from threadhost.loop_stalls import watch_stalls
 from threadhost.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await register_thread_actor(dapr_actor, settings)
         keeper = _event_groups(settings, serves_gateway, serves_actors)
         keeper.start()
+        stalls = asyncio.create_task(watch_stalls())
         yield
+        stalls.cancel()
         await keeper.stop()
 
     app = FastAPI(title="threadhost", version="0.1.0", lifespan=lifespan)

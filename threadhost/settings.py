@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     actors_disseminate_timeout_seconds: float = Field(default=30, gt=0)
     drain_rebalanced_actors: bool = True
     actor_call_timeout_seconds: int = Field(default=60, gt=0)
+    # How long the gateway keeps trying a call that is safe to repeat (a read, a turn
+    # with its idempotency key) while the thread cannot be reached: a dead host's threads
+    # move to another within seconds (docs/deploy.md, "When a host dies").
+    failover_retry_seconds: float = Field(default=10, ge=0)
 
     history_page_size: int = Field(default=32, ge=4, le=1000)
     # Earlier messages the model sees besides the current run's.
@@ -99,8 +103,11 @@ class Settings(BaseSettings):
     # Cancels go to every actor host here, so the one running the step can abort it.
     control_topic: str = "run-control"
     sse_heartbeat_seconds: float = Field(default=15, gt=0)
-    # The watchdog reminder of an active run fires this often and resumes a stalled run.
-    run_watchdog_seconds: float = Field(default=15, ge=1)
+    # The watchdog reminder of a running run fires this often and resumes it if its host
+    # died: the longest a run without a caller waits for a new host (docs/deploy.md, "When
+    # a host dies"). A run that ends within the period never sees it fire; a longer one
+    # pays one scheduler trigger and one timer per period.
+    run_watchdog_seconds: float = Field(default=3, ge=1)
     # How long a waiting (wait-mode) request waits for its run before answering 202.
     run_wait_seconds: float = Field(default=55, gt=0)
 

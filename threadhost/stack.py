@@ -19,6 +19,14 @@ from threadhost.processes import Process, free_port, reserve_port
 from threadhost.runtime import COMPONENTS
 
 LOOPBACK = "127.0.0.1"
+# daprd probes its app: when the app dies beside a live sidecar, the sidecar leaves the
+# actor placement after `threshold` failed probes, so the threads it held move to another
+# host within about interval x threshold seconds. The timeout is far above the event
+# loop's worst stall under load (docs/deploy.md), so a busy host is never dropped. The k8s
+# annotations and docker-compose.yml say the same (tests/test_deploy.py).
+APP_HEALTH = {"enable-app-health-check": "true", "app-health-check-path": "/health",
+              "app-health-probe-interval": "1", "app-health-probe-timeout": "1000",
+              "app-health-threshold": "2"}
 
 
 @dataclass
@@ -160,6 +168,7 @@ class App:
             "--resources-path", str(COMPONENTS / cfg.profile),
             *(arg for path in cfg.extra_resources for arg in ("--resources-path", str(path))),
             "--config", str(COMPONENTS / "configuration.yaml"),
+            *(f"--{flag}={value}" for flag, value in APP_HEALTH.items()),
             "--log-level", cfg.log_level,
         ], logs, env=env, cwd=cfg.data_dir)
 

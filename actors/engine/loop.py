@@ -16,6 +16,7 @@ from actors.engine.retry import RetryPolicy
 from actors.engine.run import (
     CallModel,
     Finish,
+    ModelCallRecord,
     Pause,
     RunEvent,
     RunRecord,
@@ -51,9 +52,7 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
         return [run.transition("failed", outcome.error)]
     run.steps += 1
     if outcome.model_call is not None:
-        run.model_calls.append(outcome.model_call)
-        run.usage = run.usage + outcome.model_call.usage
-        run.cost_usd = round(run.cost_usd + outcome.model_call.cost_usd, 8)
+        count_model_call(run, outcome.model_call)
     data = {"step": run.steps, "kind": step.kind, "first_index": first_index,
             "messages": messages_adapter.dump_python(outcome.messages, mode="json")}
     if outcome.model_call is not None:
@@ -61,6 +60,13 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
         data.update(usage=call.usage.model_dump(), model=call.model, vendor=call.vendor,
                     latency_ms=call.latency_ms)
     return [run.event("step.completed", **data)]
+
+
+def count_model_call(run: RunRecord, call: ModelCallRecord) -> None:
+    """Counts a model call in the run's usage and cost."""
+    run.model_calls.append(call)
+    run.usage = run.usage + call.usage
+    run.cost_usd = round(run.cost_usd + call.cost_usd, 8)
 
 
 def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:

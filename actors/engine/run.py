@@ -36,6 +36,9 @@ class ModelCallRecord(BaseModel):
     usage: Usage
     latency_ms: float
     cost_usd: float
+    # A call a lost host may have made before it died mid-step (its usage is lost with
+    # it): recorded with the input tokens its request would have had, no output.
+    estimated: bool = False
 
 
 class PendingAction(BaseModel):

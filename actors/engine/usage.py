@@ -46,6 +46,14 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+# Roughly how many characters of a request make a token, across vendors' tokenizers.
+CHARS_PER_TOKEN = 4
+
+
+def estimated_tokens(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
 def cost_of(model: str, usage: Usage, prices: dict[str, Price]) -> float:
     price = prices.get(model)
     return price.cost(usage) if price else 0.0
