@@ -1,5 +1,5 @@
 """The thread service's reads: the thread, its history, its runs (under the actor's lock,
-like every call; the actor host's lock-free reads are in actors/host.py)."""
+like every call; reads that do not wait for the lock are actors/reader_actor.py's)."""
 
 from __future__ import annotations
 

@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.
     app_api_token: SecretStr | None = Field(default=None, validation_alias="APP_API_TOKEN")
 
-    # The app-id of the actor host(s): the gateway reads committed state through it.
-    actors_app_id: str = "threads"
-
     # Far above a step's length: deactivation cancels a call still running.
     actor_idle_timeout_seconds: float = Field(default=3600, gt=0)
     # When a host joins or goes, daprd blocks calls and actor-state writes to Thread

@@ -58,7 +58,6 @@ class StackConfig:
             "THREADHOST_REDIS_PASSWORD": "",
             "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost "
                                        "sslmode=disable",
-            "THREADHOST_ACTORS_APP_ID": self.actors_app_id,
             # The local launcher and tests run without authentication unless told otherwise.
             "THREADHOST_AUTH_MODE": "none",
             "APP_API_TOKEN": self.app_token,
