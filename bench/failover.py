@@ -242,6 +242,8 @@ def main(argv: list[str]) -> int:
     if unknown := [k for k in kinds if k not in KINDS]:
         print(f"unknown kind {unknown[0]!r}: choose from {', '.join(KINDS)}", file=sys.stderr)
         return 2
+    # Stopped (SIGTERM) mid-run, it still stops every process it started, frozen or not.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(tempfile.mkdtemp(prefix="threadhost-failover-"))
     redis_server, redis_port = start_redis(folder, "redis-failover")
     bench = Bench(folder, redis_port)
