@@ -14,19 +14,10 @@ from __future__ import annotations
 from dapr.actor import Actor, ActorInterface, actormethod
 
 from actors.committed import committed_store
-from actors.contract import (
-    EventsAnswer,
-    NotFound,
-    ReadEvents,
-    ReadRun,
-    Refusal,
-    RunAnswer,
-    RunNotFound,
-    RunView,
-)
-from actors.engine.run import RunRecord
+from actors.contract import EventsAnswer, ReadEvents, ReadRun, Refusal, RunAnswer, RunView
 from actors.interface import READER_ACTOR_TYPE, Payload
 from actors.thread_actor import serve
+from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
 from threadhost.actor_client import shared_actor_client
 
@@ -51,24 +42,28 @@ class ThreadReader(Actor, ThreadReaderInterface):
         return await serve(ReadEvents, request, self._events)
 
     async def _run(self, request: ReadRun) -> RunAnswer | Refusal:
-        found = await self._owned_run(request.owner, request.run_id)
+        found = await self._committed()._owned_run(request)
         return found if isinstance(found, Refusal) else RunAnswer(run=RunView.of(found[1]))
 
     async def _events(self, request: ReadEvents) -> EventsAnswer | Refusal:
-        found = await self._owned_run(request.owner, request.run_id)
+        committed = self._committed()
+        found = await committed._owned_run(request)
         if isinstance(found, Refusal):
             return found
-        store, run = found
-        return EventsAnswer(run=RunView.of(run),
-                            events=await store.events(run, request.after, request.limit))
+        run = found[1]
+        return EventsAnswer(run=RunView.of(run), events=await committed.store.events(
+            run, request.after, request.limit))
 
-    async def _owned_run(self, owner: str, run_id: str
-                         ) -> tuple[ThreadStore, RunRecord] | Refusal:
-        """The run as committed, if the owner owns the thread; else what to answer."""
-        thread_id = self.id.id
-        store = committed_store(shared_actor_client(), thread_id)
-        record = await store.record()
-        if record is None or record.owner != owner:
-            return NotFound.of(thread_id)
-        run = await store.run(run_id)
-        return RunNotFound.of(thread_id, run_id) if run is None else (store, run)
+    def _committed(self) -> CommittedThread:
+        return CommittedThread(self.id.id, committed_store(shared_actor_client(), self.id.id))
+
+
+class CommittedThread(ThreadReads):
+    """The thread service's owner checks, over what the store holds (read-only)."""
+
+    def __init__(self, thread_id: str, store: ThreadStore) -> None:
+        self.thread_id, self._store = thread_id, store
+
+    @property
+    def store(self) -> ThreadStore:
+        return self._store

@@ -162,11 +162,11 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     though its answer was lost. If a model call is the run's next step, what it would
     have cost (its request's input tokens, no output) is recorded as an estimate, so
     usage, budgets and bills count it. True if the run changed (to be committed)."""
-    context = await _context(store, record, run, engine)
-    if not isinstance(plan_next_step(run, context[1]), CallModel):
+    context, run_messages = await _context(store, record, run, engine)
+    if not isinstance(plan_next_step(run, run_messages), CallModel):
         return False
     provider = engine.providers.for_agent(run.agent)
-    request = ModelRequest(system=run.agent.system_prompt, messages=context[0],
+    request = ModelRequest(system=run.agent.system_prompt, messages=context,
                            tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
     usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
     count_model_call(run, ModelCallRecord(

@@ -10,7 +10,9 @@ from actors.contract import (
     HistoryAnswer,
     ListRuns,
     NotFound,
+    ReadEvents,
     ReadHistory,
+    ReadRun,
     Request,
     ResumeRun,
     RunAnswer,
@@ -34,7 +36,7 @@ class ThreadReads:
         record = await self._store.record()
         return record if record is not None and record.owner == request.owner else None
 
-    async def _owned_run(self, request: GetRun | CancelRun | ResumeRun
+    async def _owned_run(self, request: GetRun | CancelRun | ResumeRun | ReadRun | ReadEvents
                          ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
         """The thread and the request's run, or what to answer when either is missing."""
         record = await self._owned(request)

@@ -9,7 +9,6 @@ Each kind runs once in the normal suite; `./dev test -m slow tests/test_failover
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from bench.run import start_redis
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     folder = tmp_path_factory.mktemp("failover")
     redis_server, port = start_redis(folder, "redis-failover")
-    hosts = Bench(Path(folder), port, watchdog_seconds=2)
+    hosts = Bench(folder, port, watchdog_seconds=2)
     try:
         hosts.start()
         yield hosts
