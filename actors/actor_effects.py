@@ -17,7 +17,8 @@ from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 from actors import background
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import DeltaMessage, StepEventsMessage
-from actors.thread_service import DEADLINE, ERASE, WATCHDOG
+from actors.thread_service import DEADLINE, ERASE
+from actors.watchdog import clear_watchdog, set_watchdog
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
 from threadhost.settings import Settings
@@ -98,11 +99,11 @@ class ActorEffects:
                                          timedelta(0))
 
     def watch(self) -> None:
-        period = timedelta(seconds=self._settings.run_watchdog_seconds)
-        self._in_background(self._actor.register_reminder(WATCHDOG, b"", period, period))
+        self._in_background(set_watchdog(shared_actor_client(), self._thread_id,
+                                         self._settings.run_watchdog_seconds))
 
     def unwatch(self) -> None:
-        self._in_background(self._actor.unregister_reminder(WATCHDOG))
+        self._in_background(clear_watchdog(shared_actor_client(), self._thread_id))
 
     async def remind_deadline(self, run_id: str, due: timedelta) -> None:
         await self._actor.register_reminder(DEADLINE, run_id.encode(), due, None)

@@ -315,6 +315,12 @@ class ReadHistory(Request):
     limit: int = Field(default=100, ge=1)
 
 
+class WatchdogFired(Request):
+    """The run watchdog's job fired (actors/watchdog.py): a run left running goes on."""
+
+    method, answers = "WatchdogFired", answers_of(Done)
+
+
 class ReadRun(Request):
     method, answers = "ReadRun", answers_of(RunAnswer, NotFound, RunNotFound)
     run_id: str

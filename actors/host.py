@@ -16,6 +16,7 @@ from actors.lifecycle import lifecycle
 from actors.owner_actor import Owner
 from actors.reader_actor import READER_ACTOR_TYPE, ThreadReader
 from actors.thread_actor import Thread
+from actors.watchdog import watchdog_routes
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
@@ -44,6 +45,7 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
         return {"status": "SUCCESS"}
 
     app.include_router(stats)
+    app.include_router(watchdog_routes(settings.run_watchdog_seconds))
     return DaprActor(app)
 
 

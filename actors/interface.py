@@ -45,3 +45,6 @@ class ThreadActorInterface(ActorInterface):
 
     @actormethod(name="ReadHistory")
     async def read_history(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="WatchdogFired")
+    async def watchdog_fired(self, request: Payload) -> Payload: ...

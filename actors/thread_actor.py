@@ -28,6 +28,7 @@ from actors.contract import (
     ReadHistory,
     Request,
     ResumeRun,
+    WatchdogFired,
     validation_detail,
 )
 from actors.engine_setup import load_engine
@@ -39,6 +40,9 @@ from threadhost import logs
 from threadhost.settings import get_settings
 
 Asked = TypeVar("Asked", bound=Request)
+# Before the watchdog was a job of the app (actors/watchdog.py), it was this reminder: one
+# that a running run of an older version left behind is replaced when it fires.
+OLD_WATCHDOG_REMINDER = "watchdog"
 
 
 class Thread(Actor, ThreadActorInterface, Remindable):
@@ -51,8 +55,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def _on_activate(self) -> None:
         settings = get_settings()
+        self._effects = ActorEffects(self, settings, self.take_step)
         self._service = ThreadService(self.id.id, self._store, await load_engine(),
-                                      ActorEffects(self, settings, self.take_step), settings)
+                                      self._effects, settings)
         lifecycle.activated(self.id.id)
         metrics.ACTIVE_ACTORS.inc()
         await self._service.activated()
@@ -96,8 +101,16 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         """The step timer's callback: the active run's next steps."""
         await self._service.take_steps()
 
+    async def watchdog_fired(self, request: Payload) -> Payload:
+        return await serve(WatchdogFired, request, self._service.watchdog_fired)
+
     async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
                                period: timedelta, ttl: timedelta | None = None) -> None:
+        if name == OLD_WATCHDOG_REMINDER:
+            await self.unregister_reminder(name)
+            self._effects.watch()  # the firing clears it again if no run is running
+            await self._service.watchdog_fired(WatchdogFired())
+            return
         await self._service.reminder(name, state.decode())
 
 

@@ -36,6 +36,7 @@ from actors.contract import (
     RunNotFound,
     ThreadAnswer,
     ThreadView,
+    WatchdogFired,
 )
 from actors.engine.agents import UnknownAgent
 from actors.engine.pauses import InvalidSubmission
@@ -67,7 +68,7 @@ from threadhost.settings import Settings
 log = logging.getLogger(__name__)
 
 # Reminder names: what a durable reminder of the thread is for.
-WATCHDOG, DEADLINE, ERASE = "watchdog", "deadline", "erase"
+DEADLINE, ERASE = "deadline", "erase"
 # The gateway's own idempotency keys are needed only while daprd may retry the call: only
 # the latest few are kept.
 GATEWAY_KEYS = 4
@@ -274,7 +275,18 @@ class ThreadService(ThreadReads):
             log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
         return run, events
 
-    # --- reminders -----------------------------------------------------------------------
+    # --- the watchdog and reminders ------------------------------------------------------
+
+    async def watchdog_fired(self, _: WatchdogFired) -> Done:
+        """A run still running goes on (its chain may have died with its previous host);
+        with none, the watchdog is not needed any more."""
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        if run is not None and run.status == "running":
+            await self._effects.chain_step()
+        else:
+            self._effects.unwatch()
+        return Done()
 
     async def reminder(self, name: str, state: str) -> None:
         record = await self._store.record()
@@ -286,11 +298,6 @@ class ThreadService(ThreadReads):
             if record is None:  # its retention ran out: the store is expiring its keys
                 await self._effects.forget_thread(state)
                 log.info("thread expired: dropped from its owner's list")
-        elif name == WATCHDOG:
-            if run is not None and run.status == "running":
-                await self._effects.chain_step()
-            else:
-                self._effects.unwatch()
 
     async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
         """Denies the approvals nobody gave in time; the run goes on unless it also waits

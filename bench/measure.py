@@ -14,6 +14,7 @@ import httpx
 import redis.asyncio as redis
 
 from threadhost.client import EventStreamParser
+from threadhost.settings import Settings
 
 FRESH_TURNS = 150
 CONCURRENCY = {10: 20, 50: 6}  # concurrent threads -> turns each
@@ -21,7 +22,7 @@ GROWTH_POINTS = (10, 200, 500)
 ROUND_TRIP_TURNS = 20
 STREAMED_TURNS = 40
 TICKS = os.sysconf("SC_CLK_TCK")
-WATCHDOG_SECONDS = 15
+WATCHDOG_SECONDS = Settings.model_fields["run_watchdog_seconds"].default
 QUESTION = "Where is order 1001?"
 
 
@@ -133,8 +134,8 @@ async def quiet(http: httpx.AsyncClient, urls: list[str]) -> dict[str, float]:
 
 
 async def round_trips(system: System, http: httpx.AsyncClient) -> None:
-    """Per turn, counting what a turn leaves to do later: the watchdog fires once after
-    its period and removes itself (THREADHOST_RUN_WATCHDOG_SECONDS, 15 by default)."""
+    """Per turn, counting what a turn leaves to do later: a watchdog that outlived its run
+    would fire after its period (THREADHOST_RUN_WATCHDOG_SECONDS) and remove itself."""
     threads = [await system.new_thread(http, 7000 + n) for n in range(ROUND_TRIP_TURNS)]
     before = await quiet(http, system.metrics_urls)
     for thread in threads:

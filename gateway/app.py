@@ -61,7 +61,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.thread_client = ThreadClient(
         settings.actor_call_timeout_seconds, settings.pubsub_name, settings.control_topic,
         settings.actor_call_timeout_seconds + settings.provider_timeout_seconds,
-        settings.failover_retry_seconds)
+        settings.failover_retry_seconds, settings.read_call_timeout_seconds)
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
     app.include_router(threads.router)

@@ -59,7 +59,8 @@ class Attempts:
 class ThreadClient:
     def __init__(self, call_timeout_seconds: int, pubsub: str, control_topic: str,
                  waiting_call_timeout_seconds: float | None = None,
-                 retry_seconds: float = 0.0) -> None:
+                 retry_seconds: float = 0.0, read_timeout_seconds: float | None = None
+                 ) -> None:
         # How long a call that is safe to repeat is tried again while the thread cannot
         # be reached: its host died, and placement or the app health check is moving it.
         self._retry_seconds = retry_seconds
@@ -67,6 +68,7 @@ class ThreadClient:
         self._actors = shared_actor_client(call_timeout_seconds)
         # A call that waits takes a run's first steps: it may last one slow step.
         self._waiting_timeout = waiting_call_timeout_seconds or call_timeout_seconds
+        self._read_timeout = read_timeout_seconds
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
 
@@ -74,12 +76,17 @@ class ThreadClient:
                    attempts: Attempts | None = None, actor_type: str = ACTOR_TYPE) -> Any:
         """The thread's answer to `request`: its method's success; a refusal, or a
         thread that cannot be reached, raises Problem."""
-        waits = bool(getattr(request, "wait", False))
+        if getattr(request, "wait", False):
+            limit = self._waiting_timeout
+        elif actor_type == READER_ACTOR_TYPE:
+            limit = self._read_timeout
+        else:
+            limit = None  # the client's own
         body = request.model_dump_json().encode()
         raw = await self._tried(request.method, thread_id, request.safe_to_repeat(),
                                 lambda: self._actors.invoke_method(
                                     actor_type, thread_id, request.method, body,
-                                    limit_seconds=self._waiting_timeout if waits else None),
+                                    limit_seconds=limit),
                                 attempts or Attempts())
         return self._answer(request.method, request.answers, raw)
 

@@ -313,7 +313,9 @@ class OtlpCollector:
 
 
 # Helm values of the Dapr chart -> (control-plane service, its flag).
-_HELM_VALUES = {"dapr_placement.disseminateTimeout": ("placement", "--disseminate-timeout")}
+_HELM_VALUES = {"dapr_placement.disseminateTimeout": ("placement", "--disseminate-timeout"),
+                "dapr_placement.keepAliveTime": ("placement", "--keepalive-time"),
+                "dapr_placement.keepAliveTimeout": ("placement", "--keepalive-timeout")}
 
 
 def documented_helm_values(docs: Path = PROJECT_ROOT / "docs" / "deploy.md") -> dict[str, str]:

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from actors.watchdog import job_name
 from tests.conftest import Api, stored_rows
 from threadhost.processes import Process, free_port
 from threadhost.stack import Stack
@@ -192,7 +193,8 @@ def test_actor_methods_and_reads_are_for_sidecars_only(secured, rsa_key) -> None
                        json={"owner": "alice"}, timeout=30)
     read = httpx.put(f"{host}/actors/ThreadReader/{thread}/method/ReadRun",
                      json={"owner": "alice", "run_id": "x"}, timeout=30)
-    assert (forged.status_code, read.status_code) == (403, 403)
+    job = httpx.post(f"{host}/job/{job_name(thread)}", json={}, timeout=30)
+    assert (forged.status_code, read.status_code, job.status_code) == (403, 403, 403)
     # A problem document, and nothing of the thread.
     assert forged.json()["type"].endswith("/forbidden") and thread not in forged.text
 

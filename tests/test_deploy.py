@@ -18,8 +18,9 @@ from tests.deploy_tools import (
     dapr_schemas,
     kustomize_build,
 )
+from tests.rehearsal import documented_helm_values
 from threadhost.runtime import PROJECT_ROOT
-from threadhost.stack import APP_HEALTH
+from threadhost.stack import APP_HEALTH, PLACEMENT_KEEPALIVE
 
 OVERLAYS = ["dev", "prod"]
 DAPR_KINDS = {"Component", "Configuration", "Resiliency", "Subscription"}
@@ -104,6 +105,19 @@ def test_every_shape_probes_the_app_as_the_launcher_does(built) -> None:
     assert (str(app["enableAppHealthCheck"]).lower(), app["appHealthCheckPath"],
             str(app["appHealthProbeInterval"]), str(app["appHealthProbeTimeout"]),
             str(app["appHealthThreshold"])) == tuple(APP_HEALTH.values())
+
+
+def test_every_shape_gives_placement_the_launchers_keepalive() -> None:
+    """How soon placement drops a frozen host: the Helm command the docs give and the
+    compose file set what `./dev up` and the tests run (threadhost/stack.py)."""
+    helm = documented_helm_values()
+    assert {name: helm.get(f"dapr_placement.{key}") for name, key in (
+        ("keepalive-time", "keepAliveTime"), ("keepalive-timeout", "keepAliveTimeout"))
+            } == PLACEMENT_KEEPALIVE
+    command = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()
+                             )["services"]["placement"]["command"]
+    assert {k: command[command.index(f"--{k}") + 1] for k in PLACEMENT_KEEPALIVE
+            if f"--{k}" in command} == PLACEMENT_KEEPALIVE
 
 
 def test_sidecars_and_probes_are_configured(built) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.watchdog import job_name
 from tests.conftest import (
     FAST_IDLE,
     TEST_AGENTS,
@@ -180,12 +181,12 @@ def test_a_waiting_run_holds_no_actor_nor_reminder_and_can_be_cancelled(stack_co
     stack.start()
     api = Api(stack.api.url)
     thread, run = _paused(api)
-    # Waiting, it holds no memory: its actor deactivates, and no reminder wakes it.
+    # Waiting, it holds no memory: its actor deactivates, and no reminder or job wakes it.
     wait_for(lambda: thread not in stack.api.actor_stats()["active"], 30,
              "the waiting thread's actor to deactivate")
-    for name in ("watchdog", "deadline"):
-        reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/{name}"
-        assert httpx.get(reminder).status_code != 200, name
+    reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/deadline"
+    assert httpx.get(reminder).status_code != 200
+    assert httpx.get(f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}").status_code != 200
     cancelled = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/cancel").json()
     assert (cancelled["status"], cancelled["required_action"]) == ("cancelled", [])
     kinds = [(m["kind"], m.get("is_error")) for m in api.messages(thread)]

@@ -5,6 +5,7 @@ import signal
 
 import httpx
 
+from actors.watchdog import job_name
 from tests.conftest import Api, start_apps, wait_for
 from threadhost.stack import App
 
@@ -98,6 +99,33 @@ def test_a_retried_turn_with_the_same_idempotency_key_returns_the_first_run(stac
                           headers=headers).json()
     assert again["run"]["run_id"] == first["run"]["run_id"]
     assert api.history(thread) == [("user", "hello"), ("assistant", "You said: hello")]
+
+
+def test_a_running_run_has_a_watchdog_job_until_it_stops(stack) -> None:
+    """The watchdog that resumes a run if its host dies is a job of the app, there while
+    the run runs and gone once it has stopped."""
+    api, thread, run = _during_a_slow_run(stack)
+    job = f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}"
+    assert httpx.get(job, timeout=10).status_code == 200
+    wait_for(lambda: api.run(thread, run)["status"] == "completed", 30, "the run to complete")
+    wait_for(lambda: httpx.get(job, timeout=10).status_code != 200, 10,
+             "the watchdog job to be removed")
+
+
+def test_a_watchdog_reminder_left_by_an_older_version_goes_away(stack) -> None:
+    """Before the watchdog was a job it was a reminder of the Thread actor: one left by an
+    older version, firing on a thread with no run going on, removes itself."""
+    api = Api(stack.api.url)
+    thread = api.create_thread()
+    reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/watchdog"
+    assert httpx.put(reminder, json={"dueTime": "2s", "period": "1s"},
+                     timeout=10).status_code in (200, 204)
+    assert httpx.get(reminder, timeout=10).status_code == 200
+    wait_for(lambda: httpx.get(reminder, timeout=10).status_code != 200, 15,
+             "the old watchdog reminder to remove itself")
+    job = f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}"
+    wait_for(lambda: httpx.get(job, timeout=10).status_code != 200, 10,
+             "no watchdog job for a thread without a run")
 
 
 def _start_run(app: App, thread: str, text: str = "Where is order 1001?") -> dict:

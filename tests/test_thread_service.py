@@ -20,11 +20,12 @@ from actors.contract import (
     PostMessage,
     ResumeRun,
     RunAnswer,
+    WatchdogFired,
 )
 from actors.engine.pauses import Approval
 from actors.engine_setup import build_engine
 from actors.state import run_key
-from actors.thread_service import GATEWAY_KEYS, WATCHDOG, ThreadService
+from actors.thread_service import GATEWAY_KEYS, ThreadService
 from actors.thread_store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from threadhost.settings import Settings
@@ -89,14 +90,14 @@ def test_the_watchdog_is_cleared_by_the_run_that_set_it_or_when_it_finds_nothing
     service, effects, _ = thread()
     say(service, wait=True)
     assert effects.asked == ["watch", "unwatch"]
-    asyncio.run(service.reminder(WATCHDOG, ""))  # one left over by a host that died
+    asyncio.run(service.watchdog_fired(WatchdogFired()))  # one left over by a host that died
     assert effects.asked[-1] == "unwatch"
 
 
 def test_the_watchdog_restarts_a_running_run() -> None:
     service, effects, _ = thread()
     say(service)
-    asyncio.run(service.reminder(WATCHDOG, ""))
+    asyncio.run(service.watchdog_fired(WatchdogFired()))
     assert effects.asked[-1] == "chain_step"
 
 

@@ -50,6 +50,13 @@ class PooledActorClient(DaprActorClientBase):
         """Publishes through the sidecar's pub/sub API (not an actor call)."""
         await self._send("POST", f"/publish/{pubsub}/{topic}", data)
 
+    async def schedule_job(self, name: str, job: dict[str, Any]) -> None:
+        """Creates (or replaces) a job of this app: daprd calls `/job/<name>` when it fires."""
+        await self._send("POST", f"/jobs/{quote(name, safe='')}", json.dumps(job).encode())
+
+    async def delete_job(self, name: str) -> None:
+        await self._send("DELETE", f"/jobs/{quote(name, safe='')}")
+
     async def _send(self, method: str, path: str, data: bytes | None = None,
                     headers: dict[str, str] | None = None,
                     limit_seconds: float | None = None) -> bytes:

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # with its idempotency key) while the thread cannot be reached: a dead host's threads
     # move to another within seconds (docs/deploy.md, "When a host dies").
     failover_retry_seconds: float = Field(default=10, ge=0)
+    # How long one read of a run or its events (a store read through the thread's
+    # ThreadReader) may take before it is tried again: one that reached a host that froze
+    # waits for that host, not for the store, and placement routes the next elsewhere.
+    read_call_timeout_seconds: float = Field(default=2, gt=0)
 
     history_page_size: int = Field(default=32, ge=4, le=1000)
     # Earlier messages the model sees besides the current run's.
@@ -100,10 +104,10 @@ class Settings(BaseSettings):
     # Cancels go to every actor host here, so the one running the step can abort it.
     control_topic: str = "run-control"
     sse_heartbeat_seconds: float = Field(default=15, gt=0)
-    # The watchdog reminder of a running run fires this often and resumes it if its host
-    # died: the longest a run without a caller waits for a new host (docs/deploy.md, "When
+    # The watchdog job of a running run fires this often and resumes it if its host died:
+    # about the longest a run without a caller waits for a new host (docs/deploy.md, "When
     # a host dies"). A run that ends within the period never sees it fire; a longer one
-    # pays one scheduler trigger and one timer per period.
+    # pays one job trigger and one actor call per period.
     run_watchdog_seconds: float = Field(default=3, ge=1)
     # How long a waiting (wait-mode) request waits for its run before answering 202.
     run_wait_seconds: float = Field(default=55, gt=0)

@@ -27,6 +27,11 @@ LOOPBACK = "127.0.0.1"
 APP_HEALTH = {"enable-app-health-check": "true", "app-health-check-path": "/health",
               "app-health-probe-interval": "1", "app-health-probe-timeout": "1000",
               "app-health-threshold": "2"}
+# Placement pings each daprd this often and drops one that does not answer in time, so a
+# frozen host's threads move after about 3 s, not 5 s (Dapr's default, 2 s and 3 s). A
+# ping is answered by daprd's gRPC transport, not by anything a busy app can hold up. The
+# Helm command in docs/deploy.md and docker-compose.yml say the same (tests/test_deploy.py).
+PLACEMENT_KEEPALIVE = {"keepalive-time": "1s", "keepalive-timeout": "2s"}
 
 
 @dataclass
@@ -92,6 +97,8 @@ class ControlPlane:
             "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
             "--healthz-port", str(placement_health), "--healthz-listen-address", LOOPBACK,
             "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
+            *(part for name, value in PLACEMENT_KEEPALIVE.items()
+              for part in (f"--{name}", value)),
         ], logs, env=cfg.process_env())
         self._processes.append(placement)
         scheduler = Process("scheduler", [
