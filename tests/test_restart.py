@@ -1,6 +1,10 @@
 """Stopping the whole stack and starting it again keeps every thread and its history."""
 
-from tests.conftest import Api, conversation
+import os
+import signal
+import time
+
+from tests.conftest import Api, conversation, wait_for
 from threadhost.stack import Stack
 
 
@@ -35,3 +39,36 @@ def test_postgres_profile_keeps_threads_across_a_restart(stack_config, stacks,
                                                         postgres_server) -> None:
     config = stack_config("postgres", env={"THREADHOST_POSTGRES_URL": postgres_server})
     _talk_restart_talk(config, stacks)
+
+
+def test_a_stack_killed_mid_run_comes_back_and_finishes_the_run_by_itself(stack_config,
+                                                                          stacks) -> None:
+    """SIGKILL of every process while a run is in its model call: started again on the
+    same data, the stack finishes the run without anyone asking. A crashed scheduler
+    leaves its leadership lease behind, which alone would hold every reminder and job
+    for about 21 s: the launcher revokes it (threadhost/scheduler_lease.py)."""
+    config = stack_config()
+    first = Stack(config)
+    stacks.append(first)
+    first.start()
+    api = Api(first.api.url)
+    thread = api.create_thread(agent="slow")
+    run = api.http.post(f"/v1/threads/{thread}/messages", json={
+        "content": "Where is order 1001?", "mode": "background"}).json()["run"]["run_id"]
+    wait_for(lambda: first.api.actor_stats()["steps_running"] == 1, 10,
+             "the slow model call to start")
+    for process in first.processes():
+        os.kill(process.pid, signal.SIGKILL)
+    first.stop()
+
+    second = Stack(config)
+    stacks.append(second)
+    restarted = time.monotonic()
+    second.start()
+    api = Api(second.api.url)
+    # Its watchdog job fires every 2 s here (tests/conftest.py) once the scheduler leads:
+    # seconds after the start, not the 21 s of a dead lease (nor the start's own wait).
+    wait_for(lambda: api.run(thread, run)["status"] == "completed",
+             15 - (time.monotonic() - restarted), "the interrupted run to complete by itself")
+    assert [m["kind"] for m in api.messages(thread)] == [
+        "user_text", "assistant_text", "tool_call", "tool_result", "assistant_text"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 
 from threadhost.processes import Process, free_port, reserve_port
 from threadhost.runtime import COMPONENTS
+from threadhost.scheduler_lease import take_over_leadership
 
 LOOPBACK = "127.0.0.1"
 # daprd probes its app: when the app dies beside a live sidecar, the sidecar leaves the
@@ -79,6 +81,8 @@ class ControlPlane:
         self.config = config
         self.placement_port, self.scheduler_port = free_port(), free_port()
         self._processes: list[Process] = []
+        self._stopped = threading.Event()
+        self._leadership: threading.Thread | None = None
 
     @property
     def placement_address(self) -> str:
@@ -90,7 +94,8 @@ class ControlPlane:
 
     def start(self) -> None:
         cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
-        placement_health, scheduler_health = free_port(), free_port()
+        self._stopped.clear()
+        placement_health, scheduler_health, etcd_port = free_port(), free_port(), free_port()
         placement = Process("placement", [
             str(bin_dir / "placement"), "--id", "dapr-placement-0",
             "--port", str(self.placement_port), "--listen-address", LOOPBACK,
@@ -106,7 +111,7 @@ class ControlPlane:
             "--port", str(self.scheduler_port), "--listen-address", LOOPBACK,
             "--override-broadcast-host-port", self.scheduler_address,
             "--etcd-data-dir", str(cfg.data_dir / "scheduler"),
-            "--etcd-client-port", str(free_port()),
+            "--etcd-client-port", str(etcd_port),
             "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
             "--healthz-port", str(scheduler_health), "--healthz-listen-address", LOOPBACK,
             "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
@@ -116,11 +121,21 @@ class ControlPlane:
                                cfg.startup_timeout)
         scheduler.wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz",
                                cfg.startup_timeout)
+        # After a crash it would wait 20 s for its dead predecessor's lease
+        # (threadhost/scheduler_lease.py): revoked while the apps start.
+        self._leadership = threading.Thread(
+            target=take_over_leadership, name="scheduler-leadership", daemon=True,
+            args=(f"http://{LOOPBACK}:{etcd_port}", self.scheduler_address,
+                  cfg.startup_timeout, self._stopped))
+        self._leadership.start()
 
     def processes(self) -> list[Process]:
         return list(self._processes)
 
     def stop(self) -> None:
+        self._stopped.set()
+        if self._leadership is not None:
+            self._leadership.join()
         for process in reversed(self._processes):
             process.stop()
         self._processes.clear()
@@ -154,6 +169,11 @@ class App:
         return f"http://{LOOPBACK}:{self.dapr_http_port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Starts the app and its sidecar, without waiting for them to be ready."""
         cfg, logs = self.config, self.config.data_dir / "logs"
         dapr_grpc_port = free_port()
         env = {**cfg.process_env(), **self.env, "THREADHOST_ROLE": self.role,
@@ -183,9 +203,13 @@ class App:
             "--host", LOOPBACK, "--port", str(self.app_port), "--workers", "1",
             "--log-level", "warning",
         ], logs, env=env)
+
+    def wait_ready(self) -> None:
+        timeout = self.config.startup_timeout
+        assert self.app is not None and self.sidecar is not None, "launch() first"
         # Checks the answer is this app's: a port taken by another server answers too.
-        self.app.wait_http_ok(f"{self.url}/health", cfg.startup_timeout, self._is_this_app)
-        self.sidecar.wait_http_ok(f"{self.dapr_url}/v1.0/healthz", cfg.startup_timeout)
+        self.app.wait_http_ok(f"{self.url}/health", timeout, self._is_this_app)
+        self.sidecar.wait_http_ok(f"{self.dapr_url}/v1.0/healthz", timeout)
 
     def _is_this_app(self, response: httpx.Response) -> bool:
         try:
@@ -243,8 +267,10 @@ class Stack:
     def start(self) -> None:
         try:
             self.control_plane.start()
+            for app in self.apps:  # together: each takes seconds to start
+                app.launch()
             for app in self.apps:
-                app.start()
+                app.wait_ready()
         except BaseException:
             self.stop()
             raise
