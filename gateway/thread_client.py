@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -25,7 +24,7 @@ from actors.contract import (
     RunAnswer,
 )
 from actors.interface import ACTOR_TYPE, READER_ACTOR_TYPE, Payload
-from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
+from actors.owner_actor import OWNER_ACTOR_TYPE, owner_actor_id
 from gateway.problems import Problem
 from threadhost.actor_client import shared_actor_client
 from threadhost.state_serializer import PlainJSONSerializer
@@ -69,6 +68,7 @@ class ThreadClient:
         # A call that waits takes a run's first steps: it may last one slow step.
         self._waiting_timeout = waiting_call_timeout_seconds or call_timeout_seconds
         self._read_timeout = read_timeout_seconds
+        self._owner_timeout = retry_seconds or None
         # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
         self._serializer = PlainJSONSerializer()
 
@@ -129,14 +129,19 @@ class ThreadClient:
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("cancel of run %s not published: %s", run_id, type(exc).__name__)
 
-    async def owner_call(self, owner: str, method: str, request: Payload) -> Payload:
-        """A method of the caller's Owner actor (their thread list and rate limits)."""
-        proxy = ActorProxy(self._actors, OWNER_ACTOR_TYPE, ActorId(owner_actor_id(owner)),
-                           OwnerInterface, self._serializer)
-        try:
-            return await getattr(proxy, method)(request)
-        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unavailable(method, owner, exc) from exc
+    async def owner_call(self, owner: str, method: str, request: Payload,
+                         repeatable: bool = False) -> Payload:
+        """A method of the caller's Owner actor (their thread list and rate limits): one
+        that is `repeatable` is tried again like a read while the actor moves. Each try
+        has the failover window at most: a call that reached a host as it left the
+        placement may otherwise wait for as long as that host's sidecar lives."""
+        body = self._serializer.serialize(request)
+        raw = await self._tried(method, owner, repeatable,
+                                lambda: self._actors.invoke_method(
+                                    OWNER_ACTOR_TYPE, owner_actor_id(owner), method, body,
+                                    limit_seconds=self._owner_timeout),
+                                Attempts())
+        return self._serializer.deserialize(raw)
 
     @staticmethod
     def _unavailable(what: str, thread_id: str, exc: Exception) -> Unreachable:

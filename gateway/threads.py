@@ -84,9 +84,10 @@ async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
     # A run starts with a message, and starts again when a waiting run is resumed.
     starts_run = request.method == "POST" and request.url.path.endswith(("/messages",
                                                                          "/resume"))
+    # Repeated, an Admit that takes no run slot counts one request too many at worst.
     answer = await client.owner_call(caller.owner, "Admit", {
         "per_minute": settings.rate_limit_per_minute, "run": starts_run,
-        "max_runs": settings.max_concurrent_runs})
+        "max_runs": settings.max_concurrent_runs}, repeatable=not starts_run)
     if not answer["allowed"]:
         problem = Problem(429, "rate-limited", "Too many requests",
                           "too many runs going on" if starts_run and settings.max_concurrent_runs
@@ -119,7 +120,7 @@ async def list_threads(client: ClientDep, caller: CallerDep,
                        limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ThreadListView:
     """The caller's threads, newest first, from their index: no thread is activated."""
     result = await client.owner_call(caller.owner, "ListThreads",
-                                     {"offset": offset, "limit": limit})
+                                     {"offset": offset, "limit": limit}, repeatable=True)
     return ThreadListView(threads=result["threads"],
                           next_offset=offset + limit if len(result["threads"]) == limit
                           else None)
@@ -138,9 +139,11 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
         await client.call(thread_id, DeleteThread(owner=caller.owner))
     except Problem as problem:
         if problem.status == 404:  # gone already (its retention ran out): the list forgets it
-            await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
+            await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id},
+                                    repeatable=True)
         raise
-    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id})
+    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id},
+                            repeatable=True)
     return Response(status_code=204)
 
 

@@ -573,7 +573,7 @@ class Compose:
                 value = str(mapped.setdefault(int(value), free_port()))
             elif flag == "--etcd-data-dir":
                 value = str(self._data(binary))
-            else:
+            elif (binary, flag) not in _CONTROL_PLANE_FLAGS_AS_WRITTEN:
                 raise Untranslatable(f"{binary} {flag} not understood")
             args += [flag, value]
         # Their other ports (health 8080, metrics 9090, raft and etcd) clash on one
@@ -589,6 +589,11 @@ class Compose:
                      f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
                      "--override-broadcast-host-port", f"{LOOPBACK}:{mapped[50006]}"]
         return args
+
+
+# Flags of the compose file's control plane that mean the same on one machine.
+_CONTROL_PLANE_FLAGS_AS_WRITTEN = {("placement", "--keepalive-time"),
+                                   ("placement", "--keepalive-timeout")}
 
 
 def _replace_all(value: str, hosts: Mapping[str, str]) -> str:
