@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.failover import EXPECTED_MESSAGES  # both agents here end so too
 from bench.measure import percentile
 from bench.run import start_redis
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
@@ -33,10 +34,6 @@ from threadhost.stack import Stack, StackConfig
 KINDS = ("graceful", "kill")
 WAITING, IN_FLIGHT = 30, 10
 GIVE_UP_SECONDS = 60.0
-DONE_MESSAGES = {"approval": ["user_text", "assistant_text", "tool_call", "tool_result",
-                              "assistant_text"],
-                 "inflight": ["user_text", "assistant_text", "tool_call", "tool_result",
-                              "assistant_text"]}
 
 
 @dataclass
@@ -61,11 +58,11 @@ def _steps_running(stack: Stack) -> int:
     return sum(app.actor_stats()["steps_running"] for app in stack.apps[:-1])
 
 
-def _check(http: httpx.Client, thread: str, run: dict, agent: str) -> list[str]:
+def _check(http: httpx.Client, thread: str, run: dict) -> list[str]:
     kinds = [m["kind"] for m in http.get(f"/v1/threads/{thread}/messages").json()["messages"]]
     events = http.get(f"/v1/threads/{thread}/runs/{run['run_id']}/events").json()["events"]
     problems = []
-    if kinds != DONE_MESSAGES[agent]:
+    if kinds != EXPECTED_MESSAGES:
         problems.append(f"{thread}: messages {kinds}")
     if [e["seq"] for e in events] != list(range(len(events))):
         problems.append(f"{thread}: event seqs {[e['seq'] for e in events]}")
@@ -100,7 +97,7 @@ def round_(config: StackConfig, kind: str) -> Outcome:
                 read = http.get(f"/v1/threads/{thread}/runs/{run['run_id']}")
                 if read.status_code == 200 and read.json()["status"] == "completed":
                     outcome.in_flight.append(time.monotonic() - begun)
-                    outcome.problems += _check(http, thread, run, "inflight")
+                    outcome.problems += _check(http, thread, run)
                     del pending[thread]
             time.sleep(0.1)
         outcome.problems += [f"{t}: not completed within {GIVE_UP_SECONDS:.0f} s"
@@ -115,7 +112,7 @@ def round_(config: StackConfig, kind: str) -> Outcome:
             if resumed.status_code != 200 or resumed.json()["run"]["status"] != "completed":
                 outcome.problems.append(f"{thread}: resume answered {resumed.status_code}")
             else:
-                outcome.problems += _check(http, thread, run, "approval")
+                outcome.problems += _check(http, thread, run)
     finally:
         stack.stop()
     return outcome
