@@ -59,8 +59,8 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
 
 
 async def load_engine() -> Engine:
-    """The process's engine, built at the first activation (the keys in a secret store
-    are read then, without blocking the event loop)."""
+    """The process's engine, built at the first activation without blocking the event
+    loop (the keys in a secret store are read then)."""
     global _engine
     if _engine is not None:
         return _engine
@@ -68,5 +68,6 @@ async def load_engine() -> Engine:
         if _engine is None:
             settings = get_settings()
             stored = await _keys_from_secret_store(settings) if settings.secret_store else {}
-            _engine = build_engine(settings, stored)
+            # Off the event loop: agent files are read and tool modules imported.
+            _engine = await asyncio.to_thread(build_engine, settings, stored)
     return _engine

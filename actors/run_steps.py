@@ -165,7 +165,7 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     context, run_messages = await _context(store, record, run, engine)
     if not isinstance(plan_next_step(run, run_messages), CallModel):
         return False
-    provider = engine.providers.for_agent(run.agent)
+    provider = await engine.providers.for_agent(run.agent)
     request = ModelRequest(system=run.agent.system_prompt, messages=context,
                            tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
     usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
@@ -194,7 +194,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     context, run_messages = await _context(store, record, run, engine)
 
     async def take(step: CallModel | RunTools) -> StepOutcome:
-        provider = engine.providers.for_agent(run.agent)
+        provider = await engine.providers.for_agent(run.agent)
         with tracing.tracer.start_as_current_span(
                 f"step {step.kind}", context=tracing.context_of(run.traceparent),
                 attributes={"threadhost.thread_id": run.thread_id,

@@ -43,7 +43,7 @@ async def post_message(thread_id: str, turn: Turn) -> dict:
     first = len(history)
     history.append(UserText(text=turn.content))
     run, _ = start_run("run", thread_id, AGENT, TOOL_SET, first)
-    await run_until_done(run, history, PROVIDERS.for_agent(AGENT), TOOLS, DEFAULT_PRICES,
+    await run_until_done(run, history, await PROVIDERS.for_agent(AGENT), TOOLS, DEFAULT_PRICES,
                          RetryPolicy())
     await store.set(f"thread:{thread_id}", messages_adapter.dump_json(history))
     return {"status": run.status, "reply": history[-1].text, "message_count": len(history)}

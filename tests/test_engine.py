@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Annotated
 
 import pytest
@@ -30,7 +32,7 @@ def run_agent(agent: AgentDefinition, text: str = "hi", provider: Provider | Non
     history: list[Message] = [UserText(text=text)]
     tools = tools or build_registry()
     run, events = start_run("run_1", "th_1", agent, build_tool_set(agent, tools), 0)
-    provider = provider or Providers(VendorAccess()).for_agent(agent)
+    provider = provider or asyncio.run(Providers(VendorAccess()).for_agent(agent))
     events += asyncio.run(run_until_done(run, history, provider, tools,
                                          prices or DEFAULT_PRICES, NO_WAIT))
     return run, history, events
@@ -220,3 +222,41 @@ def test_the_script_restarts_every_turn_and_follows_the_messages() -> None:
     again = asyncio.run(provider.complete(ModelRequest(
         messages=[*turn, *first.parts, UserText(text="b")])))
     assert again.parts[0].text == "first"
+
+
+# In a fresh interpreter, so the SDKs are not imported yet: the event loop counts its
+# ticks while the first provider of each vendor is made.
+LOOP_WHILE_AN_SDK_LOADS = """
+import asyncio
+from actors.engine.agents import AgentDefinition
+from actors.engine.recipes import Providers, VendorAccess
+
+async def main():
+    ticks = 0
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    providers = Providers(VendorAccess(openai_api_key="k", anthropic_api_key="k"))
+    counts = []
+    for vendor in ("anthropic", "openai"):
+        before = ticks
+        await providers.for_agent(AgentDefinition(name="a", model=vendor + ":m"))
+        counts.append(ticks - before)
+    ticker.cancel()
+    print(*counts)
+
+asyncio.run(main())
+"""
+
+
+def test_the_event_loop_goes_on_while_a_vendors_sdk_loads() -> None:
+    # Importing an SDK and making its client took seconds on a busy host; on the event
+    # loop, daprd's health probe went unanswered and the host lost its actors mid-step.
+    done = subprocess.run([sys.executable, "-c", LOOP_WHILE_AN_SDK_LOADS], timeout=60,
+                          capture_output=True, text=True, check=True)
+    anthropic_ticks, openai_ticks = map(int, done.stdout.split())
+    assert anthropic_ticks > 0 and openai_ticks > 0

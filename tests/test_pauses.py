@@ -40,8 +40,12 @@ def agent(name: str) -> AgentDefinition:
 
 
 def go(run: RunRecord, history: list[Message]) -> None:
-    asyncio.run(run_until_done(run, history, Providers(VendorAccess()).for_agent(run.agent),
-                               TOOLS, DEFAULT_PRICES, RetryPolicy(attempts=1)))
+    async def until_done() -> None:
+        provider = await Providers(VendorAccess()).for_agent(run.agent)
+        await run_until_done(run, history, provider, TOOLS, DEFAULT_PRICES,
+                             RetryPolicy(attempts=1))
+
+    asyncio.run(until_done())
 
 
 def started(name: str, client_tools=()) -> tuple[RunRecord, list[Message]]:

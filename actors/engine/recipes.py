@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from actors.engine.agents import AgentDefinition
@@ -37,18 +38,27 @@ def parse_recipe(recipe: str) -> tuple[str, str]:
 
 class Providers:
     """Providers by recipe. Vendor clients are made once per process and reused: each
-    holds a connection pool. Scripted providers are made per agent, from its script."""
+    holds a connection pool. Scripted providers are made per agent, from its script.
+
+    A vendor's first provider is made on a worker thread: importing its SDK and making
+    its client (TLS context, pool) held the event loop 0.7-2.5 s on an idle host, more
+    under load, and a loop held past daprd's app health probe costs the host its actors
+    in the middle of the very step that needed the SDK."""
 
     def __init__(self, access: VendorAccess) -> None:
         self._access = access
         self._made: dict[tuple[str, str], Provider] = {}
+        self._making = asyncio.Lock()
 
-    def for_agent(self, agent: AgentDefinition) -> Provider:
+    async def for_agent(self, agent: AgentDefinition) -> Provider:
         vendor, model = parse_recipe(agent.model)
         if vendor == "scripted":
             return ScriptedProvider(agent.script, model=model or "scripted")
         if (vendor, model) not in self._made:
-            self._made[vendor, model] = _vendor_provider(vendor, model, self._access)
+            async with self._making:
+                if (vendor, model) not in self._made:
+                    self._made[vendor, model] = await asyncio.to_thread(
+                        _vendor_provider, vendor, model, self._access)
         return self._made[vendor, model]
 
 
