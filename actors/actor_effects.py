@@ -16,7 +16,7 @@ from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 
 from actors import background
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
-from actors.run_events import DeltaMessage, StepEventsMessage
+from actors.run_events import EventOutbox, RunMessage
 from actors.thread_service import DEADLINE, ERASE
 from actors.watchdog import clear_watchdog, set_watchdog
 from threadhost.actor_client import shared_actor_client
@@ -58,7 +58,8 @@ class ActorEffects:
                  take_step: Callable[[Any], Any]) -> None:
         self._actor, self._settings, self._take_step = actor, settings, take_step
         self._thread_id = actor.id.id
-        self._outbox: list[StepEventsMessage | DeltaMessage] = []
+        self._outbox = EventOutbox(self._send, self._in_background,
+                                   settings.step_chain_budget_ms / 1000)
 
     async def commit(self) -> None:
         await self._actor._state_manager.save_state()
@@ -71,28 +72,16 @@ class ActorEffects:
         return await context.state_provider.try_load_state(
             context.actor_type_info.type_name, self._thread_id, key)
 
-    def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
-        """Queued, and sent in order in the background: what piles up while a publish
-        is in flight goes out together, consecutive events of a run as one message."""
-        if not self._outbox:
-            self._in_background(self._send_outbox())
-        self._outbox.append(message)
+    def publish(self, message: RunMessage) -> None:
+        self._outbox.add(message)
 
-    async def _send_outbox(self) -> None:
-        messages, self._outbox = self._outbox, []
-        merged: list[StepEventsMessage | DeltaMessage] = []
-        for message in messages:
-            last = merged[-1] if merged else None
-            if (isinstance(message, StepEventsMessage) and isinstance(last, StepEventsMessage)
-                    and last.run_id == message.run_id):
-                merged[-1] = last.model_copy(update={"events": [*last.events,
-                                                                *message.events]})
-            else:
-                merged.append(message)
-        for message in merged:
-            await shared_actor_client().publish(self._settings.pubsub_name,
-                                                self._settings.events_topic,
-                                                message.model_dump_json().encode())
+    def flush_events(self) -> None:
+        self._outbox.flush()
+
+    async def _send(self, message: RunMessage) -> None:
+        await shared_actor_client().publish(self._settings.pubsub_name,
+                                            self._settings.events_topic,
+                                            message.model_dump_json().encode())
 
     async def chain_step(self) -> None:
         await self._actor.register_timer(STEP_TIMER, self._take_step, None, timedelta(0),

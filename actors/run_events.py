@@ -7,13 +7,19 @@ published while the model streams. A model call that is retried starts its text 
 its deltas carry the attempt they belong to, so a subscriber withdraws the text of an
 attempt that was thrown away instead of showing it twice.
 
+Step events wait in a thread's `EventOutbox` until the turn's steps end, so the events of
+a quick run go out as one message instead of one per checkpoint.
+
 The messages are typed here, once, for the publisher and the subscribers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,3 +81,53 @@ class DeltaBatcher:
                                     step=self._step, attempt=self._attempt,
                                     delta=self._pending))
             self._pending, self._last = "", time.monotonic()
+
+
+RunMessage = StepEventsMessage | DeltaMessage
+
+
+class EventOutbox:
+    """A thread's run messages on their way to the topic, sent in order off the turn's
+    critical path (`schedule` runs the sending after what it scheduled before).
+
+    Step events wait until `flush` (the turn's steps ended) or at most `linger` seconds (a
+    slow step is under way), and consecutive events of one run go out as one message: a
+    run that stops within its first turn is one publish, not one per checkpoint. A model's
+    text goes out at once, with whatever step events wait before it."""
+
+    def __init__(self, send: Callable[[RunMessage], Awaitable[None]],
+                 schedule: Callable[[Coroutine[Any, Any, None]], None], linger: float) -> None:
+        self._send, self._schedule, self._linger = send, schedule, linger
+        self._waiting: list[RunMessage] = []
+        self._due = asyncio.Event()
+
+    def add(self, message: RunMessage) -> None:
+        if not self._waiting:
+            self._due = asyncio.Event()
+            self._schedule(self._send_when_due(self._due))
+        self._waiting.append(message)
+        if isinstance(message, DeltaMessage):
+            self._due.set()
+
+    def flush(self) -> None:
+        self._due.set()
+
+    async def _send_when_due(self, due: asyncio.Event) -> None:
+        if self._linger > 0 and not due.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self._linger)
+        messages, self._waiting = self._waiting, []
+        for message in _merged(messages):
+            await self._send(message)
+
+
+def _merged(messages: list[RunMessage]) -> list[RunMessage]:
+    merged: list[RunMessage] = []
+    for message in messages:
+        last = merged[-1] if merged else None
+        if (isinstance(message, StepEventsMessage) and isinstance(last, StepEventsMessage)
+                and last.run_id == message.run_id):
+            merged[-1] = last.model_copy(update={"events": [*last.events, *message.events]})
+        else:
+            merged.append(message)
+    return merged

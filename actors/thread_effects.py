@@ -24,7 +24,11 @@ class Effects(Protocol):
 
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         """Sends a run's events or text to every subscriber, in order, off the turn's
-        critical path (a lost message is refilled from the run's stored log)."""
+        critical path (a lost message is refilled from the run's stored log). Step
+        events may wait for `flush_events`, a little while at most."""
+
+    def flush_events(self) -> None:
+        """The turn's steps ended: what waits to be published goes now."""
 
     async def chain_step(self) -> None:
         """Takes the run's next steps in a later turn of this thread, soon."""

@@ -225,6 +225,12 @@ class ThreadService(ThreadReads):
         turn while it is within its budget; the step that crosses the budget hands over
         to a later turn, so the lock is never held past one slow step.
         """
+        try:
+            await self._steps_within_budget(new_turn)
+        finally:
+            self._effects.flush_events()  # their events go out together, now
+
+    async def _steps_within_budget(self, new_turn: bool) -> None:
         deadline = time.monotonic() + self._budget
         if new_turn:
             self._fence.new_turn()

@@ -57,6 +57,8 @@ class MemoryEffects:
     # What the store holds if another host moved the run on (the fence's read).
     committed_elsewhere: dict[str, Any] = field(default_factory=dict)
     reads_past_cache: int = 0
+    # How many messages had been published at each flush_events.
+    flushed_at: list[int] = field(default_factory=list)
 
     async def commit(self) -> None:
         self.state.save()
@@ -72,6 +74,9 @@ class MemoryEffects:
 
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         self.published.append(message)
+
+    def flush_events(self) -> None:
+        self.flushed_at.append(len(self.published))
 
     async def chain_step(self) -> None:
         self.asked.append("chain_step")

@@ -67,6 +67,8 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
         "run.created", "run.status", "step.completed", "step.completed", "step.completed",
         "run.status"]
     assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
+    # They go out together once the steps are done: one publish for the turn.
+    assert effects.flushed_at == [len(effects.published)]
     # No timer round trip and no read past the cache.
     assert effects.asked == ["watch", "unwatch"]
     assert effects.reads_past_cache == 0
