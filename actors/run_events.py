@@ -90,10 +90,12 @@ class EventOutbox:
     """A thread's run messages on their way to the topic, sent in order off the turn's
     critical path (`schedule` runs the sending after what it scheduled before).
 
-    Step events wait until `flush` (the turn's steps ended) or at most `linger` seconds (a
+    Messages wait until `flush` (the turn's steps ended) or at most `linger` seconds (a
     slow step is under way), and consecutive events of one run go out as one message: a
-    run that stops within its first turn is one publish, not one per checkpoint. A model's
-    text goes out at once, with whatever step events wait before it."""
+    run that stops within its first turn is one publish, not one per checkpoint. A
+    model's text that waited for as long as its step took is not sent at all: the step's
+    committed event, in the same message, carries it whole (subscribers drop text of a
+    step they have seen completed anyway), unless it is a retried call's."""
 
     def __init__(self, send: Callable[[RunMessage], Awaitable[None]],
                  schedule: Callable[[Coroutine[Any, Any, None]], None], linger: float) -> None:
@@ -106,8 +108,6 @@ class EventOutbox:
             self._due = asyncio.Event()
             self._schedule(self._send_when_due(self._due))
         self._waiting.append(message)
-        if isinstance(message, DeltaMessage):
-            self._due.set()
 
     def flush(self) -> None:
         self._due.set()
@@ -122,11 +122,18 @@ class EventOutbox:
 
 
 def _merged(messages: list[RunMessage]) -> list[RunMessage]:
+    completed = {(m.run_id, e.data.get("step")) for m in messages
+                 if isinstance(m, StepEventsMessage) for e in m.events
+                 if e.type == "step.completed"}
     merged: list[RunMessage] = []
     for message in messages:
         last = merged[-1] if merged else None
-        if (isinstance(message, StepEventsMessage) and isinstance(last, StepEventsMessage)
-                and last.run_id == message.run_id):
+        if isinstance(message, DeltaMessage):
+            # A retry's text is kept: it tells subscribers to withdraw what an earlier
+            # attempt showed.
+            if message.attempt > 1 or (message.run_id, message.step) not in completed:
+                merged.append(message)
+        elif isinstance(last, StepEventsMessage) and last.run_id == message.run_id:
             merged[-1] = last.model_copy(update={"events": [*last.events, *message.events]})
         else:
             merged.append(message)

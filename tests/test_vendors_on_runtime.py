@@ -3,6 +3,7 @@ streams every model call (its deltas go out to SSE listeners), so the fake vendo
 with its streamed wire format."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -125,8 +126,9 @@ def test_a_retried_streaming_call_never_shows_its_text_twice(stack_config, stack
     thread = api.create_thread()
     wire = OpenAIChatWire()
     first, second = "Broken first attempt, never finished.", "The whole answer, once."
-    vendor_server.queue(wire.stream(Answer(text=first, model="gpt-x-1"), cut=True),
-                        wire.stream(Answer(text=second, model="gpt-x-1")))
+    # The first attempt's text goes out while its stream stalls, before it breaks.
+    broken = replace(wire.stream(Answer(text=first, model="gpt-x-1"), cut=True), ends_after=0.5)
+    vendor_server.queue(broken, wire.stream(Answer(text=second, model="gpt-x-1")))
     with api.http.stream("POST", f"/v1/threads/{thread}/messages",
                          json={"content": "hi", "mode": "stream"}) as response:
         body = response.read().decode()

@@ -6,6 +6,7 @@ against it; what each reply says in the vendor's own format comes from `wire.py`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -30,6 +31,9 @@ class Reply:
     # Server-sent events as (event name or None, data); data is JSON-encoded unless a str.
     events: list[tuple[str | None, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds the stream stays open after its last event before it ends (a stream that
+    # stalls, then breaks, as a vendor's does when its connection drops mid-answer).
+    ends_after: float = 0.0
 
 
 @dataclass
@@ -76,11 +80,13 @@ class VendorServer:
         reply = self.replies.popleft()
         if reply.events is None:
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-        return StreamingResponse(_sse(reply.events), status_code=reply.status,
+        return StreamingResponse(_sse(reply.events, reply.ends_after), status_code=reply.status,
                                  media_type="text/event-stream", headers=reply.headers)
 
 
-async def _sse(events: list[tuple[str | None, Any]]) -> AsyncIterator[bytes]:
+async def _sse(events: list[tuple[str | None, Any]], ends_after: float) -> AsyncIterator[bytes]:
     for name, data in events:
         text = data if isinstance(data, str) else json.dumps(data)
         yield ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
+    if ends_after:
+        await asyncio.sleep(ends_after)
