@@ -16,7 +16,7 @@ from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 
 from actors import background
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
-from actors.run_events import EventOutbox, RunMessage
+from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
 from actors.thread_service import DEADLINE, ERASE
 from actors.watchdog import clear_watchdog, set_watchdog
 from threadhost.actor_client import shared_actor_client
@@ -59,7 +59,7 @@ class ActorEffects:
         self._actor, self._settings, self._take_step = actor, settings, take_step
         self._thread_id = actor.id.id
         self._outbox = EventOutbox(self._send, self._in_background,
-                                   settings.step_chain_budget_ms / 1000)
+                                   min(settings.step_chain_budget_ms / 1000, PUBLISH_LINGER))
 
     async def commit(self) -> None:
         await self._actor._state_manager.save_state()

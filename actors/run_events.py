@@ -26,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.engine.run import RunEvent
 
 DELTA_WINDOW = 0.05
+# The longest a run's messages wait in its thread's outbox for the turn's steps to end:
+# what a quick run's steps take, far less than a model's first token.
+PUBLISH_LINGER = 0.02
 
 
 class StepEventsMessage(BaseModel):

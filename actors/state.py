@@ -131,7 +131,8 @@ def append_messages(
     record: ThreadRecord, tail: HistoryPage, new: list[Message]
 ) -> tuple[ThreadRecord, list[HistoryPage]]:
     """Adds `new` after the tail page; returns the updated record and every page to write."""
-    pages = [tail.model_copy(deep=True)]
+    # A new list, the same messages: no message is ever changed in place.
+    pages = [tail.model_copy(update={"messages": list(tail.messages)})]
     for message in new:
         if len(pages[-1].messages) >= record.page_size:
             pages.append(HistoryPage(index=pages[-1].index + 1))

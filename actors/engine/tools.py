@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import json
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -24,8 +25,9 @@ class Tool:
         self.fn, self.name, self.description = fn, name, description
         self.arguments_model = _arguments_model(fn, name)
 
-    @property
+    @cached_property
     def spec(self) -> ToolSpec:
+        """Made once: a JSON schema from type hints costs more than the rest of a step."""
         schema = self.arguments_model.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(name=self.name, description=self.description, parameters=schema)
