@@ -97,14 +97,18 @@ class EventOutbox:
     slow step is under way), and consecutive events of one run go out as one message: a
     run that stops within its first turn is one publish, not one per checkpoint. A
     model's text that waited for as long as its step took is not sent at all: the step's
-    committed event, in the same message, carries it whole (subscribers drop text of a
-    step they have seen completed anyway), unless it is a retried call's."""
+    committed event, in the same message, carries it whole. A step's text goes whole or
+    not at all (subscribers show it as it comes, then the step without its text): what
+    follows text already sent is kept, and so is a retried call's, which withdraws the
+    failed attempt's."""
 
     def __init__(self, send: Callable[[RunMessage], Awaitable[None]],
                  schedule: Callable[[Coroutine[Any, Any, None]], None], linger: float) -> None:
         self._send, self._schedule, self._linger = send, schedule, linger
         self._waiting: list[RunMessage] = []
         self._due = asyncio.Event()
+        # (run, step, attempt) of the text sent for steps not yet completed.
+        self._streaming: set[tuple[str, int, int]] = set()
 
     def add(self, message: RunMessage) -> None:
         if not self._waiting:
@@ -120,11 +124,14 @@ class EventOutbox:
             with suppress(TimeoutError):
                 await asyncio.wait_for(due.wait(), self._linger)
         messages, self._waiting = self._waiting, []
-        for message in _merged(messages):
+        for message in _merged(messages, self._streaming):
             await self._send(message)
 
 
-def _merged(messages: list[RunMessage]) -> list[RunMessage]:
+def _merged(messages: list[RunMessage],
+            streaming: set[tuple[str, int, int]]) -> list[RunMessage]:
+    """One message per run's consecutive step events; text kept as the outbox says, and
+    `streaming` updated with what is sent."""
     completed = {(m.run_id, e.data.get("step")) for m in messages
                  if isinstance(m, StepEventsMessage) for e in m.events
                  if e.type == "step.completed"}
@@ -132,12 +139,14 @@ def _merged(messages: list[RunMessage]) -> list[RunMessage]:
     for message in messages:
         last = merged[-1] if merged else None
         if isinstance(message, DeltaMessage):
-            # A retry's text is kept: it tells subscribers to withdraw what an earlier
-            # attempt showed.
-            if message.attempt > 1 or (message.run_id, message.step) not in completed:
+            text_of = (message.run_id, message.step, message.attempt)
+            if (message.attempt > 1 or text_of in streaming
+                    or (message.run_id, message.step) not in completed):
+                streaming.add(text_of)
                 merged.append(message)
         elif isinstance(last, StepEventsMessage) and last.run_id == message.run_id:
             merged[-1] = last.model_copy(update={"events": [*last.events, *message.events]})
         else:
             merged.append(message)
+    streaming.difference_update({s for s in streaming if s[:2] in completed})
     return merged

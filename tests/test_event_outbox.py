@@ -88,27 +88,43 @@ def test_step_events_go_out_by_themselves_when_no_flush_comes() -> None:
     assert seqs(message) == [1]
 
 
-def test_a_models_text_goes_out_unless_its_step_completed_in_the_same_message() -> None:
-    async def streaming() -> list[RunMessage]:
+def test_a_quick_steps_text_is_not_sent_its_step_carries_it() -> None:
+    async def quick_step() -> list[RunMessage]:
+        topic = Topic()
+        outbox = EventOutbox(topic.send, topic.schedule, linger=60)
+        outbox.add(step("run_1", 1, 2))
+        outbox.add(delta("Hel"))
+        outbox.add(delta("lo"))
+        outbox.add(step("run_1", 3))
+        outbox.flush()
+        await topic.settled()
+        return topic.sent
+
+    [message] = asyncio.run(quick_step())
+    assert seqs(message) == [1, 2, 3]
+
+
+def test_a_steps_text_goes_whole_once_it_began_to_go() -> None:
+    async def slow_step(retried: bool) -> list[RunMessage]:
         topic = Topic()
         outbox = EventOutbox(topic.send, topic.schedule, linger=0.01)
         outbox.add(step("run_1", 1, 2))
-        outbox.add(delta("Hel"))  # a slow model call: the text goes while it streams
+        outbox.add(delta("Hel"))  # a slow model call: its text goes while it streams
         await topic.until(2)
-        outbox.add(delta("lo"))
-        outbox.add(delta("Hi", attempt=2))  # the call was retried and started over
-        outbox.add(step("run_1", 3))  # the step completed before its text went out
+        outbox.add(delta("Hi", attempt=2) if retried else delta("lo"))
+        outbox.add(step("run_1", 3))  # the step completed before the rest went out
         outbox.add(step("run_2", 1))
         outbox.flush()
         await topic.settled()
         return topic.sent
 
-    first, text, retried, step_3, other_run = asyncio.run(streaming())
+    first, text, rest, step_3, other_run = asyncio.run(slow_step(retried=False))
     assert seqs(first) == [1, 2] and seqs(step_3) == [3] and seqs(other_run) == [1]
-    assert isinstance(text, DeltaMessage) and text.delta == "Hel"
-    # The retry's text stays: it is what withdraws "Hel" from the subscribers' screens.
-    assert isinstance(retried, DeltaMessage) and retried.delta == "Hi"
+    assert [text.delta, rest.delta] == ["Hel", "lo"]
     assert other_run.run_id == "run_2"
+    # A retry's text goes too: it is what withdraws "Hel" from the subscribers' screens.
+    _, _, retry, _, _ = asyncio.run(slow_step(retried=True))
+    assert (retry.delta, retry.attempt) == ("Hi", 2)
 
 
 def test_what_comes_while_a_publish_is_in_flight_goes_next_in_order() -> None:
