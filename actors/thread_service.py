@@ -153,6 +153,8 @@ class ThreadService(ThreadReads):
         await self._begin(record, run, events, chain=not request.wait)
         if request.wait:
             await self.take_steps(new_turn=False)
+        else:  # a stream that listens from the start sees the run begin at once
+            self._effects.flush_events()
         return await self._run_answer(await self._store.record(),
                                       await self._store.run(run.run_id), request.wait)
 
@@ -211,6 +213,7 @@ class ThreadService(ThreadReads):
             await self.take_steps(new_turn=False)
         else:
             await self._effects.chain_step()
+            self._effects.flush_events()
         return await self._run_answer(await self._store.record(),
                                       await self._store.run(run.run_id), request.wait,
                                       first_seq=events[0].seq)

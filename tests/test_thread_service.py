@@ -81,6 +81,7 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
     answer = say(service)
     assert answer.run.status == "running" and answer.messages is None
     assert effects.asked == ["watch", "chain_step"]
+    assert effects.flushed_at == [len(effects.published)]  # a stream sees the run begin now
     asyncio.run(service.take_steps())
     run = asyncio.run(service.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
                                              with_messages=True)))
