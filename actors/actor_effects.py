@@ -75,8 +75,8 @@ class ActorEffects:
     def publish(self, message: RunMessage) -> None:
         self._outbox.add(message)
 
-    def flush_events(self) -> None:
-        self._outbox.flush()
+    def flush_events(self, text_of_ended_steps: bool = True) -> None:
+        self._outbox.flush(text_of_ended_steps)
 
     async def _send(self, message: RunMessage) -> None:
         await shared_actor_client().publish(self._settings.pubsub_name,

@@ -95,28 +95,32 @@ class EventOutbox:
 
     Messages wait until `flush` (the turn's steps ended) or at most `linger` seconds (a
     slow step is under way), and consecutive events of one run go out as one message: a
-    run that stops within its first turn is one publish, not one per checkpoint. A
-    model's text that waited for as long as its step took is not sent at all: the step's
-    committed event, in the same message, carries it whole. A step's text goes whole or
-    not at all (subscribers show it as it comes, then the step without its text): what
-    follows text already sent is kept, and so is a retried call's, which withdraws the
-    failed attempt's."""
+    run that stops within its first turn is one publish, not one per checkpoint.
+
+    A flush may leave out the model text of steps that ended before any of it went out
+    (nobody streams them: the caller waits for the answer, which carries the messages);
+    the step's event carries it whole. A step's text goes whole or not at all
+    (subscribers show it as it comes, then the step without its text): what follows text
+    already sent is kept, and so is a retried call's, which withdraws the failed
+    attempt's."""
 
     def __init__(self, send: Callable[[RunMessage], Awaitable[None]],
                  schedule: Callable[[Coroutine[Any, Any, None]], None], linger: float) -> None:
         self._send, self._schedule, self._linger = send, schedule, linger
         self._waiting: list[RunMessage] = []
         self._due = asyncio.Event()
+        self._with_ended_text = True
         # (run, step, attempt) of the text sent for steps not yet completed.
         self._streaming: set[tuple[str, int, int]] = set()
 
     def add(self, message: RunMessage) -> None:
         if not self._waiting:
-            self._due = asyncio.Event()
+            self._due, self._with_ended_text = asyncio.Event(), True
             self._schedule(self._send_when_due(self._due))
         self._waiting.append(message)
 
-    def flush(self) -> None:
+    def flush(self, text_of_ended_steps: bool = True) -> None:
+        self._with_ended_text = text_of_ended_steps
         self._due.set()
 
     async def _send_when_due(self, due: asyncio.Event) -> None:
@@ -124,12 +128,12 @@ class EventOutbox:
             with suppress(TimeoutError):
                 await asyncio.wait_for(due.wait(), self._linger)
         messages, self._waiting = self._waiting, []
-        for message in _merged(messages, self._streaming):
+        for message in _merged(messages, self._streaming, self._with_ended_text):
             await self._send(message)
 
 
-def _merged(messages: list[RunMessage],
-            streaming: set[tuple[str, int, int]]) -> list[RunMessage]:
+def _merged(messages: list[RunMessage], streaming: set[tuple[str, int, int]],
+            with_ended_text: bool) -> list[RunMessage]:
     """One message per run's consecutive step events; text kept as the outbox says, and
     `streaming` updated with what is sent."""
     completed = {(m.run_id, e.data.get("step")) for m in messages
@@ -140,7 +144,7 @@ def _merged(messages: list[RunMessage],
         last = merged[-1] if merged else None
         if isinstance(message, DeltaMessage):
             text_of = (message.run_id, message.step, message.attempt)
-            if (message.attempt > 1 or text_of in streaming
+            if (with_ended_text or message.attempt > 1 or text_of in streaming
                     or (message.run_id, message.step) not in completed):
                 streaming.add(text_of)
                 merged.append(message)

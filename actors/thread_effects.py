@@ -27,8 +27,10 @@ class Effects(Protocol):
         critical path (a lost message is refilled from the run's stored log). Step
         events may wait for `flush_events`, a little while at most."""
 
-    def flush_events(self) -> None:
-        """The turn's steps ended: what waits to be published goes now."""
+    def flush_events(self, text_of_ended_steps: bool = True) -> None:
+        """The turn's steps ended: what waits to be published goes now; without the
+        model text of steps that ended before any of it went out, unless
+        `text_of_ended_steps` (someone streams the run and shows its text as it comes)."""
 
     async def chain_step(self) -> None:
         """Takes the run's next steps in a later turn of this thread, soon."""

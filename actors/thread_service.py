@@ -152,7 +152,7 @@ class ThreadService(ThreadReads):
             return await self._run_answer(record, run, False)
         await self._begin(record, run, events, chain=not request.wait)
         if request.wait:
-            await self.take_steps(new_turn=False)
+            await self.take_steps(caller_waits=True)
         else:  # a stream that listens from the start sees the run begin at once
             self._effects.flush_events()
         return await self._run_answer(await self._store.record(),
@@ -210,7 +210,7 @@ class ThreadService(ThreadReads):
         log.info("run %s resumed", run.run_id)
         self._effects.watch()
         if request.wait:
-            await self.take_steps(new_turn=False)
+            await self.take_steps(caller_waits=True)
         else:
             await self._effects.chain_step()
             self._effects.flush_events()
@@ -220,18 +220,20 @@ class ThreadService(ThreadReads):
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def take_steps(self, new_turn: bool = True) -> None:
-        """Steps of the active run, each committed, then published (`new_turn`: in a turn
-        of their own, not right behind this turn's commit).
+    async def take_steps(self, caller_waits: bool = False) -> None:
+        """Steps of the active run, each committed, then published: in a turn of their
+        own, or inside the call of a caller that waits, right behind its commit.
 
         Steps that finish quickly (a local tool batch, a scripted model) go on in this
         turn while it is within its budget; the step that crosses the budget hands over
-        to a later turn, so the lock is never held past one slow step.
+        to a later turn, so the lock is never held past one slow step. Their events go
+        out together when they end; a waiting caller gets the messages in its answer, so
+        the text of a step that ended before any of it went out is not sent on its own.
         """
         try:
-            await self._steps_within_budget(new_turn)
+            await self._steps_within_budget(new_turn=not caller_waits)
         finally:
-            self._effects.flush_events()  # their events go out together, now
+            self._effects.flush_events(text_of_ended_steps=not caller_waits)
 
     async def _steps_within_budget(self, new_turn: bool) -> None:
         deadline = time.monotonic() + self._budget

@@ -26,12 +26,13 @@ WATCHDOG_SECONDS = Settings.model_fields["run_watchdog_seconds"].default
 QUESTION = "Where is order 1001?"
 
 
-def cpu_ms(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
+def cpu_ms(processes: dict[str, int]) -> dict[str, float]:
+    """CPU time each process (name: pid) has used so far."""
+    used = {}
+    for name, pid in processes.items():
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total * 1000 / TICKS
+        used[name] = (int(fields[11]) + int(fields[12])) * 1000 / TICKS  # utime + stime
+    return used
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -44,7 +45,7 @@ class System:
     name: str
     url: str
     redis_port: int
-    pids: list[int]
+    processes: dict[str, int]  # every process of the system, by name: pid
     create: str | None  # the route that creates a thread, if the system has one
     turn: str
     # daprd metrics endpoints: sidecar round trips are counted from them.
@@ -177,7 +178,7 @@ async def measure(system: System) -> None:
                                                         percentile(fresh, 0.99))
         for clients, turns_each in CONCURRENCY.items():
             threads = [await system.new_thread(http, 5000 + n) for n in range(clients)]
-            cpu_before, started = cpu_ms(system.pids), time.perf_counter()
+            cpu_before, started = cpu_ms(system.processes), time.perf_counter()
 
             async def talk(thread: str, turns: int = turns_each) -> None:
                 for _ in range(turns):
@@ -186,7 +187,10 @@ async def measure(system: System) -> None:
             await asyncio.gather(*(talk(t) for t in threads))
             turns = clients * turns_each
             system.results[f"tps{clients}"] = turns / (time.perf_counter() - started)
-            system.results[f"cpu{clients}"] = (cpu_ms(system.pids) - cpu_before) / turns
+            used = {name: (ms - cpu_before[name]) / turns
+                    for name, ms in cpu_ms(system.processes).items()}
+            system.results[f"cpu{clients}"] = sum(used.values())
+            system.results[f"cpu{clients} by process"] = used
         if system.metrics_urls:
             await round_trips(system, http)
         if system.streams:

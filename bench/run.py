@@ -93,6 +93,11 @@ def report(systems: list[System], base: System) -> None:
               f"scheduler calls {trips['sidecar→scheduler']:.1f}")
         print(f"  {'':9} streamed: first SSE event p50 {stream[0]:.1f} ms, p99 {stream[1]:.1f} "
               f"ms; gap between events p99 {stream[2]:.1f} ms; whole turn p50 {stream[3]:.1f} ms")
+    print(f"\nCPU ms per turn at {min(CONCURRENCY)} clients, by process:")
+    for s in [base, *systems]:
+        used = s.results[f"cpu{min(CONCURRENCY)} by process"]
+        print(f"  {s.name:9} " + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(
+            used.items(), key=lambda item: -item[1])))
     print("\nadded latency per turn (targets: split +8 / +20 ms, embedded +5 / +15 ms):")
     for s in systems:
         r = s.results
@@ -127,7 +132,8 @@ def main(argv: list[str]) -> int:
         processes += [base_redis, baseline]
         baseline.wait_http_ok(f"http://127.0.0.1:{base_port_http}/health", 30)
         base = System("baseline", f"http://127.0.0.1:{base_port_http}", base_port,
-                      [baseline.pid, base_redis.pid], None, "/threads/{thread}/messages")
+                      {"app": baseline.pid, "redis": base_redis.pid}, None,
+                      "/threads/{thread}/messages")
         print("measuring baseline ...", flush=True)
         asyncio.run(measure(base))
         systems = [measure_shape(folder, shape) for shape in shapes]
@@ -153,7 +159,8 @@ def measure_shape(folder: Path, shape: str) -> System:
     try:
         stack.start()
         system = System(shape, stack.api.url, th_port,
-                        [p.pid for p in stack.processes()] + [th_redis.pid], "/v1/threads",
+                        {**{p.name: p.pid for p in stack.processes()}, "redis": th_redis.pid},
+                        "/v1/threads",
                         "/v1/threads/{thread}/messages",
                         [f"http://127.0.0.1:{a.metrics_port}/metrics" for a in stack.apps],
                         streams=True)

@@ -59,6 +59,7 @@ class MemoryEffects:
     reads_past_cache: int = 0
     # How many messages had been published at each flush_events.
     flushed_at: list[int] = field(default_factory=list)
+    flushed_text: list[bool] = field(default_factory=list)
 
     async def commit(self) -> None:
         self.state.save()
@@ -75,8 +76,9 @@ class MemoryEffects:
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         self.published.append(message)
 
-    def flush_events(self) -> None:
+    def flush_events(self, text_of_ended_steps: bool = True) -> None:
         self.flushed_at.append(len(self.published))
+        self.flushed_text.append(text_of_ended_steps)
 
     async def chain_step(self) -> None:
         self.asked.append("chain_step")

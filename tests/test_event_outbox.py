@@ -88,20 +88,25 @@ def test_step_events_go_out_by_themselves_when_no_flush_comes() -> None:
     assert seqs(message) == [1]
 
 
-def test_a_quick_steps_text_is_not_sent_its_step_carries_it() -> None:
-    async def quick_step() -> list[RunMessage]:
+def test_a_quick_steps_text_goes_only_to_those_who_stream_it() -> None:
+    async def quick_step(streamed: bool) -> list[RunMessage]:
         topic = Topic()
         outbox = EventOutbox(topic.send, topic.schedule, linger=60)
         outbox.add(step("run_1", 1, 2))
         outbox.add(delta("Hel"))
         outbox.add(delta("lo"))
         outbox.add(step("run_1", 3))
-        outbox.flush()
+        outbox.flush(text_of_ended_steps=streamed)
         await topic.settled()
         return topic.sent
 
-    [message] = asyncio.run(quick_step())
+    # The caller waits for the answer, which carries the messages: the step has the text.
+    [message] = asyncio.run(quick_step(streamed=False))
     assert seqs(message) == [1, 2, 3]
+    # Someone streams the run: its text comes as text, then the step.
+    events, hel, lo, step_3 = asyncio.run(quick_step(streamed=True))
+    assert seqs(events) == [1, 2] and [hel.delta, lo.delta] == ["Hel", "lo"]
+    assert seqs(step_3) == [3]
 
 
 def test_a_steps_text_goes_whole_once_it_began_to_go() -> None:
@@ -114,7 +119,7 @@ def test_a_steps_text_goes_whole_once_it_began_to_go() -> None:
         outbox.add(delta("Hi", attempt=2) if retried else delta("lo"))
         outbox.add(step("run_1", 3))  # the step completed before the rest went out
         outbox.add(step("run_2", 1))
-        outbox.flush()
+        outbox.flush(text_of_ended_steps=False)
         await topic.settled()
         return topic.sent
 

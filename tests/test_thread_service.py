@@ -69,6 +69,7 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
     # They go out together once the steps are done: one publish for the turn.
     assert effects.flushed_at == [len(effects.published)]
+    assert effects.flushed_text == [False]  # the answer carries the text
     # No timer round trip and no read past the cache.
     assert effects.asked == ["watch", "unwatch"]
     assert effects.reads_past_cache == 0
@@ -83,6 +84,7 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
     assert effects.asked == ["watch", "chain_step"]
     assert effects.flushed_at == [len(effects.published)]  # a stream sees the run begin now
     asyncio.run(service.take_steps())
+    assert effects.flushed_text == [True, True]  # and the text of every step
     run = asyncio.run(service.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
                                              with_messages=True)))
     assert run.run.status == "completed" and len(run.messages) == 4
