@@ -7,8 +7,8 @@ published while the model streams. A model call that is retried starts its text 
 its deltas carry the attempt they belong to, so a subscriber withdraws the text of an
 attempt that was thrown away instead of showing it twice.
 
-Step events wait in a thread's `EventOutbox` until the turn's steps end, so the events of
-a quick run go out as one message instead of one per checkpoint.
+A run's messages wait in its thread's `EventOutbox` until the turn's steps end, so the
+events of a quick run go out as one message instead of one per checkpoint.
 
 The messages are typed here, once, for the publisher and the subscribers.
 """

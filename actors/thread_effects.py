@@ -24,8 +24,8 @@ class Effects(Protocol):
 
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         """Sends a run's events or text to every subscriber, in order, off the turn's
-        critical path (a lost message is refilled from the run's stored log). Step
-        events may wait for `flush_events`, a little while at most."""
+        critical path (a lost message is refilled from the run's stored log). It may
+        wait for `flush_events`, a little while at most."""
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         """The turn's steps ended: what waits to be published goes now; without the
