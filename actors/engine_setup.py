@@ -11,8 +11,10 @@ from dapr.clients.exceptions import DaprInternalError
 from pydantic import SecretStr
 
 from actors.engine.agents import AgentCatalog
+from actors.engine.outside_tools import OutsideTools
 from actors.engine.recipes import Providers, VendorAccess
 from actors.run_steps import Engine
+from actors.service_mesh import DaprMesh
 from actors.tools import build_registry
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings, get_settings
@@ -55,7 +57,8 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
                   providers=Providers(access),
                   prices=settings.price_table(), retry=settings.retry,
                   context_window=settings.context_window_messages,
-                  default_model=settings.resolved_default_model())
+                  default_model=settings.resolved_default_model(),
+                  outside=OutsideTools(DaprMesh(settings.secret_store)))
 
 
 async def load_engine() -> Engine:
@@ -71,3 +74,9 @@ async def load_engine() -> Engine:
             # Off the event loop: agent files are read and tool modules imported.
             _engine = await asyncio.to_thread(build_engine, settings, stored)
     return _engine
+
+
+async def close_engine() -> None:
+    """Closes what the engine opened: MCP clients, and the stdio servers they started."""
+    if _engine is not None and _engine.outside is not None:
+        await _engine.outside.aclose()

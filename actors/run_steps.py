@@ -14,6 +14,7 @@ from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
+from actors.engine.outside_tools import OutsideTools
 from actors.engine.pauses import Submission, expire_approvals, submit
 from actors.engine.provider import ModelRequest
 from actors.engine.recipes import Providers, parse_recipe
@@ -47,6 +48,8 @@ class Engine:
     retry: RetryPolicy
     context_window: int
     default_model: str
+    # Service and MCP tools; None on a host that reaches no other app.
+    outside: OutsideTools | None = None
 
     def agent(self, name: str, model: str | None = None) -> AgentDefinition:
         """The agent's current version, with the model for this turn resolved."""
@@ -57,10 +60,12 @@ class Engine:
         parse_recipe(model)
         return agent.model_copy(update={"model": model})
 
-    def tool_set(self, agent: AgentDefinition, client_tools: Sequence[ClientTool] = (),
-                 disabled: Sequence[str] = ()) -> list[RunTool]:
-        """A new run's tools (raises ToolSetError)."""
-        return build_tool_set(agent, self.tools, client_tools, disabled)
+    async def tool_set(self, agent: AgentDefinition, client_tools: Sequence[ClientTool] = (),
+                       disabled: Sequence[str] = ()) -> list[RunTool]:
+        """A new run's tools (raises ToolSetError). An MCP server's tool list is read
+        at the agent version's first run on this host, then kept."""
+        outside = await self.outside.tools_for(agent) if self.outside is not None else []
+        return build_tool_set(agent, self.tools, client_tools, disabled, outside)
 
 
 class StaleStep(Exception):
@@ -202,7 +207,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
                             "gen_ai.request.model": run.agent.model}):
             return await abortable(run.run_id, take_step(
                 step, run, context, provider, engine.tools, engine.prices, engine.retry,
-                on_delta))
+                on_delta, engine.outside))
 
     events, new = await next_step(run, run_messages, take, record.message_count)
     await check_fence()

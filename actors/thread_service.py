@@ -133,8 +133,8 @@ class ThreadService(ThreadReads):
             return Busy(run_id=record.active_run)
         try:
             agent = self._engine.agent(record.agent, request.model)
-            tools = self._engine.tool_set(agent, request.client_tools,
-                                          disabled=request.disabled_tools)
+            tools = await self._engine.tool_set(agent, request.client_tools,
+                                                disabled=request.disabled_tools)
         except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
             return Invalid(detail=str(exc))
         if record.active_run is not None and request.on_active == "interrupt":

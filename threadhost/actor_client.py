@@ -34,6 +34,13 @@ class PooledActorClient(DaprActorClientBase):
                 connector=aiohttp.TCPConnector(limit=200))
         return self._session
 
+    def invocation(self, app_id: str, path: str) -> tuple[str, dict[str, str]]:
+        """The URL of an app's method through this sidecar, and the headers it wants."""
+        headers = ({"dapr-api-token": dapr_settings.DAPR_API_TOKEN}
+                   if dapr_settings.DAPR_API_TOKEN else {})
+        return (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}"
+                f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}", headers)
+
     async def invoke(self, app_id: str, path: str) -> bytes:
         """A GET on another app (or this one) through service invocation."""
         return await self._send("GET", f"/invoke/{app_id}/method/{path.lstrip('/')}")

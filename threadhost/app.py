@@ -42,6 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         stalls.cancel()
         await keeper.stop()
+        if serves_actors:
+            from actors.engine_setup import close_engine
+
+            await close_engine()  # MCP servers it started over stdio stop with it
 
     app = FastAPI(title="threadhost", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

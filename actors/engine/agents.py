@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from actors.engine.provider import ModelSettings
 from actors.engine.scripted import ScriptedReply
+from actors.engine.tool_sources import McpServerDefinition, ServiceToolDefinition
 
 
 class Limits(BaseModel):
@@ -32,7 +33,12 @@ class AgentDefinition(BaseModel):
     model: str = "scripted"
     # Tool names: function tools of the registry, and `ask_user` (questions to the user).
     tools: list[str] = Field(default_factory=list)
-    # Tools whose every call waits for a person's approval; an undecided call is denied
+    # Methods of other Dapr apps, each a tool (called through the host's sidecar).
+    service_tools: list[ServiceToolDefinition] = Field(default_factory=list)
+    # MCP servers whose tools the model may call.
+    mcp_servers: list[McpServerDefinition] = Field(default_factory=list)
+    # Tools whose every call waits for a person's approval (any kind, by the name the
+    # model sees); an undecided call is denied
     # once `approval_deadline_seconds` have passed (no deadline when None).
     approval_required: list[str] = Field(default_factory=list)
     approval_deadline_seconds: int | None = Field(default=None, ge=1)
@@ -42,6 +48,16 @@ class AgentDefinition(BaseModel):
     settings: ModelSettings = Field(default_factory=ModelSettings)
     # Replies of the scripted model, for tests and demos; a string is a text reply.
     script: list[ScriptedReply] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_taken_once(self) -> AgentDefinition:
+        names = [*self.tools, *(tool.name for tool in self.service_tools)]
+        servers = [server.name for server in self.mcp_servers]
+        for what, seen in (("tool", names), ("MCP server", servers)):
+            twice = sorted({name for name in seen if seen.count(name) > 1})
+            if twice:
+                raise ValueError(f"{what} names given more than once: {', '.join(twice)}")
+        return self
 
     @field_validator("script", mode="before")
     @classmethod

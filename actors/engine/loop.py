@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import Message, messages_adapter
@@ -27,6 +28,9 @@ from actors.engine.step import StepOutcome, take_step
 from actors.engine.tool_set import RunTool
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price
+
+if TYPE_CHECKING:
+    from actors.engine.outside_tools import OutsideTools
 
 
 def new_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
@@ -100,13 +104,15 @@ async def next_step(run: RunRecord, run_messages: list[Message], take: TakeStep,
 
 async def run_until_done(run: RunRecord, history: list[Message], provider: Provider,
                          tools: ToolRegistry, prices: dict[str, Price],
-                         retry: RetryPolicy) -> list[RunEvent]:
+                         retry: RetryPolicy,
+                         outside: OutsideTools | None = None) -> list[RunEvent]:
     """Every step in memory, appending to `history`, until the run ends or pauses (the
     benchmark's baseline and the engine's tests); returns the events."""
     events: list[RunEvent] = []
 
     async def take(step: CallModel | RunTools) -> StepOutcome:
-        return await take_step(step, run, history, provider, tools, prices, retry)
+        return await take_step(step, run, history, provider, tools, prices, retry,
+                               outside=outside)
 
     while run.status == "running":
         more, new = await next_step(run, history[run.first_message:], take, len(history))

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult
-from actors.engine.tool_set import RunTool
+from actors.engine.tool_set import HOST_KINDS, RunTool
 from actors.engine.usage import Usage
 
 RUN_SCHEMA_VERSION = 1
@@ -159,10 +159,10 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
 
 
 def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:
-    """What the call waits for, or None if the host runs it now (a function tool, or a
-    name the run has no tool for, which gets an error result)."""
+    """What the call waits for, or None if the host runs it now (a tool of the host's
+    kinds, or a name the run has no tool for, which gets an error result)."""
     tool = next((t for t in run.tools or [] if t.name == call.name), None)
-    if tool is None or (tool.kind == "function"
+    if tool is None or (tool.kind in HOST_KINDS
                         and (not tool.needs_approval or call.call_id in run.approved)):
         return None
     if tool.kind == "client":

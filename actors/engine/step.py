@@ -6,15 +6,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from actors.engine.errors import ProviderError
 from actors.engine.messages import Message, ToolCall, ToolResult
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, TextDelta
 from actors.engine.retry import RetryPolicy, with_retries
 from actors.engine.run import CallModel, ModelCallRecord, RunRecord, RunTools
-from actors.engine.tool_set import RunTool, build_tool_set
+from actors.engine.service_tools import ToolCallContext
+from actors.engine.tool_set import HOST_KINDS, RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry, unknown_tool_result
 from actors.engine.usage import Price, cost_of
+
+if TYPE_CHECKING:
+    from actors.engine.outside_tools import OutsideTools
 
 # Streamed text and the attempt of the model call it comes from (1, then 2 on a retry,
 # whose text starts over).
@@ -72,13 +77,22 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
     return StepOutcome(messages=list(response.parts), model_call=record)
 
 
-async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry) -> StepOutcome:
-    allowed = {tool.name for tool in run_tool_set(run, tools) if tool.kind == "function"}
+async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry,
+                    outside: OutsideTools | None = None) -> StepOutcome:
+    mine = {tool.name: tool for tool in run_tool_set(run, tools) if tool.kind in HOST_KINDS}
     limit = run.agent.limits.tool_timeout_seconds
 
     async def one(call: ToolCall) -> ToolResult:
-        tool = tools.get(call.name) if call.name in allowed else None
-        return unknown_tool_result(call) if tool is None else await tool.invoke(call, limit)
+        tool = mine.get(call.name)
+        if tool is not None and tool.kind != "function":
+            if outside is None:
+                return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
+                                  content=f"{call.name} cannot be reached from this host")
+            context = ToolCallContext(run.thread_id, run.run_id, call.call_id)
+            return await outside.invoke(tool, call, context, run.agent)
+        function = tools.get(call.name) if tool is not None else None
+        return unknown_tool_result(call) if function is None else await function.invoke(call,
+                                                                                          limit)
 
     results = await asyncio.gather(*(one(call) for call in calls))
     return StepOutcome(messages=list(results))
@@ -86,7 +100,8 @@ async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry) 
 
 async def take_step(step: CallModel | RunTools, run: RunRecord, context: list[Message],
                     provider: Provider, tools: ToolRegistry, prices: dict[str, Price],
-                    retry: RetryPolicy, on_delta: OnDelta | None = None) -> StepOutcome:
+                    retry: RetryPolicy, on_delta: OnDelta | None = None,
+                    outside: OutsideTools | None = None) -> StepOutcome:
     if isinstance(step, RunTools):
-        return await run_tools(run, step.calls, tools)
+        return await run_tools(run, step.calls, tools, outside)
     return await call_model(run, context, provider, tools, prices, retry, on_delta)

@@ -4,8 +4,10 @@ A run keeps the whole set it started with (names, schemas, who executes each cal
 whether a person must approve it), so it resumes with the same tools even after the
 agent's definition changed or the user switched a tool off for later turns.
 
-Three kinds of tool:
+Five kinds of tool:
 - `function`: a Python function of the actor host, run as a step (see tools.py);
+- `service`: a method of another Dapr app, and `mcp`: a tool of an MCP server, both run
+  as a step like a function, through the route the run keeps (see tool_sources.py);
 - `client`: declared by the caller for one turn and executed by the caller, who submits
   the result (the run waits for it);
 - `input`: the built-in `ask_user`, which asks the user a question (the run waits for the
@@ -22,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from actors.engine.agents import AgentDefinition
 from actors.engine.provider import ToolSpec
 from actors.engine.text import JsonObject, Text
+from actors.engine.tool_sources import ToolRoute, object_schema
 from actors.engine.tools import ToolRegistry
 
-ToolKind = Literal["function", "client", "input"]
+ToolKind = Literal["function", "service", "mcp", "client", "input"]
+# The kinds the actor host runs itself, as a step of the run.
+HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp"})
 ASK_USER = "ask_user"
 ASK_USER_SPEC = ToolSpec(
     name=ASK_USER,
@@ -37,8 +42,10 @@ ASK_USER_SPEC = ToolSpec(
 class RunTool(BaseModel):
     spec: ToolSpec
     kind: ToolKind = "function"
-    # A person approves each call before it runs (function tools only).
+    # A person approves each call before it runs (the kinds the host runs).
     needs_approval: bool = False
+    # Where a `service` or `mcp` tool's calls go.
+    route: ToolRoute | None = Field(default=None, discriminator="kind")
 
     @property
     def name(self) -> str:
@@ -61,9 +68,7 @@ class ClientTool(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
-        if parameters.get("type") != "object":
-            raise ValueError('must be a JSON schema of "type": "object"')
-        return parameters
+        return object_schema(parameters)
 
 
 client_tools_adapter: TypeAdapter[list[ClientTool]] = TypeAdapter(list[ClientTool])
@@ -75,11 +80,16 @@ class ToolSetError(ValueError):
 
 def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
                    client_tools: Sequence[ClientTool] = (),
-                   disabled: Sequence[str] = ()) -> list[RunTool]:
+                   disabled: Sequence[str] = (),
+                   outside: Sequence[RunTool] = ()) -> list[RunTool]:
     """The agent's tools minus those switched off for this turn, plus the turn's client
     tools. Agent tools the registry does not know are left out (the model cannot call
-    them); a client tool may not take an agent tool's name."""
-    unknown = sorted(set(disabled) - set(agent.tools))
+    them); `outside` are the agent's service and MCP tools as they were found (an MCP
+    server that could not be reached adds none); a client tool may not take an agent
+    tool's name. An outside tool that takes a name already given is left out."""
+    agent_names = {*agent.tools, *(t.name for t in agent.service_tools),
+                   *(t.name for t in outside)}
+    unknown = sorted(set(disabled) - agent_names)
     if unknown:
         raise ToolSetError(f"the agent has no tool named {', '.join(unknown)}")
     tools: list[RunTool] = []
@@ -91,7 +101,14 @@ def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
         elif (tool := registry.get(name)) is not None:
             tools.append(RunTool(spec=tool.spec,
                                  needs_approval=name in agent.approval_required))
-    taken = {tool.name for tool in tools} | set(agent.tools)
+    named = set(agent.tools)
+    for found in outside:
+        if found.name in disabled or found.name in named:
+            continue
+        named.add(found.name)
+        tools.append(found.model_copy(
+            update={"needs_approval": found.name in agent.approval_required}))
+    taken = {tool.name for tool in tools} | agent_names
     seen: set[str] = set()
     for client in client_tools:
         if client.name in taken or client.name in seen:
