@@ -1,0 +1,45 @@
+"""Other teams' apps beside threadhost, each with its own daprd: services that serve tools
+and MCP servers that run as Dapr apps (tests/fakes)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from threadhost.processes import Process, free_port
+from threadhost.runtime import PROJECT_ROOT
+
+LOOPBACK = "127.0.0.1"
+
+
+class PeerApp:
+    """`python -m <module> ...` on a free port (the `{port}` in its arguments), and its
+    daprd with the given app-id; `daprd_flags` add a control plane or a Configuration."""
+
+    def __init__(self, app_id: str, module: str, *args: str, bin_dir: Path, logs: Path,
+                 daprd_flags: list[str] | None = None, env: dict[str, str] | None = None,
+                 health: str = "/health") -> None:
+        self.app_id, self.port, self.http_port = app_id, free_port(), free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        argv = [a.replace("{port}", str(self.port)) for a in args]
+        self.app = Process(app_id, [sys.executable, "-m", module, *argv], logs,
+                           cwd=PROJECT_ROOT)
+        self.sidecar = Process(f"{app_id}-daprd", [
+            str(bin_dir / "daprd"), "--app-id", app_id, "--mode", "standalone",
+            "--app-port", str(self.port), "--app-channel-address", LOOPBACK,
+            "--dapr-listen-addresses", LOOPBACK, "--dapr-http-port", str(self.http_port),
+            "--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port()),
+            "--dapr-internal-grpc-listen-address", LOOPBACK,
+            "--metrics-port", str(free_port()), "--metrics-listen-address", LOOPBACK,
+            *(daprd_flags or []), "--log-level", "warn"],
+            logs, env={"DAPR_HOST_IP": LOOPBACK, **(env or {})})
+        try:
+            self.app.wait_http_ok(self.url + health, 60)
+            self.sidecar.wait_http_ok(f"http://{LOOPBACK}:{self.http_port}/v1.0/healthz", 60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.sidecar.stop()
+        self.app.stop()
