@@ -24,6 +24,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import Api, running_postgres, running_redis, wait_for
+from tests.dapr_peers import PeerApp
 from tests.deploy_tools import kustomize_build
 from tests.rehearsal import (
     ControlPlane,
@@ -44,6 +45,29 @@ ISSUER, AUDIENCE = "https://login.example.com/", "threadhost"
 JWKS_URL = "https://login.example.com/.well-known/jwks.json"
 OTLP = "otel-collector.observability.svc.cluster.local:4317"
 TEST_AGENTS = Path(__file__).parent / "agents"
+# An agent whose tools are methods of another team's service, `ledger`, in threadhost's
+# namespace: one its access control lets the actor hosts call, one it does not.
+LEDGER_DESK = {
+    "name": "ledger-desk",
+    "service_tools": [
+        {"name": "lookup_invoice", "app_id": "ledger", "method": "tools/invoices/lookup",
+         "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"}}}},
+        {"name": "refund", "app_id": "ledger", "method": "private/refund"}],
+    "script": [{"tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "I-7"}},
+                               {"name": "refund"}]},
+               "Invoice I-7 is paid; I may not refund it."],
+}
+# The ledger's own Configuration: the actor hosts (app-id threads, namespace threadhost,
+# known by their mTLS identity) may POST to /tools/*, nothing else; nobody else anything.
+LEDGER_CONFIGURATION = {
+    "apiVersion": "dapr.io/v1alpha1", "kind": "Configuration", "metadata": {"name": "ledger"},
+    "spec": {"accessControl": {
+        "defaultAction": "deny", "trustDomain": "public",
+        "policies": [{"appId": "threads", "defaultAction": "deny", "trustDomain": "public",
+                      "namespace": "threadhost",
+                      "operations": [{"name": "/tools/**", "httpVerb": ["POST"],
+                                      "action": "allow"}]}]}},
+}
 
 
 def documented_secrets() -> dict[str, list[str]]:
@@ -142,6 +166,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     key, identity = _identity_provider()
     control_plane, collector = ControlPlane(bin_dir, folder), OtlpCollector()
     pods: list[Pod] = []
+    (folder / "agents").mkdir()
+    (folder / "agents" / "ledger-desk.json").write_text(json.dumps(LEDGER_DESK))
     with running_redis(folder) as redis_host, running_postgres() as postgres:
         try:
             began = time.monotonic()
@@ -160,7 +186,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 # The operator's own agents, baked into their image: the tests' ones.
                 # Stopped replicas' event groups go within seconds, not half a minute.
                 app_env={"THREADHOST_AGENTS_DIRS": json.dumps(
-                             [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS)]),
+                             [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS),
+                              str(folder / "agents")]),
                          "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1"})
             pods = kube.pods(control_plane)
             start_pods(pods, bin_dir, folder / "logs")
@@ -251,6 +278,35 @@ def test_access_control_holds_by_mtls_identity(prod: Cluster) -> None:
     finally:
         portal.stop()
         intruder.stop()
+
+
+def test_a_service_tool_goes_through_the_mesh_and_its_access_control(prod: Cluster) -> None:
+    """The actor host calls the ledger through its sidecar, over mTLS: the ledger's access
+    control lets it look an invoice up and refuses a refund, and the model is told so."""
+    configuration = prod.folder / "ledger.yaml"
+    configuration.write_text(json.dumps(LEDGER_CONFIGURATION))
+    ledger = PeerApp("ledger", "tests.fakes.tool_service", "{port}", bin_dir=prod.bin_dir,
+                     logs=prod.folder / "logs",
+                     daprd_flags=[*prod.control_plane.daprd_flags(), "--config",
+                                  str(configuration)],
+                     env={"NAMESPACE": "threadhost", **prod.control_plane.trust_env()})
+    try:
+        api = prod.user(prod.of("threadhost-gateway")[0])
+        thread = api.create_thread(agent="ledger-desk")
+        answer = api.say(thread, "Refund invoice I-7, please.")
+        assert answer["reply"] == "Invoice I-7 is paid; I may not refund it."
+        results = {m["tool_name"]: m for m in api.messages(thread) if m["role"] == "tool"}
+        assert not results["lookup_invoice"]["is_error"]
+        assert json.loads(results["lookup_invoice"]["content"])["status"] == "paid"
+        refused = results["refund"]
+        assert refused["is_error"] and "answered 403" in refused["content"], refused
+        assert "access control" in refused["content"], refused["content"]
+        seen = [r for r in httpx.get(f"{ledger.url}/seen").json()
+                if r["path"].startswith(("/tools/", "/private/"))]
+        assert [r["path"] for r in seen] == ["/tools/invoices/lookup"]
+        assert seen[0]["headers"]["dapr-caller-app-id"] == "threads"
+    finally:
+        ledger.stop()
 
 
 @pytest.mark.parametrize("killed", ["the pod", "its app container"])
