@@ -6,18 +6,24 @@ internals (the actor's runtime context, its state manager's cache).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from dapr.actor import Actor, ActorId, ActorProxy
 from dapr.actor.runtime.state_change import StateChangeKind
 from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
+from dapr.clients.exceptions import DaprInternalError
 
 from actors import background
+from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
+from actors.interface import ACTOR_TYPE
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
-from actors.thread_service import DEADLINE, ERASE
+from actors.thread_effects import ChildUnreachable
+from actors.thread_service import CHILDREN, DEADLINE, ERASE
 from actors.watchdog import clear_watchdog, set_watchdog
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed
@@ -25,6 +31,10 @@ from threadhost.settings import Settings
 from threadhost.state_serializer import PlainJSONSerializer
 
 STEP_TIMER = "step"
+# A child run is started inside the parent's turn: its call makes the thread and queues
+# the run, no step. Bounded, so a child host that hangs does not hold the parent's lock.
+CHILD_START_SECONDS = 15.0
+log = logging.getLogger(__name__)
 
 
 class UncheckedWrites:
@@ -116,6 +126,37 @@ class ActorEffects:
 
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)
+
+    async def start_child(self, thread_id: str, request: StartChildRun,
+                          ) -> ChildRunAnswer | Invalid | NotFound:
+        try:
+            raw = await shared_actor_client().invoke_method(
+                ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode(),
+                limit_seconds=CHILD_START_SECONDS)
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+            raise ChildUnreachable(type(exc).__name__) from exc
+        return request.answers.validate_json(raw)
+
+    def tell_parent(self, thread_id: str, request: ChildRunEnded) -> None:
+        async def tell() -> None:
+            try:
+                await shared_actor_client().invoke_method(
+                    ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode())
+            except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+                # The parent's own check asks this thread for the run at its next period.
+                log.warning("parent thread %s not told of run %s (%s)", thread_id,
+                            request.child.run_id, type(exc).__name__)
+
+        self._in_background(tell())
+
+    async def remind_children(self, run_id: str, every: timedelta) -> None:
+        await self._actor.register_reminder(CHILDREN, run_id.encode(), every, every)
+
+    async def forget_children(self) -> None:
+        await self._actor.unregister_reminder(CHILDREN)
+
+    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
+        self._in_background(self._owner(owner).AddThread(summary))
 
     @staticmethod
     def _owner(owner: str) -> ActorProxy:

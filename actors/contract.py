@@ -16,6 +16,8 @@ needs Dapr.
     GetRun          GetRun            RunAnswer | NotFound | RunNotFound
     ListRuns        ListRuns          RunsAnswer | NotFound
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
+    StartChildRun   StartChildRun     ChildRunAnswer | Invalid | NotFound  (thread to thread)
+    ChildRunEnded   ChildRunEnded     Done                                 (thread to thread)
 
     ThreadReader method (reads of what a thread committed, past its actor's lock)
     ReadRun         ReadRun           RunAnswer | NotFound | RunNotFound
@@ -32,7 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from actors.engine.messages import Message
 from actors.engine.pauses import Submission
-from actors.engine.run import TERMINAL, PendingAction, RunEvent, RunRecord
+from actors.engine.run import (
+    CALLER_ACTIONS,
+    TERMINAL,
+    ChildRun,
+    ParentLink,
+    PendingAction,
+    RunEvent,
+    RunRecord,
+)
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.state import ThreadRecord
@@ -101,6 +111,9 @@ class RunView(BaseModel):
     # approvals are denied.
     required_action: list[PendingAction] = Field(default_factory=list)
     deadline: datetime | None = None
+    # A child run: the run and tool call it answers. Child runs of this run that ended.
+    parent: ParentLink | None = None
+    children: list[ChildRun] = Field(default_factory=list)
 
     @classmethod
     def of(cls, run: RunRecord) -> RunView:
@@ -113,11 +126,15 @@ class RunView(BaseModel):
             created_at=run.created_at, updated_at=run.updated_at,
             model_calls=[call.model_dump(mode="json") for call in run.model_calls],
             tools=None if run.tools is None else [tool.name for tool in run.tools],
-            required_action=run.required_action, deadline=run.deadline)
+            required_action=run.required_action, deadline=run.deadline,
+            parent=run.parent, children=run.children)
 
     @property
     def stopped(self) -> bool:
-        """Ended, or waiting for an action: a waiting caller's turn is over."""
+        """Ended, or waiting for an action of the caller: a waiting caller's turn is over
+        (a run that waits only for other agents' answers goes on by itself)."""
+        if self.status == "requires_action":
+            return any(action.type in CALLER_ACTIONS for action in self.required_action)
         return self.status in STOPPED
 
 
@@ -151,6 +168,14 @@ class HistoryAnswer(BaseModel):
     outcome: Literal["history"] = "history"
     thread: ThreadView
     messages: list[Message]
+
+
+class ChildRunAnswer(BaseModel):
+    """A child thread's run for a tool call; with its answer once it completed."""
+
+    outcome: Literal["child_run"] = "child_run"
+    run: RunView
+    answer: str | None = None
 
 
 class EventsAnswer(BaseModel):
@@ -269,6 +294,8 @@ class PostMessage(Request):
     # The caller waits for the run: its first steps are taken inside this call, and a run
     # that stops within them comes back with its messages.
     wait: bool = False
+    # Set by a thread that asks this one's agent (StartChildRun), never by the gateway.
+    parent: ParentLink | None = None
 
     def safe_to_repeat(self) -> bool:
         """With its key, a repeat finds the run the first call started."""
@@ -313,6 +340,31 @@ class ReadHistory(Request):
     method, answers = "ReadHistory", answers_of(HistoryAnswer, NotFound)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1)
+
+
+class StartChildRun(Request):
+    """From a thread whose run called an agent tool: a run of `agent` on this (child)
+    thread, created with the owner's thread if new. Repeatable: the parent's run and call
+    name the run, so a repeat answers with the one the first call started."""
+
+    method, answers = "StartChildRun", answers_of(ChildRunAnswer, Invalid, NotFound)
+    agent: str
+    text: Text
+    parent: ParentLink
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"child:{self.parent.run_id}:{self.parent.call_id}"
+
+
+class ChildRunEnded(Request):
+    """To the parent thread: a child run for one of its run's calls ended."""
+
+    method, answers = "ChildRunEnded", answers_of(Done)
+    run_id: str
+    child: ChildRun
+    answer: str | None = None
+    reason: str | None = None
 
 
 class WatchdogFired(Request):

@@ -48,3 +48,9 @@ class ThreadActorInterface(ActorInterface):
 
     @actormethod(name="WatchdogFired")
     async def watchdog_fired(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="StartChildRun")
+    async def start_child_run(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ChildRunEnded")
+    async def child_run_ended(self, request: Payload) -> Payload: ...

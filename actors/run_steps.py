@@ -11,25 +11,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from actors.cancellation import abortable
-from actors.engine.agents import AgentCatalog, AgentDefinition
+from actors.engine.agents import AgentCatalog, AgentDefinition, UnknownAgent
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.outside_tools import OutsideTools
-from actors.engine.pauses import Submission, expire_approvals, submit
+from actors.engine.pauses import Submission, answer_from_child, expire_approvals, submit
 from actors.engine.provider import ModelRequest
-from actors.engine.recipes import Providers, parse_recipe
+from actors.engine.recipes import Providers, UnknownRecipe, parse_recipe
 from actors.engine.retry import RetryPolicy
 from actors.engine.run import (
     CallModel,
+    ChildRun,
     Finish,
     ModelCallRecord,
+    ParentLink,
     RunEvent,
     RunRecord,
     RunTools,
     plan_next_step,
 )
 from actors.engine.step import OnDelta, StepOutcome, run_tool_set, take_step
-from actors.engine.tool_set import ClientTool, RunTool, build_tool_set
+from actors.engine.tool_set import ClientTool, RunTool, ToolSetError, build_tool_set
+from actors.engine.tool_sources import HandoffRoute
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price, Usage, cost_of, estimated_tokens
 from actors.state import ThreadRecord
@@ -74,9 +77,10 @@ class StaleStep(Exception):
 
 async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
                   agent: AgentDefinition, tools: list[RunTool],
+                  parent: ParentLink | None = None,
                   ) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """A run for the message, queued behind the thread's active run."""
-    run, events = new_run(run_id, record.thread_id, agent, tools)
+    run, events = new_run(run_id, record.thread_id, agent, tools, parent=parent)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
     record = await store.index_run(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
@@ -142,6 +146,15 @@ async def resume(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return await _answered(store, record, run, results, events), events
 
 
+async def answer_child(store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                       child: ChildRun, answer: str | None, reason: str | None,
+                       ) -> tuple[ThreadRecord, list[RunEvent]]:
+    """A child run ended: its answer is the result of the call that asked for it (raises
+    NotWaiting with nothing written if that call has its answer already)."""
+    results, events = answer_from_child(run, child, answer, reason, record.message_count)
+    return await _answered(store, record, run, results, events), events
+
+
 async def expire(store: ThreadStore, record: ThreadRecord,
                  run: RunRecord) -> tuple[ThreadRecord, list[RunEvent]]:
     """Denies the approvals a waiting run still waits for, if its deadline has passed."""
@@ -199,6 +212,8 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     context, run_messages = await _context(store, record, run, engine)
 
     async def take(step: CallModel | RunTools) -> StepOutcome:
+        if isinstance(step, RunTools) and (handoffs := _handoffs(run, step.calls)):
+            return await _hand_off(run, step.calls, handoffs, engine)
         provider = await engine.providers.for_agent(run.agent)
         with tracing.tracer.start_as_current_span(
                 f"step {step.kind}", context=tracing.context_of(run.traceparent),
@@ -218,6 +233,41 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     await store.save_run(run, events)
     await store.save_record(record)
     return run, events
+
+
+def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
+    handoff = {t.name for t in run_tool_set(run, ToolRegistry()) if t.kind == "handoff"}
+    return [call for call in calls if call.name in handoff]
+
+
+async def _hand_off(run: RunRecord, calls: list[ToolCall], handoffs: list[ToolCall],
+                    engine: Engine) -> StepOutcome:
+    """Passes the rest of the run to the agent of the first handoff call, with its tools
+    (and the turn's client tools); the batch's other calls are not run: the new agent
+    decides anew."""
+    chosen = next(t for t in run.tools or [] if t.name == handoffs[0].name)
+    assert isinstance(chosen.route, HandoffRoute)
+    target = chosen.route.agent
+
+    def result(call: ToolCall, text: str, error: bool = False) -> ToolResult:
+        return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=error)
+
+    try:
+        agent = engine.agent(target)
+        tools = await engine.tool_set(agent, [
+            ClientTool(name=t.name, description=t.spec.description,
+                       parameters=t.spec.parameters)
+            for t in run.tools or [] if t.kind == "client"])
+    except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
+        return StepOutcome(messages=[
+            result(call, f"cannot hand off to {target}: {exc}" if call is handoffs[0]
+                   else "not run: the handoff failed", error=True) for call in calls])
+    previous = run.agent.name
+    run.agent, run.tools = agent, tools
+    return StepOutcome(handed_to=target, messages=[
+        result(call, f"Handed off from {previous} to {target}, which answers from here on.")
+        if call is handoffs[0] else result(call, f"not run: handed off to {target}", True)
+        for call in calls])
 
 
 def _from_first_user_message(messages: list[Message]) -> list[Message]:

@@ -18,6 +18,7 @@ from actors import metrics
 from actors.actor_effects import ActorEffects, UncheckedWrites
 from actors.contract import (
     CancelRun,
+    ChildRunEnded,
     CreateThread,
     DeleteThread,
     DescribeThread,
@@ -28,6 +29,7 @@ from actors.contract import (
     ReadHistory,
     Request,
     ResumeRun,
+    StartChildRun,
     WatchdogFired,
     validation_detail,
 )
@@ -96,6 +98,12 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def delete(self, request: Payload) -> Payload:
         return await serve(DeleteThread, request, self._service.delete)
+
+    async def start_child_run(self, request: Payload) -> Payload:
+        return await serve(StartChildRun, request, self._service.start_child_run)
+
+    async def child_run_ended(self, request: Payload) -> Payload:
+        return await serve(ChildRunEnded, request, self._service.child_run_ended)
 
     async def take_step(self, _: Any = None) -> None:
         """The step timer's callback: the active run's next steps."""

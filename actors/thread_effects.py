@@ -7,9 +7,12 @@ them out in memory (tests/memory_effects.py). Nothing here knows Dapr.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.run_events import DeltaMessage, StepEventsMessage
+
+if TYPE_CHECKING:
+    from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
 
 
 class Effects(Protocol):
@@ -60,3 +63,25 @@ class Effects(Protocol):
 
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""
+
+    async def start_child(self, thread_id: str, request: StartChildRun,
+                          ) -> ChildRunAnswer | Invalid | NotFound:
+        """Asks another thread (a child) to run an agent for one of this run's calls;
+        raises ChildUnreachable if the answer cannot be had now."""
+
+    def tell_parent(self, thread_id: str, request: ChildRunEnded) -> None:
+        """Tells the parent thread that a child run ended, off the turn's critical path
+        (the parent also checks on its children now and then)."""
+
+    async def remind_children(self, run_id: str, every: timedelta) -> None:
+        """Calls `reminder(CHILDREN, run_id)` every so often, durably, while the run waits
+        for child runs."""
+
+    async def forget_children(self) -> None: ...
+
+    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
+        """Adds a thread this one created (a child) to its owner's thread list."""
+
+
+class ChildUnreachable(Exception):
+    """The child thread could not be asked this time (its host going, or gone)."""

@@ -10,6 +10,7 @@ a redis-server of its own, so writes and CPU are counted apart. Prints one table
     ./dev bench split           only the shapes named (embedded, split, split2)
     ./dev bench failover        killing actor hosts instead (bench/failover.py)
     ./dev bench restart         stopping and starting the whole stack (bench/restart.py)
+    ./dev bench tools           a Dapr service tool against a Python tool (bench/tools.py)
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["restart"]:
         from bench import restart
         return restart.main(argv[1:])
+    if argv[:1] == ["tools"]:
+        from bench import tools
+        return tools.main(argv[1:])
     shapes = argv or list(SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:

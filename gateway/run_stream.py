@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.engine.run import TERMINAL
+from actors.engine.run import CALLER_ACTIONS, TERMINAL
 from gateway.thread_client import ThreadClient, Unreachable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -83,9 +83,13 @@ class DeltaStream:
 
 def _ends(event: dict[str, Any], more: bool) -> bool:
     """Whether the stream ends with this event: the run ended, or it waits for an action
-    and nothing follows (an earlier pause that was resumed does not end a replay)."""
+    of the caller and nothing follows (an earlier pause that was resumed does not end a
+    replay; a run that waits only for other agents goes on by itself)."""
     status = event["data"].get("status") if event["type"] == "run.status" else None
-    return status in TERMINAL or (status == "requires_action" and not more)
+    waits_for_caller = any(action.get("type") in CALLER_ACTIONS
+                           for action in event["data"].get("required_action") or [])
+    return status in TERMINAL or (status == "requires_action" and waits_for_caller
+                                  and not more)
 
 
 async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], owner: str,

@@ -89,6 +89,8 @@ class MessageView(BaseModel):
     tool_name: str | None = None
     call_id: str | None = None
     is_error: bool | None = None
+    # The agent that wrote an assistant message (a handoff changes it within a run).
+    agent: str | None = None
 
     @classmethod
     def of(cls, index: int, message: Message) -> MessageView:
@@ -98,7 +100,8 @@ class MessageView(BaseModel):
         content = data.get("text", data.get("arguments", data.get("content", "")))
         return cls(index=index, kind=kind, role=role, content=content, created_at=data["at"],
                    model=data.get("model") or None, tool_name=data.get("name"),
-                   call_id=data.get("call_id"), is_error=data.get("is_error"))
+                   call_id=data.get("call_id"), is_error=data.get("is_error"),
+                   agent=data.get("agent") or None)
 
 
 class TurnView(BaseModel):

@@ -5,6 +5,7 @@ effects that record what the service asked for."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -60,6 +61,10 @@ class MemoryEffects:
     # How many messages had been published at each flush_events.
     flushed_at: list[int] = field(default_factory=list)
     flushed_text: list[bool] = field(default_factory=list)
+    # Other threads, for child runs: a call to a thread goes to what this returns.
+    thread: Callable[[str], Awaitable[Any]] | None = None
+    # What a child run told its parent (thread id, ChildRunEnded): delivered by the test.
+    told: list[tuple[str, Any]] = field(default_factory=list)
 
     async def commit(self) -> None:
         self.state.save()
@@ -109,6 +114,23 @@ class MemoryEffects:
 
     def run_stopped(self, run_id: str) -> None:
         self.stopped.append(run_id)
+
+    async def start_child(self, thread_id: str, request: Any) -> Any:
+        self.asked.append("start_child")
+        assert self.thread is not None, "no other threads in this test"
+        return await (await self.thread(thread_id)).start_child_run(request)
+
+    def tell_parent(self, thread_id: str, request: Any) -> None:
+        self.told.append((thread_id, request))
+
+    async def remind_children(self, run_id: str, every: timedelta) -> None:
+        self.asked.append("remind_children")
+
+    async def forget_children(self) -> None:
+        self.asked.append("forget_children")
+
+    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
+        self.asked.append("thread_listed")
 
     def events(self, run_id: str) -> list[tuple[int, str, Any]]:
         """Every step event published for the run: (seq, type, status or kind)."""

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     run_watchdog_seconds: float = Field(default=3, ge=1)
     # How long a waiting (wait-mode) request waits for its run before answering 202.
     run_wait_seconds: float = Field(default=55, gt=0)
+    # Agents as tools: how deep runs may ask other agents (a caller's run is depth 0), how
+    # many child runs one run may start, and how often a run that waits for children
+    # checks on them (the fallback when a child's end was not heard of: a host died).
+    max_agent_depth: int = Field(default=3, ge=0)
+    max_child_runs: int = Field(default=8, ge=0)
+    child_run_check_seconds: float = Field(default=10, ge=1)
 
     # Folders of agent definitions (*.json), read in order; a later one may add versions.
     agents_dirs: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "agents"])

@@ -14,7 +14,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from actors.engine.provider import ModelSettings
 from actors.engine.scripted import ScriptedReply
-from actors.engine.tool_sources import McpServerDefinition, ServiceToolDefinition
+from actors.engine.tool_sources import (
+    AgentToolDefinition,
+    McpServerDefinition,
+    ServiceToolDefinition,
+    handoff_tool_name,
+)
 
 
 class Limits(BaseModel):
@@ -37,6 +42,11 @@ class AgentDefinition(BaseModel):
     service_tools: list[ServiceToolDefinition] = Field(default_factory=list)
     # MCP servers whose tools the model may call.
     mcp_servers: list[McpServerDefinition] = Field(default_factory=list)
+    # Other agents as tools: each call runs the agent on a child thread and its answer is
+    # the tool's result.
+    agent_tools: list[AgentToolDefinition] = Field(default_factory=list)
+    # Agents this one may hand the rest of a run to (a tool transfer_to_<agent> each).
+    handoffs: list[str] = Field(default_factory=list)
     # Tools whose every call waits for a person's approval (any kind, by the name the
     # model sees); an undecided call is denied
     # once `approval_deadline_seconds` have passed (no deadline when None).
@@ -51,7 +61,9 @@ class AgentDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _names_taken_once(self) -> AgentDefinition:
-        names = [*self.tools, *(tool.name for tool in self.service_tools)]
+        names = [*self.tools, *(tool.name for tool in self.service_tools),
+                 *(tool.tool_name for tool in self.agent_tools),
+                 *(handoff_tool_name(agent) for agent in self.handoffs)]
         servers = [server.name for server in self.mcp_servers]
         for what, seen in (("tool", names), ("MCP server", servers)):
             twice = sorted({name for name in seen if seen.count(name) > 1})

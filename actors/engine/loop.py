@@ -18,6 +18,7 @@ from actors.engine.run import (
     CallModel,
     Finish,
     ModelCallRecord,
+    ParentLink,
     Pause,
     RunEvent,
     RunRecord,
@@ -34,12 +35,15 @@ if TYPE_CHECKING:
 
 
 def new_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
-            first_message: int = -1) -> tuple[RunRecord, list[RunEvent]]:
-    """A queued run with its tool set; `first_message` is set when it starts."""
+            first_message: int = -1,
+            parent: ParentLink | None = None) -> tuple[RunRecord, list[RunEvent]]:
+    """A queued run with its tool set; `first_message` is set when it starts. A child
+    run's first event links to the run that asked for it."""
     run = RunRecord(run_id=run_id, thread_id=thread_id, agent=agent, tools=tools,
-                    first_message=first_message)
+                    first_message=first_message, parent=parent)
+    linked = {"parent": parent.model_dump()} if parent is not None else {}
     created = run.event("run.created", agent=agent.name, agent_version=agent.version,
-                        model=agent.model, tools=[t.name for t in tools])
+                        model=agent.model, tools=[t.name for t in tools], **linked)
     return run, [created]
 
 
@@ -63,6 +67,8 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
         call = outcome.model_call
         data.update(usage=call.usage.model_dump(), model=call.model, vendor=call.vendor,
                     latency_ms=call.latency_ms)
+    if outcome.handed_to is not None:
+        data.update(handoff=outcome.handed_to)
     return [run.event("step.completed", **data)]
 
 

@@ -26,6 +26,8 @@ class AssistantText(BaseModel):
     kind: Literal["assistant_text"] = "assistant_text"
     text: str
     model: str = ""
+    # The agent that answered (a handoff changes it within a run); "" in older messages.
+    agent: str = ""
     at: datetime = Field(default_factory=_now)
 
 
@@ -36,6 +38,7 @@ class ToolCall(BaseModel):
     # The model's arguments as it sent them: JSON text, possibly invalid.
     arguments: str = "{}"
     model: str = ""
+    agent: str = ""
     at: datetime = Field(default_factory=_now)
 
 

@@ -1,12 +1,13 @@
 """Pauses: a run that waits for the outside world, and what resumes it.
 
-A run pauses when the model calls a client tool, an approval-gated tool or `ask_user`:
-it goes to `requires_action` with one pending action per call and holds nothing while
-it waits. A submission must answer every pending call exactly once, each with the kind
-of answer it waits for; anything else is refused and changes nothing. Answers become
-tool results in the history (a denial with its reason, so the model reads it); an
-approved call runs as the run's next step. An approval deadline that passes denies the
-undecided calls.
+A run pauses when the model calls a client tool, an approval-gated tool, `ask_user` or
+another agent: it goes to `requires_action` with one pending action per call and holds
+nothing while it waits. Another agent's answer comes from its child run
+(`answer_from_child`); the caller answers the rest. A submission must answer every call
+pending for the caller exactly once, each with the kind of answer it waits for; anything
+else is refused and changes nothing. Answers become tool results in the history (a
+denial with its reason, so the model reads it); an approved call runs as the run's next
+step. An approval deadline that passes denies the undecided calls.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from actors.engine.messages import ToolResult
-from actors.engine.run import Pause, PendingAction, RunEvent, RunRecord
+from actors.engine.run import (
+    CALLER_ACTIONS,
+    ChildRun,
+    Pause,
+    PendingAction,
+    RunEvent,
+    RunRecord,
+)
 from actors.engine.text import Text
 
 MAX_TEXT = 100_000
@@ -89,16 +97,48 @@ def submit(run: RunRecord, submissions: list[Submission],
     again. Raises NotWaiting or InvalidSubmission, with the run untouched."""
     if run.status != "requires_action":
         raise NotWaiting(f"the run is {run.status}, not waiting for anything")
-    _check(run.required_action, submissions)
-    pending = {a.call_id: a for a in run.required_action}
+    yours = [a for a in run.required_action if a.type in CALLER_ACTIONS]
+    if not yours:
+        raise NotWaiting("the run waits for other agents' answers, not for yours")
+    _check(yours, submissions)
+    pending = {a.call_id: a for a in yours}
     results = [result for s in submissions
                if (result := _result(pending[s.call_id], s)) is not None]
     approved = [s.call_id for s in submissions if isinstance(s, Approval) and s.approved]
     run.approved += approved
-    run.required_action, run.deadline = [], None
-    return results, [
-        _results_event(run, "actions.submitted", results, first_index, approved=approved),
-        run.transition("running")]
+    run.required_action = [a for a in run.required_action if a.type not in CALLER_ACTIONS]
+    run.deadline = None
+    events = [_results_event(run, "actions.submitted", results, first_index,
+                             approved=approved)]
+    if not run.required_action:
+        events.append(run.transition("running"))
+    return results, events
+
+
+def answer_from_child(run: RunRecord, child: ChildRun, answer: str | None, reason: str | None,
+                      first_index: int) -> tuple[list[ToolResult], list[RunEvent]]:
+    """The tool result of an agent call, from its child run that ended; the child's usage
+    and cost count in this run's. Raises NotWaiting if the call no longer waits (a
+    repeated answer: the first one counted)."""
+    action = next((a for a in run.required_action
+                   if a.type == "agent_run" and a.call_id == child.call_id), None)
+    if run.status != "requires_action" or action is None:
+        raise NotWaiting(f"the run does not wait for an answer to {child.call_id}")
+    if child.status == "completed" and answer is not None:
+        result = ToolResult(call_id=child.call_id, name=action.tool, content=answer)
+    else:
+        result = ToolResult(call_id=child.call_id, name=action.tool, is_error=True,
+                            content=f"the agent {child.agent} did not answer: its run is "
+                                    f"{child.status}" + (f" ({reason})" if reason else ""))
+    run.children.append(child)
+    run.usage = run.usage + child.usage
+    run.cost_usd = round(run.cost_usd + child.cost_usd, 8)
+    run.required_action = [a for a in run.required_action if a is not action]
+    events = [_results_event(run, "agent_run.ended", [result], first_index,
+                             child=child.model_dump(mode="json"))]
+    if not run.required_action:
+        events.append(run.transition("running"))
+    return [result], events
 
 
 def expire_approvals(run: RunRecord, now: datetime,

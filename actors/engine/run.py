@@ -7,6 +7,7 @@ its last checkpoint and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult
 from actors.engine.tool_set import HOST_KINDS, RunTool
+from actors.engine.tool_sources import AgentRoute
 from actors.engine.usage import Usage
 
 RUN_SCHEMA_VERSION = 1
@@ -44,15 +46,45 @@ class ModelCallRecord(BaseModel):
 class PendingAction(BaseModel):
     """What a waiting run needs from outside for one tool call: the caller's result of a
     client tool (`tool_result`), a person's decision (`approval`), the user's answer to a
-    question (`input`)."""
+    question (`input`), or another agent's answer (`agent_run`: threadhost answers it
+    itself when the child run ends; a caller cannot)."""
 
-    type: Literal["tool_result", "approval", "input"]
+    type: Literal["tool_result", "approval", "input", "agent_run"]
     call_id: str
     tool: str
     # The model's arguments, as JSON text.
     arguments: str
     # For `input`: the question asked.
     question: str | None = None
+    # For `agent_run`: the agent asked, and the child thread its run goes on in.
+    agent: str | None = None
+    thread_id: str | None = None
+
+
+# Actions a caller answers (the others threadhost answers itself).
+CALLER_ACTIONS = frozenset({"tool_result", "approval", "input"})
+
+
+class ParentLink(BaseModel):
+    """Where a child run's answer goes: the run and tool call that asked for it."""
+
+    thread_id: str
+    run_id: str
+    call_id: str
+    # 1 for a child of a run that a caller started, 2 for its child, ...
+    depth: int = 1
+
+
+class ChildRun(BaseModel):
+    """A run another agent made for one of this run's tool calls, once it ended."""
+
+    call_id: str
+    agent: str
+    thread_id: str
+    run_id: str
+    status: str
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
 
 
 class RunEvent(BaseModel):
@@ -93,6 +125,10 @@ class RunRecord(BaseModel):
     deadline: datetime | None = None
     # Calls a person approved that have not run yet.
     approved: list[str] = Field(default_factory=list)
+    # A child run: the run that asked for it. Child runs that ended, for this run's calls
+    # of agent tools (their usage and cost count in this run's).
+    parent: ParentLink | None = None
+    children: list[ChildRun] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -171,8 +207,27 @@ def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:
     if tool.kind == "input":
         return PendingAction(type="input", call_id=call.call_id, tool=call.name,
                              arguments=call.arguments, question=_question(call.arguments))
+    if tool.kind == "agent" and isinstance(tool.route, AgentRoute):
+        return PendingAction(type="agent_run", call_id=call.call_id, tool=call.name,
+                             arguments=call.arguments, agent=tool.route.agent,
+                             thread_id=child_thread_id(run.run_id, call.call_id))
     return PendingAction(type="approval", call_id=call.call_id, tool=call.name,
                          arguments=call.arguments)
+
+
+def child_thread_id(run_id: str, call_id: str) -> str:
+    """The child thread of one tool call: the same whichever host asks, however often."""
+    return "th_" + hashlib.sha256(f"{run_id}/{call_id}".encode()).hexdigest()[:32]
+
+
+def child_input(arguments: str) -> str:
+    """What a child run is asked: the call's `input`, or its arguments as sent."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    value = parsed.get("input") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) and value.strip() else arguments
 
 
 def _question(arguments: str) -> str:

@@ -32,6 +32,8 @@ class StepOutcome:
     model_call: ModelCallRecord | None = None
     # Set when the step failed for good (a provider error left after retries).
     error: str | None = None
+    # The agent a handoff passed the run to in this step.
+    handed_to: str | None = None
 
 
 def run_tool_set(run: RunRecord, tools: ToolRegistry) -> list[RunTool]:
@@ -74,6 +76,9 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
         step=run.steps, vendor=provider.vendor, model=response.model, usage=response.usage,
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
         cost_usd=cost_of(response.model, response.usage, prices))
+    # Each part says which agent answered: a handoff changes it within a run.
+    for part in response.parts:
+        part.agent = agent.name
     return StepOutcome(messages=list(response.parts), model_call=record)
 
 

@@ -4,10 +4,12 @@ A run keeps the whole set it started with (names, schemas, who executes each cal
 whether a person must approve it), so it resumes with the same tools even after the
 agent's definition changed or the user switched a tool off for later turns.
 
-Five kinds of tool:
+Seven kinds of tool:
 - `function`: a Python function of the actor host, run as a step (see tools.py);
 - `service`: a method of another Dapr app, and `mcp`: a tool of an MCP server, both run
   as a step like a function, through the route the run keeps (see tool_sources.py);
+- `handoff`: passes the rest of the run to another agent (a step too);
+- `agent`: another agent, run on a child thread; the run waits for its answer;
 - `client`: declared by the caller for one turn and executed by the caller, who submits
   the result (the run waits for it);
 - `input`: the built-in `ask_user`, which asks the user a question (the run waits for the
@@ -24,12 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from actors.engine.agents import AgentDefinition
 from actors.engine.provider import ToolSpec
 from actors.engine.text import JsonObject, Text
-from actors.engine.tool_sources import ToolRoute, object_schema
+from actors.engine.tool_sources import (
+    AgentRoute,
+    HandoffRoute,
+    ToolRoute,
+    handoff_tool_name,
+    object_schema,
+)
 from actors.engine.tools import ToolRegistry
 
-ToolKind = Literal["function", "service", "mcp", "client", "input"]
+ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input"]
 # The kinds the actor host runs itself, as a step of the run.
-HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp"})
+HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "handoff"})
 ASK_USER = "ask_user"
 ASK_USER_SPEC = ToolSpec(
     name=ASK_USER,
@@ -37,6 +45,23 @@ ASK_USER_SPEC = ToolSpec(
                 "need a detail only the user can give.",
     parameters={"type": "object", "properties": {"question": {"type": "string"}},
                 "required": ["question"]})
+
+
+def _agent_tools(agent: AgentDefinition) -> list[RunTool]:
+    """The agent's other agents, as tools: those it asks, and those it hands off to."""
+    asked = [RunTool(spec=ToolSpec(
+        name=tool.tool_name,
+        description=tool.description or f"Asks the agent {tool.agent} and returns its answer.",
+        parameters={"type": "object", "required": ["input"], "properties": {"input": {
+            "type": "string", "description": "The whole request: the agent does not see "
+                                             "this conversation."}}}),
+        kind="agent", route=AgentRoute(agent=tool.agent)) for tool in agent.agent_tools]
+    handed = [RunTool(spec=ToolSpec(
+        name=handoff_tool_name(other),
+        description=f"Hands the conversation to the agent {other}, which answers from here on.",
+        parameters={"type": "object", "properties": {"reason": {"type": "string"}}}),
+        kind="handoff", route=HandoffRoute(agent=other)) for other in agent.handoffs]
+    return asked + handed
 
 
 class RunTool(BaseModel):
@@ -87,6 +112,7 @@ def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
     them); `outside` are the agent's service and MCP tools as they were found (an MCP
     server that could not be reached adds none); a client tool may not take an agent
     tool's name. An outside tool that takes a name already given is left out."""
+    outside = [*outside, *_agent_tools(agent)]
     agent_names = {*agent.tools, *(t.name for t in agent.service_tools),
                    *(t.name for t in outside)}
     unknown = sorted(set(disabled) - agent_names)

@@ -1,5 +1,8 @@
 """Tools from outside the actor host, as an agent declares them and as a run keeps them.
 
+Other agents are tools too: `agent_tools` run another agent on a child thread and wait for
+its answer; `handoffs` pass the rest of the run to another agent.
+
 An agent may name two kinds of outside tool besides its Python functions:
 - a Dapr service method (`service_tools`): one tool per method, with its own schema, called
   through the actor host's sidecar (service invocation: mTLS, access control, resiliency);
@@ -113,7 +116,36 @@ class McpRoute(BaseModel):
     server_version: str | None = None
 
 
-ToolRoute = ServiceRoute | McpRoute
+class AgentToolDefinition(BaseModel):
+    """Another agent, offered as a tool: a call starts a run of it on a child thread."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    # The name the model sees; by default ask_<agent>.
+    name: str | None = Field(default=None, pattern=TOOL_NAME)
+    description: str = ""
+
+    @property
+    def tool_name(self) -> str:
+        return self.name or _NOT_IN_A_TOOL_NAME.sub("_", f"ask_{self.agent}")[:64]
+
+
+def handoff_tool_name(agent: str) -> str:
+    return _NOT_IN_A_TOOL_NAME.sub("_", f"transfer_to_{agent}")[:64]
+
+
+class AgentRoute(BaseModel):
+    kind: Literal["agent"] = "agent"
+    agent: str
+
+
+class HandoffRoute(BaseModel):
+    kind: Literal["handoff"] = "handoff"
+    agent: str
+
+
+ToolRoute = ServiceRoute | McpRoute | AgentRoute | HandoffRoute
 
 
 class McpUnavailable(Exception):
