@@ -1,7 +1,8 @@
 """Tools outside the host, on the real runtime: the README's agent file, as written, calls
-a Python tool, a service that runs as a Dapr app (tests/fakes/tool_service.py) and an MCP
-server that runs as a Dapr app (tests/fakes/mcp_docs.py), each with its own daprd, in the
-embedded shape and with the gateway and the actor host apart."""
+a Python tool, a service that runs as a Dapr app (tests/fakes/tool_service.py), an MCP
+server that runs as a Dapr app (tests/fakes/mcp_docs.py), each with its own daprd, and
+another agent on a child thread, in the embedded shape and with the gateway and the actor
+host apart."""
 
 from __future__ import annotations
 
@@ -81,11 +82,17 @@ def test_the_readme_agent_uses_a_python_tool_a_service_and_an_mcp_server(world: 
     api = world.api
     thread = api.create_thread(agent="desk")
     answer = api.say(thread, "Where are my order 1001 and its invoice, and can I return it?")
-    assert answer["reply"] == ("Order 1001 has shipped, invoice INV-1001 is paid, and items "
-                               "can be returned within 30 days.")
+    assert answer["reply"] == ("Order 1001 has shipped and is due in 2 days, invoice INV-1001 "
+                               "is paid, and items can be returned within 30 days.")
     results = _results(api, thread)
-    assert set(results) == {"query_order", "lookup_invoice", "docs_search_docs"}
+    assert set(results) == {"query_order", "lookup_invoice", "docs_search_docs", "ask_support"}
     assert not any(r["is_error"] for r in results.values()), results
+    # The support agent answered on a child thread of the same owner.
+    assert results["ask_support"]["content"] == (
+        "Order 1001 has shipped and is with the carrier; it is due in 2 days.")
+    [child] = answer["run"]["children"]
+    assert (child["agent"], child["status"]) == ("support", "completed")
+    assert api.http.get(f"/v1/threads/{child['thread_id']}").status_code == 200
     assert json.loads(results["lookup_invoice"]["content"])["status"] == "paid"
     assert results["docs_search_docs"]["content"] == (
         "returns: Items can be returned within 30 days.")
@@ -102,7 +109,7 @@ def test_the_readme_agent_uses_a_python_tool_a_service_and_an_mcp_server(world: 
     # The run keeps where each call went.
     created = next(e for e in api.events(thread, run_id) if e["type"] == "run.created")
     assert created["data"]["tools"] == ["query_order", "lookup_invoice", "docs_search_docs",
-                                        "docs_pages_delete"]
+                                        "docs_pages_delete", "ask_support"]
 
 
 def test_a_service_that_fails_times_out_or_is_not_there_tells_the_model(world: World) -> None:

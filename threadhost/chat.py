@@ -71,10 +71,12 @@ async def _waiting(th: ThreadhostClient, thread_id: str,
                    run_id: str | None) -> tuple[str, list[dict]] | None:
     """The thread's active run and what it waits for, if it is waiting."""
     run = await th.run(thread_id, run_id) if run_id else None
-    if run is None or run.status != "requires_action":
+    yours = [action.model_dump() for action in run.required_action
+             if action.type != "agent_run"] if run is not None else []
+    if run is None or run.status != "requires_action" or not yours:
         return None
     print(f"[run {run.run_id} waits]", file=sys.stderr)
-    return run.run_id, [action.model_dump() for action in run.required_action]
+    return run.run_id, yours
 
 
 async def _answer(th: ThreadhostClient, thread_id: str,
@@ -111,8 +113,13 @@ async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | 
             streamed = False
         elif event.event == "run.status":
             status = data["status"]
-            paused = (event.data["run_id"], data["required_action"]) if (
-                status == "requires_action") else None
+            # Another agent's answer comes by itself: only the caller's actions are asked.
+            yours = [a for a in data.get("required_action") or [] if a["type"] != "agent_run"]
+            for action in data.get("required_action") or []:
+                if action["type"] == "agent_run":
+                    print(f"[asking the agent {action['agent']}]", file=sys.stderr, flush=True)
+            paused = (event.data["run_id"], yours) if (
+                status == "requires_action" and yours) else None
             if status not in ("running", "completed", "requires_action"):
                 print(f"[run {status}]", file=sys.stderr, flush=True)
     return paused
