@@ -22,8 +22,9 @@ from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, St
 from actors.interface import ACTOR_TYPE
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
+from actors.thread_children import CHILDREN
 from actors.thread_effects import ChildUnreachable
-from actors.thread_service import CHILDREN, DEADLINE, ERASE
+from actors.thread_service import DEADLINE, ERASE
 from actors.watchdog import clear_watchdog, set_watchdog
 from threadhost.actor_client import shared_actor_client
 from threadhost.run_signals import run_changed

@@ -24,8 +24,6 @@ from actors.contract import (
     GATEWAY_KEY_PREFIX,
     Busy,
     CancelRun,
-    ChildRunAnswer,
-    ChildRunEnded,
     CreateThread,
     DeleteThread,
     Done,
@@ -36,24 +34,17 @@ from actors.contract import (
     ResumeRun,
     RunAnswer,
     RunNotFound,
-    StartChildRun,
     ThreadAnswer,
     ThreadView,
     WatchdogFired,
 )
 from actors.engine.agents import UnknownAgent
-from actors.engine.messages import AssistantText
 from actors.engine.pauses import InvalidSubmission
 from actors.engine.pauses import NotWaiting as RunNotWaiting
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import (
-    TERMINAL,
-    ChildRun,
-    ParentLink,
-    PendingAction,
     RunEvent,
     RunRecord,
-    child_input,
 )
 from actors.engine.tool_set import ToolSetError
 from actors.fence import Fence
@@ -63,7 +54,6 @@ from actors.run_steps import (
     Engine,
     StaleStep,
     advance,
-    answer_child,
     begin,
     cancel,
     enqueue,
@@ -72,7 +62,8 @@ from actors.run_steps import (
     take_over,
 )
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
-from actors.thread_effects import ChildUnreachable, Effects
+from actors.thread_children import CHILDREN, ThreadChildren, children_asked
+from actors.thread_effects import Effects
 from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
 from threadhost import logs
@@ -80,14 +71,14 @@ from threadhost.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Reminder names: what a durable reminder of the thread is for.
-DEADLINE, ERASE, CHILDREN = "deadline", "erase", "children"
+# Reminder names: what a durable reminder of the thread is for (and CHILDREN).
+DEADLINE, ERASE = "deadline", "erase"
 # The gateway's own idempotency keys are needed only while daprd may retry the call: only
 # the latest few are kept.
 GATEWAY_KEYS = 4
 
 
-class ThreadService(ThreadReads):
+class ThreadService(ThreadReads, ThreadChildren):
     def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
                  settings: Settings) -> None:
         self.thread_id = thread_id
@@ -262,7 +253,7 @@ class ThreadService(ThreadReads):
                 # Before the pause is committed: a deadline is never lost with its host.
                 await self._effects.remind_deadline(
                     run.run_id, max(run.deadline - datetime.now(UTC), timedelta(0)))
-            if _children_asked(run):  # so are the children it waits for
+            if children_asked(run):  # so are the children it waits for
                 await self._effects.remind_children(
                     run.run_id, timedelta(seconds=self._settings.child_run_check_seconds))
             await self._commit()
@@ -276,7 +267,7 @@ class ThreadService(ThreadReads):
             self._stopped(record, run)
             if run.status == "requires_action" or not await self._start_next(record):
                 self._effects.unwatch()  # a waiting run holds no reminder but its deadline
-            if _children_asked(run):
+            if children_asked(run):
                 await self._ask_children(run.run_id)
             elif not run.active:
                 await self._tell_parent(record, run)
@@ -330,7 +321,7 @@ class ThreadService(ThreadReads):
             if run is not None and run.run_id == state:
                 await self._deadline_passed(record, run)
         elif name == CHILDREN:
-            if run is not None and run.run_id == state and _children_asked(run):
+            if run is not None and run.run_id == state and children_asked(run):
                 await self._ask_children(run.run_id)
             else:
                 await self._effects.forget_children()
@@ -355,125 +346,6 @@ class ThreadService(ThreadReads):
             self._effects.watch()
             if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
                 self._effects.run_slot(record.owner, taken=True)
-
-    # --- other agents: child runs -------------------------------------------------------
-
-    async def start_child_run(self, request: StartChildRun
-                              ) -> ChildRunAnswer | Invalid | NotFound:
-        """This thread is a child: runs the agent for the parent's call (the thread is
-        made, for the parent's owner, on the first call); a repeat answers with the run
-        the first started, and with its answer once it completed."""
-        record = await self._store.record()
-        if record is None:
-            made = await self.create(CreateThread(
-                owner=request.owner, agent=request.agent,
-                metadata={"parent_thread": request.parent.thread_id,
-                          "parent_run": request.parent.run_id}))
-            if not isinstance(made, ThreadAnswer):
-                return made
-            self._effects.thread_listed(request.owner, {
-                "id": self.thread_id, "agent": request.agent,
-                "created_at": made.thread.created_at.isoformat(),
-                "metadata": made.thread.metadata})
-        started = await self.post_message(PostMessage(
-            owner=request.owner, text=request.text, parent=request.parent,
-            idempotency_key=request.idempotency_key))
-        if not isinstance(started, RunAnswer):
-            return started if isinstance(started, Invalid | NotFound) else Invalid(
-                detail=started.detail)
-        run = await self._store.run(started.run.run_id)
-        record = await self._store.record()
-        return ChildRunAnswer(run=started.run, answer=await self._answer_of(record, run))
-
-    async def child_run_ended(self, request: ChildRunEnded) -> Done:
-        """A child run for one of this thread's calls ended: its answer is the call's
-        result, and the run goes on when it waits for nothing else. Heard once: a repeat
-        (the child told us, and we asked it too) changes nothing."""
-        record = await self._store.record()
-        run = await self._store.run(request.run_id) if record is not None else None
-        if record is None or run is None or record.owner != request.owner:
-            return Done()
-        await self._child_answered(record, run, request.child, request.answer, request.reason)
-        return Done()
-
-    async def _ask_children(self, run_id: str) -> None:
-        """Starts (or asks again after) the child runs the run waits for; a child that
-        ended gives its answer. A call beyond the depth or fan-out limits is answered with
-        an error at once. A child that cannot be asked now is asked at the next check."""
-        record = await self._store.record()
-        run = await self._store.run(run_id)
-        depth = (run.parent.depth if run.parent else 0) + 1
-        for n, action in enumerate(_children_asked(run)):
-            child = ChildRun(call_id=action.call_id, agent=action.agent or "",
-                             thread_id=action.thread_id or "", run_id="", status="failed")
-            refusal = None
-            if depth > self._settings.max_agent_depth:
-                refusal = (f"agents may ask agents {self._settings.max_agent_depth} levels "
-                           "deep, and this call would go deeper")
-            elif len(run.children) + n >= self._settings.max_child_runs:
-                refusal = (f"a run may ask other agents {self._settings.max_child_runs} times,"
-                           " and this run has")
-            if refusal is not None:
-                record, run = await self._child_answered(record, run, child, None, refusal)
-                continue
-            try:
-                asked = await self._effects.start_child(child.thread_id, StartChildRun(
-                    owner=record.owner, agent=child.agent, text=child_input(action.arguments),
-                    parent=ParentLink(thread_id=self.thread_id, run_id=run.run_id,
-                                      call_id=action.call_id, depth=depth)))
-            except ChildUnreachable as exc:
-                log.warning("run %s: child thread %s not reached (%s); asked again later",
-                            run.run_id, child.thread_id, exc)
-                continue
-            if not isinstance(asked, ChildRunAnswer):
-                record, run = await self._child_answered(record, run, child, None, asked.detail)
-            elif asked.run.status in TERMINAL:
-                ended = ChildRun.model_validate({
-                    **child.model_dump(), "run_id": asked.run.run_id,
-                    "status": asked.run.status, "usage": asked.run.usage,
-                    "cost_usd": asked.run.cost_usd})
-                record, run = await self._child_answered(record, run, ended, asked.answer,
-                                                         asked.run.reason)
-
-    async def _child_answered(self, record: ThreadRecord, run: RunRecord, child: ChildRun,
-                              answer: str | None, reason: str | None
-                              ) -> tuple[ThreadRecord, RunRecord]:
-        logs.run_id.set(run.run_id)
-        try:
-            record, events = await answer_child(self._store, record, run, child, answer, reason)
-        except RunNotWaiting:
-            return record, run
-        await self._commit()
-        self._publish(run, events)
-        metrics.observe(events, 0.0)
-        log.info("run %s: the %s run for call %s ended %s", run.run_id, child.agent,
-                 child.call_id, child.status)
-        if run.status == "running":
-            await self._effects.forget_children()
-            await self._effects.chain_step()
-            self._effects.watch()
-            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
-                self._effects.run_slot(record.owner, taken=True)
-        return record, run
-
-    async def _tell_parent(self, record: ThreadRecord, run: RunRecord) -> None:
-        """A child run ended: its parent hears of it (and asks, if it did not)."""
-        if run.parent is None or run.active:
-            return
-        self._effects.tell_parent(run.parent.thread_id, ChildRunEnded(
-            owner=record.owner, run_id=run.parent.run_id,
-            child=ChildRun(call_id=run.parent.call_id, agent=run.agent.name,
-                           thread_id=self.thread_id, run_id=run.run_id, status=run.status,
-                           usage=run.usage, cost_usd=run.cost_usd),
-            answer=await self._answer_of(record, run), reason=run.reason))
-
-    async def _answer_of(self, record: ThreadRecord, run: RunRecord) -> str | None:
-        """A completed run's answer: its last assistant text."""
-        if run.status != "completed":
-            return None
-        end = run.message_end if run.message_end is not None else record.message_count
-        mine = await self._store.messages(record, run.first_message, end)
-        return next((m.text for m in reversed(mine) if isinstance(m, AssistantText)), None)
 
     # --- what several calls share ------------------------------------------------------
 
@@ -539,13 +411,6 @@ class ThreadService(ThreadReads):
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         self._effects.publish(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
                                                 events=events))
-
-
-def _children_asked(run: RunRecord) -> list[PendingAction]:
-    """The agent calls a waiting run waits for."""
-    if run.status != "requires_action":
-        return []
-    return [action for action in run.required_action if action.type == "agent_run"]
 
 
 def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from actors.contract import ChildRunEnded, CreateThread, GetRun, PostMessage, RunAnswer
-from actors.thread_service import CHILDREN, ThreadService
+from actors.thread_children import CHILDREN
+from actors.thread_service import ThreadService
 from actors.thread_store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS

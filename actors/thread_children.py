@@ -1,0 +1,172 @@
+"""Other agents as tools, on the thread service's side: a run that calls one waits for a
+child run on a thread of its own, and goes on with its answer (docs/tools.md, "Other
+agents"). The child's thread starts the run when asked (`start_child_run`) and tells the
+parent when it ends; the parent asks again, now and then, while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from actors import metrics
+from actors.contract import (
+    ChildRunAnswer,
+    ChildRunEnded,
+    CreateThread,
+    Done,
+    Invalid,
+    NotFound,
+    PostMessage,
+    RunAnswer,
+    StartChildRun,
+    ThreadAnswer,
+)
+from actors.engine.messages import AssistantText
+from actors.engine.pauses import NotWaiting as RunNotWaiting
+from actors.engine.run import (
+    TERMINAL,
+    ChildRun,
+    ParentLink,
+    PendingAction,
+    RunRecord,
+    child_input,
+)
+from actors.run_steps import answer_child
+from actors.state import ThreadRecord
+from actors.thread_effects import ChildUnreachable
+from threadhost import logs
+
+if TYPE_CHECKING:
+    from actors.thread_service import ThreadService
+
+log = logging.getLogger(__name__)
+
+# The reminder of a run that waits for child runs.
+CHILDREN = "children"
+
+
+class ThreadChildren:
+    async def start_child_run(self: ThreadService, request: StartChildRun
+                              ) -> ChildRunAnswer | Invalid | NotFound:
+        """This thread is a child: runs the agent for the parent's call (the thread is
+        made, for the parent's owner, on the first call); a repeat answers with the run
+        the first started, and with its answer once it completed."""
+        record = await self._store.record()
+        if record is None:
+            made = await self.create(CreateThread(
+                owner=request.owner, agent=request.agent,
+                metadata={"parent_thread": request.parent.thread_id,
+                          "parent_run": request.parent.run_id}))
+            if not isinstance(made, ThreadAnswer):
+                return made
+            self._effects.thread_listed(request.owner, {
+                "id": self.thread_id, "agent": request.agent,
+                "created_at": made.thread.created_at.isoformat(),
+                "metadata": made.thread.metadata})
+        started = await self.post_message(PostMessage(
+            owner=request.owner, text=request.text, parent=request.parent,
+            idempotency_key=request.idempotency_key))
+        if not isinstance(started, RunAnswer):
+            return started if isinstance(started, Invalid | NotFound) else Invalid(
+                detail=started.detail)
+        run = await self._store.run(started.run.run_id)
+        record = await self._store.record()
+        return ChildRunAnswer(run=started.run, answer=await self._answer_of(record, run))
+
+    async def child_run_ended(self: ThreadService, request: ChildRunEnded) -> Done:
+        """A child run for one of this thread's calls ended: its answer is the call's
+        result, and the run goes on when it waits for nothing else. Heard once: a repeat
+        (the child told us, and we asked it too) changes nothing."""
+        record = await self._store.record()
+        run = await self._store.run(request.run_id) if record is not None else None
+        if record is None or run is None or record.owner != request.owner:
+            return Done()
+        await self._child_answered(record, run, request.child, request.answer, request.reason)
+        return Done()
+
+    async def _ask_children(self: ThreadService, run_id: str) -> None:
+        """Starts (or asks again after) the child runs the run waits for; a child that
+        ended gives its answer. A call beyond the depth or fan-out limits is answered with
+        an error at once. A child that cannot be asked now is asked at the next check."""
+        record = await self._store.record()
+        run = await self._store.run(run_id)
+        depth = (run.parent.depth if run.parent else 0) + 1
+        for n, action in enumerate(children_asked(run)):
+            child = ChildRun(call_id=action.call_id, agent=action.agent or "",
+                             thread_id=action.thread_id or "", run_id="", status="failed")
+            refusal = None
+            if depth > self._settings.max_agent_depth:
+                refusal = (f"agents may ask agents {self._settings.max_agent_depth} levels "
+                           "deep, and this call would go deeper")
+            elif len(run.children) + n >= self._settings.max_child_runs:
+                refusal = (f"a run may ask other agents {self._settings.max_child_runs} times,"
+                           " and this run has")
+            if refusal is not None:
+                record, run = await self._child_answered(record, run, child, None, refusal)
+                continue
+            try:
+                asked = await self._effects.start_child(child.thread_id, StartChildRun(
+                    owner=record.owner, agent=child.agent, text=child_input(action.arguments),
+                    parent=ParentLink(thread_id=self.thread_id, run_id=run.run_id,
+                                      call_id=action.call_id, depth=depth)))
+            except ChildUnreachable as exc:
+                log.warning("run %s: child thread %s not reached (%s); asked again later",
+                            run.run_id, child.thread_id, exc)
+                continue
+            if not isinstance(asked, ChildRunAnswer):
+                record, run = await self._child_answered(record, run, child, None, asked.detail)
+            elif asked.run.status in TERMINAL:
+                ended = ChildRun.model_validate({
+                    **child.model_dump(), "run_id": asked.run.run_id,
+                    "status": asked.run.status, "usage": asked.run.usage,
+                    "cost_usd": asked.run.cost_usd})
+                record, run = await self._child_answered(record, run, ended, asked.answer,
+                                                         asked.run.reason)
+
+    async def _child_answered(self: ThreadService, record: ThreadRecord, run: RunRecord,
+                              child: ChildRun, answer: str | None, reason: str | None
+                              ) -> tuple[ThreadRecord, RunRecord]:
+        logs.run_id.set(run.run_id)
+        try:
+            record, events = await answer_child(self._store, record, run, child, answer, reason)
+        except RunNotWaiting:
+            return record, run
+        await self._commit()
+        self._publish(run, events)
+        metrics.observe(events, 0.0)
+        log.info("run %s: the %s run for call %s ended %s", run.run_id, child.agent,
+                 child.call_id, child.status)
+        if run.status == "running":
+            await self._effects.forget_children()
+            await self._effects.chain_step()
+            self._effects.watch()
+            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
+                self._effects.run_slot(record.owner, taken=True)
+        return record, run
+
+    async def _tell_parent(self: ThreadService, record: ThreadRecord, run: RunRecord) -> None:
+        """A child run ended: its parent hears of it (and asks, if it did not)."""
+        if run.parent is None or run.active:
+            return
+        self._effects.tell_parent(run.parent.thread_id, ChildRunEnded(
+            owner=record.owner, run_id=run.parent.run_id,
+            child=ChildRun(call_id=run.parent.call_id, agent=run.agent.name,
+                           thread_id=self.thread_id, run_id=run.run_id, status=run.status,
+                           usage=run.usage, cost_usd=run.cost_usd),
+            answer=await self._answer_of(record, run), reason=run.reason))
+
+    async def _answer_of(self: ThreadService, record: ThreadRecord, run: RunRecord) -> str | None:
+        """A completed run's answer: its last assistant text."""
+        if run.status != "completed":
+            return None
+        end = run.message_end if run.message_end is not None else record.message_count
+        mine = await self._store.messages(record, run.first_message, end)
+        return next((m.text for m in reversed(mine) if isinstance(m, AssistantText)), None)
+
+
+def children_asked(run: RunRecord) -> list[PendingAction]:
+    """The agent calls a waiting run waits for."""
+    if run.status != "requires_action":
+        return []
+    return [action for action in run.required_action if action.type == "agent_run"]
