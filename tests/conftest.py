@@ -6,9 +6,16 @@ stopped by pid when the test ends, pass or fail.
 
 from __future__ import annotations
 
+import os
+
+# The tests start processes by fork and exec while gRPC servers run in this process (the
+# rehearsals' OTLP collector, the SDK): gRPC's fork handlers then made a child abort
+# between the two now and then (SIGABRT, "epoll_wait error: Bad file descriptor"). A child
+# here only execs: it needs none of them. Read by gRPC when it loads, so before any import.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import ipaddress
 import json
-import os
 import shutil
 import socket
 import sqlite3
