@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 
 from tests.conftest import TEST_AGENTS, Api, make_stack_config
 from tests.dapr_peers import PeerApp
+from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
 
@@ -42,6 +44,23 @@ FAILING = {
 }
 
 
+# An MCP server reached by URL, whose bearer token is a secret of the host's Dapr secret
+# store: the agent file names the secret, never the token.
+DOCS_TOKEN = "tok-from-the-secret-store-7"
+
+
+def _secret_store(folder: Path) -> Path:
+    (folder / "secrets.json").write_text(json.dumps(
+        {"docs-headers": {"authorization": f"Bearer {DOCS_TOKEN}"}}))
+    (folder / "store.yaml").write_text(json.dumps({
+        "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "localsecrets"},
+        "spec": {"type": "secretstores.local.file", "version": "v1", "metadata": [
+            {"name": "secretsFile", "value": str(folder / "secrets.json")},
+            {"name": "multiValued", "value": "true"}]}}))
+    return folder
+
+
 @dataclass
 class World:
     stack: Stack
@@ -57,13 +76,25 @@ def world(request: pytest.FixtureRequest, dapr_bin: Path,
     agents.mkdir()
     (agents / "desk.json").write_text(json.dumps(readme_agent("desk")))
     (agents / "failing-desk.json").write_text(json.dumps(FAILING))
+    docs_port = free_port()
+    (agents / "docs-by-url.json").write_text(json.dumps({
+        "name": "docs-by-url", "mcp_servers": [{
+            "name": "docs", "url": f"http://127.0.0.1:{docs_port}/mcp", "prefix": "docs_",
+            "headers_secret": "docs-headers"}],
+        "script": [{"tool_calls": [{"name": "docs_search_docs",
+                                    "arguments": {"query": "shipping"}}]}, "Found it."]}))
     dirs = [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]
     config = make_stack_config(dapr_bin, folder, uuid.uuid4().hex[:10],
-                               env={"THREADHOST_AGENTS_DIRS": json.dumps(dirs)})
+                               env={"THREADHOST_AGENTS_DIRS": json.dumps(dirs),
+                                    "THREADHOST_SECRET_STORE": "localsecrets"})
+    config.extra_resources.append(_secret_store(folder))
     logs = config.data_dir / "logs"
     peers: list[PeerApp] = []
+    docs = Process("docs-by-url", [sys.executable, "-m", "tests.fakes.mcp_docs", "http",
+                                   str(docs_port), DOCS_TOKEN], logs, cwd=PROJECT_ROOT)
     with Stack(config, split=request.param == "split") as stack:
         try:
+            docs.wait_http_ok(f"http://127.0.0.1:{docs_port}/health", 30)
             peers.append(PeerApp("billing", "tests.fakes.tool_service", "{port}",
                                  bin_dir=dapr_bin, logs=logs))
             peers.append(PeerApp("docs-mcp", "tests.fakes.mcp_docs", "http", "{port}",
@@ -72,6 +103,7 @@ def world(request: pytest.FixtureRequest, dapr_bin: Path,
         finally:
             for peer in peers:
                 peer.stop()
+            docs.stop()
 
 
 def _results(api: Api, thread: str) -> dict[str, dict]:
@@ -125,3 +157,12 @@ def test_a_service_that_fails_times_out_or_is_not_there_tells_the_model(world: W
     assert "did not answer within 1 s" in results["slow"]["content"]
     # Dapr's own answer names what went wrong.
     assert "nobody-here" in results["gone"]["content"], results["gone"]["content"]
+
+
+def test_an_mcp_servers_headers_come_from_the_hosts_secret_store(world: World) -> None:
+    api = world.api
+    thread = api.create_thread(agent="docs-by-url")
+    assert api.say(thread, "How fast do you ship?")["reply"] == "Found it."
+    [result] = _results(api, thread).values()
+    assert (result["content"], result["is_error"]) == (
+        "shipping: Orders ship within 2 days.", False)
