@@ -236,7 +236,7 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
 
 
 def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
-    handoff = {t.name for t in run_tool_set(run, ToolRegistry()) if t.kind == "handoff"}
+    handoff = {t.name for t in run.tools or [] if t.kind == "handoff"}
     return [call for call in calls if call.name in handoff]
 
 

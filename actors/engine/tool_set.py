@@ -47,29 +47,12 @@ ASK_USER_SPEC = ToolSpec(
                 "required": ["question"]})
 
 
-def _agent_tools(agent: AgentDefinition) -> list[RunTool]:
-    """The agent's other agents, as tools: those it asks, and those it hands off to."""
-    asked = [RunTool(spec=ToolSpec(
-        name=tool.tool_name,
-        description=tool.description or f"Asks the agent {tool.agent} and returns its answer.",
-        parameters={"type": "object", "required": ["input"], "properties": {"input": {
-            "type": "string", "description": "The whole request: the agent does not see "
-                                             "this conversation."}}}),
-        kind="agent", route=AgentRoute(agent=tool.agent)) for tool in agent.agent_tools]
-    handed = [RunTool(spec=ToolSpec(
-        name=handoff_tool_name(other),
-        description=f"Hands the conversation to the agent {other}, which answers from here on.",
-        parameters={"type": "object", "properties": {"reason": {"type": "string"}}}),
-        kind="handoff", route=HandoffRoute(agent=other)) for other in agent.handoffs]
-    return asked + handed
-
-
 class RunTool(BaseModel):
     spec: ToolSpec
     kind: ToolKind = "function"
     # A person approves each call before it runs (the kinds the host runs).
     needs_approval: bool = False
-    # Where a `service` or `mcp` tool's calls go.
+    # Where the calls of a `service`, `mcp`, `agent` or `handoff` tool go.
     route: ToolRoute | None = Field(default=None, discriminator="kind")
 
     @property
@@ -94,6 +77,23 @@ class ClientTool(BaseModel):
     @classmethod
     def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
         return object_schema(parameters)
+
+
+def _agent_tools(agent: AgentDefinition) -> list[RunTool]:
+    """The agent's other agents, as tools: those it asks, and those it hands off to."""
+    asked = [RunTool(spec=ToolSpec(
+        name=tool.tool_name,
+        description=tool.description or f"Asks the agent {tool.agent} and returns its answer.",
+        parameters={"type": "object", "required": ["input"], "properties": {"input": {
+            "type": "string", "description": "The whole request: the agent does not see "
+                                             "this conversation."}}}),
+        kind="agent", route=AgentRoute(agent=tool.agent)) for tool in agent.agent_tools]
+    handed = [RunTool(spec=ToolSpec(
+        name=handoff_tool_name(other),
+        description=f"Hands the conversation to the agent {other}, which answers from here on.",
+        parameters={"type": "object", "properties": {"reason": {"type": "string"}}}),
+        kind="handoff", route=HandoffRoute(agent=other)) for other in agent.handoffs]
+    return asked + handed
 
 
 client_tools_adapter: TypeAdapter[list[ClientTool]] = TypeAdapter(list[ClientTool])
