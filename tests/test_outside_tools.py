@@ -170,8 +170,8 @@ def test_an_mcp_servers_tools_are_the_models_filtered_and_prefixed(tmp_path: Pat
         {"url": f"http://127.0.0.1:{port}/mcp"} if transport == "http"
         else {"command": [sys.executable, "-m", "tests.fakes.mcp_docs", "stdio"]})
     agent = _agent(mcp_servers=[{"name": "docs", "prefix": "docs_", **where,
-                                 "tools": ["search_docs", "pages.delete"]}],
-                   script=DOCS_SCRIPT)
+                                 "tools": ["search_docs", "pages.delete", "who_calls"]}],
+                   script=[{"tool_calls": [{"name": "docs_who_calls"}]}, *DOCS_SCRIPT])
 
     async def scenario() -> tuple[RunRecord, list[Message]]:
         outside = OutsideTools(LocalMesh({}))
@@ -185,11 +185,17 @@ def test_an_mcp_servers_tools_are_the_models_filtered_and_prefixed(tmp_path: Pat
     finally:
         if server is not None:
             server.stop()
-    assert [t.name for t in run.tools or []] == ["docs_search_docs", "docs_pages_delete"]
+    assert [t.name for t in run.tools or []] == ["docs_search_docs", "docs_pages_delete",
+                                                 "docs_who_calls"]
     route = run.tools[0].route
     assert route is not None and route.model_dump() == {
         "kind": "mcp", "server": "docs", "tool": "search_docs", "server_version": "1.4.0"}
     results = _results(history)
+    # The call names its thread, run and call, with the key a repeated step sends again.
+    call_id = next(m.call_id for m in history if getattr(m, "name", "") == "docs_who_calls")
+    assert results["docs_who_calls"].content == (
+        f"threadhost/idempotency-key=run_7.{call_id} threadhost/run-id=run_7 "
+        f"threadhost/thread-id=th_7 threadhost/tool-call-id={call_id}")
     assert results["docs_search_docs"].content == "returns: Items can be returned within 30 days."
     assert results["docs_pages_delete"].content == "deleted returns"
     assert run.status == "completed"

@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.provider import ToolSpec
-from actors.engine.service_tools import Endpoint
+from actors.engine.service_tools import Endpoint, ToolCallContext
 from actors.engine.tool_set import RunTool
 from actors.engine.tool_sources import McpRoute, McpServerDefinition, McpUnavailable
 
@@ -105,7 +105,7 @@ class McpServers:
         return self._listed[key]
 
     async def call(self, server: McpServerDefinition, route: McpRoute, call: ToolCall,
-                   time_limit: float) -> ToolResult:
+                   time_limit: float, context: ToolCallContext) -> ToolResult:
         def error(text: str) -> ToolResult:
             return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=True)
 
@@ -116,7 +116,8 @@ class McpServers:
         try:
             async with asyncio.timeout(time_limit):
                 client = await self._client(server)
-                result = await client.call_tool(route.tool, arguments)
+                result = await client.call_tool(route.tool, arguments,
+                                                meta=context.mcp_meta())  # type: ignore[arg-type]
         except MCPError as exc:
             return error(f"MCP server {server.name} refused the call: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken session raises what it has

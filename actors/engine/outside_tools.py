@@ -95,7 +95,8 @@ class OutsideTools:
             server = next((s for s in agent.mcp_servers if s.name == route.server), None)
             if server is not None:
                 servers = await self.mcp()
-                return await servers.call(server, route, call, server.timeout_seconds or limit)
+                return await servers.call(server, route, call, server.timeout_seconds or limit,
+                                          context)
         return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
                           content=f"{call.name} has no route in this run")
 

@@ -43,6 +43,12 @@ class ToolCallContext:
                 "threadhost-tool-call-id": self.call_id,
                 "idempotency-key": self.idempotency_key}
 
+    def mcp_meta(self) -> dict[str, str]:
+        """The same, as an MCP request's `_meta` (headers belong to a connection)."""
+        return {"threadhost/thread-id": self.thread_id, "threadhost/run-id": self.run_id,
+                "threadhost/tool-call-id": self.call_id,
+                "threadhost/idempotency-key": self.idempotency_key}
+
 
 @dataclass(frozen=True)
 class Endpoint:

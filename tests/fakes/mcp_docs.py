@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
@@ -29,6 +29,13 @@ def delete_page(page: str) -> str:
     """Deletes a documentation page."""
     PAGES.pop(page, None)
     return f"deleted {page}"
+
+
+@docs.tool()
+def who_calls(ctx: Context) -> str:
+    """Says which thread, run and call asked (from the request's _meta)."""
+    meta = ctx.request_context.meta or {}
+    return " ".join(f"{k}={v}" for k, v in sorted(meta.items()) if k.startswith("threadhost/"))
 
 
 @docs.tool()
