@@ -16,6 +16,7 @@ needs Dapr.
     GetRun          GetRun            RunAnswer | NotFound | RunNotFound
     ListRuns        ListRuns          RunsAnswer | NotFound
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
+    ImportHistory   ImportHistory     ThreadAnswer | NotFound | Busy
     StartChildRun   StartChildRun     ChildRunAnswer | Invalid | NotFound  (thread to thread)
     ChildRunEnded   ChildRunEnded     Done                                 (thread to thread)
 
@@ -365,6 +366,15 @@ class ChildRunEnded(Request):
     child: ChildRun
     answer: str | None = None
     reason: str | None = None
+
+
+class ImportHistory(Request):
+    """Messages a caller had before the thread existed (an OpenAI client's history),
+    appended as they are, with no run. Not repeatable: a repeat would append them twice."""
+
+    method, answers = "ImportHistory", answers_of(ThreadAnswer, NotFound, Busy)
+    repeatable = False
+    messages: list[Message] = Field(max_length=10_000)
 
 
 class WatchdogFired(Request):

@@ -54,3 +54,6 @@ class ThreadActorInterface(ActorInterface):
 
     @actormethod(name="ChildRunEnded")
     async def child_run_ended(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ImportHistory")
+    async def import_history(self, request: Payload) -> Payload: ...

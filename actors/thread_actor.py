@@ -23,6 +23,7 @@ from actors.contract import (
     DeleteThread,
     DescribeThread,
     GetRun,
+    ImportHistory,
     Invalid,
     ListRuns,
     PostMessage,
@@ -98,6 +99,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def delete(self, request: Payload) -> Payload:
         return await serve(DeleteThread, request, self._service.delete)
+
+    async def import_history(self, request: Payload) -> Payload:
+        return await serve(ImportHistory, request, self._service.import_history)
 
     async def start_child_run(self, request: Payload) -> Payload:
         return await serve(StartChildRun, request, self._service.start_child_run)

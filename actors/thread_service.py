@@ -27,6 +27,7 @@ from actors.contract import (
     CreateThread,
     DeleteThread,
     Done,
+    ImportHistory,
     Invalid,
     NotFound,
     NotWaiting,
@@ -165,6 +166,19 @@ class ThreadService(ThreadReads, ThreadChildren):
             self._effects.flush_events()
         return await self._run_answer(await self._store.record(),
                                       await self._store.run(run.run_id), request.wait)
+
+    async def import_history(self, request: ImportHistory) -> ThreadAnswer | NotFound | Busy:
+        """Appends a caller's earlier messages as they are, with no run (while no run is
+        going on: a run's messages must stay together)."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        if record.active_run is not None:
+            return Busy(run_id=record.active_run)
+        record = await self._store.append(record, request.messages)
+        await self._store.save_record(record)
+        await self._commit()
+        return ThreadAnswer(thread=ThreadView.of(record))
 
     async def delete(self, request: DeleteThread) -> Done | NotFound:
         """Removes every piece of the thread's state; a run going on is cancelled first."""

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from actors.contract import STOPPED
+from actors.engine.agents import AgentCatalog
 from actors.run_events import PublishedRunMessage, StepEventsMessage
-from gateway import threads
+from gateway import openai_door, threads
 from gateway.auth import Authenticator
 from gateway.problems import Problem
 from gateway.run_stream import RunEventHub
@@ -64,7 +65,12 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         settings.failover_retry_seconds, settings.read_call_timeout_seconds)
     app.state.run_events = hub = RunEventHub()
     app.state.authenticator = Authenticator(settings)
+    # The agents' names, for the OpenAI door's models (read once, at start-up).
+    app.state.agent_catalog = catalog = AgentCatalog()
+    for folder in settings.agents_dirs:
+        catalog.load_folder(folder)
     app.include_router(threads.router)
+    app.include_router(openai_door.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     app.state.subscriptions.append({"pubsubname": settings.pubsub_name,

@@ -154,14 +154,39 @@ _HTTP_KINDS = {400: ("invalid-request", "Malformed request body"),
                405: ("method-not-allowed", "Method not allowed")}
 
 
+# Routes of the OpenAI door answer errors in OpenAI's shape, which its clients read.
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/responses")
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error",
+                 429: "rate_limit_error"}
+
+
+def _openai_error(problem: Problem) -> JSONResponse:
+    kind = ("invalid_request_error" if problem.status < 500 else "server_error")
+    errors = problem.extra.get("errors")
+    message = problem.detail or problem.title
+    if errors:  # where, and what is wrong there
+        first = errors[0]
+        message = f"{'.'.join(map(str, first['location'][1:]))}: {first['message']}"
+    body = {"error": {"message": message, "type": _OPENAI_TYPES.get(problem.status, kind),
+                      "param": None, "code": problem.kind.replace("-", "_"),
+                      **{k: v for k, v in problem.extra.items() if k != "errors"}}}
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers)
+
+
+def _answer(request: Request, problem: Problem) -> JSONResponse:
+    if request.url.path.startswith(OPENAI_ROUTES):
+        return _openai_error(problem)
+    return problem.response()
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return exc.response()
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return _answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_problem(exc).response()
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _answer(request, _validation_problem(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -95,6 +95,9 @@ class AgentCatalog:
         for path in sorted(folder.glob("*.json")):
             self.add(AgentDefinition.model_validate(json.loads(path.read_text())))
 
+    def names(self) -> list[str]:
+        return sorted(self._versions)
+
     def current(self, name: str) -> AgentDefinition:
         versions = self._versions.get(name)
         if not versions:

@@ -1,0 +1,165 @@
+"""The OpenAI Chat Completions API's bodies, as threadhost takes and gives them.
+
+What a request may carry is checked here: text content only, one choice, no log
+probabilities, no audio, no forced tool choice or response format. Each refusal names its
+field (docs/openai.md lists what is taken, ignored and refused). Sampling settings
+(temperature, top_p, max_tokens, ...) are taken and ignored: an agent's own settings
+decide.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from actors.engine.text import JsonObject, Text
+
+# `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
+MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: Text
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(max_length=64)
+    arguments: Text = "{}"
+
+
+class ChatToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | list[TextPart] | None = None
+    tool_calls: list[ChatToolCall] | None = None
+    tool_call_id: str | None = Field(default=None, max_length=200)
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, content: Any) -> Any:
+        if isinstance(content, list):
+            kinds = sorted({part.get("type") for part in content if isinstance(part, dict)}
+                           - {"text"})
+            if kinds:
+                raise ValueError(f"only text content is supported, not {', '.join(kinds)}")
+        return content
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: Text = ""
+    parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
+                                                           "properties": {}})
+
+
+class ChatTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Fields the API has that threadhost does not use are taken and ignored.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "support", "messages": [{"role": "user",
+                                           "content": "Where is my order 1001?"}]}]})
+    model: str = Field(pattern=MODEL_PATTERN, examples=["support",
+                                                        "support@anthropic:claude-haiku-4-5"])
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    # Tools the client runs itself: a call comes back as `tool_calls`.
+    tools: list[ChatTool] = Field(default_factory=list, max_length=64)
+    tool_choice: Literal["auto"] | None = None
+    n: Literal[1] | None = None
+    logprobs: Literal[False] | None = None
+    top_logprobs: None = None
+    audio: None = None
+    modalities: list[Literal["text"]] | None = None
+    # Another way to name the thread to continue: {"thread_id": "th_..."}.
+    metadata: dict[Text, Text] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refused(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fmt = data.get("response_format")
+            if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+                raise ValueError("response_format: only text is supported; an agent's own "
+                                 "prompt and tools shape its answers")
+        return data
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    tool_calls: list[ChatToolCall] | None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: Literal["stop", "length", "tool_calls"]
+    logprobs: None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ThreadhostInfo(BaseModel):
+    """threadhost's own part of an answer: the thread and run behind it, and what a run
+    that waits for something else than a client tool (an approval, an answer) waits for."""
+
+    thread_id: str
+    run_id: str
+    status: str
+    required_action: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+    threadhost: ThreadhostInfo
+
+
+class ModelView(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "threadhost"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelView]

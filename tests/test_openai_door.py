@@ -1,0 +1,211 @@
+"""The OpenAI door, spoken to by clients nobody here wrote: the official `openai` SDK and
+the OpenAI Agents SDK, against the real runtime, embedded and with the gateway and the
+actor host apart. Refusals are checked in process (they never reach an actor)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import openai
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from tests.conftest import Api, make_stack_config
+from threadhost.app import create_app
+from threadhost.runtime import PROJECT_ROOT
+from threadhost.settings import Settings
+from threadhost.stack import Stack
+
+SUPPORT_REPLY = ("Let me look that order up.\n\nOrder 1001 has shipped and is with the "
+                 "carrier; it is due in 2 days.")
+
+
+@pytest.fixture(scope="module", params=["embedded", "split"])
+def door(request: pytest.FixtureRequest, dapr_bin: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp(f"openai-{request.param}")
+    config = make_stack_config(dapr_bin, folder, uuid.uuid4().hex[:10])
+    with Stack(config, split=request.param == "split") as stack:
+        yield stack.api.url
+
+
+def _client(url: str) -> OpenAI:
+    return OpenAI(base_url=f"{url}/v1", api_key="unused: authentication is off", max_retries=0)
+
+
+def test_a_conversation_continues_its_thread_and_stores_each_message_once(door: str) -> None:
+    client = _client(door)
+    history = [{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "Where is my order 1001? 🙂"}]
+    first = client.chat.completions.with_raw_response.create(model="support", messages=history)
+    thread = first.headers["threadhost-thread-id"]
+    answer = first.parse()
+    assert answer.choices[0].message.content == SUPPORT_REPLY
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.total_tokens > 0 and answer.model == "support"
+    history += [{"role": "assistant", "content": answer.choices[0].message.content},
+                {"role": "user", "content": "Thanks. And when does it arrive?"}]
+    second = client.chat.completions.create(model="support", messages=history,
+                                            extra_headers={"threadhost-thread-id": thread})
+    assert second.choices[0].message.content == SUPPORT_REPLY
+    users = [m["content"] for m in Api(door).messages(thread) if m["role"] == "user"]
+    assert users == ["Where is my order 1001? 🙂", "Thanks. And when does it arrive?"]
+
+
+def test_a_whole_history_sent_to_a_new_thread_is_stored_once(door: str) -> None:
+    client = _client(door)
+    sent = [{"role": "user", "content": "Hi, I am Ann."},
+            {"role": "assistant", "content": "Hello Ann!"},
+            {"role": "user", "content": [{"type": "text", "text": "Where is order 1001?"}]}]
+    raw = client.chat.completions.with_raw_response.create(model="support", messages=sent)
+    thread = raw.headers["threadhost-thread-id"]
+    stored = [(m["role"], m["content"]) for m in Api(door).messages(thread)]
+    assert stored[:4] == [("user", "Hi, I am Ann."), ("assistant", "Hello Ann!"),
+                          ("user", "Where is order 1001?"),
+                          ("assistant", "Let me look that order up.")]
+    assert len(stored) == 9  # and the run's two tool calls, their results and its answer
+
+
+def test_a_streamed_answer_is_the_same_text_in_chunks(door: str) -> None:
+    client = _client(door)
+    stream = client.chat.completions.create(
+        model="support", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Where is my order 1001?"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == SUPPORT_REPLY
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and finishes.count("stop") == 1
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_a_client_tool_call_comes_back_and_its_result_resumes_the_run(door: str) -> None:
+    client = _client(door)
+    tools = [{"type": "function", "function": {
+        "name": "get_location", "description": "Where the user is.",
+        "parameters": {"type": "object", "properties": {"precision": {"type": "string"}}}}}]
+    messages: list = [{"role": "user", "content": "What's the weather here?"}]
+    raw = client.chat.completions.with_raw_response.create(model="locator",
+                                                           messages=messages, tools=tools)
+    thread, asked = raw.headers["threadhost-thread-id"], raw.parse()
+    assert asked.choices[0].finish_reason == "tool_calls"
+    [call] = asked.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_location", {"precision": "city"})
+    messages += [asked.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "Berlin"}]
+    done = client.chat.completions.create(model="locator", messages=messages, tools=tools,
+                                          extra_headers={"threadhost-thread-id": thread})
+    assert done.choices[0].message.content == "Here is the weather where you are."
+    assert done.choices[0].finish_reason == "stop"
+    results = [m["content"] for m in Api(door).messages(thread) if m["role"] == "tool"]
+    assert results == ["Berlin"]
+
+
+def test_the_openai_agents_sdk_runs_a_function_tool_through_a_thread(door: str) -> None:
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+    located: list[str] = []
+
+    @function_tool
+    def get_location(precision: str) -> str:
+        """Where the user is."""
+        located.append(precision)
+        return "Berlin"
+
+    thread = Api(door).create_thread(agent="locator")
+
+    async def scenario() -> str:
+        client = AsyncOpenAI(base_url=f"{door}/v1", api_key="unused", max_retries=0)
+        agent = Agent(name="weather", instructions="Say the weather.", tools=[get_location],
+                      model=OpenAIChatCompletionsModel(model="locator", openai_client=client),
+                      model_settings=ModelSettings(
+                          extra_headers={"threadhost-thread-id": thread}))
+        result = await Runner.run(agent, "What's the weather here?")
+        return result.final_output
+
+    assert asyncio.run(scenario()) == "Here is the weather where you are."
+    assert located == ["city"]
+    assert [m["content"] for m in Api(door).messages(thread) if m["role"] == "tool"] == [
+        "Berlin"]
+
+
+def test_the_models_are_the_agents(door: str) -> None:
+    names = {model.id for model in _client(door).models.list()}
+    assert {"support", "locator", "assistant"} <= names
+
+
+def test_the_readme_example_runs_as_written(door: str) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Use it from any OpenAI client"):]
+    example = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    assert len(example.splitlines()) <= 12
+    done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "THREADHOST_URL": door})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == SUPPORT_REPLY
+
+
+# --- refusals, in process: none reaches an actor ----------------------------------------
+
+SECRET = "s" * 32
+
+
+def _in_process(auth: bool = False) -> AsyncOpenAI:
+    settings = Settings(role="gateway", auth_mode="jwt" if auth else "none",
+                        jwt_secret=SECRET if auth else None, APP_API_TOKEN="daprd's",
+                        agents_dirs=[str(PROJECT_ROOT / "agents")])
+    transport = httpx.ASGITransport(app=create_app(settings))
+    token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, "wrong" * 8,
+                       algorithm="HS256")
+    return AsyncOpenAI(base_url="http://door/v1", api_key=token, max_retries=0,
+                       http_client=httpx.AsyncClient(transport=transport))
+
+
+def test_refusals_come_in_openais_error_shape() -> None:
+    async def scenario() -> None:
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await _in_process(auth=True).chat.completions.create(
+                model="support", messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.body["type"] == "authentication_error"
+        door = _in_process()
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await door.chat.completions.create(model="nobody",
+                                               messages=[{"role": "user", "content": "hi"}])
+        assert unknown.value.body["code"] == "model_not_found"
+        for extra, field in (({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
+                             ({"modalities": ["text", "audio"]}, "modalities")):
+            with pytest.raises(openai.UnprocessableEntityError) as bad:
+                await door.chat.completions.create(
+                    model="support", messages=[{"role": "user", "content": "hi"}], **extra)
+            assert bad.value.body["message"].startswith(field), bad.value.body
+        with pytest.raises(openai.UnprocessableEntityError) as image:
+            await door.chat.completions.create(model="support", messages=[{
+                "role": "user", "content": [{"type": "image_url",
+                                             "image_url": {"url": "data:,"}}]}])
+        assert "only text content is supported" in image.value.body["message"]
+        with pytest.raises(openai.BadRequestError) as tools_alone:
+            await door.chat.completions.create(model="support", messages=[
+                {"role": "tool", "tool_call_id": "c1", "content": "x"}])
+        assert "threadhost-thread-id" in tools_alone.value.body["message"]
+
+    asyncio.run(scenario())
