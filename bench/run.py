@@ -11,6 +11,7 @@ a redis-server of its own, so writes and CPU are counted apart. Prints one table
     ./dev bench failover        killing actor hosts instead (bench/failover.py)
     ./dev bench restart         stopping and starting the whole stack (bench/restart.py)
     ./dev bench tools           a Dapr service tool against a Python tool (bench/tools.py)
+    ./dev bench doors           the OpenAI door's first token against /v1/threads' (bench/doors.py)
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["tools"]:
         from bench import tools
         return tools.main(argv[1:])
+    if argv[:1] == ["doors"]:
+        from bench import doors
+        return doors.main(argv[1:])
     shapes = argv or list(SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
