@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,6 +59,46 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
 
+class LazyMcpDoor:
+    """The MCP door (gateway/mcp_door.py), made at its first request: the `mcp` SDK takes
+    over a second to import, which neither every start nor the event loop should pay."""
+
+    def __init__(self, catalog: AgentCatalog, settings: Settings, state: Any) -> None:
+        self._catalog, self._settings, self._state = catalog, settings, state
+        self._door: Any = None
+        self._making = asyncio.Lock()
+        self._held: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await (await self._made())(scope, receive, send)
+
+    async def _made(self) -> Any:
+        if self._door is None:
+            async with self._making:
+                if self._door is None:
+                    module = await asyncio.to_thread(importlib.import_module,
+                                                     "gateway.mcp_door")
+                    door = module.McpDoor(self._catalog, self._settings, self._state)
+                    running = asyncio.Event()
+                    self._held = asyncio.create_task(self._hold(door, running))
+                    await running.wait()
+                    self._door = door
+        return self._door
+
+    @staticmethod
+    async def _hold(door: Any, running: asyncio.Event) -> None:
+        """Its session manager runs (in this one task) until the app stops."""
+        async with door.session_manager().run():
+            running.set()
+            await asyncio.Event().wait()
+
+    async def aclose(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._held
+
+
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
     # A waiting call takes the run's first steps: the slowest is a model call that may
     # use the provider's whole timeout.
@@ -71,6 +114,9 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         catalog.load_folder(folder)
     app.include_router(threads.router)
     app.include_router(openai_door.router)
+    # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
+    app.state.mcp_door = door = LazyMcpDoor(catalog, settings, app.state)
+    app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     app.state.subscriptions.append({"pubsubname": settings.pubsub_name,

@@ -51,8 +51,15 @@ from gateway.openai_schemas import (
 from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, stream_run
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from gateway.threads import CallerDep, ClientDep, SettingsDep, _admitted, _in_slot, _wait_for_run
+from gateway.threads import CallerDep, ClientDep, SettingsDep, _in_slot, _wait_for_run, admit
 from threadhost.ids import new_thread_id
+
+
+async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
+                    client: ClientDep) -> None:
+    """Rate limits as on /v1/threads: a chat completion starts (or resumes) a run."""
+    await admit(client, caller, settings, starts_run=request.method == "POST")
+
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
                    responses=problem_responses(400, 401, 404, 409, 422, 429, 500, 503))

@@ -79,11 +79,17 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
                     client: ClientDep) -> None:
     """The caller's rate limits, kept by their Owner actor, so they hold across replicas."""
-    if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
-        return
     # A run starts with a message, and starts again when a waiting run is resumed.
     starts_run = request.method == "POST" and request.url.path.endswith(("/messages",
                                                                          "/resume"))
+    await admit(client, caller, settings, starts_run)
+
+
+async def admit(client: ThreadClient, caller: Caller, settings: Settings,
+                starts_run: bool) -> None:
+    """Counts a request (and a run it starts) against the caller's limits; 429 if over."""
+    if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
+        return
     # Repeated, an Admit that takes no run slot counts one request too many at worst.
     answer = await client.owner_call(caller.owner, "Admit", {
         "per_minute": settings.rate_limit_per_minute, "run": starts_run,

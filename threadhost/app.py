@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dapr_actor = None
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if dapr_actor is not None:
             from actors.host import register_thread_actor
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keeper.start()
         stalls = asyncio.create_task(watch_stalls())
         yield
+        if serves_gateway:
+            await app.state.mcp_door.aclose()
         stalls.cancel()
         await keeper.stop()
         if serves_actors:

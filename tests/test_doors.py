@@ -1,6 +1,7 @@
-"""The OpenAI door, spoken to by clients nobody here wrote: the official `openai` SDK and
-the OpenAI Agents SDK, against the real runtime, embedded and with the gateway and the
-actor host apart. Refusals are checked in process (they never reach an actor)."""
+"""The front doors, spoken to by clients nobody here wrote: the OpenAI door by the
+official `openai` SDK and the OpenAI Agents SDK, the MCP door by the `mcp` SDK's client,
+against the real runtime, embedded and with the gateway and the actor host apart.
+Refusals are checked in process (they never reach an actor)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,48 @@ def test_the_readme_example_runs_as_written(door: str) -> None:
     assert done.stdout.strip() == SUPPORT_REPLY
 
 
+# --- the MCP door -------------------------------------------------------------------------
+
+
+def _ask(url: str, tool: str, arguments: dict) -> dict:
+    from mcp import Client
+
+    async def scenario() -> dict:
+        async with Client(f"{url}/v1/mcp") as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"ask_support", "ask_approvals", "ask_assistant"} <= names
+            result = await client.call_tool(tool, arguments)
+            assert not result.is_error, result
+            return result.structured_content or json.loads(result.content[0].text)
+
+    return asyncio.run(scenario())
+
+
+def test_the_mcp_door_asks_an_agent_and_continues_its_thread(door: str) -> None:
+    first = _ask(door, "ask_support", {"message": "Where is my order 1001?"})
+    assert first["status"] == "completed"
+    assert first["reply"] == ("Order 1001 has shipped and is with the carrier; it is due in "
+                              "2 days.")
+    again = _ask(door, "ask_support", {"message": "Thanks!", "thread_id": first["thread_id"]})
+    assert again["thread_id"] == first["thread_id"]
+    users = [m["content"] for m in Api(door).messages(first["thread_id"])
+             if m["role"] == "user"]
+    assert users == ["Where is my order 1001?", "Thanks!"]
+
+
+def test_an_mcp_call_whose_run_waits_says_for_what_and_which_run(door: str) -> None:
+    asked = _ask(door, "ask_approvals", {"message": "Please cancel order 1002."})
+    assert asked["status"] == "requires_action"
+    [action] = asked["required_action"]
+    assert action["type"] == "approval"
+    assert f"/runs/{asked['run_id']}/resume" in asked["reply"]
+    resumed = Api(door).http.post(
+        f"/v1/threads/{asked['thread_id']}/runs/{asked['run_id']}/resume",
+        json={"actions": [{"type": "approval", "call_id": action["call_id"],
+                           "approved": True}]})
+    assert resumed.status_code == 200 and resumed.json()["run"]["status"] == "completed"
+
+
 # --- refusals, in process: none reaches an actor ----------------------------------------
 
 SECRET = "s" * 32
@@ -207,5 +250,21 @@ def test_refusals_come_in_openais_error_shape() -> None:
             await door.chat.completions.create(model="support", messages=[
                 {"role": "tool", "tool_call_id": "c1", "content": "x"}])
         assert "threadhost-thread-id" in tools_alone.value.body["message"]
+
+    asyncio.run(scenario())
+
+
+def test_the_mcp_door_takes_no_call_without_a_valid_token() -> None:
+    async def scenario() -> None:
+        settings = Settings(role="gateway", auth_mode="jwt", jwt_secret=SECRET,
+                            APP_API_TOKEN="daprd's", agents_dirs=[str(PROJECT_ROOT / "agents")])
+        app = create_app(settings)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://door") as http:
+            listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+            for headers in ({}, {"authorization": "Bearer not-a-token"}):
+                refused = await http.post("/v1/mcp", json=listing, headers=headers)
+                assert refused.status_code == 401, refused.text
+                assert refused.headers["content-type"] == "application/problem+json"
 
     asyncio.run(scenario())
