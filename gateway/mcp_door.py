@@ -12,7 +12,6 @@ call. Uses the official `mcp` SDK's server.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -21,15 +20,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from actors.contract import GATEWAY_KEY_PREFIX, CreateThread, RunAnswer
-from actors.contract import PostMessage as PostMessageRequest
 from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText
 from gateway.auth import Authenticator, Caller
+from gateway.openai_turns import TurnPlan, take_turn
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
-from gateway.threads import _in_slot, _wait_for_run, admit
-from threadhost.ids import new_thread_id
+from gateway.threads import admit
 from threadhost.settings import Settings
 
 PATH = "/v1/mcp"
@@ -91,25 +88,10 @@ async def _turn(client: ThreadClient, settings: Settings, caller: Caller, agent:
     if not message.strip():
         raise ToolError("message must not be blank")
     await admit(client, caller, settings, starts_run=True)
-    if thread_id is None:
-        thread = (await client.call(new_thread_id(), CreateThread(
-            agent=agent, owner=caller.owner, metadata={"door": "mcp"}))).thread
-        await client.owner_call(caller.owner, "AddThread", {
-            "id": thread.id, "agent": thread.agent,
-            "created_at": thread.created_at.isoformat(), "metadata": thread.metadata})
-        thread_id = thread.id
-    turn = PostMessageRequest(text=message, owner=caller.owner, wait=True,
-                              idempotency_key=f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}")
-
-    async def take() -> RunAnswer:
-        return await client.call(thread_id, turn)
-
-    answer = await _in_slot(client, caller, settings, take)
-    if not answer.run.stopped:
-        answer = await _wait_for_run(client, caller, thread_id, answer.run,
-                                     settings.run_wait_seconds)
-    run = answer.run
-    texts = [m.text for m in answer.messages or [] if isinstance(m, AssistantText)]
+    taken = await take_turn(client, caller, settings, TurnPlan(
+        agent=agent, recipe=None, thread_id=thread_id, door="mcp", text=message))
+    run, thread_id = taken.answer.run, taken.thread_id
+    texts = [m.text for m in taken.answer.messages or [] if isinstance(m, AssistantText)]
     waits = [a.model_dump(exclude_none=True) for a in run.required_action]
     reply = texts[-1] if texts else None
     if run.status == "requires_action":

@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from actors.contract import (
-    GATEWAY_KEY_PREFIX,
-    CreateThread,
-    DescribeThread,
-    ImportHistory,
-    RunAnswer,
-    RunView,
-)
-from actors.contract import PostMessage as PostMessageRequest
-from actors.contract import ResumeRun as ResumeRequest
+from actors.contract import RunView
 from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import ToolOutput
@@ -48,11 +38,18 @@ from gateway.openai_schemas import (
     ResponseMessage,
     ThreadhostInfo,
 )
+from gateway.openai_turns import (
+    Turn,
+    TurnPlan,
+    client_calls,
+    reply_of,
+    take_turn,
+    text_as_it_comes,
+)
 from gateway.problems import Problem, problem_responses
-from gateway.run_stream import SSE_HEADERS, stream_run
-from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from gateway.threads import CallerDep, ClientDep, SettingsDep, _in_slot, _wait_for_run, admit
-from threadhost.ids import new_thread_id
+from gateway.run_stream import SSE_HEADERS
+from gateway.thread_client import ThreadClient
+from gateway.threads import CallerDep, ClientDep, SettingsDep, admit
 
 
 async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
@@ -104,55 +101,24 @@ async def chat_completions(
         raise Problem(400, "invalid_request", "No thread to resume",
                       f"tool results go to the thread that asked for them: name it in the "
                       f"{THREAD_HEADER} header")
-    key = idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
-    if thread_id is None:
-        thread_id = await _new_thread(client, caller, agent)
-        earlier = before + turn[:-1]
-    else:
-        earlier = turn[:-1] if roles == {"user"} else []
-    if earlier:
-        await client.call(thread_id, ImportHistory(messages=_as_history(earlier),
-                                                   owner=caller.owner))
-    if roles == {"user"}:
-        submitted: set[str] = set()
-        call = PostMessageRequest(
-            text=turn[-1].text, model=recipe or None, owner=caller.owner, idempotency_key=key,
-            client_tools=[ClientTool(name=t.function.name, description=t.function.description,
-                                     parameters=t.function.parameters) for t in body.tools],
-            wait=not body.stream)
-    else:
-        described = await client.call(thread_id, DescribeThread(owner=caller.owner))
-        if described.thread.active_run is None:
-            raise Problem(409, "run-not-waiting", "Nothing waits for these tool results",
-                          "the thread has no run waiting for client tools")
-        submitted = {m.tool_call_id or "" for m in turn}
-        call = ResumeRequest(run_id=described.thread.active_run, owner=caller.owner,
-                             actions=[ToolOutput(call_id=m.tool_call_id or "", output=m.text)
-                                      for m in turn], wait=not body.stream)
-
-    async def take() -> RunAnswer:
-        try:
-            return await client.call(thread_id, call, Attempts())
-        except Unreachable as unreachable:
-            if isinstance(call, PostMessageRequest):
-                raise unreachable.unsure_of_turn(key) from None
-            raise
-
-    headers = {THREAD_HEADER: thread_id}
-    if body.stream:
-        listener = request.app.state.run_events.listen(thread_id)
-        try:
-            answer = await _in_slot(client, caller, settings, take)
-        except BaseException:
-            listener.close()
-            raise
-        headers["threadhost-run-id"] = answer.run.run_id
+    earlier = (before if thread_id is None else []) + (turn[:-1] if roles == {"user"} else [])
+    plan = TurnPlan(
+        agent=agent, recipe=recipe or None, thread_id=thread_id, door="openai",
+        earlier=_as_history(earlier), stream=body.stream, idempotency_key=idempotency_key,
+        text=turn[-1].text if roles == {"user"} else None,
+        client_tools=[ClientTool(name=t.function.name, description=t.function.description,
+                                 parameters=t.function.parameters) for t in body.tools],
+        outputs=[ToolOutput(call_id=m.tool_call_id or "", output=m.text) for m in turn
+                 if m.role == "tool"])
+    taken = await take_turn(client, caller, settings, plan, request)
+    headers = {THREAD_HEADER: taken.thread_id, "threadhost-run-id": taken.answer.run.run_id}
+    if taken.listener is not None:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        listener = taken.listener
 
         async def chunks() -> AsyncIterator[str]:
             try:
-                async for chunk in _stream(client, caller, thread_id, answer, listener.queue,
-                                           body.model, include_usage,
+                async for chunk in _stream(client, caller, taken, body.model, include_usage,
                                            settings.sse_heartbeat_seconds):
                     yield chunk
             finally:
@@ -160,22 +126,8 @@ async def chat_completions(
 
         return StreamingResponse(chunks(), media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **headers})
-    answer = await _in_slot(client, caller, settings, take)
-    if not answer.run.stopped:
-        answer = await _wait_for_run(client, caller, thread_id, answer.run,
-                                     settings.run_wait_seconds)
-    headers["threadhost-run-id"] = answer.run.run_id
-    completion = _completion(answer, body.model, thread_id, submitted)
+    completion = _completion(taken, body.model)
     return JSONResponse(completion.model_dump(mode="json"), headers=headers)
-
-
-async def _new_thread(client: ThreadClient, caller: Caller, agent: str) -> str:
-    thread = (await client.call(new_thread_id(), CreateThread(
-        agent=agent, owner=caller.owner, metadata={"door": "openai"}))).thread
-    await client.owner_call(caller.owner, "AddThread", {
-        "id": thread.id, "agent": thread.agent, "created_at": thread.created_at.isoformat(),
-        "metadata": thread.metadata})
-    return thread.id
 
 
 def _as_history(messages: list[ChatMessage]) -> list[Message]:
@@ -200,19 +152,9 @@ def _as_history(messages: list[ChatMessage]) -> list[Message]:
     return history
 
 
-def _reply(messages: list[Message], submitted: set[str]) -> str | None:
-    """The assistant's text of this call: after the tool results it submitted, if any."""
-    start = 0
-    for index, message in enumerate(messages):
-        if isinstance(message, ToolResult) and message.call_id in submitted:
-            start = index + 1
-    texts = [m.text for m in messages[start:] if isinstance(m, AssistantText)]
-    return "\n\n".join(texts) if texts else None
-
-
-def _client_calls(run: RunView) -> list[ChatToolCall]:
-    return [ChatToolCall(id=a.call_id, function=FunctionCall(name=a.tool, arguments=a.arguments))
-            for a in run.required_action if a.type == "tool_result"]
+def _calls(run: RunView) -> list[ChatToolCall]:
+    return [ChatToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
+            for call_id, name, arguments in client_calls(run)]
 
 
 def _info(run: RunView, thread_id: str) -> ThreadhostInfo:
@@ -226,31 +168,35 @@ def _usage(run: RunView) -> CompletionUsage:
                            total_tokens=prompt + completion)
 
 
-def _completion(answer: RunAnswer, model: str, thread_id: str,
-                submitted: set[str]) -> ChatCompletion:
-    run = answer.run
+def ended_run(taken: Turn) -> RunView:
+    """The run a turn stopped with; a failure, or a run still going, as the door's error."""
+    run, thread_id = taken.answer.run, taken.thread_id
     if run.status == "failed":
         raise Problem(500, "run_failed", "The run failed", run.reason or "",
                       thread_id=thread_id, run_id=run.run_id)
-    if answer.messages is None:  # still running after the wait: the client comes back
+    if taken.answer.messages is None:  # still running after the wait: the client comes back
         raise Problem(504, "run_still_going", "The run goes on",
                       f"it did not end within the wait; read it at /v1/threads/{thread_id}"
                       f"/runs/{run.run_id}", thread_id=thread_id, run_id=run.run_id)
-    calls = _client_calls(run)
+    return run
+
+
+def _completion(taken: Turn, model: str) -> ChatCompletion:
+    run = ended_run(taken)
+    calls = _calls(run)
     finish = "tool_calls" if calls else FINISH.get(run.status, "stop")
+    text = reply_of(taken.answer.messages or [], taken.submitted)
     return ChatCompletion(
         id=f"chatcmpl-{run.run_id}", created=int(time.time()), model=model,
-        choices=[Choice(message=ResponseMessage(content=_reply(answer.messages, submitted),
-                                                tool_calls=calls or None),
+        choices=[Choice(message=ResponseMessage(content=text, tool_calls=calls or None),
                         finish_reason=finish)],  # type: ignore[arg-type]
-        usage=_usage(run), threadhost=_info(run, thread_id))
+        usage=_usage(run), threadhost=_info(run, taken.thread_id))
 
 
-async def _stream(client: ThreadClient, caller: Caller, thread_id: str, answer: RunAnswer,
-                  live: Any, model: str, include_usage: bool,
-                  heartbeat: float) -> AsyncIterator[str]:
-    """The run's events as chat.completion.chunk objects, then `[DONE]`."""
-    run_id, created = answer.run.run_id, int(time.time())
+async def _stream(client: ThreadClient, caller: Caller, taken: Turn, model: str,
+                  include_usage: bool, heartbeat: float) -> AsyncIterator[str]:
+    """The run's text as chat.completion.chunk objects, then its end, then `[DONE]`."""
+    run_id, created = taken.answer.run.run_id, int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
         body = {"id": f"chatcmpl-{run_id}", "object": "chat.completion.chunk",
@@ -259,46 +205,22 @@ async def _stream(client: ThreadClient, caller: Caller, thread_id: str, answer: 
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    texts_sent, step_with_text = 0, -1
-    async for frame in stream_run(client, live, caller.owner, thread_id, run_id,
-                                  answer.first_seq - 1, heartbeat):
-        event, data = _parsed(frame)
-        if event == "token.delta":
-            if data["step"] != step_with_text:
-                if texts_sent:
-                    yield chunk({"content": "\n\n"})
-                step_with_text, texts_sent = data["step"], texts_sent + 1
-            yield chunk({"content": data["text"]})
-        elif event == "step.completed" and data["data"]["step"] != step_with_text:
-            for message in data["data"]["messages"]:
-                if message["kind"] == "assistant_text" and message["text"]:
-                    yield chunk({"content": ("\n\n" if texts_sent else "") + message["text"]})
-                    texts_sent += 1
-    run = (await client.read_run(thread_id, run_id, caller.owner)).run
+    async for text in text_as_it_comes(client, caller, taken, heartbeat):
+        yield chunk({"content": text})
+    run = (await client.read_run(taken.thread_id, run_id, caller.owner)).run
     if run.status == "failed":
         error = {"message": f"the run failed: {run.reason}", "type": "server_error",
                  "code": "run_failed"}
         yield f"data: {json.dumps({'error': error})}\n\n"
         return
-    calls = _client_calls(run)
+    calls = _calls(run)
     for index, call in enumerate(calls):
         yield chunk({"tool_calls": [{"index": index, **call.model_dump()}]})
     finish = "tool_calls" if calls else FINISH.get(run.status, "stop")
-    yield chunk({}, finish, threadhost=_info(run, thread_id).model_dump())
+    yield chunk({}, finish, threadhost=_info(run, taken.thread_id).model_dump())
     if include_usage:
         body = {"id": f"chatcmpl-{run_id}", "object": "chat.completion.chunk",
                 "created": created, "model": model, "choices": [],
                 "usage": _usage(run).model_dump()}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
-
-
-def _parsed(frame: str) -> tuple[str | None, dict[str, Any]]:
-    """A server-sent event of the run's stream (gateway/run_stream.py): its name and data."""
-    event, data = None, {}
-    for line in frame.splitlines():
-        if line.startswith("event: "):
-            event = line[len("event: "):]
-        elif line.startswith("data: "):
-            data = json.loads(line[len("data: "):])
-    return event, data
