@@ -14,7 +14,7 @@ from actors.engine.agents import AgentCatalog
 from actors.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import openai_door, threads
 from gateway.auth import Authenticator
-from gateway.problems import Problem
+from gateway.problems import Problem, answer_at
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
 from threadhost.run_signals import run_changed
@@ -32,8 +32,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        too_large = Problem(413, "body-too-large", "Request body too large",
-                            f"the limit is {self.limit} bytes").response()
+        too_large = answer_at(scope["path"], Problem(413, "body-too-large",
+                                                     "Request body too large",
+                                                     f"the limit is {self.limit} bytes"))
         if declared is not None:
             if declared.isdigit() and int(declared) > self.limit:
                 await too_large(scope, receive, send)

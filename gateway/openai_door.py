@@ -59,7 +59,8 @@ async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
 
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
-                   responses=problem_responses(400, 401, 404, 409, 422, 429, 500, 503))
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
+                                               504))
 THREAD_HEADER = "threadhost-thread-id"
 FINISH = {"completed": "stop", "incomplete": "length", "cancelled": "stop"}
 

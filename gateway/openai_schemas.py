@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors.engine.text import JsonObject, Text
+from actors.engine.tool_sources import object_schema
 
 # `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
@@ -50,8 +51,8 @@ class ChatMessage(BaseModel):
     @classmethod
     def _text_only(cls, content: Any) -> Any:
         if isinstance(content, list):
-            kinds = sorted({part.get("type") for part in content if isinstance(part, dict)}
-                           - {"text"})
+            kinds = sorted({str(part.get("type")) if isinstance(part, dict)
+                            else type(part).__name__ for part in content} - {"text"})
             if kinds:
                 raise ValueError(f"only text content is supported, not {', '.join(kinds)}")
         return content
@@ -69,6 +70,11 @@ class FunctionSpec(BaseModel):
     description: Text = ""
     parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
                                                            "properties": {}})
+
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        return object_schema(parameters)
 
 
 class ChatTool(BaseModel):

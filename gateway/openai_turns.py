@@ -69,6 +69,13 @@ class Turn:
 async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, plan: TurnPlan,
                     request: Request | None = None) -> Turn:
     """Starts or resumes the run; not streamed, waits until it stops (or the wait ends)."""
+    if plan.text is not None and not plan.text.strip():
+        raise Problem(422, "invalid_request", "Empty message",
+                      "the last user message has no text")
+    if plan.text is not None and len(plan.text) > settings.max_message_chars:
+        raise Problem(422, "invalid_request", "Message too long",
+                      f"the last user message is {len(plan.text)} characters; the limit is "
+                      f"{settings.max_message_chars}")
     thread_id = plan.thread_id
     if thread_id is None:
         if plan.outputs:

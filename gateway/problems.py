@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://threadhost.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+# Routes of the OpenAI door answer errors in OpenAI's shape, which its clients read.
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/responses")
 
 
 class Problem(Exception):
@@ -96,6 +98,7 @@ _MEANING = {
     500: "a defect of threadhost's; nothing was written",
     503: "the thread service could not be reached; retry shortly (a turn: with the "
          "Idempotency-Key the answer names, so it is taken at most once)",
+    504: "the run goes on past the wait: read it at the URL the error names",
 }
 
 
@@ -106,15 +109,41 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in statuses}
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """The body of an error answer of the OpenAI door, in OpenAI's shape."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": {
+        "message": "no agent named 'nobody': GET /v1/models lists them",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}]})
+    error: OpenAIErrorDetail
+
+
 def as_problem_documents(schema: dict[str, Any]) -> None:
     """In an OpenAPI document: every error answer is a ProblemView, sent as
-    application/problem+json (FastAPI writes application/json for any model)."""
+    application/problem+json (FastAPI writes application/json for any model); those of
+    the OpenAI door are OpenAI's error objects, as application/json."""
     ref = {"$ref": "#/components/schemas/ProblemView"}
-    for item in schema.get("paths", {}).values():
+    openai_ref = {"$ref": "#/components/schemas/OpenAIError"}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path, item in schema.get("paths", {}).items():
+        door = path.startswith(OPENAI_ROUTES)
         for operation in item.values():
             for status, response in operation.get("responses", {}).items():
                 if status[0] in "45":
-                    response["content"] = {MEDIA_TYPE: {"schema": ref}}
+                    response["content"] = ({"application/json": {"schema": openai_ref}}
+                                           if door else {MEDIA_TYPE: {"schema": ref}})
+                    if door:
+                        response["description"] = response.get("description", "")
+    definitions = OpenAIError.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(definitions.pop("$defs", {}))
+    components["OpenAIError"] = definitions
     for unused in ("HTTPValidationError", "ValidationError"):
         schema.get("components", {}).get("schemas", {}).pop(unused, None)
 
@@ -154,8 +183,6 @@ _HTTP_KINDS = {400: ("invalid-request", "Malformed request body"),
                405: ("method-not-allowed", "Method not allowed")}
 
 
-# Routes of the OpenAI door answer errors in OpenAI's shape, which its clients read.
-OPENAI_ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/responses")
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error",
                  429: "rate_limit_error"}
 
@@ -173,10 +200,13 @@ def _openai_error(problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, headers=problem.headers)
 
 
+def answer_at(path: str, problem: Problem) -> JSONResponse:
+    """The problem as the route at `path` answers errors: OpenAI's shape on its door."""
+    return _openai_error(problem) if path.startswith(OPENAI_ROUTES) else problem.response()
+
+
 def _answer(request: Request, problem: Problem) -> JSONResponse:
-    if request.url.path.startswith(OPENAI_ROUTES):
-        return _openai_error(problem)
-    return problem.response()
+    return answer_at(request.url.path, problem)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -198,7 +228,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         problem.headers = dict(exc.headers or {})
         if exc.status_code == 405:
             problem.headers["Allow"] = ", ".join(_allowed(request))
-        return problem.response()
+        return _answer(request, problem)
 
     app.add_middleware(UnexpectedErrors)
 
@@ -228,6 +258,7 @@ class UnexpectedErrors:
             if started:  # a stream already under way can only be cut
                 raise
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
-            await Problem(500, "internal-error", "Internal error",
-                          "the server failed on this request; nothing of it is shown here"
-                          ).response()(scope, receive, send)
+            await answer_at(scope["path"], Problem(
+                500, "internal-error", "Internal error",
+                "the server failed on this request; nothing of it is shown here"))(
+                    scope, receive, send)
