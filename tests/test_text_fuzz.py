@@ -1,7 +1,8 @@
 """Text that generators never produce, in every string of every public route: lone
 surrogates, NUL, over-long, 4-byte characters, right-to-left marks, combining marks, a
-BOM, noncharacters. No answer is a 5xx, every refusal is a problem document, no
-connection is dropped, and text that is accepted arrives as sent."""
+BOM, noncharacters. No answer is a 5xx, every refusal is a problem document (on the
+OpenAI door, OpenAI's error object, as its clients read), no connection is dropped, and
+text that is accepted arrives as sent."""
 
 import http.client
 import json
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from gateway.problems import OPENAI_ROUTES
 from tests.conftest import Api
 
 ODD_TEXT = ["\ud800", "x\udfff", "a\ud83d b", "\x00", "nul\x00inside", "😀🏳️‍🌈𝄞",
@@ -69,7 +71,10 @@ def check(connection: Connection, method: str, path: str, body: bytes | None = N
     status, media_type, answer = connection.send(method, path, body, headers)
     where = f"{method} {path[:80]} {(body or b'')[:120]!r}"
     assert status < 500, (where, status, answer[:300])
-    if status >= 400:
+    if status >= 400 and path.startswith(OPENAI_ROUTES):
+        assert media_type == "application/json", (where, media_type)
+        assert json.loads(answer)["error"]["message"], where
+    elif status >= 400:
         assert media_type == "application/problem+json", (where, media_type)
         assert json.loads(answer)["status"] == status
     # The connection serves the next request.
