@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from actors.contract import STOPPED
 from actors.engine.agents import AgentCatalog
 from actors.run_events import PublishedRunMessage, StepEventsMessage
-from gateway import openai_door, threads
+from gateway import openai_door, responses_door, threads
 from gateway.auth import Authenticator
 from gateway.problems import Problem, answer_at
 from gateway.run_stream import RunEventHub
@@ -115,6 +115,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         catalog.load_folder(folder)
     app.include_router(threads.router)
     app.include_router(openai_door.router)
+    app.include_router(responses_door.router)
     # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
     app.state.mcp_door = door = LazyMcpDoor(catalog, settings, app.state)
     app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"], include_in_schema=False)

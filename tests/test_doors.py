@@ -150,6 +150,40 @@ def test_the_openai_agents_sdk_runs_a_function_tool_through_a_thread(door: str) 
         "Berlin"]
 
 
+def test_the_responses_api_continues_a_thread_by_previous_response_id(door: str) -> None:
+    client = _client(door)
+    first = client.responses.create(model="support", input="Where is my order 1001?")
+    assert first.status == "completed" and first.output_text == SUPPORT_REPLY
+    assert first.usage.total_tokens > 0
+    thread = first.conversation.id
+    second = client.responses.create(model="support", input="Thanks!",
+                                     previous_response_id=first.id)
+    assert second.conversation.id == thread
+    users = [m["content"] for m in Api(door).messages(thread) if m["role"] == "user"]
+    assert users == ["Where is my order 1001?", "Thanks!"]
+
+
+def test_the_responses_api_streams_and_round_trips_a_function_call(door: str) -> None:
+    client = _client(door)
+    streamed = list(client.responses.create(model="support", input="Where is order 1001?",
+                                            stream=True))
+    kinds = [e.type for e in streamed]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in streamed] == list(range(len(streamed)))
+    deltas = "".join(e.delta for e in streamed if e.type == "response.output_text.delta")
+    assert deltas == SUPPORT_REPLY == streamed[-1].response.output_text
+    tools = [{"type": "function", "name": "get_location", "description": "Where I am.",
+              "parameters": {"type": "object", "properties": {"precision": {"type": "string"}}}}]
+    asked = client.responses.create(model="locator", input="Weather here?", tools=tools)
+    [call] = [item for item in asked.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("get_location", {"precision": "city"})
+    done = client.responses.create(
+        model="locator", previous_response_id=asked.id, tools=tools,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Berlin"}])
+    assert done.output_text == "Here is the weather where you are."
+
+
 def test_the_models_are_the_agents(door: str) -> None:
     names = {model.id for model in _client(door).models.list()}
     assert {"support", "locator", "assistant"} <= names

@@ -1,0 +1,305 @@
+"""The OpenAI Responses API: `POST /v1/responses`, backed by threads and runs.
+
+A response is a run: its id names the thread and the run (`resp_<thread>_<run>`), so
+`previous_response_id` continues that thread; `conversation` names a thread directly. The
+`input` items after the last assistant output are the turn: a user message starts a run,
+`function_call_output` items answer the client tool calls it waits for. Without a thread,
+a new one starts with the earlier items stored once. docs/openai.md says the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from actors.contract import RunView
+from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
+from actors.engine.pauses import ToolOutput
+from actors.engine.text import JsonObject, Text
+from actors.engine.tool_set import ClientTool
+from actors.engine.tool_sources import object_schema
+from gateway.auth import Caller
+from gateway.openai_door import THREAD_HEADER, _admitted, _catalog, ended_run
+from gateway.openai_schemas import MODEL_PATTERN
+from gateway.openai_turns import (
+    Turn,
+    TurnPlan,
+    client_calls,
+    reply_of,
+    take_turn,
+    text_as_it_comes,
+)
+from gateway.problems import Problem, problem_responses
+from gateway.run_stream import SSE_HEADERS
+from gateway.thread_client import ThreadClient
+from gateway.threads import CallerDep, ClientDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
+                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
+                                               504))
+_RESPONSE_ID = re.compile(r"^resp_([0-9a-f]{32})_([0-9a-f]{32})$")
+
+
+class InputPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_text", "output_text", "text"]
+    text: Text
+
+
+class InputItem(BaseModel):
+    """A message (`type` message, or none), a function call the model made, or its
+    output; images, files and other item kinds are refused."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["message", "function_call", "function_call_output"] = "message"
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: Text | list[InputPart] | None = None
+    call_id: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=64)
+    arguments: Text | None = None
+    output: Text | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, content: Any) -> Any:
+        if isinstance(content, list):
+            kinds = sorted({str(part.get("type")) if isinstance(part, dict)
+                            else type(part).__name__ for part in content}
+                           - {"input_text", "output_text", "text"})
+            if kinds:
+                raise ValueError(f"only text content is supported, not {', '.join(kinds)}")
+        return content
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class FunctionTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: Text | None = None
+    parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
+                                                           "properties": {}})
+
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        return object_schema(parameters)
+
+
+class ConversationRef(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ResponseRequest(BaseModel):
+    # Fields the API has that threadhost does not use are taken and ignored.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "support", "input": "Where is my order 1001?"}]})
+    model: str = Field(pattern=MODEL_PATTERN)
+    input: Text | list[InputItem] = Field(min_length=1)
+    previous_response_id: str | None = Field(default=None, max_length=100)
+    conversation: str | ConversationRef | None = None
+    stream: bool = False
+    tools: list[FunctionTool] = Field(default_factory=list, max_length=64)
+    tool_choice: Literal["auto"] | None = None
+    background: Literal[False] | None = None
+
+
+def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
+    if body.previous_response_id is not None:
+        found = _RESPONSE_ID.match(body.previous_response_id)
+        if found is None:
+            raise Problem(404, "response_not_found", "Unknown response",
+                          f"no response with id {body.previous_response_id!r}")
+        return f"th_{found.group(1)}"
+    conversation = body.conversation
+    if isinstance(conversation, ConversationRef):
+        return conversation.id
+    return conversation or header
+
+
+@router.post("/responses", responses={200: {"content": {"text/event-stream": {}}}})
+async def create_response(
+        body: ResponseRequest, request: Request, client: ClientDep, caller: CallerDep,
+        settings: SettingsDep,
+        thread_header: Annotated[str | None, Header(alias=THREAD_HEADER,
+                                                    pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
+    """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
+    agent, _, recipe = body.model.partition("@")
+    if agent not in _catalog(request).names():
+        raise Problem(404, "model_not_found", "Unknown model",
+                      f"no agent named {agent!r}: GET /v1/models lists them")
+    thread_id = _thread_of(body, thread_header)
+    items = ([InputItem(role="user", content=body.input)] if isinstance(body.input, str)
+             else [i for i in body.input if i.role not in ("system", "developer")])
+    answered = max((n for n, i in enumerate(items)
+                    if i.role == "assistant" or i.type == "function_call"), default=-1)
+    before, turn = items[:answered + 1], items[answered + 1:]
+    kinds = {"user" if i.type == "message" else i.type for i in turn}
+    if kinds not in ({"user"}, {"function_call_output"}):
+        raise Problem(400, "invalid_request", "Nothing to answer",
+                      "input must end with user message(s), or with function_call_output "
+                      "items for the calls of the last response, not both")
+    plan = TurnPlan(
+        agent=agent, recipe=recipe or None, thread_id=thread_id, door="openai-responses",
+        earlier=_as_history((before if thread_id is None else [])
+                            + (turn[:-1] if kinds == {"user"} else [])),
+        text=turn[-1].text if kinds == {"user"} else None, stream=body.stream,
+        idempotency_key=idempotency_key,
+        client_tools=[ClientTool(name=t.name, description=t.description or "",
+                                 parameters=t.parameters) for t in body.tools],
+        outputs=[ToolOutput(call_id=i.call_id or "", output=i.output or "") for i in turn
+                 if i.type == "function_call_output"])
+    taken = await take_turn(client, caller, settings, plan, request)
+    headers = {THREAD_HEADER: taken.thread_id, "threadhost-run-id": taken.answer.run.run_id}
+    if taken.listener is not None:
+        listener = taken.listener
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in _stream(client, caller, taken, body,
+                                           settings.sse_heartbeat_seconds):
+                    yield event
+            finally:
+                listener.close()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, **headers})
+    run = ended_run(taken)
+    text = reply_of(taken.answer.messages or [], taken.submitted)
+    return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers)
+
+
+def _as_history(items: list[InputItem]) -> list[Message]:
+    names = {i.call_id: i.name or "" for i in items if i.type == "function_call"}
+    history: list[Message] = []
+    for i in items:
+        if i.type == "function_call":
+            history.append(ToolCall(call_id=i.call_id or "", name=i.name or "",
+                                    arguments=i.arguments or "{}"))
+        elif i.type == "function_call_output":
+            history.append(ToolResult(call_id=i.call_id or "", content=i.output or "",
+                                      name=names.get(i.call_id, "")))
+        elif i.role == "assistant":
+            history.append(AssistantText(text=i.text))
+        else:
+            history.append(UserText(text=i.text))
+    return history
+
+
+def response_id(thread_id: str, run_id: str) -> str:
+    return f"resp_{thread_id.removeprefix('th_')}_{run_id.removeprefix('run_')}"
+
+
+def _output(run: RunView, text: str | None) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if text:
+        items.append(_message(run, text, "completed"))
+    items += [_function_call(call_id, name, arguments, "completed")
+              for call_id, name, arguments in client_calls(run)]
+    return items
+
+
+def _message(run: RunView, text: str, status: str) -> dict[str, Any]:
+    return {"type": "message", "id": f"msg_{run.run_id.removeprefix('run_')}",
+            "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def _function_call(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id,
+            "name": name, "arguments": arguments, "status": status}
+
+
+def _response(run: RunView, thread_id: str, body: ResponseRequest, text: str | None,
+              status: str | None = None) -> dict[str, Any]:
+    prompt, completion = run.usage.get("input_tokens", 0), run.usage.get("output_tokens", 0)
+    incomplete = run.status == "incomplete"
+    return {
+        "id": response_id(thread_id, run.run_id), "object": "response",
+        "created_at": int(run.created_at.timestamp()),
+        "status": status or ("incomplete" if incomplete else "completed"),
+        "model": body.model, "output": [] if status == "in_progress" else _output(run, text),
+        "previous_response_id": body.previous_response_id,
+        "conversation": {"id": thread_id}, "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": None, "metadata": {}, "parallel_tool_calls": True,
+        "temperature": None, "top_p": None, "tool_choice": "auto",
+        "tools": [t.model_dump(exclude_none=True) for t in body.tools],
+        "text": {"format": {"type": "text"}},
+        "usage": {"input_tokens": prompt, "output_tokens": completion,
+                  "total_tokens": prompt + completion,
+                  "input_tokens_details": {"cached_tokens": run.usage.get("cached_tokens", 0)},
+                  "output_tokens_details": {
+                      "reasoning_tokens": run.usage.get("reasoning_tokens", 0)}},
+        "threadhost": {"thread_id": thread_id, "run_id": run.run_id, "status": run.status,
+                       "required_action": [a.model_dump() for a in run.required_action]},
+    }
+
+
+async def _stream(client: ThreadClient, caller: Caller, taken: Turn, body: ResponseRequest,
+                  heartbeat: float) -> AsyncIterator[str]:
+    """The Responses API's streaming events: created, the message's text deltas, each
+    function call, completed."""
+    sequence = 0
+    started = taken.answer.run
+
+    def event(kind: str, **data: Any) -> str:
+        nonlocal sequence
+        sequence += 1
+        payload = {"type": kind, "sequence_number": sequence - 1, **data}
+        return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
+
+    yield event("response.created", response=_response(started, taken.thread_id, body, None,
+                                                        "in_progress"))
+    yield event("response.in_progress", response=_response(started, taken.thread_id, body,
+                                                           None, "in_progress"))
+    message = _message(started, "", "in_progress")
+    text = ""
+    async for piece in text_as_it_comes(client, caller, taken, heartbeat):
+        if not text:
+            yield event("response.output_item.added", output_index=0, item=message)
+            yield event("response.content_part.added", item_id=message["id"], output_index=0,
+                        content_index=0, part={"type": "output_text", "text": "",
+                                               "annotations": []})
+        text += piece
+        yield event("response.output_text.delta", item_id=message["id"], output_index=0,
+                    content_index=0, delta=piece, logprobs=[])
+    run = (await client.read_run(taken.thread_id, started.run_id, caller.owner)).run
+    if text:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        yield event("response.output_text.done", item_id=message["id"], output_index=0,
+                    content_index=0, text=text, logprobs=[])
+        yield event("response.content_part.done", item_id=message["id"], output_index=0,
+                    content_index=0, part=part)
+        yield event("response.output_item.done", output_index=0,
+                    item=_message(run, text, "completed"))
+    for index, (call_id, name, arguments) in enumerate(client_calls(run), start=int(bool(text))):
+        item = _function_call(call_id, name, arguments, "completed")
+        yield event("response.output_item.added", output_index=index,
+                    item={**item, "arguments": "", "status": "in_progress"})
+        yield event("response.function_call_arguments.delta", item_id=item["id"],
+                    output_index=index, delta=arguments)
+        yield event("response.function_call_arguments.done", item_id=item["id"],
+                    output_index=index, arguments=arguments)
+        yield event("response.output_item.done", output_index=index, item=item)
+    final = _response(run, taken.thread_id, body, text or None)
+    if run.status == "failed":
+        final.update(status="failed", output=[],
+                     error={"code": "server_error", "message": run.reason or "the run failed"})
+        yield event("response.failed", response=final)
+    elif run.status == "incomplete":
+        yield event("response.incomplete", response=final)
+    else:
+        yield event("response.completed", response=final)
