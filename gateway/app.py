@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import RedirectResponse
 
 from actors.contract import STOPPED
 from actors.engine.agents import AgentCatalog
@@ -100,6 +102,32 @@ class LazyMcpDoor:
                 await self._held
 
 
+CHAT_PAGE = Path(__file__).parent / "chat_page"
+# The page holds no data (it calls /v1 with the caller's token): nothing it may load from
+# elsewhere, nothing it may be framed by.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+PAGE_FILES = {"/chat": ("index.html", "text/html; charset=utf-8"),
+              "/chat/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
+              "/chat/chat.css": ("chat.css", "text/css; charset=utf-8")}
+
+
+def mount_chat_page(app: FastAPI) -> None:
+    """The web chat at /chat (and / leads there): plain files, read once at start-up."""
+    for path, (name, media_type) in PAGE_FILES.items():
+        content = (CHAT_PAGE / name).read_bytes()
+
+        async def serve(content: bytes = content, media_type: str = media_type) -> Response:
+            return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+
+        app.add_api_route(path, serve, methods=["GET"], include_in_schema=False)
+
+    async def home() -> Response:
+        return RedirectResponse("/chat")
+
+    app.add_api_route("/", home, methods=["GET"], include_in_schema=False)
+
+
 def mount_gateway(app: FastAPI, settings: Settings) -> None:
     # A waiting call takes the run's first steps: the slowest is a model call that may
     # use the provider's whole timeout.
@@ -116,6 +144,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.include_router(threads.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)
+    mount_chat_page(app)
     # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
     app.state.mcp_door = door = LazyMcpDoor(catalog, settings, app.state)
     app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"], include_in_schema=False)

@@ -53,7 +53,9 @@ def test_the_openapi_allows_only_what_the_server_accepts(schema) -> None:
 
 @pytest.mark.parametrize("path,owner", [
     ("/health", "open"), ("/metrics", "open"), ("/docs", "open"), ("/openapi.json", "open"),
+    ("/", "open"), ("/chat", "open"), ("/chat/chat.js", "open"), ("/chat/other.js", "daprd"),
     ("/v1/threads", "callers"), ("/v1/threads/x/messages", "callers"),
+    ("/v1/chat/completions", "callers"), ("/v1/responses", "callers"), ("/v1/mcp", "callers"),
     ("/internal/run-events", "daprd"), ("/internal/actors", "daprd"), ("/dapr/config", "daprd"),
     ("/actors/Thread/x/method/Describe", "daprd"), ("/healthz", "daprd"), ("/v1x", "daprd"),
     ("/anything-new", "daprd")])

@@ -121,7 +121,9 @@ def _published_schema(app: FastAPI) -> None:
 # - everything else: daprd alone, which proves it with the app's token: actor
 #   callbacks, /dapr/*, pub/sub deliveries and every /internal/* route.
 OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/docs/oauth2-redirect",
-                        "/openapi.json", "/redoc"})
+                        "/openapi.json", "/redoc",
+                        # The web chat's files: no data, which it reads from /v1.
+                        "/", "/chat", "/chat/chat.js", "/chat/chat.css"})
 RouteOwner = Literal["open", "callers", "daprd"]
 
 
