@@ -200,6 +200,37 @@ def test_the_readme_example_runs_as_written(door: str) -> None:
     assert done.stdout.strip() == SUPPORT_REPLY
 
 
+def test_an_unknown_model_is_a_not_found_error(door: str) -> None:
+    with pytest.raises(openai.NotFoundError) as unknown:
+        _client(door).chat.completions.create(
+            model="nobody", messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.code == "model_not_found"
+
+
+def test_with_authentication_on_a_wrong_key_is_refused_and_a_right_one_talks(
+        dapr_bin: Path, tmp_path: Path) -> None:
+    config = make_stack_config(dapr_bin, tmp_path, uuid.uuid4().hex[:10], env={
+        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_SECRET": SECRET})
+    with Stack(config) as stack:
+        wrong = OpenAI(base_url=f"{stack.api.url}/v1", api_key="sk-not-a-token",
+                       max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model="support",
+                                          messages=[{"role": "user", "content": "hi"}])
+        token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 600}, SECRET,
+                           algorithm="HS256")
+        right = OpenAI(base_url=f"{stack.api.url}/v1", api_key=token, max_retries=0)
+        answer = right.chat.completions.with_raw_response.create(
+            model="support", messages=[{"role": "user", "content": "Where is order 1001?"}])
+        assert answer.parse().choices[0].message.content == SUPPORT_REPLY
+        # The thread is the token's subject's: another subject does not see it.
+        other = jwt.encode({"sub": "bob", "exp": int(time.time()) + 600}, SECRET,
+                           algorithm="HS256")
+        seen = httpx.get(f"{stack.api.url}/v1/threads/{answer.headers['threadhost-thread-id']}",
+                         headers={"authorization": f"Bearer {other}"})
+        assert seen.status_code == 404
+
+
 # --- the MCP door -------------------------------------------------------------------------
 
 
