@@ -20,6 +20,17 @@ from actors.engine.tool_sources import object_schema
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
 
 
+def text_parts_only(content: Any, kinds: set[str]) -> Any:
+    """Refuses a content list with parts of other kinds than `kinds` (images, audio,
+    files): threadhost's messages are text."""
+    if isinstance(content, list):
+        others = sorted({str(part.get("type")) if isinstance(part, dict)
+                         else type(part).__name__ for part in content} - kinds)
+        if others:
+            raise ValueError(f"only text content is supported, not {', '.join(others)}")
+    return content
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["text"]
@@ -50,12 +61,7 @@ class ChatMessage(BaseModel):
     @field_validator("content", mode="before")
     @classmethod
     def _text_only(cls, content: Any) -> Any:
-        if isinstance(content, list):
-            kinds = sorted({str(part.get("type")) if isinstance(part, dict)
-                            else type(part).__name__ for part in content} - {"text"})
-            if kinds:
-                raise ValueError(f"only text content is supported, not {', '.join(kinds)}")
-        return content
+        return text_parts_only(content, {"text"})
 
     @property
     def text(self) -> str:

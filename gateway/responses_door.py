@@ -26,7 +26,7 @@ from actors.engine.tool_set import ClientTool
 from actors.engine.tool_sources import object_schema
 from gateway.auth import Caller
 from gateway.openai_door import THREAD_HEADER, _admitted, _catalog, ended_run
-from gateway.openai_schemas import MODEL_PATTERN
+from gateway.openai_schemas import MODEL_PATTERN, text_parts_only
 from gateway.openai_turns import (
     Turn,
     TurnPlan,
@@ -68,13 +68,7 @@ class InputItem(BaseModel):
     @field_validator("content", mode="before")
     @classmethod
     def _text_only(cls, content: Any) -> Any:
-        if isinstance(content, list):
-            kinds = sorted({str(part.get("type")) if isinstance(part, dict)
-                            else type(part).__name__ for part in content}
-                           - {"input_text", "output_text", "text"})
-            if kinds:
-                raise ValueError(f"only text content is supported, not {', '.join(kinds)}")
-        return content
+        return text_parts_only(content, {"input_text", "output_text", "text"})
 
     @property
     def text(self) -> str:
