@@ -92,6 +92,7 @@ class ThreadChildren:
         record = await self._store.record()
         run = await self._store.run(run_id)
         depth = (run.parent.depth if run.parent else 0) + 1
+        asked_before = len(run.children)  # children that ended, before this round
         for n, action in enumerate(children_asked(run)):
             child = ChildRun(call_id=action.call_id, agent=action.agent or "",
                              thread_id=action.thread_id or "", run_id="", status="failed")
@@ -99,7 +100,7 @@ class ThreadChildren:
             if depth > self._settings.max_agent_depth:
                 refusal = (f"agents may ask agents {self._settings.max_agent_depth} levels "
                            "deep, and this call would go deeper")
-            elif len(run.children) + n >= self._settings.max_child_runs:
+            elif asked_before + n >= self._settings.max_child_runs:
                 refusal = (f"a run may ask other agents {self._settings.max_child_runs} times,"
                            " and this run has")
             if refusal is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from actors.contract import ChildRunEnded, CreateThread, GetRun, PostMessage, RunAnswer
 from actors.thread_children import CHILDREN
 from actors.thread_service import ThreadService
@@ -116,16 +118,18 @@ def test_a_child_whose_end_was_not_heard_is_found_by_the_parents_check() -> None
     asyncio.run(scenario())
 
 
-def test_agents_ask_agents_only_so_deep() -> None:
+@pytest.mark.parametrize("limit,refusal", [({"max_agent_depth": 0}, "levels deep"),
+                                           ({"max_child_runs": 0}, "other agents 0 times")])
+def test_agents_ask_agents_only_so_deep_and_so_often(limit: dict, refusal: str) -> None:
     async def scenario() -> None:
-        threads = Threads(SETTINGS.model_copy(update={"max_agent_depth": 0}))
+        threads = Threads(SETTINGS.model_copy(update=limit))
         parent, answer = await _ask_manager(threads)
         assert "chain_step" in threads.effects["th_parent"].asked  # it goes on by itself
         await parent.take_steps()
         done = await _run(parent, answer.run.run_id)
         assert done.run.status == "completed", done.run
         [result] = [m for m in done.messages if m.kind == "tool_result"]
-        assert result.is_error and "levels deep" in result.content
+        assert result.is_error and refusal in result.content, result.content
         assert list(threads.services) == ["th_parent"]  # no child thread was made
 
     asyncio.run(scenario())
