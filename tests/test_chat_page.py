@@ -116,6 +116,28 @@ def test_a_conversation_streams_waits_for_approval_and_survives_a_reload(
     _shot(browser, "4-reloaded")
 
 
+def test_a_dropped_stream_picks_up_where_it_broke_and_shows_nothing_twice(
+        browser: webdriver.Chrome, split_stack: Stack) -> None:
+    browser.get(f"{split_stack.api.url}/chat")
+    thread = _new_thread(browser, "slow")  # its first model call takes 3 s
+    _say(browser, "Where is my order 1001?")
+    WebDriverWait(browser, 30).until(
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run running"))
+    browser.execute_script("window.dropConnection()")  # as a network failure would
+    _wait_text(browser, "Order 1001 has shipped.")
+    WebDriverWait(browser, 30).until(
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · "))
+    # The rest came from the run's events, asked for again after the drop.
+    assert browser.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".some(e => e.name.includes('/runs/') && e.name.endsWith('/events'))")
+    log = _log(browser)
+    assert sum("Looking it up." in entry for entry in log) == 1, log
+    assert sum("Order 1001 has shipped." in entry for entry in log) == 1, log
+    assert len(log) == len(Api(split_stack.api.url).messages(thread)), log
+    _shot(browser, "5-resumed-after-a-drop")
+
+
 def test_with_authentication_on_a_pasted_token_opens_the_callers_threads(
         browser: webdriver.Chrome, dapr_bin: Path, tmp_path: Path) -> None:
     secret = "k" * 32
@@ -132,5 +154,5 @@ def test_with_authentication_on_a_pasted_token_opens_the_callers_threads(
         _new_thread(browser, "support")
         _say(browser, "Where is my order 1001?")
         _wait_text(browser, REPLY)
-        _shot(browser, "5-with-a-token")
+        _shot(browser, "6-with-a-token")
     browser.execute_script("sessionStorage.clear()")

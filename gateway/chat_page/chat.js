@@ -8,7 +8,12 @@ const TERMINAL = new Set(["completed", "failed", "cancelled", "incomplete"]);
 const state = {
   token: sessionStorage.getItem("threadhost-token") || "",
   thread: null, run: null, lastSeq: -1, busy: false, waiting: [],
+  // The stream being read: a dropped connection ends it; so does dropConnection().
+  reading: null,
 };
+
+// What a network failure does to a stream, on purpose (the browser test uses it).
+window.dropConnection = () => { if (state.reading) state.reading.abort(); };
 
 function headers(extra = {}) {
   const h = { "content-type": "application/json", ...extra };
@@ -129,9 +134,11 @@ async function openThread(id) {
 // --- runs: streamed as they happen ------------------------------------------------------
 
 async function stream(method, path, body, extra = {}) {
+  state.reading = new AbortController();
   const response = await fetch(path, {
     method, body: body === undefined ? undefined : JSON.stringify(body),
     headers: headers({ accept: "text/event-stream", ...extra }),
+    signal: state.reading.signal,
   });
   if (!response.ok) throw new Error(await problem(response));
   const reader = response.body.getReader();
