@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from actors.contract import RunView
 from actors.engine.agents import AgentCatalog
@@ -39,15 +39,18 @@ from gateway.openai_schemas import (
     ThreadhostInfo,
 )
 from gateway.openai_turns import (
+    THREAD_HEADER,
     Turn,
     TurnPlan,
+    agent_of,
     client_calls,
+    headers_of,
     reply_of,
+    streamed,
     take_turn,
     text_as_it_comes,
 )
 from gateway.problems import Problem, problem_responses
-from gateway.run_stream import SSE_HEADERS
 from gateway.thread_client import ThreadClient
 from gateway.threads import CallerDep, ClientDep, SettingsDep, admit
 
@@ -61,7 +64,6 @@ async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
                                                504))
-THREAD_HEADER = "threadhost-thread-id"
 FINISH = {"completed": "stop", "incomplete": "length", "cancelled": "stop"}
 
 
@@ -85,10 +87,7 @@ async def chat_completions(
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     """A turn of an agent's thread, in the Chat Completions API's terms, streamed
     (`stream: true`) or not."""
-    agent, _, recipe = body.model.partition("@")
-    if agent not in _catalog(request).names():
-        raise Problem(404, "model_not_found", "Unknown model",
-                      f"no agent named {agent!r}: GET /v1/models lists them")
+    agent, recipe = agent_of(body.model, _catalog(request))
     thread_id = thread_header or (body.metadata or {}).get("thread_id")
     said = [m for m in body.messages if m.role not in ("system", "developer")]
     last_answer = max((i for i, m in enumerate(said) if m.role == "assistant"), default=-1)
@@ -104,31 +103,21 @@ async def chat_completions(
                       f"{THREAD_HEADER} header")
     earlier = (before if thread_id is None else []) + (turn[:-1] if roles == {"user"} else [])
     plan = TurnPlan(
-        agent=agent, recipe=recipe or None, thread_id=thread_id, door="openai",
+        agent=agent, recipe=recipe, thread_id=thread_id, door="openai",
         earlier=_as_history(earlier), stream=body.stream, idempotency_key=idempotency_key,
         text=turn[-1].text if roles == {"user"} else None,
-        client_tools=[ClientTool(name=t.function.name, description=t.function.description,
+        client_tools=[ClientTool(name=t.function.name,
+                                 description=t.function.description or "",
                                  parameters=t.function.parameters) for t in body.tools],
         outputs=[ToolOutput(call_id=m.tool_call_id or "", output=m.text) for m in turn
                  if m.role == "tool"])
     taken = await take_turn(client, caller, settings, plan, request)
-    headers = {THREAD_HEADER: taken.thread_id, "threadhost-run-id": taken.answer.run.run_id}
     if taken.listener is not None:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        listener = taken.listener
-
-        async def chunks() -> AsyncIterator[str]:
-            try:
-                async for chunk in _stream(client, caller, taken, body.model, include_usage,
-                                           settings.sse_heartbeat_seconds):
-                    yield chunk
-            finally:
-                listener.close()
-
-        return StreamingResponse(chunks(), media_type="text/event-stream",
-                                 headers={**SSE_HEADERS, **headers})
+        return streamed(taken, _stream(client, caller, taken, body.model, include_usage,
+                                       settings.sse_heartbeat_seconds))
     completion = _completion(taken, body.model)
-    return JSONResponse(completion.model_dump(mode="json"), headers=headers)
+    return JSONResponse(completion.model_dump(mode="json"), headers=headers_of(taken))
 
 
 def _as_history(messages: list[ChatMessage]) -> list[Message]:

@@ -73,7 +73,7 @@ class ChatMessage(BaseModel):
 class FunctionSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: Text = ""
+    description: Text | None = None
     parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
                                                            "properties": {}})
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from actors.contract import (
     GATEWAY_KEY_PREFIX,
@@ -26,16 +27,28 @@ from actors.contract import (
 )
 from actors.contract import PostMessage as PostMessageRequest
 from actors.contract import ResumeRun as ResumeRequest
+from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText, Message, ToolResult
 from actors.engine.pauses import ToolOutput
 from actors.engine.tool_set import ClientTool
 from gateway.auth import Caller
 from gateway.problems import Problem
-from gateway.run_stream import Listener, stream_run
+from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
 from gateway.threads import _in_slot, _wait_for_run
 from threadhost.ids import new_thread_id
 from threadhost.settings import Settings
+
+THREAD_HEADER = "threadhost-thread-id"
+
+
+def agent_of(model: str, catalog: AgentCatalog) -> tuple[str, str | None]:
+    """`model` as an agent and this turn's recipe: `support` or `support@<recipe>`."""
+    agent, _, recipe = model.partition("@")
+    if agent not in catalog.names():
+        raise Problem(404, "model_not_found", "Unknown model",
+                      f"no agent named {agent!r}: GET /v1/models lists them")
+    return agent, recipe or None
 
 
 @dataclass
@@ -126,6 +139,27 @@ async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, pl
         answer = await _wait_for_run(client, caller, thread_id, answer.run,
                                      settings.run_wait_seconds)
     return Turn(thread_id, answer, submitted, listener)
+
+
+def headers_of(turn: Turn) -> dict[str, str]:
+    """Every answer names the thread and the run behind it."""
+    return {THREAD_HEADER: turn.thread_id, "threadhost-run-id": turn.answer.run.run_id}
+
+
+def streamed(turn: Turn, events: AsyncIterator[str]) -> StreamingResponse:
+    """A door's server-sent events for a turn; its listener closes with the stream."""
+    listener = turn.listener
+    assert listener is not None
+
+    async def sent() -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            listener.close()
+
+    return StreamingResponse(sent(), media_type="text/event-stream",
+                             headers={**SSE_HEADERS, **headers_of(turn)})
 
 
 def reply_of(messages: list[Message], submitted: set[str]) -> str | None:

@@ -15,28 +15,30 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.contract import RunView
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import ToolOutput
-from actors.engine.text import JsonObject, Text
+from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
-from actors.engine.tool_sources import object_schema
 from gateway.auth import Caller
-from gateway.openai_door import THREAD_HEADER, _admitted, _catalog, ended_run
-from gateway.openai_schemas import MODEL_PATTERN, text_parts_only
+from gateway.openai_door import _admitted, _catalog, ended_run
+from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
 from gateway.openai_turns import (
+    THREAD_HEADER,
     Turn,
     TurnPlan,
+    agent_of,
     client_calls,
+    headers_of,
     reply_of,
+    streamed,
     take_turn,
     text_as_it_comes,
 )
 from gateway.problems import Problem, problem_responses
-from gateway.run_stream import SSE_HEADERS
 from gateway.thread_client import ThreadClient
 from gateway.threads import CallerDep, ClientDep, SettingsDep
 
@@ -77,18 +79,10 @@ class InputItem(BaseModel):
         return self.content or ""
 
 
-class FunctionTool(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: Literal["function"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: Text | None = None
-    parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
-                                                           "properties": {}})
+class FunctionTool(FunctionSpec):
+    """A function tool as the Responses API declares it: flat, not under `function`."""
 
-    @field_validator("parameters")
-    @classmethod
-    def _an_object(cls, parameters: dict[str, Any]) -> dict[str, Any]:
-        return object_schema(parameters)
+    type: Literal["function"]
 
 
 class ConversationRef(BaseModel):
@@ -130,10 +124,7 @@ async def create_response(
                                                     pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
-    agent, _, recipe = body.model.partition("@")
-    if agent not in _catalog(request).names():
-        raise Problem(404, "model_not_found", "Unknown model",
-                      f"no agent named {agent!r}: GET /v1/models lists them")
+    agent, recipe = agent_of(body.model, _catalog(request))
     thread_id = _thread_of(body, thread_header)
     items = ([InputItem(role="user", content=body.input)] if isinstance(body.input, str)
              else [i for i in body.input if i.role not in ("system", "developer")])
@@ -146,7 +137,7 @@ async def create_response(
                       "input must end with user message(s), or with function_call_output "
                       "items for the calls of the last response, not both")
     plan = TurnPlan(
-        agent=agent, recipe=recipe or None, thread_id=thread_id, door="openai-responses",
+        agent=agent, recipe=recipe, thread_id=thread_id, door="openai-responses",
         earlier=_as_history((before if thread_id is None else [])
                             + (turn[:-1] if kinds == {"user"} else [])),
         text=turn[-1].text if kinds == {"user"} else None, stream=body.stream,
@@ -156,23 +147,12 @@ async def create_response(
         outputs=[ToolOutput(call_id=i.call_id or "", output=i.output or "") for i in turn
                  if i.type == "function_call_output"])
     taken = await take_turn(client, caller, settings, plan, request)
-    headers = {THREAD_HEADER: taken.thread_id, "threadhost-run-id": taken.answer.run.run_id}
     if taken.listener is not None:
-        listener = taken.listener
-
-        async def events() -> AsyncIterator[str]:
-            try:
-                async for event in _stream(client, caller, taken, body,
-                                           settings.sse_heartbeat_seconds):
-                    yield event
-            finally:
-                listener.close()
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={**SSE_HEADERS, **headers})
+        return streamed(taken, _stream(client, caller, taken, body,
+                                       settings.sse_heartbeat_seconds))
     run = ended_run(taken)
     text = reply_of(taken.answer.messages or [], taken.submitted)
-    return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers)
+    return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers_of(taken))
 
 
 def _as_history(items: list[InputItem]) -> list[Message]:

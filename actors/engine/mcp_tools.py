@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.provider import ToolSpec
-from actors.engine.service_tools import Endpoint, ToolCallContext
+from actors.engine.service_tools import Endpoint, ToolCallContext, json_arguments, tool_error
 from actors.engine.tool_set import RunTool
 from actors.engine.tool_sources import McpRoute, McpServerDefinition, McpUnavailable
 
@@ -106,23 +106,19 @@ class McpServers:
 
     async def call(self, server: McpServerDefinition, route: McpRoute, call: ToolCall,
                    time_limit: float, context: ToolCallContext) -> ToolResult:
-        def error(text: str) -> ToolResult:
-            return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=True)
-
-        try:
-            arguments = json.loads(call.arguments or "{}")
-        except ValueError as exc:
-            return error(f"invalid arguments for {call.name}: not JSON ({exc})")
+        arguments = json_arguments(call)
+        if isinstance(arguments, ToolResult):
+            return arguments
         try:
             async with asyncio.timeout(time_limit):
                 client = await self._client(server)
                 result = await client.call_tool(route.tool, arguments,
                                                 meta=context.mcp_meta())  # type: ignore[arg-type]
         except MCPError as exc:
-            return error(f"MCP server {server.name} refused the call: {exc}")
+            return tool_error(call, f"MCP server {server.name} refused the call: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken session raises what it has
             await self._drop(server)
-            return error(f"MCP server {server.name}: {_describe(exc, time_limit)}")
+            return tool_error(call, f"MCP server {server.name}: {_describe(exc, time_limit)}")
         content = "\n".join(_text_of(block) for block in result.content)
         if not content and result.structured_content is not None:
             content = json.dumps(result.structured_content)

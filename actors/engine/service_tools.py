@@ -58,18 +58,30 @@ class Endpoint:
     headers: dict[str, str]
 
 
+def tool_error(call: ToolCall, text: str) -> ToolResult:
+    return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=True)
+
+
+def json_arguments(call: ToolCall) -> dict[str, Any] | ToolResult:
+    """The call's arguments as a JSON object, or the error result that says why not."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError as exc:
+        return tool_error(call, f"invalid arguments for {call.name}: not JSON ({exc})")
+    if not isinstance(arguments, dict):
+        return tool_error(call, f"invalid arguments for {call.name}: not a JSON object")
+    return arguments
+
+
 async def call_service(http: httpx.AsyncClient, endpoint: Endpoint, route: ServiceRoute,
                        schema: dict[str, Any], call: ToolCall, context: ToolCallContext,
                        time_limit: float) -> ToolResult:
     def error(text: str) -> ToolResult:
-        return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=True)
+        return tool_error(call, text)
 
-    try:
-        arguments = json.loads(call.arguments or "{}")
-    except ValueError as exc:
-        return error(f"invalid arguments for {call.name}: not JSON ({exc})")
-    if not isinstance(arguments, dict):
-        return error(f"invalid arguments for {call.name}: not a JSON object")
+    arguments = json_arguments(call)
+    if isinstance(arguments, ToolResult):
+        return arguments
     # As for a function tool, arguments that do not fit the schema never reach the service.
     problems = [f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
                 for e in Draft202012Validator(schema).iter_errors(arguments)]
