@@ -19,10 +19,7 @@ from pathlib import Path
 import httpx
 
 from bench.measure import percentile
-from bench.run import start_redis
-from threadhost.processes import Process
-from threadhost.runtime import dapr_bin_dir
-from threadhost.stack import Stack, StackConfig
+from bench.run import shape_stack
 
 TURNS = 100
 QUESTION = "Where is my order 1001?"
@@ -74,18 +71,9 @@ async def measure(url: str) -> dict[str, list[float]]:
 def main(argv: list[str]) -> int:
     shapes = argv or ["embedded", "split"]
     folder = Path(tempfile.mkdtemp(prefix="threadhost-bench-doors-"))
-    processes: list[Process] = []
     try:
         for shape in shapes:
-            redis_server, port = start_redis(folder, f"redis-{shape}")
-            processes.append(redis_server)
-            stack = Stack(StackConfig(bin_dir=dapr_bin_dir(), data_dir=folder / shape,
-                                      profile="redis",
-                                      env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{port}"},
-                                      actors_app_id=f"threads-{shape}",
-                                      gateway_app_id=f"gateway-{shape}"),
-                          split=shape == "split")
-            with stack:
+            with shape_stack(folder, shape) as (stack, _, _):
                 print(f"measuring {shape} ...", flush=True)
                 found = asyncio.run(measure(stack.api.url))
             print(f"\n{shape}: time to the first token of a streamed turn ({TURNS} fresh "
@@ -97,8 +85,6 @@ def main(argv: list[str]) -> int:
                       f"p99 {percentile(times, 0.99):6.1f} ms")
         return 0
     finally:
-        for process in reversed(processes):
-            process.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

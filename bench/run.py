@@ -23,6 +23,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis.asyncio as redis
@@ -153,19 +155,31 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def measure_shape(folder: Path, shape: str) -> System:
-    """One shape on a stack and a redis-server of its own, stopped when measured."""
+@contextmanager
+def shape_stack(folder: Path, shape: str) -> Iterator[tuple[Stack, Process, int]]:
+    """A stack of the shape on a redis-server of its own (the Redis profile), with the
+    project's and the bench's agents; stopped after. Yields the stack, the redis-server
+    and its port."""
     split, hosts = SHAPES[shape]
-    th_redis, th_port = start_redis(folder, f"redis-{shape}")
+    redis_server, port = start_redis(folder, f"redis-{shape}")
     agents = json.dumps([str(PROJECT_ROOT / "agents"), str(Path(__file__).parent / "agents")])
     stack = Stack(StackConfig(bin_dir=dapr_bin_dir(), data_dir=folder / shape, profile="redis",
-                              env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{th_port}",
+                              env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{port}",
                                    "THREADHOST_AGENTS_DIRS": agents},
                               actors_app_id=f"threads-{shape}",
                               gateway_app_id=f"gateway-{shape}"),
                   split=split, actor_hosts=hosts)
     try:
         stack.start()
+        yield stack, redis_server, port
+    finally:
+        stack.stop()
+        redis_server.stop()
+
+
+def measure_shape(folder: Path, shape: str) -> System:
+    """One shape on a stack and a redis-server of its own, stopped when measured."""
+    with shape_stack(folder, shape) as (stack, th_redis, th_port):
         system = System(shape, stack.api.url, th_port,
                         {**{p.name: p.pid for p in stack.processes()}, "redis": th_redis.pid},
                         "/v1/threads",
@@ -175,9 +189,6 @@ def measure_shape(folder: Path, shape: str) -> System:
         print(f"measuring {shape} ...", flush=True)
         asyncio.run(measure(system))
         return system
-    finally:
-        stack.stop()
-        th_redis.stop()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ latency per turn and the sidecar round trips each kind of turn makes.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import sys
 import tempfile
@@ -20,10 +19,10 @@ from pathlib import Path
 import httpx
 
 from bench.measure import percentile, quiet
-from bench.run import start_redis
+from bench.run import shape_stack
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
-from threadhost.stack import LOOPBACK, Stack, StackConfig
+from threadhost.stack import LOOPBACK
 
 TURNS = 200
 AGENTS = ("bench", "bench-service")
@@ -87,17 +86,7 @@ def main(argv: list[str]) -> int:
         service, service_metrics = start_order_service(folder, bin_dir)
         processes += service
         for shape in shapes:
-            redis_server, port = start_redis(folder, f"redis-{shape}")
-            processes.append(redis_server)
-            agents = json.dumps([str(PROJECT_ROOT / "agents"),
-                                 str(Path(__file__).parent / "agents")])
-            stack = Stack(StackConfig(bin_dir=bin_dir, data_dir=folder / shape, profile="redis",
-                                      env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{port}",
-                                           "THREADHOST_AGENTS_DIRS": agents},
-                                      actors_app_id=f"threads-{shape}",
-                                      gateway_app_id=f"gateway-{shape}"),
-                          split=shape == "split")
-            with stack:
+            with shape_stack(folder, shape) as (stack, _, _):
                 metrics = [f"http://{LOOPBACK}:{a.metrics_port}/metrics" for a in stack.apps]
                 print(f"measuring {shape} ...", flush=True)
                 found = asyncio.run(measure(stack.api.url, [*metrics, service_metrics]))
