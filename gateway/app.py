@@ -66,8 +66,8 @@ class LazyMcpDoor:
     """The MCP door (gateway/mcp_door.py), made at its first request: the `mcp` SDK takes
     over a second to import, which neither every start nor the event loop should pay."""
 
-    def __init__(self, catalog: AgentCatalog, settings: Settings, state: Any) -> None:
-        self._catalog, self._settings, self._state = catalog, settings, state
+    def __init__(self, catalog: AgentCatalog, state: Any) -> None:
+        self._catalog, self._state = catalog, state
         self._door: Any = None
         self._making = asyncio.Lock()
         self._held: asyncio.Task[None] | None = None
@@ -81,7 +81,7 @@ class LazyMcpDoor:
                 if self._door is None:
                     module = await asyncio.to_thread(importlib.import_module,
                                                      "gateway.mcp_door")
-                    door = module.McpDoor(self._catalog, self._settings, self._state)
+                    door = module.McpDoor(self._catalog, self._state)
                     running = asyncio.Event()
                     self._held = asyncio.create_task(self._hold(door, running))
                     await running.wait()
@@ -146,7 +146,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.include_router(responses_door.router)
     mount_chat_page(app)
     # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
-    app.state.mcp_door = door = LazyMcpDoor(catalog, settings, app.state)
+    app.state.mcp_door = door = LazyMcpDoor(catalog, app.state)
     app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 

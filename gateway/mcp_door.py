@@ -35,7 +35,7 @@ PATH = "/v1/mcp"
 class McpDoor:
     """The MCP server and the ASGI app to mount at /mcp (authenticated first)."""
 
-    def __init__(self, catalog: AgentCatalog, settings: Settings, state: Any) -> None:
+    def __init__(self, catalog: AgentCatalog, state: Any) -> None:
         # The gateway's app state: its thread client and authenticator (inside the MCP
         # app, a request's `app` is the MCP app).
         self._state = state
@@ -51,20 +51,22 @@ class McpDoor:
             streamable_http_path=PATH, stateless_http=True, json_response=True,
             transport_security=TransportSecuritySettings(
                 enable_dns_rebinding_protection=False))
-        self._settings = settings
 
     def session_manager(self) -> Any:
-        """Run by the app's lifespan: a mounted app's own lifespan does not run."""
+        """Run by whoever serves the door (gateway/app.py's LazyMcpDoor): a routed ASGI
+        app's own lifespan does not run."""
         return self.server.session_manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            authenticator: Authenticator = scope["app"].state.authenticator
+            authenticator: Authenticator = self._state.authenticator
             try:
-                await authenticator.caller(Request(scope))
+                caller = await authenticator.caller(Request(scope))
             except Problem as problem:
                 await problem.response()(scope, receive, send)
                 return
+            # For the tool that serves the request: the caller, checked once.
+            scope.setdefault("state", {})["caller"] = caller
         await self._app(scope, receive, send)
 
     def _tool(self, agent: str) -> Any:
@@ -73,7 +75,7 @@ class McpDoor:
         async def ask(message: str, ctx: Context, thread_id: str | None = None
                       ) -> dict[str, Any]:
             try:
-                caller = await state.authenticator.caller(ctx.request_context.request)
+                caller: Caller = ctx.request_context.request.state.caller
                 return await _turn(state.thread_client, state.settings, caller, agent,
                                    message, thread_id)
             except Problem as problem:  # a thread not found, a limit: the caller reads why
