@@ -222,18 +222,20 @@ def child_thread_id(run_id: str, call_id: str) -> str:
 
 def child_input(arguments: str) -> str:
     """What a child run is asked: the call's `input`, or its arguments as sent."""
-    try:
-        parsed = json.loads(arguments)
-    except ValueError:
-        return arguments
-    value = parsed.get("input") if isinstance(parsed, dict) else None
-    return value if isinstance(value, str) and value.strip() else arguments
+    value = _string_argument(arguments, "input")
+    return value if value is not None and value.strip() else arguments
 
 
 def _question(arguments: str) -> str:
+    question = _string_argument(arguments, "question")
+    return question if question is not None else arguments
+
+
+def _string_argument(arguments: str, name: str) -> str | None:
+    """A string argument of a call, if its arguments are a JSON object that has one."""
     try:
         parsed = json.loads(arguments)
     except ValueError:
-        return arguments
-    question = parsed.get("question") if isinstance(parsed, dict) else None
-    return question if isinstance(question, str) else arguments
+        return None
+    value = parsed.get(name) if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else None
