@@ -56,7 +56,7 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
     return Engine(catalog=catalog, tools=build_registry(settings.tool_modules),
                   providers=Providers(access),
                   prices=settings.price_table(), retry=settings.retry,
-                  context_window=settings.context_window_messages,
+                  context_windows=settings.context_windows,
                   default_model=settings.resolved_default_model(),
                   outside=OutsideTools(DaprMesh(settings.secret_store)))
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition, UnknownAgent
+from actors.engine.context import ContextCount, Window, message_tokens, opens_window
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.outside_tools import OutsideTools
@@ -36,6 +37,7 @@ from actors.engine.tool_sources import HandoffRoute
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price, Usage, cost_of, estimated_tokens
 from actors.state import ThreadRecord
+from actors.thread_context import Context, compact, compacted, counted, read_context
 from actors.thread_store import ThreadStore
 from threadhost import tracing
 
@@ -49,7 +51,8 @@ class Engine:
     providers: Providers
     prices: dict[str, Price]
     retry: RetryPolicy
-    context_window: int
+    # Context windows by model, besides the ones the engine knows (engine/context.py).
+    context_windows: dict[str, int]
     default_model: str
     # Service and MCP tools; None on a host that reaches no other app.
     outside: OutsideTools | None = None
@@ -180,11 +183,11 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     though its answer was lost. If a model call is the run's next step, what it would
     have cost (its request's input tokens, no output) is recorded as an estimate, so
     usage, budgets and bills count it. True if the run changed (to be committed)."""
-    context, run_messages = await _context(store, record, run, engine)
-    if not isinstance(plan_next_step(run, run_messages), CallModel):
+    context = await read_context(store, record, run, engine)
+    if not isinstance(plan_next_step(run, context.run_messages), CallModel):
         return False
     provider = await engine.providers.for_agent(run.agent)
-    request = ModelRequest(system=run.agent.system_prompt, messages=context,
+    request = ModelRequest(system=context.system, messages=context.window.messages,
                            tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
     usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
     count_model_call(run, ModelCallRecord(
@@ -195,44 +198,85 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return True
 
 
-async def _context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                   engine: Engine) -> tuple[list[Message], list[Message]]:
-    """What the model sees at the run's next step, and of that the run's own messages."""
-    start = max(0, min(run.first_message, record.message_count - engine.context_window))
-    context = _from_first_user_message(await store.messages(record, start,
-                                                            record.message_count))
-    return context, context[len(context) - (record.message_count - run.first_message):]
-
-
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
                   check_fence: Callable[[], Awaitable[None]],
                   on_delta: OnDelta | None = None) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step and writes its checkpoint through the store (committed
     when the actor saves); returns the run and the new events."""
-    context, run_messages = await _context(store, record, run, engine)
+    context = await read_context(store, record, run, engine)
+    counts: list[ContextCount] = []
 
     async def take(step: CallModel | RunTools) -> StepOutcome:
+        nonlocal record, context
         if isinstance(step, RunTools) and (handoffs := _handoffs(run, step.calls)):
             return await _hand_off(run, step.calls, handoffs, engine)
         provider = await engine.providers.for_agent(run.agent)
+        compaction = None
+        if isinstance(step, CallModel) and context.window.compact_to is not None:
+            record, context, compaction = await _compacted(store, record, run, engine,
+                                                           context, context.window.compact_to)
         with tracing.tracer.start_as_current_span(
                 f"step {step.kind}", context=tracing.context_of(run.traceparent),
                 attributes={"threadhost.thread_id": run.thread_id,
                             "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
                             "gen_ai.request.model": run.agent.model}):
-            return await abortable(run.run_id, take_step(
-                step, run, context, provider, engine.tools, engine.prices, engine.retry,
-                on_delta, engine.outside))
+            outcome = await abortable(run.run_id, take_step(
+                step, run, context.window.messages, provider, engine.tools, engine.prices,
+                engine.retry, on_delta, engine.outside, context.system))
+            if outcome.overflow and compaction is None and not compacted(run):
+                # The vendor counts more than the budget allowed for: compact down to
+                # half of what was sent, and try once more.
+                record, context, compaction = await _compacted(
+                    store, record, run, engine, context,
+                    _half_cut(context.window, run.first_message))
+                if compaction is not None:
+                    outcome = await abortable(run.run_id, take_step(
+                        step, run, context.window.messages, provider, engine.tools,
+                        engine.prices, engine.retry, on_delta, engine.outside, context.system))
+        if outcome.overflow:
+            outcome.error = (f"the request does not fit {run.agent.model}'s context window "
+                             f"even after compaction: {outcome.error}")
+        outcome.compaction = compaction
+        if outcome.model_call is not None:
+            counts.append(counted(context, record, record.message_count + len(outcome.messages),
+                                  outcome.model_call.usage))
+        return outcome
 
-    events, new = await next_step(run, run_messages, take, record.message_count)
+    events, new = await next_step(run, context.run_messages, take, record.message_count)
     await check_fence()
     record = await _append(store, record, run, new)
+    if counts:
+        record = record.model_copy(update={"context_count": counts[-1]})
     if not run.active:
         record = _ended(record, run)
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
     await store.save_record(record)
     return run, events
+
+
+async def _compacted(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
+                     context: Context, to: int,
+                     ) -> tuple[ThreadRecord, Context, ModelCallRecord | None]:
+    """Compacts the history up to `to` (once per run) and reads the context again."""
+    made = None if compacted(run) else await compact(store, record, run, engine, to)
+    if made is None:
+        return record, context, None
+    record, call = made
+    return record, await read_context(store, record, run, engine), call
+
+
+def _half_cut(window: Window, run_first: int) -> int:
+    """Where to compact to when the vendor refused the window: a user's message in the
+    window that leaves about half of it (at the latest, the run's first message)."""
+    sized = [message_tokens(m) for m in window.messages]
+    used, half = 0, sum(sized) / 2
+    for offset in range(len(sized) - 1, -1, -1):
+        used += sized[offset]
+        index = window.start + offset
+        if used > half and index <= run_first and opens_window(window.messages[offset]):
+            return index
+    return run_first
 
 
 def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
@@ -270,9 +314,3 @@ async def _hand_off(run: RunRecord, calls: list[ToolCall], handoffs: list[ToolCa
         for call in calls])
 
 
-def _from_first_user_message(messages: list[Message]) -> list[Message]:
-    """A context window must not open inside an earlier tool exchange."""
-    for index, message in enumerate(messages):
-        if isinstance(message, UserText):
-            return messages[index:]
-    return messages

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from actors.engine.context import ContextCount, SummaryMark
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent
 from actors.engine.usage import Usage
@@ -53,6 +54,10 @@ class ThreadRecord(BaseModel):
     active_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     # When every key's time-to-live was last renewed (see retention_slack).
     ttl_renewed_at: datetime | None = None
+    # The latest summary of the thread's older messages (its text is under summary_key),
+    # and the vendor's count of the last request (engine/context.py).
+    summary: SummaryMark | None = None
+    context_count: ContextCount | None = None
 
     def expired(self, now: datetime) -> bool:
         return (self.retention_seconds is not None
@@ -89,6 +94,10 @@ def run_key(run_id: str) -> str:
 
 def events_key(run_id: str, index: int) -> str:
     return f"run.{run_id}.events.{index}"
+
+
+def summary_key(index: int) -> str:
+    return f"summary.{index}"
 
 
 RUNS_PER_PAGE = 100

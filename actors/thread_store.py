@@ -8,11 +8,13 @@ state TTL), renewed as it stays active, so the store itself removes an idle thre
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from actors.engine.context import SummaryRecord
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent, RunRecord
 from actors.state import (
@@ -31,6 +33,7 @@ from actors.state import (
     retention_slack,
     run_key,
     runs_key,
+    summary_key,
 )
 
 
@@ -126,10 +129,24 @@ class ThreadStore:
     async def messages(self, record: ThreadRecord, start: int, end: int) -> list[Message]:
         """The messages with indexes in [start, end)."""
         found: list[Message] = []
-        for index in page_range(record, start, end - start):
-            found.extend((await self.page(record, index)).messages)
+        # Read side by side: a context window may span many pages.
+        pages = await asyncio.gather(*(self.page(record, index)
+                                       for index in page_range(record, start, end - start)))
+        for page in pages:
+            found.extend(page.messages)
         skip = start % record.page_size
         return found[skip : skip + max(end - start, 0)]
+
+    async def summary(self, record: ThreadRecord) -> SummaryRecord | None:
+        """The thread's latest summary, if it has one."""
+        if record.summary is None:
+            return None
+        data = await self._get(summary_key(record.summary.index))
+        return None if data is None else read_stored(SummaryRecord, data)
+
+    async def save_summary(self, summary: SummaryRecord) -> None:
+        """Writes a new summary, once: it is never rewritten."""
+        await self._put(summary_key(summary.index), summary)
 
     async def run(self, run_id: str) -> RunRecord | None:
         data = await self._get(run_key(run_id))
@@ -175,8 +192,10 @@ class ThreadStore:
             run = await self.run(run_id)
             pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
             keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
+        summaries = record.summary.index + 1 if record.summary is not None else 0
         return keys + [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
-                                                  // RUNS_PER_PAGE)]
+                                                  // RUNS_PER_PAGE)] + [
+            summary_key(i) for i in range(summaries)]
 
     async def delete_all(self, record: ThreadRecord) -> None:
         """Removes every key of the thread."""

@@ -5,6 +5,7 @@ effects that record what the service asked for."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,9 @@ class MemoryState:
         self.committed: dict[str, Any] = {}
         self.pending: dict[str, Any] = {}
         self.commits = 0
+        # What commits wrote: bytes (as JSON) and keys.
+        self.bytes_written = 0
+        self.keys_written = 0
 
     async def try_get_state(self, key: str) -> tuple[bool, Any]:
         value = self.pending.get(key, self.committed.get(key, _REMOVED))
@@ -44,6 +48,8 @@ class MemoryState:
                 self.committed.pop(key, None)
             else:
                 self.committed[key] = value
+                self.bytes_written += len(json.dumps(value, default=str))
+                self.keys_written += 1
         self.pending.clear()
         self.commits += 1
 

@@ -6,14 +6,19 @@ import json
 
 import pytest
 
-from actors.engine.errors import AuthenticationFailed, BadRequest, ProviderUnavailable
+from actors.engine.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ContextOverflow,
+    ProviderUnavailable,
+)
 from actors.engine.messages import AssistantText, ToolCall, ToolResult, UserText
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, ToolSpec
 from actors.engine.providers.anthropic_messages import AnthropicMessages
 from actors.engine.providers.openai_chat import OpenAIChat
 from actors.engine.providers.openai_responses import OpenAIResponses
 from actors.engine.retry import RetryPolicy, with_retries
-from tests.fakes.vendor_server import VendorServer
+from tests.fakes.vendor_server import Reply, VendorServer
 from tests.fakes.wire import Answer, AnthropicWire, OpenAIChatWire, OpenAIResponsesWire, error
 
 SECRET = "sk-test-do-not-leak-0123456789"
@@ -183,6 +188,18 @@ def test_a_refused_key_and_a_bad_request_are_not_retried(vendor, server) -> None
             await provider.complete(REQUEST)
 
     asyncio.run(both())
+
+
+def test_a_request_longer_than_the_context_window_is_told_apart(vendor, server) -> None:
+    name, _, _, provider = vendor
+    if name == "anthropic":
+        server.queue(error(400, "prompt is too long: 210000 tokens > 200000 maximum"))
+    else:
+        server.queue(Reply(status=400, body={"error": {
+            "message": "Your input exceeds the context window of this model.",
+            "type": "invalid_request_error", "code": "context_length_exceeded"}}))
+    with pytest.raises(ContextOverflow):
+        complete(provider)
 
 
 def test_a_stream_cut_off_midway_is_unavailable(vendor, server) -> None:

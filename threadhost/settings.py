@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     read_call_timeout_seconds: float = Field(default=2, gt=0)
 
     history_page_size: int = Field(default=32, ge=4, le=1000)
-    # Earlier messages the model sees besides the current run's.
-    context_window_messages: int = Field(default=64, ge=0)
+    # Context windows in tokens of models the engine does not know (or known ones, to
+    # change), as JSON: {"my-model": 64000}. An agent's `context.window_tokens` wins.
+    context_windows: dict[str, int] = Field(default_factory=dict)
     max_message_chars: int = Field(default=16_000, ge=1)
     # Request bodies larger than this are refused with 413 before they are read whole.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from actors.engine.context import ContextPolicy
 from actors.engine.provider import ModelSettings
 from actors.engine.scripted import ScriptedReply
 from actors.engine.tool_sources import (
@@ -56,6 +57,9 @@ class AgentDefinition(BaseModel):
     retention_seconds: int | None = Field(default=None, ge=1)
     limits: Limits = Field(default_factory=Limits)
     settings: ModelSettings = Field(default_factory=ModelSettings)
+    # How much of the model's context window a request fills, and how older messages
+    # are summarized when the thread no longer fits (engine/context.py).
+    context: ContextPolicy = Field(default_factory=ContextPolicy)
     # Replies of the scripted model, for tests and demos; a string is a text reply.
     script: list[ScriptedReply] = Field(default_factory=list)
 

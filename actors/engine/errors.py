@@ -6,6 +6,7 @@
     ├── ProviderTimeout        no answer within the configured timeout (retried)
     ├── AuthenticationFailed   401/403: the key is missing or wrong
     └── BadRequest             any other 4xx: the request itself is wrong
+        └── ContextOverflow    the request is longer than the model's context window
 """
 
 from __future__ import annotations
@@ -41,4 +42,8 @@ class AuthenticationFailed(ProviderError):
 
 
 class BadRequest(ProviderError):
+    pass
+
+
+class ContextOverflow(BadRequest):
     pass

@@ -56,6 +56,8 @@ def start_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[R
 def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome,
                 first_index: int) -> list[RunEvent]:
     """Folds a step's outcome into the run; `first_index` is where its messages land."""
+    if outcome.compaction is not None:  # paid for even if the step's own call failed
+        count_model_call(run, outcome.compaction)
     if outcome.error is not None:
         return [run.transition("failed", outcome.error)]
     run.steps += 1
@@ -69,6 +71,9 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
                     latency_ms=call.latency_ms)
     if outcome.handed_to is not None:
         data.update(handoff=outcome.handed_to)
+    if outcome.compaction is not None:
+        data.update(compaction={"usage": outcome.compaction.usage.model_dump(),
+                                "model": outcome.compaction.model})
     return [run.event("step.completed", **data)]
 
 

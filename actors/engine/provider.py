@@ -30,6 +30,8 @@ class ModelRequest(BaseModel):
     messages: list[Message]
     tools: list[ToolSpec] = Field(default_factory=list)
     settings: ModelSettings = Field(default_factory=ModelSettings)
+    # A turn of the agent, or a summary of older messages (engine/context.py).
+    purpose: Literal["turn", "summary"] = "turn"
 
 
 class ModelResponse(BaseModel):

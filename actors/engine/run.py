@@ -41,6 +41,8 @@ class ModelCallRecord(BaseModel):
     # A call a lost host may have made before it died mid-step (its usage is lost with
     # it): recorded with the input tokens its request would have had, no output.
     estimated: bool = False
+    # "summary": the call compacted the thread's older messages into a summary.
+    purpose: Literal["turn", "summary"] = "turn"
 
 
 class PendingAction(BaseModel):

@@ -56,7 +56,7 @@ class ScriptedProvider(Provider):
         return ScriptedReply(text=f"You said: {last_user.text if last_user else ''}")
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        reply = self._next_reply(request)
+        reply = _summary(request) if request.purpose == "summary" else self._next_reply(request)
         if reply.delay_seconds:
             await asyncio.sleep(reply.delay_seconds)
         parts: list[AssistantPart] = []
@@ -79,6 +79,14 @@ class ScriptedProvider(Provider):
                 for chunk in re.findall(r"\S+\s*|\s+", part.text):
                     yield TextDelta(text=chunk)
         yield response
+
+
+def _summary(request: ModelRequest) -> ScriptedReply:
+    """A summary request's answer: short, and saying what it was given."""
+    given = "".join(getattr(m, "text", "") for m in request.messages)
+    lines = given.count("\n") + 1
+    return ScriptedReply(text=f"Summary of {lines} lines ({len(given)} characters): "
+                              f"{given[:160]}")
 
 
 def _model_calls_since_last_user(request: ModelRequest) -> int:

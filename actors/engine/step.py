@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from actors.engine.errors import ProviderError
+from actors.engine.errors import ContextOverflow, ProviderError
 from actors.engine.messages import Message, ToolCall, ToolResult
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, TextDelta
 from actors.engine.retry import RetryPolicy, with_retries
@@ -34,6 +34,10 @@ class StepOutcome:
     error: str | None = None
     # The agent a handoff passed the run to in this step.
     handed_to: str | None = None
+    # The model said the request did not fit its context window.
+    overflow: bool = False
+    # The call that compacted older messages into a summary before this step's.
+    compaction: ModelCallRecord | None = None
 
 
 def run_tool_set(run: RunRecord, tools: ToolRegistry) -> list[RunTool]:
@@ -44,11 +48,13 @@ def run_tool_set(run: RunRecord, tools: ToolRegistry) -> list[RunTool]:
 
 async def call_model(run: RunRecord, context: list[Message], provider: Provider,
                      tools: ToolRegistry, prices: dict[str, Price], retry: RetryPolicy,
-                     on_delta: OnDelta | None = None) -> StepOutcome:
+                     on_delta: OnDelta | None = None, system: str | None = None,
+                     ) -> StepOutcome:
+    """One model call; `system` is the agent's prompt unless given (with a summary)."""
     agent = run.agent
     specs = [tool.spec for tool in run_tool_set(run, tools)]
-    request = ModelRequest(system=agent.system_prompt, messages=context, tools=specs,
-                           settings=agent.settings)
+    request = ModelRequest(system=agent.system_prompt if system is None else system,
+                           messages=context, tools=specs, settings=agent.settings)
 
     attempts = 0
 
@@ -71,7 +77,8 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
     try:
         response = await with_retries(once, retry)
     except ProviderError as exc:
-        return StepOutcome(error=f"{type(exc).__name__}: {exc}")
+        return StepOutcome(error=f"{type(exc).__name__}: {exc}",
+                           overflow=isinstance(exc, ContextOverflow))
     record = ModelCallRecord(
         step=run.steps, vendor=provider.vendor, model=response.model, usage=response.usage,
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -106,7 +113,8 @@ async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry,
 async def take_step(step: CallModel | RunTools, run: RunRecord, context: list[Message],
                     provider: Provider, tools: ToolRegistry, prices: dict[str, Price],
                     retry: RetryPolicy, on_delta: OnDelta | None = None,
-                    outside: OutsideTools | None = None) -> StepOutcome:
+                    outside: OutsideTools | None = None,
+                    system: str | None = None) -> StepOutcome:
     if isinstance(step, RunTools):
         return await run_tools(run, step.calls, tools, outside)
-    return await call_model(run, context, provider, tools, prices, retry, on_delta)
+    return await call_model(run, context, provider, tools, prices, retry, on_delta, system)

@@ -16,6 +16,7 @@ from typing import Any
 from actors.engine.errors import (
     AuthenticationFailed,
     BadRequest,
+    ContextOverflow,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -42,6 +43,8 @@ def vendor_errors(sdk: ModuleType, vendor: str) -> Iterator[None]:
         message = f"{vendor}: HTTP {exc.status_code}: {_message(exc)}"
         if exc.status_code >= 500 or exc.status_code == 408:
             raise ProviderUnavailable(message, status=exc.status_code) from exc
+        if _overflows(exc):
+            raise ContextOverflow(message, status=exc.status_code) from exc
         raise BadRequest(message, status=exc.status_code) from exc
     except sdk.APIError as exc:
         # A stream that broke off with an error event, and the like.
@@ -52,6 +55,20 @@ def _message(exc: Any) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body)
     return str(error.get("message", "")) if isinstance(error, dict) else str(error)
+
+
+# How each vendor says that a request is longer than the model's context window.
+_OVERFLOW_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_OVERFLOW_WORDS = ("prompt is too long", "maximum context length", "context window",
+                   "context_length_exceeded")
+
+
+def _overflows(exc: Any) -> bool:
+    if exc.status_code not in (400, 413):
+        return False
+    code = getattr(exc, "code", None)
+    message = _message(exc).lower()
+    return code in _OVERFLOW_CODES or any(words in message for words in _OVERFLOW_WORDS)
 
 
 def retry_after(headers: Any) -> float | None:
