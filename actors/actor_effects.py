@@ -156,6 +156,12 @@ class ActorEffects:
     async def forget_children(self) -> None:
         await self._actor.unregister_reminder(CHILDREN)
 
+    async def remind_followup(self, name: str, due: timedelta) -> None:
+        await self._actor.register_reminder(name, b"", due, None)
+
+    def forget_followup(self, name: str) -> None:
+        self._in_background(self._actor.unregister_reminder(name))
+
     def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
         self._in_background(self._owner(owner).AddThread(summary))
 

@@ -17,6 +17,9 @@ needs Dapr.
     ListRuns        ListRuns          RunsAnswer | NotFound
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
     ImportHistory   ImportHistory     ThreadAnswer | NotFound | Busy
+    ScheduleFollowup ScheduleFollowup FollowupAnswer | NotFound | Invalid | TooManyFollowups
+    ListFollowups   ListFollowups     FollowupsAnswer | NotFound
+    CancelFollowup  CancelFollowup    Done | NotFound | FollowupNotFound
     StartChildRun   StartChildRun     ChildRunAnswer | Invalid | NotFound  (thread to thread)
     ChildRunEnded   ChildRunEnded     Done                                 (thread to thread)
 
@@ -33,6 +36,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from actors.engine.followups import Followup
 from actors.engine.messages import Message
 from actors.engine.pauses import Submission
 from actors.engine.run import (
@@ -179,6 +183,16 @@ class ChildRunAnswer(BaseModel):
     answer: str | None = None
 
 
+class FollowupAnswer(BaseModel):
+    outcome: Literal["followup"] = "followup"
+    followup: Followup
+
+
+class FollowupsAnswer(BaseModel):
+    outcome: Literal["followups"] = "followups"
+    followups: list[Followup]
+
+
 class EventsAnswer(BaseModel):
     """A run and its committed events, read past the thread's actor (ThreadReader)."""
 
@@ -242,6 +256,16 @@ class NotWaiting(Refusal):
     outcome: Literal["not_waiting"] = "not_waiting"
 
 
+class FollowupNotFound(Refusal):
+    http_status, problem_type, title = 404, "followup-not-found", "Follow-up not found"
+    outcome: Literal["followup_not_found"] = "followup_not_found"
+
+
+class TooManyFollowups(Refusal):
+    http_status, problem_type, title = 409, "too-many-followups", "Too many follow-ups"
+    outcome: Literal["too_many_followups"] = "too_many_followups"
+
+
 def answers_of(*outcomes: type[BaseModel]) -> TypeAdapter[Any]:
     union = outcomes[0]
     for outcome in outcomes[1:]:
@@ -271,6 +295,8 @@ class CreateThread(Request):
     method, answers = "Create", answers_of(ThreadAnswer, Invalid, NotFound)
     agent: str | None = None
     metadata: dict[Text, Text] = Field(default_factory=dict)
+    # What a follow-up that comes due while a run is active does.
+    on_active: OnActive = "enqueue"
 
 
 class DescribeThread(Request):
@@ -375,6 +401,26 @@ class ImportHistory(Request):
     method, answers = "ImportHistory", answers_of(ThreadAnswer, NotFound, Busy)
     repeatable = False
     messages: list[Message] = Field(max_length=10_000)
+
+
+class ScheduleFollowup(Request):
+    """A follow-up on the thread, from its owner (the agent schedules its own with the
+    `schedule_followup` tool). Not repeatable: a repeat would schedule a second."""
+
+    method = "ScheduleFollowup"
+    answers = answers_of(FollowupAnswer, NotFound, Invalid, TooManyFollowups)
+    repeatable = False
+    when: Text = Field(max_length=200)
+    note: Text
+
+
+class ListFollowups(Request):
+    method, answers = "ListFollowups", answers_of(FollowupsAnswer, NotFound)
+
+
+class CancelFollowup(Request):
+    method, answers = "CancelFollowup", answers_of(Done, NotFound, FollowupNotFound)
+    followup_id: str = Field(max_length=100)
 
 
 class WatchdogFired(Request):

@@ -58,6 +58,7 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
                   prices=settings.price_table(), retry=settings.retry,
                   context_windows=settings.context_windows,
                   default_model=settings.resolved_default_model(),
+                  max_followups=settings.max_followups,
                   outside=OutsideTools(DaprMesh(settings.secret_store)))
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition, UnknownAgent
 from actors.engine.context import ContextCount, Window, message_tokens, opens_window
+from actors.engine.followups import answer_call
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.outside_tools import OutsideTools
@@ -56,6 +58,8 @@ class Engine:
     default_model: str
     # Service and MCP tools; None on a host that reaches no other app.
     outside: OutsideTools | None = None
+    # Follow-ups a thread may have scheduled at once.
+    max_followups: int = 16
 
     def agent(self, name: str, model: str | None = None) -> AgentDefinition:
         """The agent's current version, with the model for this turn resolved."""
@@ -81,10 +85,12 @@ class StaleStep(Exception):
 async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
                   agent: AgentDefinition, tools: list[RunTool],
                   parent: ParentLink | None = None,
+                  origin: Literal["user", "followup"] = "user",
                   ) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """A run for the message, queued behind the thread's active run."""
     run, events = new_run(run_id, record.thread_id, agent, tools, parent=parent)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
+    run.input_origin = origin
     record = await store.index_run(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
     await store.save_run(run, events)
@@ -96,7 +102,7 @@ async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
                 previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """Starts a queued run: its message joins the history, and it becomes the active run."""
     text, run.first_message, run.input_text = run.input_text or "", record.message_count, None
-    record = await _append(store, record, run, [UserText(text=text)])
+    record = await _append(store, record, run, [UserText(text=text, origin=run.input_origin)])
     events = [*previous, run.transition("running")]
     record = record.model_copy(update={
         "active_run": run.run_id,
@@ -206,33 +212,31 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     context = await read_context(store, record, run, engine)
     counts: list[ContextCount] = []
 
-    async def take(step: CallModel | RunTools) -> StepOutcome:
-        nonlocal record, context
-        if isinstance(step, RunTools) and (handoffs := _handoffs(run, step.calls)):
-            return await _hand_off(run, step.calls, handoffs, engine)
+    async def traced(step: CallModel | RunTools) -> StepOutcome:
         provider = await engine.providers.for_agent(run.agent)
-        compaction = None
-        if isinstance(step, CallModel) and context.window.compact_to is not None:
-            record, context, compaction = await _compacted(store, record, run, engine,
-                                                           context, context.window.compact_to)
         with tracing.tracer.start_as_current_span(
                 f"step {step.kind}", context=tracing.context_of(run.traceparent),
                 attributes={"threadhost.thread_id": run.thread_id,
                             "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
                             "gen_ai.request.model": run.agent.model}):
-            outcome = await abortable(run.run_id, take_step(
+            return await abortable(run.run_id, take_step(
                 step, run, context.window.messages, provider, engine.tools, engine.prices,
                 engine.retry, on_delta, engine.outside, context.system))
-            if outcome.overflow and compaction is None and not compacted(run):
-                # The vendor counts more than the budget allowed for: compact down to
-                # half of what was sent, and try once more.
-                record, context, compaction = await _compacted(
-                    store, record, run, engine, context,
-                    _half_cut(context.window, run.first_message))
-                if compaction is not None:
-                    outcome = await abortable(run.run_id, take_step(
-                        step, run, context.window.messages, provider, engine.tools,
-                        engine.prices, engine.retry, on_delta, engine.outside, context.system))
+
+    async def call_model(step: CallModel) -> StepOutcome:
+        nonlocal record, context
+        compaction = None
+        if context.window.compact_to is not None:
+            record, context, compaction = await _compacted(store, record, run, engine,
+                                                           context, context.window.compact_to)
+        outcome = await traced(step)
+        if outcome.overflow and compaction is None and not compacted(run):
+            # The vendor counts more than the budget allowed for: compact down to half of
+            # what was sent, and try once more.
+            record, context, compaction = await _compacted(
+                store, record, run, engine, context, _half_cut(context.window, run.first_message))
+            if compaction is not None:
+                outcome = await traced(step)
         if outcome.overflow:
             outcome.error = (f"the request does not fit {run.agent.model}'s context window "
                              f"even after compaction: {outcome.error}")
@@ -241,6 +245,21 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
             counts.append(counted(context, record, record.message_count + len(outcome.messages),
                                   outcome.model_call.usage))
         return outcome
+
+    async def take(step: CallModel | RunTools) -> StepOutcome:
+        nonlocal record
+        if isinstance(step, CallModel):
+            return await call_model(step)
+        if handoffs := _handoffs(run, step.calls):
+            return await _hand_off(run, step.calls, handoffs, engine)
+        if not (asked := _of_kind(run, step.calls, "followup")):
+            return await traced(step)
+        # Follow-up tools act on the thread itself; the batch's other calls run as usual.
+        record, answered = _followups(record, asked, engine.max_followups)
+        rest = [call for call in step.calls if call.call_id not in answered]
+        for message in (await traced(RunTools(calls=rest))).messages if rest else []:
+            answered[message.call_id] = message
+        return StepOutcome(messages=[answered[call.call_id] for call in step.calls])
 
     events, new = await next_step(run, context.run_messages, take, record.message_count)
     await check_fence()
@@ -279,9 +298,24 @@ def _half_cut(window: Window, run_first: int) -> int:
     return run_first
 
 
+def _of_kind(run: RunRecord, calls: list[ToolCall], kind: str) -> list[ToolCall]:
+    names = {t.name for t in run.tools or [] if t.kind == kind}
+    return [call for call in calls if call.name in names]
+
+
 def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
-    handoff = {t.name for t in run.tools or [] if t.kind == "handoff"}
-    return [call for call in calls if call.name in handoff]
+    return _of_kind(run, calls, "handoff")
+
+
+def _followups(record: ThreadRecord, calls: list[ToolCall], limit: int,
+               ) -> tuple[ThreadRecord, dict[str, Message]]:
+    """Carries out the calls of follow-up tools on the thread's follow-ups; the thread
+    service registers (and drops) their reminders before the step is committed."""
+    followups, answered = record.followups, {}
+    for call in calls:
+        followups, answered[call.call_id] = answer_call(call, followups, limit,
+                                                        datetime.now(UTC))
+    return record.model_copy(update={"followups": followups}), answered
 
 
 async def _hand_off(run: RunRecord, calls: list[ToolCall], handoffs: list[ToolCall],

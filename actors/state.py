@@ -8,11 +8,12 @@ Every stored document carries `schema_version`; readers refuse versions they do 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from actors.engine.context import ContextCount, SummaryMark
+from actors.engine.followups import Followup
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent
 from actors.engine.usage import Usage
@@ -58,6 +59,10 @@ class ThreadRecord(BaseModel):
     # and the vendor's count of the last request (engine/context.py).
     summary: SummaryMark | None = None
     context_count: ContextCount | None = None
+    # Follow-ups scheduled on the thread, each with a durable reminder of its own; and
+    # what happens when one comes due while a run is active.
+    followups: list[Followup] = Field(default_factory=list)
+    on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
 
     def expired(self, now: datetime) -> bool:
         return (self.retention_seconds is not None

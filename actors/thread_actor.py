@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from actors import metrics
 from actors.actor_effects import ActorEffects, UncheckedWrites
 from actors.contract import (
+    CancelFollowup,
     CancelRun,
     ChildRunEnded,
     CreateThread,
@@ -25,11 +26,13 @@ from actors.contract import (
     GetRun,
     ImportHistory,
     Invalid,
+    ListFollowups,
     ListRuns,
     PostMessage,
     ReadHistory,
     Request,
     ResumeRun,
+    ScheduleFollowup,
     StartChildRun,
     WatchdogFired,
     validation_detail,
@@ -102,6 +105,15 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def import_history(self, request: Payload) -> Payload:
         return await serve(ImportHistory, request, self._service.import_history)
+
+    async def schedule_followup(self, request: Payload) -> Payload:
+        return await serve(ScheduleFollowup, request, self._service.schedule_followup)
+
+    async def list_followups(self, request: Payload) -> Payload:
+        return await serve(ListFollowups, request, self._service.list_followups)
+
+    async def cancel_followup(self, request: Payload) -> Payload:
+        return await serve(CancelFollowup, request, self._service.cancel_followup)
 
     async def start_child_run(self, request: Payload) -> Payload:
         return await serve(StartChildRun, request, self._service.start_child_run)

@@ -79,6 +79,12 @@ class Effects(Protocol):
 
     async def forget_children(self) -> None: ...
 
+    async def remind_followup(self, name: str, due: timedelta) -> None:
+        """Calls `reminder(name, "")` once, after `due`, durably."""
+
+    def forget_followup(self, name: str) -> None:
+        """Drops a follow-up's reminder, off the turn's critical path."""
+
     def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
         """Adds a thread this one created (a child) to its owner's thread list."""
 

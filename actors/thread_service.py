@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from actors import metrics
 from actors.cancellation import StepAborted
@@ -65,6 +66,7 @@ from actors.run_steps import (
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_children import CHILDREN, ThreadChildren, children_asked
 from actors.thread_effects import Effects
+from actors.thread_followups import FOLLOWUP_PREFIX, ThreadFollowups
 from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
 from threadhost import logs
@@ -79,7 +81,7 @@ DEADLINE, ERASE = "deadline", "erase"
 GATEWAY_KEYS = 4
 
 
-class ThreadService(ThreadReads, ThreadChildren):
+class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
     def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
                  settings: Settings) -> None:
         self.thread_id = thread_id
@@ -115,7 +117,7 @@ class ThreadService(ThreadReads, ThreadChildren):
         if record is None:
             record = ThreadRecord(thread_id=self.thread_id, metadata=request.metadata,
                                   page_size=self._settings.history_page_size, agent=agent,
-                                  owner=request.owner,
+                                  owner=request.owner, on_active=request.on_active,
                                   retention_seconds=definition.retention_seconds)
             await self._store.save_record(record)
             await self._commit()
@@ -127,6 +129,11 @@ class ThreadService(ThreadReads, ThreadChildren):
         """Starts a run with the message. While another run is active, `on_active` says
         what happens: enqueue (it runs next), reject, or interrupt (the active run is
         cancelled). A repeated `idempotency_key` answers with the first run instead."""
+        return await self._admit(request, "user")
+
+    async def _admit(self, request: PostMessage, origin: Literal["user", "followup"],
+                     ) -> RunAnswer | NotFound | Invalid | Busy:
+        """A message from the user, or a follow-up's note from the system's side."""
         record = await self._owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
@@ -146,8 +153,8 @@ class ThreadService(ThreadReads, ThreadChildren):
             record = await self._cancel(record, record.active_run, "interrupted by a new message")
         record, run, events = await enqueue(self._store, record, request.text,
                                             f"run_{uuid.uuid4().hex}", agent, tools,
-                                            request.parent)
-        if request.parent is not None and self._settings.max_concurrent_runs:
+                                            request.parent, origin)
+        if (request.parent is not None or origin != "user") and self._settings.max_concurrent_runs:
             # Nobody admitted it at a gateway; it hands its slot back when it stops.
             self._effects.run_slot(record.owner, taken=True)
         if key:
@@ -190,6 +197,7 @@ class ThreadService(ThreadReads, ThreadChildren):
         await self._store.delete_all(record)
         await self._effects.commit()
         self._effects.unwatch()
+        self._forget_followups(record)
         if record.retention_seconds is not None:
             self._effects.forget_erase()
         log.info("thread deleted")
@@ -296,6 +304,7 @@ class ThreadService(ThreadReads, ThreadChildren):
         logs.run_id.set(run.run_id)
         lifecycle.step_started()
         started = time.perf_counter()
+        followups = record.followups
         deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1, self._effects.publish)
         try:
             run, events = await advance(self._store, record, run, self._engine,
@@ -310,6 +319,7 @@ class ThreadService(ThreadReads, ThreadChildren):
         finally:
             deltas.flush()
             lifecycle.step_finished()
+        await self._followups_changed(followups, await self._store.record())
         metrics.observe(events, time.perf_counter() - started)
         for event in events:
             log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
@@ -329,6 +339,9 @@ class ThreadService(ThreadReads, ThreadChildren):
         return Done()
 
     async def reminder(self, name: str, state: str) -> None:
+        if name.startswith(FOLLOWUP_PREFIX):
+            await self.followup_due(name.removeprefix(FOLLOWUP_PREFIX))
+            return
         record = await self._store.record()
         run = await self._store.run(record.active_run) if record and record.active_run else None
         if name == DEADLINE:

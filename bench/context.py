@@ -102,7 +102,7 @@ def long_thread_engine(seen: LongThread, length: list[int]) -> Engine:
 
     engine.tools.add(read_log)
     engine.catalog.add(AgentDefinition(
-        name="keeper", system_prompt="You keep an eye on the logs.", tools=["read_log"],
+        name="log-watcher", system_prompt="You keep an eye on the logs.", tools=["read_log"],
         context={"max_input_tokens": BUDGET},
         script=[{"tool_calls": [{"name": "read_log", "arguments": {"day": "today"}}]},
                 "All quiet today."]))
@@ -124,7 +124,7 @@ def run_long_thread(messages: int = 5_000) -> LongThread:
                             Settings(step_chain_budget_ms=10_000))
 
     async def drive() -> None:
-        await service.create(CreateThread(agent="keeper", owner="ann"))
+        await service.create(CreateThread(agent="log-watcher", owner="ann"))
         turn = 0
         while length[0] < messages:
             turn += 1

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from actors.contract import STOPPED
 from actors.engine.agents import AgentCatalog
 from actors.run_events import PublishedRunMessage, StepEventsMessage
-from gateway import openai_door, responses_door, threads
+from gateway import followups, openai_door, responses_door, threads
 from gateway.auth import Authenticator
 from gateway.problems import Problem, answer_at
 from gateway.run_stream import RunEventHub
@@ -142,6 +142,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     for folder in settings.agents_dirs:
         catalog.load_folder(folder)
     app.include_router(threads.router)
+    app.include_router(followups.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)
     mount_chat_page(app)

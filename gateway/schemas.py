@@ -24,6 +24,9 @@ class CreateThread(BaseModel):
                                      examples=[{"user": "u-42"}])
     agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
                               examples=["support"])
+    # A follow-up that comes due while a run is going on: run next, be skipped, or cancel
+    # the run and take its place.
+    on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
 
 
 class PostMessage(BaseModel):
@@ -135,3 +138,36 @@ class HistoryView(BaseModel):
     messages: list[MessageView]
     message_count: int
     next_offset: int | None
+
+
+class ScheduleFollowup(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"when": "cron 0 9 * * *", "note": "Daily check-in: ask how the migration goes."},
+        {"when": "PT2H", "note": "Check whether order 1001 has shipped."}]})
+    # An instant with its offset (2026-12-01T09:00:00+01:00), a delay as an ISO 8601
+    # duration (PT2H), "every <duration>" (every P1D), or "cron <five fields, UTC>".
+    when: Text = Field(max_length=200, examples=["2026-12-01T09:00:00+01:00", "PT2H",
+                                                 "every P1D", "cron 0 9 * * 1-5"])
+    # What the agent is to do then: its run starts with this as its input.
+    note: Text = Field(max_length=4000)
+
+
+class FollowupView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "followup_id": "fu_3f2a9c1d0b7e4a55", "note": "Check whether order 1001 has shipped.",
+        "when": "PT2H", "kind": "once", "due_at": "2026-11-23T17:32:09Z",
+        "created_by": "agent", "created_at": "2026-11-23T15:32:09Z", "fired": 0}]})
+    followup_id: str
+    note: str
+    when: str
+    kind: Literal["once", "every", "cron"]
+    due_at: datetime
+    created_by: Literal["agent", "api"]
+    created_at: datetime
+    # How many times it came due so far (a recurring one goes on).
+    fired: int
+
+
+class FollowupListView(BaseModel):
+    thread_id: str
+    followups: list[FollowupView]

@@ -71,6 +71,8 @@ class MemoryEffects:
     thread: Callable[[str], Awaitable[Any]] | None = None
     # What a child run told its parent (thread id, ChildRunEnded): delivered by the test.
     told: list[tuple[str, Any]] = field(default_factory=list)
+    # Follow-up reminders registered: name -> due in.
+    reminders: dict[str, timedelta] = field(default_factory=dict)
 
     async def commit(self) -> None:
         self.state.save()
@@ -114,6 +116,12 @@ class MemoryEffects:
 
     async def forget_thread(self, owner: str) -> None:
         self.asked.append("forget_thread")
+
+    async def remind_followup(self, name: str, due: timedelta) -> None:
+        self.reminders[name] = due
+
+    def forget_followup(self, name: str) -> None:
+        self.reminders.pop(name, None)
 
     def run_slot(self, owner: str, taken: bool) -> None:
         self.slots.append((owner, taken))

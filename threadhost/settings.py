@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # Per caller, across gateway replicas; 0 turns a limit off (the local default).
     rate_limit_per_minute: int = Field(default=0, ge=0)
     max_concurrent_runs: int = Field(default=0, ge=0)
+    # Follow-ups one thread may have scheduled at once (by its agent and through the API).
+    max_followups: int = Field(default=16, ge=0, le=256)
     # Dapr app-ids allowed to call the gateway by service invocation.
     service_callers: Names = Field(default_factory=list)
     # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.

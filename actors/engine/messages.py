@@ -19,7 +19,17 @@ def _now() -> datetime:
 class UserText(BaseModel):
     kind: Literal["user_text"] = "user_text"
     text: str
+    # "followup": the note of a follow-up that came due, from the system's side.
+    origin: Literal["user", "followup"] = "user"
     at: datetime = Field(default_factory=_now)
+
+    @property
+    def model_text(self) -> str:
+        """What the model reads: a follow-up's note says what it is."""
+        if self.origin == "followup":
+            return f"[A follow-up you scheduled earlier is due; the user did not write this] " \
+                   f"{self.text}"
+        return self.text
 
 
 class AssistantText(BaseModel):

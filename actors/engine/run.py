@@ -116,8 +116,10 @@ class RunRecord(BaseModel):
     next_seq: int = 0
     # The W3C trace context of the request that started the run: its steps join that trace.
     traceparent: str | None = None
-    # The user's message, kept while the run waits in the thread's queue.
+    # The user's message, kept while the run waits in the thread's queue, and where it
+    # comes from (a follow-up's note comes from the system's side).
     input_text: str | None = None
+    input_origin: Literal["user", "followup"] = "user"
     # The tools the run started with; None in runs stored before tool sets were kept
     # (their tools are the agent's, all run by the host).
     tools: list[RunTool] | None = None

@@ -3,7 +3,7 @@
 A script is a list of replies, one per model call within a turn, played again every turn:
 a string is a text answer; a `ScriptedReply` can also call tools and wait first (to imitate
 a slow model). Past the end of its script, or with no script, it echoes the latest user
-message. Where it is in the script follows from the messages alone, so a run resumed on
+message; a follow-up's run gets "Following up: <its note>". Where it is in the script follows from the messages alone, so a run resumed on
 another host gets the same answers.
 """
 
@@ -48,11 +48,14 @@ class ScriptedProvider(Provider):
         return item if isinstance(item, ScriptedReply) else ScriptedReply.model_validate(item)
 
     def _next_reply(self, request: ModelRequest) -> ScriptedReply:
+        last_user = next((m for m in reversed(request.messages) if isinstance(m, UserText)),
+                         None)
+        if last_user is not None and last_user.origin == "followup":
+            # A follow-up's run: the script is for the user's turns.
+            return ScriptedReply(text=f"Following up: {last_user.text}")
         calls = _model_calls_since_last_user(request)
         if calls < len(self._script) and self._script:
             return self._script[calls]
-        last_user = next((m for m in reversed(request.messages) if isinstance(m, UserText)),
-                         None)
         return ScriptedReply(text=f"You said: {last_user.text if last_user else ''}")
 
     async def complete(self, request: ModelRequest) -> ModelResponse:

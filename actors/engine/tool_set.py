@@ -13,7 +13,9 @@ Seven kinds of tool:
 - `client`: declared by the caller for one turn and executed by the caller, who submits
   the result (the run waits for it);
 - `input`: the built-in `ask_user`, which asks the user a question (the run waits for the
-  answer).
+  answer);
+- `followup`: the built-in `schedule_followup`, `list_followups` and `cancel_followup`,
+  which the thread service carries out on the thread (see followups.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from actors.engine.agents import AgentDefinition
+from actors.engine.followups import FOLLOWUP_TOOLS, TOOL_SPECS
 from actors.engine.provider import ToolSpec
 from actors.engine.text import JsonObject, Text
 from actors.engine.tool_sources import (
@@ -35,9 +38,10 @@ from actors.engine.tool_sources import (
 )
 from actors.engine.tools import ToolRegistry
 
-ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input"]
+ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input",
+                   "followup"]
 # The kinds the actor host runs itself, as a step of the run.
-HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "handoff"})
+HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "handoff", "followup"})
 ASK_USER = "ask_user"
 ASK_USER_SPEC = ToolSpec(
     name=ASK_USER,
@@ -124,6 +128,9 @@ def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
             continue
         if name == ASK_USER:
             tools.append(RunTool(spec=ASK_USER_SPEC, kind="input"))
+        elif name in FOLLOWUP_TOOLS:
+            tools.append(RunTool(spec=TOOL_SPECS[name], kind="followup",
+                                 needs_approval=name in agent.approval_required))
         elif (tool := registry.get(name)) is not None:
             tools.append(RunTool(spec=tool.spec,
                                  needs_approval=name in agent.approval_required))

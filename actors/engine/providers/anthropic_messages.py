@@ -41,7 +41,8 @@ def map_messages(messages: list[Message]) -> list[dict[str, Any]]:
     for message in messages:
         role = "assistant" if isinstance(message, AssistantText | ToolCall) else "user"
         if isinstance(message, AssistantText | UserText):
-            block: dict[str, Any] = {"type": "text", "text": message.text}
+            text = message.model_text if isinstance(message, UserText) else message.text
+            block: dict[str, Any] = {"type": "text", "text": text}
         elif isinstance(message, ToolCall):
             block = {"type": "tool_use", "id": message.call_id, "name": message.name,
                      "input": _arguments(message)}

@@ -42,7 +42,7 @@ def map_messages(system: str, messages: list[Message]) -> list[dict[str, Any]]:
             out.append({"role": "tool", "tool_call_id": message.call_id,
                         "content": message.content})
         else:
-            out.append({"role": "user", "content": message.text})
+            out.append({"role": "user", "content": message.model_text})
     return out
 
 

@@ -35,7 +35,7 @@ def map_input(messages: list[Message]) -> list[dict[str, Any]]:
         elif isinstance(message, AssistantText):
             items.append({"type": "message", "role": "assistant", "content": message.text})
         else:
-            items.append({"type": "message", "role": "user", "content": message.text})
+            items.append({"type": "message", "role": "user", "content": message.model_text})
     return items
 
 

@@ -1,0 +1,127 @@
+"""Follow-ups of a thread, a part of the thread service: scheduled by its agent (the
+`schedule_followup` tool, carried out in run_steps) or its owner (the API), each kept on
+the thread's record with a durable reminder of its own, registered before the record that
+lists it is committed. When one comes due, a run starts with its note as input, under the
+thread's agent, its `on_active` policy and the owner's run slots; its key makes a reminder
+delivered twice start one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from actors.contract import (
+    CancelFollowup,
+    Done,
+    FollowupAnswer,
+    FollowupNotFound,
+    FollowupsAnswer,
+    Invalid,
+    ListFollowups,
+    NotFound,
+    PostMessage,
+    RunAnswer,
+    ScheduleFollowup,
+    TooManyFollowups,
+)
+from actors.engine.followups import Followup, FollowupError, new_followup
+from actors.state import ThreadRecord
+
+if TYPE_CHECKING:
+    from actors.thread_service import ThreadService
+
+log = logging.getLogger(__name__)
+# Reminder names: one per follow-up.
+FOLLOWUP_PREFIX = "followup."
+
+
+class ThreadFollowups:
+    async def schedule_followup(self: ThreadService, request: ScheduleFollowup,
+                                ) -> FollowupAnswer | NotFound | Invalid | TooManyFollowups:
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        limit = self._settings.max_followups
+        if len(record.followups) >= limit:
+            return TooManyFollowups(detail=f"the thread has {limit} follow-ups scheduled, "
+                                           f"the most it may have: cancel one first")
+        now = datetime.now(UTC)
+        try:
+            followup = new_followup(request.when, request.note, "api", now)
+        except FollowupError as exc:
+            return Invalid(detail=str(exc))
+        await self._remind(followup, now)
+        await self._store.save_record(record.model_copy(
+            update={"followups": [*record.followups, followup]}))
+        await self._commit()
+        log.info("follow-up %s scheduled for %s", followup.followup_id, followup.due_at)
+        return FollowupAnswer(followup=followup)
+
+    async def list_followups(self: ThreadService, request: ListFollowups,
+                             ) -> FollowupsAnswer | NotFound:
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        return FollowupsAnswer(followups=record.followups)
+
+    async def cancel_followup(self: ThreadService, request: CancelFollowup,
+                              ) -> Done | NotFound | FollowupNotFound:
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        kept = [f for f in record.followups if f.followup_id != request.followup_id]
+        if len(kept) == len(record.followups):
+            return FollowupNotFound(detail=f"thread {self.thread_id!r} has no follow-up "
+                                           f"{request.followup_id!r}")
+        await self._store.save_record(record.model_copy(update={"followups": kept}))
+        await self._commit()
+        # After the commit: a reminder left behind finds nothing to do when it fires.
+        self._effects.forget_followup(FOLLOWUP_PREFIX + request.followup_id)
+        return Done()
+
+    async def followup_due(self: ThreadService, followup_id: str) -> None:
+        """A follow-up's reminder fired: its run starts (or is found, if this firing is a
+        repeat), then the follow-up moves to its next time or is done."""
+        record = await self._store.record()
+        followup = next((f for f in record.followups if f.followup_id == followup_id),
+                        None) if record is not None else None
+        if record is None or followup is None:  # cancelled, or the thread is gone
+            return
+        answer = await self._admit(
+            PostMessage(text=followup.note, owner=record.owner, on_active=record.on_active,
+                        idempotency_key=f"followup:{followup_id}:{followup.fired}"),
+            origin="followup")
+        run_id = answer.run.run_id if isinstance(answer, RunAnswer) else None
+        if run_id is None:
+            log.warning("follow-up %s came due but started no run: %s", followup_id,
+                        getattr(answer, "detail", answer))
+        record = await self._store.record()
+        now = datetime.now(UTC)
+        later = followup.after_firing(now)
+        if later is not None:
+            await self._remind(later, now)
+        await self._store.save_record(record.model_copy(update={"followups": [
+            later if f.followup_id == followup_id else f for f in record.followups
+            if f.followup_id != followup_id or later is not None]}))
+        await self._commit()
+        log.info("follow-up %s came due: run %s", followup_id, run_id)
+
+    async def _followups_changed(self: ThreadService, before: list[Followup],
+                                 after: ThreadRecord | None) -> None:
+        """A step's follow-up tools scheduled some: their reminders, before its commit.
+        (One it cancelled keeps its reminder, which finds nothing when it fires.)"""
+        known = {f.followup_id for f in before}
+        now = datetime.now(UTC)
+        for followup in after.followups if after is not None else []:
+            if followup.followup_id not in known:
+                await self._remind(followup, now)
+
+    async def _remind(self: ThreadService, followup: Followup, now: datetime) -> None:
+        await self._effects.remind_followup(FOLLOWUP_PREFIX + followup.followup_id,
+                                            max(followup.due_at - now, timedelta(0)))
+
+    def _forget_followups(self: ThreadService, record: ThreadRecord) -> None:
+        for followup in record.followups:
+            self._effects.forget_followup(FOLLOWUP_PREFIX + followup.followup_id)

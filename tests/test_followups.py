@@ -1,0 +1,164 @@
+"""Follow-ups in process, on a dict-backed store: what `when` accepts, an agent that
+schedules its own, the owner's API, and what happens when one comes due."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from actors.contract import (
+    CancelFollowup,
+    CreateThread,
+    Done,
+    FollowupAnswer,
+    FollowupNotFound,
+    Invalid,
+    ListFollowups,
+    PostMessage,
+    ReadHistory,
+    ScheduleFollowup,
+    TooManyFollowups,
+)
+from actors.engine.followups import FollowupError, new_followup
+from actors.thread_service import ThreadService
+from actors.thread_store import ThreadStore
+from tests.memory_effects import MemoryEffects, MemoryState
+from tests.test_thread_service import ENGINE, SETTINGS, say
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("when", "kind", "due"), [
+    ("2026-11-24T09:00:00+01:00", "once", datetime(2026, 11, 24, 8, 0, tzinfo=UTC)),
+    ("2026-11-24T09:00:00Z", "once", datetime(2026, 11, 24, 9, 0, tzinfo=UTC)),
+    ("PT10M", "once", NOW + timedelta(minutes=10)),
+    ("P1DT2H", "once", NOW + timedelta(days=1, hours=2)),
+    ("every PT1H", "every", NOW + timedelta(hours=1)),
+    ("cron 0 9 * * 1-5", "cron", datetime(2026, 11, 24, 9, 0, tzinfo=UTC)),
+])
+def test_when_is_an_instant_a_delay_an_interval_or_a_cron_expression(when, kind, due) -> None:
+    followup = new_followup(when, "note 🌱", "api", NOW)
+    assert (followup.kind, followup.due_at, followup.when, followup.note) == (
+        kind, due, when, "note 🌱")
+
+
+def test_recurring_follow_ups_move_on_and_one_offs_end() -> None:
+    hourly = new_followup("every PT1H", "n", "api", NOW)
+    later = hourly.after_firing(hourly.due_at)
+    assert later.due_at == NOW + timedelta(hours=2) and later.fired == 1
+    # Came due late (the host was down a day): the next one is an interval from now.
+    late = hourly.after_firing(NOW + timedelta(days=1))
+    assert late.due_at == NOW + timedelta(days=1, hours=1)
+    weekdays = new_followup("cron 0 9 * * 1-5", "n", "api", datetime(2026, 11, 27, 10,
+                                                                     tzinfo=UTC))
+    assert weekdays.after_firing(weekdays.due_at).due_at == datetime(2026, 12, 1, 9,
+                                                                     tzinfo=UTC)
+    assert new_followup("PT1M", "n", "api", NOW).after_firing(NOW) is None
+
+
+@pytest.mark.parametrize(("when", "says"), [
+    ("2026-11-24T09:00:00", "offset"), ("2026-11-22T09:00:00Z", "passed"),
+    ("tomorrow", "an instant with its offset"), ("every PT30S", "at least a minute"),
+    ("cron 61 * * * *", "cron"), ("PT0S", "at least a second"), ("P", "an instant"),
+    ("P500D", "400 days"), ("every 1h", "ISO 8601 duration"),
+])
+def test_a_when_that_cannot_be_read_is_refused_saying_why(when, says) -> None:
+    with pytest.raises(FollowupError, match=says) as refused:
+        new_followup(when, "n", "api", NOW)
+    assert str(refused.value).startswith("when:")
+
+
+def keeper() -> tuple[ThreadService, MemoryEffects, MemoryState]:
+    state = MemoryState()
+    effects = MemoryEffects(state)
+    service = ThreadService("th_k", ThreadStore(state), ENGINE, effects, SETTINGS)
+    asyncio.run(service.create(CreateThread(agent="keeper", owner="ann")))
+    return service, effects, state
+
+
+def test_an_agent_schedules_a_follow_up_and_its_run_comes_once() -> None:
+    service, effects, state = keeper()
+    answer = say(service, "Tell me when order 1001 ships", wait=True)
+    assert answer.run.status == "completed"
+    result = next(m for m in answer.messages if m.kind == "tool_result")
+    assert not result.is_error and '"when": "PT3S"' in result.content
+    [followup] = asyncio.run(service.list_followups(ListFollowups(owner="ann"))).followups
+    assert followup.created_by == "agent"
+    # Its reminder was registered before the step that scheduled it was committed.
+    name = f"followup.{followup.followup_id}"
+    assert timedelta(seconds=1) < effects.reminders[name] <= timedelta(seconds=3)
+
+    asyncio.run(service.reminder(name, ""))
+    asyncio.run(service.reminder(name, ""))  # delivered twice: still one run
+    assert effects.asked.count("chain_step") == 1  # its steps follow in a later turn
+    asyncio.run(service.take_steps())
+    history = asyncio.run(service.read_history(ReadHistory(owner="ann", limit=100)))
+    notes = [m for m in history.messages if m.kind == "user_text" and m.origin == "followup"]
+    assert [m.text for m in notes] == ["Check whether order 1001 shipped."]
+    assert history.messages[-1].text == "Following up: Check whether order 1001 shipped."
+    assert asyncio.run(service.list_followups(ListFollowups(owner="ann"))).followups == []
+
+
+def test_the_owner_schedules_lists_and_cancels_follow_ups() -> None:
+    service, effects, _ = keeper()
+    made = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="every P1D", note="Daily check-in", owner="ann")))
+    assert isinstance(made, FollowupAnswer) and made.followup.created_by == "api"
+    assert isinstance(asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="yesterday", note="x", owner="ann"))), Invalid)
+    # Someone else's thread: as if it did not exist.
+    assert asyncio.run(service.list_followups(ListFollowups(owner="bob"))).outcome == \
+        "not_found"
+    name = f"followup.{made.followup.followup_id}"
+    assert name in effects.reminders
+    # A recurring one fires, runs, and stays scheduled for the next day.
+    asyncio.run(service.reminder(name, ""))
+    [kept] = asyncio.run(service.list_followups(ListFollowups(owner="ann"))).followups
+    assert kept.fired == 1 and kept.due_at > made.followup.due_at
+    assert isinstance(asyncio.run(service.cancel_followup(CancelFollowup(
+        followup_id=kept.followup_id, owner="ann"))), Done)
+    assert name not in effects.reminders
+    assert isinstance(asyncio.run(service.cancel_followup(CancelFollowup(
+        followup_id=kept.followup_id, owner="ann"))), FollowupNotFound)
+    # A cancelled one's reminder, had it fired anyway, does nothing.
+    runs_before = asyncio.run(service._store.record()).runs_created
+    asyncio.run(service.reminder(name, ""))
+    assert asyncio.run(service._store.record()).runs_created == runs_before
+
+
+def test_a_thread_has_a_bounded_number_of_follow_ups() -> None:
+    service, _, _ = keeper()
+    for n in range(SETTINGS.max_followups):
+        asyncio.run(service.schedule_followup(ScheduleFollowup(when="P1D", note=f"n{n}",
+                                                               owner="ann")))
+    assert isinstance(asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="P1D", note="one more", owner="ann"))), TooManyFollowups)
+    answer = say(service, "Remind me", wait=True)  # the agent's tool is refused too
+    result = next(m for m in answer.messages if m.kind == "tool_result")
+    assert result.is_error and "cancel one first" in result.content
+
+
+def test_a_follow_up_due_during_a_run_follows_the_threads_policy() -> None:
+    for policy, runs in (("enqueue", 2), ("reject", 1)):
+        state = MemoryState()
+        service = ThreadService(f"th_{policy}", ThreadStore(state), ENGINE,
+                                MemoryEffects(state), SETTINGS)
+        asyncio.run(service.create(CreateThread(agent="keeper", owner="ann",
+                                                on_active=policy)))
+        made = asyncio.run(service.schedule_followup(ScheduleFollowup(
+            when="PT1H", note="later", owner="ann")))
+        asyncio.run(service.post_message(PostMessage(text="hi", owner="ann")))  # runs on
+        asyncio.run(service.reminder(f"followup.{made.followup.followup_id}", ""))
+        assert asyncio.run(service._store.record()).runs_created == runs, policy
+
+
+def test_deleting_the_thread_drops_its_follow_ups_reminders() -> None:
+    from actors.contract import DeleteThread
+
+    service, effects, _ = keeper()
+    asyncio.run(service.schedule_followup(ScheduleFollowup(when="P1D", note="x", owner="ann")))
+    assert effects.reminders
+    asyncio.run(service.delete(DeleteThread(owner="ann")))
+    assert not effects.reminders
