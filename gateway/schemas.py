@@ -84,7 +84,8 @@ class MessageView(BaseModel):
          "model": "gpt-4o-mini", "tool_name": "query_order", "call_id": "call_1"}]})
     index: int
     kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]
-    role: Literal["user", "assistant", "tool"]
+    # "system" for a follow-up's note, which starts a run the user did not.
+    role: Literal["user", "assistant", "tool", "system"]
     # The text; for a tool call its JSON arguments, for a tool result what the tool returned.
     content: str
     created_at: datetime
@@ -94,17 +95,21 @@ class MessageView(BaseModel):
     is_error: bool | None = None
     # The agent that wrote an assistant message (a handoff changes it within a run).
     agent: str | None = None
+    # Where a user_text comes from: the user, or a follow-up that came due.
+    origin: Literal["user", "followup"] | None = None
 
     @classmethod
     def of(cls, index: int, message: Message) -> MessageView:
         data = message.model_dump()
         kind = data["kind"]
         role = {"user_text": "user", "tool_result": "tool"}.get(kind, "assistant")
+        if data.get("origin") == "followup":
+            role = "system"
         content = data.get("text", data.get("arguments", data.get("content", "")))
         return cls(index=index, kind=kind, role=role, content=content, created_at=data["at"],
                    model=data.get("model") or None, tool_name=data.get("name"),
                    call_id=data.get("call_id"), is_error=data.get("is_error"),
-                   agent=data.get("agent") or None)
+                   agent=data.get("agent") or None, origin=data.get("origin"))
 
 
 class TurnView(BaseModel):

@@ -83,12 +83,12 @@ def test_an_agent_schedules_a_follow_up_and_its_run_comes_once() -> None:
     answer = say(service, "Tell me when order 1001 ships", wait=True)
     assert answer.run.status == "completed"
     result = next(m for m in answer.messages if m.kind == "tool_result")
-    assert not result.is_error and '"when": "PT3S"' in result.content
+    assert not result.is_error and '"when": "PT8S"' in result.content
     [followup] = asyncio.run(service.list_followups(ListFollowups(owner="ann"))).followups
     assert followup.created_by == "agent"
     # Its reminder was registered before the step that scheduled it was committed.
     name = f"followup.{followup.followup_id}"
-    assert timedelta(seconds=1) < effects.reminders[name] <= timedelta(seconds=3)
+    assert timedelta(seconds=6) < effects.reminders[name] <= timedelta(seconds=8)
 
     asyncio.run(service.reminder(name, ""))
     asyncio.run(service.reminder(name, ""))  # delivered twice: still one run
