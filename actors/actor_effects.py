@@ -6,8 +6,9 @@ internals (the actor's runtime context, its state manager's cache).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from dapr.clients.exceptions import DaprInternalError
 
 from actors import background
 from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
+from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.interface import ACTOR_TYPE
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
@@ -85,6 +87,25 @@ class ActorEffects:
 
     def publish(self, message: RunMessage) -> None:
         self._outbox.add(message)
+
+    def announce(self, event: ThreadEvent, deliveries: list[WebhookDelivery]) -> None:
+        settings = self._settings
+        if not settings.thread_events_topic and not deliveries:
+            return
+
+        async def send() -> None:
+            client = shared_actor_client()
+            if settings.thread_events_topic:
+                body = event.model_dump_json().encode()
+                await _published(lambda: client.publish(
+                    settings.thread_events_pubsub, settings.thread_events_topic, body,
+                    "application/cloudevents+json"))
+            for delivery in deliveries:
+                data = delivery.model_dump_json().encode()
+                await _published(lambda d=data: client.publish(
+                    settings.thread_events_pubsub, settings.webhooks_topic, d))
+
+        self._in_background(send())
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         self._outbox.flush(text_of_ended_steps)
@@ -172,3 +193,14 @@ class ActorEffects:
 
     def _in_background(self, work: Any) -> None:
         background.in_order(self._thread_id, work)
+
+
+async def _published(publish: Callable[[], Awaitable[None]]) -> None:
+    """A publish tried three times: a sidecar that restarts loses no thread event."""
+    for attempt in range(3):
+        try:
+            return await publish()
+        except (DaprInternalError, aiohttp.ClientError, TimeoutError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.2 * 4 ** attempt)

@@ -297,6 +297,8 @@ class CreateThread(Request):
     metadata: dict[Text, Text] = Field(default_factory=dict)
     # What a follow-up that comes due while a run is active does.
     on_active: OnActive = "enqueue"
+    # Where the thread's events go as signed POSTs (a URL its agent's webhook allows).
+    webhook_url: str | None = Field(default=None, max_length=2000)
 
 
 class DescribeThread(Request):

@@ -17,6 +17,7 @@ from actors.owner_actor import Owner
 from actors.reader_actor import READER_ACTOR_TYPE, ThreadReader
 from actors.thread_actor import Thread
 from actors.watchdog import watchdog_routes
+from actors.webhook_delivery import mount_webhook_delivery
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
@@ -46,6 +47,7 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
 
     app.include_router(stats)
     app.include_router(watchdog_routes(settings.run_watchdog_seconds))
+    mount_webhook_delivery(app, settings)
     return DaprActor(app)
 
 

@@ -63,6 +63,8 @@ class ThreadRecord(BaseModel):
     # what happens when one comes due while a run is active.
     followups: list[Followup] = Field(default_factory=list)
     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    # Where this thread's events go as signed POSTs, besides its agent's own webhook.
+    webhook_url: str | None = None
 
     def expired(self, now: datetime) -> bool:
         return (self.retention_seconds is not None

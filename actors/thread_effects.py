@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.run_events import DeltaMessage, StepEventsMessage
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ class Effects(Protocol):
         """Sends a run's events or text to every subscriber, in order, off the turn's
         critical path (a lost message is refilled from the run's stored log). It may
         wait for `flush_events`, a little while at most."""
+
+    def announce(self, event: ThreadEvent, deliveries: list[WebhookDelivery]) -> None:
+        """Publishes a thread event for other services, and hands it to the webhook
+        deliverer once per webhook, off the turn's critical path."""
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         """The turn's steps ended: what waits to be published goes now; without the

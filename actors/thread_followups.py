@@ -26,8 +26,11 @@ from actors.contract import (
     ScheduleFollowup,
     TooManyFollowups,
 )
+from actors.engine.agents import UnknownAgent
+from actors.engine.events import followup_fired
 from actors.engine.followups import Followup, FollowupError, new_followup
 from actors.state import ThreadRecord
+from actors.thread_events import deliveries
 
 if TYPE_CHECKING:
     from actors.thread_service import ThreadService
@@ -107,6 +110,12 @@ class ThreadFollowups:
             if f.followup_id != followup_id or later is not None]}))
         await self._commit()
         log.info("follow-up %s came due: run %s", followup_id, run_id)
+        try:
+            agent = self._engine.catalog.current(record.agent)
+        except UnknownAgent:
+            return
+        event = followup_fired(self.thread_id, record.owner, agent.name, followup, run_id)
+        self._effects.announce(event, deliveries(record, agent, event))
 
     async def _followups_changed(self: ThreadService, before: list[Followup],
                                  after: ThreadRecord | None) -> None:

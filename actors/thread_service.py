@@ -41,6 +41,7 @@ from actors.contract import (
     WatchdogFired,
 )
 from actors.engine.agents import UnknownAgent
+from actors.engine.events import run_announcements
 from actors.engine.pauses import InvalidSubmission
 from actors.engine.pauses import NotWaiting as RunNotWaiting
 from actors.engine.recipes import UnknownRecipe
@@ -66,6 +67,7 @@ from actors.run_steps import (
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.thread_children import CHILDREN, ThreadChildren, children_asked
 from actors.thread_effects import Effects
+from actors.thread_events import deliveries
 from actors.thread_followups import FOLLOWUP_PREFIX, ThreadFollowups
 from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
@@ -113,11 +115,16 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             definition = self._engine.catalog.current(agent)
         except UnknownAgent:
             return Invalid(detail=f"no agent named {agent!r}")
+        url = request.webhook_url
+        if url is not None and (definition.webhook is None or not definition.webhook.allows(url)):
+            return Invalid(detail=f"webhook_url: the agent {agent!r} allows no webhook there "
+                                  f"(its webhook.allowed_urls)")
         record = await self._store.record()
         if record is None:
             record = ThreadRecord(thread_id=self.thread_id, metadata=request.metadata,
                                   page_size=self._settings.history_page_size, agent=agent,
                                   owner=request.owner, on_active=request.on_active,
+                                  webhook_url=url,
                                   retention_seconds=definition.retention_seconds)
             await self._store.save_record(record)
             await self._commit()
@@ -436,8 +443,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._effects.renewed(*renewal)
 
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
+        """The run's new events to the gateways' streams; its transitions, as CloudEvents,
+        to other services and webhooks."""
         self._effects.publish(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
                                                 events=events))
+        record = self._store.latest
+        if record is not None:
+            for event in run_announcements(record.owner, run, events):
+                self._effects.announce(event, deliveries(record, run.agent, event))
 
 
 def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:

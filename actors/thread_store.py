@@ -52,6 +52,8 @@ class ThreadStore:
         self._renewed_at: datetime | None = None
         # Set when this turn renewed every key: (owner, seconds until they expire).
         self._renewal: tuple[str, int] | None = None
+        # The record as last read or written here (what the thread's events are told with).
+        self.latest: ThreadRecord | None = None
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
@@ -79,7 +81,10 @@ class ThreadStore:
             return None
         record = read_stored(ThreadRecord, data)
         self._retain(record)
-        return None if record.expired(datetime.now(UTC)) else record
+        if record.expired(datetime.now(UTC)):
+            return None
+        self.latest = record
+        return record
 
     async def save_record(self, record: ThreadRecord) -> None:
         """Writes the record: an activity, which renews the thread's retention."""
@@ -97,6 +102,7 @@ class ThreadStore:
                 self._renewed_at = renewed = now
                 self._renewal = (record.owner, self._ttl)
             record = record.model_copy(update={"active_at": now, "ttl_renewed_at": renewed})
+        self.latest = record
         await self._put(RECORD_KEY, record)
 
     def take_renewal(self) -> tuple[str, int] | None:

@@ -27,6 +27,10 @@ class CreateThread(BaseModel):
     # A follow-up that comes due while a run is going on: run next, be skipped, or cancel
     # the run and take its place.
     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    # Where the thread's events go as signed POSTs; it must start with one of the URLs
+    # its agent's `webhook.allowed_urls` lists.
+    webhook_url: Text | None = Field(default=None, max_length=2000,
+                                     examples=["https://crm.example.com/hooks/threads"])
 
 
 class PostMessage(BaseModel):

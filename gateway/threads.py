@@ -114,7 +114,7 @@ async def create_thread(client: ClientDep, caller: CallerDep,
     body = body or CreateThreadBody()
     thread = (await client.call(new_thread_id(), CreateThread(
         metadata=body.metadata, agent=body.agent, on_active=body.on_active,
-        owner=caller.owner))).thread
+        webhook_url=body.webhook_url, owner=caller.owner))).thread
     await client.owner_call(caller.owner, "AddThread", {
         "id": thread.id, "agent": thread.agent, "created_at": thread.created_at.isoformat(),
         "metadata": thread.metadata})

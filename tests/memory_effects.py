@@ -71,6 +71,8 @@ class MemoryEffects:
     thread: Callable[[str], Awaitable[Any]] | None = None
     # What a child run told its parent (thread id, ChildRunEnded): delivered by the test.
     told: list[tuple[str, Any]] = field(default_factory=list)
+    # Thread events for other services, with their webhook deliveries.
+    announced: list[tuple[Any, list[Any]]] = field(default_factory=list)
     # Follow-up reminders registered: name -> due in.
     reminders: dict[str, timedelta] = field(default_factory=dict)
 
@@ -88,6 +90,9 @@ class MemoryEffects:
 
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         self.published.append(message)
+
+    def announce(self, event: Any, deliveries: list[Any]) -> None:
+        self.announced.append((event, deliveries))
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         self.flushed_at.append(len(self.published))

@@ -53,9 +53,12 @@ class PooledActorClient(DaprActorClientBase):
         """A secret (a JSON object of its keys) from one of the sidecar's secret stores."""
         return await self._send("GET", f"/secrets/{quote(store, safe='')}/{quote(name, safe='')}")
 
-    async def publish(self, pubsub: str, topic: str, data: bytes) -> None:
-        """Publishes through the sidecar's pub/sub API (not an actor call)."""
-        await self._send("POST", f"/publish/{pubsub}/{topic}", data)
+    async def publish(self, pubsub: str, topic: str, data: bytes,
+                      content_type: str = "application/json") -> None:
+        """Publishes through the sidecar's pub/sub API (not an actor call); a CloudEvent
+        of one's own goes as `application/cloudevents+json`, and daprd keeps its fields."""
+        await self._send("POST", f"/publish/{pubsub}/{topic}", data,
+                         headers={"content-type": content_type})
 
     async def schedule_job(self, name: str, job: dict[str, Any]) -> None:
         """Creates (or replaces) a job of this app: daprd calls `/job/<name>` when it fires."""

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     # How often a replica says it is alive and removes the groups of stopped replicas.
     event_group_sweep_seconds: float = Field(default=30, gt=0)
     events_topic: str = "run-events"
+    # Thread events for other services: CloudEvents on this component and topic ("" turns
+    # them off), and the topic that carries webhook deliveries to the actor hosts.
+    thread_events_pubsub: str = "threadevents"
+    thread_events_topic: str = "thread-events"
+    webhooks_topic: str = "thread-webhooks"
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
     # Cancels go to every actor host here, so the one running the step can abort it.
     control_topic: str = "run-control"
     sse_heartbeat_seconds: float = Field(default=15, gt=0)

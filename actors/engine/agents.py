@@ -21,6 +21,7 @@ from actors.engine.tool_sources import (
     ServiceToolDefinition,
     handoff_tool_name,
 )
+from actors.engine.webhooks import WebhookDefinition
 
 
 class Limits(BaseModel):
@@ -60,6 +61,8 @@ class AgentDefinition(BaseModel):
     # How much of the model's context window a request fills, and how older messages
     # are summarized when the thread no longer fits (engine/context.py).
     context: ContextPolicy = Field(default_factory=ContextPolicy)
+    # Where the events of this agent's threads go as signed POSTs (engine/events.py).
+    webhook: WebhookDefinition | None = None
     # Replies of the scripted model, for tests and demos; a string is a text reply.
     script: list[ScriptedReply] = Field(default_factory=list)
 

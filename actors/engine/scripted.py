@@ -3,8 +3,8 @@
 A script is a list of replies, one per model call within a turn, played again every turn:
 a string is a text answer; a `ScriptedReply` can also call tools and wait first (to imitate
 a slow model). Past the end of its script, or with no script, it echoes the latest user
-message; a follow-up's run gets "Following up: <its note>". Where it is in the script follows from the messages alone, so a run resumed on
-another host gets the same answers.
+message; a follow-up's run gets "Following up: <its note>". Where it is in the script
+follows from the messages alone, so a run resumed on another host gets the same answers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,22 @@
+"""Who hears of a thread's events besides the gateways: the webhooks of the thread and of
+its agent (each gets every event as a signed POST, from the actor host's deliverer)."""
+
+from __future__ import annotations
+
+from actors.engine.agents import AgentDefinition
+from actors.engine.events import ThreadEvent, WebhookDelivery
+from actors.state import ThreadRecord
+
+
+def deliveries(record: ThreadRecord, agent: AgentDefinition,
+               event: ThreadEvent) -> list[WebhookDelivery]:
+    """The event once per webhook URL: the agent's own, and the thread's (which the agent
+    allowed when the thread was created)."""
+    webhook = agent.webhook
+    if webhook is None:
+        return []
+    urls = [str(webhook.url)] if webhook.url is not None else []
+    if record.webhook_url is not None and record.webhook_url not in urls:
+        urls.append(record.webhook_url)
+    return [WebhookDelivery(url=url, agent=agent.name, secret=webhook.secret, key=webhook.key,
+                            event=event) for url in urls]
