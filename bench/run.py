@@ -12,6 +12,7 @@ a redis-server of its own, so writes and CPU are counted apart. Prints one table
     ./dev bench restart         stopping and starting the whole stack (bench/restart.py)
     ./dev bench tools           a Dapr service tool against a Python tool (bench/tools.py)
     ./dev bench doors           the OpenAI door's first token against /v1/threads' (bench/doors.py)
+    ./dev bench context         a 5,000-message thread's requests and writes (bench/context.py)
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["tools"]:
         from bench import tools
         return tools.main(argv[1:])
+    if argv[:1] == ["context"]:
+        from bench import context
+        return context.main(argv[1:])
     if argv[:1] == ["doors"]:
         from bench import doors
         return doors.main(argv[1:])
