@@ -63,6 +63,7 @@ def test_recurring_follow_ups_move_on_and_one_offs_end() -> None:
     ("tomorrow", "an instant with its offset"), ("every PT30S", "at least a minute"),
     ("cron 61 * * * *", "cron"), ("PT0S", "at least a second"), ("P", "an instant"),
     ("P500D", "400 days"), ("every 1h", "ISO 8601 duration"),
+    ("PT999999999999999999H", "400 days"), ("every P99999999999W", "400 days"),
 ])
 def test_a_when_that_cannot_be_read_is_refused_saying_why(when, says) -> None:
     with pytest.raises(FollowupError, match=says) as refused:

@@ -66,7 +66,10 @@ def duration(text: str) -> timedelta | None:
     if match is None or text in ("P", "PT") or text.endswith("T"):
         return None
     weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise FollowupError(f"when: at most {HORIZON.days} days ahead") from None
 
 
 def new_followup(when: str, note: str, created_by: Literal["agent", "api"],
