@@ -158,3 +158,21 @@ def test_a_request_that_still_does_not_fit_fails_the_run_clearly(vendor) -> None
     assert answer.run.status == "failed"
     assert "does not fit openai:gpt-4o-mini's context window" in answer.run.reason
     assert len(vendor.received) == 3  # one compaction, one retry: no more
+
+
+def test_the_vendors_count_wins_over_the_estimate() -> None:
+    from actors.engine.context import ContextCount
+
+    history = [m for n in range(12) for m in exchange(n)] + [UserText(text="and now?")]
+    run_first = len(history) - 1
+    estimated = plan_window(history, 0, run_first, 50, BUDGET, None, None)
+    assert estimated.start == 0 and estimated.compact_to is None
+    # The last request started at the same place and the vendor counted far more than
+    # the estimate: this one is cut to what the budget holds, and the rest compacted.
+    counted = ContextCount(start=0, end=run_first, tokens=BUDGET.tokens + 100)
+    window = plan_window(history, 0, run_first, 50, BUDGET, counted, None)
+    assert 0 < window.start <= run_first and window.compact_to == window.start
+    assert isinstance(window.messages[0], UserText)
+    fits = ContextCount(start=0, end=run_first, tokens=BUDGET.tokens // 2)
+    assert plan_window(history, 0, run_first, 50, BUDGET, fits, None).tokens == (
+        BUDGET.tokens // 2 + message_tokens(history[-1]))

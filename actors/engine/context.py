@@ -188,16 +188,25 @@ def plan_window(tail: Sequence[Message], tail_start: int, run_first: int, fixed:
     else:
         start = floor if tail_start <= floor else start
         overflow = start > floor
-    estimate = fixed + sum(sized[start - tail_start:])
-    tokens = round(fixed + sum(sized[start - tail_start:]) * ratio)
+    cut = _cut(tail, tail_start, start, run_first, sized, ratio, budget.keep) if overflow else None
     if (count is not None and count.start == start and tail_start <= count.end <= end
             and count.summary == (summary.index if summary is not None else -1)):
-        tokens = count.tokens + round(sum(sized[count.end - tail_start:]) * ratio)
-        overflow = overflow or (tokens > budget.tokens and start < run_first)
-    window = [fitted(m, budget.message_cap) for m in tail[start - tail_start:]]
-    cut = _cut(tail, tail_start, start, run_first, sized, ratio, budget.keep) if overflow else None
-    return Window(start=start, messages=window, tokens=tokens, estimate=estimate,
-                  compact_to=cut)
+        exact = count.tokens + round(sum(sized[count.end - tail_start:]) * ratio)
+        if exact <= budget.tokens or start >= run_first:
+            return _window(tail, tail_start, start, fixed, sized, ratio, budget, cut, exact)
+        # The vendor's own count says it no longer fits: send less, and compact.
+        start = cut = _cut(tail, tail_start, start, run_first, sized, ratio, budget.keep)
+    return _window(tail, tail_start, start, fixed, sized, ratio, budget, cut, None)
+
+
+def _window(tail: Sequence[Message], tail_start: int, start: int, fixed: int,
+            sized: list[int], ratio: float, budget: Budget, cut: int | None,
+            exact: int | None) -> Window:
+    kept = sized[start - tail_start:]
+    return Window(start=start, messages=[fitted(m, budget.message_cap)
+                                         for m in tail[start - tail_start:]],
+                  tokens=exact if exact is not None else round(fixed + sum(kept) * ratio),
+                  estimate=fixed + sum(kept), compact_to=cut)
 
 
 def _cut(tail: Sequence[Message], tail_start: int, start: int, run_first: int,
