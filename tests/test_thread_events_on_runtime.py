@@ -1,4 +1,4 @@
-"""Thread events on the runtime, in the split shape on Redis: another team's app with its
+"""Thread events on the runtime, split and embedded, on Redis: another team's app with its
 own daprd hears a run's transitions as CloudEvents, in order; a webhook receiver that
 fails twice then takes each event gets it signed, with the same id on every retry."""
 
@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import TEST_AGENTS, Api, make_stack_config, wait_for
 from tests.dapr_peers import PeerApp
@@ -48,8 +49,9 @@ def _resources(folder: Path, redis: str) -> tuple[Path, Path]:
     return host, crm
 
 
+@pytest.mark.parametrize("shape", ["split", "embedded"])
 def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
-        dapr_bin: Path, tmp_path: Path, redis_server: str) -> None:
+        shape: str, dapr_bin: Path, tmp_path: Path, redis_server: str) -> None:
     agents = tmp_path / "agents"
     agents.mkdir()
     (agents / "notifier.json").write_text(json.dumps(NOTIFIER))
@@ -67,7 +69,7 @@ def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
     crm = None
     try:
         receiver.wait_http_ok(f"http://127.0.0.1:{port}/health", 30)
-        with Stack(config, split=True) as stack:
+        with Stack(config, split=shape == "split") as stack:
             crm = PeerApp("crm", "tests.fakes.event_subscriber", "{port}", bin_dir=dapr_bin,
                           logs=logs, daprd_flags=["--resources-path", str(crm_resources)])
             api = Api(stack.api.url)
