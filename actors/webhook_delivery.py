@@ -41,13 +41,12 @@ def mount_webhook_delivery(app: FastAPI, settings: Settings) -> None:
                                     "deadLetterTopic": f"{settings.webhooks_topic}-dead"})
     mesh = DaprMesh(settings.secret_store)
     router = APIRouter()
-    client: list[httpx.AsyncClient] = []
+    # Made with the app, not on the event loop: a client builds its TLS context.
+    client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
 
     @router.post("/internal/webhooks", include_in_schema=False)
     async def deliver(envelope: DeliveryEnvelope) -> dict[str, Any]:
         delivery = envelope.data
-        if not client:
-            client.append(httpx.AsyncClient(timeout=settings.webhook_timeout_seconds))
         try:
             key = (await mesh.secret(delivery.secret))[delivery.key]
         except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: retried
@@ -60,7 +59,7 @@ def mount_webhook_delivery(app: FastAPI, settings: Settings) -> None:
                    "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
                    "webhook-signature": signature(key, delivery.event.id, stamp, body)}
         try:
-            answer = await client[0].post(delivery.url, content=body, headers=headers)
+            answer = await client.post(delivery.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             log.warning("webhook %s: event %s not delivered (%s): retried later",
                         _where(delivery.url), delivery.event.id, type(exc).__name__)

@@ -3,6 +3,7 @@ and MCP servers that run as Dapr apps (tests/fakes)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,3 +44,16 @@ class PeerApp:
     def stop(self) -> None:
         self.sidecar.stop()
         self.app.stop()
+
+
+def local_secret_store(folder: Path, secrets: dict[str, dict[str, str]],
+                       name: str = "localsecrets") -> Path:
+    """A Dapr secret store of local files in `folder` (a resources folder for a sidecar)
+    holding `secrets`: name -> {key: value}."""
+    (folder / "secrets.json").write_text(json.dumps(secrets))
+    (folder / "store.yaml").write_text(json.dumps({
+        "apiVersion": "dapr.io/v1alpha1", "kind": "Component", "metadata": {"name": name},
+        "spec": {"type": "secretstores.local.file", "version": "v1", "metadata": [
+            {"name": "secretsFile", "value": str(folder / "secrets.json")},
+            {"name": "multiValued", "value": "true"}]}}))
+    return folder

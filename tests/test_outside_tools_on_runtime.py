@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_AGENTS, Api, make_stack_config
-from tests.dapr_peers import PeerApp
+from tests.dapr_peers import PeerApp, local_secret_store
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
@@ -49,18 +49,6 @@ FAILING = {
 DOCS_TOKEN = "tok-from-the-secret-store-7"
 
 
-def _secret_store(folder: Path) -> Path:
-    (folder / "secrets.json").write_text(json.dumps(
-        {"docs-headers": {"authorization": f"Bearer {DOCS_TOKEN}"}}))
-    (folder / "store.yaml").write_text(json.dumps({
-        "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-        "metadata": {"name": "localsecrets"},
-        "spec": {"type": "secretstores.local.file", "version": "v1", "metadata": [
-            {"name": "secretsFile", "value": str(folder / "secrets.json")},
-            {"name": "multiValued", "value": "true"}]}}))
-    return folder
-
-
 @dataclass
 class World:
     stack: Stack
@@ -87,7 +75,8 @@ def world(request: pytest.FixtureRequest, dapr_bin: Path,
     config = make_stack_config(dapr_bin, folder, uuid.uuid4().hex[:10],
                                env={"THREADHOST_AGENTS_DIRS": json.dumps(dirs),
                                     "THREADHOST_SECRET_STORE": "localsecrets"})
-    config.extra_resources.append(_secret_store(folder))
+    config.extra_resources.append(local_secret_store(
+        folder, {"docs-headers": {"authorization": f"Bearer {DOCS_TOKEN}"}}))
     logs = config.data_dir / "logs"
     peers: list[PeerApp] = []
     docs = Process("docs-by-url", [sys.executable, "-m", "tests.fakes.mcp_docs", "http",

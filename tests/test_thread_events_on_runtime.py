@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_AGENTS, Api, make_stack_config, wait_for
-from tests.dapr_peers import PeerApp
+from tests.dapr_peers import PeerApp, local_secret_store
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
@@ -32,13 +32,7 @@ def _resources(folder: Path, redis: str) -> tuple[Path, Path]:
     host, crm = folder / "host-resources", folder / "crm-resources"
     host.mkdir()
     crm.mkdir()
-    (host / "secrets.json").write_text(json.dumps({"notifier-webhook": {"signing-key": KEY}}))
-    (host / "store.yaml").write_text(json.dumps({
-        "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-        "metadata": {"name": "localsecrets"},
-        "spec": {"type": "secretstores.local.file", "version": "v1", "metadata": [
-            {"name": "secretsFile", "value": str(host / "secrets.json")},
-            {"name": "multiValued", "value": "true"}]}}))
+    local_secret_store(host, {"notifier-webhook": {"signing-key": KEY}})
     # As docs/events.md tells another team: the same component name and Redis, one
     # message at a time to keep a run's events in order.
     (crm / "threadevents.yaml").write_text(json.dumps({
