@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from actors.contract import RunView
@@ -40,6 +40,8 @@ from gateway.openai_schemas import (
 )
 from gateway.openai_turns import (
     THREAD_HEADER,
+    IdempotencyHeader,
+    ThreadHeader,
     Turn,
     TurnPlan,
     agent_of,
@@ -82,9 +84,8 @@ async def list_models(request: Request) -> ModelList:
 async def chat_completions(
         body: ChatCompletionRequest, request: Request, client: ClientDep, caller: CallerDep,
         settings: SettingsDep,
-        thread_header: Annotated[str | None, Header(alias=THREAD_HEADER,
-                                                    pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
+        thread_header: ThreadHeader = None,
+        idempotency_key: IdempotencyHeader = None) -> Response:
     """A turn of an agent's thread, in the Chat Completions API's terms, streamed
     (`stream: true`) or not."""
     agent, recipe = agent_of(body.model, _catalog(request))

@@ -12,9 +12,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import StreamingResponse
 
 from actors.contract import (
@@ -40,6 +40,10 @@ from threadhost.ids import new_thread_id
 from threadhost.settings import Settings
 
 THREAD_HEADER = "threadhost-thread-id"
+# The headers both OpenAI doors read: the thread to continue, and a caller's retry key.
+ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER,
+                                            pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+IdempotencyHeader = Annotated[str | None, Header(max_length=200)]
 
 
 def agent_of(model: str, catalog: AgentCatalog) -> tuple[str, str | None]:

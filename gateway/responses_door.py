@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,7 +27,8 @@ from gateway.auth import Caller
 from gateway.openai_door import _admitted, _catalog, ended_run
 from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
 from gateway.openai_turns import (
-    THREAD_HEADER,
+    IdempotencyHeader,
+    ThreadHeader,
     Turn,
     TurnPlan,
     agent_of,
@@ -120,9 +121,8 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
 async def create_response(
         body: ResponseRequest, request: Request, client: ClientDep, caller: CallerDep,
         settings: SettingsDep,
-        thread_header: Annotated[str | None, Header(alias=THREAD_HEADER,
-                                                    pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
+        thread_header: ThreadHeader = None,
+        idempotency_key: IdempotencyHeader = None) -> Response:
     """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
     agent, recipe = agent_of(body.model, _catalog(request))
     thread_id = _thread_of(body, thread_header)
