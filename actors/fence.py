@@ -4,8 +4,9 @@ where the step began? A host that lost the thread mid-step finds it has moved on
 The committed run record is read past the state manager's cache before the first
 checkpoint of every actor turn that continues a run, and again whenever the last
 confirmation is older than the chain budget (so after every slow step); quick steps
-chained right behind a confirmation share it. A commit of this turn is a confirmation too:
-a run started inside a caller's call reads nothing back before its first checkpoint.
+chained right behind a confirmation share it. A commit of this turn is a confirmation too,
+and so is a caller's call that starts or resumes a run (placement sent it here, and it
+holds the thread's lock): such a run reads nothing back before its first checkpoint.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ class Fence:
         """This turn just committed the run: the store holds what it holds."""
         self._confirmed_at = time.monotonic()
 
+    def fresh(self) -> bool:
+        """Whether the last confirmation still counts (within the chain budget)."""
+        confirmed = self._confirmed_at
+        return confirmed is not None and time.monotonic() - confirmed <= self._budget
+
     def for_step(self, run_id: str, steps: int, next_seq: int) -> Callable[[], Awaitable[None]]:
         async def check() -> None:
-            confirmed = self._confirmed_at
-            if confirmed is not None and time.monotonic() - confirmed <= self._budget:
+            if self.fresh():
                 return
             try:
                 found, data = await self._read(run_key(run_id))

@@ -3,12 +3,15 @@ is cancelled and ends. Plain Python over the thread's store, the engine and the 
 the hosting runtime carries out (actors/thread_effects.py); the Thread actor is a thin
 adapter around it, and the unit tests drive it with a dict-backed store.
 
-A run advances in steps, each committed as a checkpoint before its events are published.
-A caller that waits has the first steps taken inside its own call; otherwise, and after a
-step that crossed the chain budget, the next steps come in a later turn (`chain_step`), so
-the lock is never held past one slow step. The watchdog restarts a run whose chain was
-lost with its host: set in the background when a run starts, cleared when it stops
-(a thread's deactivation is too late: daprd must not be called while it deactivates).
+A run advances in steps, each ending in a checkpoint that is committed before its events
+are published. A caller that waits has the first steps taken inside its own call;
+otherwise, and after a step that crossed the chain budget, the next steps come in a later
+turn (`chain_step`), so the lock is never held past one slow step. The checkpoints of a
+chain of quick steps (and the start of a caller's run) are committed together when the
+chain ends, or beside the first step that takes a while (actors/checkpoints.py).
+The watchdog restarts a run whose chain was lost with its host: set in the background
+when a run starts, cleared when it stops (a thread's deactivation is too late: daprd must
+not be called while it deactivates).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from actors import metrics
 from actors.cancellation import StepAborted
+from actors.checkpoints import Checkpoints
 from actors.contract import (
     GATEWAY_KEY_PREFIX,
     Busy,
@@ -52,7 +57,7 @@ from actors.engine.run import (
 from actors.engine.tool_set import ToolSetError
 from actors.fence import Fence
 from actors.lifecycle import lifecycle
-from actors.run_events import DeltaBatcher, StepEventsMessage
+from actors.run_events import PUBLISH_LINGER, DeltaBatcher, StepEventsMessage
 from actors.run_steps import (
     Engine,
     StaleStep,
@@ -90,6 +95,8 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
+        self._checkpoints = Checkpoints(self._commit, effects.publish,
+                                        min(self._budget, PUBLISH_LINGER))
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -239,10 +246,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             return Invalid(detail=str(exc))
         except RunNotWaiting as exc:
             return NotWaiting(detail=str(exc))
-        await self._commit()
-        if had_deadline:  # in this turn, before its next step can pause with a new one
-            await self._effects.forget_deadline()
-        self._publish(run, events)
+        if request.wait and not had_deadline:  # committed with the steps it takes next
+            self._fence.confirmed()
+            self._checkpoints.add(partial(self._publish, run, events))
+        else:
+            await self._commit()
+            if had_deadline:  # in this turn, before its next step can pause with a new one
+                await self._effects.forget_deadline()
+            self._publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
         self._effects.watch()
@@ -269,6 +280,13 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """
         try:
             await self._steps_within_budget(new_turn=not caller_waits)
+            await self._checkpoints.flush()
+        except Exception:
+            # Nothing of the turn that was not committed is kept, or seen.
+            self._checkpoints.drop()
+            await self._effects.discard()
+            self._store.forget_unsaved()
+            raise
         finally:
             self._effects.flush_events(text_of_ended_steps=not caller_waits)
 
@@ -285,13 +303,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             if children_asked(run):  # so are the children it waits for
                 await self._effects.remind_children(
                     run.run_id, timedelta(seconds=self._settings.child_run_check_seconds))
-            await self._commit()
-            self._publish(run, events)
+            self._checkpoints.add(partial(self._publish, run, events))
             if run.status == "running":
                 if time.monotonic() >= deadline:
+                    await self._checkpoints.flush()
                     await self._effects.chain_step()
                     return
                 continue
+            await self._checkpoints.flush()
             record = await self._store.record()
             self._stopped(record, run)
             if run.status == "requires_action" or not await self._start_next(record):
@@ -312,12 +331,20 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         lifecycle.step_started()
         started = time.perf_counter()
         followups = record.followups
-        deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1, self._effects.publish)
+        deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1,
+                              self._checkpoints.publish)
+        check = self._fence.for_step(run.run_id, run.steps, run.next_seq)
+
+        async def fenced() -> None:
+            if not self._fence.fresh():  # a commit confirms, as a read does
+                await self._checkpoints.flush()
+            await check()
+
         try:
-            run, events = await advance(self._store, record, run, self._engine,
-                                        self._fence.for_step(run.run_id, run.steps,
-                                                             run.next_seq), deltas)
+            run, events = await advance(self._store, record, run, self._engine, fenced, deltas)
         except (StaleStep, StepAborted) as thrown_away:
+            # The steps before it stand (the step wrote nothing of its own yet).
+            await self._checkpoints.flush()
             await self._effects.discard()
             self._store.forget_unsaved()
             lifecycle.steps_discarded += 1
@@ -385,10 +412,15 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
 
     async def _begin(self, record: ThreadRecord, run: RunRecord, previous: list[RunEvent],
                      chain: bool = True) -> None:
-        """Starts a queued run; its first steps follow in a later turn if `chain`."""
+        """Starts a queued run; its first steps follow in a later turn if `chain`, else
+        in this call, which commits the start with them."""
         record, run, events = await begin(self._store, record, run, previous)
-        await self._commit()
-        self._publish(run, events)
+        if chain:
+            await self._commit()
+            self._publish(run, events)
+        else:
+            self._fence.confirmed()
+            self._checkpoints.add(partial(self._publish, run, events))
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
                  run.agent.name, run.agent.version)

@@ -61,8 +61,9 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     assert [m.kind for m in answer.messages] == ["user_text", "tool_call", "tool_result",
                                                  "assistant_text"]
     assert answer.message_count == 4
-    # One checkpoint for the start and one per step, each committed before it is seen.
-    assert state.commits - commits_before == 4
+    # A checkpoint for the start and one per step, committed together when the quick
+    # steps end (one transaction), before any of their events is seen.
+    assert state.commits - commits_before == 1
     assert [t for _, t, _ in effects.events(answer.run.run_id)] == [
         "run.created", "run.status", "step.completed", "step.completed", "step.completed",
         "run.status"]
@@ -75,6 +76,33 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     assert effects.reads_past_cache == 0
     assert effects.stopped == [answer.run.run_id]
     assert effects.slots == [("ann", False)]
+
+
+def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_beside_it() -> None:
+    """A caller's run whose last model call takes a while: its start and first two steps
+    are committed (and only then seen) while that call runs, not after it."""
+    service, effects, state = thread("lingering")
+
+    async def main() -> RunAnswer:
+        commits_before = state.commits
+        turn = asyncio.create_task(service.post_message(PostMessage(
+            text="Where is order 1001?", owner="ann", wait=True)))
+        while not effects.published:  # what is committed is seen
+            assert not turn.done()
+            await asyncio.sleep(0.01)
+        [run] = [v for k, v in state.committed.items() if k.startswith("run.") and "status" in v]
+        assert (run["status"], run["steps"]) == ("running", 2)
+        assert state.commits - commits_before == 1
+        assert not turn.done()  # the model is still answering
+        seen = [e.type for m in effects.published for e in m.events]
+        assert seen == ["run.created", "run.status", "step.completed", "step.completed"]
+        answer = await turn
+        assert state.commits - commits_before == 2
+        return answer
+
+    answer = asyncio.run(asyncio.wait_for(main(), 10))
+    assert answer.run.status == "completed" and answer.message_count == 4
+    assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
 
 
 def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> None:
