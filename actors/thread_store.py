@@ -36,6 +36,9 @@ from actors.state import (
     summary_key,
 )
 
+# How many parsed history pages a thread keeps (the newest used): a context window's.
+PARSED_PAGES = 16
+
 
 def _dump(model: Any) -> Any:
     return model.model_dump(mode="json")
@@ -54,6 +57,10 @@ class ThreadStore:
         self._renewal: tuple[str, int] | None = None
         # The record as last read or written here (what the thread's events are told with).
         self.latest: ThreadRecord | None = None
+        # History pages as last read or written, each with the document it was read from:
+        # a message is never changed, so a page read again from the same (cached)
+        # document is the same page, not parsed again at every step.
+        self._pages: dict[int, tuple[Any, HistoryPage]] = {}
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
@@ -120,7 +127,20 @@ class ThreadStore:
         if index * record.page_size >= record.message_count:
             return HistoryPage(index=index)
         data = await self._get(page_key(index))
-        return HistoryPage(index=index) if data is None else read_stored(HistoryPage, data)
+        if data is None:
+            return HistoryPage(index=index)
+        known = self._pages.get(index)
+        if known is not None and known[0] is data:
+            return known[1]
+        page = read_stored(HistoryPage, data)
+        self._remember_page(data, page)
+        return page
+
+    def _remember_page(self, data: Any, page: HistoryPage) -> None:
+        self._pages.pop(page.index, None)
+        self._pages[page.index] = (data, page)
+        while len(self._pages) > PARSED_PAGES:
+            del self._pages[next(iter(self._pages))]
 
     async def append(self, record: ThreadRecord, messages: list[Message]) -> ThreadRecord:
         """Writes the messages after the last one; returns the record to save."""
@@ -129,7 +149,9 @@ class ThreadStore:
         tail = await self.page(record, record.tail_page_index())
         record, pages = append_messages(record, tail, messages)
         for page in pages:
-            await self._put(page_key(page.index), page)
+            data = _dump(page)
+            await self._put(page_key(page.index), data)
+            self._remember_page(data, page)
         return record
 
     async def messages(self, record: ThreadRecord, start: int, end: int) -> list[Message]:

@@ -21,6 +21,7 @@ CONCURRENCY = {10: 20, 50: 6}  # concurrent threads -> turns each
 GROWTH_POINTS = (10, 200, 500)
 ROUND_TRIP_TURNS = 20
 STREAMED_TURNS = 40
+FLOOR_READS = 20  # per client, at CONCURRENCY's smallest number of clients
 TICKS = os.sysconf("SC_CLK_TCK")
 WATCHDOG_SECONDS = Settings.model_fields["run_watchdog_seconds"].default
 QUESTION = "Where is order 1001?"
@@ -51,6 +52,9 @@ class System:
     # daprd metrics endpoints: sidecar round trips are counted from them.
     metrics_urls: list[str] = field(default_factory=list)
     streams: bool = False
+    # A request that crosses the same hops as a turn but takes no step and writes nothing
+    # (reading the thread): the least any turn can cost in this shape.
+    floor: str | None = None
     results: dict[str, object] = field(default_factory=dict)
 
     async def new_thread(self, http: httpx.AsyncClient, n: int) -> str:
@@ -146,6 +150,31 @@ async def round_trips(system: System, http: httpx.AsyncClient) -> None:
     system.results["trips"] = {k: (after[k] - before[k]) / ROUND_TRIP_TURNS for k in after}
 
 
+async def floor(system: System, http: httpx.AsyncClient) -> None:
+    """Latency and CPU of the floor request: sequential for latency, then as many clients
+    as the smallest concurrency for CPU."""
+    clients = min(CONCURRENCY)
+    threads = [await system.new_thread(http, 8000 + n) for n in range(clients)]
+
+    async def read(thread: str) -> float:
+        started = time.perf_counter()
+        response = await http.get(system.url + system.floor.format(thread=thread))
+        assert response.status_code == 200, response.text
+        return (time.perf_counter() - started) * 1000
+
+    alone = [await read(threads[n % clients]) for n in range(FRESH_TURNS)]
+    cpu_before = cpu_ms(system.processes)
+
+    async def reads(thread: str) -> None:
+        for _ in range(FLOOR_READS):
+            await read(thread)
+
+    await asyncio.gather(*(reads(t) for t in threads))
+    used = {name: (ms - cpu_before[name]) / (clients * FLOOR_READS)
+            for name, ms in cpu_ms(system.processes).items()}
+    system.results["floor"] = (percentile(alone, 0.5), sum(used.values()), used)
+
+
 async def streaming(system: System, http: httpx.AsyncClient) -> None:
     """Time to the first SSE event of a streamed turn, and the gaps between its events."""
     first, gaps, whole = [], [], []
@@ -191,6 +220,8 @@ async def measure(system: System) -> None:
                     for name, ms in cpu_ms(system.processes).items()}
             system.results[f"cpu{clients}"] = sum(used.values())
             system.results[f"cpu{clients} by process"] = used
+        if system.floor:
+            await floor(system, http)
         if system.metrics_urls:
             await round_trips(system, http)
         if system.streams:

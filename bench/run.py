@@ -98,6 +98,14 @@ def report(systems: list[System], base: System) -> None:
               f"scheduler calls {trips['sidecar→scheduler']:.1f}")
         print(f"  {'':9} streamed: first SSE event p50 {stream[0]:.1f} ms, p99 {stream[1]:.1f} "
               f"ms; gap between events p99 {stream[2]:.1f} ms; whole turn p50 {stream[3]:.1f} ms")
+    print("\nthe floor: a read of a thread through the same hops (no step, no write), "
+          "against the baseline's turn:")
+    for s in systems:
+        latency, cpu, used = s.results["floor"]
+        print(f"  {s.name:9} p50 {latency:.1f} ms ({latency - b['p50']:+.1f}); CPU {cpu:.1f} ms "
+              f"at {min(CONCURRENCY)} clients ({cpu / b[f'cpu{min(CONCURRENCY)}']:.1f}x): "
+              + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(
+                  used.items(), key=lambda item: -item[1])))
     print(f"\nCPU ms per turn at {min(CONCURRENCY)} clients, by process:")
     for s in [base, *systems]:
         used = s.results[f"cpu{min(CONCURRENCY)} by process"]
@@ -189,7 +197,7 @@ def measure_shape(folder: Path, shape: str) -> System:
                         "/v1/threads",
                         "/v1/threads/{thread}/messages",
                         [f"http://127.0.0.1:{a.metrics_port}/metrics" for a in stack.apps],
-                        streams=True)
+                        streams=True, floor="/v1/threads/{thread}")
         print(f"measuring {shape} ...", flush=True)
         asyncio.run(measure(system))
         return system
