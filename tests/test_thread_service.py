@@ -87,17 +87,21 @@ def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_besid
         commits_before = state.commits
         turn = asyncio.create_task(service.post_message(PostMessage(
             text="Where is order 1001?", owner="ann", wait=True)))
-        while not effects.published:  # what is committed is seen
+
+        def committed_run() -> dict:
+            return next((v for k, v in state.committed.items()
+                         if k.startswith("run.") and "status" in v), {})
+
+        while committed_run().get("steps") != 2:  # the two quick steps, committed
             assert not turn.done()
             await asyncio.sleep(0.01)
-        [run] = [v for k, v in state.committed.items() if k.startswith("run.") and "status" in v]
-        assert (run["status"], run["steps"]) == ("running", 2)
-        assert state.commits - commits_before == 1
+        assert committed_run()["status"] == "running"
         assert not turn.done()  # the model is still answering
         seen = [e.type for m in effects.published for e in m.events]
         assert seen == ["run.created", "run.status", "step.completed", "step.completed"]
+        commits_while_it_runs = state.commits - commits_before  # 1, or 2 on a busy host
         answer = await turn
-        assert state.commits - commits_before == 2
+        assert state.commits - commits_before == commits_while_it_runs + 1
         return answer
 
     answer = asyncio.run(asyncio.wait_for(main(), 10))
