@@ -35,6 +35,19 @@ class Checkpoints:
         self._timer: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None  # a timer whose commit began
         self._lock = asyncio.Lock()
+        self._held = False  # by a step writing its checkpoint (`hold`)
+
+    async def hold(self) -> None:
+        """A step is about to write its checkpoint: no commit starts until `release`, so
+        none saves half of it (a write may wait for a read of a key not cached)."""
+        await self._lock.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        """The step's writes are done (or it wrote nothing): commits may go on."""
+        if self._held:
+            self._held = False
+            self._lock.release()
 
     def add(self, visible: Callable[[], None]) -> None:
         """A checkpoint is written but not committed; `visible` runs once it is (it

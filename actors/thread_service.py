@@ -97,6 +97,10 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._fence = Fence(effects.read_committed, self._budget)
         self._checkpoints = Checkpoints(self._commit, effects.publish,
                                         min(self._budget, PUBLISH_LINGER))
+        # A run started (or resumed) inside a caller's call has no watchdog until a commit
+        # leaves it running in the store: one that stops within the call never needs one.
+        self._unwatched: str | None = None
+        self._unwatched_running = False
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -256,7 +260,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._effects.watch()
+        self._watch(run.run_id, now=not (request.wait and not had_deadline))
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
@@ -283,6 +287,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             await self._checkpoints.flush()
         except Exception:
             # Nothing of the turn that was not committed is kept, or seen.
+            self._unwatched = None
             self._checkpoints.drop()
             await self._effects.discard()
             self._store.forget_unsaved()
@@ -303,6 +308,8 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             if children_asked(run):  # so are the children it waits for
                 await self._effects.remind_children(
                     run.run_id, timedelta(seconds=self._settings.child_run_check_seconds))
+            if run.run_id == self._unwatched:
+                self._unwatched_running = run.status == "running"
             self._checkpoints.add(partial(self._publish, run, events))
             if run.status == "running":
                 if time.monotonic() >= deadline:
@@ -314,7 +321,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             record = await self._store.record()
             self._stopped(record, run)
             if run.status == "requires_action" or not await self._start_next(record):
-                self._effects.unwatch()  # a waiting run holds no reminder but its deadline
+                self._unwatch(run.run_id)  # a waiting run holds no reminder but its deadline
             if children_asked(run):
                 await self._ask_children(run.run_id)
             elif not run.active:
@@ -339,9 +346,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             if not self._fence.fresh():  # a commit confirms, as a read does
                 await self._checkpoints.flush()
             await check()
+            await self._checkpoints.hold()  # the step's writes go in whole, or not at all
 
         try:
-            run, events = await advance(self._store, record, run, self._engine, fenced, deltas)
+            try:
+                run, events = await advance(self._store, record, run, self._engine, fenced,
+                                            deltas)
+            finally:
+                self._checkpoints.release()
         except (StaleStep, StepAborted) as thrown_away:
             # The steps before it stand (the step wrote nothing of its own yet).
             await self._checkpoints.flush()
@@ -424,7 +436,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
                  run.agent.name, run.agent.version)
-        self._effects.watch()
+        self._watch(run.run_id, now=chain)
         if chain:
             await self._effects.chain_step()
 
@@ -471,8 +483,26 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         renewed the thread's retention moves its erase reminder to the keys' new expiry."""
         await self._effects.commit()
         self._fence.confirmed()
+        if self._unwatched is not None and self._unwatched_running:
+            self._unwatched = None  # committed while running: it may outlive this host
+            self._effects.watch()
         if (renewal := self._store.take_renewal()) is not None:
             self._effects.renewed(*renewal)
+
+    def _watch(self, run_id: str, now: bool) -> None:
+        """The watchdog for a running run: now, or (for one whose start waits for its
+        steps' commit) once a commit leaves it running."""
+        if now:
+            self._effects.watch()
+        else:
+            self._unwatched, self._unwatched_running = run_id, True
+
+    def _unwatch(self, run_id: str) -> None:
+        """The run stopped: its watchdog goes, if it ever had one."""
+        if self._unwatched == run_id:
+            self._unwatched = None
+        else:
+            self._effects.unwatch()
 
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         """The run's new events to the gateways' streams; its transitions, as CloudEvents,

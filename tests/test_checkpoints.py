@@ -74,3 +74,20 @@ def test_a_failed_commit_shows_nothing_and_fails_the_turn() -> None:
         assert store.seen == [] and store.commits == 0
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_no_commit_starts_while_a_step_writes_its_checkpoint() -> None:
+    async def main() -> None:
+        store = Store()
+        points = Checkpoints(store.commit, store.show, linger=0.0)
+        points.add(lambda: store.show("step 1"))
+        await points.hold()  # step 2 writes, waiting on a read in between
+        await asyncio.sleep(0.05)
+        assert store.commits == 0  # the linger waits for it
+        points.release()
+        points.add(lambda: store.show("step 2"))
+        await points.flush()
+        assert store.commits == 1 and store.seen == ["step 1", "step 2"]
+        points.release()  # a step that did not hold releases nothing
+
+    asyncio.run(asyncio.wait_for(main(), 10))

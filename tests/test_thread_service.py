@@ -71,8 +71,9 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     # They go out together once the steps are done: one publish for the turn.
     assert effects.flushed_at == [len(effects.published)]
     assert effects.flushed_text == [False]  # the answer carries the text
-    # No timer round trip and no read past the cache.
-    assert effects.asked == ["watch", "unwatch"]
+    # No timer round trip, no read past the cache, and no watchdog: the run was never
+    # in the store as running, so no host can die and leave it so.
+    assert effects.asked == []
     assert effects.reads_past_cache == 0
     assert effects.stopped == [answer.run.run_id]
     assert effects.slots == [("ann", False)]
@@ -96,6 +97,7 @@ def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_besid
             assert not turn.done()
             await asyncio.sleep(0.01)
         assert committed_run()["status"] == "running"
+        assert effects.asked == ["watch"]  # it is in the store as running: watched
         assert not turn.done()  # the model is still answering
         seen = [e.type for m in effects.published for e in m.events]
         assert seen == ["run.created", "run.status", "step.completed", "step.completed"]
@@ -124,7 +126,7 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
 
 
 def test_the_watchdog_is_cleared_by_the_run_that_set_it_or_when_it_finds_nothing() -> None:
-    service, effects, _ = thread()
+    service, effects, _ = thread("lingering")  # committed as running during its slow step
     say(service, wait=True)
     assert effects.asked == ["watch", "unwatch"]
     asyncio.run(service.watchdog_fired(WatchdogFired()))  # one left over by a host that died
