@@ -10,8 +10,10 @@ waits here, with its events, until one of these comes first:
 - `linger` passes while the next step is still running (a model call that takes a
   while): the checkpoints so far are committed then, beside the step, not after it.
 
-So a quick turn is one transaction, a slow one loses at most `linger` of finished steps
-with its host, and nothing is seen before it is committed: the events wait behind their
+So a quick turn is one transaction, a host that dies loses at most `linger` of finished
+steps (the thread service's is the chain budget: a busy host stretches quick steps, and
+a shorter one split their chains into a commit each), and nothing is seen before it is
+committed: the events wait behind their
 commit, and text deltas of a later step wait behind the events of the earlier ones.
 """
 

@@ -57,7 +57,7 @@ from actors.engine.run import (
 from actors.engine.tool_set import ToolSetError
 from actors.fence import Fence
 from actors.lifecycle import lifecycle
-from actors.run_events import PUBLISH_LINGER, DeltaBatcher, StepEventsMessage
+from actors.run_events import DeltaBatcher, StepEventsMessage
 from actors.run_steps import (
     Engine,
     StaleStep,
@@ -96,7 +96,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
         self._checkpoints = Checkpoints(self._commit, effects.publish,
-                                        min(self._budget, PUBLISH_LINGER))
+                                        self._budget)
         # A run started (or resumed) inside a caller's call has no watchdog until a commit
         # leaves it running in the store: one that stops within the call never needs one.
         self._unwatched: str | None = None

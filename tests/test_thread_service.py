@@ -35,6 +35,8 @@ SETTINGS = Settings(agents_dirs=[str(ROOT / "agents"), str(ROOT / "tests" / "age
                                  str(ROOT / "bench" / "agents")],
                     max_concurrent_runs=5, step_chain_budget_ms=10_000)
 ENGINE = build_engine(SETTINGS, {})
+# A chain budget (and so a linger) shorter than the lingering agent's slow step.
+SHORT_CHAIN = SETTINGS.model_copy(update={"step_chain_budget_ms": 100})
 
 
 def thread(agent: str = "bench", settings: Settings = SETTINGS,
@@ -82,7 +84,7 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
 def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_beside_it() -> None:
     """A caller's run whose last model call takes a while: its start and first two steps
     are committed (and only then seen) while that call runs, not after it."""
-    service, effects, state = thread("lingering")
+    service, effects, state = thread("lingering", SHORT_CHAIN)
 
     async def main() -> RunAnswer:
         commits_before = state.commits
@@ -126,7 +128,7 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
 
 
 def test_the_watchdog_is_cleared_by_the_run_that_set_it_or_when_it_finds_nothing() -> None:
-    service, effects, _ = thread("lingering")  # committed as running during its slow step
+    service, effects, _ = thread("lingering", SHORT_CHAIN)  # committed during its slow step
     say(service, wait=True)
     assert effects.asked == ["watch", "unwatch"]
     asyncio.run(service.watchdog_fired(WatchdogFired()))  # one left over by a host that died
