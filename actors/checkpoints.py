@@ -13,8 +13,8 @@ waits here, with its events, until one of these comes first:
 So a quick turn is one transaction, a host that dies loses at most `linger` of finished
 steps (the thread service's is the chain budget: a busy host stretches quick steps, and
 a shorter one split their chains into a commit each), and nothing is seen before it is
-committed: the events wait behind their
-commit, and text deltas of a later step wait behind the events of the earlier ones.
+committed: the events wait behind their commit, and text deltas of a later step wait
+behind the events of the earlier ones.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ turn (`chain_step`), so the lock is never held past one slow step. The checkpoin
 chain of quick steps (and the start of a caller's run) are committed together when the
 chain ends, or beside the first step that takes a while (actors/checkpoints.py).
 The watchdog restarts a run whose chain was lost with its host: set in the background
-when a run starts, cleared when it stops (a thread's deactivation is too late: daprd must
+by the first commit that leaves a run running (a run that stops inside a caller's call
+never needs one), cleared when it stops (a thread's deactivation is too late: daprd must
 not be called while it deactivates).
 """
 
@@ -95,8 +96,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
-        self._checkpoints = Checkpoints(self._commit, effects.publish,
-                                        self._budget)
+        self._checkpoints = Checkpoints(self._commit, effects.publish, self._budget)
         # A run started (or resumed) inside a caller's call has no watchdog until a commit
         # leaves it running in the store: one that stops within the call never needs one.
         self._unwatched: str | None = None
