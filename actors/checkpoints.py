@@ -9,6 +9,8 @@ waits here, with its events, until one of these comes first:
 - something must read the store as committed (the fence): `flush`;
 - `linger` passes while the next step is still running (a model call that takes a
   while): the checkpoints so far are committed then, beside the step, not after it.
+  Like the chain budget, it counts the time the event loop was idle (actors/chain_clock.py):
+  on a busy host, quick steps wait their turn on the loop, and are not slow for it.
 
 So a quick turn is one transaction, a host that dies loses at most `linger` of finished
 steps (the thread service's is the chain budget: a busy host stretches quick steps, and
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from actors.chain_clock import ChainClock
 
 # What waits: a checkpoint (visible once committed) or a message behind one.
 _CHECKPOINT, _MESSAGE = "checkpoint", "message"
@@ -97,7 +101,12 @@ class Checkpoints:
             raise timer.exception()  # type: ignore[misc]
 
     async def _after_linger(self) -> None:
-        await asyncio.sleep(self._linger)
+        # The linger is idle time: a busy host's quick steps are not slow ones.
+        clock, wait = ChainClock(), self._linger
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = (0.0 if clock.spent(self._linger)
+                    else max(self._linger - clock.idle(), self._linger / 4))
         self._committing = asyncio.current_task()
         await self._commit_waiting()
         if self._timer is self._committing:

@@ -26,6 +26,7 @@ from typing import Literal
 
 from actors import metrics
 from actors.cancellation import StepAborted
+from actors.chain_clock import ChainClock
 from actors.checkpoints import Checkpoints
 from actors.contract import (
     GATEWAY_KEY_PREFIX,
@@ -58,7 +59,7 @@ from actors.engine.run import (
 from actors.engine.tool_set import ToolSetError
 from actors.fence import Fence
 from actors.lifecycle import lifecycle
-from actors.run_events import DeltaBatcher, StepEventsMessage
+from actors.run_events import DeltaBatcher, RunMessage, StepEventsMessage
 from actors.run_steps import (
     Engine,
     StaleStep,
@@ -96,11 +97,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
-        self._checkpoints = Checkpoints(self._commit, effects.publish, self._budget)
+        self._checkpoints = Checkpoints(self._commit, self._to_gateways, self._budget)
         # A run started (or resumed) inside a caller's call has no watchdog until a commit
         # leaves it running in the store: one that stops within the call never needs one.
         self._unwatched: str | None = None
         self._unwatched_running = False
+        # Whether that run also started in the call: nobody can have seen it yet (it is
+        # not in the store), so nobody listens for its events (below, `_publish`).
+        self._unseen = False
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -260,7 +264,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._watch(run.run_id, now=not (request.wait and not had_deadline))
+        self._watch(run.run_id, now=not (request.wait and not had_deadline), unseen=False)
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
@@ -296,7 +300,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._effects.flush_events(text_of_ended_steps=not caller_waits)
 
     async def _steps_within_budget(self, new_turn: bool) -> None:
-        deadline = time.monotonic() + self._budget
+        clock = ChainClock()
         if new_turn:
             self._fence.new_turn()
         while (stepped := await self._one_step()) is not None:
@@ -312,7 +316,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
                 self._unwatched_running = run.status == "running"
             self._checkpoints.add(partial(self._publish, run, events))
             if run.status == "running":
-                if time.monotonic() >= deadline:
+                if clock.spent(self._budget):
                     await self._checkpoints.flush()
                     await self._effects.chain_step()
                     return
@@ -436,7 +440,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
                  run.agent.name, run.agent.version)
-        self._watch(run.run_id, now=chain)
+        self._watch(run.run_id, now=chain, unseen=True)
         if chain:
             await self._effects.chain_step()
 
@@ -489,13 +493,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         if (renewal := self._store.take_renewal()) is not None:
             self._effects.renewed(*renewal)
 
-    def _watch(self, run_id: str, now: bool) -> None:
-        """The watchdog for a running run: now, or (for one whose start waits for its
-        steps' commit) once a commit leaves it running."""
+    def _watch(self, run_id: str, now: bool, unseen: bool) -> None:
+        """The watchdog for a running run: now, or (for one whose start, or resumption,
+        waits for its steps' commit) once a commit leaves it running. `unseen`: the run
+        started in this call, so it is not in the store yet."""
         if now:
             self._effects.watch()
         else:
-            self._unwatched, self._unwatched_running = run_id, True
+            self._unwatched, self._unwatched_running, self._unseen = run_id, True, unseen
 
     def _unwatch(self, run_id: str) -> None:
         """The run stopped: its watchdog goes, if it ever had one."""
@@ -507,12 +512,24 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         """The run's new events to the gateways' streams; its transitions, as CloudEvents,
         to other services and webhooks."""
-        self._effects.publish(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
-                                                events=events))
+        self._to_gateways(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
+                                            events=events))
         record = self._store.latest
         if record is not None:
             for event in run_announcements(record.owner, run, events):
                 self._effects.announce(event, deliveries(record, run.agent, event))
+
+
+    def _to_gateways(self, message: RunMessage) -> None:
+        """A run's events or text for the gateways' streams and waiting requests.
+
+        A run that started inside its caller's call and stopped there is committed whole,
+        start and end in one transaction: nobody saw it before it stopped, so no stream
+        follows it and no request waits for it (its caller has the answer). Its events
+        stay in its log, where a stream opened later reads them; publishing them would be
+        a publish and a delivery to every gateway replica that nobody reads."""
+        if not (self._unseen and message.run_id == self._unwatched):
+            self._effects.publish(message)
 
 
 def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:

@@ -66,13 +66,17 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     # A checkpoint for the start and one per step, committed together when the quick
     # steps end (one transaction), before any of their events is seen.
     assert state.commits - commits_before == 1
-    assert [t for _, t, _ in effects.events(answer.run.run_id)] == [
-        "run.created", "run.status", "step.completed", "step.completed", "step.completed",
-        "run.status"]
-    assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
-    # They go out together once the steps are done: one publish for the turn.
-    assert effects.flushed_at == [len(effects.published)]
-    assert effects.flushed_text == [False]  # the answer carries the text
+    run = asyncio.run(service._store.run(answer.run.run_id))
+    logged = asyncio.run(service._store.events(run, -1, 100))
+    assert [e.type for e in logged] == ["run.created", "run.status", "step.completed",
+                                        "step.completed", "step.completed", "run.status"]
+    assert [e.seq for e in logged] == list(range(6))
+    # Nobody saw the run before it ended (start and end are one commit), so nobody
+    # listens for its events: they stay in its log, not published to the gateways;
+    # its transitions still go to other services.
+    assert effects.published == []
+    assert [e.type for e, _ in effects.announced] == ["threadhost.run.created",
+                                                      "threadhost.run.completed"]
     # No timer round trip, no read past the cache, and no watchdog: the run was never
     # in the store as running, so no host can die and leave it so.
     assert effects.asked == []
@@ -231,6 +235,11 @@ def test_a_paused_run_holds_no_slot_and_resumes_inside_the_waiting_call() -> Non
     assert resumed.run.status == "completed"
     assert resumed.messages[-1].text == "That is settled."
     assert "chain_step" not in effects.asked
+    # The pause was in the store, where a stream may have found the run: what the
+    # resumption adds is published (what came before the pause is in the log only).
+    published = [kind for _, kind, _ in effects.events(paused.run.run_id)]
+    assert published and published[-1] == "run.status"
+    assert min(seq for seq, _, _ in effects.events(paused.run.run_id)) == resumed.first_seq
 
 
 def test_others_and_bad_requests_change_nothing() -> None:
