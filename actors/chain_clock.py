@@ -68,4 +68,7 @@ class ChainClock:
     def spent(self, budget: float) -> bool:
         """Whether a chain started then has used up `budget`: that much idle time, or
         `WALL_CAP` budgets of wall-clock time."""
-        return self.idle() >= budget or time.monotonic() - self.wall >= WALL_CAP * budget
+        wall = time.monotonic() - self.wall
+        if wall < budget:  # idle time is part of it: no need to ask the kernel
+            return False
+        return wall >= WALL_CAP * budget or self.idle() >= budget

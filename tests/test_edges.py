@@ -116,3 +116,30 @@ def test_the_client_reads_event_streams_as_the_standard_says() -> None:
     assert [(e.event, e.data, e.id) for e in events] == [
         ("run.status", {"status": "running"}, 7), ("message", {}, None)]
     assert parser.retry_ms == 2500 and parser.last_event_id == "7"
+
+
+def test_actor_method_calls_are_answered_as_the_sdks_route_answers_them() -> None:
+    """The actor host serves daprd's actor method calls itself (actors/actor_calls.py);
+    its answers are the extension's, and the token check still comes first."""
+    from dapr.ext.fastapi import DaprActor
+    from fastapi import FastAPI
+
+    extension = FastAPI()
+    DaprActor(extension)
+    host = create_app(Settings(role="actors", auth_mode="none", APP_API_TOKEN="daprd's"))
+    path = "/actors/NotRegistered/x/method/Describe"
+    with TestClient(extension) as theirs, TestClient(host) as ours:
+        expected = theirs.put(path, content=b"{}")
+        answered = ours.put(path, content=b"{}", headers={"dapr-api-token": "daprd's"})
+        refused = ours.put(path, content=b"{}")
+    assert expected.status_code == answered.status_code == 500
+    assert answered.json() == expected.json()
+    assert answered.json()["errorCode"] == "UNKNOWN"
+    assert "NotRegistered" in answered.json()["message"]
+    assert refused.status_code == 403
+    # Served by ActorMethodCalls, inside SidecarOnly (the outer one checks the token).
+    from actors.actor_calls import ActorMethodCalls
+    from threadhost.app import SidecarOnly
+
+    order = [m.cls for m in host.user_middleware]
+    assert order.index(SidecarOnly) < order.index(ActorMethodCalls)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,40 @@ def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_besid
     answer = asyncio.run(asyncio.wait_for(main(), 10))
     assert answer.run.status == "completed" and answer.message_count == 4
     assert [seq for seq, _, _ in effects.events(answer.run.run_id)] == list(range(6))
+
+
+def test_quick_steps_on_a_busy_host_stay_in_the_call() -> None:
+    """Other work keeps the event loop busy: the quick steps wait their turn and take
+    longer than the chain budget by the wall, but they are not slow steps. They stay in
+    the caller's call, in one commit, with no timer and no watchdog."""
+    service, effects, state = thread(settings=SHORT_CHAIN)
+
+    async def main() -> tuple[RunAnswer, float]:
+        done = False
+
+        async def other_work() -> None:  # 15 ms of CPU each time it gets the loop
+            while not done:
+                until = time.thread_time() + 0.015
+                while time.thread_time() < until:
+                    pass
+                await asyncio.sleep(0)
+
+        commits_before = state.commits
+        busy = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        answer = await service.post_message(PostMessage(text="Where is order 1001?",
+                                                        owner="ann", wait=True))
+        took = time.monotonic() - started
+        done = True
+        await busy
+        assert state.commits - commits_before == 1
+        return answer, took
+
+    answer, took = asyncio.run(asyncio.wait_for(main(), 10))
+    assert took > SHORT_CHAIN.step_chain_budget_ms / 1000  # by the wall, past the budget
+    assert answer.run.status == "completed" and answer.message_count == 4
+    assert effects.asked == []  # no chain_step, no watchdog
 
 
 def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> None:

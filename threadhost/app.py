@@ -80,6 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if token is None and settings.auth_mode == "none":
         log.warning("no APP_API_TOKEN: daprd's routes (actor calls, /internal/*) answer "
                     "anyone who reaches this port. For local development only.")
+    if serves_actors:  # inside SidecarOnly: daprd's token is checked first
+        from actors.actor_calls import ActorMethodCalls
+
+        app.add_middleware(ActorMethodCalls)
     app.add_middleware(SidecarOnly, token=token.get_secret_value() if token else None)
     if traced:
         tracing.instrument(app)
