@@ -91,9 +91,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_history_limit: int = Field(default=500, ge=1)
     # Quick steps go on in the same actor turn (each still checkpointed) until the turn has
-    # run this long; 0 makes every step an actor turn of its own. It is wall-clock time,
-    # which a busy host stretches: at 20 ms, a quick run under load (10 concurrent turns,
-    # 2 cores) was handed to a timer turn most times, and paid ~30% more CPU for it.
+    # waited this long on something outside the host (a model, a tool's thread, daprd);
+    # 0 makes every step an actor turn of its own. Time the event loop spent on other work
+    # does not count, up to ten budgets of wall-clock time (actors/chain_clock.py).
     step_chain_budget_ms: float = Field(default=100, ge=0)
     # Run events go out on this Dapr pub/sub component and topic; SSE streams send a
     # heartbeat comment this often so proxies keep them open.
