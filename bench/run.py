@@ -30,7 +30,7 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from bench.measure import CONCURRENCY, GROWTH_POINTS, System, measure
+from bench.measure import CONCURRENCY, GROWTH_POINTS, LOAD_REPEATS, System, measure
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import Stack, StackConfig
@@ -66,7 +66,8 @@ def report(systems: list[System], base: System) -> None:
     rows: list[tuple[str, str]] = [("latency p50, fresh thread (ms)", "p50"),
                                    ("latency p99, fresh thread (ms)", "p99")]
     for clients in CONCURRENCY:
-        rows += [(f"turns/s, {clients} concurrent clients", f"tps{clients}"),
+        rows += [(f"turns/s, {clients} concurrent clients ({LOAD_REPEATS}-run median)",
+                  f"tps{clients}"),
                  (f"CPU ms per turn at {clients} clients, all processes", f"cpu{clients}")]
     head = f"{'':50} {'baseline':>11}" + "".join(f" {s.name:>11} {'ratio':>6}" for s in systems)
     print(head)
