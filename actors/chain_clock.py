@@ -6,7 +6,7 @@ step that takes a while. Wall-clock time tells a slow step on a quiet host; on a
 quick steps take as long, waiting for the event loop to finish other threads' work and
 for a core. Measured by the wall there, quick runs are handed to timer turns, which cost
 a commit, a watchdog, a publish and a read each: the host gets busier still (at 50
-concurrent clients, 86% of quick runs were, at 26 ms of CPU per turn against 8).
+concurrent clients, 86% of quick runs were, at 26 ms of CPU per turn against 11).
 
 So a chain is timed by what its thread's event loop was *not* doing: wall-clock time,
 less the CPU the loop's thread used (this thread's work and other threads') and the time

@@ -8,7 +8,9 @@ are published. A caller that waits has the first steps taken inside its own call
 otherwise, and after a step that crossed the chain budget, the next steps come in a later
 turn (`chain_step`), so the lock is never held past one slow step. The checkpoints of a
 chain of quick steps (and the start of a caller's run) are committed together when the
-chain ends, or beside the first step that takes a while (actors/checkpoints.py).
+chain ends, or beside the first step that takes a while (actors/checkpoints.py). A run
+that a caller's call started and stopped is committed whole, and its events stay in its
+log: nobody could follow it, so they are not published to the gateways.
 The watchdog restarts a run whose chain was lost with its host: set in the background
 by the first commit that leaves a run running (a run that stops inside a caller's call
 never needs one), cleared when it stops (a thread's deactivation is too late: daprd must
@@ -103,7 +105,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self._unwatched: str | None = None
         self._unwatched_running = False
         # Whether that run also started in the call: nobody can have seen it yet (it is
-        # not in the store), so nobody listens for its events (below, `_publish`).
+        # not in the store), so nobody listens for its events (`_to_gateways`).
         self._unseen = False
 
     async def activated(self) -> None:
@@ -518,7 +520,6 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         if record is not None:
             for event in run_announcements(record.owner, run, events):
                 self._effects.announce(event, deliveries(record, run.agent, event))
-
 
     def _to_gateways(self, message: RunMessage) -> None:
         """A run's events or text for the gateways' streams and waiting requests.
