@@ -2,11 +2,14 @@
 spelled, what the environment may say, and how the client reads an event stream."""
 
 import pytest
+from dapr.ext.fastapi import DaprActor
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from actors.actor_calls import ActorMethodCalls
 from actors.engine.text import check_json_text, text_problem
 from gateway.auth import person_owner, service_owner
-from threadhost.app import create_app, route_owner
+from threadhost.app import SidecarOnly, create_app, route_owner
 from threadhost.client import EventStreamParser
 from threadhost.settings import Settings
 
@@ -121,9 +124,6 @@ def test_the_client_reads_event_streams_as_the_standard_says() -> None:
 def test_actor_method_calls_are_answered_as_the_sdks_route_answers_them() -> None:
     """The actor host serves daprd's actor method calls itself (actors/actor_calls.py);
     its answers are the extension's, and the token check still comes first."""
-    from dapr.ext.fastapi import DaprActor
-    from fastapi import FastAPI
-
     extension = FastAPI()
     DaprActor(extension)
     host = create_app(Settings(role="actors", auth_mode="none", APP_API_TOKEN="daprd's"))
@@ -138,8 +138,5 @@ def test_actor_method_calls_are_answered_as_the_sdks_route_answers_them() -> Non
     assert "NotRegistered" in answered.json()["message"]
     assert refused.status_code == 403
     # Served by ActorMethodCalls, inside SidecarOnly (the outer one checks the token).
-    from actors.actor_calls import ActorMethodCalls
-    from threadhost.app import SidecarOnly
-
     order = [m.cls for m in host.user_middleware]
     assert order.index(SidecarOnly) < order.index(ActorMethodCalls)

@@ -76,6 +76,7 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     # listens for its events: they stay in its log, not published to the gateways;
     # its transitions still go to other services.
     assert effects.published == []
+    assert effects.flushed_text == [False]  # the answer carries the text
     assert [e.type for e, _ in effects.announced] == ["threadhost.run.created",
                                                       "threadhost.run.completed"]
     # No timer round trip, no read past the cache, and no watchdog: the run was never
