@@ -12,11 +12,12 @@ call. Uses the official `mcp` SDK's server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import Field
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -27,7 +28,12 @@ from gateway.openai_turns import TurnPlan, take_turn
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
 from gateway.threads import admit
+from threadhost.ids import ID_PATTERN
 from threadhost.settings import Settings
+
+# A thread named by a tool's caller: an id, checked before any call is made.
+ThreadArgument = Annotated[str | None, Field(pattern=ID_PATTERN, description=(
+    "The thread_id of an earlier answer, to continue that conversation."))]
 
 PATH = "/v1/mcp"
 
@@ -72,7 +78,7 @@ class McpDoor:
     def _tool(self, agent: str) -> Any:
         state = self._state
 
-        async def ask(message: str, ctx: Context, thread_id: str | None = None
+        async def ask(message: str, ctx: Context, thread_id: ThreadArgument = None
                       ) -> dict[str, Any]:
             try:
                 caller: Caller = ctx.request_context.request.state.caller

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from actors.engine.text import JsonObject, Text
 from actors.engine.tool_sources import object_schema
+from threadhost.ids import ID_PATTERN, InvalidId, checked_id
 
 # `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
@@ -39,13 +40,14 @@ class TextPart(BaseModel):
 
 class FunctionCall(BaseModel):
     model_config = ConfigDict(extra="allow")
-    name: str = Field(max_length=64)
+    name: str = Field(pattern=ID_PATTERN)
     arguments: Text = "{}"
 
 
 class ChatToolCall(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: str = Field(max_length=200)
+    # A vendor's call id, sent back as it came: only data, never a path.
+    id: Text = Field(max_length=200)
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -55,8 +57,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[TextPart] | None = None
     tool_calls: list[ChatToolCall] | None = None
-    tool_call_id: str | None = Field(default=None, max_length=200)
-    name: str | None = None
+    tool_call_id: Text | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -114,6 +116,16 @@ class ChatCompletionRequest(BaseModel):
     modalities: list[Literal["text"]] | None = None
     # Another way to name the thread to continue: {"thread_id": "th_..."}.
     metadata: dict[Text, Text] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _thread_id_is_an_id(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata and "thread_id" in metadata:
+            try:
+                checked_id(metadata["thread_id"], "thread_id")
+            except InvalidId as exc:
+                raise ValueError(str(exc)) from None
+        return metadata
 
     @model_validator(mode="before")
     @classmethod

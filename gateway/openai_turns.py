@@ -36,13 +36,12 @@ from gateway.problems import Problem
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
 from gateway.threads import _in_slot, _wait_for_run
-from threadhost.ids import new_thread_id
+from threadhost.ids import ID_PATTERN, new_thread_id
 from threadhost.settings import Settings
 
 THREAD_HEADER = "threadhost-thread-id"
 # The headers both OpenAI doors read: the thread to continue, and a caller's retry key.
-ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER,
-                                            pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATTERN)]
 IdempotencyHeader = Annotated[str | None, Header(max_length=200)]
 
 
@@ -131,7 +130,7 @@ async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, pl
 
     submitted = {o.call_id for o in plan.outputs}
     # Streamed: listening before the call, so the run's first events are not missed.
-    listener = (request.app.state.run_events.listen(thread_id)
+    listener = (request.app.state.run_events.listen(thread_id, caller.owner)
                 if plan.stream and request is not None else None)
     try:
         answer = await _in_slot(client, caller, settings, take)

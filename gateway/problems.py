@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from actors.engine.text import printable
+from threadhost.ids import InvalidId
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _answer(request, _validation_problem(exc))
+
+    @app.exception_handler(InvalidId)
+    async def _bad_id(request: Request, exc: InvalidId) -> JSONResponse:
+        # An id that got past its door's check: refused where the sidecar URL is made.
+        return _answer(request, Problem(422, "invalid-request", "Invalid id", str(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -42,6 +42,7 @@ from gateway.openai_turns import (
 from gateway.problems import Problem, problem_responses
 from gateway.thread_client import ThreadClient
 from gateway.threads import CallerDep, ClientDep, SettingsDep
+from threadhost.ids import ID_PATTERN, Id
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
@@ -63,8 +64,8 @@ class InputItem(BaseModel):
     type: Literal["message", "function_call", "function_call_output"] = "message"
     role: Literal["user", "assistant", "system", "developer"] | None = None
     content: Text | list[InputPart] | None = None
-    call_id: str | None = Field(default=None, max_length=200)
-    name: str | None = Field(default=None, max_length=64)
+    call_id: Text | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, pattern=ID_PATTERN)
     arguments: Text | None = None
     output: Text | None = None
 
@@ -87,7 +88,7 @@ class FunctionTool(FunctionSpec):
 
 
 class ConversationRef(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    id: Id
 
 
 class ResponseRequest(BaseModel):
@@ -97,7 +98,7 @@ class ResponseRequest(BaseModel):
     model: str = Field(pattern=MODEL_PATTERN)
     input: Text | list[InputItem] = Field(min_length=1)
     previous_response_id: str | None = Field(default=None, max_length=100)
-    conversation: str | ConversationRef | None = None
+    conversation: Id | ConversationRef | None = None
     stream: bool = False
     tools: list[FunctionTool] = Field(default_factory=list, max_length=64)
     tool_choice: Literal["auto"] | None = None

@@ -12,9 +12,10 @@ from actors.engine.messages import Message
 from actors.engine.pauses import Submission
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
+from threadhost.ids import ID_PATTERN
 
-# Thread ids travel in URLs and actor keys: keep them to a safe alphabet.
-THREAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Thread ids travel in URLs and actor keys: one alphabet for every id (threadhost/ids.py).
+THREAD_ID_PATTERN = ID_PATTERN
 
 
 class CreateThread(BaseModel):

@@ -9,10 +9,31 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 from dapr.actor.runtime.reentrancy_context import reentrancy_ctx
 from dapr.clients.base import DaprActorClientBase
 from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings as dapr_settings
+
+from threadhost.ids import InvalidId
+
+
+def segment(value: str, what: str) -> str:
+    """One path segment of a sidecar URL, quoted: a value that is empty, `.` or `..`
+    (which daprd resolves, reaching its other APIs) is refused, and `/`, `?`, `#` and `%`
+    are escaped, so no value can leave its segment."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "\x00" in value:
+        raise InvalidId(f"{what} {value!r} cannot be a path segment")
+    return quote(value, safe="")
+
+
+def _path(*parts: tuple[str, str]) -> str:
+    return "".join("/" + segment(value, what) for value, what in parts)
+
+
+def _method_path(path: str) -> str:
+    """An app's method path, segment by segment (an agent file's `method`)."""
+    return "/".join(segment(part, "method path segment") for part in path.strip("/").split("/"))
 
 
 class PooledActorClient(DaprActorClientBase):
@@ -39,11 +60,12 @@ class PooledActorClient(DaprActorClientBase):
         headers = ({"dapr-api-token": dapr_settings.DAPR_API_TOKEN}
                    if dapr_settings.DAPR_API_TOKEN else {})
         return (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}"
-                f"/v1.0/invoke/{quote(app_id, safe='')}/method/{path.lstrip('/')}", headers)
+                f"/v1.0/invoke/{segment(app_id, 'app id')}/method/{_method_path(path)}", headers)
 
     async def invoke(self, app_id: str, path: str) -> bytes:
         """A GET on another app (or this one) through service invocation."""
-        return await self._send("GET", f"/invoke/{app_id}/method/{path.lstrip('/')}")
+        return await self._send("GET", f"/invoke/{segment(app_id, 'app id')}/method/"
+                                       f"{_method_path(path)}")
 
     async def metadata(self) -> dict[str, Any]:
         """The sidecar's metadata: its app-id, components, subscriptions."""
@@ -51,21 +73,22 @@ class PooledActorClient(DaprActorClientBase):
 
     async def secret(self, store: str, name: str) -> bytes:
         """A secret (a JSON object of its keys) from one of the sidecar's secret stores."""
-        return await self._send("GET", f"/secrets/{quote(store, safe='')}/{quote(name, safe='')}")
+        return await self._send("GET", "/secrets" + _path((store, "secret store"),
+                                                          (name, "secret")))
 
     async def publish(self, pubsub: str, topic: str, data: bytes,
                       content_type: str = "application/json") -> None:
         """Publishes through the sidecar's pub/sub API (not an actor call); a CloudEvent
         of one's own goes as `application/cloudevents+json`, and daprd keeps its fields."""
-        await self._send("POST", f"/publish/{pubsub}/{topic}", data,
+        await self._send("POST", "/publish" + _path((pubsub, "pub/sub"), (topic, "topic")), data,
                          headers={"content-type": content_type})
 
     async def schedule_job(self, name: str, job: dict[str, Any]) -> None:
         """Creates (or replaces) a job of this app: daprd calls `/job/<name>` when it fires."""
-        await self._send("POST", f"/jobs/{quote(name, safe='')}", json.dumps(job).encode())
+        await self._send("POST", "/jobs" + _path((name, "job")), json.dumps(job).encode())
 
     async def delete_job(self, name: str) -> None:
-        await self._send("DELETE", f"/jobs/{quote(name, safe='')}")
+        await self._send("DELETE", "/jobs" + _path((name, "job")))
 
     async def _send(self, method: str, path: str, data: bytes | None = None,
                     headers: dict[str, str] | None = None,
@@ -75,7 +98,9 @@ class PooledActorClient(DaprActorClientBase):
         # Without a timeout of its own, the call has the session's.
         extra = ({"timeout": aiohttp.ClientTimeout(total=limit_seconds)} if limit_seconds
                  else {})
-        async with session.request(method, self._base + path, data=data, headers=headers,
+        # Sent as built: every segment is quoted already, and nothing resolves `..` again.
+        url = yarl.URL(self._base + path, encoded=True)
+        async with session.request(method, url, data=data, headers=headers,
                                    **extra) as response:
             body = await response.read()
             if 200 <= response.status < 300:
@@ -89,29 +114,41 @@ class PooledActorClient(DaprActorClientBase):
         """An actor method; `limit_seconds` overrides the client's timeout for this call."""
         reentrancy_id = reentrancy_ctx.get()
         headers = {"Dapr-Reentrancy-Id": reentrancy_id} if reentrancy_id else None
-        return await self._send("POST", f"/actors/{actor_type}/{actor_id}/method/{method}", data,
+        return await self._send("POST", _actor(actor_type, actor_id, (method, "method")),
+                                data,
                                 headers, limit_seconds)
 
     async def save_state_transactionally(self, actor_type: str, actor_id: str,
                                          data: bytes) -> None:
-        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/state", data)
+        await self._send("PUT", _actor(actor_type, actor_id) + "/state", data)
 
     async def get_state(self, actor_type: str, actor_id: str, name: str) -> bytes:
-        return await self._send("GET", f"/actors/{actor_type}/{actor_id}/state/{name}")
+        return await self._send("GET", _actor(actor_type, actor_id, (name, "state key"), "state"))
 
     async def register_reminder(self, actor_type: str, actor_id: str, name: str,
                                 data: bytes) -> None:
-        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/reminders/{name}", data)
+        await self._send("PUT", _actor(actor_type, actor_id, (name, "reminder"), "reminders"),
+                         data)
 
     async def unregister_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
-        await self._send("DELETE", f"/actors/{actor_type}/{actor_id}/reminders/{name}")
+        await self._send("DELETE", _actor(actor_type, actor_id, (name, "reminder"), "reminders"))
 
     async def register_timer(self, actor_type: str, actor_id: str, name: str,
                              data: bytes) -> None:
-        await self._send("PUT", f"/actors/{actor_type}/{actor_id}/timers/{name}", data)
+        await self._send("PUT", _actor(actor_type, actor_id, (name, "timer"), "timers"), data)
 
     async def unregister_timer(self, actor_type: str, actor_id: str, name: str) -> None:
-        await self._send("DELETE", f"/actors/{actor_type}/{actor_id}/timers/{name}")
+        await self._send("DELETE", _actor(actor_type, actor_id, (name, "timer"), "timers"))
+
+
+def _actor(actor_type: str, actor_id: str, last: tuple[str, str] | None = None,
+           kind: str = "method") -> str:
+    """`/actors/<type>/<id>[/<kind>/<name>]`; the id is also held to the id alphabet
+    (actor ids are thread ids, or owners in URL-safe base64, which may be longer)."""
+    if not all(c.isascii() and (c.isalnum() or c in "_-") for c in actor_id or "."):
+        raise InvalidId(f"actor id {actor_id!r} is not an id")
+    path = "/actors" + _path((actor_type, "actor type"), (actor_id, "actor id"))
+    return path if last is None else f"{path}/{kind}" + _path(last)
 
 
 _shared: PooledActorClient | None = None

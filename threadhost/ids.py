@@ -1,8 +1,35 @@
-"""Identifiers threadhost hands out."""
+"""Identifiers: the ones threadhost hands out, and the one rule every id a caller or a
+model names must meet before it goes anywhere near a URL.
+
+An id travels in sidecar URLs (`/v1.0/actors/<type>/<id>/...`), reminder names and actor
+keys. daprd resolves `..` in the paths it is sent, so an id is checked against one
+alphabet where it enters (`Id` in request models, `checked_id` elsewhere) and every path
+segment is quoted again where the URL is made (threadhost/actor_client.py)."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from typing import Annotated
+
+from pydantic import Field
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID = re.compile(ID_PATTERN)
+
+# A request model's field that names a thread, run, follow-up or call.
+Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["th_7e9df6a3857a414db0471772481bc2c2"])]
+
+
+class InvalidId(ValueError):
+    """An id outside the alphabet: the message names what it was meant to be."""
+
+
+def checked_id(value: str, what: str = "id") -> str:
+    """`value`, if it is an id: 1 to 64 of A-Z a-z 0-9 _ -."""
+    if not isinstance(value, str) or _ID.fullmatch(value) is None:
+        raise InvalidId(f"{what} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
+    return value
 
 
 def new_thread_id() -> str:

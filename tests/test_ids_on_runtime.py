@@ -1,0 +1,143 @@
+"""An id is only an id: every field and path that names a thread, run, follow-up or call,
+on every door (/v1/threads, the OpenAI doors, the MCP door), is refused unless it is one,
+before anything reaches a sidecar. On the real runtime with the gateway and the actor host
+apart, and another team's app beside them in the mesh: after every hostile id, both
+sidecars still answer and the other app has received nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import Api, make_stack_config
+from tests.dapr_peers import PeerApp
+from threadhost.stack import Stack
+
+
+@dataclass
+class Mesh:
+    stack: Stack
+    api: Api
+    peer: PeerApp
+
+
+@pytest.fixture(scope="module")
+def mesh(dapr_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    folder = tmp_path_factory.mktemp("ids")
+    suffix = uuid.uuid4().hex[:10]
+    config = make_stack_config(dapr_bin, folder, suffix)
+    with Stack(config, split=True) as stack:
+        peer = PeerApp(f"ledger-{suffix}", "tests.fakes.tool_service", "{port}",
+                       bin_dir=dapr_bin, logs=config.data_dir / "logs")
+        try:
+            yield Mesh(stack, Api(stack.api.url), peer)
+        finally:
+            peer.stop()
+
+
+def hostile_ids(peer: str) -> list[str]:
+    """Ids that try to leave their path segment: up to the sidecar's other APIs (its
+    shutdown, another app's methods, a topic), in plain and percent-encoded forms."""
+    return ["../../shutdown?", "../../../v1.0/shutdown#", f"../../invoke/{peer}/method/seen?",
+            f"..%2F..%2Finvoke%2F{peer}%2Fmethod%2Fx", "%2e%2e/%2e%2e/shutdown", "..", ".",
+            "th_1/../../shutdown", "th_1?x=1", "th_1#frag", "th 1", "th_\u00e9", "a" * 65,
+            "", f"../../publish/pubsub/{peer}?", "th_1\u0000", "%00", "th_1/"]
+
+
+def _still_standing(mesh: Mesh) -> None:
+    for app in mesh.stack.apps:
+        assert httpx.get(f"{app.dapr_url}/v1.0/healthz", timeout=10).status_code == 204, app.name
+    # What its own daprd asks at start-up (/dapr/config, /dapr/subscribe), and the
+    # readiness check, aside.
+    seen = [s for s in httpx.get(f"{mesh.peer.url}/seen", timeout=10).json()
+            if not s["path"].startswith("/dapr/") and s["path"] != "/health"]
+    assert seen == [], seen
+
+
+def _refused(response: httpx.Response) -> None:
+    assert response.status_code in (400, 404, 422), (response.status_code, response.text)
+
+
+def test_ids_in_the_openai_doors_are_refused_before_any_call(mesh: Mesh) -> None:
+    http = mesh.api.http
+    for bad in hostile_ids(mesh.peer.app_id):
+        message = [{"role": "user", "content": "hello"}]
+        chat = http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": message, "metadata": {"thread_id": bad}})
+        _refused(chat)
+        assert chat.status_code == 422 or bad == "", chat.text
+        if bad:
+            assert "thread_id" in chat.json()["error"]["message"]
+        as_string = http.post("/v1/responses", json={"model": "assistant", "input": "hello",
+                                                     "conversation": bad})
+        as_object = http.post("/v1/responses", json={"model": "assistant", "input": "hello",
+                                                     "conversation": {"id": bad}})
+        for answer in (as_string, as_object):
+            _refused(answer)
+            assert "conversation" in answer.json()["error"]["message"], answer.text
+        if bad.isascii() and "\u0000" not in bad:  # a header can carry only these
+            header = http.post("/v1/chat/completions", json={
+                "model": "assistant", "messages": message},
+                headers={"threadhost-thread-id": bad})
+            if bad:
+                _refused(header)
+        previous = http.post("/v1/responses", json={"model": "assistant", "input": "hello",
+                                                    "previous_response_id": f"resp_{bad}"})
+        _refused(previous)
+    _still_standing(mesh)
+
+
+def test_ids_in_the_mcp_door_are_refused_before_any_call(mesh: Mesh) -> None:
+    from mcp import Client
+
+    async def scenario() -> list[tuple[bool, str]]:
+        answers = []
+        async with Client(f"{mesh.stack.api.url}/v1/mcp") as client:
+            for bad in hostile_ids(mesh.peer.app_id):
+                result = await client.call_tool("ask_assistant",
+                                                {"message": "hello", "thread_id": bad})
+                answers.append((result.is_error, result.content[0].text))
+        return answers
+
+    for is_error, text in asyncio.run(scenario()):
+        assert is_error, text
+        assert "thread_id" in text, text
+    _still_standing(mesh)
+
+
+def test_ids_in_paths_are_refused_before_any_call(mesh: Mesh) -> None:
+    thread = mesh.api.create_thread()
+    run = mesh.api.say(thread, "hello")["run"]["run_id"]
+    url = urlsplit(mesh.stack.api.url)
+    paths = []
+    for bad in hostile_ids(mesh.peer.app_id):
+        for encoded in {quote(bad, safe=""), quote(bad, safe="/?#%")}:
+            paths += [("GET", f"/v1/threads/{encoded}"),
+                      ("GET", f"/v1/threads/{thread}/runs/{encoded}"),
+                      ("GET", f"/v1/threads/{thread}/runs/{encoded}/events"),
+                      ("POST", f"/v1/threads/{thread}/runs/{encoded}/cancel"),
+                      ("DELETE", f"/v1/threads/{thread}/followups/{encoded}"),
+                      ("POST", f"/v1/threads/{encoded}/messages"),
+                      ("DELETE", f"/v1/threads/{encoded}")]
+    for method, path in paths:
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        connection.request(method, path, body=json.dumps({"content": "hi"}),
+                           headers={"content-type": "application/json"})
+        answer = connection.getresponse()
+        body = answer.read()
+        # (An empty id is a trailing slash: redirected to the route without it.)
+        assert answer.status in (307, 400, 404, 405, 422), (method, path, answer.status, body)
+        connection.close()
+    _still_standing(mesh)
+    # The thread and its run are as they were.
+    assert mesh.api.run(thread, run)["status"] == "completed"
+    assert len(mesh.api.messages(thread)) == 2
