@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from actors.engine.run import RunEvent
@@ -19,6 +21,25 @@ TOOL_CALLS = Counter("threadhost_tool_calls_total", "Tool calls by tool and outc
 ACTIVE_ACTORS = Gauge("threadhost_active_thread_actors", "Thread actors active in this host")
 
 
+# Tool names label a series only when the host knows them (its registry, and the tools an
+# agent file names): a model can make up any name, and each new label is a series for
+# good on the open /metrics. Any other name is counted as "other".
+_known_tools: set[str] = set()
+MAX_TOOL_LABELS = 1000
+
+
+def know_tools(names: Iterable[str]) -> None:
+    """Tool names that may label the tool-call metric (what the host and its agents
+    define, never what a model calls)."""
+    for name in names:
+        if len(_known_tools) < MAX_TOOL_LABELS:
+            _known_tools.add(name)
+
+
+def tool_label(name: str) -> str:
+    return name if name in _known_tools else "other"
+
+
 def observe(events: list[RunEvent], step_seconds: float) -> None:
     for event in events:
         data = event.data
@@ -34,4 +55,4 @@ def observe(events: list[RunEvent], step_seconds: float) -> None:
             for message in data.get("messages", []):
                 if message.get("kind") == "tool_result":
                     outcome = "error" if message.get("is_error") else "ok"
-                    TOOL_CALLS.labels(message["name"], outcome).inc()
+                    TOOL_CALLS.labels(tool_label(message["name"]), outcome).inc()

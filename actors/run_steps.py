@@ -37,7 +37,7 @@ from actors.engine.step import OnDelta, StepOutcome, run_tool_set, take_step
 from actors.engine.tool_set import ClientTool, RunTool, ToolSetError, build_tool_set
 from actors.engine.tool_sources import HandoffRoute
 from actors.engine.tools import ToolRegistry
-from actors.engine.usage import Price, Usage, cost_of, estimated_tokens
+from actors.engine.usage import Price, Usage, cost_of, estimated_tokens, price_of
 from actors.state import ThreadRecord
 from actors.thread_context import Context, compact, compacted, counted, read_context
 from actors.thread_store import ThreadStore
@@ -62,12 +62,25 @@ class Engine:
     max_followups: int = 16
 
     def agent(self, name: str, model: str | None = None) -> AgentDefinition:
-        """The agent's current version, with the model for this turn resolved."""
+        """The agent's current version, with the model for this turn resolved: a caller's
+        `model` only if the agent allows it, and, for a run with a cost budget, only a
+        model whose price is known (raises ModelRefused, naming the model)."""
         agent = self.catalog.current(name)
+        if model is not None and model != agent.model and model not in agent.allowed_models:
+            raise ModelRefused(f"model: the agent {name!r} does not let a caller choose "
+                               f"{model!r} (its allowed_models: "
+                               f"{', '.join(agent.allowed_models) or 'none'})")
         model = model or agent.model
         if model == "default":
             model = self.default_model
         parse_recipe(model)
+        if agent.limits.max_cost_usd is not None:
+            for priced in (model, agent.context.summary_model):
+                if priced and price_of(priced, self.prices) is None:
+                    raise ModelRefused(
+                        f"model: {priced!r} has no known price, so the agent {name!r}'s cost "
+                        f"budget (max_cost_usd) cannot be kept: give its price in "
+                        f"THREADHOST_PRICES")
         return agent.model_copy(update={"model": model})
 
     async def tool_set(self, agent: AgentDefinition, client_tools: Sequence[ClientTool] = (),
@@ -76,6 +89,10 @@ class Engine:
         at the agent version's first run on this host, then kept."""
         outside = await self.outside.tools_for(agent) if self.outside is not None else []
         return build_tool_set(agent, self.tools, client_tools, disabled, outside)
+
+
+class ModelRefused(UnknownRecipe):
+    """A turn's model that its agent does not allow, or cannot keep a budget with."""
 
 
 class StaleStep(Exception):

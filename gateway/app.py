@@ -135,7 +135,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         settings.actor_call_timeout_seconds, settings.pubsub_name, settings.control_topic,
         settings.actor_call_timeout_seconds + settings.provider_timeout_seconds,
         settings.failover_retry_seconds, settings.read_call_timeout_seconds)
-    app.state.run_events = hub = RunEventHub()
+    app.state.run_events = hub = RunEventHub(settings.max_streams_per_caller)
     app.state.authenticator = Authenticator(settings)
     # The agents' names, for the OpenAI door's models (read once, at start-up).
     app.state.agent_catalog = catalog = AgentCatalog()

@@ -14,6 +14,8 @@ Each caller is an owner string, of a shape no other kind of caller can produce:
     person          <sub>               ':', '/' and '%' in a claim are %-escaped, so a
     person, tenant  <tenant>/<sub>      person's owner never holds a raw ':' or a second '/'
     service         app:<app-id>        only a Dapr identity makes one
+    nobody          anonymous           authentication off; a person whose `sub` is
+                                        `anonymous` is `%61nonymous`
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ from threadhost.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A JWKS URL is asked again for a key id it does not know at most this often.
-JWKS_REFRESH_SECONDS = 60.0
+# A JWKS URL is asked again for a key id it does not know at most this often: a key the
+# identity provider has just rotated in is taken within seconds, whatever tokens with
+# made-up key ids arrive meanwhile, and the provider is asked at most this often.
+JWKS_REFRESH_SECONDS = 5.0
+# The owner of every caller while authentication is off.
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,12 @@ def _escaped(claim: str) -> str:
 
 def person_owner(subject: str, tenant: str | None = None) -> str:
     """A person's owner string (unchanged from before namespacing for any claim without
-    ':', '/' or '%', so existing threads keep their owner)."""
-    return f"{_escaped(tenant)}/{_escaped(subject)}" if tenant else _escaped(subject)
+    ':', '/' or '%', so existing threads keep their owner); never the owner of callers
+    with authentication off (a subject `anonymous` has its first letter %-escaped)."""
+    if tenant:
+        return f"{_escaped(tenant)}/{_escaped(subject)}"
+    owner = _escaped(subject)
+    return "%61" + owner[1:] if owner == ANONYMOUS else owner
 
 
 def service_owner(app_id: str) -> str:
@@ -65,7 +75,8 @@ def _unauthorized(detail: str) -> Problem:
 
 class RemoteKeys:
     """The signing keys at a JWKS URL, fetched without blocking the event loop and kept;
-    a token with a key id not among them makes one fetch (at most once a minute)."""
+    a token with a key id not among them makes one fetch (at most every
+    JWKS_REFRESH_SECONDS, however many such tokens arrive; a failed fetch too)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -145,13 +156,13 @@ class Authenticator:
         if app_id is not None:
             return self._service(request, app_id)
         if s.auth_mode == "none":
-            return Caller(owner="anonymous")
+            return Caller(owner=ANONYMOUS)
         raise _unauthorized("a bearer token is required")
 
     async def _person(self, token: str) -> Caller:
         s = self.settings
         if s.auth_mode == "none":
-            return Caller(owner="anonymous")
+            return Caller(owner=ANONYMOUS)
         # A shared secret verifies HMAC tokens only, published keys the others: a token
         # never picks which kind of key checks it.
         symmetric = self._file_keys is None and self._remote_keys is None
@@ -171,13 +182,21 @@ class Authenticator:
     def _service(self, request: Request, app_id: str) -> Caller:
         s = self.settings
         if s.app_api_token is not None:
-            sent = request.headers.get("dapr-api-token", "")
-            if not hmac.compare_digest(sent, s.app_api_token.get_secret_value()):
+            if not same_token(request.headers.get("dapr-api-token", ""),
+                              s.app_api_token.get_secret_value()):
                 raise _unauthorized("service calls must come through the Dapr sidecar")
         if app_id not in s.service_callers:
             raise Problem(403, "forbidden", "Forbidden",
                           f"app-id {json.dumps(app_id)} may not call this service")
         return Caller(owner=service_owner(app_id))
+
+
+def same_token(sent: str | bytes, expected: str) -> bool:
+    """Whether a token header holds the expected token, in constant time; compared as
+    bytes, so a header of any characters is simply not the token."""
+    if isinstance(sent, str):
+        sent = sent.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, expected.encode())
 
 
 def _claim(claims: dict, name: str) -> str:

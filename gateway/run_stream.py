@@ -14,40 +14,69 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.engine.run import CALLER_ACTIONS, TERMINAL
+from gateway.problems import Problem
 from gateway.thread_client import ThreadClient, Unreachable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Messages a stream may fall behind by. Past it, what comes is dropped: the stream reads
+# the events it missed from the run's log (a gap is filled from there), and a step's
+# whole text comes with its event, so a slow reader costs memory up to this, no more.
+STREAM_QUEUE = 512
 
 
 class Listener:
-    def __init__(self, hub: RunEventHub, key: str) -> None:
-        self.hub, self.key = hub, key
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    def __init__(self, hub: RunEventHub, key: str, owner: str) -> None:
+        self.hub, self.key, self.owner = hub, key, owner
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(STREAM_QUEUE)
 
     def close(self) -> None:
         listeners = self.hub.listeners.get(self.key, set())
-        listeners.discard(self)
+        if self in listeners:
+            listeners.discard(self)
+            self.hub.release(self.owner)
         if not listeners:
             self.hub.listeners.pop(self.key, None)
 
 
 class RunEventHub:
-    """This replica's fan-out from the topic to the streams it holds, by run or thread."""
+    """This replica's fan-out from the topic to the streams it holds, by run or thread;
+    each caller holds at most `per_owner` of them at once here (0: no bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_owner: int = 0) -> None:
         self.listeners: dict[str, set[Listener]] = {}
+        self.per_owner = per_owner
+        self._open: dict[str, int] = {}
 
-    def listen(self, key: str) -> Listener:
-        listener = Listener(self, key)
+    def listen(self, key: str, owner: str) -> Listener:
+        """A new stream's listener; a caller already at the bound gets a 429."""
+        held = self._open.get(owner, 0)
+        if self.per_owner and held >= self.per_owner:
+            problem = Problem(429, "rate-limited", "Too many open streams",
+                              f"at most {self.per_owner} streams open at once per caller; "
+                              "close one first", retry_after=5)
+            problem.headers["Retry-After"] = "5"
+            raise problem
+        self._open[owner] = held + 1
+        listener = Listener(self, key, owner)
         self.listeners.setdefault(key, set()).add(listener)
         return listener
+
+    def release(self, owner: str) -> None:
+        held = self._open.get(owner, 0) - 1
+        if held > 0:
+            self._open[owner] = held
+        else:
+            self._open.pop(owner, None)
 
     def deliver(self, message: dict[str, Any]) -> None:
         """To the listeners of its run and of its thread (a stream that starts a run listens
         on the thread first, so it misses nothing before it learns the run's id)."""
         for key in (message.get("run_id", ""), message.get("thread_id", "")):
             for listener in self.listeners.get(key, ()):
-                listener.queue.put_nowait(message)
+                try:
+                    listener.queue.put_nowait(message)
+                except asyncio.QueueFull:
+                    pass  # read from the log when the stream catches up
 
 
 def _frame(event: str, data: dict[str, Any], event_id: int | None = None) -> str:

@@ -223,7 +223,7 @@ async def _in_mode(request: Request, caller: Caller, mode: str, thread_id: str,
     app = request.app
     if mode == "stream":
         # Listening before the call: the run's first events and deltas are not missed.
-        listener = app.state.run_events.listen(listen_to)
+        listener = app.state.run_events.listen(listen_to, caller.owner)
         try:
             answer = await call()
         except BaseException:
@@ -270,7 +270,7 @@ def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str,
     app = request.app
     # A listener opened before the run started has everything coming: no replay needed.
     replay = listener is None
-    listener = listener or app.state.run_events.listen(run_id)
+    listener = listener or app.state.run_events.listen(run_id, caller.owner)
 
     async def events() -> AsyncIterator[str]:
         try:

@@ -81,8 +81,8 @@ def test_a_text_answer_with_its_usage(vendor, server) -> None:
     server.queue(wire.reply(Answer(text="Order 2 is processing.")))
     response = complete(provider)
     assert response.parts == [AssistantText(text="Order 2 is processing.",
-                                            model="model-x-2026", at=response.parts[0].at)]
-    assert response.model == "model-x-2026" and response.stop_reason == "end_turn"
+                                            model=wire.snapshot, at=response.parts[0].at)]
+    assert response.model == wire.snapshot and response.stop_reason == "end_turn"
     assert (response.usage.input_tokens, response.usage.output_tokens,
             response.usage.cached_tokens) == (11, 7, 3)
     assert response.usage.reasoning_tokens == (0 if name == "anthropic" else 2)

@@ -4,6 +4,7 @@ fails twice then takes each event gets it signed, with the same id on every retr
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -17,12 +18,22 @@ from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
 
-KEY = "whsec-test-8c1f"
-NOTIFIER = {
-    "name": "notifier", "tools": ["query_order"], "approval_required": ["query_order"],
-    "webhook": {"secret": "notifier-webhook", "allowed_urls": ["http://127.0.0.1:"]},
-    "script": [{"tool_calls": [{"name": "query_order", "arguments": {"order_id": "1001"}}]},
-               "Order 1001 has shipped."]}
+# A signing secret in the Standard Webhooks form: the receiver hands the same string to
+# the official library.
+KEY = "whsec_" + base64.b64encode(b"a test signing key of 32 bytes!!").decode()
+
+
+def notifier(port: int) -> dict:
+    """An agent whose threads may send their events to the receiver on `port` only."""
+    return {
+        "name": "notifier", "tools": ["query_order"], "approval_required": ["query_order"],
+        "webhook": {"secret": "notifier-webhook",
+                    "allowed_urls": [f"http://127.0.0.1:{port}/"]},
+        "script": [{"tool_calls": [{"name": "query_order",
+                                    "arguments": {"order_id": "1001"}}]},
+                   "Order 1001 has shipped."]}
+
+
 TYPES = ["threadhost.run.created", "threadhost.run.requires_action",
          "threadhost.run.completed"]
 
@@ -48,7 +59,8 @@ def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
         shape: str, dapr_bin: Path, tmp_path: Path, redis_server: str) -> None:
     agents = tmp_path / "agents"
     agents.mkdir()
-    (agents / "notifier.json").write_text(json.dumps(NOTIFIER))
+    port = free_port()
+    (agents / "notifier.json").write_text(json.dumps(notifier(port)))
     host_resources, crm_resources = _resources(tmp_path, redis_server)
     dirs = [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]
     config = make_stack_config(dapr_bin, tmp_path, uuid.uuid4().hex[:10], profile="redis",
@@ -57,7 +69,6 @@ def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
                                     "THREADHOST_REDIS_HOST": redis_server})
     config.extra_resources.append(host_resources)
     logs = tmp_path / "logs"
-    port = free_port()
     receiver = Process("webhook-receiver", ["python", "-m", "tests.fakes.webhook_receiver",
                                             str(port), KEY], logs, cwd=PROJECT_ROOT)
     crm = None

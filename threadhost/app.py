@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.auth import same_token
 from gateway.problems import Problem, as_problem_documents, install_problem_handlers
 from threadhost import logs, tracing
 from threadhost.actor_client import shared_actor_client
@@ -157,8 +157,9 @@ class SidecarOnly:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if (scope["type"] == "http" and self.token is not None
                 and route_owner(scope["path"]) == "daprd"):
-            sent = dict(scope["headers"]).get(b"dapr-api-token", b"").decode("latin-1")
-            if not hmac.compare_digest(sent, self.token):
+            # As bytes: a header of any bytes is simply not the token.
+            sent = dict(scope["headers"]).get(b"dapr-api-token", b"")
+            if not same_token(sent, self.token):
                 await Problem(403, "forbidden", "For the Dapr sidecar only",
                               "this path answers only the app's own daprd").response()(
                                   scope, receive, send)

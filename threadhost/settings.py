@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=0, ge=0)
     # Follow-ups one thread may have scheduled at once (by its agent and through the API).
     max_followups: int = Field(default=16, ge=0, le=256)
+    # Streams (server-sent events) one caller may hold open at once on one gateway replica.
+    max_streams_per_caller: int = Field(default=32, ge=0)
     # Dapr app-ids allowed to call the gateway by service invocation.
     service_callers: Names = Field(default_factory=list)
     # Dapr's APP_API_TOKEN: daprd sends it with every call to the app.

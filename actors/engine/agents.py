@@ -38,6 +38,9 @@ class AgentDefinition(BaseModel):
     system_prompt: str = ""
     # A recipe: "scripted", "openai:<model>", "openai-responses:<model>", "anthropic:<model>".
     model: str = "scripted"
+    # Recipes a caller may pick for a turn instead of `model` (a message's `model`, the
+    # OpenAI doors' `<agent>@<recipe>`); none besides the agent's own unless listed.
+    allowed_models: list[str] = Field(default_factory=list, max_length=64)
     # Tool names: function tools of the registry, and `ask_user` (questions to the user).
     tools: list[str] = Field(default_factory=list)
     # Methods of other Dapr apps, each a tool (called through the host's sidecar).

@@ -32,6 +32,11 @@ HORIZON = timedelta(days=400)
 SHORTEST_INTERVAL = timedelta(minutes=1)
 MAX_NOTE_CHARS = 4_000
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+# A number of more digits is past the horizon in any unit (and Python refuses to read an
+# int of over 4,300 digits).
+_MAX_DIGITS = 9
+# How many of a cron schedule's next times are checked against the shortest interval.
+CRON_TIMES_CHECKED = 8
 
 
 class FollowupError(ValueError):
@@ -65,10 +70,12 @@ def duration(text: str) -> timedelta | None:
     match = _DURATION.match(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         return None
+    if any(g and len(g.lstrip("0")) > _MAX_DIGITS for g in match.groups()):
+        raise FollowupError(f"when: at most {HORIZON.days} days ahead")
     weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     try:
         return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
-    except OverflowError:
+    except (OverflowError, ValueError):
         raise FollowupError(f"when: at most {HORIZON.days} days ahead") from None
 
 
@@ -92,7 +99,7 @@ def new_followup(when: str, note: str, created_by: Literal["agent", "api"],
     elif text.startswith("cron "):
         expression = " ".join(text.removeprefix("cron ").split())
         fields.update(kind="cron", cron=expression,
-                      due_at=_cron_after(expression, now))
+                      due_at=_checked_cron(expression, now))
     elif (delay := duration(text)) is not None:
         if delay < timedelta(seconds=1):
             raise FollowupError("when: a delay of at least a second")
@@ -115,13 +122,27 @@ def new_followup(when: str, note: str, created_by: Literal["agent", "api"],
     return followup
 
 
+def _checked_cron(expression: str, now: datetime) -> datetime:
+    """The schedule's first time, once it is known to be five fields whose times come
+    at least SHORTEST_INTERVAL apart."""
+    if len(expression.split()) != 5:
+        raise FollowupError("when: a cron expression has exactly five fields (minute hour "
+                            "day-of-month month day-of-week), such as 'cron 0 9 * * 1-5'")
+    times = [_cron_after(expression, now)]
+    for _ in range(CRON_TIMES_CHECKED - 1):
+        times.append(_cron_after(expression, times[-1]))
+    if any(b - a < SHORTEST_INTERVAL for a, b in zip(times, times[1:], strict=False)):
+        raise FollowupError("when: a cron schedule may come at most once a minute")
+    return times[0]
+
+
 def _cron_after(expression: str, after: datetime) -> datetime:
     from cronsim import CronSim, CronSimError
 
     try:
         return next(CronSim(expression, after.astimezone(UTC).replace(tzinfo=None))
                     ).replace(tzinfo=UTC)
-    except (CronSimError, StopIteration) as exc:
+    except (CronSimError, StopIteration, ValueError, OverflowError) as exc:
         raise FollowupError(f"when: not a cron expression of five fields: {exc}") from None
 
 

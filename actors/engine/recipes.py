@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from actors.engine.agents import AgentDefinition
@@ -10,6 +11,8 @@ from actors.engine.provider import Provider
 from actors.engine.scripted import ScriptedProvider
 
 VENDORS = ("scripted", "openai", "openai-responses", "anthropic")
+# Vendor providers (SDK clients with their connection pools) a host keeps at once.
+KEPT_PROVIDERS = 16
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,32 @@ class Providers:
     under load, and a loop held past daprd's app health probe costs the host its actors
     in the middle of the very step that needed the SDK."""
 
-    def __init__(self, access: VendorAccess) -> None:
+    def __init__(self, access: VendorAccess, kept: int = KEPT_PROVIDERS) -> None:
         self._access = access
-        self._made: dict[tuple[str, str], Provider] = {}
+        # Least recently used last out: each holds an SDK client (~0.8 MiB), so however
+        # many model names agents list, the host keeps `kept` of them at most.
+        self._made: OrderedDict[tuple[str, str], Provider] = OrderedDict()
+        self._kept = kept
         self._making = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._made)
 
     async def for_agent(self, agent: AgentDefinition) -> Provider:
         vendor, model = parse_recipe(agent.model)
         if vendor == "scripted":
             return ScriptedProvider(agent.script, model=model or "scripted")
-        if (vendor, model) not in self._made:
+        key = (vendor, model)
+        if key not in self._made:
             async with self._making:
-                if (vendor, model) not in self._made:
-                    self._made[vendor, model] = await asyncio.to_thread(
+                if key not in self._made:
+                    self._made[key] = await asyncio.to_thread(
                         _vendor_provider, vendor, model, self._access)
-        return self._made[vendor, model]
+                    while len(self._made) > self._kept:
+                        # A step still using it keeps its own reference.
+                        self._made.popitem(last=False)
+        self._made.move_to_end(key)
+        return self._made[key]
 
 
 def _vendor_provider(vendor: str, model: str, access: VendorAccess) -> Provider:

@@ -92,6 +92,9 @@ class ToolRegistry:
         self._tools[tool.name] = tool
         return tool
 
+    def names(self) -> list[str]:
+        return list(self._tools)
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
 
@@ -34,7 +36,8 @@ class Price(BaseModel):
                 + usage.output_tokens * self.output) / 1_000_000
 
 
-# Defaults a user overrides through settings (THREADHOST_PRICES); unknown models cost 0.
+# Defaults a user overrides or extends through settings (THREADHOST_PRICES). A model with
+# no price costs 0: a run with a cost budget on such a model is refused at its start.
 DEFAULT_PRICES: dict[str, Price] = {
     "gpt-4o": Price(input=2.5, output=10.0, cached_input=1.25),
     "gpt-4o-mini": Price(input=0.15, output=0.6, cached_input=0.075),
@@ -54,6 +57,25 @@ def estimated_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
+# A vendor's snapshot suffix: `-2024-07-18` (OpenAI), `-20251001` (Anthropic), `-latest`.
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+def price_of(model: str, prices: dict[str, Price]) -> Price | None:
+    """The price of a model by any name it goes by: as the table says it, a recipe
+    (`openai:gpt-4o-mini`), or the dated snapshot a vendor reports
+    (`gpt-4o-mini-2024-07-18`, `claude-haiku-4-5-20251001`)."""
+    for name in (model, model.partition(":")[2] if ":" in model else None):
+        if not name:
+            continue
+        if name in prices:
+            return prices[name]
+        alias = _SNAPSHOT.sub("", name)
+        if alias in prices:
+            return prices[alias]
+    return None
+
+
 def cost_of(model: str, usage: Usage, prices: dict[str, Price]) -> float:
-    price = prices.get(model)
+    price = price_of(model, prices)
     return price.cost(usage) if price else 0.0

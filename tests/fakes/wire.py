@@ -1,7 +1,9 @@
 """Canned replies in each vendor's wire format, JSON and streamed.
 
 Each vendor class builds the same answer (some text and/or tool calls, with usage) the way
-that vendor's API sends it, so one contract test can run against every adapter.
+that vendor's API sends it, so one contract test can run against every adapter: the model
+named as the vendor names it (a dated snapshot, `gpt-4o-mini-2024-07-18`, where the
+request said `gpt-4o-mini`) and the usage fields its API reference shows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ class Answer:
     output_tokens: int = 7
     cached_tokens: int = 3
     reasoning_tokens: int = 2
-    model: str = "model-x-2026"
+    # None: the wire's own dated snapshot name, as the vendor answers a plain alias.
+    model: str | None = None
+
+
+# The snapshot each vendor's API names in its answer to a request for the alias.
+OPENAI_SNAPSHOT = "gpt-4o-mini-2024-07-18"
+ANTHROPIC_SNAPSHOT = "claude-haiku-4-5-20251001"
 
 
 def _chunks(text: str, size: int = 4) -> list[str]:
@@ -34,28 +42,37 @@ def error(status: int, message: str, **headers: str) -> Reply:
 
 
 class OpenAIChatWire:
+    snapshot = OPENAI_SNAPSHOT
+
     def reply(self, a: Answer) -> Reply:
         message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
         if a.calls:
             message["tool_calls"] = [{"id": i, "type": "function",
                                       "function": {"name": n, "arguments": args}}
                                      for i, n, args in a.calls]
+        message.update(refusal=None, annotations=[])
         return Reply(body={
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": a.model,
-            "choices": [{"index": 0, "message": message,
+            "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object": "chat.completion",
+            "created": 1741570283, "model": a.model or self.snapshot,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": "tool_calls" if a.calls else "stop"}],
-            "usage": self._usage(a)})
+            "usage": self._usage(a), "service_tier": "default",
+            "system_fingerprint": "fp_06737a9306"})
 
     def _usage(self, a: Answer) -> dict[str, Any]:
         return {"prompt_tokens": a.input_tokens, "completion_tokens": a.output_tokens,
                 "total_tokens": a.input_tokens + a.output_tokens,
-                "prompt_tokens_details": {"cached_tokens": a.cached_tokens},
-                "completion_tokens_details": {"reasoning_tokens": a.reasoning_tokens}}
+                "prompt_tokens_details": {"cached_tokens": a.cached_tokens, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": a.reasoning_tokens,
+                                              "audio_tokens": 0,
+                                              "accepted_prediction_tokens": 0,
+                                              "rejected_prediction_tokens": 0}}
 
     def stream(self, a: Answer, cut: bool = False) -> Reply:
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> Any:
             return (None, {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
-                           "model": a.model, "usage": usage,
+                           "model": a.model or self.snapshot, "usage": usage,
+                           "service_tier": "default", "system_fingerprint": "fp_06737a9306",
                            "choices": [] if usage else [{"index": 0, "delta": delta,
                                                          "finish_reason": finish}]})
 
@@ -75,6 +92,8 @@ class OpenAIChatWire:
 
 
 class OpenAIResponsesWire:
+    snapshot = OPENAI_SNAPSHOT
+
     def _response(self, a: Answer) -> dict[str, Any]:
         output: list[dict[str, Any]] = []
         if a.text:
@@ -85,7 +104,8 @@ class OpenAIResponsesWire:
         output += [{"type": "function_call", "id": f"fc_{i}", "call_id": call_id, "name": n,
                     "arguments": args, "status": "completed"}
                    for i, (call_id, n, args) in enumerate(a.calls)]
-        return {"id": "resp_1", "object": "response", "created_at": 0, "model": a.model,
+        return {"id": "resp_1", "object": "response", "created_at": 0,
+                "model": a.model or self.snapshot,
                 "status": "completed", "output": output, "parallel_tool_calls": True,
                 "tool_choice": "auto", "tools": [],
                 "usage": {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
@@ -116,22 +136,28 @@ class OpenAIResponsesWire:
 
 
 class AnthropicWire:
+    snapshot = ANTHROPIC_SNAPSHOT
+
     def reply(self, a: Answer) -> Reply:
         content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
         content += [{"type": "tool_use", "id": i, "name": n, "input": json_loads(args)}
                     for i, n, args in a.calls]
-        return Reply(body={"id": "msg_1", "type": "message", "role": "assistant",
-                           "model": a.model, "content": content,
+        return Reply(body={"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message",
+                           "role": "assistant", "model": a.model or self.snapshot,
+                           "content": content,
                            "stop_reason": "tool_use" if a.calls else "end_turn",
                            "stop_sequence": None, "usage": self._usage(a)})
 
     def _usage(self, a: Answer) -> dict[str, Any]:
         return {"input_tokens": a.input_tokens - a.cached_tokens,
                 "cache_read_input_tokens": a.cached_tokens, "cache_creation_input_tokens": 0,
-                "output_tokens": a.output_tokens}
+                "cache_creation": {"ephemeral_5m_input_tokens": 0,
+                                   "ephemeral_1h_input_tokens": 0},
+                "output_tokens": a.output_tokens, "service_tier": "standard"}
 
     def stream(self, a: Answer, cut: bool = False) -> Reply:
-        start = {"id": "msg_1", "type": "message", "role": "assistant", "model": a.model,
+        start = {"id": "msg_1", "type": "message", "role": "assistant",
+                 "model": a.model or self.snapshot,
                  "content": [], "stop_reason": None, "stop_sequence": None,
                  "usage": {**self._usage(a), "output_tokens": 1}}
         events: list[tuple[str | None, Any]] = [
