@@ -231,6 +231,61 @@ def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) 
     assert refused.status_code == 401 and '"org"' in refused.json()["detail"]
 
 
+def test_a_rotated_key_is_taken_within_seconds_whatever_junk_arrives(stack_config, stacks,
+                                                                     rsa_key) -> None:
+    """The identity provider rotates its keys while tokens with made-up key ids keep
+    coming (each would make the gateway ask for the keys again): a valid token signed
+    with the new key is accepted within seconds, and the provider is not asked at every
+    junk token. Its first answer failing refuses tokens for seconds, not a minute."""
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwk(key: rsa.RSAPrivateKey, kid: str) -> dict:
+        return {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
+                "kid": kid, "use": "sig"}
+
+    server = JwksServer({"keys": [jwk(rsa_key, "k1")]})
+    server.failing = True
+    stacks.append(server)
+    config = stack_config(env={
+        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_URL": server.url,
+        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+        "APP_API_TOKEN": APP_TOKEN})
+    stack = Stack(config, split=True)
+    stacks.append(stack)
+    stack.start()
+    url = f"{stack.api.url}/v1/threads"
+
+    def status(bearer: str) -> int:
+        return httpx.get(url, headers={"authorization": f"Bearer {bearer}"},
+                         timeout=30).status_code
+
+    junk = jwt.encode({"sub": "x", "iss": ISSUER, "aud": AUDIENCE,
+                       "exp": int(time.time()) + 300}, rsa_key, algorithm="RS256",
+                      headers={"kid": "made-up"})
+    assert status(token("ann", rsa_key, "RS256")) == 401  # the provider fails
+    server.failing = False
+    started = time.monotonic()
+    while status(token("ann", rsa_key, "RS256")) != 200:
+        assert status(junk) == 401
+        assert time.monotonic() - started < 15, "a provider that came back was not asked"
+        time.sleep(0.5)
+    server.jwks = {"keys": [jwk(rsa_key, "k1"), jwk(rotated, "k2")]}
+    fresh = jwt.encode({"sub": "ann", "iss": ISSUER, "aud": AUDIENCE,
+                        "exp": int(time.time()) + 300}, rotated, algorithm="RS256",
+                       headers={"kid": "k2"})
+    started, fetches, junk_sent = time.monotonic(), server.fetches, 0
+    while status(fresh) != 200:
+        for _ in range(5):  # junk keeps coming: each asks the gateway for an unknown key
+            assert status(junk) == 401
+            junk_sent += 1
+        assert time.monotonic() - started < 15, "the rotated key was not taken in time"
+        time.sleep(0.2)
+    took = time.monotonic() - started
+    assert took < 12, took
+    # Asked at most once per refresh period, not once per junk token.
+    assert server.fetches - fetches <= 1 + took / 5 + 1, (server.fetches - fetches, junk_sent)
+
+
 class JwksServer:
     """Serves a JWKS document on a loopback port, as an identity provider would."""
 
@@ -238,17 +293,20 @@ class JwksServer:
         import http.server
         import threading
 
-        body = json.dumps(jwks).encode()
+        # The keys it serves now (a test rotates them), and whether it is failing.
+        self.jwks, self.failing, self.fetches = jwks, False, 0
         # A test may hold answers back (clear `gate`) and learn when one is asked for.
         self.gate, self.asked = threading.Event(), threading.Event()
         self.gate.set()
-        gate, asked = self.gate, self.asked
+        gate, asked, server = self.gate, self.asked, self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the standard library's name
                 asked.set()
                 gate.wait(30)
-                self.send_response(200)
+                server.fetches += 1
+                body = json.dumps(server.jwks).encode()
+                self.send_response(503 if server.failing else 200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()

@@ -1,8 +1,13 @@
-"""An id is only an id: every field and path that names a thread, run, follow-up or call,
-on every door (/v1/threads, the OpenAI doors, the MCP door), is refused unless it is one,
-before anything reaches a sidecar. On the real runtime with the gateway and the actor host
-apart, and another team's app beside them in the mesh: after every hostile id, both
-sidecars still answer and the other app has received nothing."""
+"""What a hostile caller (or a prompt-injected model) sends, through every door, on the real
+runtime with the gateway and the actor host apart and another team's app beside them in
+the mesh.
+
+An id is only an id: every field and path that names a thread, run, follow-up or call, on
+every door (/v1/threads, the OpenAI doors, the MCP door), is refused unless it is one,
+before anything reaches a sidecar; after every hostile id, both sidecars still answer and
+the other app has received nothing. A caller cannot pick a model its agent does not allow,
+a schedule that comes more than once a minute, or a webhook outside its agent's URLs; a
+token header of any bytes is refused, not a dropped connection."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import Api, make_stack_config
+from tests.conftest import Api, make_stack_config, stored_rows
 from tests.dapr_peers import PeerApp
 from threadhost.stack import Stack
 
@@ -141,3 +146,80 @@ def test_ids_in_paths_are_refused_before_any_call(mesh: Mesh) -> None:
     # The thread and its run are as they were.
     assert mesh.api.run(thread, run)["status"] == "completed"
     assert len(mesh.api.messages(thread)) == 2
+
+
+def test_a_caller_picks_no_model_its_agent_does_not_allow(mesh: Mesh) -> None:
+    api = mesh.api
+    thread = api.create_thread(agent="support")
+    rows = stored_rows(mesh.stack.config)
+    refused = api.http.post(f"/v1/threads/{thread}/messages",
+                            json={"content": "hi", "model": "openai:o1-pro"})
+    assert refused.status_code == 422 and "o1-pro" in refused.json()["detail"], refused.text
+    for door, body in (("/v1/chat/completions", {
+            "model": "support@anthropic:claude-opus-4-1",
+            "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"thread_id": thread}}),
+            ("/v1/responses", {"model": "support@anthropic:claude-opus-4-1", "input": "hi",
+                               "conversation": thread})):
+        answer = api.http.post(door, json=body)
+        assert answer.status_code == 422, answer.text
+        assert "claude-opus-4-1" in answer.json()["error"]["message"], answer.text
+    assert stored_rows(mesh.stack.config) == rows  # nothing of it was written
+    assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
+
+
+def test_no_schedule_comes_more_than_once_a_minute_from_the_api_or_a_model(mesh: Mesh) -> None:
+    api = mesh.api
+    thread = api.create_thread(agent="eager")
+    for when in ("cron * * * * * *", "cron */1 * * * * *", "P" + "9" * 150 + "D",
+                 "every PT1S", "2026-12-08T09:00:00+01:00\u0000"):
+        refused = api.http.post(f"/v1/threads/{thread}/followups",
+                                json={"when": when, "note": "spam"})
+        assert refused.status_code == 422, (when, refused.text)
+    answer = api.say(thread, "Remind me all the time.")
+    assert answer["run"]["status"] == "completed"
+    results = [m for m in answer["messages"] if m["kind"] == "tool_result"]
+    assert len(results) == 3 and all(r["is_error"] for r in results), results
+    assert api.http.get(f"/v1/threads/{thread}/followups").json()["followups"] == []
+
+
+def test_a_thread_names_no_webhook_outside_its_agents_urls(mesh: Mesh) -> None:
+    rows = stored_rows(mesh.stack.config)
+    for url in ("https://crm.example.com/hooks@evil.net/x",
+                "https://crm.example.com:443@169.254.169.254/hooks/",
+                "https://crm.example.com.evil.net/hooks/x",
+                "https://crm.example.com/hooks/../../admin",
+                "https://crm.example.com/hooks/%2e%2e/admin",
+                "https://crm.example.com/hooks/x\ty", "https://crm.example.com/hooksevil"):
+        refused = mesh.api.http.post("/v1/threads", json={"agent": "hooked",
+                                                          "webhook_url": url})
+        assert refused.status_code == 422, (url, refused.text)
+    assert stored_rows(mesh.stack.config) == rows
+    allowed = mesh.api.http.post("/v1/threads", json={
+        "agent": "hooked", "webhook_url": "https://crm.example.com/hooks/threads"})
+    assert allowed.status_code == 201, allowed.text
+
+
+@pytest.mark.parametrize("token", ["t\u00f6ken".encode(), b"\xff\xfe", "\u20ac".encode()])
+def test_a_token_header_of_any_bytes_is_refused_not_dropped(mesh: Mesh, token: bytes) -> None:
+    actor_host, gateway = mesh.stack.apps[0], mesh.stack.apps[-1]
+    for app, method, path, status, extra in (
+            (actor_host, "PUT", "/actors/Thread/th_1/method/Describe", 403, {}),
+            (gateway, "POST", "/internal/run-events", 403, {}),
+            (gateway, "GET", "/v1/threads", 401, {"dapr-caller-app-id": "billing"})):
+        url = urlsplit(app.url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        connection.putrequest(method, path)
+        connection.putheader("dapr-api-token", token)
+        for name, value in extra.items():
+            connection.putheader(name, value)
+        connection.putheader("content-length", "2")
+        connection.putheader("content-type", "application/json")
+        connection.endheaders(b"{}")
+        answer = connection.getresponse()
+        assert answer.status == status, (path, answer.status, answer.read())
+        answer.read()
+        # The connection still serves the next request.
+        connection.request("GET", "/health")
+        assert connection.getresponse().status == 200
+        connection.close()
