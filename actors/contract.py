@@ -342,9 +342,15 @@ class ResumeRun(Request):
     method = "ResumeRun"
     answers = answers_of(RunAnswer, NotFound, RunNotFound, Invalid, NotWaiting)
     repeatable = False  # after one that took, a repeat finds the run not waiting
-    run_id: str
+    # None: the thread's active run (what an OpenAI door's tool results answer).
+    run_id: str | None
     actions: list[Submission]
     wait: bool = False
+    # With a key, a repeat finds the run the first call resumed.
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+    def safe_to_repeat(self) -> bool:
+        return self.idempotency_key is not None
 
 
 class CancelRun(Request):
@@ -403,6 +409,11 @@ class ImportHistory(Request):
     method, answers = "ImportHistory", answers_of(ThreadAnswer, NotFound, Busy)
     repeatable = False
     messages: list[Message] = Field(max_length=10_000)
+    # With a key, a repeat appends nothing: the thread remembers the keys it imported.
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+    def safe_to_repeat(self) -> bool:
+        return self.idempotency_key is not None
 
 
 class ScheduleFollowup(Request):

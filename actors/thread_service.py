@@ -90,6 +90,8 @@ DEADLINE, ERASE = "deadline", "erase"
 # The gateway's own idempotency keys are needed only while daprd may retry the call: only
 # the latest few are kept.
 GATEWAY_KEYS = 4
+# Kept under its request's key + this when a caller's earlier messages were imported.
+IMPORTED = "#imported"
 
 
 class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
@@ -204,9 +206,14 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         record = await self._owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
+        imported = f"{request.idempotency_key}{IMPORTED}" if request.idempotency_key else None
+        if imported and imported in record.idempotency:  # a repeat: appended already
+            return ThreadAnswer(thread=ThreadView.of(record))
         if record.active_run is not None:
             return Busy(run_id=record.active_run)
         record = await self._store.append(record, request.messages)
+        if imported:
+            record = _remember(record, imported, "")
         await self._store.save_record(record)
         await self._commit()
         return ThreadAnswer(thread=ThreadView.of(record))
@@ -244,6 +251,17 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """Answers what a waiting run waits for (tool results, approvals, answers); the
         run goes on from any host. A submission that does not answer every pending call
         exactly once, or comes when the run is not waiting, changes nothing."""
+        record = await self._owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        key = request.idempotency_key
+        if key and key in record.idempotency:  # a repeat: the run the first one resumed
+            run = await self._store.run(record.idempotency[key])
+            return await self._run_answer(record, run, request.wait, replayed=True)
+        if request.run_id is None:  # the thread's active run, whichever it is
+            if record.active_run is None:
+                return NotWaiting(detail="the thread has no run waiting for these answers")
+            request = request.model_copy(update={"run_id": record.active_run})
         found = await self._owned_run(request)
         if isinstance(found, NotFound | RunNotFound):
             return found
@@ -256,6 +274,9 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             return Invalid(detail=str(exc))
         except RunNotWaiting as exc:
             return NotWaiting(detail=str(exc))
+        if key:
+            record = _remember(record, key, run.run_id)
+            await self._store.save_record(record)
         if request.wait and not had_deadline:  # committed with the steps it takes next
             self._fence.confirmed()
             self._checkpoints.add(partial(self._publish, run, events))

@@ -20,7 +20,6 @@ from fastapi.responses import StreamingResponse
 from actors.contract import (
     GATEWAY_KEY_PREFIX,
     CreateThread,
-    DescribeThread,
     ImportHistory,
     RunAnswer,
     RunView,
@@ -35,8 +34,8 @@ from gateway.auth import Caller
 from gateway.problems import Problem
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from gateway.threads import _in_slot, _wait_for_run
-from threadhost.ids import ID_PATTERN, new_thread_id
+from gateway.threads import _in_slot, _wait_for_run, open_thread
+from threadhost.ids import ID_PATTERN
 from threadhost.settings import Settings
 
 THREAD_HEADER = "threadhost-thread-id"
@@ -92,41 +91,34 @@ async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, pl
         raise Problem(422, "invalid_request", "Message too long",
                       f"the last user message is {len(plan.text)} characters; the limit is "
                       f"{settings.max_message_chars}")
+    # One key for every call of the turn (the caller's, or the gateway's own): a retry
+    # of the request finds the thread, the imported history and the run of the first.
+    key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     thread_id = plan.thread_id
     if thread_id is None:
         if plan.outputs:
             raise Problem(400, "invalid_request", "No thread to resume",
                           "tool results go to the thread that asked for them: name it")
-        thread = (await client.call(new_thread_id(), CreateThread(
-            agent=plan.agent, owner=caller.owner, metadata={"door": plan.door}))).thread
-        await client.owner_call(caller.owner, "AddThread", {
-            "id": thread.id, "agent": thread.agent,
-            "created_at": thread.created_at.isoformat(), "metadata": thread.metadata})
-        thread_id = thread.id
+        thread_id = (await open_thread(client, caller, key, CreateThread(
+            agent=plan.agent, owner=caller.owner, metadata={"door": plan.door}))).id
     if plan.earlier:
-        await client.call(thread_id, ImportHistory(messages=plan.earlier, owner=caller.owner))
-    key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
+        await client.call(thread_id, ImportHistory(messages=plan.earlier, owner=caller.owner,
+                                                   idempotency_key=key))
     call: PostMessageRequest | ResumeRequest
     if plan.text is not None:
         call = PostMessageRequest(text=plan.text, model=plan.recipe, owner=caller.owner,
                                   idempotency_key=key, client_tools=plan.client_tools,
                                   wait=not plan.stream)
-    else:
-        described = await client.call(thread_id, DescribeThread(owner=caller.owner))
-        if described.thread.active_run is None:
-            raise Problem(409, "run-not-waiting", "Nothing waits for these tool results",
-                          "the thread has no run waiting for client tools")
-        call = ResumeRequest(run_id=described.thread.active_run, owner=caller.owner,
-                             actions=plan.outputs, wait=not plan.stream)
+    else:  # the thread's waiting run, whichever it is
+        call = ResumeRequest(run_id=None, owner=caller.owner, actions=plan.outputs,
+                             wait=not plan.stream, idempotency_key=key)
     thread = thread_id
 
     async def take() -> RunAnswer:
         try:
             return await client.call(thread, call, Attempts())
         except Unreachable as unreachable:
-            if isinstance(call, PostMessageRequest):
-                raise unreachable.unsure_of_turn(key) from None
-            raise
+            raise unreachable.unsure_of_turn(key) from None
 
     submitted = {o.call_id for o in plan.outputs}
     # Streamed: listening before the call, so the run's first events are not missed.

@@ -46,6 +46,16 @@ class Unreachable(Problem):
         self.headers["Idempotency-Key"] = key
         return self
 
+    def made_but_not_listed(self, thread_id: str, key: str) -> Unreachable:
+        """The thread was made, and could not be added to its owner's list this time:
+        the caller is told the thread and the key that finishes it (made once)."""
+        self.detail = (f"thread {thread_id} was made but is not in your thread list yet; "
+                       f"send the request again with the header Idempotency-Key: {key} and "
+                       f"it is finished, not made twice")
+        self.extra.update(idempotency_key=key, thread_id=thread_id)
+        self.headers["Idempotency-Key"] = key
+        return self
+
 
 @dataclass
 class Attempts:

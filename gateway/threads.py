@@ -42,7 +42,7 @@ from gateway.schemas import (
 )
 from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from threadhost.ids import new_thread_id
+from threadhost.ids import keyed_thread_id
 from threadhost.run_signals import forget, wait_for_change
 from threadhost.settings import Settings
 
@@ -108,16 +108,36 @@ ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+
+
 @router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
 async def create_thread(client: ClientDep, caller: CallerDep,
+                        idempotency_key: IdempotencyKey = None,
                         body: Annotated[CreateThreadBody | None, Body()] = None) -> ThreadView:
+    """A new thread, in the caller's list. With an `Idempotency-Key`, a retry answers
+    the thread the first attempt made."""
     body = body or CreateThreadBody()
-    thread = (await client.call(new_thread_id(), CreateThread(
+    return await open_thread(client, caller, idempotency_key, CreateThread(
         metadata=body.metadata, agent=body.agent, on_active=body.on_active,
-        webhook_url=body.webhook_url, owner=caller.owner))).thread
-    await client.owner_call(caller.owner, "AddThread", {
-        "id": thread.id, "agent": thread.agent, "created_at": thread.created_at.isoformat(),
-        "metadata": thread.metadata})
+        webhook_url=body.webhook_url, owner=caller.owner))
+
+
+async def open_thread(client: ClientDep, caller: Caller, key: str | None,
+                      create: CreateThread) -> ThreadView:
+    """Makes the thread the key names (one of the gateway's own without a key) and lists
+    it for its owner. Both calls find what a first attempt did, so they are tried again
+    while the actors move; if the listing still fails, the 503 names the thread and the
+    key that finishes it."""
+    key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
+    thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
+    try:
+        await client.owner_call(caller.owner, "AddThread", {
+            "id": thread.id, "agent": thread.agent,
+            "created_at": thread.created_at.isoformat(), "metadata": thread.metadata},
+            repeatable=True)
+    except Unreachable as unreachable:
+        raise unreachable.made_but_not_listed(thread.id, key) from None
     return thread
 
 
@@ -168,8 +188,7 @@ async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
              responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
                        settings: SettingsDep, caller: CallerDep, request: Request,
-                       idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-                       ) -> Response:
+                       idempotency_key: IdempotencyKey = None) -> Response:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
     or answers 202 at once."""
     if not body.content.strip():

@@ -8,6 +8,7 @@ segment is quoted again where the URL is made (threadhost/actor_client.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from typing import Annotated
@@ -34,3 +35,10 @@ def checked_id(value: str, what: str = "id") -> str:
 
 def new_thread_id() -> str:
     return "th_" + uuid.uuid4().hex
+
+
+def keyed_thread_id(owner: str, key: str) -> str:
+    """The thread a caller's request with this idempotency key makes: the same on every
+    retry of the request, so a retry finds the thread the first attempt made (and one
+    owner's key never names another owner's thread)."""
+    return "th_" + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()[:32]
