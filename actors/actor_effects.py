@@ -20,10 +20,11 @@ from dapr.clients.exceptions import DaprInternalError
 
 from actors import background
 from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
-from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.interface import ACTOR_TYPE
 from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
+from actors.state import announcement_key
+from actors.thread_announcements import Announcement, Sent
 from actors.thread_children import CHILDREN
 from actors.thread_effects import ChildUnreachable
 from actors.thread_service import DEADLINE, ERASE
@@ -88,22 +89,46 @@ class ActorEffects:
     def publish(self, message: RunMessage) -> None:
         self._outbox.add(message)
 
-    def announce(self, event: ThreadEvent, deliveries: list[WebhookDelivery]) -> None:
+    def announce(self, announcements: list[Announcement], went: Sent) -> None:
         settings = self._settings
-        if not settings.thread_events_topic and not deliveries:
-            return
+        # Committed: the state manager need not keep their documents for this activation.
+        tracker = self._actor._state_manager._get_contextual_state_tracker()
+        for announcement in announcements:
+            tracker.pop(announcement_key(announcement.event.id), None)
+        client = shared_actor_client()
+        failed: set[str] = set()
+
+        async def publish(event_id: str, topic: str, body: bytes, kind: str) -> None:
+            try:
+                await _published(lambda: client.publish(settings.thread_events_pubsub, topic,
+                                                        body, kind))
+            except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+                failed.add(event_id)
+                log.warning("%s of event %s not published (%s): sent again later", topic,
+                            event_id, type(exc).__name__)
+
+        async def events() -> None:  # in order, each on its own
+            for a in announcements if settings.thread_events_topic else []:
+                await publish(a.event.id, settings.thread_events_topic,
+                              a.event.model_dump_json().encode(), "application/cloudevents+json")
+
+        async def webhooks() -> None:
+            for a in announcements:
+                for delivery in a.deliveries:
+                    await publish(a.event.id, settings.webhooks_topic,
+                                  delivery.model_dump_json().encode(), "application/json")
 
         async def send() -> None:
-            client = shared_actor_client()
-            if settings.thread_events_topic:
-                body = event.model_dump_json().encode()
-                await _published(lambda: client.publish(
-                    settings.thread_events_pubsub, settings.thread_events_topic, body,
-                    "application/cloudevents+json"))
-            for delivery in deliveries:
-                data = delivery.model_dump_json().encode()
-                await _published(lambda d=data: client.publish(
-                    settings.thread_events_pubsub, settings.webhooks_topic, d))
+            await asyncio.gather(events(), webhooks())
+            sent = [a.event.id for a in announcements if a.event.id not in failed]
+            try:
+                await client.delete_actor_state(ACTOR_TYPE, self._thread_id,
+                                                [announcement_key(i) for i in sent])
+            except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
+                # Listed and stored still: sent again at the next activation (same ids).
+                log.warning("sent announcements not removed (%s)", type(exc).__name__)
+                sent = []
+            went(sent, sorted(failed))
 
         self._in_background(send())
 
@@ -195,12 +220,13 @@ class ActorEffects:
         background.in_order(self._thread_id, work)
 
 
-async def _published(publish: Callable[[], Awaitable[None]]) -> None:
-    """A publish tried three times: a sidecar that restarts loses no thread event."""
-    for attempt in range(3):
+async def _published(publish: Callable[[], Awaitable[None]], attempts: int = 4) -> None:
+    """A publish tried a few times over about four seconds: a sidecar that restarts
+    loses no thread event (one still down: the announcement stays stored, sent again)."""
+    for attempt in range(attempts):
         try:
             return await publish()
         except (DaprInternalError, aiohttp.ClientError, TimeoutError):
-            if attempt == 2:
+            if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.2 * 4 ** attempt)

@@ -65,6 +65,9 @@ class ThreadRecord(BaseModel):
     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     # Where this thread's events go as signed POSTs, besides its agent's own webhook.
     webhook_url: str | None = None
+    # Announcements (thread events and their webhook deliveries) written by a commit and
+    # maybe not sent yet: each under announcement_key (actors/thread_announcements.py).
+    outbox: list[str] = Field(default_factory=list)
 
     def expired(self, now: datetime) -> bool:
         return (self.retention_seconds is not None
@@ -97,6 +100,10 @@ def page_key(index: int) -> str:
 
 def run_key(run_id: str) -> str:
     return f"run.{run_id}"
+
+
+def announcement_key(event_id: str) -> str:
+    return f"announce.{event_id}"
 
 
 def events_key(run_id: str, index: int) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.run_events import DeltaMessage, StepEventsMessage
 
 if TYPE_CHECKING:
     from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
+    from actors.thread_announcements import Announcement, Sent
 
 
 class Effects(Protocol):
@@ -31,9 +31,11 @@ class Effects(Protocol):
         critical path (a lost message is refilled from the run's stored log). It may
         wait for `flush_events`, a little while at most."""
 
-    def announce(self, event: ThreadEvent, deliveries: list[WebhookDelivery]) -> None:
-        """Publishes a thread event for other services, and hands it to the webhook
-        deliverer once per webhook, off the turn's critical path."""
+    def announce(self, announcements: list[Announcement], went: Sent) -> None:
+        """After the commit that stored them: publishes each thread event for other
+        services and hands each webhook delivery to the deliverer, each on its own and
+        in order, off the turn's critical path; then removes the stored ones that went
+        out whole and tells `went` which did and which failed (to be sent again)."""
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         """The turn's steps ended: what waits to be published goes now; without the

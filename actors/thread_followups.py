@@ -30,6 +30,7 @@ from actors.engine.agents import UnknownAgent
 from actors.engine.events import followup_fired
 from actors.engine.followups import Followup, FollowupError, new_followup
 from actors.state import ThreadRecord
+from actors.thread_announcements import Announcement
 from actors.thread_events import deliveries
 
 if TYPE_CHECKING:
@@ -108,14 +109,16 @@ class ThreadFollowups:
         await self._store.save_record(record.model_copy(update={"followups": [
             later if f.followup_id == followup_id else f for f in record.followups
             if f.followup_id != followup_id or later is not None]}))
-        await self._commit()
-        log.info("follow-up %s came due: run %s", followup_id, run_id)
         try:
             agent = self._engine.catalog.current(record.agent)
         except UnknownAgent:
-            return
-        event = followup_fired(self.thread_id, record.owner, agent.name, followup, run_id)
-        self._effects.announce(event, deliveries(record, agent, event))
+            agent = None
+        if agent is not None:  # announced with the commit that records the firing
+            event = followup_fired(self.thread_id, record.owner, agent.name, followup, run_id)
+            self._announcements.add(Announcement(event=event,
+                                                 deliveries=deliveries(record, agent, event)))
+        await self._commit()
+        log.info("follow-up %s came due: run %s", followup_id, run_id)
 
     async def _followups_changed(self: ThreadService, before: list[Followup],
                                  after: ThreadRecord | None) -> None:

@@ -50,7 +50,6 @@ from actors.contract import (
     WatchdogFired,
 )
 from actors.engine.agents import UnknownAgent
-from actors.engine.events import run_announcements
 from actors.engine.pauses import InvalidSubmission
 from actors.engine.pauses import NotWaiting as RunNotWaiting
 from actors.engine.recipes import UnknownRecipe
@@ -74,9 +73,9 @@ from actors.run_steps import (
     take_over,
 )
 from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.thread_announcements import Announcements
 from actors.thread_children import CHILDREN, ThreadChildren, children_asked
 from actors.thread_effects import Effects
-from actors.thread_events import deliveries
 from actors.thread_followups import FOLLOWUP_PREFIX, ThreadFollowups
 from actors.thread_reads import ThreadReads
 from actors.thread_store import ThreadStore
@@ -99,6 +98,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
                  settings: Settings) -> None:
         self.thread_id = thread_id
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
+        self._announcements = Announcements(store)
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
         self._checkpoints = Checkpoints(self._commit, self._to_gateways, self._budget)
@@ -114,6 +114,9 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """A run its previous host left running goes on; one queued behind a run that
         ended starts."""
         record = await self._store.record()
+        if record is not None and (leftovers := await self._announcements.leftovers(record)):
+            # Committed, and maybe never sent: their host died before they went out.
+            self._effects.announce(leftovers, self._announcements.handed_out(leftovers))
         if record is not None and record.active_run is not None:
             run = await self._store.run(record.active_run)
             if run is not None and run.status == "running":
@@ -317,7 +320,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._unwatched = None
             self._checkpoints.drop()
             await self._effects.discard()
-            self._store.forget_unsaved()
+            self._forget_unsaved()
             raise
         finally:
             self._effects.flush_events(text_of_ended_steps=not caller_waits)
@@ -385,7 +388,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             # The steps before it stand (the step wrote nothing of its own yet).
             await self._checkpoints.flush()
             await self._effects.discard()
-            self._store.forget_unsaved()
+            self._forget_unsaved()
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.thread_id, thrown_away)
             return None
@@ -508,13 +511,22 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """Saves the turn's writes. What was just committed is what the store holds: the
         fence may trust it for the chain budget, as it trusts a read. A commit that
         renewed the thread's retention moves its erase reminder to the keys' new expiry."""
+        announcements = await self._announcements.before_commit()
         await self._effects.commit()
+        if announcements:
+            self._effects.announce(announcements,
+                                   self._announcements.handed_out(announcements))
         self._fence.confirmed()
         if self._unwatched is not None and self._unwatched_running:
             self._unwatched = None  # committed while running: it may outlive this host
             self._effects.watch()
         if (renewal := self._store.take_renewal()) is not None:
             self._effects.renewed(*renewal)
+
+    def _forget_unsaved(self) -> None:
+        """The turn's writes were thrown away: what they would have announced too."""
+        self._store.forget_unsaved()
+        self._announcements.forget_unsaved()
 
     def _watch(self, run_id: str, now: bool, unseen: bool) -> None:
         """The watchdog for a running run: now, or (for one whose start, or resumption,
@@ -533,14 +545,10 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._effects.unwatch()
 
     def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
-        """The run's new events to the gateways' streams; its transitions, as CloudEvents,
-        to other services and webhooks."""
+        """The run's new events to the gateways' streams (its transitions go to other
+        services and webhooks with the commit that saved them: `_commit`)."""
         self._to_gateways(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
                                             events=events))
-        record = self._store.latest
-        if record is not None:
-            for event in run_announcements(record.owner, run, events):
-                self._effects.announce(event, deliveries(record, run.agent, event))
 
     def _to_gateways(self, message: RunMessage) -> None:
         """A run's events or text for the gateways' streams and waiting requests.

@@ -25,6 +25,7 @@ from actors.state import (
     HistoryPage,
     RunIndexPage,
     ThreadRecord,
+    announcement_key,
     append_messages,
     events_key,
     page_key,
@@ -57,6 +58,8 @@ class ThreadStore:
         self._renewal: tuple[str, int] | None = None
         # The record as last read or written here (what the thread's events are told with).
         self.latest: ThreadRecord | None = None
+        # Runs saved since the last commit, with their new events (what they announce).
+        self._saved_runs: list[tuple[RunRecord, list[RunEvent]]] = []
         # History pages as last read or written, each with the document it was read from:
         # a message is never changed, so a page read again from the same (cached)
         # document is the same page, not parsed again at every step.
@@ -118,9 +121,30 @@ class ThreadStore:
         return renewal
 
     def forget_unsaved(self) -> None:
-        """The turn's writes were thrown away: so was any renewal among them."""
+        """The turn's writes were thrown away: so was any renewal among them, and the
+        runs saved among them announce nothing."""
+        self._saved_runs.clear()
         if self._renewal is not None:
             self._renewal = self._renewed_at = None
+
+    def take_saved_runs(self) -> list[tuple[RunRecord, list[RunEvent]]]:
+        """The runs saved since this was last asked, each as last saved with every event
+        saved for it (once each, in order), once."""
+        saved, self._saved_runs = self._saved_runs, []
+        runs: dict[str, RunRecord] = {}
+        events: dict[str, dict[int, RunEvent]] = {}
+        for run, new in saved:
+            runs[run.run_id] = run
+            events.setdefault(run.run_id, {}).update((e.seq, e) for e in new)
+        return [(run, sorted(events[run_id].values(), key=lambda e: e.seq))
+                for run_id, run in runs.items()]
+
+    async def save_announcement(self, event_id: str, announcement: BaseModel) -> None:
+        await self._put(announcement_key(event_id), announcement)
+
+    async def announcement(self, event_id: str) -> Any | None:
+        """A stored announcement as JSON; None once it was sent (and removed)."""
+        return await self._get(announcement_key(event_id))
 
     async def page(self, record: ThreadRecord, index: int) -> HistoryPage:
         # Whether a page exists follows from the record: no store read for a new one.
@@ -182,6 +206,8 @@ class ThreadStore:
 
     async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
         """Writes the run record and appends its new events (the last `len(events)`)."""
+        if events:
+            self._saved_runs.append((run, events))
         await self._put(run_key(run.run_id), run)
         pages: dict[int, EventPage] = {}
         stored = run.next_seq - len(events)
@@ -221,6 +247,7 @@ class ThreadStore:
             pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
             keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
         summaries = record.summary.index + 1 if record.summary is not None else 0
+        keys += [announcement_key(event_id) for event_id in record.outbox]
         return keys + [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
                                                   // RUNS_PER_PAGE)] + [
             summary_key(i) for i in range(summaries)]

@@ -73,6 +73,8 @@ class MemoryEffects:
     told: list[tuple[str, Any]] = field(default_factory=list)
     # Thread events for other services, with their webhook deliveries.
     announced: list[tuple[Any, list[Any]]] = field(default_factory=list)
+    # Announcements fail to go out (a sidecar down): they stay stored, to be sent again.
+    failing_announcements: bool = False
     # Follow-up reminders registered: name -> due in.
     reminders: dict[str, timedelta] = field(default_factory=dict)
 
@@ -91,8 +93,16 @@ class MemoryEffects:
     def publish(self, message: StepEventsMessage | DeltaMessage) -> None:
         self.published.append(message)
 
-    def announce(self, event: Any, deliveries: list[Any]) -> None:
-        self.announced.append((event, deliveries))
+    def announce(self, announcements: list[Any], went: Any) -> None:
+        """Sent at once, whole, and removed from the store (unless `failing`)."""
+        self.announced += [(a.event, a.deliveries) for a in announcements]
+        ids = [a.event.id for a in announcements]
+        if self.failing_announcements:
+            went([], ids)
+            return
+        for event_id in ids:
+            self.state.committed.pop(f"announce.{event_id}", None)
+        went(ids, [])
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         self.flushed_at.append(len(self.published))

@@ -12,6 +12,7 @@ from actors.contract import CreateThread, Invalid, ResumeRun, ScheduleFollowup
 from actors.engine.agents import AgentDefinition
 from actors.engine.pauses import Approval
 from actors.engine.webhooks import signature
+from actors.state import RECORD_KEY
 from actors.thread_service import ThreadService
 from actors.thread_store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
@@ -99,3 +100,56 @@ def test_the_signature_is_the_standard_webhooks_one() -> None:
     expected = base64.b64encode(hmac.new(b"k3y", b"run_1.0.1700000000." + body,
                                          hashlib.sha256).digest()).decode()
     assert signature("k3y", "run_1.0", 1700000000, body) == f"v1,{expected}"
+
+
+def test_announcements_are_committed_with_their_run_and_removed_once_sent() -> None:
+    """Written in the commit that makes them, so a failure to send them (a sidecar down)
+    or the host's death before they went out loses none: the next commit, or the thread's
+    next activation on any host, sends what is still stored; what went out is removed."""
+    state = MemoryState()
+    effects = MemoryEffects(state, failing_announcements=True)
+    service = ThreadService("th_o", ThreadStore(state), ENGINE, effects, SETTINGS)
+    asyncio.run(service.create(CreateThread(agent="hooked", owner="ann")))
+    first = say(service, wait=True).run.run_id  # waits for an approval
+    ids = [e.id for e, _ in effects.announced]
+    assert [e.type for e, _ in effects.announced] == ["threadhost.run.created",
+                                                      "threadhost.run.requires_action"]
+    # Not sent: stored and listed on the record, in the commit that made the run.
+    assert state.committed[RECORD_KEY]["outbox"] == ids
+    assert all(f"announce.{i}" in state.committed for i in ids)
+    stored = state.committed[f"announce.{ids[0]}"]
+    assert stored["deliveries"][0]["url"] == "https://crm.example.com/all"
+
+    # The host dies; the thread is activated elsewhere: what is stored goes out again.
+    effects = MemoryEffects(state)
+    again = ThreadService("th_o", ThreadStore(state), ENGINE, effects, SETTINGS)
+    asyncio.run(again.activated())
+    assert [e.id for e, _ in effects.announced] == ids
+    assert not any(key.startswith("announce.") for key in state.committed)
+    # The next commit lists only what is not known to be sent.
+    asyncio.run(again.resume_run(ResumeRun(run_id=first, owner="ann", wait=True, actions=[
+        Approval(call_id=asyncio.run(again._store.run(first)).required_action[0].call_id,
+                 approved=True)])))
+    listed = state.committed[RECORD_KEY]["outbox"]
+    assert not set(ids) & set(listed) and listed  # the resumed run's own, sent already
+    assert not any(key.startswith("announce.") for key in state.committed)
+    # Sent once each: a third activation sends nothing again.
+    effects = MemoryEffects(state)
+    asyncio.run(ThreadService("th_o", ThreadStore(state), ENGINE, effects,
+                              SETTINGS).activated())
+    assert effects.announced == []
+
+
+def test_announcements_that_failed_go_out_with_the_next_commit() -> None:
+    state = MemoryState()
+    effects = MemoryEffects(state, failing_announcements=True)
+    service = ThreadService("th_f", ThreadStore(state), ENGINE, effects, SETTINGS)
+    asyncio.run(service.create(CreateThread(agent="bench", owner="ann")))
+    say(service, wait=True)
+    failed = [e.id for e, _ in effects.announced]
+    effects.failing_announcements = False
+    second = say(service, "And order 1002?", wait=True).run.run_id
+    sent = [e.id for e, _ in effects.announced[len(failed):]]
+    assert sent[:2] == failed and sent[2:] == [f"{second}.0", sent[-1]]
+    assert set(sent[2:] + failed) >= set(state.committed[RECORD_KEY]["outbox"])
+    assert not any(key.startswith("announce.") for key in state.committed)

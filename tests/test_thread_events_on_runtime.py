@@ -129,3 +129,56 @@ def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
         if crm is not None:
             crm.stop()
         receiver.stop()
+
+
+def test_webhooks_go_out_when_the_thread_events_cannot(dapr_bin: Path, tmp_path: Path,
+                                                       redis_server: str) -> None:
+    """The thread events' topic refuses the host (the component's publishingScopes allow
+    it the webhooks' topic only): every webhook delivery still goes out, signed."""
+    agents, resources = tmp_path / "agents", tmp_path / "resources"
+    agents.mkdir()
+    resources.mkdir()
+    port = free_port()
+    (agents / "notifier.json").write_text(json.dumps(notifier(port)))
+    suffix = uuid.uuid4().hex[:10]
+    local_secret_store(resources, {"notifier-webhook": {"signing-key": KEY}})
+    (resources / "scoped.yaml").write_text(json.dumps({
+        "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "scopedevents"},
+        "spec": {"type": "pubsub.redis", "version": "v1", "metadata": [
+            {"name": "redisHost", "value": redis_server},
+            {"name": "publishingScopes", "value": f"threads-{suffix}=thread-webhooks"}]}}))
+    dirs = [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]
+    config = make_stack_config(dapr_bin, tmp_path, suffix, profile="redis",
+                               env={"THREADHOST_AGENTS_DIRS": json.dumps(dirs),
+                                    "THREADHOST_SECRET_STORE": "localsecrets",
+                                    "THREADHOST_THREAD_EVENTS_PUBSUB": "scopedevents",
+                                    "THREADHOST_REDIS_HOST": redis_server})
+    config.extra_resources.append(resources)
+    receiver = Process("webhook-receiver", ["python", "-m", "tests.fakes.webhook_receiver",
+                                            str(port), KEY, "0"], tmp_path / "logs",
+                       cwd=PROJECT_ROOT)
+    try:
+        receiver.wait_http_ok(f"http://127.0.0.1:{port}/health", 30)
+        with Stack(config, split=True) as stack:
+            api = Api(stack.api.url)
+            made = api.http.post("/v1/threads", json={
+                "agent": "notifier", "webhook_url": f"http://127.0.0.1:{port}/hook"})
+            assert made.status_code == 201, made.text
+            thread = made.json()["id"]
+            run = api.http.post(f"/v1/threads/{thread}/messages",
+                                json={"content": "Where is order 1001?"}).json()["run"]
+            assert run["status"] == "requires_action"
+
+            def taken() -> list[dict] | None:
+                seen = httpx.get(f"http://127.0.0.1:{port}/seen").json()
+                return seen if len(seen) >= 2 else None
+
+            attempts = wait_for(taken, 30, "the webhook to get the run's two events")
+            assert [json.loads(a["body"])["type"] for a in attempts] == TYPES[:2]
+            assert all(a["valid"] and a["taken"] for a in attempts), attempts
+            # ...while the thread events' topic refused every one of them.
+            wait_for(lambda: "thread-events of event" in stack.apps[0].app.log_tail(200),
+                     30, "the host to give up on the thread events")
+    finally:
+        receiver.stop()

@@ -122,6 +122,13 @@ class PooledActorClient(DaprActorClientBase):
                                          data: bytes) -> None:
         await self._send("PUT", _actor(actor_type, actor_id) + "/state", data)
 
+    async def delete_actor_state(self, actor_type: str, actor_id: str,
+                                 keys: list[str]) -> None:
+        """Removes keys of an actor in one transaction (none: no call)."""
+        if keys:
+            await self.save_state_transactionally(actor_type, actor_id, json.dumps(
+                [{"operation": "delete", "request": {"key": key}} for key in keys]).encode())
+
     async def get_state(self, actor_type: str, actor_id: str, name: str) -> bytes:
         return await self._send("GET", _actor(actor_type, actor_id, (name, "state key"), "state"))
 

@@ -1,7 +1,8 @@
 """A webhook receiver that fails the first two attempts at each event (503), then takes
 it, checking its signature with the official Standard Webhooks library and the secret it
 was given, as docs/events.md tells a receiver to. Run as
-`python -m tests.fakes.webhook_receiver PORT SECRET`; `GET /seen` lists every attempt."""
+`python -m tests.fakes.webhook_receiver PORT SECRET [REFUSED]` (REFUSED: attempts refused
+before one is taken, 2 unless given); `GET /seen` lists every attempt."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 app = FastAPI()
 seen: list[dict] = []
 SECRET = sys.argv[2] if len(sys.argv) > 2 else "whsec_"
+# How many attempts at each event it refuses before it takes one.
+REFUSED = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 
 
 def verified(body: bytes, headers: dict[str, str]) -> bool:
@@ -36,8 +39,8 @@ async def hook(request: Request) -> Response:
     attempt = 1 + sum(1 for s in seen if s["id"] == event_id)
     seen.append({"id": event_id, "attempt": attempt, "body": body.decode(),
                  "valid": verified(body, dict(request.headers)),
-                 "taken": attempt > 2})
-    return Response(status_code=204 if attempt > 2 else 503)
+                 "taken": attempt > REFUSED})
+    return Response(status_code=204 if attempt > REFUSED else 503)
 
 
 @app.get("/seen")
