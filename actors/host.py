@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from dapr.actor.runtime.config import ActorRuntimeConfig, ActorTypeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
@@ -17,7 +18,8 @@ from actors.owner_actor import Owner
 from actors.reader_actor import READER_ACTOR_TYPE, ThreadReader
 from actors.thread_actor import Thread
 from actors.watchdog import watchdog_routes
-from actors.webhook_delivery import mount_webhook_delivery
+from actors.webhook_delivery import JOB_PREFIX as WEBHOOK_JOBS
+from actors.webhook_delivery import later_attempt, mount_webhook_delivery
 from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
@@ -46,8 +48,9 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
         return {"status": "SUCCESS"}
 
     app.include_router(stats)
-    app.include_router(watchdog_routes(settings.run_watchdog_seconds))
-    mount_webhook_delivery(app, settings)
+    deliverer = mount_webhook_delivery(app, settings)
+    app.include_router(watchdog_routes(settings.run_watchdog_seconds, {
+        WEBHOOK_JOBS: partial(later_attempt, deliverer)}))
     return DaprActor(app)
 
 

@@ -19,8 +19,9 @@ that finds no running run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from actors.contract import WatchdogFired
 from actors.interface import ACTOR_TYPE
@@ -51,14 +52,24 @@ async def clear_watchdog(client: PooledActorClient, thread_id: str) -> None:
     await client.delete_job(job_name(thread_id))
 
 
-def watchdog_routes(period_seconds: float) -> APIRouter:
+# Other jobs of this app, by the prefix of their names: what handles one that fired.
+JobHandler = Callable[[Request], Awaitable[None]]
+
+
+def watchdog_routes(period_seconds: float, others: dict[str, JobHandler] | None = None,
+                    ) -> APIRouter:
     """The route daprd calls when a job of this app fires (`/job/<name>`, daprd's own:
-    threadhost/app.py lets only the app's daprd reach it)."""
+    threadhost/app.py lets only the app's daprd reach it): the watchdogs', and `others`
+    (the webhook deliverer's later attempts)."""
     routes = APIRouter()
     limit = min(CALL_LIMIT_SECONDS, period_seconds)
 
     @routes.post("/job/{name}", include_in_schema=False)
-    async def job_fired(name: str) -> dict[str, str]:
+    async def job_fired(name: str, request: Request) -> dict[str, str]:
+        for prefix, handler in (others or {}).items():
+            if name.startswith(prefix):
+                await handler(request)
+                return {}
         if not name.startswith(JOB_PREFIX):
             log.warning("job %r fired: not one of threadhost's", name)
             return {}

@@ -1,30 +1,40 @@
 """The actor host's webhook deliverer: a Dapr pub/sub subscriber that POSTs each event to
 its webhook, signed (engine/webhooks.py), never inside a thread's turn.
 
-A delivery that is not taken (no answer, or an answer other than 2xx) is answered RETRY:
-daprd tries it again with backoff, by the Resiliency policy of the `threadevents`
-component (components/*/resiliency.yaml), and a Redis stream keeps it pending across
-restarts of the host, so it is delivered at least once, with the same `webhook-id` each
-time. One that is never taken ends on the dead-letter topic `<webhooks_topic>-dead`.
-All the actor hosts share one consumer group (their app-id): each delivery goes to one.
+A delivery is tried once when it arrives. One not taken (no answer in time, or an answer
+other than 2xx) is tried again later by a Dapr job of this app, backing off (0.5 s, 1 s,
+2 s, ... up to a minute apart, MAX_ATTEMPTS in all, about ten minutes), so it stays due
+across restarts of every host, with the same `webhook-id` each time: at least once. The
+pub/sub delivery is answered at once either way, so no subscriber worker waits on a
+destination, and a destination that failed is left alone for a while (its deliveries
+wait for their next attempt without a connection made): one slow or failing destination
+holds up nobody else's deliveries. A delivery that can never be made (a URL that is not
+one, a signing secret that is not one) and one whose attempts ran out go to the
+dead-letter topic `<webhooks_topic>-dead` at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
 from actors.engine.events import WebhookDelivery
-from actors.engine.webhooks import signature
+from actors.engine.webhooks import UnusableUrl, WebhookTarget, signature
 from actors.service_mesh import DaprMesh
+from threadhost.actor_client import shared_actor_client
 from threadhost.settings import Settings
 
 log = logging.getLogger(__name__)
+
+JOB_PREFIX = "webhook-"
+MAX_ATTEMPTS = 16
+FIRST_PAUSE, LONGEST_PAUSE = 0.5, 60.0
 
 
 class DeliveryEnvelope(BaseModel):
@@ -34,46 +44,164 @@ class DeliveryEnvelope(BaseModel):
     data: WebhookDelivery
 
 
-def mount_webhook_delivery(app: FastAPI, settings: Settings) -> None:
+class LaterAttempt(BaseModel):
+    """A job's data: the delivery, and which attempt this is."""
+
+    delivery: WebhookDelivery
+    attempt: int
+
+
+class Undeliverable(Exception):
+    """A delivery that no later attempt can make: it goes to the dead-letter topic."""
+
+
+def pause_before(attempt: int) -> float:
+    return min(FIRST_PAUSE * 2 ** (attempt - 2), LONGEST_PAUSE)
+
+
+class Destinations:
+    """How each destination (scheme, host, port) fares on this host: one that failed is
+    left alone until its pause is over (doubling with each failure, a minute at most),
+    and one is sent at most IN_FLIGHT deliveries at once (a slow one holds no more)."""
+
+    IN_FLIGHT = 2
+
+    def __init__(self) -> None:
+        self._failing: dict[tuple[str, str, int], tuple[int, float]] = {}
+        self._sending: dict[tuple[str, str, int], int] = {}
+
+    def take(self, target: WebhookTarget) -> bool:
+        """Whether a delivery may go to it now (then `done` must follow)."""
+        where = self._of(target)
+        _, until = self._failing.get(where, (0, 0.0))
+        if time.monotonic() < until or self._sending.get(where, 0) >= self.IN_FLIGHT:
+            return False
+        self._sending[where] = self._sending.get(where, 0) + 1
+        return True
+
+    def done(self, target: WebhookTarget, taken: bool) -> None:
+        where = self._of(target)
+        self._sending[where] -= 1
+        if not self._sending[where]:
+            del self._sending[where]
+        if taken:
+            self._failing.pop(where, None)
+            return
+        failures, _ = self._failing.get(where, (0, 0.0))
+        self._failing[where] = (
+            failures + 1, time.monotonic() + min(FIRST_PAUSE * 2 ** failures, LONGEST_PAUSE))
+
+    @staticmethod
+    def _of(target: WebhookTarget) -> tuple[str, str, int]:
+        return target.scheme, target.host, target.port
+
+
+class WebhookDeliverer:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self._settings, self._http = settings, http
+        self._mesh = DaprMesh(settings.secret_store)
+        self._destinations = Destinations()
+        self.dead_topic = f"{settings.webhooks_topic}-dead"
+
+    async def attempt(self, delivery: WebhookDelivery, attempt: int) -> None:
+        """One attempt; not taken, the next is scheduled (raises on a scheduler that
+        cannot take it: the caller's daprd then tries this one again)."""
+        try:
+            if await self._taken(delivery):
+                return
+        except Undeliverable as exc:
+            await self._dead(delivery, str(exc))
+            return
+        if attempt >= MAX_ATTEMPTS:
+            await self._dead(delivery, f"not taken in {MAX_ATTEMPTS} attempts")
+            return
+        await shared_actor_client().schedule_job(_job_name(delivery), {
+            "dueTime": f"{pause_before(attempt + 1):g}s", "overwrite": True,
+            "data": LaterAttempt(delivery=delivery,
+                                 attempt=attempt + 1).model_dump(mode="json")})
+
+    async def _taken(self, delivery: WebhookDelivery) -> bool:
+        try:
+            target = WebhookTarget.of(delivery.url)
+        except UnusableUrl as exc:
+            raise Undeliverable(f"its URL cannot be delivered to: {exc}") from None
+        try:
+            key = (await self._mesh.secret(delivery.secret))[delivery.key]
+        except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: later
+            log.warning("webhook of agent %s: no signing key (%s): tried again later",
+                        delivery.agent, type(exc).__name__)
+            return False
+        body = delivery.event.model_dump_json().encode()
+        stamp = int(time.time())
+        try:
+            signed = signature(key, delivery.event.id, stamp, body)
+        except ValueError as exc:
+            raise Undeliverable(f"its signing secret: {exc}") from None
+        headers = {"content-type": "application/cloudevents+json",
+                   "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
+                   "webhook-signature": signed}
+        if not self._destinations.take(target):
+            return False  # resting after a failure, or busy with others: later
+        taken = False
+        try:
+            answer = await self._http.post(delivery.url, content=body, headers=headers)
+            taken = answer.is_success
+            outcome = f"answered {answer.status_code}"
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        finally:
+            self._destinations.done(target, taken)
+        if taken:
+            return True
+        log.warning("webhook %s: event %s not taken (%s): tried again later",
+                    _where(target), delivery.event.id, outcome)
+        return False
+
+    async def _dead(self, delivery: WebhookDelivery, why: str) -> None:
+        log.error("webhook of agent %s: event %s dead-lettered: %s", delivery.agent,
+                  delivery.event.id, why)
+        await shared_actor_client().publish(self._settings.thread_events_pubsub,
+                                            self.dead_topic,
+                                            delivery.model_dump_json().encode())
+
+
+def _job_name(delivery: WebhookDelivery) -> str:
+    """One job per event and URL: a delivery's attempts replace each other."""
+    digest = hashlib.sha256(f"{delivery.event.id}\n{delivery.url}".encode()).hexdigest()
+    return JOB_PREFIX + digest[:32]
+
+
+def mount_webhook_delivery(app: FastAPI, settings: Settings) -> WebhookDeliverer:
+    # Made with the app, not on the event loop: a client builds its TLS context.
+    deliverer = WebhookDeliverer(settings,
+                                 httpx.AsyncClient(timeout=settings.webhook_timeout_seconds))
     app.state.subscriptions.append({"pubsubname": settings.thread_events_pubsub,
                                     "topic": settings.webhooks_topic,
                                     "route": "/internal/webhooks",
-                                    "deadLetterTopic": f"{settings.webhooks_topic}-dead"})
-    mesh = DaprMesh(settings.secret_store)
+                                    "deadLetterTopic": deliverer.dead_topic})
     router = APIRouter()
-    # Made with the app, not on the event loop: a client builds its TLS context.
-    client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
 
     @router.post("/internal/webhooks", include_in_schema=False)
     async def deliver(envelope: DeliveryEnvelope) -> dict[str, Any]:
-        delivery = envelope.data
         try:
-            key = (await mesh.secret(delivery.secret))[delivery.key]
-        except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: retried
-            log.warning("webhook of agent %s: no signing key (%s): retried later",
-                        delivery.agent, type(exc).__name__)
-            return {"status": "RETRY"}
-        body = delivery.event.model_dump_json().encode()
-        stamp = int(time.time())
-        headers = {"content-type": "application/cloudevents+json",
-                   "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
-                   "webhook-signature": signature(key, delivery.event.id, stamp, body)}
-        try:
-            answer = await client.post(delivery.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.warning("webhook %s: event %s not delivered (%s): retried later",
-                        _where(delivery.url), delivery.event.id, type(exc).__name__)
-            return {"status": "RETRY"}
-        if not answer.is_success:
-            log.warning("webhook %s: event %s answered %d: retried later",
-                        _where(delivery.url), delivery.event.id, answer.status_code)
+            await deliverer.attempt(envelope.data, 1)
+        except Exception as exc:  # noqa: BLE001 - the next attempt could not be scheduled
+            log.warning("webhook delivery %s: its next attempt could not be scheduled (%s)",
+                        envelope.data.event.id, type(exc).__name__)
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}
 
     app.include_router(router)
+    return deliverer
 
 
-def _where(url: str) -> str:
-    """A webhook's URL without its path and query, which may hold a token."""
-    parts = httpx.URL(url)
-    return f"{parts.scheme}://{parts.host}{':' + str(parts.port) if parts.port else ''}"
+async def later_attempt(deliverer: WebhookDeliverer, request: Request) -> None:
+    """A job of the deliverer fired (actors/watchdog.py's job route hands it here); a
+    failure to schedule the next attempt fails the firing, which the scheduler repeats."""
+    later = LaterAttempt.model_validate_json(await request.body())
+    await deliverer.attempt(later.delivery, later.attempt)
+
+
+def _where(target: WebhookTarget) -> str:
+    """A webhook's destination without its path and query, which may hold a token."""
+    return f"{target.scheme}://{target.host}:{target.port}"

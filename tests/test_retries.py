@@ -49,6 +49,8 @@ class DroppingProxy:
                 client, _ = self._server.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed: stopped
+                return
             threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:

@@ -1,6 +1,7 @@
 """Another team's microservice that hears threadhost's thread events through Dapr pub/sub,
-with a programmatic subscription. Run as `python -m tests.fakes.event_subscriber PORT`;
-`GET /seen` gives the CloudEvents it got, in the order it got them."""
+with a programmatic subscription. Run as `python -m tests.fakes.event_subscriber PORT
+[TOPIC]` (thread-events unless given); `GET /seen` gives the CloudEvents it got, in the
+order it got them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 
 app = FastAPI()
 seen: list[dict] = []
+TOPIC = sys.argv[2] if len(sys.argv) > 2 else "thread-events"
 
 
 @app.get("/health")
@@ -20,7 +22,7 @@ async def health() -> dict:
 
 @app.get("/dapr/subscribe")
 async def subscribe() -> list[dict]:
-    return [{"pubsubname": "threadevents", "topic": "thread-events", "route": "/events"}]
+    return [{"pubsubname": "threadevents", "topic": TOPIC, "route": "/events"}]
 
 
 @app.post("/events")
