@@ -167,6 +167,19 @@ class ActorEffects:
     async def forget_thread(self, owner: str) -> None:
         await self._owner(owner).RemoveThread({"thread_id": self._thread_id})
 
+    async def take_run_slot(self, owner: str, limit: int) -> bool:
+        answer = await self._owner(owner).Admit({"run": True, "max_runs": limit})
+        return bool(answer.get("allowed"))
+
+    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
+        answer = await self._owner(owner).SetFollowups({
+            "thread_id": self._thread_id, "count": count, "limit": limit})
+        return bool(answer.get("allowed"))
+
+    def followups_counted(self, owner: str, count: int) -> None:
+        self._in_background(self._owner(owner).SetFollowups({
+            "thread_id": self._thread_id, "count": count}))
+
     def run_slot(self, owner: str, taken: bool) -> None:
         proxy = self._owner(owner)
         self._in_background(proxy.Admit({"run": True}) if taken else proxy.RunEnded({}))

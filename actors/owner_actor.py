@@ -48,6 +48,9 @@ class OwnerInterface(ActorInterface):
     @actormethod(name="RunEnded")
     async def run_ended(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="SetFollowups")
+    async def set_followups(self, request: Payload) -> Payload: ...
+
 
 class Owner(Actor, OwnerInterface):
     """Registered as actor type `Owner`."""
@@ -77,7 +80,12 @@ class Owner(Actor, OwnerInterface):
         return {"status": "ok"}
 
     async def remove_thread(self, request: Payload) -> Payload:
-        """Rewrites the page holding it; the count keeps the slot, so pages stay aligned."""
+        """Rewrites the page holding it; the count keeps the slot, so pages stay aligned.
+        Its follow-ups no longer count against the owner's."""
+        _, counts = await self._state_manager.try_get_state("followups")
+        if counts and request.get("thread_id") in counts:
+            await self._state_manager.set_state("followups", {
+                t: n for t, n in counts.items() if t != request.get("thread_id")})
         for index in range(await self._pages()):
             _, page = await self._state_manager.try_get_state(f"threads.{index}")
             kept = [t for t in page or [] if t["id"] != request.get("thread_id")]
@@ -114,3 +122,22 @@ class Owner(Actor, OwnerInterface):
     async def run_ended(self, request: Payload) -> Payload:
         self._runs = max(0, self._runs - 1)
         return {"status": "ok"}
+
+    async def set_followups(self, request: Payload) -> Payload:
+        """A thread now has `count` follow-ups scheduled: allowed unless it has more than
+        before and the owner's total would pass `limit` (0: no bound). Kept by thread,
+        so a repeated or lost call is put right by the thread's next one; only threads
+        with some are kept, so the map holds `limit` threads at most."""
+        thread, count = str(request["thread_id"]), int(request["count"])
+        limit = int(request.get("limit", 0))
+        _, counts = await self._state_manager.try_get_state("followups")
+        counts = dict(counts or {})
+        others = sum(n for t, n in counts.items() if t != thread)
+        if limit and count > counts.get(thread, 0) and others + count > limit:
+            return {"allowed": False, "scheduled": others + counts.get(thread, 0)}
+        if count:
+            counts[thread] = count
+        else:
+            counts.pop(thread, None)
+        await self._state_manager.set_state("followups", counts)
+        return {"allowed": True}

@@ -221,9 +221,18 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return True
 
 
+# Whether the thread's owner may have this many follow-ups on the thread (and, if so,
+# they are counted as the owner's).
+FollowupsAllowed = Callable[[int], Awaitable[bool]]
+OWNER_FULL = ("the user has as many follow-ups scheduled across their conversations as "
+              "they may have: cancel one first")
+
+
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
                   check_fence: Callable[[], Awaitable[None]],
-                  on_delta: OnDelta | None = None) -> tuple[RunRecord, list[RunEvent]]:
+                  on_delta: OnDelta | None = None,
+                  followups_allowed: FollowupsAllowed | None = None,
+                  ) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step and writes its checkpoint through the store (committed
     when the actor saves); returns the run and the new events."""
     context = await read_context(store, record, run, engine)
@@ -272,7 +281,12 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
         if not (asked := _of_kind(run, step.calls, "followup")):
             return await traced(step)
         # Follow-up tools act on the thread itself; the batch's other calls run as usual.
-        record, answered = _followups(record, asked, engine.max_followups)
+        after, answered = _followups(record, asked, engine.max_followups)
+        if (len(after.followups) > len(record.followups) and followups_allowed is not None
+                and not await followups_allowed(len(after.followups))):
+            # Over the owner's bound: no new one (cancels and lists still go through).
+            after, answered = _followups(record, asked, len(record.followups), OWNER_FULL)
+        record = after
         rest = [call for call in step.calls if call.call_id not in answered]
         for message in (await traced(RunTools(calls=rest))).messages if rest else []:
             answered[message.call_id] = message
@@ -325,13 +339,13 @@ def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
 
 
 def _followups(record: ThreadRecord, calls: list[ToolCall], limit: int,
-               ) -> tuple[ThreadRecord, dict[str, Message]]:
+               full: str | None = None) -> tuple[ThreadRecord, dict[str, Message]]:
     """Carries out the calls of follow-up tools on the thread's follow-ups; the thread
     service registers (and drops) their reminders before the step is committed."""
     followups, answered = record.followups, {}
     for call in calls:
         followups, answered[call.call_id] = answer_call(call, followups, limit,
-                                                        datetime.now(UTC))
+                                                        datetime.now(UTC), full)
     return record.model_copy(update={"followups": followups}), answered
 
 

@@ -65,6 +65,17 @@ class Effects(Protocol):
     async def forget_thread(self, owner: str) -> None:
         """Drops the (expired) thread from its owner's list."""
 
+    async def take_run_slot(self, owner: str, limit: int) -> bool:
+        """Takes one of the owner's concurrent-run slots if one of `limit` is free."""
+
+    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
+        """Tells the owner this thread has `count` follow-ups: refused (and not counted)
+        if that is more than before and takes the owner past `limit`."""
+
+    def followups_counted(self, owner: str, count: int) -> None:
+        """Tells the owner this thread has `count` follow-ups now (fewer than before),
+        off the turn's critical path."""
+
     def run_slot(self, owner: str, taken: bool) -> None:
         """Takes or hands back one of the owner's concurrent-run slots."""
 

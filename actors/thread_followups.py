@@ -56,6 +56,11 @@ class ThreadFollowups:
             followup = new_followup(request.when, request.note, "api", now)
         except FollowupError as exc:
             return Invalid(detail=str(exc))
+        if not await self._owner_followups(record, len(record.followups) + 1):
+            most = self._settings.max_followups_per_owner
+            return TooManyFollowups(detail=f"the owner has {most} follow-ups scheduled "
+                                           f"across their threads, the most they may have: "
+                                           f"cancel one first")
         await self._remind(followup, now)
         await self._store.save_record(record.model_copy(
             update={"followups": [*record.followups, followup]}))
@@ -87,23 +92,33 @@ class ThreadFollowups:
 
     async def followup_due(self: ThreadService, followup_id: str) -> None:
         """A follow-up's reminder fired: its run starts (or is found, if this firing is a
-        repeat), then the follow-up moves to its next time or is done."""
+        repeat), then the follow-up moves to its next time or is done. While one of the
+        thread's follow-ups already has a run waiting to start, or its owner has no run
+        slot free, it starts none: it is put off (engine/followups.py, `put_off`), so
+        follow-ups never pile up runs in a queue."""
         record = await self._store.record()
         followup = next((f for f in record.followups if f.followup_id == followup_id),
                         None) if record is not None else None
         if record is None or followup is None:  # cancelled, or the thread is gone
             return
-        answer = await self._admit(
-            PostMessage(text=followup.note, owner=record.owner, on_active=record.on_active,
-                        idempotency_key=f"followup:{followup_id}:{followup.fired}"),
-            origin="followup")
-        run_id = answer.run.run_id if isinstance(answer, RunAnswer) else None
-        if run_id is None:
-            log.warning("follow-up %s came due but started no run: %s", followup_id,
-                        getattr(answer, "detail", answer))
-        record = await self._store.record()
         now = datetime.now(UTC)
-        later = followup.after_firing(now)
+        key = f"followup:{followup_id}:{followup.fired}"
+        skipped = None if key in record.idempotency else await self._held_back(record)
+        run_id = None
+        if skipped is None:
+            answer = await self._admit(
+                PostMessage(text=followup.note, owner=record.owner,
+                            on_active=record.on_active, idempotency_key=key),
+                origin="followup")
+            run_id = answer.run.run_id if isinstance(answer, RunAnswer) else None
+            if run_id is None:
+                skipped = str(getattr(answer, "detail", "") or answer.outcome)
+                if self._settings.max_concurrent_runs:  # the slot it took goes back
+                    self._effects.run_slot(record.owner, taken=False)
+        if skipped is not None:
+            log.warning("follow-up %s came due but started no run: %s", followup_id, skipped)
+        record = await self._store.record()
+        later = followup.after_firing(now) if skipped is None else followup.put_off(now)
         if later is not None:
             await self._remind(later, now)
         await self._store.save_record(record.model_copy(update={"followups": [
@@ -114,11 +129,23 @@ class ThreadFollowups:
         except UnknownAgent:
             agent = None
         if agent is not None:  # announced with the commit that records the firing
-            event = followup_fired(self.thread_id, record.owner, agent.name, followup, run_id)
+            event = followup_fired(self.thread_id, record.owner, agent.name, followup, run_id,
+                                   skipped)
             self._announcements.add(Announcement(event=event,
                                                  deliveries=deliveries(record, agent, event)))
         await self._commit()
         log.info("follow-up %s came due: run %s", followup_id, run_id)
+
+    async def _held_back(self: ThreadService, record: ThreadRecord) -> str | None:
+        """Why a follow-up that came due starts no run now, if it may not."""
+        for run_id in record.queue:
+            queued = await self._store.run(run_id)
+            if queued is not None and queued.input_origin == "followup":
+                return "a follow-up's run already waits to start on this thread"
+        limit = self._settings.max_concurrent_runs
+        if limit and not await self._effects.take_run_slot(record.owner, limit):
+            return "its owner has every run slot taken"
+        return None
 
     async def _followups_changed(self: ThreadService, before: list[Followup],
                                  after: ThreadRecord | None) -> None:

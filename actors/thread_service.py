@@ -99,6 +99,8 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         self.thread_id = thread_id
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._announcements = Announcements(store)
+        # How many follow-ups of this thread its owner counts (None: not known yet).
+        self._followups_known: int | None = None
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
         self._checkpoints = Checkpoints(self._commit, self._to_gateways, self._budget)
@@ -114,6 +116,8 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """A run its previous host left running goes on; one queued behind a run that
         ended starts."""
         record = await self._store.record()
+        if record is not None:
+            self._followups_known = len(record.followups)
         if record is not None and (leftovers := await self._announcements.leftovers(record)):
             # Committed, and maybe never sent: their host died before they went out.
             self._effects.announce(leftovers, self._announcements.handed_out(leftovers))
@@ -183,8 +187,9 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         record, run, events = await enqueue(self._store, record, request.text,
                                             f"run_{uuid.uuid4().hex}", agent, tools,
                                             request.parent, origin)
-        if (request.parent is not None or origin != "user") and self._settings.max_concurrent_runs:
-            # Nobody admitted it at a gateway; it hands its slot back when it stops.
+        if request.parent is not None and self._settings.max_concurrent_runs:
+            # Nobody admitted it at a gateway (a follow-up's took it when it came due);
+            # it hands its slot back when it stops.
             self._effects.run_slot(record.owner, taken=True)
         if key:
             record = _remember(record, key, run.run_id)
@@ -381,7 +386,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         try:
             try:
                 run, events = await advance(self._store, record, run, self._engine, fenced,
-                                            deltas)
+                                            deltas, partial(self._owner_followups, record))
             finally:
                 self._checkpoints.release()
         except (StaleStep, StepAborted) as thrown_away:
@@ -513,6 +518,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         renewed the thread's retention moves its erase reminder to the keys' new expiry."""
         announcements = await self._announcements.before_commit()
         await self._effects.commit()
+        self._followups_committed()
         if announcements:
             self._effects.announce(announcements,
                                    self._announcements.handed_out(announcements))
@@ -522,6 +528,26 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._effects.watch()
         if (renewal := self._store.take_renewal()) is not None:
             self._effects.renewed(*renewal)
+
+    async def _owner_followups(self, record: ThreadRecord, count: int) -> bool:
+        """Whether the owner may have `count` follow-ups on this thread (then counted)."""
+        limit = self._settings.max_followups_per_owner
+        if not limit:
+            return True
+        if not await self._effects.followups_allowed(record.owner, count, limit):
+            return False
+        self._followups_known = count
+        return True
+
+    def _followups_committed(self) -> None:
+        """Fewer follow-ups committed than the owner counts (cancelled, done): told."""
+        record = self._store.latest
+        if record is None or not self._settings.max_followups_per_owner:
+            return
+        count = len(record.followups)
+        if self._followups_known is not None and count < self._followups_known:
+            self._effects.followups_counted(record.owner, count)
+        self._followups_known = count
 
     def _forget_unsaved(self) -> None:
         """The turn's writes were thrown away: what they would have announced too."""

@@ -75,6 +75,10 @@ class MemoryEffects:
     announced: list[tuple[Any, list[Any]]] = field(default_factory=list)
     # Announcements fail to go out (a sidecar down): they stay stored, to be sent again.
     failing_announcements: bool = False
+    # The owner's run slots left (None: no bound), and its follow-ups by thread ("this"
+    # is the service's own thread; a test sets the others).
+    slots_free: int | None = None
+    owner_followups: dict[str, int] = field(default_factory=dict)
     # Follow-up reminders registered: name -> due in.
     reminders: dict[str, timedelta] = field(default_factory=dict)
 
@@ -137,6 +141,22 @@ class MemoryEffects:
 
     def forget_followup(self, name: str) -> None:
         self.reminders.pop(name, None)
+
+    async def take_run_slot(self, owner: str, limit: int) -> bool:
+        if self.slots_free is not None and self.slots_free <= 0:
+            return False
+        self.slots.append((owner, True))
+        return True
+
+    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
+        others = sum(n for t, n in self.owner_followups.items() if t != "this")
+        if count > self.owner_followups.get("this", 0) and others + count > limit:
+            return False
+        self.owner_followups["this"] = count
+        return True
+
+    def followups_counted(self, owner: str, count: int) -> None:
+        self.owner_followups["this"] = count
 
     def run_slot(self, owner: str, taken: bool) -> None:
         self.slots.append((owner, taken))

@@ -163,3 +163,72 @@ def test_deleting_the_thread_drops_its_follow_ups_reminders() -> None:
     assert effects.reminders
     asyncio.run(service.delete(DeleteThread(owner="ann")))
     assert not effects.reminders
+
+
+def test_an_owner_has_a_bounded_number_of_follow_ups_across_threads() -> None:
+    """The owner already has 999 elsewhere, of at most 1,000: one more, then none, from
+    the API and from the agent's tool alike; a cancelled one frees its place."""
+    service, effects, _ = keeper()
+    effects.owner_followups["other threads"] = SETTINGS.max_followups_per_owner - 1
+    first = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="P1D", note="one", owner="ann")))
+    assert isinstance(first, FollowupAnswer)
+    refused = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="P2D", note="two", owner="ann")))
+    assert isinstance(refused, TooManyFollowups) and "1000" in refused.detail
+    answer = say(service, "Tell me when order 1001 ships", wait=True)
+    result = next(m for m in answer.messages if m.kind == "tool_result")
+    assert result.is_error and "across their conversations" in result.content
+    assert len(asyncio.run(service.list_followups(ListFollowups(owner="ann"))).followups) == 1
+    asyncio.run(service.cancel_followup(CancelFollowup(
+        followup_id=first.followup.followup_id, owner="ann")))
+    assert effects.owner_followups["this"] == 0  # told, after the commit
+    assert isinstance(asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="P2D", note="two", owner="ann"))), FollowupAnswer)
+
+
+def test_a_follow_up_due_while_its_owner_has_no_run_slot_is_put_off_not_queued() -> None:
+    settings = SETTINGS.model_copy(update={"max_concurrent_runs": 1})
+    state = MemoryState()
+    effects = MemoryEffects(state, slots_free=0)
+    service = ThreadService("th_slots", ThreadStore(state), ENGINE, effects, settings)
+    asyncio.run(service.create(CreateThread(agent="keeper", owner="ann")))
+    once = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="PT1H", note="once", owner="ann"))).followup
+    daily = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="every P1D", note="daily", owner="ann"))).followup
+    for followup in (once, daily):
+        asyncio.run(service.reminder(f"followup.{followup.followup_id}", ""))
+    record = asyncio.run(service._store.record())
+    assert record.runs_created == 0 and record.queue == []  # no run, none queued
+    kept = {f.note: f for f in record.followups}
+    assert kept["once"].deferred == 1  # a minute later
+    assert kept["once"].due_at - datetime.now(UTC) <= timedelta(minutes=1)
+    assert kept["daily"].fired == 1 and kept["daily"].deferred == 0  # its next day
+    skipped = [e.data["skipped"] for e, _ in effects.announced
+               if e.type == "threadhost.followup.fired"]
+    assert skipped == ["its owner has every run slot taken"] * 2
+    # A slot frees up: the put-off one starts its run when it comes due again.
+    effects.slots_free = None
+    asyncio.run(service.reminder(f"followup.{once.followup_id}", ""))
+    assert asyncio.run(service._store.record()).runs_created == 1
+
+
+def test_follow_ups_never_pile_up_runs_behind_a_waiting_run() -> None:
+    """A run waits for days (an approval); a follow-up every minute queues one run, not
+    one a minute."""
+    state = MemoryState()
+    service = ThreadService("th_pile", ThreadStore(state), ENGINE, MemoryEffects(state),
+                            SETTINGS)
+    asyncio.run(service.create(CreateThread(agent="approvals", owner="ann")))
+    asyncio.run(service.post_message(PostMessage(text="Cancel order 1002", owner="ann",
+                                                 wait=True)))
+    assert asyncio.run(service._store.record()).active_run is not None
+    every = asyncio.run(service.schedule_followup(ScheduleFollowup(
+        when="every PT1M", note="check", owner="ann"))).followup
+    for _ in range(5):
+        asyncio.run(service.reminder(f"followup.{every.followup_id}", ""))
+    record = asyncio.run(service._store.record())
+    assert len(record.queue) == 1
+    [kept] = record.followups
+    assert kept.fired == 5

@@ -55,8 +55,10 @@ class Settings(BaseSettings):
     # Per caller, across gateway replicas; 0 turns a limit off (the local default).
     rate_limit_per_minute: int = Field(default=0, ge=0)
     max_concurrent_runs: int = Field(default=0, ge=0)
-    # Follow-ups one thread may have scheduled at once (by its agent and through the API).
+    # Follow-ups one thread may have scheduled at once (by its agent and through the API),
+    # and one owner across all their threads (0: no bound).
     max_followups: int = Field(default=16, ge=0, le=256)
+    max_followups_per_owner: int = Field(default=1000, ge=0)
     # Streams (server-sent events) one caller may hold open at once on one gateway replica.
     max_streams_per_caller: int = Field(default=32, ge=0)
     # Dapr app-ids allowed to call the gateway by service invocation.

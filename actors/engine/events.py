@@ -76,15 +76,18 @@ def run_announcements(owner: str, run: RunRecord, events: list[RunEvent]) -> lis
 
 
 def followup_fired(thread_id: str, owner: str, agent: str, followup: Followup,
-                   run_id: str | None) -> ThreadEvent:
+                   run_id: str | None, skipped: str | None = None) -> ThreadEvent:
+    """A follow-up came due: the run it started, or (`run_id` None) why it started none
+    (`skipped`: it is put off, or waits for its next time)."""
+    deferred = f".{followup.deferred}" if followup.deferred else ""
     return ThreadEvent(
-        id=f"{followup.followup_id}.{followup.fired}", source=_source(thread_id),
+        id=f"{followup.followup_id}.{followup.fired}{deferred}", source=_source(thread_id),
         type="threadhost.followup.fired", subject=f"{thread_id}/{followup.followup_id}",
         time=datetime.now(UTC),
         data={"version": DATA_VERSION, "thread_id": thread_id, "owner": owner, "agent": agent,
               "followup_id": followup.followup_id, "note": followup.note,
               "kind": followup.kind, "due_at": followup.due_at.isoformat(),
-              "fired": followup.fired + 1, "run_id": run_id})
+              "fired": followup.fired + 1, "run_id": run_id, "skipped": skipped})
 
 
 class WebhookDelivery(BaseModel):

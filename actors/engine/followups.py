@@ -30,6 +30,9 @@ FOLLOWUP_TOOLS = (SCHEDULE, LIST, CANCEL)
 # How far ahead a follow-up may be, and how often a recurring one may come.
 HORIZON = timedelta(days=400)
 SHORTEST_INTERVAL = timedelta(minutes=1)
+# A one-time follow-up that cannot start its run when due is put off a minute this many
+# times at most (an hour); a recurring one waits for its next time.
+MAX_DEFERRALS = 60
 MAX_NOTE_CHARS = 4_000
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 # A number of more digits is past the horizon in any unit (and Python refuses to read an
@@ -56,6 +59,19 @@ class Followup(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     # How many times it came due so far.
     fired: int = 0
+    # How many times a one-time follow-up that came due was put off a minute (its owner
+    # had no run slot free, or the thread a follow-up's run waiting already).
+    deferred: int = 0
+
+    def put_off(self, now: datetime) -> Followup | None:
+        """The follow-up when it came due and could not start its run: a one-time one a
+        minute later (MAX_DEFERRALS times at most), a recurring one at its next time."""
+        if self.kind != "once":
+            return self.after_firing(now)
+        if self.deferred >= MAX_DEFERRALS:
+            return None
+        return self.model_copy(update={"due_at": now + SHORTEST_INTERVAL,
+                                       "deferred": self.deferred + 1})
 
     def after_firing(self, now: datetime) -> Followup | None:
         """The follow-up once it has come due: its next time, or None if it was once."""
@@ -181,9 +197,10 @@ def view(followup: Followup) -> dict:
 
 
 def answer_call(call: ToolCall, followups: list[Followup], limit: int,
-                now: datetime) -> tuple[list[Followup], ToolResult]:
+                now: datetime, full: str | None = None) -> tuple[list[Followup], ToolResult]:
     """Carries out a call of a follow-up tool on the thread's follow-ups; returns them as
-    they are after it, and the call's result."""
+    they are after it, and the call's result (`full`: why a schedule past `limit` is
+    refused, when not the thread's own bound)."""
     def result(content: object, error: bool = False) -> ToolResult:
         text = content if isinstance(content, str) else json.dumps(content)
         return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=error)
@@ -206,8 +223,9 @@ def answer_call(call: ToolCall, followups: list[Followup], limit: int,
     if not isinstance(when, str) or not isinstance(note, str):
         return followups, result("give `when` and `note`, both strings", True)
     if len(followups) >= limit:
-        return followups, result(f"this conversation has {limit} follow-ups scheduled, the "
-                                 f"most it may have: cancel one first", True)
+        return followups, result(full or f"this conversation has {limit} follow-ups "
+                                         f"scheduled, the most it may have: cancel one first",
+                                 True)
     try:
         followup = new_followup(when, note, "agent", now)
     except FollowupError as exc:
