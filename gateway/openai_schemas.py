@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actors.engine.text import JsonObject, Text
+from actors.engine.text import JsonObject, Text, printable
 from actors.engine.tool_sources import object_schema
 from threadhost.ids import ID_PATTERN, InvalidId, checked_id
 
@@ -25,7 +25,8 @@ def text_parts_only(content: Any, kinds: set[str]) -> Any:
     """Refuses a content list with parts of other kinds than `kinds` (images, audio,
     files): threadhost's messages are text."""
     if isinstance(content, list):
-        others = sorted({str(part.get("type")) if isinstance(part, dict)
+        # Shown as they can be written: a kind may hold anything a caller sent.
+        others = sorted({printable(part.get("type"))[:40] if isinstance(part, dict)
                          else type(part).__name__ for part in content} - kinds)
         if others:
             raise ValueError(f"only text content is supported, not {', '.join(others)}")
@@ -75,7 +76,8 @@ class ChatMessage(BaseModel):
 class FunctionSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: Text | None = None
+    # As long as a client tool's (actors/engine/tool_set.py): refused here, naming it.
+    description: Text | None = Field(default=None, max_length=1024)
     parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
                                                            "properties": {}})
 
@@ -100,7 +102,21 @@ class ChatCompletionRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"model": "support", "messages": [{"role": "user",
-                                           "content": "Where is my order 1001?"}]}]})
+                                           "content": "Where is my order 1001?"}]},
+        # The results of the client tool calls the thread's run waits for.
+        {"model": "support", "metadata": {"thread_id": "th_7e9df6a3857a414db0471772481bc2c2"},
+         "messages": [
+             {"role": "system", "content": "Be brief."},
+             {"role": "user", "name": "ann",
+              "content": [{"type": "text", "text": "Where am I?"}]},
+             {"role": "assistant", "content": None, "tool_calls": [
+                 {"id": "call_3_0", "type": "function",
+                  "function": {"name": "get_location", "arguments": "{}"}}]},
+             {"role": "tool", "tool_call_id": "call_3_0", "content": "Berlin"}],
+         "tools": [{"type": "function", "function": {
+             "name": "get_location", "description": "Where the user is.",
+             "parameters": {"type": "object", "properties": {"unit": {"type": "string"}}}}}]},
+    ]})
     model: str = Field(pattern=MODEL_PATTERN, examples=["support",
                                                         "support@anthropic:claude-haiku-4-5"])
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)

@@ -94,7 +94,21 @@ class ConversationRef(BaseModel):
 class ResponseRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "support", "input": "Where is my order 1001?"}]})
+        {"model": "support", "input": "Where is my order 1001?"},
+        # The result of a client tool call, on a thread named as a conversation.
+        {"model": "support", "conversation": {"id": "th_7e9df6a3857a414db0471772481bc2c2"},
+         "input": [
+             {"type": "message", "role": "user",
+              "content": [{"type": "input_text", "text": "Where am I?"}]},
+             {"type": "function_call", "call_id": "call_3_0", "name": "get_location",
+              "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "call_3_0", "output": "Berlin"}],
+         "tools": [{"type": "function", "name": "get_location",
+                    "description": "Where the user is.",
+                    "parameters": {"type": "object", "properties": {}}}]},
+        {"model": "support", "input": "And order 1002?",
+         "previous_response_id": "resp_7e9df6a3857a414db0471772481bc2c2_"
+                                 "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"}]})
     model: str = Field(pattern=MODEL_PATTERN)
     input: Text | list[InputItem] = Field(min_length=1)
     previous_response_id: str | None = Field(default=None, max_length=100)

@@ -223,3 +223,25 @@ def test_a_token_header_of_any_bytes_is_refused_not_dropped(mesh: Mesh, token: b
         connection.request("GET", "/health")
         assert connection.getresponse().status == 200
         connection.close()
+
+
+def test_call_ids_are_only_data_on_every_door(mesh: Mesh) -> None:
+    """A waiting run's call ids as a caller may send them back: a hostile one is an
+    unknown call (422), never a path, and the run still waits for its real one."""
+    api = mesh.api
+    thread = api.create_thread(agent="asker")
+    run = api.say(thread, "Cancel my order.")["run"]
+    for bad in hostile_ids(mesh.peer.app_id):
+        resumed = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume", json={
+            "actions": [{"type": "input", "call_id": bad, "answer": "Order 1002"}]})
+        assert resumed.status_code == 422, (bad, resumed.text)
+        chat = api.http.post("/v1/chat/completions", headers={"threadhost-thread-id": thread},
+                             json={"model": "asker", "messages": [
+                                 {"role": "tool", "tool_call_id": bad, "content": "x"}]})
+        assert chat.status_code in (409, 422), (bad, chat.text)
+        response = api.http.post("/v1/responses", json={
+            "model": "asker", "conversation": thread,
+            "input": [{"type": "function_call_output", "call_id": bad, "output": "x"}]})
+        assert response.status_code in (409, 422), (bad, response.text)
+    _still_standing(mesh)
+    assert api.run(thread, run["run_id"])["status"] == "requires_action"

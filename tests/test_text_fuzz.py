@@ -144,3 +144,38 @@ def test_accepted_odd_text_arrives_as_sent(api) -> None:
         assert response.status_code == 200, response.text
         assert response.json()["messages"][0]["content"] == text
     assert [m["content"] for m in api.messages(thread) if m["role"] == "user"] == accepted
+
+
+def test_odd_text_in_every_argument_of_the_mcp_door(split_stack, api) -> None:
+    """The MCP door's tools, called by the `mcp` SDK's client (and, with what that client
+    cannot encode, as raw JSON-RPC): every argument refused or taken as sent, never a
+    failure of the door, and the connection stays."""
+    import asyncio
+
+    from mcp import Client
+
+    thread = api.create_thread(agent="assistant")
+    cases = [({"message": text}, {"message": "hi", "thread_id": text},
+              {"message": text, "thread_id": thread}) for text in ODD_TEXT[:-1]]
+    encodable = [c for c in cases if c[0]["message"].encode("utf-8", "ignore").decode()
+                 == c[0]["message"]]
+
+    async def scenario() -> None:
+        async with Client(f"{split_stack.api.url}/v1/mcp") as client:
+            for arguments in (a for case in encodable for a in case):
+                result = await client.call_tool("ask_assistant", arguments)
+                if not result.is_error:
+                    reply = json.loads(result.content[0].text)["reply"]
+                    assert reply == f"You said: {arguments['message']}", (arguments, reply)
+
+    asyncio.run(scenario())
+    connection = Connection(split_stack.api.url)
+    for arguments in (a for case in cases for a in case):
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "ask_assistant", "arguments": arguments}}
+        status, _, answer = connection.send("POST", "/v1/mcp", json.dumps(call).encode(),
+                                            {"accept": "application/json, text/event-stream"})
+        # The SDK's own answers: JSON-RPC, a tool's error or a parse error, never a 5xx.
+        assert status in (200, 400), (arguments, status, answer[:300])
+        assert "jsonrpc" in json.loads(answer), answer[:300]
+        assert connection.send("GET", "/health")[0] == 200
