@@ -66,6 +66,8 @@ class Engine:
         `model` only if the agent allows it, and, for a run with a cost budget, only a
         model whose price is known (raises ModelRefused, naming the model)."""
         agent = self.catalog.current(name)
+        if model is not None:
+            parse_recipe(model)  # a recipe at all, first
         if model is not None and model != agent.model and model not in agent.allowed_models:
             raise ModelRefused(f"model: the agent {name!r} does not let a caller choose "
                                f"{model!r} (its allowed_models: "

@@ -22,7 +22,7 @@ from actors.engine.loop import run_until_done, start_run
 from actors.engine.messages import Message, ToolCall, UserText
 from actors.engine.providers.anthropic_messages import AnthropicMessages
 from actors.engine.providers.openai_chat import OpenAIChat
-from actors.engine.recipes import Providers, VendorAccess
+from actors.engine.recipes import Providers, UnknownRecipe, VendorAccess
 from actors.engine.retry import RetryPolicy
 from actors.engine.tool_set import build_tool_set
 from actors.engine.usage import DEFAULT_PRICES, price_of
@@ -60,8 +60,12 @@ def test_a_caller_may_choose_only_the_models_its_agent_allows() -> None:
         with pytest.raises(ModelRefused, match="model: .*" + refused.split(":")[-1]):
             engine.agent("picky", refused)
     # By default a caller picks nothing but the agent's own.
+    engine.catalog.add(AgentDefinition(name="plain", model="openai:gpt-4o-mini"))
     with pytest.raises(ModelRefused, match="none"):
-        engine.agent("assistant", "openai:gpt-4o")
+        engine.agent("plain", "openai:gpt-4o")
+    # A recipe that is none at all says so first.
+    with pytest.raises(UnknownRecipe, match="unknown vendor"):
+        engine.agent("plain", "nope:thing")
 
 
 def test_the_provider_cache_stays_flat_after_a_thousand_model_names() -> None:

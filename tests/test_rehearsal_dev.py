@@ -7,9 +7,13 @@ other's pods (and fail their mTLS)."""
 
 from __future__ import annotations
 
+import base64
+import time
 from pathlib import Path
 
-from tests.conftest import running_redis
+import jwt
+
+from tests.conftest import Api, running_redis
 from tests.deploy_tools import kustomize_build
 from tests.rehearsal import (
     ControlPlane,
@@ -44,7 +48,15 @@ def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
             start_pods(pods, bin_dir, tmp_path / "logs")
             cluster = Cluster(kube, pods, control_plane, redis_host, key, tmp_path, bin_dir, 0,
                               collector)
-            api = cluster.user(cluster.of("threadhost-gateway")[0])
+            # Signed as docs/deploy.md says: the overlay's generated secret, HS256.
+            [generated] = [o for o in objects if o["kind"] == "Secret"
+                           and o["metadata"]["name"] == "threadhost-jwt"]
+            secret = base64.b64decode(generated["data"]["secret"]).decode()
+            token = jwt.encode({"sub": "dev-user", "iss": "https://login.example.com/",
+                                "aud": "threadhost", "exp": int(time.time()) + 3600},
+                               secret, algorithm="HS256")
+            api = Api(cluster.of("threadhost-gateway")[0].url)
+            api.http.headers["authorization"] = f"Bearer {token}"
             thread = api.create_thread(agent="support")
             reply = api.say(thread, "Where is my order 1001?")
             assert api.run(thread, reply["run"]["run_id"])["status"] == "completed"

@@ -51,9 +51,9 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
     vendor_server.queue(error(429, "slow down", **{"retry-after": "0"}),
                         OpenAIChatWire().stream(Answer(text="Hi from OpenAI.", model="gpt-x-1")))
     second = api.http.post(f"/v1/threads/{thread}/messages",
-                           json={"content": "again", "model": "openai:gpt-x"}).json()
+                           json={"content": "again", "model": "openai:gpt-4o-mini"}).json()
     assert second["reply"] == "Hi from OpenAI."
-    assert second["run"]["agent"]["model"] == "openai:gpt-x"
+    assert second["run"]["agent"]["model"] == "openai:gpt-4o-mini"
     [call] = second["run"]["model_calls"]
     assert (call["vendor"], call["model"]) == ("openai", "gpt-x-1")
     assert call["usage"]["input_tokens"] == 11 and call["latency_ms"] > 0
@@ -63,7 +63,7 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
 
     vendor_server.queue(AnthropicWire().stream(Answer(text="Hi from Claude.", model="claude-x")))
     third = api.http.post(f"/v1/threads/{thread}/messages",
-                          json={"content": "once more", "model": "anthropic:claude-x"}).json()
+                          json={"content": "once more", "model": "anthropic:claude-haiku-4-5"}).json()
     assert third["reply"] == "Hi from Claude."
     assert third["run"]["model_calls"][0]["vendor"] == "anthropic"
 
