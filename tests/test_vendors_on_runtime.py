@@ -62,8 +62,8 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
                                             "hello", "You said: hello", "again"]
 
     vendor_server.queue(AnthropicWire().stream(Answer(text="Hi from Claude.", model="claude-x")))
-    third = api.http.post(f"/v1/threads/{thread}/messages",
-                          json={"content": "once more", "model": "anthropic:claude-haiku-4-5"}).json()
+    third = api.http.post(f"/v1/threads/{thread}/messages", json={
+        "content": "once more", "model": "anthropic:claude-haiku-4-5"}).json()
     assert third["reply"] == "Hi from Claude."
     assert third["run"]["model_calls"][0]["vendor"] == "anthropic"
 
