@@ -192,8 +192,9 @@ def _openai_error(problem: Problem) -> JSONResponse:
     kind = ("invalid_request_error" if problem.status < 500 else "server_error")
     errors = problem.extra.get("errors")
     message = problem.detail or problem.title
-    if errors:  # where, and what is wrong there
-        first = errors[0]
+    if errors:  # where, and what is wrong there: the deepest (of a union's branches, the
+        # one that got furthest into the request)
+        first = max(errors, key=lambda e: len(e["location"]))
         message = f"{'.'.join(map(str, first['location'][1:]))}: {first['message']}"
     body = {"error": {"message": message, "type": _OPENAI_TYPES.get(problem.status, kind),
                       "param": None, "code": problem.kind.replace("-", "_"),

@@ -333,3 +333,37 @@ def test_the_mcp_door_takes_no_call_without_a_valid_token() -> None:
                 assert refused.headers["content-type"] == "application/problem+json"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("door,body,field", [
+    ("chat/completions", {"messages": [
+        {"role": "assistant", "tool_calls": [{"id": "call\u0000x", "type": "function",
+                                              "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "x"}]}, "id"),
+    ("chat/completions", {"messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                              "function": {"name": "f\u0000", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "x"}]}, "name"),
+    ("chat/completions", {"messages": [{"role": "tool", "tool_call_id": "c\u0000",
+                                        "content": "x"}]}, "tool_call_id"),
+    ("chat/completions", {"messages": [{"role": "user", "name": "ann\u0000",
+                                        "content": "hi"}]}, "name"),
+    ("responses", {"input": [{"type": "function_call_output", "call_id": "c\u0000",
+                              "output": "x"}]}, "call_id"),
+    ("responses", {"input": [{"type": "function_call", "call_id": "c", "name": "f\u0000",
+                              "arguments": "{}"}]}, "name"),
+])
+def test_ids_and_names_on_the_openai_doors_are_text(door, body, field) -> None:
+    """Tool call ids, function names and participant names hold text only (no NUL),
+    refused before any call, naming the field."""
+    async def scenario() -> httpx.Response:
+        app = create_app(Settings(role="gateway", auth_mode="none",
+                                  agents_dirs=[str(PROJECT_ROOT / "agents")]))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://door") as http:
+            return await http.post(f"/v1/{door}", json={"model": "support", **body},
+                                   headers={"threadhost-thread-id": "th_1"})
+
+    refused = asyncio.run(scenario())
+    assert refused.status_code == 422, refused.text
+    assert field in refused.json()["error"]["message"], refused.text

@@ -245,3 +245,36 @@ def test_call_ids_are_only_data_on_every_door(mesh: Mesh) -> None:
         assert response.status_code in (409, 422), (bad, response.text)
     _still_standing(mesh)
     assert api.run(thread, run["run_id"])["status"] == "requires_action"
+
+
+def test_a_caller_holds_a_bounded_number_of_open_streams(mesh: Mesh) -> None:
+    """THREADHOST_MAX_STREAMS_PER_CALLER (32) streams open at once per gateway replica;
+    one more is a 429 with Retry-After, and closing one frees its place."""
+    import asyncio
+
+    api = mesh.api
+    thread = api.create_thread(agent="slow")
+    run = api.http.post(f"/v1/threads/{thread}/messages",
+                        json={"content": "Where is order 1001?", "mode": "background"})
+    url = f"{mesh.stack.api.url}{run.headers['location']}/events"
+
+    async def scenario() -> tuple[list[int], int, dict]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            async def open_one() -> httpx.Response:
+                return await http.send(http.build_request(
+                    "GET", url, headers={"accept": "text/event-stream"}), stream=True)
+
+            held = [await open_one() for _ in range(32)]
+            one_more = await open_one()
+            refused = (one_more.status_code, dict(one_more.headers))
+            await one_more.aread()
+            await held.pop().aclose()
+            after = await open_one()
+            codes = [r.status_code for r in held] + [after.status_code]
+            for response in [*held, after]:
+                await response.aclose()
+            return codes, *refused
+
+    codes, status, headers = asyncio.run(scenario())
+    assert codes == [200] * 32, codes
+    assert status == 429 and int(headers["retry-after"]) > 0, (status, headers)
