@@ -130,7 +130,10 @@ class ActorEffects:
                 sent = []
             went(sent, sorted(failed))
 
-        self._in_background(send())
+        # A lane of their own, in order: a topic that is slow or refuses (each publish is
+        # tried for about four seconds) holds back neither the watchdog's registration nor
+        # the run's events to the gateways, which go in the thread's own lane.
+        background.in_order(f"{self._thread_id}#announcements", send())
 
     def flush_events(self, text_of_ended_steps: bool = True) -> None:
         self._outbox.flush(text_of_ended_steps)

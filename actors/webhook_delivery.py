@@ -45,10 +45,13 @@ class DeliveryEnvelope(BaseModel):
 
 
 class LaterAttempt(BaseModel):
-    """A job's data: the delivery, and which attempt this is."""
+    """A job's data: the delivery, which attempt this is, and the body every attempt
+    sends (as text: the job's data is JSON that daprd re-encodes, `0.0` as `0`, and a
+    retry's body must be the first attempt's, byte for byte)."""
 
     delivery: WebhookDelivery
     attempt: int
+    body: str
 
 
 class Undeliverable(Exception):
@@ -60,9 +63,11 @@ def pause_before(attempt: int) -> float:
 
 
 class Destinations:
-    """How each destination (scheme, host, port) fares on this host: one that failed is
-    left alone until its pause is over (doubling with each failure, a minute at most),
-    and one is sent at most IN_FLIGHT deliveries at once (a slow one holds no more)."""
+    """How each destination (scheme, host, port) fares on this host: one that gave no
+    answer (it hung past the timeout, or refused the connection) is left alone until its
+    pause is over (doubling with each such failure, a minute at most), and one is sent at
+    most IN_FLIGHT deliveries at once (a slow one holds no more). One that answers, even
+    with an error, costs nobody else anything: its deliveries are simply tried again."""
 
     IN_FLIGHT = 2
 
@@ -79,12 +84,12 @@ class Destinations:
         self._sending[where] = self._sending.get(where, 0) + 1
         return True
 
-    def done(self, target: WebhookTarget, taken: bool) -> None:
+    def done(self, target: WebhookTarget, answered: bool) -> None:
         where = self._of(target)
         self._sending[where] -= 1
         if not self._sending[where]:
             del self._sending[where]
-        if taken:
+        if answered:
             self._failing.pop(where, None)
             return
         failures, _ = self._failing.get(where, (0, 0.0))
@@ -103,11 +108,13 @@ class WebhookDeliverer:
         self._destinations = Destinations()
         self.dead_topic = f"{settings.webhooks_topic}-dead"
 
-    async def attempt(self, delivery: WebhookDelivery, attempt: int) -> None:
+    async def attempt(self, delivery: WebhookDelivery, attempt: int,
+                      body: str | None = None) -> None:
         """One attempt; not taken, the next is scheduled (raises on a scheduler that
         cannot take it: the caller's daprd then tries this one again)."""
+        body = body if body is not None else delivery.event.model_dump_json()
         try:
-            if await self._taken(delivery):
+            if await self._taken(delivery, body.encode()):
                 return
         except Undeliverable as exc:
             await self._dead(delivery, str(exc))
@@ -117,10 +124,10 @@ class WebhookDeliverer:
             return
         await shared_actor_client().schedule_job(_job_name(delivery), {
             "dueTime": f"{pause_before(attempt + 1):g}s", "overwrite": True,
-            "data": LaterAttempt(delivery=delivery,
-                                 attempt=attempt + 1).model_dump(mode="json")})
+            "data": LaterAttempt(delivery=delivery, attempt=attempt + 1,
+                                 body=body).model_dump(mode="json")})
 
-    async def _taken(self, delivery: WebhookDelivery) -> bool:
+    async def _taken(self, delivery: WebhookDelivery, body: bytes) -> bool:
         try:
             target = WebhookTarget.of(delivery.url)
         except UnusableUrl as exc:
@@ -131,7 +138,6 @@ class WebhookDeliverer:
             log.warning("webhook of agent %s: no signing key (%s): tried again later",
                         delivery.agent, type(exc).__name__)
             return False
-        body = delivery.event.model_dump_json().encode()
         stamp = int(time.time())
         try:
             signed = signature(key, delivery.event.id, stamp, body)
@@ -142,16 +148,15 @@ class WebhookDeliverer:
                    "webhook-signature": signed}
         if not self._destinations.take(target):
             return False  # resting after a failure, or busy with others: later
-        taken = False
+        answer = None
         try:
             answer = await self._http.post(delivery.url, content=body, headers=headers)
-            taken = answer.is_success
             outcome = f"answered {answer.status_code}"
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
         finally:
-            self._destinations.done(target, taken)
-        if taken:
+            self._destinations.done(target, answered=answer is not None)
+        if answer is not None and answer.is_success:
             return True
         log.warning("webhook %s: event %s not taken (%s): tried again later",
                     _where(target), delivery.event.id, outcome)
@@ -199,7 +204,7 @@ async def later_attempt(deliverer: WebhookDeliverer, request: Request) -> None:
     """A job of the deliverer fired (actors/watchdog.py's job route hands it here); a
     failure to schedule the next attempt fails the firing, which the scheduler repeats."""
     later = LaterAttempt.model_validate_json(await request.body())
-    await deliverer.attempt(later.delivery, later.attempt)
+    await deliverer.attempt(later.delivery, later.attempt, later.body)
 
 
 def _where(target: WebhookTarget) -> str:

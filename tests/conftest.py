@@ -203,12 +203,18 @@ def _wait_redis(server: Process, port: int) -> None:
 
 
 def stored_rows(config: StackConfig) -> dict[str, str]:
-    """Every key and value in the SQLite state store, read straight from its file."""
+    """Every key and value in the SQLite state store, read straight from its file, once
+    it is at rest: the announcements a commit wrote are removed once sent, just after."""
     path = Path(config.process_env()["THREADHOST_SQLITE_PATH"])
     if not path.exists():
         return {}
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return dict(db.execute("select key, value from state").fetchall())
+    deadline = time.monotonic() + 20
+    while True:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = dict(db.execute("select key, value from state").fetchall())
+        if not any("||announce." in key for key in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 class Api:

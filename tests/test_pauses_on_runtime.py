@@ -215,7 +215,9 @@ def test_erase_leaves_no_key_and_no_reminder_of_a_waiting_thread(stack) -> None:
 
 
 def _expiries(config, thread: str) -> dict[str, datetime]:
-    """Each key of the thread and when the store expires it (SQLite's own column)."""
+    """Each key of the thread and when the store expires it (SQLite's own column), once
+    the thread's announcements are sent (they are removed then: stored_rows)."""
+    stored_rows(config)
     path = config.process_env()["THREADHOST_SQLITE_PATH"]
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         rows = db.execute("select key, expiration_time from state where key like ?",

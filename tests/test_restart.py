@@ -4,6 +4,9 @@ import os
 import signal
 import time
 
+import httpx
+
+from actors.watchdog import job_name
 from tests.conftest import Api, conversation, wait_for
 from threadhost.stack import Stack
 
@@ -57,6 +60,11 @@ def test_a_stack_killed_mid_run_comes_back_and_finishes_the_run_by_itself(stack_
         "content": "Where is order 1001?", "mode": "background"}).json()["run"]["run_id"]
     wait_for(lambda: first.api.actor_stats()["steps_running"] == 1, 10,
              "the slow model call to start")
+    # Its watchdog is registered off the turn's critical path, some tens of milliseconds
+    # after the step starts (a kill before that leaves the run until its thread is next
+    # called: docs/deploy.md); this test is about what happens once it is.
+    wait_for(lambda: httpx.get(f"{first.api.dapr_url}/v1.0/jobs/{job_name(thread)}",
+                               timeout=5).status_code == 200, 10, "the run's watchdog")
     for process in first.processes():
         os.kill(process.pid, signal.SIGKILL)
     first.stop()
