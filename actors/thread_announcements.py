@@ -69,7 +69,7 @@ class Announcements:
         if made or listed != record.outbox:
             for announcement in made:
                 await self._store.save_announcement(announcement.event.id, announcement)
-            await self._store.save_record(record.model_copy(update={"outbox": listed}))
+            await self._store.list_announcements(record, listed)
         # An id no longer listed is done with: this activation forgets it too.
         self._sent &= set(listed)
         return waiting + made  # the older first

@@ -60,6 +60,10 @@ class ThreadStore:
         self.latest: ThreadRecord | None = None
         # Runs saved since the last commit, with their new events (what they announce).
         self._saved_runs: list[tuple[RunRecord, list[RunEvent]]] = []
+        # The announcements the record lists, as this store last read or set them: kept
+        # here, not taken from a record a caller saves (a step's copy of the record may
+        # be older than a commit that listed more while it ran).
+        self._outbox: list[str] | None = None
         # History pages as last read or written, each with the document it was read from:
         # a message is never changed, so a page read again from the same (cached)
         # document is the same page, not parsed again at every step.
@@ -90,6 +94,8 @@ class ThreadStore:
         if data is None:
             return None
         record = read_stored(ThreadRecord, data)
+        if self._outbox is None:
+            self._outbox = record.outbox
         self._retain(record)
         if record.expired(datetime.now(UTC)):
             return None
@@ -97,7 +103,10 @@ class ThreadStore:
         return record
 
     async def save_record(self, record: ThreadRecord) -> None:
-        """Writes the record: an activity, which renews the thread's retention."""
+        """Writes the record: an activity, which renews the thread's retention. Its list
+        of announcements is the store's own (`list_announcements`)."""
+        if self._outbox is not None and record.outbox != self._outbox:
+            record = record.model_copy(update={"outbox": self._outbox})
         self._no_record = False
         self._retain(record)
         if record.retention_seconds is not None:
@@ -141,6 +150,11 @@ class ThreadStore:
 
     async def save_announcement(self, event_id: str, announcement: BaseModel) -> None:
         await self._put(announcement_key(event_id), announcement)
+
+    async def list_announcements(self, record: ThreadRecord, event_ids: list[str]) -> None:
+        """Sets which announcements the record lists, and writes it."""
+        self._outbox = list(event_ids)
+        await self.save_record(record)
 
     async def announcement(self, event_id: str) -> Any | None:
         """A stored announcement as JSON; None once it was sent (and removed)."""
@@ -247,7 +261,8 @@ class ThreadStore:
             pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
             keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
         summaries = record.summary.index + 1 if record.summary is not None else 0
-        keys += [announcement_key(event_id) for event_id in record.outbox]
+        listed = self._outbox if self._outbox is not None else record.outbox
+        keys += [announcement_key(event_id) for event_id in listed]
         return keys + [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
                                                   // RUNS_PER_PAGE)] + [
             summary_key(i) for i in range(summaries)]

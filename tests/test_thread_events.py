@@ -153,3 +153,16 @@ def test_announcements_that_failed_go_out_with_the_next_commit() -> None:
     assert sent[:2] == failed and sent[2:] == [f"{second}.0", sent[-1]]
     assert set(sent[2:] + failed) >= set(state.committed[RECORD_KEY]["outbox"])
     assert not any(key.startswith("announce.") for key in state.committed)
+
+
+def test_a_steps_older_copy_of_the_record_keeps_the_announcements_listed() -> None:
+    """A commit that lingers beside a slow step lists its announcements on the record;
+    the step then saves the record it read before: the list stays the store's."""
+    state = MemoryState()
+    store = ThreadStore(state)
+    service = ThreadService("th_l", store, ENGINE, MemoryEffects(state), SETTINGS)
+    asyncio.run(service.create(CreateThread(agent="bench", owner="ann")))
+    older = asyncio.run(store.record())
+    asyncio.run(store.list_announcements(older, ["run_1.0"]))
+    asyncio.run(store.save_record(older.model_copy(update={"message_count": 2})))
+    assert store.latest.outbox == ["run_1.0"] and store.latest.message_count == 2
