@@ -66,7 +66,7 @@ class Engine:
         `model` only if the agent allows it, and, for a run with a cost budget, only a
         model whose price is known (raises ModelRefused, naming the model)."""
         agent = self.catalog.current(name)
-        if model is not None:
+        if model is not None and model != "default":
             parse_recipe(model)  # a recipe at all, first
         if model is not None and model != agent.model and model not in agent.allowed_models:
             raise ModelRefused(f"model: the agent {name!r} does not let a caller choose "
