@@ -244,3 +244,22 @@ def test_a_person_named_anonymous_is_not_everyone_without_authentication() -> No
     assert person_owner("anonymous") != ANONYMOUS
     assert person_owner("anonymous", "acme") == "acme/anonymous"
     assert person_owner("anon") == "anon"
+
+
+def test_no_value_leaves_its_segment_of_a_sidecar_url() -> None:
+    from threadhost.actor_client import _actor, _method_path, segment
+    from threadhost.ids import InvalidId
+
+    assert _actor("Thread", "th_1", ("PostMessage", "method")) == (
+        "/actors/Thread/th_1/method/PostMessage")
+    assert _actor("Thread", "th_1", ("followup.fu_1", "reminder"), "reminders") == (
+        "/actors/Thread/th_1/reminders/followup.fu_1")
+    assert segment("a/b?c#d%e", "topic") == "a%2Fb%3Fc%23d%25e"
+    assert _method_path("tools/invoices:lookup") == "tools/invoices%3Alookup"
+    for hostile in ("..", ".", "", "th_1/../..", "../../shutdown?", "th_\u00e9", "a\u0000"):
+        with pytest.raises(InvalidId) as refused:
+            _actor("Thread", hostile, ("Describe", "method"))
+        assert hostile not in str(refused.value) or not hostile  # never echoed
+    for hostile in ("..", ".", "", "a\u0000"):
+        with pytest.raises(InvalidId):
+            segment(hostile, "reminder")

@@ -23,7 +23,7 @@ def segment(value: str, what: str) -> str:
     (which daprd resolves, reaching its other APIs) is refused, and `/`, `?`, `#` and `%`
     are escaped, so no value can leave its segment."""
     if not isinstance(value, str) or value in ("", ".", "..") or "\x00" in value:
-        raise InvalidId(f"{what} {value!r} cannot be a path segment")
+        raise InvalidId(f"a {what} cannot be empty, '.', '..' or hold NUL")  # never echoed
     return quote(value, safe="")
 
 
@@ -153,7 +153,7 @@ def _actor(actor_type: str, actor_id: str, last: tuple[str, str] | None = None,
     """`/actors/<type>/<id>[/<kind>/<name>]`; the id is also held to the id alphabet
     (actor ids are thread ids, or owners in URL-safe base64, which may be longer)."""
     if not all(c.isascii() and (c.isalnum() or c in "_-") for c in actor_id or "."):
-        raise InvalidId(f"actor id {actor_id!r} is not an id")
+        raise InvalidId("an actor id must be of A-Z, a-z, 0-9, _ and -")
     path = "/actors" + _path((actor_type, "actor type"), (actor_id, "actor id"))
     return path if last is None else f"{path}/{kind}" + _path(last)
 
