@@ -11,11 +11,10 @@ from dapr.clients.exceptions import DaprInternalError
 from pydantic import SecretStr
 
 from actors import metrics
-from actors.engine.agents import AgentCatalog, AgentDefinition
+from actors.engine.agents import AgentCatalog
 from actors.engine.followups import FOLLOWUP_TOOLS
 from actors.engine.outside_tools import OutsideTools
 from actors.engine.recipes import Providers, VendorAccess
-from actors.engine.tool_sources import handoff_tool_name
 from actors.run_steps import Engine
 from actors.service_mesh import DaprMesh
 from actors.tools import build_registry
@@ -59,7 +58,7 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
     registry = build_registry(settings.tool_modules)
     metrics.know_tools([*registry.names(), *FOLLOWUP_TOOLS, "ask_user",
                         *(name for agent in catalog.names()
-                          for name in _tool_names(catalog.current(agent)))])
+                          for name in catalog.current(agent).tool_names())])
     return Engine(catalog=catalog, tools=registry,
                   providers=Providers(access),
                   prices=settings.price_table(), retry=settings.retry,
@@ -67,13 +66,6 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
                   default_model=settings.resolved_default_model(),
                   max_followups=settings.max_followups,
                   outside=OutsideTools(DaprMesh(settings.secret_store)))
-
-
-def _tool_names(agent: AgentDefinition) -> list[str]:
-    """The tool names an agent file defines (an MCP server's come from the server)."""
-    return [*agent.tools, *(tool.name for tool in agent.service_tools),
-            *(tool.tool_name for tool in agent.agent_tools),
-            *(handoff_tool_name(name) for name in agent.handoffs)]
 
 
 async def load_engine() -> Engine:

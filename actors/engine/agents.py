@@ -71,15 +71,20 @@ class AgentDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _names_taken_once(self) -> AgentDefinition:
-        names = [*self.tools, *(tool.name for tool in self.service_tools),
-                 *(tool.tool_name for tool in self.agent_tools),
-                 *(handoff_tool_name(agent) for agent in self.handoffs)]
+        names = self.tool_names()
         servers = [server.name for server in self.mcp_servers]
         for what, seen in (("tool", names), ("MCP server", servers)):
             twice = sorted({name for name in seen if seen.count(name) > 1})
             if twice:
                 raise ValueError(f"{what} names given more than once: {', '.join(twice)}")
         return self
+
+    def tool_names(self) -> list[str]:
+        """The tool names the file defines, as the model sees them (an MCP server's come
+        from the server)."""
+        return [*self.tools, *(tool.name for tool in self.service_tools),
+                *(tool.tool_name for tool in self.agent_tools),
+                *(handoff_tool_name(agent) for agent in self.handoffs)]
 
     @field_validator("script", mode="before")
     @classmethod
