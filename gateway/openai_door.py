@@ -40,7 +40,6 @@ from gateway.openai_schemas import (
 )
 from gateway.openai_turns import (
     THREAD_HEADER,
-    IdempotencyHeader,
     ThreadHeader,
     Turn,
     TurnPlan,
@@ -54,7 +53,7 @@ from gateway.openai_turns import (
 )
 from gateway.problems import Problem, problem_responses
 from gateway.thread_client import ThreadClient
-from gateway.threads import CallerDep, ClientDep, SettingsDep, admit
+from gateway.threads import CallerDep, ClientDep, IdempotencyKey, SettingsDep, admit
 
 
 async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
@@ -85,7 +84,7 @@ async def chat_completions(
         body: ChatCompletionRequest, request: Request, client: ClientDep, caller: CallerDep,
         settings: SettingsDep,
         thread_header: ThreadHeader = None,
-        idempotency_key: IdempotencyHeader = None) -> Response:
+        idempotency_key: IdempotencyKey = None) -> Response:
     """A turn of an agent's thread, in the Chat Completions API's terms, streamed
     (`stream: true`) or not."""
     agent, recipe = agent_of(body.model, _catalog(request))

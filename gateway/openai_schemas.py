@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from actors.engine.text import JsonObject, Text, printable
 from actors.engine.tool_sources import object_schema
-from threadhost.ids import ID_PATTERN, InvalidId, checked_id
+from threadhost.ids import ID_PATTERN, checked_id
 
 # `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
@@ -137,10 +137,7 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _thread_id_is_an_id(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
         if metadata and "thread_id" in metadata:
-            try:
-                checked_id(metadata["thread_id"], "thread_id")
-            except InvalidId as exc:
-                raise ValueError(str(exc)) from None
+            checked_id(metadata["thread_id"], "thread_id")  # a ValueError: a 422 naming it
         return metadata
 
     @model_validator(mode="before")

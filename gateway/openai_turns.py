@@ -39,9 +39,9 @@ from threadhost.ids import ID_PATTERN
 from threadhost.settings import Settings
 
 THREAD_HEADER = "threadhost-thread-id"
-# The headers both OpenAI doors read: the thread to continue, and a caller's retry key.
+# The thread both OpenAI doors continue (a caller's retry key is every door's
+# IdempotencyKey, gateway/threads.py).
 ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATTERN)]
-IdempotencyHeader = Annotated[str | None, Header(max_length=200)]
 
 
 def agent_of(model: str, catalog: AgentCatalog) -> tuple[str, str | None]:

@@ -27,7 +27,6 @@ from gateway.auth import Caller
 from gateway.openai_door import _admitted, _catalog, ended_run
 from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
 from gateway.openai_turns import (
-    IdempotencyHeader,
     ThreadHeader,
     Turn,
     TurnPlan,
@@ -41,7 +40,7 @@ from gateway.openai_turns import (
 )
 from gateway.problems import Problem, problem_responses
 from gateway.thread_client import ThreadClient
-from gateway.threads import CallerDep, ClientDep, SettingsDep
+from gateway.threads import CallerDep, ClientDep, IdempotencyKey, SettingsDep
 from threadhost.ids import ID_PATTERN, Id
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
@@ -137,7 +136,7 @@ async def create_response(
         body: ResponseRequest, request: Request, client: ClientDep, caller: CallerDep,
         settings: SettingsDep,
         thread_header: ThreadHeader = None,
-        idempotency_key: IdempotencyHeader = None) -> Response:
+        idempotency_key: IdempotencyKey = None) -> Response:
     """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
     agent, recipe = agent_of(body.model, _catalog(request))
     thread_id = _thread_of(body, thread_header)

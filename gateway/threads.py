@@ -108,6 +108,7 @@ ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 
 
+# A caller's retry key, on every door that makes or changes something.
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 
 
