@@ -58,8 +58,9 @@ class Undeliverable(Exception):
     """A delivery that no later attempt can make: it goes to the dead-letter topic."""
 
 
-def pause_before(attempt: int) -> float:
-    return min(FIRST_PAUSE * 2 ** (attempt - 2), LONGEST_PAUSE)
+def backoff(times: int) -> float:
+    """The pause after `times` failures in a row (1: the first)."""
+    return min(FIRST_PAUSE * 2 ** (times - 1), LONGEST_PAUSE)
 
 
 class Destinations:
@@ -84,17 +85,20 @@ class Destinations:
         self._sending[where] = self._sending.get(where, 0) + 1
         return True
 
-    def done(self, target: WebhookTarget, answered: bool) -> None:
+    def done(self, target: WebhookTarget, answered: bool | None) -> None:
+        """A delivery `take` let through is over: it got an answer, none, or (None) it
+        was never sent."""
         where = self._of(target)
         self._sending[where] -= 1
         if not self._sending[where]:
             del self._sending[where]
+        if answered is None:
+            return
         if answered:
             self._failing.pop(where, None)
             return
-        failures, _ = self._failing.get(where, (0, 0.0))
-        self._failing[where] = (
-            failures + 1, time.monotonic() + min(FIRST_PAUSE * 2 ** failures, LONGEST_PAUSE))
+        failures = self._failing.get(where, (0, 0.0))[0] + 1
+        self._failing[where] = (failures, time.monotonic() + backoff(failures))
 
     @staticmethod
     def _of(target: WebhookTarget) -> tuple[str, str, int]:
@@ -123,7 +127,7 @@ class WebhookDeliverer:
             await self._dead(delivery, f"not taken in {MAX_ATTEMPTS} attempts")
             return
         await shared_actor_client().schedule_job(_job_name(delivery), {
-            "dueTime": f"{pause_before(attempt + 1):g}s", "overwrite": True,
+            "dueTime": f"{backoff(attempt):g}s", "overwrite": True,
             "data": LaterAttempt(delivery=delivery, attempt=attempt + 1,
                                  body=body).model_dump(mode="json")})
 
@@ -132,35 +136,43 @@ class WebhookDeliverer:
             target = WebhookTarget.of(delivery.url)
         except UnusableUrl as exc:
             raise Undeliverable(f"its URL cannot be delivered to: {exc}") from None
-        try:
-            key = (await self._mesh.secret(delivery.secret))[delivery.key]
-        except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: later
-            log.warning("webhook of agent %s: no signing key (%s): tried again later",
-                        delivery.agent, type(exc).__name__)
-            return False
-        stamp = int(time.time())
-        try:
-            signed = signature(key, delivery.event.id, stamp, body)
-        except ValueError as exc:
-            raise Undeliverable(f"its signing secret: {exc}") from None
-        headers = {"content-type": "application/cloudevents+json",
-                   "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
-                   "webhook-signature": signed}
         if not self._destinations.take(target):
             return False  # resting after a failure, or busy with others: later
-        answer = None
+        answered: bool | None = None  # nothing sent yet
+        answer: httpx.Response | None = None
         try:
-            answer = await self._http.post(delivery.url, content=body, headers=headers)
-            outcome = f"answered {answer.status_code}"
-        except httpx.HTTPError as exc:
-            outcome = type(exc).__name__
+            headers = await self._signed(delivery, body)
+            if headers is None:
+                return False
+            try:
+                answer = await self._http.post(delivery.url, content=body, headers=headers)
+                answered, outcome = True, f"answered {answer.status_code}"
+            except httpx.HTTPError as exc:
+                answered, outcome = False, type(exc).__name__
         finally:
-            self._destinations.done(target, answered=answer is not None)
+            self._destinations.done(target, answered)
         if answer is not None and answer.is_success:
             return True
         log.warning("webhook %s: event %s not taken (%s): tried again later",
                     _where(target), delivery.event.id, outcome)
         return False
+
+    async def _signed(self, delivery: WebhookDelivery, body: bytes) -> dict[str, str] | None:
+        """The attempt's headers, signed; None while its key cannot be read."""
+        try:
+            key = (await self._mesh.secret(delivery.secret))[delivery.key]
+        except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: later
+            log.warning("webhook of agent %s: no signing key (%s): tried again later",
+                        delivery.agent, type(exc).__name__)
+            return None
+        stamp = int(time.time())
+        try:
+            signed = signature(key, delivery.event.id, stamp, body)
+        except ValueError as exc:
+            raise Undeliverable(f"its signing secret: {exc}") from None
+        return {"content-type": "application/cloudevents+json",
+                "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
+                "webhook-signature": signed}
 
     async def _dead(self, delivery: WebhookDelivery, why: str) -> None:
         log.error("webhook of agent %s: event %s dead-lettered: %s", delivery.agent,

@@ -15,7 +15,7 @@ from dapr.clients.base import DaprActorClientBase
 from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings as dapr_settings
 
-from threadhost.ids import InvalidId
+from threadhost.ids import ACTOR_ID, InvalidId
 
 
 def segment(value: str, what: str) -> str:
@@ -152,7 +152,7 @@ def _actor(actor_type: str, actor_id: str, last: tuple[str, str] | None = None,
            kind: str = "method") -> str:
     """`/actors/<type>/<id>[/<kind>/<name>]`; the id is also held to the id alphabet
     (actor ids are thread ids, or owners in URL-safe base64, which may be longer)."""
-    if not all(c.isascii() and (c.isalnum() or c in "_-") for c in actor_id or "."):
+    if not isinstance(actor_id, str) or ACTOR_ID.fullmatch(actor_id) is None:
         raise InvalidId("an actor id must be of A-Z, a-z, 0-9, _ and -")
     path = "/actors" + _path((actor_type, "actor type"), (actor_id, "actor id"))
     return path if last is None else f"{path}/{kind}" + _path(last)

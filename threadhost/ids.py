@@ -17,6 +17,8 @@ from pydantic import Field
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID = re.compile(ID_PATTERN)
+# The same alphabet at any length: actor ids (owners in URL-safe base64 may be longer).
+ACTOR_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 # A request model's field that names a thread, run, follow-up or call.
 Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["th_7e9df6a3857a414db0471772481bc2c2"])]
