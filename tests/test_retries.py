@@ -23,13 +23,13 @@ from gateway.auth import Caller
 from gateway.thread_client import ThreadClient, Unreachable
 from gateway.threads import open_thread
 from tests.conftest import Api
+from tests.loopback import LoopbackServer
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS
-from threadhost.processes import free_port
 from threadhost.stack import Stack
 
 
-class DroppingProxy:
+class DroppingProxy(LoopbackServer):
     """A TCP proxy in front of the gateway that, for the first `drops` connections, passes
     the request on, waits until the gateway starts to answer, and then closes the client's
     connection without a byte of the answer: the request was taken, the client saw a
@@ -37,21 +37,10 @@ class DroppingProxy:
 
     def __init__(self, upstream: tuple[str, int], drops: int) -> None:
         self.upstream, self.drops, self.dropped = upstream, drops, 0
-        self.port = free_port()
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._stopped = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        self._server.settimeout(0.2)
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:  # closed: stopped
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+    def accepted(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._relay, args=(connection,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream, timeout=60)
@@ -81,9 +70,6 @@ class DroppingProxy:
                     pass
                 end.close()
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._server.close()
 
 
 @pytest.fixture(scope="module")

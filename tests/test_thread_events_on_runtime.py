@@ -54,6 +54,19 @@ def _resources(folder: Path, redis: str) -> tuple[Path, Path]:
     return host, crm
 
 
+def _waiting_run(api: Api, port: int) -> tuple[str, dict]:
+    """A notifier thread whose webhook is the receiver on `port`, and its run, which waits
+    for an approval (created and requires_action are announced)."""
+    made = api.http.post("/v1/threads", json={
+        "agent": "notifier", "webhook_url": f"http://127.0.0.1:{port}/hook"})
+    assert made.status_code == 201, made.text
+    thread = made.json()["id"]
+    run = api.http.post(f"/v1/threads/{thread}/messages",
+                        json={"content": "Where is order 1001?"}).json()["run"]
+    assert run["status"] == "requires_action"
+    return thread, run
+
+
 @pytest.mark.parametrize("shape", ["split", "embedded"])
 def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
         shape: str, dapr_bin: Path, tmp_path: Path, redis_server: str) -> None:
@@ -81,13 +94,7 @@ def test_other_services_hear_a_runs_events_and_webhooks_get_them_signed(
             refused = api.http.post("/v1/threads", json={
                 "agent": "notifier", "webhook_url": "http://192.0.2.7/steal"})
             assert refused.status_code == 422 and "webhook_url" in refused.json()["detail"]
-            made = api.http.post("/v1/threads", json={
-                "agent": "notifier", "webhook_url": f"http://127.0.0.1:{port}/hook"})
-            assert made.status_code == 201, made.text
-            thread = made.json()["id"]
-            waiting = api.http.post(f"/v1/threads/{thread}/messages",
-                                    json={"content": "Where is order 1001?"}).json()["run"]
-            assert waiting["status"] == "requires_action"
+            thread, waiting = _waiting_run(api, port)
             run_id, [action] = waiting["run_id"], waiting["required_action"]
             done = api.http.post(f"/v1/threads/{thread}/runs/{run_id}/resume", json={
                 "actions": [{"type": "approval", "call_id": action["call_id"],
@@ -161,14 +168,7 @@ def test_webhooks_go_out_when_the_thread_events_cannot(dapr_bin: Path, tmp_path:
     try:
         receiver.wait_http_ok(f"http://127.0.0.1:{port}/health", 30)
         with Stack(config, split=True) as stack:
-            api = Api(stack.api.url)
-            made = api.http.post("/v1/threads", json={
-                "agent": "notifier", "webhook_url": f"http://127.0.0.1:{port}/hook"})
-            assert made.status_code == 201, made.text
-            thread = made.json()["id"]
-            run = api.http.post(f"/v1/threads/{thread}/messages",
-                                json={"content": "Where is order 1001?"}).json()["run"]
-            assert run["status"] == "requires_action"
+            _waiting_run(Api(stack.api.url), port)
 
             def taken() -> list[dict] | None:
                 seen = httpx.get(f"http://127.0.0.1:{port}/seen").json()

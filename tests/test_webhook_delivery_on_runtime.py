@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from actors.engine.events import ThreadEvent, WebhookDelivery
 from tests.conftest import make_stack_config, wait_for
 from tests.dapr_peers import PeerApp, local_secret_store
+from tests.loopback import LoopbackServer
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
@@ -28,31 +28,20 @@ from threadhost.stack import Stack
 KEY = "whsec_" + base64.b64encode(b"another test key of 32 bytes!!!!").decode()
 
 
-class SilentServer:
+class SilentServer(LoopbackServer):
     """Accepts connections and never answers: a webhook destination that hangs."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self._server = socket.create_server(("127.0.0.1", self.port))
         self._held: list[socket.socket] = []
-        self._stopped = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        self._server.settimeout(0.2)
-        while not self._stopped.is_set():
-            try:
-                self._held.append(self._server.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:  # closed: stopped
-                return
+    def accepted(self, connection: socket.socket) -> None:
+        self._held.append(connection)
 
     def stop(self) -> None:
-        self._stopped.set()
+        super().stop()
         for held in self._held:
             held.close()
-        self._server.close()
 
 
 @dataclass
