@@ -16,19 +16,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.contract import CreateThread, PostMessage, ReadHistory, RunAnswer
+from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition
 from actors.engine.context import message_tokens
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, StreamEvent
 from actors.engine.tools import function_tool
 from actors.engine.usage import estimated_tokens
-from actors.engine_setup import build_engine
-from actors.run_steps import Engine
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.contract import CreateThread, PostMessage, ReadHistory, RunAnswer
+from actors.threads.run_steps import Engine
+from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 BUDGET = 6_000

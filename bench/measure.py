@@ -14,7 +14,7 @@ import httpx
 import redis.asyncio as redis
 
 from threadhost.client import EventStreamParser
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 FRESH_TURNS = 150
 CONCURRENCY = {10: 20, 50: 6}  # concurrent threads -> turns each

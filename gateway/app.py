@@ -11,16 +11,16 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.responses import RedirectResponse
 
-from actors.contract import STOPPED
 from actors.engine.agents import AgentCatalog
-from actors.run_events import PublishedRunMessage, StepEventsMessage
+from actors.threads.contract import STOPPED
+from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import followups, openai_door, responses_door, threads
 from gateway.auth import Authenticator
 from gateway.problems import Problem, answer_at
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
-from threadhost.run_signals import run_changed
-from threadhost.settings import Settings
+from threadhost.common.run_signals import run_changed
+from threadhost.common.settings import Settings
 
 
 class BodyLimit:

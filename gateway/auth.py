@@ -32,7 +32,7 @@ import jwt
 from fastapi import Request
 
 from gateway.problems import Problem
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from actors.contract import CancelFollowup, ListFollowups, ScheduleFollowup
+from actors.threads.contract import CancelFollowup, ListFollowups, ScheduleFollowup
 from gateway.problems import problem_responses
 from gateway.schemas import THREAD_ID_PATTERN, FollowupListView, FollowupView
 from gateway.schemas import ScheduleFollowup as ScheduleFollowupBody

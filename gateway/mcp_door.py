@@ -28,8 +28,8 @@ from gateway.openai_turns import TurnPlan, take_turn
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
 from gateway.threads import admit
-from threadhost.ids import ID_PATTERN
-from threadhost.settings import Settings
+from threadhost.common.ids import ID_PATTERN
+from threadhost.common.settings import Settings
 
 # A thread named by a tool's caller: an id, checked before any call is made.
 ThreadArgument = Annotated[str | None, Field(pattern=ID_PATTERN, description=(

@@ -19,11 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from actors.contract import RunView
 from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import ToolOutput
 from actors.engine.tool_set import ClientTool
+from actors.threads.contract import RunView
 from gateway.auth import Caller
 from gateway.openai_schemas import (
     ChatCompletion,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from actors.engine.text import JsonObject, Text, printable
 from actors.engine.tool_sources import object_schema
-from threadhost.ids import ID_PATTERN, checked_id
+from threadhost.common.ids import ID_PATTERN, checked_id
 
 # `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"

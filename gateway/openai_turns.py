@@ -17,26 +17,26 @@ from typing import Annotated, Any
 from fastapi import Header, Request
 from fastapi.responses import StreamingResponse
 
-from actors.contract import (
+from actors.engine.agents import AgentCatalog
+from actors.engine.messages import AssistantText, Message, ToolResult
+from actors.engine.pauses import ToolOutput
+from actors.engine.tool_set import ClientTool
+from actors.threads.contract import (
     GATEWAY_KEY_PREFIX,
     CreateThread,
     ImportHistory,
     RunAnswer,
     RunView,
 )
-from actors.contract import PostMessage as PostMessageRequest
-from actors.contract import ResumeRun as ResumeRequest
-from actors.engine.agents import AgentCatalog
-from actors.engine.messages import AssistantText, Message, ToolResult
-from actors.engine.pauses import ToolOutput
-from actors.engine.tool_set import ClientTool
+from actors.threads.contract import PostMessage as PostMessageRequest
+from actors.threads.contract import ResumeRun as ResumeRequest
 from gateway.auth import Caller
 from gateway.problems import Problem
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
 from gateway.threads import _in_slot, _wait_for_run, open_thread
-from threadhost.ids import ID_PATTERN
-from threadhost.settings import Settings
+from threadhost.common.ids import ID_PATTERN
+from threadhost.common.settings import Settings
 
 THREAD_HEADER = "threadhost-thread-id"
 # The thread both OpenAI doors continue (a caller's retry key is every door's

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from actors.engine.text import printable
-from threadhost.ids import InvalidId
+from threadhost.common.ids import InvalidId
 
 log = logging.getLogger(__name__)
 

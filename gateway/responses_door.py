@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from actors.contract import RunView
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import ToolOutput
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
+from actors.threads.contract import RunView
 from gateway.auth import Caller
 from gateway.openai_door import _admitted, _catalog, ended_run
 from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
@@ -41,7 +41,7 @@ from gateway.openai_turns import (
 from gateway.problems import Problem, problem_responses
 from gateway.thread_client import ThreadClient
 from gateway.threads import CallerDep, ClientDep, IdempotencyKey, SettingsDep
-from threadhost.ids import ID_PATTERN, Id
+from threadhost.common.ids import ID_PATTERN, Id
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,

@@ -7,14 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.contract import RunView
 from actors.engine.messages import Message
 from actors.engine.pauses import Submission
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
-from threadhost.ids import ID_PATTERN
+from actors.threads.contract import RunView
+from threadhost.common.ids import ID_PATTERN
 
-# Thread ids travel in URLs and actor keys: one alphabet for every id (threadhost/ids.py).
+# Thread ids travel in URLs and actor keys: one alphabet for every id (threadhost/common/ids.py).
 THREAD_ID_PATTERN = ID_PATTERN
 
 

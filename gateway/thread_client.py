@@ -14,8 +14,10 @@ import aiohttp
 from dapr.clients.exceptions import DaprInternalError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from actors.cancellation import CancelMessage
-from actors.contract import (
+from actors.dapr_host.interface import ACTOR_TYPE, READER_ACTOR_TYPE, Payload
+from actors.dapr_host.owner_actor import OWNER_ACTOR_TYPE, owner_actor_id
+from actors.threads.cancellation import CancelMessage
+from actors.threads.contract import (
     EventsAnswer,
     ReadEvents,
     ReadRun,
@@ -23,11 +25,9 @@ from actors.contract import (
     Request,
     RunAnswer,
 )
-from actors.interface import ACTOR_TYPE, READER_ACTOR_TYPE, Payload
-from actors.owner_actor import OWNER_ACTOR_TYPE, owner_actor_id
 from gateway.problems import Problem
-from threadhost.actor_client import shared_actor_client
-from threadhost.state_serializer import PlainJSONSerializer
+from threadhost.common.sidecar import shared_actor_client
+from threadhost.common.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 Success = TypeVar("Success", bound=BaseModel)

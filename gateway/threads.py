@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from actors.contract import (
+from actors.threads.contract import (
     GATEWAY_KEY_PREFIX,
     CancelRun,
     CreateThread,
@@ -23,8 +23,8 @@ from actors.contract import (
     RunView,
     ThreadView,
 )
-from actors.contract import PostMessage as PostMessageRequest
-from actors.contract import ResumeRun as ResumeRequest
+from actors.threads.contract import PostMessage as PostMessageRequest
+from actors.threads.contract import ResumeRun as ResumeRequest
 from gateway.auth import Caller
 from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
@@ -42,9 +42,9 @@ from gateway.schemas import (
 )
 from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from threadhost.ids import keyed_thread_id
-from threadhost.run_signals import forget, wait_for_change
-from threadhost.settings import Settings
+from threadhost.common.ids import keyed_thread_id
+from threadhost.common.run_signals import forget, wait_for_change
+from threadhost.common.settings import Settings
 
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
 router = APIRouter(prefix="/v1/threads", tags=["threads"],  # admission added below

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from actors.run_events import DeltaMessage, StepEventsMessage
+from actors.threads.run_events import DeltaMessage, StepEventsMessage
 
 _REMOVED = object()
 

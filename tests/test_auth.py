@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from actors.watchdog import job_name
+from actors.dapr_host.watchdog import job_name
 from tests.conftest import Api, stored_rows
 from threadhost.processes import Process, free_port
 from threadhost.stack import Stack

@@ -1,4 +1,4 @@
-"""Checkpoints of quick steps committed together (actors/checkpoints.py), in process: what
+"""Checkpoints of quick steps committed together (actors/threads/checkpoints.py), in process: what
 waits is seen only after its commit, in order, and a failed commit shows nothing."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from actors.checkpoints import Checkpoints
+from actors.threads.checkpoints import Checkpoints
 
 
 class Store:

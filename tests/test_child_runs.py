@@ -8,13 +8,13 @@ import asyncio
 
 import pytest
 
-from actors.contract import ChildRunEnded, CreateThread, GetRun, PostMessage, RunAnswer
-from actors.thread_children import CHILDREN
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.children import CHILDREN
+from actors.threads.contract import ChildRunEnded, CreateThread, GetRun, PostMessage, RunAnswer
+from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 
 class Threads:

@@ -7,19 +7,19 @@ import asyncio
 
 import pytest
 
-from actors.contract import CreateThread, ImportHistory, PostMessage, RunAnswer
+from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition
 from actors.engine.context import Budget, ContextPolicy, message_tokens, plan_window
 from actors.engine.messages import AssistantText, ToolCall, ToolResult, UserText
-from actors.engine_setup import build_engine
-from actors.state import summary_key
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.contract import CreateThread, ImportHistory, PostMessage, RunAnswer
+from actors.threads.service import ThreadService
+from actors.threads.state import summary_key
+from actors.threads.store import ThreadStore
 from bench.context import BIG_CHARS, POINTS, at, run_long_thread
 from tests.fakes.vendor_server import Reply, VendorServer
 from tests.fakes.wire import Answer, OpenAIChatWire
 from tests.memory_effects import MemoryEffects, MemoryState
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 
 def exchange(n: int, result: str = "ok") -> list:

@@ -24,8 +24,8 @@ from openai import AsyncOpenAI, OpenAI
 
 from tests.conftest import Api, make_stack_config
 from threadhost.app import create_app
+from threadhost.common.settings import Settings
 from threadhost.runtime import PROJECT_ROOT
-from threadhost.settings import Settings
 from threadhost.stack import Stack
 
 SUPPORT_REPLY = ("Let me look that order up.\n\nOrder 1001 has shipped and is with the "

@@ -6,12 +6,12 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from actors.actor_calls import ActorMethodCalls
+from actors.dapr_host.actor_calls import ActorMethodCalls
 from actors.engine.text import check_json_text, text_problem
 from gateway.auth import person_owner, service_owner
 from threadhost.app import SidecarOnly, create_app, route_owner
 from threadhost.client import EventStreamParser
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_the_client_reads_event_streams_as_the_standard_says() -> None:
 
 
 def test_actor_method_calls_are_answered_as_the_sdks_route_answers_them() -> None:
-    """The actor host serves daprd's actor method calls itself (actors/actor_calls.py);
+    """The actor host serves daprd's actor method calls itself (actors/dapr_host/actor_calls.py);
     its answers are the extension's, and the token check still comes first."""
     extension = FastAPI()
     DaprActor(extension)

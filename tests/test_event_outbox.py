@@ -1,4 +1,4 @@
-"""A thread's run messages on their way to the topic (actors/run_events.py EventOutbox),
+"""A thread's run messages on their way to the topic (actors/threads/run_events.py EventOutbox),
 in process: a quick run's checkpoints go out as one message, in order, and nothing waits
 for a flush that never comes."""
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from actors.engine.run import RunEvent
-from actors.run_events import DeltaMessage, EventOutbox, RunMessage, StepEventsMessage
+from actors.threads.run_events import DeltaMessage, EventOutbox, RunMessage, StepEventsMessage
 
 
 def step(run_id: str, *seqs: int) -> StepEventsMessage:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actors.contract import (
+from actors.engine.followups import FollowupError, new_followup
+from actors.threads.contract import (
     CancelFollowup,
     CreateThread,
     Done,
@@ -21,9 +22,8 @@ from actors.contract import (
     ScheduleFollowup,
     TooManyFollowups,
 )
-from actors.engine.followups import FollowupError, new_followup
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS, say
 
@@ -156,7 +156,7 @@ def test_a_follow_up_due_during_a_run_follows_the_threads_policy() -> None:
 
 
 def test_deleting_the_thread_drops_its_follow_ups_reminders() -> None:
-    from actors.contract import DeleteThread
+    from actors.threads.contract import DeleteThread
 
     service, effects, _ = keeper()
     asyncio.run(service.schedule_followup(ScheduleFollowup(when="P1D", note="x", owner="ann")))

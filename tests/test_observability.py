@@ -84,7 +84,7 @@ def test_one_trace_runs_from_the_gateway_through_the_actor_to_the_model_call(
 def test_logged_errors_carry_no_stack_trace() -> None:
     import logging
 
-    from threadhost.logs import JsonFormatter
+    from threadhost.common.logs import JsonFormatter
 
     try:
         raise ValueError("bad value")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from actors import metrics
+from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition, Limits
 from actors.engine.followups import FollowupError, answer_call, new_followup
 from actors.engine.loop import run_until_done, start_run
@@ -27,8 +27,8 @@ from actors.engine.retry import RetryPolicy
 from actors.engine.tool_set import build_tool_set
 from actors.engine.usage import DEFAULT_PRICES, price_of
 from actors.engine.webhooks import WebhookDefinition, signature
-from actors.engine_setup import build_engine
-from actors.run_steps import ModelRefused
+from actors.threads import metrics
+from actors.threads.run_steps import ModelRefused
 from actors.tools import build_registry
 from gateway.auth import ANONYMOUS, person_owner, same_token
 from gateway.problems import Problem
@@ -247,8 +247,8 @@ def test_a_person_named_anonymous_is_not_everyone_without_authentication() -> No
 
 
 def test_no_value_leaves_its_segment_of_a_sidecar_url() -> None:
-    from threadhost.actor_client import _actor, _method_path, segment
-    from threadhost.ids import InvalidId
+    from threadhost.common.ids import InvalidId
+    from threadhost.common.sidecar import _actor, _method_path, segment
 
     assert _actor("Thread", "th_1", ("PostMessage", "method")) == (
         "/actors/Thread/th_1/method/PostMessage")

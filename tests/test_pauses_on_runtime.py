@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.watchdog import job_name
+from actors.dapr_host.watchdog import job_name
 from tests.conftest import (
     FAST_IDLE,
     TEST_AGENTS,

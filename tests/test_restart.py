@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from actors.watchdog import job_name
+from actors.dapr_host.watchdog import job_name
 from tests.conftest import Api, conversation, wait_for
 from threadhost.stack import Stack
 

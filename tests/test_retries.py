@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import pytest
 from openai import OpenAI
 
-from actors.contract import CreateThread, Request
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.contract import CreateThread, Request
+from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
 from gateway.auth import Caller
 from gateway.thread_client import ThreadClient, Unreachable
 from gateway.threads import open_thread

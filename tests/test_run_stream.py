@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.contract import EventsAnswer, RunView
 from actors.engine.run import RunEvent
+from actors.threads.contract import EventsAnswer, RunView
 from gateway.run_stream import stream_run
 from gateway.thread_client import Unreachable
 

@@ -5,7 +5,7 @@ import signal
 
 import httpx
 
-from actors.watchdog import job_name
+from actors.dapr_host.watchdog import job_name
 from tests.conftest import Api, start_apps, wait_for
 from threadhost.stack import App
 

@@ -9,7 +9,7 @@ import pytest
 from actors.engine.messages import AssistantText, ToolCall, UserText
 from actors.engine.run import RunRecord, RunTools, plan_next_step
 from actors.engine.step import run_tool_set
-from actors.state import (
+from actors.threads.state import (
     HistoryPage,
     ThreadRecord,
     UnknownSchemaVersion,

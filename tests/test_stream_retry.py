@@ -13,7 +13,7 @@ from actors.engine.retry import RetryPolicy
 from actors.engine.run import RunRecord
 from actors.engine.step import call_model
 from actors.engine.tools import ToolRegistry
-from actors.run_events import DELTA_WINDOW, DeltaBatcher, DeltaMessage, PublishedRunMessage
+from actors.threads.run_events import DELTA_WINDOW, DeltaBatcher, DeltaMessage, PublishedRunMessage
 from gateway.run_stream import DeltaStream
 from threadhost.client import EventStreamParser
 

@@ -8,13 +8,13 @@ import base64
 import hashlib
 import hmac
 
-from actors.contract import CreateThread, Invalid, ResumeRun, ScheduleFollowup
 from actors.engine.agents import AgentDefinition
 from actors.engine.pauses import Approval
 from actors.engine.webhooks import signature
-from actors.state import RECORD_KEY
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.contract import CreateThread, Invalid, ResumeRun, ScheduleFollowup
+from actors.threads.service import ThreadService
+from actors.threads.state import RECORD_KEY
+from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS, say
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.contract import (
+from actors.dapr_host.engine_setup import build_engine
+from actors.engine.pauses import Approval
+from actors.threads.contract import (
     Busy,
     CancelRun,
     CreateThread,
@@ -23,13 +25,11 @@ from actors.contract import (
     RunAnswer,
     WatchdogFired,
 )
-from actors.engine.pauses import Approval
-from actors.engine_setup import build_engine
-from actors.state import run_key
-from actors.thread_service import GATEWAY_KEYS, ThreadService
-from actors.thread_store import ThreadStore
+from actors.threads.service import GATEWAY_KEYS, ThreadService
+from actors.threads.state import run_key
+from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 SETTINGS = Settings(agents_dirs=[str(ROOT / "agents"), str(ROOT / "tests" / "agents"),
@@ -306,7 +306,7 @@ def test_every_answer_crosses_as_json_and_comes_back_the_same() -> None:
 
 
 def test_the_service_the_contract_and_the_engine_import_no_dapr() -> None:
-    code = ("import sys, actors.thread_service, actors.contract, actors.engine.loop; "
+    code = ("import sys, actors.threads.service, actors.threads.contract, actors.engine.loop; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dapr'))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            cwd=ROOT, timeout=60, check=True).stdout.strip()

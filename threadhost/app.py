@@ -14,11 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import same_token
 from gateway.problems import Problem, as_problem_documents, install_problem_handlers
-from threadhost import logs, tracing
-from threadhost.actor_client import shared_actor_client
+from threadhost.common import logs, tracing
+from threadhost.common.settings import Settings, get_settings
+from threadhost.common.sidecar import shared_actor_client
 from threadhost.event_groups import GroupKeeper, StreamGroups
 from threadhost.loop_stalls import watch_stalls
-from threadhost.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
         if dapr_actor is not None:
-            from actors.host import register_thread_actor
+            from actors.dapr_host.host import register_thread_actor
 
             await register_thread_actor(dapr_actor, settings)
         keeper = _event_groups(settings, serves_gateway, serves_actors)
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stalls.cancel()
         await keeper.stop()
         if serves_actors:
-            from actors.engine_setup import close_engine
+            from actors.dapr_host.engine_setup import close_engine
 
             await close_engine()  # MCP servers it started over stdio stop with it
 
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     if serves_actors:
-        from actors.host import mount_actor_host
+        from actors.dapr_host.host import mount_actor_host
 
         dapr_actor = mount_actor_host(app, settings)
     if serves_gateway:
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("no APP_API_TOKEN: daprd's routes (actor calls, /internal/*) answer "
                     "anyone who reaches this port. For local development only.")
     if serves_actors:  # inside SidecarOnly: daprd's token is checked first
-        from actors.actor_calls import ActorMethodCalls
+        from actors.dapr_host.actor_calls import ActorMethodCalls
 
         app.add_middleware(ActorMethodCalls)
     app.add_middleware(SidecarOnly, token=token.get_secret_value() if token else None)

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import httpx
 
-from actors.contract import RunView, ThreadView
 from actors.engine.pauses import Answer, Approval, Submission, ToolOutput
 from actors.engine.tool_set import ClientTool
+from actors.threads.contract import RunView, ThreadView
 from gateway.schemas import HistoryView, RunsView, TurnView
 
 __all__ = ["Answer", "Approval", "ClientTool", "ServerEvent", "Submission",

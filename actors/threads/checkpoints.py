@@ -9,7 +9,7 @@ waits here, with its events, until one of these comes first:
 - something must read the store as committed (the fence): `flush`;
 - `linger` passes while the next step is still running (a model call that takes a
   while): the checkpoints so far are committed then, beside the step, not after it.
-  Like the chain budget, it counts the time the event loop was idle (actors/chain_clock.py):
+  Like the chain budget, it counts the time the event loop was idle (actors/threads/chain_clock.py):
   on a busy host, quick steps wait their turn on the loop, and are not slow for it.
 
 So a quick turn is one transaction, a host that dies loses at most `linger` of finished
@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.chain_clock import ChainClock
+from actors.threads.chain_clock import ChainClock
 
 # What waits: a checkpoint (visible once committed) or a message behind one.
 _CHECKPOINT, _MESSAGE = "checkpoint", "message"

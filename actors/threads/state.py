@@ -66,7 +66,7 @@ class ThreadRecord(BaseModel):
     # Where this thread's events go as signed POSTs, besides its agent's own webhook.
     webhook_url: str | None = None
     # Announcements (thread events and their webhook deliveries) written by a commit and
-    # maybe not sent yet: each under announcement_key (actors/thread_announcements.py).
+    # maybe not sent yet: each under announcement_key (actors/threads/announcements.py).
     outbox: list[str] = Field(default_factory=list)
 
     def expired(self, now: datetime) -> bool:

@@ -1,8 +1,8 @@
 """The Thread actor: a thin adapter between Dapr and the thread service.
 
-Each method reads its request as the contract says (actors/contract.py), hands it to the
-service (actors/thread_service.py) and answers with what the service decided; the effects
-the service asks for are carried out on Dapr by actors/actor_effects.py.
+Each method reads its request as the contract says (actors/threads/contract.py), hands it to the
+service (actors/threads/service.py) and answers with what the service decided; the effects
+the service asks for are carried out on Dapr by actors/dapr_host/effects.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, ValidationError
 
-from actors import metrics
-from actors.actor_effects import ActorEffects, UncheckedWrites
-from actors.contract import (
+from actors.dapr_host.effects import ActorEffects, UncheckedWrites
+from actors.dapr_host.engine_setup import load_engine
+from actors.dapr_host.interface import Payload, ThreadActorInterface
+from actors.threads import metrics
+from actors.threads.contract import (
     CancelFollowup,
     CancelRun,
     ChildRunEnded,
@@ -37,16 +39,14 @@ from actors.contract import (
     WatchdogFired,
     validation_detail,
 )
-from actors.engine_setup import load_engine
-from actors.interface import Payload, ThreadActorInterface
-from actors.lifecycle import lifecycle
-from actors.thread_service import ThreadService
-from actors.thread_store import ThreadStore
-from threadhost import logs
-from threadhost.settings import get_settings
+from actors.threads.lifecycle import lifecycle
+from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
+from threadhost.common import logs
+from threadhost.common.settings import get_settings
 
 Asked = TypeVar("Asked", bound=Request)
-# Before the watchdog was a job of the app (actors/watchdog.py), it was this reminder: one
+# Before the watchdog was a job of the app (actors/dapr_host/watchdog.py), it was this reminder: one
 # that a running run of an older version left behind is replaced when it fires.
 OLD_WATCHDOG_REMINDER = "watchdog"
 

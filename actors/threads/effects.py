@@ -1,6 +1,6 @@
 """What the thread service asks of the runtime that hosts it: the effects of a turn.
 
-The Thread actor carries them out on Dapr (actors/actor_effects.py); the unit tests carry
+The Thread actor carries them out on Dapr (actors/dapr_host/effects.py); the unit tests carry
 them out in memory (tests/memory_effects.py). Nothing here knows Dapr.
 """
 
@@ -9,11 +9,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.run_events import DeltaMessage, StepEventsMessage
+from actors.threads.run_events import DeltaMessage, StepEventsMessage
 
 if TYPE_CHECKING:
-    from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
-    from actors.thread_announcements import Announcement, Sent
+    from actors.threads.announcements import Announcement, Sent
+    from actors.threads.contract import (
+        ChildRunAnswer,
+        ChildRunEnded,
+        Invalid,
+        NotFound,
+        StartChildRun,
+    )
 
 
 class Effects(Protocol):

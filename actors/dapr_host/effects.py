@@ -1,6 +1,6 @@
 """The thread service's effects, carried out on Dapr for one Thread actor.
 
-This module and threadhost/actor_client.py are the only ones that reach into the SDK's
+This module and threadhost/common/sidecar.py are the only ones that reach into the SDK's
 internals (the actor's runtime context, its state manager's cache).
 """
 
@@ -18,21 +18,21 @@ from dapr.actor.runtime.state_change import StateChangeKind
 from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 from dapr.clients.exceptions import DaprInternalError
 
-from actors import background
-from actors.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
-from actors.interface import ACTOR_TYPE
-from actors.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
-from actors.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
-from actors.state import announcement_key
-from actors.thread_announcements import Announcement, Sent
-from actors.thread_children import CHILDREN
-from actors.thread_effects import ChildUnreachable
-from actors.thread_service import DEADLINE, ERASE
-from actors.watchdog import clear_watchdog, set_watchdog
-from threadhost.actor_client import shared_actor_client
-from threadhost.run_signals import run_changed
-from threadhost.settings import Settings
-from threadhost.state_serializer import PlainJSONSerializer
+from actors.dapr_host import background
+from actors.dapr_host.interface import ACTOR_TYPE
+from actors.dapr_host.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
+from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
+from actors.threads.announcements import Announcement, Sent
+from actors.threads.children import CHILDREN
+from actors.threads.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
+from actors.threads.effects import ChildUnreachable
+from actors.threads.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
+from actors.threads.service import DEADLINE, ERASE
+from actors.threads.state import announcement_key
+from threadhost.common.run_signals import run_changed
+from threadhost.common.settings import Settings
+from threadhost.common.sidecar import shared_actor_client
+from threadhost.common.state_serializer import PlainJSONSerializer
 
 STEP_TIMER = "step"
 # A child run is started inside the parent's turn: its call makes the thread and queues

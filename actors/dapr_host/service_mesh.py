@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from actors.engine.service_tools import Endpoint
-from threadhost.actor_client import shared_actor_client
+from threadhost.common.sidecar import shared_actor_client
 
 
 class DaprMesh:

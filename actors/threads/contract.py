@@ -50,7 +50,7 @@ from actors.engine.run import (
 )
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
-from actors.state import ThreadRecord
+from actors.threads.state import ThreadRecord
 
 OnActive = Literal["enqueue", "reject", "interrupt"]
 # A run in one of these has stopped running: ended, or waiting for an action. Whoever
@@ -437,7 +437,7 @@ class CancelFollowup(Request):
 
 
 class WatchdogFired(Request):
-    """The run watchdog's job fired (actors/watchdog.py): a run left running goes on."""
+    """The run watchdog's job fired (actors/dapr_host/watchdog.py): a run left running goes on."""
 
     method, answers = "WatchdogFired", answers_of(Done)
 

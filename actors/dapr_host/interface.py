@@ -1,7 +1,7 @@
 """The Thread actor's interface, shared by the actor host and every caller's ActorProxy.
 
 Each method takes and returns a JSON object: a request and an answer of the contract in
-actors/contract.py, which says what each method accepts and may answer. Outcomes a caller
+actors/threads/contract.py, which says what each method accepts and may answer. Outcomes a caller
 must tell apart (a thread that does not exist, a thread busy with a run) are answers, told
 apart by `outcome`, not errors, so they cross the sidecar intact.
 """
@@ -12,8 +12,8 @@ from dapr.actor import ActorInterface, actormethod
 
 Payload = dict[str, Any]
 
-# The SDK names an actor type after its implementing class: actors.thread_actor.Thread,
-# actors.reader_actor.ThreadReader.
+# The SDK names an actor type after its implementing class: actors.dapr_host.thread_actor.Thread,
+# actors.dapr_host.reader_actor.ThreadReader.
 ACTOR_TYPE = "Thread"
 READER_ACTOR_TYPE = "ThreadReader"
 

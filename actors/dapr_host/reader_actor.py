@@ -5,7 +5,7 @@ A run is polled, and a stream's gaps are filled, while a step may hold the Threa
 lock for as long as a model call takes; and a thread whose host has died has no actor to
 ask until another host takes it over. These reads need neither: one ThreadReader per
 thread (the same id) reads the thread's keys from the store through its host's sidecar
-(actors/committed.py). Being an actor, it is reached through placement, which sends calls
+(actors/dapr_host/committed.py). Being an actor, it is reached through placement, which sends calls
 only to live hosts, so a dead host costs a read no more than placement takes to notice.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dapr.actor import Actor, ActorInterface, actormethod
 
-from actors.committed import committed_store
-from actors.contract import EventsAnswer, ReadEvents, ReadRun, Refusal, RunAnswer, RunView
-from actors.interface import READER_ACTOR_TYPE, Payload
-from actors.thread_actor import serve
-from actors.thread_reads import ThreadReads
-from actors.thread_store import ThreadStore
-from threadhost.actor_client import shared_actor_client
+from actors.dapr_host.committed import committed_store
+from actors.dapr_host.interface import READER_ACTOR_TYPE, Payload
+from actors.dapr_host.thread_actor import serve
+from actors.threads.contract import EventsAnswer, ReadEvents, ReadRun, Refusal, RunAnswer, RunView
+from actors.threads.reads import ThreadReads
+from actors.threads.store import ThreadStore
+from threadhost.common.sidecar import shared_actor_client
 
 __all__ = ["READER_ACTOR_TYPE", "ThreadReader"]
 

@@ -8,7 +8,7 @@ dies between the commit and the sending loses nothing: the thread's next activat
 next call, a reminder, the watchdog of a running run), or its next commit, sends what is
 still listed and still stored. At least once: an event's `id` is the same every time.
 
-Plain Python, a collaborator of the thread service (actors/thread_service.py).
+Plain Python, a collaborator of the thread service (actors/threads/service.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 
 from actors.engine.events import ThreadEvent, WebhookDelivery, run_announcements
 from actors.engine.run import RunEvent, RunRecord
-from actors.state import ThreadRecord
-from actors.thread_events import deliveries
-from actors.thread_store import ThreadStore
+from actors.threads.deliveries import deliveries
+from actors.threads.state import ThreadRecord
+from actors.threads.store import ThreadStore
 
 # Sent is what went out whole (to be forgotten), failed what is to be sent again.
 Sent = Callable[[list[str], list[str]], None]

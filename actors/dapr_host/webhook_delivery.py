@@ -24,11 +24,11 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
+from actors.dapr_host.service_mesh import DaprMesh
 from actors.engine.events import WebhookDelivery
 from actors.engine.webhooks import UnusableUrl, WebhookTarget, signature
-from actors.service_mesh import DaprMesh
-from threadhost.actor_client import shared_actor_client
-from threadhost.settings import Settings
+from threadhost.common.settings import Settings
+from threadhost.common.sidecar import shared_actor_client
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def mount_webhook_delivery(app: FastAPI, settings: Settings) -> WebhookDeliverer
 
 
 async def later_attempt(deliverer: WebhookDeliverer, request: Request) -> None:
-    """A job of the deliverer fired (actors/watchdog.py's job route hands it here); a
+    """A job of the deliverer fired (actors/dapr_host/watchdog.py's job route hands it here); a
     failure to schedule the next attempt fails the firing, which the scheduler repeats."""
     later = LaterAttempt.model_validate_json(await request.body())
     await deliverer.attempt(later.delivery, later.attempt, later.body)

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # Quick steps go on in the same actor turn (each still checkpointed) until the turn has
     # waited this long on something outside the host (a model, a tool's thread, daprd);
     # 0 makes every step an actor turn of its own. Time the event loop spent on other work
-    # does not count, up to ten budgets of wall-clock time (actors/chain_clock.py).
+    # does not count, up to ten budgets of wall-clock time (actors/threads/chain_clock.py).
     step_chain_budget_ms: float = Field(default=100, ge=0)
     # Run events go out on this Dapr pub/sub component and topic; SSE streams send a
     # heartbeat comment this often so proxies keep them open.

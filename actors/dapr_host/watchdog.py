@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 
-from actors.contract import WatchdogFired
-from actors.interface import ACTOR_TYPE
-from threadhost.actor_client import PooledActorClient, shared_actor_client
+from actors.dapr_host.interface import ACTOR_TYPE
+from actors.threads.contract import WatchdogFired
+from threadhost.common.sidecar import PooledActorClient, shared_actor_client
 
 log = logging.getLogger(__name__)
 

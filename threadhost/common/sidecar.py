@@ -15,7 +15,7 @@ from dapr.clients.base import DaprActorClientBase
 from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings as dapr_settings
 
-from threadhost.ids import ACTOR_ID, InvalidId
+from threadhost.common.ids import ACTOR_ID, InvalidId
 
 
 def segment(value: str, what: str) -> str:

@@ -32,11 +32,11 @@ from actors.engine.retry import with_retries
 from actors.engine.run import ModelCallRecord, RunRecord
 from actors.engine.step import run_tool_set
 from actors.engine.usage import Usage, cost_of, estimated_tokens
-from actors.state import ThreadRecord
-from actors.thread_store import ThreadStore
+from actors.threads.state import ThreadRecord
+from actors.threads.store import ThreadStore
 
 if TYPE_CHECKING:
-    from actors.run_steps import Engine
+    from actors.threads.run_steps import Engine
 
 log = logging.getLogger(__name__)
 # A summary takes at most this share of the budget (the summarizer is asked for no more).

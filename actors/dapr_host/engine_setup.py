@@ -10,16 +10,16 @@ import aiohttp
 from dapr.clients.exceptions import DaprInternalError
 from pydantic import SecretStr
 
-from actors import metrics
+from actors.dapr_host.service_mesh import DaprMesh
 from actors.engine.agents import AgentCatalog
 from actors.engine.followups import FOLLOWUP_TOOLS
 from actors.engine.outside_tools import OutsideTools
 from actors.engine.recipes import Providers, VendorAccess
-from actors.run_steps import Engine
-from actors.service_mesh import DaprMesh
+from actors.threads import metrics
+from actors.threads.run_steps import Engine
 from actors.tools import build_registry
-from threadhost.actor_client import shared_actor_client
-from threadhost.settings import Settings, get_settings
+from threadhost.common.settings import Settings, get_settings
+from threadhost.common.sidecar import shared_actor_client
 
 log = logging.getLogger(__name__)
 

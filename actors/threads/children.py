@@ -9,8 +9,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from actors import metrics
-from actors.contract import (
+from actors.engine.messages import AssistantText
+from actors.engine.pauses import NotWaiting as RunNotWaiting
+from actors.engine.run import (
+    TERMINAL,
+    ChildRun,
+    ParentLink,
+    PendingAction,
+    RunRecord,
+    child_input,
+)
+from actors.threads import metrics
+from actors.threads.contract import (
     ChildRunAnswer,
     ChildRunEnded,
     CreateThread,
@@ -22,23 +32,13 @@ from actors.contract import (
     StartChildRun,
     ThreadAnswer,
 )
-from actors.engine.messages import AssistantText
-from actors.engine.pauses import NotWaiting as RunNotWaiting
-from actors.engine.run import (
-    TERMINAL,
-    ChildRun,
-    ParentLink,
-    PendingAction,
-    RunRecord,
-    child_input,
-)
-from actors.run_steps import answer_child
-from actors.state import ThreadRecord
-from actors.thread_effects import ChildUnreachable
-from threadhost import logs
+from actors.threads.effects import ChildUnreachable
+from actors.threads.run_steps import answer_child
+from actors.threads.state import ThreadRecord
+from threadhost.common import logs
 
 if TYPE_CHECKING:
-    from actors.thread_service import ThreadService
+    from actors.threads.service import ThreadService
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ parser: every string arrives as it was sent.
 The SDK's default decoder turns date- and duration-like strings ("2024-01-05", "1h30m")
 into datetimes and timedeltas, and raises on near misses, so a user's text could change
 or break on its way into an actor. Both the state and every method call, timer and
-reminder callback go through these serializers instead (actors/host.py registers them).
+reminder callback go through these serializers instead (actors/dapr_host/host.py registers them).
 """
 
 from __future__ import annotations

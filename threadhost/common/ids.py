@@ -4,7 +4,7 @@ model names must meet before it goes anywhere near a URL.
 An id travels in sidecar URLs (`/v1.0/actors/<type>/<id>/...`), reminder names and actor
 keys. daprd resolves `..` in the paths it is sent, so an id is checked against one
 alphabet where it enters (`Id` in request models, `checked_id` elsewhere) and every path
-segment is quoted again where the URL is made (threadhost/actor_client.py)."""
+segment is quoted again where the URL is made (threadhost/common/sidecar.py)."""
 
 from __future__ import annotations
 

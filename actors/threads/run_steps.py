@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from actors.cancellation import abortable
 from actors.engine.agents import AgentCatalog, AgentDefinition, UnknownAgent
 from actors.engine.context import ContextCount, Window, message_tokens, opens_window
 from actors.engine.followups import answer_call
@@ -38,10 +37,11 @@ from actors.engine.tool_set import ClientTool, RunTool, ToolSetError, build_tool
 from actors.engine.tool_sources import HandoffRoute
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price, Usage, cost_of, estimated_tokens, price_of
-from actors.state import ThreadRecord
-from actors.thread_context import Context, compact, compacted, counted, read_context
-from actors.thread_store import ThreadStore
-from threadhost import tracing
+from actors.threads.cancellation import abortable
+from actors.threads.context import Context, compact, compacted, counted, read_context
+from actors.threads.state import ThreadRecord
+from actors.threads.store import ThreadStore
+from threadhost.common import tracing
 
 
 @dataclass(frozen=True)

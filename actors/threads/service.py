@@ -1,6 +1,6 @@
 """What happens to a thread: a message is admitted, a run starts, steps, pauses, resumes,
 is cancelled and ends. Plain Python over the thread's store, the engine and the effects
-the hosting runtime carries out (actors/thread_effects.py); the Thread actor is a thin
+the hosting runtime carries out (actors/threads/effects.py); the Thread actor is a thin
 adapter around it, and the unit tests drive it with a dict-backed store.
 
 A run advances in steps, each ending in a checkpoint that is committed before its events
@@ -8,7 +8,7 @@ are published. A caller that waits has the first steps taken inside its own call
 otherwise, and after a step that crossed the chain budget, the next steps come in a later
 turn (`chain_step`), so the lock is never held past one slow step. The checkpoints of a
 chain of quick steps (and the start of a caller's run) are committed together when the
-chain ends, or beside the first step that takes a while (actors/checkpoints.py). A run
+chain ends, or beside the first step that takes a while (actors/threads/checkpoints.py). A run
 that a caller's call started and stopped is committed whole, and its events stay in its
 log: nobody could follow it, so they are not published to the gateways.
 The watchdog restarts a run whose chain was lost with its host: set in the background
@@ -26,11 +26,22 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Literal
 
-from actors import metrics
-from actors.cancellation import StepAborted
-from actors.chain_clock import ChainClock
-from actors.checkpoints import Checkpoints
-from actors.contract import (
+from actors.engine.agents import UnknownAgent
+from actors.engine.pauses import InvalidSubmission
+from actors.engine.pauses import NotWaiting as RunNotWaiting
+from actors.engine.recipes import UnknownRecipe
+from actors.engine.run import (
+    RunEvent,
+    RunRecord,
+)
+from actors.engine.tool_set import ToolSetError
+from actors.threads import metrics
+from actors.threads.announcements import Announcements
+from actors.threads.cancellation import StepAborted
+from actors.threads.chain_clock import ChainClock
+from actors.threads.checkpoints import Checkpoints
+from actors.threads.children import CHILDREN, ThreadChildren, children_asked
+from actors.threads.contract import (
     GATEWAY_KEY_PREFIX,
     Busy,
     CancelRun,
@@ -49,19 +60,13 @@ from actors.contract import (
     ThreadView,
     WatchdogFired,
 )
-from actors.engine.agents import UnknownAgent
-from actors.engine.pauses import InvalidSubmission
-from actors.engine.pauses import NotWaiting as RunNotWaiting
-from actors.engine.recipes import UnknownRecipe
-from actors.engine.run import (
-    RunEvent,
-    RunRecord,
-)
-from actors.engine.tool_set import ToolSetError
-from actors.fence import Fence
-from actors.lifecycle import lifecycle
-from actors.run_events import DeltaBatcher, RunMessage, StepEventsMessage
-from actors.run_steps import (
+from actors.threads.effects import Effects
+from actors.threads.fence import Fence
+from actors.threads.followups import FOLLOWUP_PREFIX, ThreadFollowups
+from actors.threads.lifecycle import lifecycle
+from actors.threads.reads import ThreadReads
+from actors.threads.run_events import DeltaBatcher, RunMessage, StepEventsMessage
+from actors.threads.run_steps import (
     Engine,
     StaleStep,
     advance,
@@ -72,15 +77,10 @@ from actors.run_steps import (
     resume,
     take_over,
 )
-from actors.state import IDEMPOTENCY_KEYS, ThreadRecord
-from actors.thread_announcements import Announcements
-from actors.thread_children import CHILDREN, ThreadChildren, children_asked
-from actors.thread_effects import Effects
-from actors.thread_followups import FOLLOWUP_PREFIX, ThreadFollowups
-from actors.thread_reads import ThreadReads
-from actors.thread_store import ThreadStore
-from threadhost import logs
-from threadhost.settings import Settings
+from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.threads.store import ThreadStore
+from threadhost.common import logs
+from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.events import ThreadEvent, WebhookDelivery
-from actors.state import ThreadRecord
+from actors.threads.state import ThreadRecord
 
 
 def deliveries(record: ThreadRecord, agent: AgentDefinition,

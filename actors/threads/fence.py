@@ -4,7 +4,7 @@ where the step began? A host that lost the thread mid-step finds it has moved on
 The committed run record is read past the state manager's cache before the first
 checkpoint of every actor turn that continues a run, and again whenever the chain since
 the last confirmation has used up the chain budget (so after every slow step; timed as
-the chain is, actors/chain_clock.py); quick steps chained right behind a confirmation
+the chain is, actors/threads/chain_clock.py); quick steps chained right behind a confirmation
 share it. A commit of this turn is a confirmation too,
 and so is a caller's call that starts or resumes a run (placement sent it here, and it
 holds the thread's lock): such a run reads nothing back before its first checkpoint.
@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.chain_clock import ChainClock
 from actors.engine.run import RunRecord
-from actors.run_steps import StaleStep
-from actors.state import read_stored, run_key
+from actors.threads.chain_clock import ChainClock
+from actors.threads.run_steps import StaleStep
+from actors.threads.state import read_stored, run_key
 
 ReadCommitted = Callable[[str], Awaitable[tuple[bool, Any]]]
 

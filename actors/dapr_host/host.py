@@ -12,17 +12,17 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import APIRouter, FastAPI
 
-from actors.cancellation import PublishedControl, abort
-from actors.lifecycle import lifecycle
-from actors.owner_actor import Owner
-from actors.reader_actor import READER_ACTOR_TYPE, ThreadReader
-from actors.thread_actor import Thread
-from actors.watchdog import watchdog_routes
-from actors.webhook_delivery import JOB_PREFIX as WEBHOOK_JOBS
-from actors.webhook_delivery import later_attempt, mount_webhook_delivery
-from threadhost.actor_client import shared_actor_client
-from threadhost.settings import Settings
-from threadhost.state_serializer import ActorMessageSerializer, PlainJSONSerializer
+from actors.dapr_host.owner_actor import Owner
+from actors.dapr_host.reader_actor import READER_ACTOR_TYPE, ThreadReader
+from actors.dapr_host.thread_actor import Thread
+from actors.dapr_host.watchdog import watchdog_routes
+from actors.dapr_host.webhook_delivery import JOB_PREFIX as WEBHOOK_JOBS
+from actors.dapr_host.webhook_delivery import later_attempt, mount_webhook_delivery
+from actors.threads.cancellation import PublishedControl, abort
+from actors.threads.lifecycle import lifecycle
+from threadhost.common.settings import Settings
+from threadhost.common.sidecar import shared_actor_client
+from threadhost.common.state_serializer import ActorMessageSerializer, PlainJSONSerializer
 
 log = logging.getLogger(__name__)
 READER_IDLE_SECONDS = 60

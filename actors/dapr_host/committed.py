@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.interface import ACTOR_TYPE
-from actors.thread_store import ThreadStore
-from threadhost.actor_client import PooledActorClient
+from actors.dapr_host.interface import ACTOR_TYPE
+from actors.threads.store import ThreadStore
+from threadhost.common.sidecar import PooledActorClient
 
 
 class CommittedReads:

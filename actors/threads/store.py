@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from actors.engine.context import SummaryRecord
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent, RunRecord
-from actors.state import (
+from actors.threads.state import (
     EVENTS_PER_PAGE,
     RECORD_KEY,
     RUNS_PER_PAGE,

@@ -12,7 +12,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from actors.contract import (
+from actors.engine.agents import UnknownAgent
+from actors.engine.events import followup_fired
+from actors.engine.followups import Followup, FollowupError, new_followup
+from actors.threads.announcements import Announcement
+from actors.threads.contract import (
     CancelFollowup,
     Done,
     FollowupAnswer,
@@ -26,15 +30,11 @@ from actors.contract import (
     ScheduleFollowup,
     TooManyFollowups,
 )
-from actors.engine.agents import UnknownAgent
-from actors.engine.events import followup_fired
-from actors.engine.followups import Followup, FollowupError, new_followup
-from actors.state import ThreadRecord
-from actors.thread_announcements import Announcement
-from actors.thread_events import deliveries
+from actors.threads.deliveries import deliveries
+from actors.threads.state import ThreadRecord
 
 if TYPE_CHECKING:
-    from actors.thread_service import ThreadService
+    from actors.threads.service import ThreadService
 
 log = logging.getLogger(__name__)
 # Reminder names: one per follow-up.

@@ -1,9 +1,10 @@
 """The thread service's reads: the thread, its history, its runs (under the actor's lock,
-like every call; reads that do not wait for the lock are actors/reader_actor.py's)."""
+like every call; reads that do not wait for the lock are actors/dapr_host/reader_actor.py's)."""
 
 from __future__ import annotations
 
-from actors.contract import (
+from actors.engine.run import RunRecord
+from actors.threads.contract import (
     CancelRun,
     DescribeThread,
     GetRun,
@@ -22,9 +23,8 @@ from actors.contract import (
     ThreadAnswer,
     ThreadView,
 )
-from actors.engine.run import RunRecord
-from actors.state import ThreadRecord
-from actors.thread_store import ThreadStore
+from actors.threads.state import ThreadRecord
+from actors.threads.store import ThreadStore
 
 
 class ThreadReads:
