@@ -19,12 +19,12 @@ from pathlib import Path
 from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition
 from actors.engine.context import message_tokens
+from actors.engine.engine import Engine
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, StreamEvent
 from actors.engine.tools import function_tool
 from actors.engine.usage import estimated_tokens
 from actors.threads.contract import CreateThread, PostMessage, ReadHistory, RunAnswer
-from actors.threads.run_steps import Engine
 from actors.threads.service import ThreadService
 from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
@@ -141,7 +141,7 @@ def run_long_thread(messages: int = 5_000) -> LongThread:
                                                                   "omitted"}))
             seen.turns.append((length[0], state.bytes_written - before[0],
                                state.keys_written - before[1], len(seen.summaries) > before[2]))
-        history = await service.read_history(ReadHistory(owner="ann", offset=0, limit=1))
+        history = await service.reads.read_history(ReadHistory(owner="ann", offset=0, limit=1))
         seen.history_head = history.messages[0].text
 
     asyncio.run(drive())

@@ -8,29 +8,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from dapr.clients.exceptions import DaprInternalError
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from actors.dapr_host.interface import ACTOR_TYPE, READER_ACTOR_TYPE, Payload
-from actors.dapr_host.owner_actor import OWNER_ACTOR_TYPE, owner_actor_id
 from actors.threads.cancellation import CancelMessage
 from actors.threads.contract import (
+    READER_ACTOR,
     EventsAnswer,
     ReadEvents,
     ReadRun,
     Refusal,
     Request,
     RunAnswer,
+    Success,
 )
+from actors.threads.owner_contract import OWNER_ACTOR, Answer, OwnerRequest, owner_actor_id
 from gateway.problems import Problem
 from threadhost.common.sidecar import shared_actor_client
-from threadhost.common.state_serializer import PlainJSONSerializer
 
 log = logging.getLogger(__name__)
-Success = TypeVar("Success", bound=BaseModel)
 
 
 class Unreachable(Problem):
@@ -79,16 +78,15 @@ class ThreadClient:
         self._waiting_timeout = waiting_call_timeout_seconds or call_timeout_seconds
         self._read_timeout = read_timeout_seconds
         self._owner_timeout = retry_seconds or None
-        # Plain JSON: the SDK's default decoder turns date-like strings into datetimes.
-        self._serializer = PlainJSONSerializer()
 
-    async def call(self, thread_id: str, request: Request,
-                   attempts: Attempts | None = None, actor_type: str = ACTOR_TYPE) -> Any:
+    async def call(self, thread_id: str, request: Request[Success],
+                   attempts: Attempts | None = None) -> Success:
         """The thread's answer to `request`: its method's success; a refusal, or a
         thread that cannot be reached, raises Problem."""
+        actor_type = request.actor
         if getattr(request, "wait", False):
             limit = self._waiting_timeout
-        elif actor_type == READER_ACTOR_TYPE:
+        elif actor_type == READER_ACTOR:
             limit = self._read_timeout
         else:
             limit = None  # the client's own
@@ -121,13 +119,11 @@ class ThreadClient:
     async def read_run(self, thread_id: str, run_id: str, owner: str) -> RunAnswer:
         """The run as committed, read past the thread's actor (its ThreadReader: it
         answers while a step holds the thread's lock, or the thread's host has died)."""
-        return await self.call(thread_id, ReadRun(run_id=run_id, owner=owner),
-                               actor_type=READER_ACTOR_TYPE)
+        return await self.call(thread_id, ReadRun(run_id=run_id, owner=owner))
 
     async def read_events(self, thread_id: str, run_id: str, owner: str,
                           after: int) -> EventsAnswer:
-        return await self.call(thread_id, ReadEvents(run_id=run_id, after=after, owner=owner),
-                               actor_type=READER_ACTOR_TYPE)
+        return await self.call(thread_id, ReadEvents(run_id=run_id, after=after, owner=owner))
 
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
         """Tells every actor host to abort the run's step in flight (best effort: the
@@ -139,19 +135,21 @@ class ThreadClient:
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("cancel of run %s not published: %s", run_id, type(exc).__name__)
 
-    async def owner_call(self, owner: str, method: str, request: Payload,
-                         repeatable: bool = False) -> Payload:
-        """A method of the caller's Owner actor (their thread list and rate limits): one
-        that is `repeatable` is tried again like a read while the actor moves. Each try
+    async def owner_call(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
+        """The answer of the caller's Owner actor (their thread list and rate limits): a
+        request safe to repeat is tried again like a read while the actor moves. Each try
         has the failover window at most: a call that reached a host as it left the
         placement may otherwise wait for as long as that host's sidecar lives."""
-        body = self._serializer.serialize(request)
-        raw = await self._tried(method, owner, repeatable,
+        body = request.model_dump_json().encode()
+        raw = await self._tried(request.method, owner, request.safe_to_repeat(),
                                 lambda: self._actors.invoke_method(
-                                    OWNER_ACTOR_TYPE, owner_actor_id(owner), method, body,
+                                    OWNER_ACTOR, owner_actor_id(owner), request.method, body,
                                     limit_seconds=self._owner_timeout),
                                 Attempts())
-        return self._serializer.deserialize(raw)
+        try:
+            return request.answer.model_validate_json(raw)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise self._outside_contract(request.method, exc) from exc
 
     @staticmethod
     def _unavailable(what: str, thread_id: str, exc: Exception) -> Unreachable:
@@ -160,13 +158,17 @@ class ThreadClient:
                            "the thread could not be reached; retry shortly")
 
     @staticmethod
+    def _outside_contract(method: str, exc: ValidationError) -> Problem:
+        log.error("%s answered outside the contract: %s", method, exc.errors()[0]["msg"])
+        return Problem(502, "unavailable", "Unexpected answer from the thread",
+                       f"{method} answered outside the contract")
+
+    @staticmethod
     def _answer(method: str, answers: TypeAdapter[Any], raw: bytes) -> Any:
         try:
             answer = answers.validate_json(raw)
         except ValidationError as exc:
-            log.error("%s answered outside the contract: %s", method, exc.errors()[0]["msg"])
-            raise Problem(502, "unavailable", "Unexpected answer from the thread",
-                          f"{method} answered outside the contract") from exc
+            raise ThreadClient._outside_contract(method, exc) from exc
         if isinstance(answer, Refusal):
             raise Problem(answer.http_status, answer.problem_type, answer.title, answer.detail,
                           **answer.extensions())

@@ -25,6 +25,7 @@ from actors.threads.contract import (
 )
 from actors.threads.contract import PostMessage as PostMessageRequest
 from actors.threads.contract import ResumeRun as ResumeRequest
+from actors.threads.owner_contract import AddThread, Admit, ListThreads, RemoveThread, RunEnded
 from gateway.auth import Caller
 from gateway.problems import Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
@@ -90,16 +91,15 @@ async def admit(client: ThreadClient, caller: Caller, settings: Settings,
     """Counts a request (and a run it starts) against the caller's limits; 429 if over."""
     if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
         return
-    # Repeated, an Admit that takes no run slot counts one request too many at worst.
-    answer = await client.owner_call(caller.owner, "Admit", {
-        "per_minute": settings.rate_limit_per_minute, "run": starts_run,
-        "max_runs": settings.max_concurrent_runs}, repeatable=not starts_run)
-    if not answer["allowed"]:
+    answer = await client.owner_call(caller.owner, Admit(
+        per_minute=settings.rate_limit_per_minute, run=starts_run,
+        max_runs=settings.max_concurrent_runs))
+    if not answer.allowed:
         problem = Problem(429, "rate-limited", "Too many requests",
                           "too many runs going on" if starts_run and settings.max_concurrent_runs
                           else "too many requests this minute",
-                          retry_after=answer["retry_after"])
-        problem.headers = {"Retry-After": str(answer["retry_after"])}
+                          retry_after=answer.retry_after)
+        problem.headers = {"Retry-After": str(answer.retry_after)}
         raise problem
 
 
@@ -133,10 +133,9 @@ async def open_thread(client: ClientDep, caller: Caller, key: str | None,
     key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
     try:
-        await client.owner_call(caller.owner, "AddThread", {
-            "id": thread.id, "agent": thread.agent,
-            "created_at": thread.created_at.isoformat(), "metadata": thread.metadata},
-            repeatable=True)
+        await client.owner_call(caller.owner, AddThread(
+            id=thread.id, agent=thread.agent, created_at=thread.created_at,
+            metadata=thread.metadata))
     except Unreachable as unreachable:
         raise unreachable.made_but_not_listed(thread.id, key) from None
     return thread
@@ -147,11 +146,10 @@ async def list_threads(client: ClientDep, caller: CallerDep,
                        offset: Annotated[int, Query(ge=0)] = 0,
                        limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ThreadListView:
     """The caller's threads, newest first, from their index: no thread is activated."""
-    result = await client.owner_call(caller.owner, "ListThreads",
-                                     {"offset": offset, "limit": limit}, repeatable=True)
-    return ThreadListView(threads=result["threads"],
-                          next_offset=offset + limit if len(result["threads"]) == limit
-                          else None)
+    found = await client.owner_call(caller.owner, ListThreads(offset=offset, limit=limit))
+    threads = [summary.model_dump() for summary in found.threads]
+    return ThreadListView.model_validate({
+        "threads": threads, "next_offset": offset + limit if len(threads) == limit else None})
 
 
 @router.get("/{thread_id}", response_model=ThreadView, responses=ON_THREAD)
@@ -167,11 +165,9 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
         await client.call(thread_id, DeleteThread(owner=caller.owner))
     except Problem as problem:
         if problem.status == 404:  # gone already (its retention ran out): the list forgets it
-            await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id},
-                                    repeatable=True)
+            await client.owner_call(caller.owner, RemoveThread(thread_id=thread_id))
         raise
-    await client.owner_call(caller.owner, "RemoveThread", {"thread_id": thread_id},
-                            repeatable=True)
+    await client.owner_call(caller.owner, RemoveThread(thread_id=thread_id))
     return Response(status_code=204)
 
 
@@ -276,7 +272,7 @@ async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
         return started
     finally:
         if settings.max_concurrent_runs and (started is None or started.replayed):
-            await client.owner_call(caller.owner, "RunEnded", {})
+            await client.owner_call(caller.owner, RunEnded())
 
 
 def _accepted(thread_id: str, run: RunView) -> JSONResponse:

@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from actors.threads.owner_contract import (
+    AddThread,
+    Admission,
+    Admit,
+    FollowupCount,
+    Listed,
+    RemoveThread,
+    RunEnded,
+    SetFollowups,
+)
+from actors.threads.reminders import Reminder
 from actors.threads.run_events import DeltaMessage, StepEventsMessage
 
 _REMOVED = object()
@@ -121,45 +132,45 @@ class MemoryEffects:
     def unwatch(self) -> None:
         self.asked.append("unwatch")
 
-    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
-        self.asked.append("remind_deadline")
+    async def remind(self, reminder: Reminder, due: timedelta) -> None:
+        if reminder.kind == "followup":
+            self.reminders[reminder.name] = due
+        else:
+            self.asked.append("renewed" if reminder.kind == "erase"
+                              else f"remind_{reminder.kind}")
 
-    async def forget_deadline(self) -> None:
-        self.asked.append("forget_deadline")
+    async def forget(self, reminder: Reminder) -> None:
+        if reminder.kind == "followup":
+            self.reminders.pop(reminder.name, None)
+        else:
+            self.asked.append(f"forget_{reminder.kind}")
 
-    def renewed(self, owner: str, seconds: int) -> None:
-        self.asked.append("renewed")
-
-    def forget_erase(self) -> None:
-        self.asked.append("forget_erase")
-
-    async def forget_thread(self, owner: str) -> None:
+    async def ask_owner(self, owner: str, request: Any) -> Any:
+        """The Owner's answers: run slots (`slots_free`), follow-ups by thread."""
+        if isinstance(request, Admit):
+            if self.slots_free is not None and self.slots_free <= 0:
+                return Admission(allowed=False, retry_after=5)
+            self.slots.append((owner, True))
+            return Admission(allowed=True)
+        if isinstance(request, SetFollowups):
+            others = sum(n for t, n in self.owner_followups.items() if t != "this")
+            if (request.limit and request.count > self.owner_followups.get("this", 0)
+                    and others + request.count > request.limit):
+                return FollowupCount(allowed=False, scheduled=others)
+            self.owner_followups["this"] = request.count
+            return FollowupCount(allowed=True)
+        assert isinstance(request, RemoveThread), request
         self.asked.append("forget_thread")
+        return Listed()
 
-    async def remind_followup(self, name: str, due: timedelta) -> None:
-        self.reminders[name] = due
-
-    def forget_followup(self, name: str) -> None:
-        self.reminders.pop(name, None)
-
-    async def take_run_slot(self, owner: str, limit: int) -> bool:
-        if self.slots_free is not None and self.slots_free <= 0:
-            return False
-        self.slots.append((owner, True))
-        return True
-
-    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
-        others = sum(n for t, n in self.owner_followups.items() if t != "this")
-        if count > self.owner_followups.get("this", 0) and others + count > limit:
-            return False
-        self.owner_followups["this"] = count
-        return True
-
-    def followups_counted(self, owner: str, count: int) -> None:
-        self.owner_followups["this"] = count
-
-    def run_slot(self, owner: str, taken: bool) -> None:
-        self.slots.append((owner, taken))
+    def tell_owner(self, owner: str, request: Any) -> None:
+        if isinstance(request, Admit | RunEnded):
+            self.slots.append((owner, isinstance(request, Admit)))
+        elif isinstance(request, SetFollowups):
+            self.owner_followups["this"] = request.count
+        else:
+            assert isinstance(request, AddThread), request
+            self.asked.append("thread_listed")
 
     def run_stopped(self, run_id: str) -> None:
         self.stopped.append(run_id)
@@ -167,19 +178,10 @@ class MemoryEffects:
     async def start_child(self, thread_id: str, request: Any) -> Any:
         self.asked.append("start_child")
         assert self.thread is not None, "no other threads in this test"
-        return await (await self.thread(thread_id)).start_child_run(request)
+        return await (await self.thread(thread_id)).children.start_child_run(request)
 
     def tell_parent(self, thread_id: str, request: Any) -> None:
         self.told.append((thread_id, request))
-
-    async def remind_children(self, run_id: str, every: timedelta) -> None:
-        self.asked.append("remind_children")
-
-    async def forget_children(self) -> None:
-        self.asked.append("forget_children")
-
-    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
-        self.asked.append("thread_listed")
 
     def events(self, run_id: str) -> list[tuple[int, str, Any]]:
         """Every step event published for the run: (seq, type, status or kind)."""

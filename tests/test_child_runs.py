@@ -8,13 +8,14 @@ import asyncio
 
 import pytest
 
-from actors.threads.children import CHILDREN
 from actors.threads.contract import ChildRunEnded, CreateThread, GetRun, PostMessage, RunAnswer
 from actors.threads.service import ThreadService
 from actors.threads.store import ThreadStore
 from tests.memory_effects import MemoryEffects, MemoryState
 from tests.test_thread_service import ENGINE, SETTINGS
 from threadhost.common.settings import Settings
+
+CHILDREN = "children"  # the reminder of a run that waits for child runs
 
 
 class Threads:
@@ -39,7 +40,7 @@ class Threads:
         for effects in list(self.effects.values()):
             told, effects.told = effects.told, []
             for thread_id, request in told:
-                await (await self.get(thread_id)).child_run_ended(request)
+                await (await self.get(thread_id)).children.child_run_ended(request)
 
 
 async def _ask_manager(threads: Threads) -> tuple[ThreadService, RunAnswer]:
@@ -52,7 +53,7 @@ async def _ask_manager(threads: Threads) -> tuple[ThreadService, RunAnswer]:
 
 
 async def _run(service: ThreadService, run_id: str) -> RunAnswer:
-    answer = await service.get_run(GetRun(run_id=run_id, owner="ann", with_messages=True))
+    answer = await service.reads.get_run(GetRun(run_id=run_id, owner="ann", with_messages=True))
     assert isinstance(answer, RunAnswer)
     return answer
 
@@ -83,7 +84,7 @@ def test_a_run_asks_another_agent_waits_unlocked_and_goes_on_with_its_answer() -
         assert [t for t, _ in told] == ["th_parent"]
         repeat: ChildRunEnded = told[0][1]
         await threads.deliver()
-        await parent.child_run_ended(repeat)
+        await parent.children.child_run_ended(repeat)
         await parent.take_steps()
         done = await _run(parent, run.run_id)
         assert done.run.status == "completed"

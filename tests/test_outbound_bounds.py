@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition, Limits
+from actors.engine.engine import ModelRefused
 from actors.engine.followups import FollowupError, answer_call, new_followup
 from actors.engine.loop import run_until_done, start_run
 from actors.engine.messages import Message, ToolCall, UserText
@@ -28,7 +29,6 @@ from actors.engine.tool_set import build_tool_set
 from actors.engine.usage import DEFAULT_PRICES, price_of
 from actors.engine.webhooks import WebhookDefinition, signature
 from actors.threads import metrics
-from actors.threads.run_steps import ModelRefused
 from actors.tools import build_registry
 from gateway.auth import ANONYMOUS, person_owner, same_token
 from gateway.problems import Problem

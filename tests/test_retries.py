@@ -17,6 +17,7 @@ import pytest
 from openai import OpenAI
 
 from actors.threads.contract import CreateThread, Request
+from actors.threads.owner_contract import AddThread, Listed
 from actors.threads.service import ThreadService
 from actors.threads.store import ThreadStore
 from gateway.auth import Caller
@@ -170,15 +171,15 @@ class ThreadsInMemory(ThreadClient):
         answer = await service.create(request)
         return self._answer(request.method, request.answers, answer.model_dump_json().encode())
 
-    async def owner_call(self, owner, method, request, repeatable=False):
-        assert (method, repeatable) == ("AddThread", True)
+    async def owner_call(self, owner, request):
+        assert isinstance(request, AddThread) and request.safe_to_repeat()
         if self.failures:
             self.failures -= 1
-            raise self._unavailable(method, owner, TimeoutError())
+            raise self._unavailable(request.method, owner, TimeoutError())
         listed = self.lists.setdefault(owner, [])
-        if request["id"] not in listed:
-            listed.append(request["id"])
-        return {"status": "ok"}
+        if request.id not in listed:
+            listed.append(request.id)
+        return Listed()
 
 
 def test_a_503_never_hides_a_thread_it_made() -> None:

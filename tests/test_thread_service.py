@@ -161,7 +161,7 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
     assert effects.flushed_at == [len(effects.published)]  # a stream sees the run begin now
     asyncio.run(service.take_steps())
     assert effects.flushed_text == [True, True]  # and the text of every step
-    run = asyncio.run(service.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
+    run = asyncio.run(service.reads.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
                                              with_messages=True)))
     assert run.run.status == "completed" and len(run.messages) == 4
     assert effects.reads_past_cache == 1  # a turn of its own confirms the run first
@@ -238,7 +238,7 @@ def test_on_active_rejects_queues_or_interrupts() -> None:
     assert queued.status == "queued"
     interrupting = say(service, "now", on_active="interrupt", wait=True)
     assert interrupting.run.status == "completed"
-    runs = {r: asyncio.run(service.get_run(GetRun(run_id=r, owner="ann"))).run.status
+    runs = {r: asyncio.run(service.reads.get_run(GetRun(run_id=r, owner="ann"))).run.status
             for r in (first, queued.run_id)}
     # "now" ran first; "later" started when it ended, in a turn of its own.
     assert runs == {first: "cancelled", queued.run_id: "running"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.dapr_host.interface import ACTOR_TYPE
+from actors.threads.contract import THREAD_ACTOR
 from actors.threads.store import ThreadStore
 from threadhost.common.sidecar import PooledActorClient
 
@@ -22,7 +22,7 @@ class CommittedReads:
         self._client, self._thread_id = client, thread_id
 
     async def try_get_state(self, key: str) -> tuple[bool, Any]:
-        raw = await self._client.get_state(ACTOR_TYPE, self._thread_id, key)
+        raw = await self._client.get_state(THREAD_ACTOR, self._thread_id, key)
         return (True, json.loads(raw)) if raw else (False, None)
 
     async def set_state(self, key: str, value: Any) -> None:

@@ -13,26 +13,30 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
-from dapr.actor import Actor, ActorId, ActorProxy
+from dapr.actor import Actor
 from dapr.actor.runtime.state_change import StateChangeKind
 from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 from dapr.clients.exceptions import DaprInternalError
 
 from actors.dapr_host import background
-from actors.dapr_host.interface import ACTOR_TYPE
-from actors.dapr_host.owner_actor import OWNER_ACTOR_TYPE, OwnerInterface, owner_actor_id
 from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
 from actors.threads.announcements import Announcement, Sent
-from actors.threads.children import CHILDREN
-from actors.threads.contract import ChildRunAnswer, ChildRunEnded, Invalid, NotFound, StartChildRun
+from actors.threads.contract import (
+    THREAD_ACTOR,
+    ChildRunAnswer,
+    ChildRunEnded,
+    Invalid,
+    NotFound,
+    StartChildRun,
+)
 from actors.threads.effects import ChildUnreachable
+from actors.threads.owner_contract import OWNER_ACTOR, Answer, OwnerRequest, owner_actor_id
+from actors.threads.reminders import Reminder
 from actors.threads.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
-from actors.threads.service import DEADLINE, ERASE
 from actors.threads.state import announcement_key
 from threadhost.common.run_signals import run_changed
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
-from threadhost.common.state_serializer import PlainJSONSerializer
 
 STEP_TIMER = "step"
 # A child run is started inside the parent's turn: its call makes the thread and queues
@@ -122,7 +126,7 @@ class ActorEffects:
             await asyncio.gather(events(), webhooks())
             sent = [a.event.id for a in announcements if a.event.id not in failed]
             try:
-                await client.delete_actor_state(ACTOR_TYPE, self._thread_id,
+                await client.delete_actor_state(THREAD_ACTOR, self._thread_id,
                                                 [announcement_key(i) for i in sent])
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 # Listed and stored still: sent again at the next activation (same ids).
@@ -154,38 +158,29 @@ class ActorEffects:
     def unwatch(self) -> None:
         self._in_background(clear_watchdog(shared_actor_client(), self._thread_id))
 
-    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
-        await self._actor.register_reminder(DEADLINE, run_id.encode(), due, None)
+    async def remind(self, reminder: Reminder, due: timedelta) -> None:
+        work = self._actor.register_reminder(reminder.name, reminder.data.encode(), due,
+                                             reminder.every)
+        if reminder.off_path:
+            self._in_background(work)
+        else:
+            await work
 
-    async def forget_deadline(self) -> None:
-        await self._actor.unregister_reminder(DEADLINE)
+    async def forget(self, reminder: Reminder) -> None:
+        work = self._actor.unregister_reminder(reminder.name)
+        if reminder.off_path:
+            self._in_background(work)
+        else:
+            await work
 
-    def renewed(self, owner: str, seconds: int) -> None:
-        self._in_background(self._actor.register_reminder(
-            ERASE, owner.encode(), timedelta(seconds=seconds), None))
+    async def ask_owner(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
+        raw = await shared_actor_client().invoke_method(
+            OWNER_ACTOR, owner_actor_id(owner), request.method,
+            request.model_dump_json().encode())
+        return request.answer.model_validate_json(raw)  # type: ignore[return-value]
 
-    def forget_erase(self) -> None:
-        self._in_background(self._actor.unregister_reminder(ERASE))
-
-    async def forget_thread(self, owner: str) -> None:
-        await self._owner(owner).RemoveThread({"thread_id": self._thread_id})
-
-    async def take_run_slot(self, owner: str, limit: int) -> bool:
-        answer = await self._owner(owner).Admit({"run": True, "max_runs": limit})
-        return bool(answer.get("allowed"))
-
-    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
-        answer = await self._owner(owner).SetFollowups({
-            "thread_id": self._thread_id, "count": count, "limit": limit})
-        return bool(answer.get("allowed"))
-
-    def followups_counted(self, owner: str, count: int) -> None:
-        self._in_background(self._owner(owner).SetFollowups({
-            "thread_id": self._thread_id, "count": count}))
-
-    def run_slot(self, owner: str, taken: bool) -> None:
-        proxy = self._owner(owner)
-        self._in_background(proxy.Admit({"run": True}) if taken else proxy.RunEnded({}))
+    def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
+        self._in_background(self.ask_owner(owner, request))
 
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)
@@ -194,7 +189,7 @@ class ActorEffects:
                           ) -> ChildRunAnswer | Invalid | NotFound:
         try:
             raw = await shared_actor_client().invoke_method(
-                ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode(),
+                THREAD_ACTOR, thread_id, request.method, request.model_dump_json().encode(),
                 limit_seconds=CHILD_START_SECONDS)
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise ChildUnreachable(type(exc).__name__) from exc
@@ -204,33 +199,13 @@ class ActorEffects:
         async def tell() -> None:
             try:
                 await shared_actor_client().invoke_method(
-                    ACTOR_TYPE, thread_id, request.method, request.model_dump_json().encode())
+                    THREAD_ACTOR, thread_id, request.method, request.model_dump_json().encode())
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 # The parent's own check asks this thread for the run at its next period.
                 log.warning("parent thread %s not told of run %s (%s)", thread_id,
                             request.child.run_id, type(exc).__name__)
 
         self._in_background(tell())
-
-    async def remind_children(self, run_id: str, every: timedelta) -> None:
-        await self._actor.register_reminder(CHILDREN, run_id.encode(), every, every)
-
-    async def forget_children(self) -> None:
-        await self._actor.unregister_reminder(CHILDREN)
-
-    async def remind_followup(self, name: str, due: timedelta) -> None:
-        await self._actor.register_reminder(name, b"", due, None)
-
-    def forget_followup(self, name: str) -> None:
-        self._in_background(self._actor.unregister_reminder(name))
-
-    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
-        self._in_background(self._owner(owner).AddThread(summary))
-
-    @staticmethod
-    def _owner(owner: str) -> ActorProxy:
-        return ActorProxy(shared_actor_client(), OWNER_ACTOR_TYPE, ActorId(owner_actor_id(owner)),
-                          OwnerInterface, PlainJSONSerializer())
 
     def _in_background(self, work: Any) -> None:
         background.in_order(self._thread_id, work)

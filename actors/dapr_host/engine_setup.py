@@ -12,11 +12,11 @@ from pydantic import SecretStr
 
 from actors.dapr_host.service_mesh import DaprMesh
 from actors.engine.agents import AgentCatalog
+from actors.engine.engine import Engine
 from actors.engine.followups import FOLLOWUP_TOOLS
 from actors.engine.outside_tools import OutsideTools
 from actors.engine.recipes import Providers, VendorAccess
 from actors.threads import metrics
-from actors.threads.run_steps import Engine
 from actors.tools import build_registry
 from threadhost.common.settings import Settings, get_settings
 from threadhost.common.sidecar import shared_actor_client

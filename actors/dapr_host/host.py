@@ -13,12 +13,13 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import APIRouter, FastAPI
 
 from actors.dapr_host.owner_actor import Owner
-from actors.dapr_host.reader_actor import READER_ACTOR_TYPE, ThreadReader
+from actors.dapr_host.reader_actor import ThreadReader
 from actors.dapr_host.thread_actor import Thread
 from actors.dapr_host.watchdog import watchdog_routes
 from actors.dapr_host.webhook_delivery import JOB_PREFIX as WEBHOOK_JOBS
 from actors.dapr_host.webhook_delivery import later_attempt, mount_webhook_delivery
 from actors.threads.cancellation import PublishedControl, abort
+from actors.threads.contract import READER_ACTOR
 from actors.threads.lifecycle import lifecycle
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
@@ -65,7 +66,7 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             drain_rebalanced_actors=settings.drain_rebalanced_actors,
             # A reader holds nothing: it may go as soon as its reads stop.
             actor_type_configs=[ActorTypeConfig(
-                READER_ACTOR_TYPE, actor_idle_timeout=timedelta(seconds=READER_IDLE_SECONDS))],
+                READER_ACTOR, actor_idle_timeout=timedelta(seconds=READER_IDLE_SECONDS))],
         )
     )
     for actor in (Thread, Owner, ThreadReader):

@@ -12,10 +12,6 @@ from dapr.actor import ActorInterface, actormethod
 
 Payload = dict[str, Any]
 
-# The SDK names an actor type after its implementing class: actors.dapr_host.thread_actor.Thread,
-# actors.dapr_host.reader_actor.ThreadReader.
-ACTOR_TYPE = "Thread"
-READER_ACTOR_TYPE = "ThreadReader"
 
 
 class ThreadActorInterface(ActorInterface):

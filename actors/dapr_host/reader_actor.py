@@ -14,14 +14,19 @@ from __future__ import annotations
 from dapr.actor import Actor, ActorInterface, actormethod
 
 from actors.dapr_host.committed import committed_store
-from actors.dapr_host.interface import READER_ACTOR_TYPE, Payload
+from actors.dapr_host.interface import Payload
 from actors.dapr_host.thread_actor import serve
-from actors.threads.contract import EventsAnswer, ReadEvents, ReadRun, Refusal, RunAnswer, RunView
+from actors.threads.contract import (
+    EventsAnswer,
+    ReadEvents,
+    ReadRun,
+    Refusal,
+    RunAnswer,
+    RunView,
+)
 from actors.threads.reads import ThreadReads
 from actors.threads.store import ThreadStore
 from threadhost.common.sidecar import shared_actor_client
-
-__all__ = ["READER_ACTOR_TYPE", "ThreadReader"]
 
 
 class ThreadReaderInterface(ActorInterface):
@@ -42,28 +47,18 @@ class ThreadReader(Actor, ThreadReaderInterface):
         return await serve(ReadEvents, request, self._events)
 
     async def _run(self, request: ReadRun) -> RunAnswer | Refusal:
-        found = await self._committed()._owned_run(request)
+        found = await ThreadReads(self.id.id, self._store()).owned_run(request)
         return found if isinstance(found, Refusal) else RunAnswer(run=RunView.of(found[1]))
 
     async def _events(self, request: ReadEvents) -> EventsAnswer | Refusal:
-        committed = self._committed()
-        found = await committed._owned_run(request)
+        store = self._store()
+        found = await ThreadReads(self.id.id, store).owned_run(request)
         if isinstance(found, Refusal):
             return found
         run = found[1]
-        return EventsAnswer(run=RunView.of(run), events=await committed.store.events(
+        return EventsAnswer(run=RunView.of(run), events=await store.events(
             run, request.after, request.limit))
 
-    def _committed(self) -> CommittedThread:
-        return CommittedThread(self.id.id, committed_store(shared_actor_client(), self.id.id))
-
-
-class CommittedThread(ThreadReads):
-    """The thread service's owner checks, over what the store holds (read-only)."""
-
-    def __init__(self, thread_id: str, store: ThreadStore) -> None:
-        self.thread_id, self._store = thread_id, store
-
-    @property
-    def store(self) -> ThreadStore:
-        return self._store
+    def _store(self) -> ThreadStore:
+        """What the store holds of the thread (read-only)."""
+        return committed_store(shared_actor_client(), self.id.id)

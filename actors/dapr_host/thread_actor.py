@@ -80,7 +80,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return await serve(CreateThread, request, self._service.create)
 
     async def describe(self, request: Payload) -> Payload:
-        return await serve(DescribeThread, request, self._service.describe)
+        return await serve(DescribeThread, request, self._service.reads.describe)
 
     async def post_message(self, request: Payload) -> Payload:
         return await serve(PostMessage, request, self._service.post_message)
@@ -92,13 +92,13 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return await serve(CancelRun, request, self._service.cancel_run)
 
     async def get_run(self, request: Payload) -> Payload:
-        return await serve(GetRun, request, self._service.get_run)
+        return await serve(GetRun, request, self._service.reads.get_run)
 
     async def list_runs(self, request: Payload) -> Payload:
-        return await serve(ListRuns, request, self._service.list_runs)
+        return await serve(ListRuns, request, self._service.reads.list_runs)
 
     async def read_history(self, request: Payload) -> Payload:
-        return await serve(ReadHistory, request, self._service.read_history)
+        return await serve(ReadHistory, request, self._service.reads.read_history)
 
     async def delete(self, request: Payload) -> Payload:
         return await serve(DeleteThread, request, self._service.delete)
@@ -107,19 +107,19 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         return await serve(ImportHistory, request, self._service.import_history)
 
     async def schedule_followup(self, request: Payload) -> Payload:
-        return await serve(ScheduleFollowup, request, self._service.schedule_followup)
+        return await serve(ScheduleFollowup, request, self._service.followups.schedule_followup)
 
     async def list_followups(self, request: Payload) -> Payload:
-        return await serve(ListFollowups, request, self._service.list_followups)
+        return await serve(ListFollowups, request, self._service.followups.list_followups)
 
     async def cancel_followup(self, request: Payload) -> Payload:
-        return await serve(CancelFollowup, request, self._service.cancel_followup)
+        return await serve(CancelFollowup, request, self._service.followups.cancel_followup)
 
     async def start_child_run(self, request: Payload) -> Payload:
-        return await serve(StartChildRun, request, self._service.start_child_run)
+        return await serve(StartChildRun, request, self._service.children.start_child_run)
 
     async def child_run_ended(self, request: Payload) -> Payload:
-        return await serve(ChildRunEnded, request, self._service.child_run_ended)
+        return await serve(ChildRunEnded, request, self._service.children.child_run_ended)
 
     async def take_step(self, _: Any = None) -> None:
         """The step timer's callback: the active run's next steps."""

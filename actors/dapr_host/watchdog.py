@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 
-from actors.dapr_host.interface import ACTOR_TYPE
-from actors.threads.contract import WatchdogFired
+from actors.threads.contract import THREAD_ACTOR, WatchdogFired
 from threadhost.common.sidecar import PooledActorClient, shared_actor_client
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ def watchdog_routes(period_seconds: float, others: dict[str, JobHandler] | None 
         thread_id = name.removeprefix(JOB_PREFIX)
         try:
             await shared_actor_client().invoke_method(
-                ACTOR_TYPE, thread_id, WatchdogFired.method,
+                THREAD_ACTOR, thread_id, WatchdogFired.method,
                 WatchdogFired().model_dump_json().encode(), limit_seconds=limit)
         except Exception as exc:  # noqa: BLE001 - the next firing tries again
             log.info("thread %s: the watchdog's call did not answer within %.1f s (%s): "

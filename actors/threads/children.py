@@ -7,20 +7,21 @@ parent when it ends; the parent asks again, now and then, while it waits.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from actors.engine.messages import AssistantText
 from actors.engine.pauses import NotWaiting as RunNotWaiting
 from actors.engine.run import (
     TERMINAL,
     ChildRun,
     ParentLink,
     PendingAction,
+    RunEvent,
     RunRecord,
     child_input,
 )
 from actors.threads import metrics
 from actors.threads.contract import (
+    Busy,
     ChildRunAnswer,
     ChildRunEnded,
     CreateThread,
@@ -32,39 +33,57 @@ from actors.threads.contract import (
     StartChildRun,
     ThreadAnswer,
 )
-from actors.threads.effects import ChildUnreachable
+from actors.threads.effects import ChildUnreachable, Effects
+from actors.threads.owner_contract import AddThread
+from actors.threads.reads import ThreadReads
+from actors.threads.reminders import Reminder
 from actors.threads.run_steps import answer_child
 from actors.threads.state import ThreadRecord
+from actors.threads.store import ThreadStore
 from threadhost.common import logs
-
-if TYPE_CHECKING:
-    from actors.threads.service import ThreadService
+from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The reminder of a run that waits for child runs.
-CHILDREN = "children"
+
+class Turns(Protocol):
+    """What the child runs of a thread ask of its service."""
+
+    async def create(self, request: CreateThread) -> ThreadAnswer | Invalid | NotFound: ...
+
+    async def post_message(self, request: PostMessage
+                           ) -> RunAnswer | NotFound | Invalid | Busy: ...
+
+    async def commit(self) -> None: ...
+
+    def publish(self, run: RunRecord, events: list[RunEvent]) -> None: ...
+
+    async def running_again(self, record: ThreadRecord, run: RunRecord) -> None: ...
 
 
 class ThreadChildren:
-    async def start_child_run(self: ThreadService, request: StartChildRun
+    def __init__(self, thread_id: str, store: ThreadStore, effects: Effects,
+                 settings: Settings, reads: ThreadReads, turns: Turns) -> None:
+        self.thread_id, self._store, self._effects = thread_id, store, effects
+        self._settings, self._reads, self._turns = settings, reads, turns
+
+    async def start_child_run(self, request: StartChildRun
                               ) -> ChildRunAnswer | Invalid | NotFound:
         """This thread is a child: runs the agent for the parent's call (the thread is
         made, for the parent's owner, on the first call); a repeat answers with the run
         the first started, and with its answer once it completed."""
         record = await self._store.record()
         if record is None:
-            made = await self.create(CreateThread(
+            made = await self._turns.create(CreateThread(
                 owner=request.owner, agent=request.agent,
                 metadata={"parent_thread": request.parent.thread_id,
                           "parent_run": request.parent.run_id}))
             if not isinstance(made, ThreadAnswer):
                 return made
-            self._effects.thread_listed(request.owner, {
-                "id": self.thread_id, "agent": request.agent,
-                "created_at": made.thread.created_at.isoformat(),
-                "metadata": made.thread.metadata})
-        started = await self.post_message(PostMessage(
+            self._effects.tell_owner(request.owner, AddThread(
+                id=self.thread_id, agent=request.agent, created_at=made.thread.created_at,
+                metadata=made.thread.metadata))
+        started = await self._turns.post_message(PostMessage(
             owner=request.owner, text=request.text, parent=request.parent,
             idempotency_key=request.idempotency_key))
         if not isinstance(started, RunAnswer):
@@ -72,9 +91,9 @@ class ThreadChildren:
                 detail=started.detail)
         run = await self._store.run(started.run.run_id)
         record = await self._store.record()
-        return ChildRunAnswer(run=started.run, answer=await self._answer_of(record, run))
+        return ChildRunAnswer(run=started.run, answer=await self._reads.answer_of(record, run))
 
-    async def child_run_ended(self: ThreadService, request: ChildRunEnded) -> Done:
+    async def child_run_ended(self, request: ChildRunEnded) -> Done:
         """A child run for one of this thread's calls ended: its answer is the call's
         result, and the run goes on when it waits for nothing else. Heard once: a repeat
         (the child told us, and we asked it too) changes nothing."""
@@ -85,7 +104,7 @@ class ThreadChildren:
         await self._child_answered(record, run, request.child, request.answer, request.reason)
         return Done()
 
-    async def _ask_children(self: ThreadService, run_id: str) -> None:
+    async def ask(self, run_id: str) -> None:
         """Starts (or asks again after) the child runs the run waits for; a child that
         ended gives its answer. A call beyond the depth or fan-out limits is answered with
         an error at once. A child that cannot be asked now is asked at the next check."""
@@ -125,7 +144,7 @@ class ThreadChildren:
                 record, run = await self._child_answered(record, run, ended, asked.answer,
                                                          asked.run.reason)
 
-    async def _child_answered(self: ThreadService, record: ThreadRecord, run: RunRecord,
+    async def _child_answered(self, record: ThreadRecord, run: RunRecord,
                               child: ChildRun, answer: str | None, reason: str | None
                               ) -> tuple[ThreadRecord, RunRecord]:
         logs.run_id.set(run.run_id)
@@ -133,20 +152,17 @@ class ThreadChildren:
             record, events = await answer_child(self._store, record, run, child, answer, reason)
         except RunNotWaiting:
             return record, run
-        await self._commit()
-        self._publish(run, events)
+        await self._turns.commit()
+        self._turns.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s: the %s run for call %s ended %s", run.run_id, child.agent,
                  child.call_id, child.status)
         if run.status == "running":
-            await self._effects.forget_children()
-            await self._effects.chain_step()
-            self._effects.watch()
-            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
-                self._effects.run_slot(record.owner, taken=True)
+            await self._effects.forget(Reminder.children())
+            await self._turns.running_again(record, run)
         return record, run
 
-    async def _tell_parent(self: ThreadService, record: ThreadRecord, run: RunRecord) -> None:
+    async def tell_parent(self, record: ThreadRecord, run: RunRecord) -> None:
         """A child run ended: its parent hears of it (and asks, if it did not)."""
         if run.parent is None or run.active:
             return
@@ -155,15 +171,7 @@ class ThreadChildren:
             child=ChildRun(call_id=run.parent.call_id, agent=run.agent.name,
                            thread_id=self.thread_id, run_id=run.run_id, status=run.status,
                            usage=run.usage, cost_usd=run.cost_usd),
-            answer=await self._answer_of(record, run), reason=run.reason))
-
-    async def _answer_of(self: ThreadService, record: ThreadRecord, run: RunRecord) -> str | None:
-        """A completed run's answer: its last assistant text."""
-        if run.status != "completed":
-            return None
-        end = run.message_end if run.message_end is not None else record.message_count
-        mine = await self._store.messages(record, run.first_message, end)
-        return next((m.text for m in reversed(mine) if isinstance(m, AssistantText)), None)
+            answer=await self._reads.answer_of(record, run), reason=run.reason))
 
 
 def children_asked(run: RunRecord) -> list[PendingAction]:

@@ -36,7 +36,7 @@ from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 
 if TYPE_CHECKING:
-    from actors.threads.run_steps import Engine
+    from actors.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 # A summary takes at most this share of the budget (the summarizer is asked for no more).

@@ -32,7 +32,7 @@ Each request class carries its method's name and its answers' adapter."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -52,6 +52,10 @@ from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.threads.state import ThreadRecord
 
+# Who answers: the SDK names an actor type after its implementing class
+# (actors/dapr_host/thread_actor.py Thread, actors/dapr_host/reader_actor.py ThreadReader).
+THREAD_ACTOR, READER_ACTOR = "Thread", "ThreadReader"
+Success = TypeVar("Success", bound=BaseModel)
 OnActive = Literal["enqueue", "reject", "interrupt"]
 # A run in one of these has stopped running: ended, or waiting for an action. Whoever
 # waits for a turn is done waiting.
@@ -276,11 +280,14 @@ def answers_of(*outcomes: type[BaseModel]) -> TypeAdapter[Any]:
 # --- requests, each with the answers its method may give ------------------------------
 
 
-class Request(BaseModel):
+class Request(BaseModel, Generic[Success]):
     """Every request names its owner, the caller the gateway authenticated (a thread
-    answers NotFound to anyone else)."""
+    answers NotFound to anyone else). `Success` is what its method answers when it
+    refuses nothing."""
 
     model_config = ConfigDict(extra="forbid")
+    # The actor type that answers it.
+    actor: ClassVar[str] = THREAD_ACTOR
     method: ClassVar[str]
     answers: ClassVar[TypeAdapter[Any]]
     # Whether sending it again, after a call whose outcome is unknown, does nothing twice.
@@ -291,7 +298,7 @@ class Request(BaseModel):
         return self.repeatable
 
 
-class CreateThread(Request):
+class CreateThread(Request[ThreadAnswer]):
     method, answers = "Create", answers_of(ThreadAnswer, Invalid, NotFound)
     agent: str | None = None
     metadata: dict[Text, Text] = Field(default_factory=dict)
@@ -301,16 +308,16 @@ class CreateThread(Request):
     webhook_url: str | None = Field(default=None, max_length=2000)
 
 
-class DescribeThread(Request):
+class DescribeThread(Request[ThreadAnswer]):
     method, answers = "Describe", answers_of(ThreadAnswer, NotFound)
 
 
-class DeleteThread(Request):
+class DeleteThread(Request[Done]):
     method, answers = "Delete", answers_of(Done, NotFound)
     repeatable = False  # a second call after a first that did it answers NotFound
 
 
-class PostMessage(Request):
+class PostMessage(Request[RunAnswer]):
     method, answers = "PostMessage", answers_of(RunAnswer, NotFound, Invalid, Busy)
     text: Text
     model: Text | None = None
@@ -338,7 +345,7 @@ class PostMessage(Request):
         return text
 
 
-class ResumeRun(Request):
+class ResumeRun(Request[RunAnswer]):
     method = "ResumeRun"
     answers = answers_of(RunAnswer, NotFound, RunNotFound, Invalid, NotWaiting)
     repeatable = False  # after one that took, a repeat finds the run not waiting
@@ -353,31 +360,31 @@ class ResumeRun(Request):
         return self.idempotency_key is not None
 
 
-class CancelRun(Request):
+class CancelRun(Request[RunAnswer]):
     method, answers = "CancelRun", answers_of(RunAnswer, NotFound, RunNotFound)
     run_id: str
 
 
-class GetRun(Request):
+class GetRun(Request[RunAnswer]):
     method, answers = "GetRun", answers_of(RunAnswer, NotFound, RunNotFound)
     run_id: str
     # Its messages too, once it has stopped running.
     with_messages: bool = False
 
 
-class ListRuns(Request):
+class ListRuns(Request[RunsAnswer]):
     method, answers = "ListRuns", answers_of(RunsAnswer, NotFound)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=20, ge=1)
 
 
-class ReadHistory(Request):
+class ReadHistory(Request[HistoryAnswer]):
     method, answers = "ReadHistory", answers_of(HistoryAnswer, NotFound)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1)
 
 
-class StartChildRun(Request):
+class StartChildRun(Request[ChildRunAnswer]):
     """From a thread whose run called an agent tool: a run of `agent` on this (child)
     thread, created with the owner's thread if new. Repeatable: the parent's run and call
     name the run, so a repeat answers with the one the first call started."""
@@ -392,7 +399,7 @@ class StartChildRun(Request):
         return f"child:{self.parent.run_id}:{self.parent.call_id}"
 
 
-class ChildRunEnded(Request):
+class ChildRunEnded(Request[Done]):
     """To the parent thread: a child run for one of its run's calls ended."""
 
     method, answers = "ChildRunEnded", answers_of(Done)
@@ -402,7 +409,7 @@ class ChildRunEnded(Request):
     reason: str | None = None
 
 
-class ImportHistory(Request):
+class ImportHistory(Request[ThreadAnswer]):
     """Messages a caller had before the thread existed (an OpenAI client's history),
     appended as they are, with no run. Not repeatable: a repeat would append them twice."""
 
@@ -416,7 +423,7 @@ class ImportHistory(Request):
         return self.idempotency_key is not None
 
 
-class ScheduleFollowup(Request):
+class ScheduleFollowup(Request[FollowupAnswer]):
     """A follow-up on the thread, from its owner (the agent schedules its own with the
     `schedule_followup` tool). Not repeatable: a repeat would schedule a second."""
 
@@ -427,27 +434,29 @@ class ScheduleFollowup(Request):
     note: Text
 
 
-class ListFollowups(Request):
+class ListFollowups(Request[FollowupsAnswer]):
     method, answers = "ListFollowups", answers_of(FollowupsAnswer, NotFound)
 
 
-class CancelFollowup(Request):
+class CancelFollowup(Request[Done]):
     method, answers = "CancelFollowup", answers_of(Done, NotFound, FollowupNotFound)
     followup_id: str = Field(max_length=100)
 
 
-class WatchdogFired(Request):
+class WatchdogFired(Request[Done]):
     """The run watchdog's job fired (actors/dapr_host/watchdog.py): a run left running goes on."""
 
     method, answers = "WatchdogFired", answers_of(Done)
 
 
-class ReadRun(Request):
+class ReadRun(Request[RunAnswer]):
+    actor = READER_ACTOR
     method, answers = "ReadRun", answers_of(RunAnswer, NotFound, RunNotFound)
     run_id: str
 
 
-class ReadEvents(Request):
+class ReadEvents(Request[EventsAnswer]):
+    actor = READER_ACTOR
     method, answers = "ReadEvents", answers_of(EventsAnswer, NotFound, RunNotFound)
     run_id: str
     after: int = Field(default=-1, ge=-1)

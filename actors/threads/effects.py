@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from actors.threads.owner_contract import Answer, OwnerRequest
+from actors.threads.reminders import Reminder
 from actors.threads.run_events import DeltaMessage, StepEventsMessage
 
 if TYPE_CHECKING:
@@ -57,33 +59,18 @@ class Effects(Protocol):
     def unwatch(self) -> None:
         """No run needs the watchdog any more."""
 
-    async def remind_deadline(self, run_id: str, due: timedelta) -> None:
-        """Calls `deadline_passed` when a waiting run's approvals run out, durably."""
+    async def remind(self, reminder: Reminder, due: timedelta) -> None:
+        """Calls `reminder(name, data)` after `due` (and every `reminder.every`, if set),
+        durably; one `off_path` is registered off the turn's critical path."""
 
-    async def forget_deadline(self) -> None: ...
+    async def forget(self, reminder: Reminder) -> None:
+        """Drops the reminder of that name (one `off_path`: off the critical path)."""
 
-    def renewed(self, owner: str, seconds: int) -> None:
-        """The thread's keys now expire in `seconds`: drop it from the owner's list then."""
+    async def ask_owner(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
+        """The thread owner's Owner actor's answer (actors/threads/owner_contract.py)."""
 
-    def forget_erase(self) -> None:
-        """The thread is gone: nothing is to be erased later."""
-
-    async def forget_thread(self, owner: str) -> None:
-        """Drops the (expired) thread from its owner's list."""
-
-    async def take_run_slot(self, owner: str, limit: int) -> bool:
-        """Takes one of the owner's concurrent-run slots if one of `limit` is free."""
-
-    async def followups_allowed(self, owner: str, count: int, limit: int) -> bool:
-        """Tells the owner this thread has `count` follow-ups: refused (and not counted)
-        if that is more than before and takes the owner past `limit`."""
-
-    def followups_counted(self, owner: str, count: int) -> None:
-        """Tells the owner this thread has `count` follow-ups now (fewer than before),
-        off the turn's critical path."""
-
-    def run_slot(self, owner: str, taken: bool) -> None:
-        """Takes or hands back one of the owner's concurrent-run slots."""
+    def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
+        """Sends the owner's Owner actor a request, off the turn's critical path."""
 
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""
@@ -96,21 +83,6 @@ class Effects(Protocol):
     def tell_parent(self, thread_id: str, request: ChildRunEnded) -> None:
         """Tells the parent thread that a child run ended, off the turn's critical path
         (the parent also checks on its children now and then)."""
-
-    async def remind_children(self, run_id: str, every: timedelta) -> None:
-        """Calls `reminder(CHILDREN, run_id)` every so often, durably, while the run waits
-        for child runs."""
-
-    async def forget_children(self) -> None: ...
-
-    async def remind_followup(self, name: str, due: timedelta) -> None:
-        """Calls `reminder(name, "")` once, after `due`, durably."""
-
-    def forget_followup(self, name: str) -> None:
-        """Drops a follow-up's reminder, off the turn's critical path."""
-
-    def thread_listed(self, owner: str, summary: dict[str, Any]) -> None:
-        """Adds a thread this one created (a child) to its owner's thread list."""
 
 
 class ChildUnreachable(Exception):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 from actors.engine.agents import UnknownAgent
+from actors.engine.engine import Engine
 from actors.engine.events import followup_fired
 from actors.engine.followups import Followup, FollowupError, new_followup
-from actors.threads.announcements import Announcement
+from actors.threads.announcements import Announcement, Announcements
 from actors.threads.contract import (
+    Busy,
     CancelFollowup,
     Done,
     FollowupAnswer,
@@ -31,20 +33,44 @@ from actors.threads.contract import (
     TooManyFollowups,
 )
 from actors.threads.deliveries import deliveries
+from actors.threads.effects import Effects
+from actors.threads.owner_contract import Admit, SetFollowups
+from actors.threads.reads import ThreadReads
+from actors.threads.reminders import Reminder
 from actors.threads.state import ThreadRecord
-
-if TYPE_CHECKING:
-    from actors.threads.service import ThreadService
+from actors.threads.store import ThreadStore
+from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
-# Reminder names: one per follow-up.
-FOLLOWUP_PREFIX = "followup."
+
+
+class Turns(Protocol):
+    """What a thread's follow-ups ask of its service."""
+
+    async def admit(self, request: PostMessage, origin: Literal["user", "followup"],
+                    ) -> RunAnswer | NotFound | Invalid | Busy: ...
+
+    async def commit(self) -> None: ...
+
+    def slot(self, owner: str, taken: bool) -> None: ...
 
 
 class ThreadFollowups:
-    async def schedule_followup(self: ThreadService, request: ScheduleFollowup,
+    def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
+                 settings: Settings, reads: ThreadReads, announcements: Announcements,
+                 turns: Turns) -> None:
+        self.thread_id, self._store, self._engine = thread_id, store, engine
+        self._effects, self._settings, self._reads = effects, settings, reads
+        self._announcements, self._turns = announcements, turns
+        # How many follow-ups of this thread its owner counts (None: not known yet).
+        self._known: int | None = None
+
+    def activated(self, record: ThreadRecord) -> None:
+        self._known = len(record.followups)
+
+    async def schedule_followup(self, request: ScheduleFollowup,
                                 ) -> FollowupAnswer | NotFound | Invalid | TooManyFollowups:
-        record = await self._owned(request)
+        record = await self._reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         limit = self._settings.max_followups
@@ -56,7 +82,7 @@ class ThreadFollowups:
             followup = new_followup(request.when, request.note, "api", now)
         except FollowupError as exc:
             return Invalid(detail=str(exc))
-        if not await self._owner_followups(record, len(record.followups) + 1):
+        if not await self.owner_allows(record, len(record.followups) + 1):
             most = self._settings.max_followups_per_owner
             return TooManyFollowups(detail=f"the owner has {most} follow-ups scheduled "
                                            f"across their threads, the most they may have: "
@@ -64,20 +90,20 @@ class ThreadFollowups:
         await self._remind(followup, now)
         await self._store.save_record(record.model_copy(
             update={"followups": [*record.followups, followup]}))
-        await self._commit()
+        await self._turns.commit()
         log.info("follow-up %s scheduled for %s", followup.followup_id, followup.due_at)
         return FollowupAnswer(followup=followup)
 
-    async def list_followups(self: ThreadService, request: ListFollowups,
+    async def list_followups(self, request: ListFollowups,
                              ) -> FollowupsAnswer | NotFound:
-        record = await self._owned(request)
+        record = await self._reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         return FollowupsAnswer(followups=record.followups)
 
-    async def cancel_followup(self: ThreadService, request: CancelFollowup,
+    async def cancel_followup(self, request: CancelFollowup,
                               ) -> Done | NotFound | FollowupNotFound:
-        record = await self._owned(request)
+        record = await self._reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         kept = [f for f in record.followups if f.followup_id != request.followup_id]
@@ -85,12 +111,12 @@ class ThreadFollowups:
             return FollowupNotFound(detail=f"thread {self.thread_id!r} has no follow-up "
                                            f"{request.followup_id!r}")
         await self._store.save_record(record.model_copy(update={"followups": kept}))
-        await self._commit()
+        await self._turns.commit()
         # After the commit: a reminder left behind finds nothing to do when it fires.
-        self._effects.forget_followup(FOLLOWUP_PREFIX + request.followup_id)
+        await self._effects.forget(Reminder.followup(request.followup_id))
         return Done()
 
-    async def followup_due(self: ThreadService, followup_id: str) -> None:
+    async def due(self, followup_id: str) -> None:
         """A follow-up's reminder fired: its run starts (or is found, if this firing is a
         repeat), then the follow-up moves to its next time or is done. While one of the
         thread's follow-ups already has a run waiting to start, or its owner has no run
@@ -106,15 +132,14 @@ class ThreadFollowups:
         skipped = None if key in record.idempotency else await self._held_back(record)
         run_id = None
         if skipped is None:
-            answer = await self._admit(
+            answer = await self._turns.admit(
                 PostMessage(text=followup.note, owner=record.owner,
                             on_active=record.on_active, idempotency_key=key),
                 origin="followup")
             run_id = answer.run.run_id if isinstance(answer, RunAnswer) else None
             if run_id is None:
                 skipped = str(getattr(answer, "detail", "") or answer.outcome)
-                if self._settings.max_concurrent_runs:  # the slot it took goes back
-                    self._effects.run_slot(record.owner, taken=False)
+                self._turns.slot(record.owner, taken=False)  # the slot it took goes back
         if skipped is not None:
             log.warning("follow-up %s came due but started no run: %s", followup_id, skipped)
         record = await self._store.record()
@@ -133,21 +158,22 @@ class ThreadFollowups:
                                    skipped)
             self._announcements.add(Announcement(event=event,
                                                  deliveries=deliveries(record, agent, event)))
-        await self._commit()
+        await self._turns.commit()
         log.info("follow-up %s came due: run %s", followup_id, run_id)
 
-    async def _held_back(self: ThreadService, record: ThreadRecord) -> str | None:
+    async def _held_back(self, record: ThreadRecord) -> str | None:
         """Why a follow-up that came due starts no run now, if it may not."""
         for run_id in record.queue:
             queued = await self._store.run(run_id)
             if queued is not None and queued.input_origin == "followup":
                 return "a follow-up's run already waits to start on this thread"
         limit = self._settings.max_concurrent_runs
-        if limit and not await self._effects.take_run_slot(record.owner, limit):
+        if limit and not (await self._effects.ask_owner(
+                record.owner, Admit(run=True, max_runs=limit))).allowed:
             return "its owner has every run slot taken"
         return None
 
-    async def _followups_changed(self: ThreadService, before: list[Followup],
+    async def changed(self, before: list[Followup],
                                  after: ThreadRecord | None) -> None:
         """A step's follow-up tools scheduled some: their reminders, before its commit.
         (One it cancelled keeps its reminder, which finds nothing when it fires.)"""
@@ -157,10 +183,33 @@ class ThreadFollowups:
             if followup.followup_id not in known:
                 await self._remind(followup, now)
 
-    async def _remind(self: ThreadService, followup: Followup, now: datetime) -> None:
-        await self._effects.remind_followup(FOLLOWUP_PREFIX + followup.followup_id,
-                                            max(followup.due_at - now, timedelta(0)))
+    async def _remind(self, followup: Followup, now: datetime) -> None:
+        await self._effects.remind(Reminder.followup(followup.followup_id),
+                                   max(followup.due_at - now, timedelta(0)))
 
-    def _forget_followups(self: ThreadService, record: ThreadRecord) -> None:
+    async def forget_all(self, record: ThreadRecord) -> None:
         for followup in record.followups:
-            self._effects.forget_followup(FOLLOWUP_PREFIX + followup.followup_id)
+            await self._effects.forget(Reminder.followup(followup.followup_id))
+
+    async def owner_allows(self, record: ThreadRecord, count: int) -> bool:
+        """Whether the owner may have `count` follow-ups on this thread (then counted)."""
+        limit = self._settings.max_followups_per_owner
+        if not limit:
+            return True
+        answer = await self._effects.ask_owner(record.owner, SetFollowups(
+            thread_id=self.thread_id, count=count, limit=limit))
+        if not answer.allowed:
+            return False
+        self._known = count
+        return True
+
+    def committed(self) -> None:
+        """Fewer follow-ups committed than the owner counts (cancelled, done): told."""
+        record = self._store.latest
+        if record is None or not self._settings.max_followups_per_owner:
+            return
+        count = len(record.followups)
+        if self._known is not None and count < self._known:
+            self._effects.tell_owner(record.owner, SetFollowups(thread_id=self.thread_id,
+                                                                count=count))
+        self._known = count

@@ -3,6 +3,7 @@ like every call; reads that do not wait for the lock are actors/dapr_host/reader
 
 from __future__ import annotations
 
+from actors.engine.messages import AssistantText
 from actors.engine.run import RunRecord
 from actors.threads.contract import (
     CancelRun,
@@ -28,18 +29,20 @@ from actors.threads.store import ThreadStore
 
 
 class ThreadReads:
-    thread_id: str
-    _store: ThreadStore
+    """Answers the reads of one thread, and finds what other calls work on."""
 
-    async def _owned(self, request: Request) -> ThreadRecord | None:
+    def __init__(self, thread_id: str, store: ThreadStore) -> None:
+        self.thread_id, self._store = thread_id, store
+
+    async def owned(self, request: Request) -> ThreadRecord | None:
         """The thread, if it exists and the request's owner owns it."""
         record = await self._store.record()
         return record if record is not None and record.owner == request.owner else None
 
-    async def _owned_run(self, request: GetRun | CancelRun | ResumeRun | ReadRun | ReadEvents
+    async def owned_run(self, request: GetRun | CancelRun | ResumeRun | ReadRun | ReadEvents
                          ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
         """The thread and the request's run, or what to answer when either is missing."""
-        record = await self._owned(request)
+        record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         run = await self._store.run(request.run_id)
@@ -48,14 +51,14 @@ class ThreadReads:
         return record, run
 
     async def describe(self, request: DescribeThread) -> ThreadAnswer | NotFound:
-        record = await self._owned(request)
+        record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         return ThreadAnswer(thread=ThreadView.of(record))
 
     async def list_runs(self, request: ListRuns) -> RunsAnswer | NotFound:
         """The thread's runs, newest first, `limit` of them after skipping `offset`."""
-        record = await self._owned(request)
+        record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         newest_first = list(reversed(await self._store.run_ids(record)))
@@ -65,12 +68,12 @@ class ThreadReads:
                           runs=[RunView.of(run) for run in runs if run is not None])
 
     async def get_run(self, request: GetRun) -> RunAnswer | NotFound | RunNotFound:
-        found = await self._owned_run(request)
+        found = await self.owned_run(request)
         if isinstance(found, NotFound | RunNotFound):
             return found
-        return await self._run_answer(*found, request.with_messages)
+        return await self.run_answer(*found, request.with_messages)
 
-    async def _run_answer(self, record: ThreadRecord, run: RunRecord, with_messages: bool,
+    async def run_answer(self, record: ThreadRecord, run: RunRecord, with_messages: bool,
                           first_seq: int = 0, replayed: bool = False) -> RunAnswer:
         """The run; with its messages too if asked and it has stopped running: its own
         only, not those of a run that came after it; none if it never started."""
@@ -83,9 +86,17 @@ class ThreadReads:
         return answer
 
     async def read_history(self, request: ReadHistory) -> HistoryAnswer | NotFound:
-        record = await self._owned(request)
+        record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         end = min(request.offset + request.limit, record.message_count)
         return HistoryAnswer(thread=ThreadView.of(record),
                              messages=await self._store.messages(record, request.offset, end))
+
+    async def answer_of(self, record: ThreadRecord, run: RunRecord) -> str | None:
+        """A completed run's answer: its last assistant text."""
+        if run.status != "completed":
+            return None
+        end = run.message_end if run.message_end is not None else record.message_count
+        mine = await self._store.messages(record, run.first_message, end)
+        return next((m.text for m in reversed(mine) if isinstance(m, AssistantText)), None)

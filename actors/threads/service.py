@@ -27,6 +27,7 @@ from functools import partial
 from typing import Literal
 
 from actors.engine.agents import UnknownAgent
+from actors.engine.engine import Engine
 from actors.engine.pauses import InvalidSubmission
 from actors.engine.pauses import NotWaiting as RunNotWaiting
 from actors.engine.recipes import UnknownRecipe
@@ -40,7 +41,7 @@ from actors.threads.announcements import Announcements
 from actors.threads.cancellation import StepAborted
 from actors.threads.chain_clock import ChainClock
 from actors.threads.checkpoints import Checkpoints
-from actors.threads.children import CHILDREN, ThreadChildren, children_asked
+from actors.threads.children import ThreadChildren, children_asked
 from actors.threads.contract import (
     GATEWAY_KEY_PREFIX,
     Busy,
@@ -62,12 +63,13 @@ from actors.threads.contract import (
 )
 from actors.threads.effects import Effects
 from actors.threads.fence import Fence
-from actors.threads.followups import FOLLOWUP_PREFIX, ThreadFollowups
+from actors.threads.followups import ThreadFollowups
 from actors.threads.lifecycle import lifecycle
+from actors.threads.owner_contract import Admit, RemoveThread, RunEnded
 from actors.threads.reads import ThreadReads
+from actors.threads.reminders import FOLLOWUP_PREFIX, Reminder
 from actors.threads.run_events import DeltaBatcher, RunMessage, StepEventsMessage
 from actors.threads.run_steps import (
-    Engine,
     StaleStep,
     advance,
     begin,
@@ -79,13 +81,12 @@ from actors.threads.run_steps import (
 )
 from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.threads.store import ThreadStore
+from actors.threads.watchdog_duty import WatchdogDuty
 from threadhost.common import logs
 from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Reminder names: what a durable reminder of the thread is for (and CHILDREN).
-DEADLINE, ERASE = "deadline", "erase"
 # The gateway's own idempotency keys are needed only while daprd may retry the call: only
 # the latest few are kept.
 GATEWAY_KEYS = 4
@@ -93,31 +94,30 @@ GATEWAY_KEYS = 4
 IMPORTED = "#imported"
 
 
-class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
+class ThreadService:
+    """One thread's calls and steps. Its reads, child runs and follow-ups are
+    collaborators (`reads`, `children`, `followups`), which the actor calls directly."""
+
     def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
                  settings: Settings) -> None:
         self.thread_id = thread_id
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._announcements = Announcements(store)
-        # How many follow-ups of this thread its owner counts (None: not known yet).
-        self._followups_known: int | None = None
         self._budget = settings.step_chain_budget_ms / 1000
         self._fence = Fence(effects.read_committed, self._budget)
-        self._checkpoints = Checkpoints(self._commit, self._to_gateways, self._budget)
-        # A run started (or resumed) inside a caller's call has no watchdog until a commit
-        # leaves it running in the store: one that stops within the call never needs one.
-        self._unwatched: str | None = None
-        self._unwatched_running = False
-        # Whether that run also started in the call: nobody can have seen it yet (it is
-        # not in the store), so nobody listens for its events (`_to_gateways`).
-        self._unseen = False
+        self._checkpoints = Checkpoints(self.commit, self._to_gateways, self._budget)
+        self._watchdog = WatchdogDuty(effects)
+        self.reads = ThreadReads(thread_id, store)
+        self.children = ThreadChildren(thread_id, store, effects, settings, self.reads, self)
+        self.followups = ThreadFollowups(thread_id, store, engine, effects, settings,
+                                         self.reads, self._announcements, self)
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
         ended starts."""
         record = await self._store.record()
         if record is not None:
-            self._followups_known = len(record.followups)
+            self.followups.activated(record)
         if record is not None and (leftovers := await self._announcements.leftovers(record)):
             # Committed, and maybe never sent: their host died before they went out.
             self._effects.announce(leftovers, self._announcements.handed_out(leftovers))
@@ -126,7 +126,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             if run is not None and run.status == "running":
                 logs.run_id.set(run.run_id)
                 if await take_over(self._store, record, run, self._engine):
-                    await self._commit()
+                    await self.commit()
                     log.warning("run %s taken over mid-way: a model call its previous host "
                                 "may have made is counted as an estimate", run.run_id)
                 await self._effects.chain_step()
@@ -153,7 +153,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
                                   webhook_url=url,
                                   retention_seconds=definition.retention_seconds)
             await self._store.save_record(record)
-            await self._commit()
+            await self.commit()
         elif record.owner != request.owner:
             return NotFound.of(self.thread_id)
         return ThreadAnswer(thread=ThreadView.of(record))
@@ -162,18 +162,18 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         """Starts a run with the message. While another run is active, `on_active` says
         what happens: enqueue (it runs next), reject, or interrupt (the active run is
         cancelled). A repeated `idempotency_key` answers with the first run instead."""
-        return await self._admit(request, "user")
+        return await self.admit(request, "user")
 
-    async def _admit(self, request: PostMessage, origin: Literal["user", "followup"],
+    async def admit(self, request: PostMessage, origin: Literal["user", "followup"],
                      ) -> RunAnswer | NotFound | Invalid | Busy:
         """A message from the user, or a follow-up's note from the system's side."""
-        record = await self._owned(request)
+        record = await self.reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         key = request.idempotency_key
         if key and key in record.idempotency:
             run = await self._store.run(record.idempotency[key])
-            return await self._run_answer(record, run, request.wait, replayed=True)
+            return await self.reads.run_answer(record, run, request.wait, replayed=True)
         if record.active_run is not None and request.on_active == "reject":
             return Busy(run_id=record.active_run)
         try:
@@ -187,31 +187,31 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         record, run, events = await enqueue(self._store, record, request.text,
                                             f"run_{uuid.uuid4().hex}", agent, tools,
                                             request.parent, origin)
-        if request.parent is not None and self._settings.max_concurrent_runs:
+        if request.parent is not None:
             # Nobody admitted it at a gateway (a follow-up's took it when it came due);
             # it hands its slot back when it stops.
-            self._effects.run_slot(record.owner, taken=True)
+            self.slot(record.owner, taken=True)
         if key:
             record = _remember(record, key, run.run_id)
             await self._store.save_record(record)
         logs.run_id.set(run.run_id)
         if record.active_run is not None:  # queued behind the active run
-            await self._commit()
-            self._publish(run, events)
+            await self.commit()
+            self.publish(run, events)
             metrics.observe(events, 0.0)
-            return await self._run_answer(record, run, False)
+            return await self.reads.run_answer(record, run, False)
         await self._begin(record, run, events, chain=not request.wait)
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:  # a stream that listens from the start sees the run begin at once
             self._effects.flush_events()
-        return await self._run_answer(await self._store.record(),
+        return await self.reads.run_answer(await self._store.record(),
                                       await self._store.run(run.run_id), request.wait)
 
     async def import_history(self, request: ImportHistory) -> ThreadAnswer | NotFound | Busy:
         """Appends a caller's earlier messages as they are, with no run (while no run is
         going on: a run's messages must stay together)."""
-        record = await self._owned(request)
+        record = await self.reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         imported = f"{request.idempotency_key}{IMPORTED}" if request.idempotency_key else None
@@ -223,12 +223,12 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         if imported:
             record = _remember(record, imported, "")
         await self._store.save_record(record)
-        await self._commit()
+        await self.commit()
         return ThreadAnswer(thread=ThreadView.of(record))
 
     async def delete(self, request: DeleteThread) -> Done | NotFound:
         """Removes every piece of the thread's state; a run going on is cancelled first."""
-        record = await self._owned(request)
+        record = await self.reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         for run_id in [*([record.active_run] if record.active_run else []), *record.queue]:
@@ -236,15 +236,15 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         await self._store.delete_all(record)
         await self._effects.commit()
         self._effects.unwatch()
-        self._forget_followups(record)
+        await self.followups.forget_all(record)
         if record.retention_seconds is not None:
-            self._effects.forget_erase()
+            await self._effects.forget(Reminder.erase())
         log.info("thread deleted")
         return Done()
 
     async def cancel_run(self, request: CancelRun) -> RunAnswer | NotFound | RunNotFound:
         """Cancels an active or queued run; a step in progress ends first (the lock)."""
-        found = await self._owned_run(request)
+        found = await self.reads.owned_run(request)
         if isinstance(found, NotFound | RunNotFound):
             return found
         record, run = found
@@ -252,25 +252,25 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             record = await self._cancel(record, run.run_id, "cancelled by the caller")
             await self._start_next(record)
             run = await self._store.run(run.run_id)
-        return await self._run_answer(record, run, False)
+        return await self.reads.run_answer(record, run, False)
 
     async def resume_run(self, request: ResumeRun
                          ) -> RunAnswer | NotFound | RunNotFound | Invalid | NotWaiting:
         """Answers what a waiting run waits for (tool results, approvals, answers); the
         run goes on from any host. A submission that does not answer every pending call
         exactly once, or comes when the run is not waiting, changes nothing."""
-        record = await self._owned(request)
+        record = await self.reads.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
         key = request.idempotency_key
         if key and key in record.idempotency:  # a repeat: the run the first one resumed
             run = await self._store.run(record.idempotency[key])
-            return await self._run_answer(record, run, request.wait, replayed=True)
+            return await self.reads.run_answer(record, run, request.wait, replayed=True)
         if request.run_id is None:  # the thread's active run, whichever it is
             if record.active_run is None:
                 return NotWaiting(detail="the thread has no run waiting for these answers")
             request = request.model_copy(update={"run_id": record.active_run})
-        found = await self._owned_run(request)
+        found = await self.reads.owned_run(request)
         if isinstance(found, NotFound | RunNotFound):
             return found
         record, run = found
@@ -287,21 +287,22 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             await self._store.save_record(record)
         if request.wait and not had_deadline:  # committed with the steps it takes next
             self._fence.confirmed()
-            self._checkpoints.add(partial(self._publish, run, events))
+            self._checkpoints.add(partial(self.publish, run, events))
         else:
-            await self._commit()
+            await self.commit()
             if had_deadline:  # in this turn, before its next step can pause with a new one
-                await self._effects.forget_deadline()
-            self._publish(run, events)
+                await self._effects.forget(Reminder.deadline(run.run_id))
+            self.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._watch(run.run_id, now=not (request.wait and not had_deadline), unseen=False)
+        self._watchdog.start(run.run_id, now=not (request.wait and not had_deadline),
+                             unseen=False)
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
             await self._effects.chain_step()
             self._effects.flush_events()
-        return await self._run_answer(await self._store.record(),
+        return await self.reads.run_answer(await self._store.record(),
                                       await self._store.run(run.run_id), request.wait,
                                       first_seq=events[0].seq)
 
@@ -322,7 +323,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             await self._checkpoints.flush()
         except Exception:
             # Nothing of the turn that was not committed is kept, or seen.
-            self._unwatched = None
+            self._watchdog.dropped()
             self._checkpoints.drop()
             await self._effects.discard()
             self._forget_unsaved()
@@ -338,14 +339,13 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             run, events = stepped
             if run.status == "requires_action" and run.deadline is not None:
                 # Before the pause is committed: a deadline is never lost with its host.
-                await self._effects.remind_deadline(
-                    run.run_id, max(run.deadline - datetime.now(UTC), timedelta(0)))
+                await self._effects.remind(Reminder.deadline(run.run_id),
+                                           max(run.deadline - datetime.now(UTC), timedelta(0)))
             if children_asked(run):  # so are the children it waits for
-                await self._effects.remind_children(
-                    run.run_id, timedelta(seconds=self._settings.child_run_check_seconds))
-            if run.run_id == self._unwatched:
-                self._unwatched_running = run.status == "running"
-            self._checkpoints.add(partial(self._publish, run, events))
+                every = timedelta(seconds=self._settings.child_run_check_seconds)
+                await self._effects.remind(Reminder.children(run.run_id, every), every)
+            self._watchdog.stepped(run)
+            self._checkpoints.add(partial(self.publish, run, events))
             if run.status == "running":
                 if clock.spent(self._budget):
                     await self._checkpoints.flush()
@@ -356,11 +356,11 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             record = await self._store.record()
             self._stopped(record, run)
             if run.status == "requires_action" or not await self._start_next(record):
-                self._unwatch(run.run_id)  # a waiting run holds no reminder but its deadline
+                self._watchdog.stop(run.run_id)  # a waiting run holds only its deadline
             if children_asked(run):
-                await self._ask_children(run.run_id)
+                await self.children.ask(run.run_id)
             elif not run.active:
-                await self._tell_parent(record, run)
+                await self.children.tell_parent(record, run)
             return
 
     async def _one_step(self) -> tuple[RunRecord, list[RunEvent]] | None:
@@ -386,7 +386,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         try:
             try:
                 run, events = await advance(self._store, record, run, self._engine, fenced,
-                                            deltas, partial(self._owner_followups, record))
+                                            deltas, partial(self.followups.owner_allows, record))
             finally:
                 self._checkpoints.release()
         except (StaleStep, StepAborted) as thrown_away:
@@ -400,7 +400,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         finally:
             deltas.flush()
             lifecycle.step_finished()
-        await self._followups_changed(followups, await self._store.record())
+        await self.followups.changed(followups, await self._store.record())
         metrics.observe(events, time.perf_counter() - started)
         for event in events:
             log.info("%s %s", event.type, event.data.get("status") or event.data.get("kind"))
@@ -419,24 +419,27 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
             self._effects.unwatch()
         return Done()
 
-    async def reminder(self, name: str, state: str) -> None:
-        if name.startswith(FOLLOWUP_PREFIX):
-            await self.followup_due(name.removeprefix(FOLLOWUP_PREFIX))
+    async def reminder(self, name: str, data: str) -> None:
+        reminder = Reminder.fired(name, data)
+        if reminder is not None and reminder.kind == "followup":
+            await self.followups.due(reminder.name.removeprefix(FOLLOWUP_PREFIX))
             return
         record = await self._store.record()
         run = await self._store.run(record.active_run) if record and record.active_run else None
-        if name == DEADLINE:
-            if run is not None and run.run_id == state:
+        ours = run is not None and reminder is not None and run.run_id == reminder.data
+        if reminder is None:
+            return
+        if reminder.kind == "deadline":
+            if ours:
                 await self._deadline_passed(record, run)
-        elif name == CHILDREN:
-            if run is not None and run.run_id == state and children_asked(run):
-                await self._ask_children(run.run_id)
+        elif reminder.kind == "children":
+            if ours and children_asked(run):
+                await self.children.ask(run.run_id)
             else:
-                await self._effects.forget_children()
-        elif name == ERASE:
-            if record is None:  # its retention ran out: the store is expiring its keys
-                await self._effects.forget_thread(state)
-                log.info("thread expired: dropped from its owner's list")
+                await self._effects.forget(reminder)
+        elif record is None:  # erase: its retention ran out, the store expires its keys
+            await self._effects.ask_owner(reminder.data, RemoveThread(thread_id=self.thread_id))
+            log.info("thread expired: dropped from its owner's list")
 
     async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
         """Denies the approvals nobody gave in time; the run goes on unless it also waits
@@ -445,15 +448,18 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         record, events = await expire(self._store, record, run)
         if not events:
             return
-        await self._commit()
-        self._publish(run, events)
+        await self.commit()
+        self.publish(run, events)
         self._effects.run_stopped(run.run_id)
         log.info("run %s: approval deadline passed, undecided calls denied", run.run_id)
         if run.status == "running":
-            await self._effects.chain_step()
-            self._effects.watch()
-            if self._settings.max_concurrent_runs:  # it runs again: it takes a slot again
-                self._effects.run_slot(record.owner, taken=True)
+            await self.running_again(record, run)
+
+    async def running_again(self, record: ThreadRecord, run: RunRecord) -> None:
+        """A waiting run runs again: its steps go on, watched, in a run slot again."""
+        await self._effects.chain_step()
+        self._effects.watch()
+        self.slot(record.owner, taken=True)
 
     # --- what several calls share ------------------------------------------------------
 
@@ -463,15 +469,15 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         in this call, which commits the start with them."""
         record, run, events = await begin(self._store, record, run, previous)
         if chain:
-            await self._commit()
-            self._publish(run, events)
+            await self.commit()
+            self.publish(run, events)
         else:
             self._fence.confirmed()
-            self._checkpoints.add(partial(self._publish, run, events))
+            self._checkpoints.add(partial(self.publish, run, events))
         metrics.observe(events, 0.0)
         log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
                  run.agent.name, run.agent.version)
-        self._watch(run.run_id, now=chain, unseen=True)
+        self._watchdog.start(run.run_id, now=chain, unseen=True)
         if chain:
             await self._effects.chain_step()
 
@@ -491,17 +497,17 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         had_deadline = run.deadline is not None
         was_running = run.status != "requires_action"  # a waiting run holds no slot
         record, events = await cancel(self._store, record, run, reason)
-        await self._commit()
+        await self.commit()
         if had_deadline:  # in this turn: a later pause may register a deadline of its own
-            await self._effects.forget_deadline()
+            await self._effects.forget(Reminder.deadline(run_id))
         if was_running:
             self._stopped(record, run)
         else:
             self._effects.run_stopped(run_id)
-        self._publish(run, events)
+        self.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s cancelled: %s", run_id, reason)
-        await self._tell_parent(record, run)
+        await self.children.tell_parent(record, run)
         return record
 
     def _stopped(self, record: ThreadRecord, run: RunRecord) -> None:
@@ -509,68 +515,35 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         concurrent-run slot is handed back (the gateway takes it when it admits a message
         or a resume; a waiting run holds none)."""
         self._effects.run_stopped(run.run_id)
-        if self._settings.max_concurrent_runs:
-            self._effects.run_slot(record.owner, taken=False)
+        self.slot(record.owner, taken=False)
 
-    async def _commit(self) -> None:
+    def slot(self, owner: str, taken: bool) -> None:
+        """Takes or hands back one of the owner's concurrent-run slots (with a bound)."""
+        if self._settings.max_concurrent_runs:
+            self._effects.tell_owner(owner, Admit(run=True) if taken else RunEnded())
+
+    async def commit(self) -> None:
         """Saves the turn's writes. What was just committed is what the store holds: the
         fence may trust it for the chain budget, as it trusts a read. A commit that
         renewed the thread's retention moves its erase reminder to the keys' new expiry."""
         announcements = await self._announcements.before_commit()
         await self._effects.commit()
-        self._followups_committed()
+        self.followups.committed()
         if announcements:
             self._effects.announce(announcements,
                                    self._announcements.handed_out(announcements))
         self._fence.confirmed()
-        if self._unwatched is not None and self._unwatched_running:
-            self._unwatched = None  # committed while running: it may outlive this host
-            self._effects.watch()
+        self._watchdog.committed()
         if (renewal := self._store.take_renewal()) is not None:
-            self._effects.renewed(*renewal)
-
-    async def _owner_followups(self, record: ThreadRecord, count: int) -> bool:
-        """Whether the owner may have `count` follow-ups on this thread (then counted)."""
-        limit = self._settings.max_followups_per_owner
-        if not limit:
-            return True
-        if not await self._effects.followups_allowed(record.owner, count, limit):
-            return False
-        self._followups_known = count
-        return True
-
-    def _followups_committed(self) -> None:
-        """Fewer follow-ups committed than the owner counts (cancelled, done): told."""
-        record = self._store.latest
-        if record is None or not self._settings.max_followups_per_owner:
-            return
-        count = len(record.followups)
-        if self._followups_known is not None and count < self._followups_known:
-            self._effects.followups_counted(record.owner, count)
-        self._followups_known = count
+            owner, seconds = renewal
+            await self._effects.remind(Reminder.erase(owner), timedelta(seconds=seconds))
 
     def _forget_unsaved(self) -> None:
         """The turn's writes were thrown away: what they would have announced too."""
         self._store.forget_unsaved()
         self._announcements.forget_unsaved()
 
-    def _watch(self, run_id: str, now: bool, unseen: bool) -> None:
-        """The watchdog for a running run: now, or (for one whose start, or resumption,
-        waits for its steps' commit) once a commit leaves it running. `unseen`: the run
-        started in this call, so it is not in the store yet."""
-        if now:
-            self._effects.watch()
-        else:
-            self._unwatched, self._unwatched_running, self._unseen = run_id, True, unseen
-
-    def _unwatch(self, run_id: str) -> None:
-        """The run stopped: its watchdog goes, if it ever had one."""
-        if self._unwatched == run_id:
-            self._unwatched = None
-        else:
-            self._effects.unwatch()
-
-    def _publish(self, run: RunRecord, events: list[RunEvent]) -> None:
+    def publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         """The run's new events to the gateways' streams (its transitions go to other
         services and webhooks with the commit that saved them: `_commit`)."""
         self._to_gateways(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
@@ -584,7 +557,7 @@ class ThreadService(ThreadReads, ThreadChildren, ThreadFollowups):
         follows it and no request waits for it (its caller has the answer). Its events
         stay in its log, where a stream opened later reads them; publishing them would be
         a publish and a delivery to every gateway replica that nobody reads."""
-        if not (self._unseen and message.run_id == self._unwatched):
+        if not self._watchdog.unseen(message):
             self._effects.publish(message)
 
 

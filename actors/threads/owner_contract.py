@@ -1,0 +1,118 @@
+"""The Owner actor's contract: what the gateway and a thread's effects ask of a caller's
+Owner (their thread list, rate limits, run slots and follow-up count), and what it answers.
+
+    Owner method    request         answer
+    AddThread       AddThread       Listed          (once: a retried listing finds it)
+    RemoveThread    RemoveThread    Listed          (status not_found if not listed)
+    ListThreads     ListThreads     ThreadList      (newest first)
+    Admit           Admit           Admission       (allowed, or when to try again)
+    RunEnded        RunEnded        Listed          (a run slot is free again)
+    SetFollowups    SetFollowups    FollowupCount   (allowed, or how many are scheduled)
+
+Nothing in it needs Dapr; the Owner actor, the gateway and the effects all import it."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OWNER_ACTOR = "Owner"
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def owner_actor_id(owner: str) -> str:
+    """Owners hold ':' and '/', which actor ids in URLs may not: a URL-safe encoding."""
+    return base64.urlsafe_b64encode(owner.encode()).decode().rstrip("=")
+
+
+class ThreadSummary(BaseModel):
+    id: str
+    agent: str
+    created_at: datetime
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+class Listed(BaseModel):
+    status: Literal["ok", "not_found"] = "ok"
+
+
+class ThreadList(BaseModel):
+    status: Literal["ok"] = "ok"
+    threads: list[ThreadSummary]
+
+
+class Admission(BaseModel):
+    allowed: bool
+    retry_after: int = 0
+
+
+class FollowupCount(BaseModel):
+    allowed: bool
+    # When refused: how many the owner has scheduled already.
+    scheduled: int = 0
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+class OwnerRequest(BaseModel, Generic[Answer]):
+    model_config = ConfigDict(extra="forbid")
+    method: ClassVar[str]
+    answer: ClassVar[type[BaseModel]]
+
+    def safe_to_repeat(self) -> bool:
+        """Whether sending it again, after a call whose outcome is unknown, does nothing
+        twice."""
+        return True
+
+
+class AddThread(OwnerRequest[Listed], ThreadSummary):
+    model_config = ConfigDict(extra="forbid")
+    method, answer = "AddThread", Listed
+
+
+class RemoveThread(OwnerRequest[Listed]):
+    method, answer = "RemoveThread", Listed
+    thread_id: str
+
+
+class ListThreads(OwnerRequest[ThreadList]):
+    method, answer = "ListThreads", ThreadList
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=20, ge=1)
+
+
+class Admit(OwnerRequest[Admission]):
+    """A request (and, with `run`, a run start) within the caller's limits? 0: no bound."""
+
+    method, answer = "Admit", Admission
+    per_minute: int = 0
+    max_runs: int = 0
+    run: bool = False
+
+    def safe_to_repeat(self) -> bool:
+        # Repeated, an Admit that takes no run slot counts one request too many at worst.
+        return not self.run
+
+
+class RunEnded(OwnerRequest[Listed]):
+    method, answer = "RunEnded", Listed
+
+    def safe_to_repeat(self) -> bool:
+        return False  # repeated, it would free a slot twice
+
+
+class SetFollowups(OwnerRequest[FollowupCount]):
+    """The thread now has `count` follow-ups scheduled; `limit` is the owner's bound (0:
+    none, and the count is only recorded)."""
+
+    method, answer = "SetFollowups", FollowupCount
+    thread_id: str
+    count: int = Field(ge=0)
+    limit: int = 0
