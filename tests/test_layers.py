@@ -1,8 +1,9 @@
 """The layers' direction, checked on every import of the production code.
 
-Imports run one way: engine ← (the shipped tools | shared runtime pieces) ← thread service ←
-(Dapr adapter | gateway) ← client ← launcher. Two packages on one level do not import each other, no module imports
-Dapr's SDK below the adapter, and no two modules import each other through any path.
+Imports run one way: engine ← (the shipped tools | shared runtime pieces) ← thread service
+← (Dapr adapter | gateway) ← client ← launcher. Two packages on one level do not import each
+other, no module imports Dapr's SDK below the adapter, and no two modules import each other
+through any path.
 """
 
 from __future__ import annotations

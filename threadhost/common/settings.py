@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from actors.engine.retry import RetryPolicy
 from actors.engine.usage import DEFAULT_PRICES, Price
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _json_or_commas(value: Any) -> Any:
