@@ -16,7 +16,7 @@ from actors.threads.contract import STOPPED
 from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import followups, openai_door, responses_door, threads
 from gateway.auth import Authenticator
-from gateway.problems import Problem, answer_at
+from gateway.problems import BodyTooLarge, answer_at
 from gateway.run_stream import RunEventHub
 from gateway.thread_client import ThreadClient
 from threadhost.common.run_signals import run_changed
@@ -34,9 +34,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        too_large = answer_at(scope["path"], Problem(413, "body-too-large",
-                                                     "Request body too large",
-                                                     f"the limit is {self.limit} bytes"))
+        too_large = answer_at(scope["path"], BodyTooLarge(f"the limit is {self.limit} bytes"))
         if declared is not None:
             if declared.isdigit() and int(declared) > self.limit:
                 await too_large(scope, receive, send)

@@ -31,7 +31,7 @@ import httpx
 import jwt
 from fastapi import Request
 
-from gateway.problems import Problem
+from gateway.problems import Forbidden, Problem, Unauthorized
 from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ def service_owner(app_id: str) -> str:
 
 
 def _unauthorized(detail: str) -> Problem:
-    problem = Problem(401, "unauthorized", "Unauthorized", detail)
-    problem.headers = {"WWW-Authenticate": "Bearer"}
-    return problem
+    return Unauthorized(detail)
 
 
 class RemoteKeys:
@@ -186,8 +184,7 @@ class Authenticator:
                               s.app_api_token.get_secret_value()):
                 raise _unauthorized("service calls must come through the Dapr sidecar")
         if app_id not in s.service_callers:
-            raise Problem(403, "forbidden", "Forbidden",
-                          f"app-id {json.dumps(app_id)} may not call this service")
+            raise Forbidden(f"app-id {json.dumps(app_id)} may not call this service")
         return Caller(owner=service_owner(app_id))
 
 

@@ -9,13 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 
 from actors.threads.contract import CancelFollowup, ListFollowups, ScheduleFollowup
+from gateway.deps import CallerDep, ClientDep, ThreadId, admitted
 from gateway.problems import problem_responses
 from gateway.schemas import THREAD_ID_PATTERN, FollowupListView, FollowupView
 from gateway.schemas import ScheduleFollowup as ScheduleFollowupBody
-from gateway.threads import ON_THREAD, WITH_BODY, CallerDep, ClientDep, ThreadId, _admitted
+from gateway.threads import ON_THREAD, WITH_BODY
 
 router = APIRouter(prefix="/v1/threads", tags=["follow-ups"],
-                   dependencies=[Depends(_admitted)],
+                   dependencies=[Depends(admitted)],
                    responses=problem_responses(401, 403, 422, 429, 500, 503))
 FollowupId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 

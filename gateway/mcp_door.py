@@ -24,10 +24,9 @@ from starlette.types import Receive, Scope, Send
 from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText
 from gateway.auth import Authenticator, Caller
-from gateway.openai_turns import TurnPlan, take_turn
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
-from gateway.threads import admit
+from gateway.turn import TurnPlan, take_turn
 from threadhost.common.ids import ID_PATTERN
 from threadhost.common.settings import Settings
 
@@ -93,11 +92,8 @@ class McpDoor:
 
 async def _turn(client: ThreadClient, settings: Settings, caller: Caller, agent: str,
                 message: str, thread_id: str | None) -> dict[str, Any]:
-    if not message.strip():
-        raise ToolError("message must not be blank")
-    await admit(client, caller, settings, starts_run=True)
     taken = await take_turn(client, caller, settings, TurnPlan(
-        agent=agent, recipe=None, thread_id=thread_id, door="mcp", text=message))
+        agent=agent, thread_id=thread_id, door="mcp", text=message, text_field="message"))
     run, thread_id = taken.answer.run, taken.thread_id
     texts = [m.text for m in taken.answer.messages or [] if isinstance(m, AssistantText)]
     waits = [a.model_dump(exclude_none=True) for a in run.required_action]

@@ -19,12 +19,29 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import ToolOutput
 from actors.engine.tool_set import ClientTool
 from actors.threads.contract import RunView
 from gateway.auth import Caller
+from gateway.deps import (
+    THREAD_HEADER,
+    CallerDep,
+    CatalogDep,
+    ClientDep,
+    IdempotencyKey,
+    SettingsDep,
+    ThreadHeader,
+    admitted,
+)
+from gateway.openai_answers import (
+    agent_of,
+    client_calls,
+    headers_of,
+    reply_of,
+    streamed,
+    text_as_it_comes,
+)
 from gateway.openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -38,78 +55,56 @@ from gateway.openai_schemas import (
     ResponseMessage,
     ThreadhostInfo,
 )
-from gateway.openai_turns import (
-    THREAD_HEADER,
-    ThreadHeader,
-    Turn,
-    TurnPlan,
-    agent_of,
-    client_calls,
-    headers_of,
-    reply_of,
-    streamed,
-    take_turn,
-    text_as_it_comes,
-)
-from gateway.problems import Problem, problem_responses
+from gateway.problems import InvalidRequest, RunFailed, RunStillGoing, problem_responses
 from gateway.thread_client import ThreadClient
-from gateway.threads import CallerDep, ClientDep, IdempotencyKey, SettingsDep, admit
+from gateway.turn import Turn, TurnPlan, take_turn
 
-
-async def _admitted(request: Request, caller: CallerDep, settings: SettingsDep,
-                    client: ClientDep) -> None:
-    """Rate limits as on /v1/threads: a chat completion starts (or resumes) a run."""
-    await admit(client, caller, settings, starts_run=request.method == "POST")
-
-
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(admitted)],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
                                                504))
 FINISH = {"completed": "stop", "incomplete": "length", "cancelled": "stop"}
 
 
-def _catalog(request: Request) -> AgentCatalog:
-    return request.app.state.agent_catalog
-
-
 @router.get("/models", response_model=ModelList)
-async def list_models(request: Request) -> ModelList:
+async def list_models(catalog: CatalogDep) -> ModelList:
     """The agents, each a model: `model` in a chat completion names one."""
-    return ModelList(data=[ModelView(id=name) for name in _catalog(request).names()])
+    return ModelList(data=[ModelView(id=name) for name in catalog.names()])
 
 
 @router.post("/chat/completions", response_model=ChatCompletion,
              responses={200: {"content": {"text/event-stream": {}}}})
 async def chat_completions(
         body: ChatCompletionRequest, request: Request, client: ClientDep, caller: CallerDep,
-        settings: SettingsDep,
+        settings: SettingsDep, catalog: CatalogDep,
         thread_header: ThreadHeader = None,
         idempotency_key: IdempotencyKey = None) -> Response:
     """A turn of an agent's thread, in the Chat Completions API's terms, streamed
     (`stream: true`) or not."""
-    agent, recipe = agent_of(body.model, _catalog(request))
+    agent, recipe = agent_of(body.model, catalog)
     thread_id = thread_header or (body.metadata or {}).get("thread_id")
     said = [m for m in body.messages if m.role not in ("system", "developer")]
     last_answer = max((i for i, m in enumerate(said) if m.role == "assistant"), default=-1)
     before, turn = said[:last_answer + 1], said[last_answer + 1:]
     roles = {m.role for m in turn}
     if roles not in ({"user"}, {"tool"}):
-        raise Problem(400, "invalid_request", "Nothing to answer",
+        raise InvalidRequest(title="Nothing to answer", status=400, detail=
                       "messages must end with the user's message(s), or with the results of "
                       "the tool calls of the last assistant message, not both")
     if roles == {"tool"} and thread_id is None:
-        raise Problem(400, "invalid_request", "No thread to resume",
+        raise InvalidRequest(title="No thread to resume", status=400, detail=
                       f"tool results go to the thread that asked for them: name it in the "
                       f"{THREAD_HEADER} header")
     earlier = (before if thread_id is None else []) + (turn[:-1] if roles == {"user"} else [])
     plan = TurnPlan(
         agent=agent, recipe=recipe, thread_id=thread_id, door="openai",
-        earlier=_as_history(earlier), stream=body.stream, idempotency_key=idempotency_key,
+        earlier=_as_history(earlier),
+        mode="stream" if body.stream else "wait", text_field="the last user message",
+        idempotency_key=idempotency_key,
         text=turn[-1].text if roles == {"user"} else None,
         client_tools=[ClientTool(name=t.function.name,
                                  description=t.function.description or "",
                                  parameters=t.function.parameters) for t in body.tools],
-        outputs=[ToolOutput(call_id=m.tool_call_id or "", output=m.text) for m in turn
+        actions=[ToolOutput(call_id=m.tool_call_id or "", output=m.text) for m in turn
                  if m.role == "tool"])
     taken = await take_turn(client, caller, settings, plan, request)
     if taken.listener is not None:
@@ -162,10 +157,10 @@ def ended_run(taken: Turn) -> RunView:
     """The run a turn stopped with; a failure, or a run still going, as the door's error."""
     run, thread_id = taken.answer.run, taken.thread_id
     if run.status == "failed":
-        raise Problem(500, "run_failed", "The run failed", run.reason or "",
+        raise RunFailed(run.reason or "",
                       thread_id=thread_id, run_id=run.run_id)
     if taken.answer.messages is None:  # still running after the wait: the client comes back
-        raise Problem(504, "run_still_going", "The run goes on",
+        raise RunStillGoing(
                       f"it did not end within the wait; read it at /v1/threads/{thread_id}"
                       f"/runs/{run.run_id}", thread_id=thread_id, run_id=run.run_id)
     return run

@@ -59,6 +59,75 @@ class Problem(Exception):
                             headers=self.headers)
 
 
+class _Kind(Problem):
+    """A problem of one kind: its status, kind and title are the class's, named once."""
+
+    STATUS: int
+    KIND: str
+    TITLE: str
+
+    def __init__(self, detail: str = "", *, title: str | None = None,
+                 status: int | None = None, **extra: Any) -> None:
+        super().__init__(status or self.STATUS, self.KIND, title or self.TITLE, detail,
+                         **extra)
+
+
+class InvalidRequest(_Kind):
+    STATUS, KIND, TITLE = 422, "invalid-request", "Invalid request"
+
+
+class Unauthorized(_Kind):
+    STATUS, KIND, TITLE = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(_Kind):
+    STATUS, KIND, TITLE = 403, "forbidden", "Forbidden"
+
+
+class ModelNotFound(_Kind):
+    """An OpenAI door's `model` that names no agent."""
+
+    STATUS, KIND, TITLE = 404, "model-not-found", "Unknown model"
+
+
+class ResponseNotFound(_Kind):
+    STATUS, KIND, TITLE = 404, "response-not-found", "Unknown response"
+
+
+class BodyTooLarge(_Kind):
+    STATUS, KIND, TITLE = 413, "body-too-large", "Request body too large"
+
+
+class RateLimited(_Kind):
+    STATUS, KIND, TITLE = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str = "", *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class InternalError(_Kind):
+    STATUS, KIND, TITLE = 500, "internal-error", "Internal error"
+
+
+class RunFailed(_Kind):
+    """An OpenAI door's turn whose run failed: the door has no other way to say so."""
+
+    STATUS, KIND, TITLE = 500, "run-failed", "The run failed"
+
+
+class RunStillGoing(_Kind):
+    STATUS, KIND, TITLE = 504, "run-still-going", "The run goes on"
+
+
+class Unavailable(_Kind):
+    STATUS, KIND, TITLE = 503, "unavailable", "Thread service unavailable"
+
+
 class FieldProblem(BaseModel):
     # Where in the request (e.g. ["body", "metadata", "note"]) and what is wrong with it.
     location: list[str]
@@ -149,25 +218,15 @@ def as_problem_documents(schema: dict[str, Any]) -> None:
         schema.get("components", {}).get("schemas", {}).pop(unused, None)
 
 
-def thread_not_found(thread_id: str) -> Problem:
-    return Problem(404, "thread-not-found", "Thread not found", f"no thread with id {thread_id!r}")
-
-
-def run_not_found(thread_id: str, run_id: str) -> Problem:
-    return Problem(404, "run-not-found", "Run not found",
-                   f"thread {thread_id!r} has no run with id {run_id!r}")
-
-
 def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return Problem(400, "invalid-request", "Malformed JSON",
-                       "the request body is not valid JSON")
+        return InvalidRequest("the request body is not valid JSON", title="Malformed JSON",
+                              status=400)
     # Only where and what: input values are never echoed back.
     fields = [{"location": [printable(p) for p in e.get("loc", ())],
                "message": printable(e.get("msg", ""))} for e in errors]
-    return Problem(422, "invalid-request", "Invalid request",
-                   "the request does not match the API's schema", errors=fields)
+    return InvalidRequest("the request does not match the API's schema", errors=fields)
 
 
 def _allowed(request: Request) -> list[str]:
@@ -223,7 +282,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidId)
     async def _bad_id(request: Request, exc: InvalidId) -> JSONResponse:
         # An id that got past its door's check: refused where the sidecar URL is made.
-        return _answer(request, Problem(422, "invalid-request", "Invalid id", str(exc)))
+        return _answer(request, InvalidRequest(str(exc), title="Invalid id"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -265,7 +324,6 @@ class UnexpectedErrors:
             if started:  # a stream already under way can only be cut
                 raise
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
-            await answer_at(scope["path"], Problem(
-                500, "internal-error", "Internal error",
+            await answer_at(scope["path"], InternalError(
                 "the server failed on this request; nothing of it is shown here"))(
                     scope, receive, send)

@@ -24,26 +24,31 @@ from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.threads.contract import RunView
 from gateway.auth import Caller
-from gateway.openai_door import _admitted, _catalog, ended_run
-from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
-from gateway.openai_turns import (
+from gateway.deps import (
+    CallerDep,
+    CatalogDep,
+    ClientDep,
+    IdempotencyKey,
+    SettingsDep,
     ThreadHeader,
-    Turn,
-    TurnPlan,
+    admitted,
+)
+from gateway.openai_answers import (
     agent_of,
     client_calls,
     headers_of,
     reply_of,
     streamed,
-    take_turn,
     text_as_it_comes,
 )
-from gateway.problems import Problem, problem_responses
+from gateway.openai_door import ended_run
+from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
+from gateway.problems import InvalidRequest, ResponseNotFound, problem_responses
 from gateway.thread_client import ThreadClient
-from gateway.threads import CallerDep, ClientDep, IdempotencyKey, SettingsDep
+from gateway.turn import Turn, TurnPlan, take_turn
 from threadhost.common.ids import ID_PATTERN, Id
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(_admitted)],
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(admitted)],
                    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
                                                504))
 _RESPONSE_ID = re.compile(r"^resp_([0-9a-f]{32})_([0-9a-f]{32})$")
@@ -122,7 +127,7 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
     if body.previous_response_id is not None:
         found = _RESPONSE_ID.match(body.previous_response_id)
         if found is None:
-            raise Problem(404, "response_not_found", "Unknown response",
+            raise ResponseNotFound(
                           f"no response with id {body.previous_response_id!r}")
         return f"th_{found.group(1)}"
     conversation = body.conversation
@@ -134,11 +139,11 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
 @router.post("/responses", responses={200: {"content": {"text/event-stream": {}}}})
 async def create_response(
         body: ResponseRequest, request: Request, client: ClientDep, caller: CallerDep,
-        settings: SettingsDep,
+        settings: SettingsDep, catalog: CatalogDep,
         thread_header: ThreadHeader = None,
         idempotency_key: IdempotencyKey = None) -> Response:
     """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
-    agent, recipe = agent_of(body.model, _catalog(request))
+    agent, recipe = agent_of(body.model, catalog)
     thread_id = _thread_of(body, thread_header)
     items = ([InputItem(role="user", content=body.input)] if isinstance(body.input, str)
              else [i for i in body.input if i.role not in ("system", "developer")])
@@ -147,18 +152,20 @@ async def create_response(
     before, turn = items[:answered + 1], items[answered + 1:]
     kinds = {"user" if i.type == "message" else i.type for i in turn}
     if kinds not in ({"user"}, {"function_call_output"}):
-        raise Problem(400, "invalid_request", "Nothing to answer",
+        raise InvalidRequest(title="Nothing to answer", status=400, detail=
                       "input must end with user message(s), or with function_call_output "
                       "items for the calls of the last response, not both")
     plan = TurnPlan(
         agent=agent, recipe=recipe, thread_id=thread_id, door="openai-responses",
         earlier=_as_history((before if thread_id is None else [])
                             + (turn[:-1] if kinds == {"user"} else [])),
-        text=turn[-1].text if kinds == {"user"} else None, stream=body.stream,
+        text=turn[-1].text if kinds == {"user"} else None,
+        mode="stream" if body.stream else "wait", text_field="the last user message",
+
         idempotency_key=idempotency_key,
         client_tools=[ClientTool(name=t.name, description=t.description or "",
                                  parameters=t.parameters) for t in body.tools],
-        outputs=[ToolOutput(call_id=i.call_id or "", output=i.output or "") for i in turn
+        actions=[ToolOutput(call_id=i.call_id or "", output=i.output or "") for i in turn
                  if i.type == "function_call_output"])
     taken = await take_turn(client, caller, settings, plan, request)
     if taken.listener is not None:

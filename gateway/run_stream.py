@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.engine.run import CALLER_ACTIONS, TERMINAL
-from gateway.problems import Problem
+from gateway.problems import RateLimited
 from gateway.thread_client import ThreadClient, Unreachable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -51,11 +51,8 @@ class RunEventHub:
         """A new stream's listener; a caller already at the bound gets a 429."""
         held = self._open.get(owner, 0)
         if self.per_owner and held >= self.per_owner:
-            problem = Problem(429, "rate-limited", "Too many open streams",
-                              f"at most {self.per_owner} streams open at once per caller; "
-                              "close one first", retry_after=5)
-            problem.headers["Retry-After"] = "5"
-            raise problem
+            raise RateLimited(f"at most {self.per_owner} streams open at once per caller; "
+                              "close one first", title="Too many open streams", retry_after=5)
         self._open[owner] = held + 1
         listener = Listener(self, key, owner)
         self.listeners.setdefault(key, set()).add(listener)

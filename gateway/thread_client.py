@@ -26,13 +26,13 @@ from actors.threads.contract import (
     Success,
 )
 from actors.threads.owner_contract import OWNER_ACTOR, Answer, OwnerRequest, owner_actor_id
-from gateway.problems import Problem
+from gateway.problems import Problem, Unavailable
 from threadhost.common.sidecar import shared_actor_client
 
 log = logging.getLogger(__name__)
 
 
-class Unreachable(Problem):
+class Unreachable(Unavailable):
     """The thread, or its committed state, could not be reached this time (a host going,
     a sidecar down): a 503 to a caller, a skipped poll to one who polls."""
 
@@ -154,14 +154,13 @@ class ThreadClient:
     @staticmethod
     def _unavailable(what: str, thread_id: str, exc: Exception) -> Unreachable:
         log.warning("%s on thread %s failed: %s", what, thread_id, type(exc).__name__)
-        return Unreachable(503, "unavailable", "Thread service unavailable",
-                           "the thread could not be reached; retry shortly")
+        return Unreachable("the thread could not be reached; retry shortly")
 
     @staticmethod
     def _outside_contract(method: str, exc: ValidationError) -> Problem:
         log.error("%s answered outside the contract: %s", method, exc.errors()[0]["msg"])
-        return Problem(502, "unavailable", "Unexpected answer from the thread",
-                       f"{method} answered outside the contract")
+        return Unavailable(f"{method} answered outside the contract",
+                           title="Unexpected answer from the thread", status=502)
 
     @staticmethod
     def _answer(method: str, answers: TypeAdapter[Any], raw: bytes) -> Any:

@@ -22,7 +22,7 @@ from actors.threads.service import ThreadService
 from actors.threads.store import ThreadStore
 from gateway.auth import Caller
 from gateway.thread_client import ThreadClient, Unreachable
-from gateway.threads import open_thread
+from gateway.turn import open_thread
 from tests.conftest import Api
 from tests.loopback import LoopbackServer
 from tests.memory_effects import MemoryEffects, MemoryState

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import same_token
-from gateway.problems import Problem, as_problem_documents, install_problem_handlers
+from gateway.problems import Forbidden, as_problem_documents, install_problem_handlers
 from threadhost.common import logs, tracing
 from threadhost.common.settings import Settings, get_settings
 from threadhost.common.sidecar import shared_actor_client
@@ -160,8 +160,8 @@ class SidecarOnly:
             # As bytes: a header of any bytes is simply not the token.
             sent = dict(scope["headers"]).get(b"dapr-api-token", b"")
             if not same_token(sent, self.token):
-                await Problem(403, "forbidden", "For the Dapr sidecar only",
-                              "this path answers only the app's own daprd").response()(
+                await Forbidden("this path answers only the app's own daprd",
+                                title="For the Dapr sidecar only").response()(
                                   scope, receive, send)
                 return
         await self.app(scope, receive, send)

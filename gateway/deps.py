@@ -1,0 +1,73 @@
+"""The gateway's dependencies, each named once: the settings, the thread client, the
+caller, the agent catalog, the headers and path ids every door reads, and admission."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+
+from actors.engine.agents import AgentCatalog
+from actors.threads.owner_contract import Admit
+from gateway.auth import Caller
+from gateway.problems import RateLimited
+from gateway.schemas import THREAD_ID_PATTERN
+from gateway.thread_client import ThreadClient
+from threadhost.common.ids import ID_PATTERN
+from threadhost.common.settings import Settings
+
+
+# Async, so FastAPI calls them on the event loop rather than in a worker thread.
+async def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def _client(request: Request) -> ThreadClient:
+    return request.app.state.thread_client
+
+
+async def _caller(request: Request) -> Caller:
+    return await request.app.state.authenticator.caller(request)
+
+
+async def _catalog(request: Request) -> AgentCatalog:
+    return request.app.state.agent_catalog
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ClientDep = Annotated[ThreadClient, Depends(_client)]
+CallerDep = Annotated[Caller, Depends(_caller)]
+CatalogDep = Annotated[AgentCatalog, Depends(_catalog)]
+
+ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+# A caller's retry key, on every door that makes or changes something.
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+# The thread the OpenAI doors continue, and name in every answer.
+THREAD_HEADER = "threadhost-thread-id"
+ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATTERN)]
+# The doors' routes that take a turn: the turn admits itself (gateway/turn.py), with the
+# run it starts, once its input is known to be a turn at all.
+TURN_ROUTES = ("/messages", "/resume", "/v1/chat/completions", "/v1/responses")
+
+
+async def admitted(request: Request, caller: CallerDep, settings: SettingsDep,
+                   client: ClientDep) -> None:
+    """The caller's rate limits, kept by their Owner actor, so they hold across replicas
+    (a route that takes a turn is admitted by the turn)."""
+    if request.method == "POST" and request.url.path.endswith(TURN_ROUTES):
+        return
+    await admit(client, caller, settings, starts_run=False)
+
+
+async def admit(client: ThreadClient, caller: Caller, settings: Settings,
+                starts_run: bool) -> None:
+    """Counts a request (and a run it starts) against the caller's limits; 429 if over."""
+    if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
+        return
+    answer = await client.owner_call(caller.owner, Admit(
+        per_minute=settings.rate_limit_per_minute, run=starts_run,
+        max_runs=settings.max_concurrent_runs))
+    if not answer.allowed:
+        raise RateLimited("too many runs going on" if starts_run and settings.max_concurrent_runs
+                          else "too many requests this minute", retry_after=answer.retry_after)

@@ -1,0 +1,213 @@
+"""A turn, for every door: the one place a message or a resumption becomes a run.
+
+A door (/v1/threads, chat completions, responses, MCP) translates its wire format into a
+`TurnPlan` and its answer back; here, in order: the text is checked, the key is settled
+(the caller's, or the gateway's own, so a retried call finds the run of the first), the
+caller is admitted with a run slot, a thread is opened if the plan names none and earlier
+messages are stored, a stream starts listening before the call, the run starts or resumes,
+and by the plan's mode the turn waits for the run to stop, or not.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import Request
+
+from actors.engine.messages import Message
+from actors.engine.pauses import Submission
+from actors.engine.tool_set import ClientTool
+from actors.threads.contract import (
+    GATEWAY_KEY_PREFIX,
+    CreateThread,
+    GetRun,
+    ImportHistory,
+    OnActive,
+    RunAnswer,
+    RunView,
+    ThreadView,
+)
+from actors.threads.contract import PostMessage as PostMessageRequest
+from actors.threads.contract import ResumeRun as ResumeRequest
+from actors.threads.owner_contract import AddThread, RunEnded
+from gateway.auth import Caller
+from gateway.deps import admit
+from gateway.problems import InvalidRequest
+from gateway.run_stream import Listener
+from gateway.thread_client import Attempts, ThreadClient, Unreachable
+from threadhost.common.ids import keyed_thread_id
+from threadhost.common.run_signals import forget, wait_for_change
+from threadhost.common.settings import Settings
+
+Mode = Literal["wait", "stream", "background"]
+# How often a waiting request reads its run when nothing wakes it (lost events, or a
+# pub/sub that does not reach this replica).
+FALLBACK_POLL_SECONDS = 1.0
+
+
+@dataclass
+class TurnPlan:
+    """What a door asks for, in threadhost's terms."""
+
+    # The thread to continue; None opens one for `agent` (its metadata says which door).
+    thread_id: str | None
+    agent: str | None = None
+    door: str = "threads"
+    # Either a user message that starts a run...
+    text: str | None = None
+    # ...or the answers a waiting run waits for (`run_id`; None: the thread's active run).
+    actions: list[Submission] = field(default_factory=list)
+    run_id: str | None = None
+    # The door's name for the text, in what a refusal says.
+    text_field: str = "content"
+    # Stored first, as they are: a new thread's history, or user messages before the last.
+    earlier: list[Message] = field(default_factory=list)
+    recipe: str | None = None
+    client_tools: list[ClientTool] = field(default_factory=list)
+    disabled_tools: list[str] = field(default_factory=list)
+    on_active: OnActive = "enqueue"
+    mode: Mode = "wait"
+    idempotency_key: str | None = None
+
+
+@dataclass
+class Turn:
+    thread_id: str
+    answer: RunAnswer
+    # The call ids whose results this turn submitted: its text is what follows them.
+    submitted: set[str]
+    # Streamed: the run's events, heard from before the call.
+    listener: Listener | None
+
+
+async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, plan: TurnPlan,
+                    request: Request | None = None) -> Turn:
+    """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
+    wait ends: the answer then has no messages)."""
+    _check_text(plan, settings)
+    key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
+    await admit(client, caller, settings, starts_run=True)
+    answer, listener = await _in_slot(client, caller, settings, lambda: _started(
+        client, caller, plan, key, request))
+    thread_id = answer.run.thread_id
+    if plan.mode == "wait" and not answer.run.stopped:
+        answer = await wait_for_run(client, caller, thread_id, answer.run,
+                                    settings.run_wait_seconds)
+    return Turn(thread_id, answer, {a.call_id for a in plan.actions}, listener)
+
+
+def _check_text(plan: TurnPlan, settings: Settings) -> None:
+    if plan.text is None:
+        return
+    if not plan.text.strip():
+        raise InvalidRequest(f"{plan.text_field} must not be blank", title="Empty message")
+    if len(plan.text) > settings.max_message_chars:
+        raise InvalidRequest(f"{plan.text_field} is {len(plan.text)} characters; the limit "
+                             f"is {settings.max_message_chars}", title="Message too long")
+
+
+async def _started(client: ThreadClient, caller: Caller, plan: TurnPlan, key: str,
+                   request: Request | None) -> tuple[RunAnswer, Listener | None]:
+    """The run started (or resumed) by the plan's call, with the stream's listener."""
+    thread_id = plan.thread_id
+    if thread_id is None:
+        if plan.text is None:
+            raise InvalidRequest("tool results go to the thread that asked for them: name it",
+                                 title="No thread to resume", status=400)
+        thread_id = (await open_thread(client, caller, key, CreateThread(
+            agent=plan.agent, owner=caller.owner, metadata={"door": plan.door}))).id
+    if plan.earlier:
+        await client.call(thread_id, ImportHistory(messages=plan.earlier, owner=caller.owner,
+                                                   idempotency_key=key))
+    call: PostMessageRequest | ResumeRequest
+    if plan.text is not None:
+        call = PostMessageRequest(
+            text=plan.text, model=plan.recipe, owner=caller.owner, on_active=plan.on_active,
+            idempotency_key=key, client_tools=plan.client_tools,
+            disabled_tools=plan.disabled_tools, wait=plan.mode == "wait")
+    else:
+        call = ResumeRequest(run_id=plan.run_id, owner=caller.owner, actions=plan.actions,
+                             wait=plan.mode == "wait", idempotency_key=key)
+    # Streamed: listening on the thread before the call (the run's id is not known before
+    # it starts), so the run's first events and deltas are not missed.
+    listener = (request.app.state.run_events.listen(thread_id, caller.owner)
+                if plan.mode == "stream" and request is not None else None)
+    attempts = Attempts()
+    try:
+        answer = await client.call(thread_id, call, attempts)
+    except Unreachable as unreachable:
+        if listener is not None:
+            listener.close()
+        raise unreachable.unsure_of_turn(key) from None
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    if answer.replayed and attempts.count > 1:
+        # This request's own earlier attempt started the run: the slot it was admitted
+        # with is the run's, not one to hand back.
+        answer.replayed = False
+    return answer, listener
+
+
+async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
+                   call: Callable[[], Awaitable[tuple[RunAnswer, Listener | None]]],
+                   ) -> tuple[RunAnswer, Listener | None]:
+    """A call that starts (or resumes) a run: the run slot the admission counted is
+    handed back when no run starts (refused, invalid, or an idempotent replay)."""
+    started: RunAnswer | None = None
+    try:
+        started, listener = await call()
+        return started, listener
+    finally:
+        if settings.max_concurrent_runs and (started is None or started.replayed):
+            await client.owner_call(caller.owner, RunEnded())
+
+
+async def open_thread(client: ThreadClient, caller: Caller, key: str | None,
+                      create: CreateThread) -> ThreadView:
+    """Makes the thread the key names (one of the gateway's own without a key) and lists
+    it for its owner. Both calls find what a first attempt did, so they are tried again
+    while the actors move; if the listing still fails, the 503 names the thread and the
+    key that finishes it."""
+    key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
+    thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
+    try:
+        await client.owner_call(caller.owner, AddThread(
+            id=thread.id, agent=thread.agent, created_at=thread.created_at,
+            metadata=thread.metadata))
+    except Unreachable as unreachable:
+        raise unreachable.made_but_not_listed(thread.id, key) from None
+    return thread
+
+
+async def wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run: RunView,
+                       limit: float) -> RunAnswer:
+    """Waits until the run stops running, woken by its events (which this replica
+    receives: gateway/app.py) or, in one process, by the actor itself; a read now and
+    then is the fallback for events that do not come. Returns the run with its messages
+    once it stopped; without them if it still runs after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            await wait_for_change(run.run_id, max(min(FALLBACK_POLL_SECONDS, remaining), 0))
+            if remaining <= 0 or await _stopped(client, caller, thread_id, run.run_id):
+                return await client.call(thread_id, GetRun(run_id=run.run_id,
+                                                           with_messages=True,
+                                                           owner=caller.owner))
+    finally:
+        forget(run.run_id)
+
+
+async def _stopped(client: ThreadClient, caller: Caller, thread_id: str, run_id: str) -> bool:
+    """Whether the run stopped, as committed; not yet known if the committed state cannot
+    be reached this time (an actor host going): the next poll asks again."""
+    try:
+        return (await client.read_run(thread_id, run_id, caller.owner)).run.stopped
+    except Unreachable:
+        return False
