@@ -159,6 +159,30 @@ class Window:
     compact_to: int | None = None
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the model sees at a run's next step."""
+
+    window: Window
+    # The system prompt, with the summary if any.
+    system: str
+    # The run's own messages, whole (the window may carry them cut short).
+    run_messages: list[Message]
+
+
+def half_cut(window: Window, run_first: int) -> int:
+    """Where to compact to when the vendor refused the window: a user's message in the
+    window that leaves about half of it (at the latest, the run's first message)."""
+    sized = [message_tokens(m) for m in window.messages]
+    used, half = 0, sum(sized) / 2
+    for offset in range(len(sized) - 1, -1, -1):
+        used += sized[offset]
+        index = window.start + offset
+        if used > half and index <= run_first and opens_window(window.messages[offset]):
+            return index
+    return run_first
+
+
 def plan_window(tail: Sequence[Message], tail_start: int, run_first: int, fixed: int,
                 budget: Budget, count: ContextCount | None, summary: SummaryMark | None,
                 ) -> Window:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from actors.engine.agents import AgentCatalog, AgentDefinition
 from actors.engine.outside_tools import OutsideTools
-from actors.engine.recipes import Providers, UnknownRecipe, parse_recipe
+from actors.engine.provider import Provider
+from actors.engine.recipes import UnknownRecipe, parse_recipe
 from actors.engine.retry import RetryPolicy
 from actors.engine.tool_set import ClientTool, RunTool, build_tool_set
 from actors.engine.tools import ToolRegistry
 from actors.engine.usage import Price, price_of
+
+
+class ProviderSource(Protocol):
+    async def for_agent(self, agent: AgentDefinition) -> Provider: ...
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class Engine:
 
     catalog: AgentCatalog
     tools: ToolRegistry
-    providers: Providers
+    providers: ProviderSource
     prices: dict[str, Price]
     retry: RetryPolicy
     # Context windows by model, besides the ones the engine knows (engine/context.py).

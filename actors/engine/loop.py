@@ -1,15 +1,17 @@
-"""The run loop: starting a run, one turn of its loop (`next_step`), recording a step,
-finishing. The thread service takes one `next_step` per checkpoint; `run_until_done`
-loops it in memory.
+"""The run loop: starting a run, one turn of its loop (`next_step`: plan, take the step
+of its kind, record it, settle), finishing. The thread service takes one `next_step` per
+checkpoint; `run_until_done` loops it in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
-from actors.engine.agents import AgentDefinition
+from actors.engine.agents import AgentCatalog, AgentDefinition
+from actors.engine.context import Context, Window
+from actors.engine.engine import Engine
+from actors.engine.followups import Followup
 from actors.engine.messages import Message, messages_adapter
 from actors.engine.pauses import pause
 from actors.engine.provider import Provider
@@ -17,18 +19,31 @@ from actors.engine.retry import RetryPolicy
 from actors.engine.run import (
     CallModel,
     Finish,
+    HandOff,
     ModelCallRecord,
+    NextStep,
     ParentLink,
     Pause,
     RunEvent,
     RunRecord,
     RunTools,
+    UseFollowups,
     plan_next_step,
 )
-from actors.engine.step import StepOutcome, take_step
+from actors.engine.step import (
+    OnDelta,
+    RunThread,
+    StepOutcome,
+    Wrap,
+    followup_step,
+    handoff_step,
+    model_step,
+    tool_step,
+    unwrapped,
+)
 from actors.engine.tool_set import RunTool
 from actors.engine.tools import ToolRegistry
-from actors.engine.usage import Price
+from actors.engine.usage import Price, Usage
 
 if TYPE_CHECKING:
     from actors.engine.outside_tools import OutsideTools
@@ -88,29 +103,74 @@ def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:
     return [run.transition(decision.status, decision.reason)]
 
 
-TakeStep = Callable[[CallModel | RunTools], Awaitable[StepOutcome]]
+async def next_step(run: RunRecord, thread: RunThread, engine: Engine, first_index: int,
+                    on_delta: OnDelta | None = None, wrap: Wrap = unwrapped,
+                    ) -> tuple[list[RunEvent], list[Message]]:
+    """One turn of the run's loop, the only driver there is (the thread service takes one
+    per checkpoint, `run_until_done` loops it in memory): plans from the run's messages,
+    takes the step that comes next and records it, then ends or pauses the run if that is
+    what follows. Returns the new events and messages (`first_index`: where the messages
+    land)."""
+    context = await thread.context()
+    decision = plan_next_step(run, context.run_messages)
+    if isinstance(decision, Finish | Pause):
+        return _settled(run, decision), []
+    match decision:
+        case CallModel():
+            outcome = await model_step(decision, run, thread, engine, context, on_delta, wrap)
+        case HandOff():
+            outcome = await handoff_step(decision, run, engine)
+        case UseFollowups():
+            outcome = await followup_step(decision, run, thread, engine, wrap)
+        case RunTools():
+            outcome = await tool_step(decision, run, engine, wrap)
+        case _:
+            assert_never(decision)
+    events = record_step(run, decision, outcome, first_index)
+    if run.active:
+        events += _settled(run, plan_next_step(run, context.run_messages + outcome.messages))
+    return events, outcome.messages
 
 
-async def next_step(run: RunRecord, run_messages: list[Message], take: TakeStep,
-                    first_index: int) -> tuple[list[RunEvent], list[Message]]:
-    """One turn of the run's loop, the only driver there is: plans from the run's
-    messages, takes the step that comes next with `take` (one model call or one tool
-    batch) and records it, then ends or pauses the run if that is what follows. Returns
-    the new events and messages (`first_index`: where the messages land)."""
-    decision = plan_next_step(run, run_messages)
-    events: list[RunEvent] = []
-    new: list[Message] = []
-    if isinstance(decision, CallModel | RunTools):
-        outcome = await take(decision)
-        events += record_step(run, decision, outcome, first_index)
-        new = outcome.messages
-        if run.active:
-            decision = plan_next_step(run, run_messages + new)
-    if isinstance(decision, Finish) and run.active:
-        events += finish(run, decision)
-    elif isinstance(decision, Pause) and run.status == "running":
-        events += pause(run, decision, datetime.now(UTC))
-    return events, new
+def _settled(run: RunRecord, decision: NextStep) -> list[RunEvent]:
+    """The run's end or pause, if that is what comes next."""
+    match decision:
+        case Finish() if run.active:
+            return finish(run, decision)
+        case Pause() if run.status == "running":
+            return pause(run, decision, datetime.now(UTC))
+        case _:
+            return []
+
+
+class _InMemory:
+    """A thread in memory: its whole history is the window, nothing is compacted."""
+
+    def __init__(self, run: RunRecord, history: list[Message]) -> None:
+        self._run, self._history = run, history
+        self.followups: list[Followup] = []
+
+    async def context(self) -> Context:
+        window = Window(start=0, messages=self._history, tokens=0, estimate=0)
+        return Context(window=window, system=self._run.agent.system_prompt,
+                       run_messages=self._history[self._run.first_message:])
+
+    async def compact(self, to: int) -> ModelCallRecord | None:
+        return None
+
+    async def followups_allowed(self, count: int) -> bool:
+        return True
+
+    def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
+        pass
+
+
+class _OneProvider:
+    def __init__(self, provider: Provider) -> None:
+        self._provider = provider
+
+    async def for_agent(self, agent: AgentDefinition) -> Provider:
+        return self._provider
 
 
 async def run_until_done(run: RunRecord, history: list[Message], provider: Provider,
@@ -118,15 +178,15 @@ async def run_until_done(run: RunRecord, history: list[Message], provider: Provi
                          retry: RetryPolicy,
                          outside: OutsideTools | None = None) -> list[RunEvent]:
     """Every step in memory, appending to `history`, until the run ends or pauses (the
-    benchmark's baseline and the engine's tests); returns the events."""
+    benchmark's baseline and the engine's tests): the production loop, step for step,
+    with one provider and the whole history as the window. Returns the events."""
+    engine = Engine(catalog=AgentCatalog(), tools=tools, providers=_OneProvider(provider),
+                    prices=prices, retry=retry, context_windows={},
+                    default_model=run.agent.model, outside=outside)
+    thread = _InMemory(run, history)
     events: list[RunEvent] = []
-
-    async def take(step: CallModel | RunTools) -> StepOutcome:
-        return await take_step(step, run, history, provider, tools, prices, retry,
-                               outside=outside)
-
     while run.status == "running":
-        more, new = await next_step(run, history[run.first_message:], take, len(history))
+        more, new = await next_step(run, thread, engine, len(history))
         events += more
         history.extend(new)
     return events

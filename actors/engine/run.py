@@ -161,6 +161,14 @@ class RunTools(BaseModel):
     calls: list[ToolCall]
 
 
+class HandOff(RunTools):
+    """A tool batch with a handoff call: the run passes to another agent."""
+
+
+class UseFollowups(RunTools):
+    """A tool batch with calls of follow-up tools, which act on the thread itself."""
+
+
 class Pause(BaseModel):
     kind: Literal["pause"] = "pause"
     actions: list[PendingAction]
@@ -172,7 +180,7 @@ class Finish(BaseModel):
     reason: str | None = None
 
 
-NextStep = CallModel | RunTools | Pause | Finish
+NextStep = CallModel | HandOff | UseFollowups | RunTools | Pause | Finish
 
 
 def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
@@ -183,7 +191,7 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
         waiting = {action.call_id for action in waits}
         runnable = [c for c in pending if c.call_id not in waiting]
         # The host's own calls first: the run then waits for the rest in one pause.
-        return RunTools(calls=runnable) if runnable else Pause(actions=waits)
+        return _tool_batch(run, runnable) if runnable else Pause(actions=waits)
     if run_messages and isinstance(run_messages[-1], AssistantText):
         return Finish(status="completed")
     limits = run.agent.limits
@@ -196,6 +204,19 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
         return Finish(status="incomplete",
                       reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used")
     return CallModel()
+
+
+def _tool_batch(run: RunRecord, calls: list[ToolCall]) -> RunTools:
+    kinds = {t.kind for t in run.tools or [] if t.name in {c.name for c in calls}}
+    if "handoff" in kinds:
+        return HandOff(calls=calls)
+    return UseFollowups(calls=calls) if "followup" in kinds else RunTools(calls=calls)
+
+
+def calls_of_kind(run: RunRecord, calls: list[ToolCall], kind: str) -> list[ToolCall]:
+    """The calls of tools of one kind (by the run's tool set)."""
+    names = {t.name for t in run.tools or [] if t.kind == kind}
+    return [call for call in calls if call.name in names]
 
 
 def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:

@@ -1,65 +1,35 @@
 """A run's context on a thread's state: the window the model sees at the next step, read
 back from the newest page only as far as the budget reaches, and a compaction that folds
-older messages into a new summary (engine/context.py decides; this reads and writes).
+older messages into a new summary (engine/context.py and engine/summaries.py decide and
+ask; this reads and writes), for the steps of the engine (`StoredThread`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from actors.engine.context import (
-    SUMMARY_PROMPT,
-    Budget,
+    Context,
     ContextCount,
     SummaryMark,
     SummaryRecord,
-    Window,
-    fitted,
     message_tokens,
     plan_window,
-    transcript,
     with_summary,
 )
-from actors.engine.errors import ProviderError
-from actors.engine.messages import AssistantText, Message, UserText
-from actors.engine.provider import ModelRequest, ModelResponse, ModelSettings
-from actors.engine.recipes import parse_recipe
-from actors.engine.retry import with_retries
+from actors.engine.engine import Engine
+from actors.engine.followups import Followup
+from actors.engine.messages import Message
 from actors.engine.run import ModelCallRecord, RunRecord
 from actors.engine.step import run_tool_set
-from actors.engine.usage import Usage, cost_of, estimated_tokens
+from actors.engine.summaries import budget_of, room_for_messages, summarize, summary_recipe
+from actors.engine.usage import Usage, estimated_tokens
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 
-if TYPE_CHECKING:
-    from actors.engine.engine import Engine
-
 log = logging.getLogger(__name__)
-# A summary takes at most this share of the budget (the summarizer is asked for no more).
-SUMMARY_SHARE = 8
-MAX_SUMMARY_TOKENS = 4_000
-
-
-@dataclass(frozen=True)
-class Context:
-    window: Window
-    # The system prompt with the summary, if any.
-    system: str
-    # The run's own messages, whole (the window may carry them cut short).
-    run_messages: list[Message]
-    budget: Budget
-    summary: SummaryRecord | None
-
-
-def budget_of(run: RunRecord, engine: Engine, recipe: str | None = None) -> Budget:
-    agent = run.agent
-    vendor, model = parse_recipe(recipe or agent.model)
-    output = agent.settings.max_output_tokens if recipe is None else None
-    return Budget.of(agent.context, model or vendor, output, engine.context_windows)
 
 
 async def read_context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
@@ -77,8 +47,7 @@ async def read_context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     window = plan_window(tail, tail_start, run.first_message, fixed, budget,
                          record.context_count, mark)
     return Context(window=window, system=with_summary(run.agent.system_prompt, summary),
-                   run_messages=tail[run.first_message - tail_start:], budget=budget,
-                   summary=summary)
+                   run_messages=tail[run.first_message - tail_start:])
 
 
 async def read_back(store: ThreadStore, record: ThreadRecord, floor: int, end: int,
@@ -107,57 +76,64 @@ def counted(context: Context, record: ThreadRecord, end: int, usage: Usage) -> C
                         context.window.tokens, ratio=round(ratio, 4))
 
 
-def compacted(run: RunRecord) -> bool:
-    """A run pays for one compaction at most."""
-    return any(call.purpose == "summary" for call in run.model_calls)
-
-
 async def compact(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
                   to: int) -> tuple[ThreadRecord, ModelCallRecord] | None:
     """Summarizes the earlier summary and messages up to `to` into a new summary, stored
     under its own key; returns the record to save and the call's cost. None if there is
-    nothing to fold in, or the summarizer failed (the window fits without it: the next
-    turn tries again)."""
+    nothing to fold in, or the summarizer failed."""
     floor = record.summary.end if record.summary is not None else 0
     if to <= floor:
         return None
-    policy = run.agent.context
-    recipe = policy.summary_model or run.agent.model
-    budget = budget_of(run, engine, recipe)
     previous = await store.summary(record)
-    room = budget.tokens - estimated_tokens(SUMMARY_PROMPT) - (
-        estimated_tokens(previous.text) if previous is not None else 0)
+    previous_text = previous.text if previous is not None else None
+    room = room_for_messages(budget_of(run, engine, summary_recipe(run)), previous_text)
     older, first = await read_back(store, record, floor, to, room)
-    # What fits the summarizer's own request, newest first; older messages are left out.
-    sized = [min(message_tokens(m), budget.message_cap) for m in older]
-    skip = 0
-    while skip < len(older) and sum(sized[skip:]) > room:
-        skip += 1
-    omitted = first - floor + skip
-    text = transcript(previous.text if previous is not None else None,
-                      [fitted(m, budget.message_cap) for m in older[skip:]], omitted)
-    limit = min(budget.tokens // SUMMARY_SHARE, MAX_SUMMARY_TOKENS)
-    request = ModelRequest(system=SUMMARY_PROMPT, messages=[UserText(text=text)],
-                           settings=ModelSettings(max_output_tokens=limit), purpose="summary")
-    provider = await engine.providers.for_agent(run.agent.model_copy(update={"model": recipe}))
-    started = time.perf_counter()
-    try:
-        response: ModelResponse = await with_retries(lambda: provider.complete(request),
-                                                     engine.retry)
-    except ProviderError as exc:
-        log.warning("run %s: compaction failed (%s): the older messages are left out "
-                    "without a summary this turn", run.run_id, type(exc).__name__)
+    made = await summarize(run, engine, previous_text, older, first - floor)
+    if made is None:
         return None
-    summary_text = "".join(p.text for p in response.parts if isinstance(p, AssistantText))
-    summary_text = summary_text[:limit * 4]
     index = record.summary.index + 1 if record.summary is not None else 0
-    cost = cost_of(response.model, response.usage, engine.prices)
+    call = made.call
     await store.save_summary(SummaryRecord(
-        index=index, text=summary_text, start=floor, end=to, omitted=omitted,
-        model=response.model, usage=response.usage, cost_usd=cost))
-    mark = SummaryMark(index=index, end=to, tokens=estimated_tokens(summary_text) + 64)
-    call = ModelCallRecord(step=run.steps, vendor=provider.vendor, model=response.model,
-                           usage=response.usage, cost_usd=cost, purpose="summary",
-                           latency_ms=round((time.perf_counter() - started) * 1000, 2))
+        index=index, text=made.text, start=floor, end=to, omitted=made.omitted,
+        model=call.model, usage=call.usage, cost_usd=call.cost_usd))
+    mark = SummaryMark(index=index, end=to, tokens=estimated_tokens(made.text) + 64)
     log.info("run %s: messages %d-%d compacted into summary %d", run.run_id, floor, to, index)
     return record.model_copy(update={"summary": mark, "context_count": None}), call
+
+
+class StoredThread:
+    """The thread a run's step sees (engine/step.py RunThread), on the thread's store:
+    the record as the step leaves it (compacted, its follow-ups changed) and the vendor's
+    count of the last request."""
+
+    def __init__(self, store: ThreadStore, record: ThreadRecord, run: RunRecord,
+                 engine: Engine,
+                 followups_allowed: Callable[[int], Awaitable[bool]] | None = None) -> None:
+        self.record, self._store, self._run, self._engine = record, store, run, engine
+        self._allowed = followups_allowed
+        self.count: ContextCount | None = None
+
+    @property
+    def followups(self) -> list[Followup]:
+        return self.record.followups
+
+    @followups.setter
+    def followups(self, followups: list[Followup]) -> None:
+        self.record = self.record.model_copy(update={"followups": followups})
+
+    async def context(self) -> Context:
+        return await read_context(self._store, self.record, self._run, self._engine)
+
+    async def compact(self, to: int) -> ModelCallRecord | None:
+        made = await compact(self._store, self.record, self._run, self._engine, to)
+        if made is None:
+            return None
+        self.record, call = made
+        return call
+
+    async def followups_allowed(self, count: int) -> bool:
+        return self._allowed is None or await self._allowed(count)
+
+    def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
+        self.count = counted(context, self.record, self.record.message_count + new_messages,
+                             usage)

@@ -1,7 +1,8 @@
-"""Starts a run, advances it by one step, pauses and resumes it, on a thread's state.
+"""A run's checkpoints on a thread's state: queued, started, advanced by one step,
+paused, answered, cancelled and ended, each written through the store.
 
-One call of `advance` is one actor turn: it plans the next step from the last checkpoint,
-takes it, and writes the new checkpoint (messages, run record, events) through the store.
+The steps themselves are the engine's (engine/loop.py `next_step`): `advance` hands it
+the thread as the store holds it and writes the checkpoint it leaves.
 """
 
 from __future__ import annotations
@@ -10,32 +11,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from actors.engine.agents import AgentDefinition, UnknownAgent
-from actors.engine.context import ContextCount, Window, message_tokens, opens_window
+from actors.engine.agents import AgentDefinition
 from actors.engine.engine import Engine
-from actors.engine.followups import answer_call
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import Submission, answer_from_child, expire_approvals, submit
-from actors.engine.provider import ModelRequest
-from actors.engine.recipes import UnknownRecipe
 from actors.engine.run import (
     CallModel,
     ChildRun,
     Finish,
-    ModelCallRecord,
     ParentLink,
     RunEvent,
     RunRecord,
     RunTools,
-    plan_next_step,
 )
-from actors.engine.step import OnDelta, StepOutcome, run_tool_set, take_step
-from actors.engine.tool_set import ClientTool, RunTool, ToolSetError
-from actors.engine.tool_sources import HandoffRoute
-from actors.engine.usage import Usage, cost_of, estimated_tokens
+from actors.engine.step import OnDelta, StepOutcome, Wrap, lost_call
+from actors.engine.tool_set import RunTool
 from actors.threads.cancellation import abortable
-from actors.threads.context import Context, compact, compacted, counted, read_context
+from actors.threads.context import StoredThread, read_context
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 from threadhost.common import tracing
@@ -147,22 +140,13 @@ async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
 
 async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
                     engine: Engine) -> bool:
-    """A running run this host found with no host taking its steps: the one that had it
-    died or was cut off, maybe in the middle of a model call that the vendor bills even
-    though its answer was lost. If a model call is the run's next step, what it would
-    have cost (its request's input tokens, no output) is recorded as an estimate, so
-    usage, budgets and bills count it. True if the run changed (to be committed)."""
-    context = await read_context(store, record, run, engine)
-    if not isinstance(plan_next_step(run, context.run_messages), CallModel):
+    """A running run this host found with no host taking its steps: a model call its
+    previous host may have made is counted as an estimate (engine/step.py `lost_call`).
+    True if the run changed (to be committed)."""
+    call = await lost_call(run, await read_context(store, record, run, engine), engine)
+    if call is None:
         return False
-    provider = await engine.providers.for_agent(run.agent)
-    request = ModelRequest(system=context.system, messages=context.window.messages,
-                           tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
-    usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
-    count_model_call(run, ModelCallRecord(
-        step=run.steps, vendor=provider.vendor, model=run.agent.model, usage=usage,
-        latency_ms=0.0, cost_usd=cost_of(run.agent.model, usage, engine.prices),
-        estimated=True))
+    count_model_call(run, call)
     await store.save_run(run, [])
     return True
 
@@ -170,8 +154,6 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
 # Whether the thread's owner may have this many follow-ups on the thread (and, if so,
 # they are counted as the owner's).
 FollowupsAllowed = Callable[[int], Awaitable[bool]]
-OWNER_FULL = ("the user has as many follow-ups scheduled across their conversations as "
-              "they may have: cancel one first")
 
 
 async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
@@ -179,70 +161,16 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
                   on_delta: OnDelta | None = None,
                   followups_allowed: FollowupsAllowed | None = None,
                   ) -> tuple[RunRecord, list[RunEvent]]:
-    """Takes the run's next step and writes its checkpoint through the store (committed
-    when the actor saves); returns the run and the new events."""
-    context = await read_context(store, record, run, engine)
-    counts: list[ContextCount] = []
-
-    async def traced(step: CallModel | RunTools) -> StepOutcome:
-        provider = await engine.providers.for_agent(run.agent)
-        with tracing.tracer.start_as_current_span(
-                f"step {step.kind}", context=tracing.context_of(run.traceparent),
-                attributes={"threadhost.thread_id": run.thread_id,
-                            "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
-                            "gen_ai.request.model": run.agent.model}):
-            return await abortable(run.run_id, take_step(
-                step, run, context.window.messages, provider, engine.tools, engine.prices,
-                engine.retry, on_delta, engine.outside, context.system))
-
-    async def call_model(step: CallModel) -> StepOutcome:
-        nonlocal record, context
-        compaction = None
-        if context.window.compact_to is not None:
-            record, context, compaction = await _compacted(store, record, run, engine,
-                                                           context, context.window.compact_to)
-        outcome = await traced(step)
-        if outcome.overflow and compaction is None and not compacted(run):
-            # The vendor counts more than the budget allowed for: compact down to half of
-            # what was sent, and try once more.
-            record, context, compaction = await _compacted(
-                store, record, run, engine, context, _half_cut(context.window, run.first_message))
-            if compaction is not None:
-                outcome = await traced(step)
-        if outcome.overflow:
-            outcome.error = (f"the request does not fit {run.agent.model}'s context window "
-                             f"even after compaction: {outcome.error}")
-        outcome.compaction = compaction
-        if outcome.model_call is not None:
-            counts.append(counted(context, record, record.message_count + len(outcome.messages),
-                                  outcome.model_call.usage))
-        return outcome
-
-    async def take(step: CallModel | RunTools) -> StepOutcome:
-        nonlocal record
-        if isinstance(step, CallModel):
-            return await call_model(step)
-        if handoffs := _handoffs(run, step.calls):
-            return await _hand_off(run, step.calls, handoffs, engine)
-        if not (asked := _of_kind(run, step.calls, "followup")):
-            return await traced(step)
-        # Follow-up tools act on the thread itself; the batch's other calls run as usual.
-        after, answered = _followups(record, asked, engine.max_followups)
-        if (len(after.followups) > len(record.followups) and followups_allowed is not None
-                and not await followups_allowed(len(after.followups))):
-            # Over the owner's bound: no new one (cancels and lists still go through).
-            after, answered = _followups(record, asked, len(record.followups), OWNER_FULL)
-        record = after
-        rest = [call for call in step.calls if call.call_id not in answered]
-        for message in (await traced(RunTools(calls=rest))).messages if rest else []:
-            answered[message.call_id] = message
-        return StepOutcome(messages=[answered[call.call_id] for call in step.calls])
-
-    events, new = await next_step(run, context.run_messages, take, record.message_count)
+    """Takes the run's next step (the engine's `next_step`) and writes its checkpoint
+    through the store (committed when the actor saves); returns the run and the new
+    events."""
+    thread = StoredThread(store, record, run, engine, followups_allowed)
+    events, new = await next_step(run, thread, engine, record.message_count, on_delta,
+                                  _traced_and_abortable(run))
     await check_fence()
-    record = await _append(store, record, run, new)
-    if counts:
-        record = record.model_copy(update={"context_count": counts[-1]})
+    record = await _append(store, thread.record, run, new)
+    if thread.count is not None:
+        record = record.model_copy(update={"context_count": thread.count})
     if not run.active:
         record = _ended(record, run)
     run.updated_at = datetime.now(UTC)
@@ -251,77 +179,14 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
     return run, events
 
 
-async def _compacted(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
-                     context: Context, to: int,
-                     ) -> tuple[ThreadRecord, Context, ModelCallRecord | None]:
-    """Compacts the history up to `to` (once per run) and reads the context again."""
-    made = None if compacted(run) else await compact(store, record, run, engine, to)
-    if made is None:
-        return record, context, None
-    record, call = made
-    return record, await read_context(store, record, run, engine), call
+def _traced_and_abortable(run: RunRecord) -> Wrap:
+    """A step's work in a trace span of its own, aborted if the run is cancelled."""
+    async def wrap(step: CallModel | RunTools, work: Awaitable[StepOutcome]) -> StepOutcome:
+        with tracing.tracer.start_as_current_span(
+                f"step {step.kind}", context=tracing.context_of(run.traceparent),
+                attributes={"threadhost.thread_id": run.thread_id,
+                            "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
+                            "gen_ai.request.model": run.agent.model}):
+            return await abortable(run.run_id, work)
 
-
-def _half_cut(window: Window, run_first: int) -> int:
-    """Where to compact to when the vendor refused the window: a user's message in the
-    window that leaves about half of it (at the latest, the run's first message)."""
-    sized = [message_tokens(m) for m in window.messages]
-    used, half = 0, sum(sized) / 2
-    for offset in range(len(sized) - 1, -1, -1):
-        used += sized[offset]
-        index = window.start + offset
-        if used > half and index <= run_first and opens_window(window.messages[offset]):
-            return index
-    return run_first
-
-
-def _of_kind(run: RunRecord, calls: list[ToolCall], kind: str) -> list[ToolCall]:
-    names = {t.name for t in run.tools or [] if t.kind == kind}
-    return [call for call in calls if call.name in names]
-
-
-def _handoffs(run: RunRecord, calls: list[ToolCall]) -> list[ToolCall]:
-    return _of_kind(run, calls, "handoff")
-
-
-def _followups(record: ThreadRecord, calls: list[ToolCall], limit: int,
-               full: str | None = None) -> tuple[ThreadRecord, dict[str, Message]]:
-    """Carries out the calls of follow-up tools on the thread's follow-ups; the thread
-    service registers (and drops) their reminders before the step is committed."""
-    followups, answered = record.followups, {}
-    for call in calls:
-        followups, answered[call.call_id] = answer_call(call, followups, limit,
-                                                        datetime.now(UTC), full)
-    return record.model_copy(update={"followups": followups}), answered
-
-
-async def _hand_off(run: RunRecord, calls: list[ToolCall], handoffs: list[ToolCall],
-                    engine: Engine) -> StepOutcome:
-    """Passes the rest of the run to the agent of the first handoff call, with its tools
-    (and the turn's client tools); the batch's other calls are not run: the new agent
-    decides anew."""
-    chosen = next(t for t in run.tools or [] if t.name == handoffs[0].name)
-    assert isinstance(chosen.route, HandoffRoute)
-    target = chosen.route.agent
-
-    def result(call: ToolCall, text: str, error: bool = False) -> ToolResult:
-        return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=error)
-
-    try:
-        agent = engine.agent(target)
-        tools = await engine.tool_set(agent, [
-            ClientTool(name=t.name, description=t.spec.description,
-                       parameters=t.spec.parameters)
-            for t in run.tools or [] if t.kind == "client"])
-    except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
-        return StepOutcome(messages=[
-            result(call, f"cannot hand off to {target}: {exc}" if call is handoffs[0]
-                   else "not run: the handoff failed", error=True) for call in calls])
-    previous = run.agent.name
-    run.agent, run.tools = agent, tools
-    return StepOutcome(handed_to=target, messages=[
-        result(call, f"Handed off from {previous} to {target}, which answers from here on.")
-        if call is handoffs[0] else result(call, f"not run: handed off to {target}", True)
-        for call in calls])
-
-
+    return wrap
