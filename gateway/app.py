@@ -146,7 +146,9 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     mount_chat_page(app)
     # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
     app.state.mcp_door = door = LazyMcpDoor(catalog, app.state)
-    app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    # An ASGI app as the route's endpoint (Starlette calls it with scope, receive, send).
+    app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"],  # type: ignore[arg-type]
+                  include_in_schema=False)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     app.state.subscriptions.append({"pubsubname": settings.pubsub_name,

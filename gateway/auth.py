@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import jwt
@@ -134,7 +135,7 @@ class Authenticator:
         self._remote_keys = (RemoteKeys(settings.jwt_jwks_url)
                              if settings.jwt_jwks_url and not settings.jwt_jwks_file else None)
 
-    async def _key(self, token: str) -> object:
+    async def _key(self, token: str) -> Any:
         kid = jwt.get_unverified_header(token).get("kid")
         if self._remote_keys is not None:
             return (await self._remote_keys.key(kid)).key

@@ -80,7 +80,9 @@ class McpDoor:
         async def ask(message: str, ctx: Context, thread_id: ThreadArgument = None
                       ) -> dict[str, Any]:
             try:
-                caller: Caller = ctx.request_context.request.state.caller
+                request = ctx.request_context.request
+                assert request is not None  # streamable HTTP: every call has its request
+                caller: Caller = request.state.caller
                 return await _turn(state.thread_client, state.settings, caller, agent,
                                    message, thread_id)
             except Problem as problem:  # a thread not found, a limit: the caller reads why

@@ -126,65 +126,82 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
     before the run started: `replay=False`) then from `live`, until the run ends. Without
     live events for `poll` seconds it reads the log: a pub/sub that does not reach this
     replica (the in-memory one of another sidecar) only makes the stream slower."""
-    last, steps_done, quiet = after, 0, 0.0
-    deltas = DeltaStream()
-
-    async def from_log(up_to: int | None = None) -> AsyncIterator[tuple[dict[str, Any], bool]]:
-        """Stored events after the last sent, each with whether more follow it; none
-        this time if the log cannot be reached (an actor host going): the stream stays
-        open and the next quiet poll reads from where it is."""
-        nonlocal last
+    stream = _RunStream(client, owner, thread_id, run_id, after)
+    if replay:
+        async for chunk in stream.from_log():
+            yield chunk
+    quiet = 0.0
+    while not stream.ended:
         try:
-            stored = await client.read_events(thread_id, run_id, owner, last)
+            message = await asyncio.wait_for(live.get(), poll)
+        except TimeoutError:
+            quiet += poll
+            async for chunk in stream.from_log():
+                yield chunk
+            if quiet >= heartbeat and not stream.ended:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            continue
+        quiet = 0.0
+        async for chunk in stream.live(message):
+            yield chunk
+
+
+class _RunStream:
+    """One run's stream: the last event sent, and the text of the steps not ended yet."""
+
+    def __init__(self, client: ThreadClient, owner: str, thread_id: str, run_id: str,
+                 after: int) -> None:
+        self._client, self._owner, self._thread_id, self._run_id = (
+            client, owner, thread_id, run_id)
+        self.last, self.ended = after, False
+        self._steps_done = 0
+        self._deltas = DeltaStream()
+
+    async def from_log(self, up_to: int | None = None) -> AsyncIterator[str]:
+        """Stored events after the last sent (up to `up_to`: a gap's); none this time if
+        the log cannot be reached (an actor host going): the stream stays open and the
+        next quiet poll reads from where it is."""
+        try:
+            stored = await self._client.read_events(self._thread_id, self._run_id,
+                                                    self._owner, self.last)
         except Unreachable:
             return
         events = [e.model_dump(mode="json") for e in stored.events
                   if up_to is None or e.seq <= up_to]
         for n, event in enumerate(events):
-            last = event["seq"]
-            yield event, n + 1 < len(events) or stored.run.status != "requires_action"
-
-    def emit(event: dict[str, Any]) -> str:
-        nonlocal steps_done
-        if event["type"] == "step.completed":
-            steps_done = event["data"]["step"]
-        return _sse(event, run_id)
-
-    if replay:
-        async for event, more in from_log():
-            yield emit(event)
-            if _ends(event, more):
+            self.last = event["seq"]
+            yield self._emit(event)
+            more = n + 1 < len(events) or stored.run.status != "requires_action"
+            if up_to is None and _ends(event, more):
+                self.ended = True
                 return
-    while True:
-        try:
-            message = await asyncio.wait_for(live.get(), poll)
-        except TimeoutError:
-            quiet += poll
-            async for event, more in from_log():
-                yield emit(event)
-                if _ends(event, more):
-                    return
-            if quiet >= heartbeat:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            continue
-        quiet = 0.0
-        if message.get("run_id") != run_id:
-            continue
+
+    async def live(self, message: dict[str, Any]) -> AsyncIterator[str]:
+        """A message of the run-events topic: the run's text as it comes, or its events
+        (a gap before them filled from the log)."""
+        if message.get("run_id") != self._run_id:
+            return
         if "delta" in message:
-            for chunk in deltas.take(message, steps_done):
+            for chunk in self._deltas.take(message, self._steps_done):
                 yield chunk
-            continue
+            return
         events = message.get("events", [])
         for n, event in enumerate(events):
-            if event["seq"] <= last:
+            if event["seq"] <= self.last:
                 continue
-            if event["seq"] > last + 1:
-                async for missed, _ in from_log(up_to=event["seq"] - 1):
-                    yield emit(missed)
-                if event["seq"] > last + 1:  # the log was out of reach: poll it later
+            if event["seq"] > self.last + 1:
+                async for missed in self.from_log(up_to=event["seq"] - 1):
+                    yield missed
+                if event["seq"] > self.last + 1:  # the log was out of reach: poll it later
                     break
-            last = event["seq"]
-            yield emit(event)
+            self.last = event["seq"]
+            yield self._emit(event)
             if _ends(event, n + 1 < len(events)):
+                self.ended = True
                 return
+
+    def _emit(self, event: dict[str, Any]) -> str:
+        if event["type"] == "step.completed":
+            self._steps_done = event["data"]["step"]
+        return _sse(event, self._run_id)

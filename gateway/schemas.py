@@ -82,6 +82,9 @@ class ThreadListView(BaseModel):
     next_offset: int | None
 
 
+Role = Literal["user", "assistant", "tool", "system"]
+
+
 class MessageView(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"index": 2, "kind": "tool_call", "role": "assistant",
@@ -90,7 +93,7 @@ class MessageView(BaseModel):
     index: int
     kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]
     # "system" for a follow-up's note, which starts a run the user did not.
-    role: Literal["user", "assistant", "tool", "system"]
+    role: Role
     # The text; for a tool call its JSON arguments, for a tool result what the tool returned.
     content: str
     created_at: datetime
@@ -107,9 +110,11 @@ class MessageView(BaseModel):
     def of(cls, index: int, message: Message) -> MessageView:
         data = message.model_dump()
         kind = data["kind"]
-        role = {"user_text": "user", "tool_result": "tool"}.get(kind, "assistant")
+        role: Role = "assistant"
         if data.get("origin") == "followup":
             role = "system"
+        elif kind in ("user_text", "tool_result"):
+            role = "user" if kind == "user_text" else "tool"
         content = data.get("text", data.get("arguments", data.get("content", "")))
         return cls(index=index, kind=kind, role=role, content=content, created_at=data["at"],
                    model=data.get("model") or None, tool_name=data.get("name"),

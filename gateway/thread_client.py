@@ -84,6 +84,7 @@ class ThreadClient:
         """The thread's answer to `request`: its method's success; a refusal, or a
         thread that cannot be reached, raises Problem."""
         actor_type = request.actor
+        limit: float | None
         if getattr(request, "wait", False):
             limit = self._waiting_timeout
         elif actor_type == READER_ACTOR:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -51,7 +51,7 @@ router = APIRouter(prefix="/v1/threads", tags=["threads"], dependencies=[Depends
 # A route with a thread in its path answers 404 for others' threads; one with a body may
 # find it unreadable or too large.
 ON_THREAD = problem_responses(404)
-ACCEPTED = {202: {"description": "the run goes on: its URL is in Location",
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "the run goes on: its URL is in Location",
                   "model": AcceptedView}}
 WITH_BODY = problem_responses(400, 413)
 RUN_STARTS = {**ON_THREAD, **WITH_BODY, **problem_responses(409)}
@@ -113,7 +113,7 @@ async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
              responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
 async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
                        settings: SettingsDep, caller: CallerDep, request: Request,
-                       idempotency_key: IdempotencyKey = None) -> Response:
+                       idempotency_key: IdempotencyKey = None) -> Response | TurnView:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
     or answers 202 at once."""
     plan = TurnPlan(thread_id=thread_id, text=body.content, recipe=body.model,
@@ -128,7 +128,7 @@ async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep
              responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
 async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client: ClientDep,
                      settings: SettingsDep, caller: CallerDep, request: Request,
-                     idempotency_key: IdempotencyKey = None) -> Response:
+                     idempotency_key: IdempotencyKey = None) -> Response | TurnView:
     """Answers what a waiting run (`requires_action`) waits for: the results of client
     tool calls, approvals or denials, answers to questions. Every pending call must be
     answered exactly once; otherwise nothing changes (422). By `mode`, as for a message."""
@@ -138,7 +138,7 @@ async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client
         client, caller, settings, plan, request))
 
 
-def _answer(request: Request, caller: Caller, mode: str, turn: Turn) -> Response:
+def _answer(request: Request, caller: Caller, mode: str, turn: Turn) -> Response | TurnView:
     """The turn's answer by `mode`: its events as they come (those from the call on), 202
     at once, or the run as it stopped with its messages (202 if it still runs)."""
     answer, thread_id = turn.answer, turn.thread_id

@@ -138,3 +138,24 @@ def test_no_two_modules_import_each_other():
         if node not in index:
             visit(node)
     assert not cycles, "import cycles:\n" + "\n".join(" ↔ ".join(c) for c in cycles)
+
+
+# A step, a route, a method: each reads on one screen; a class does one thing.
+MAX_FUNCTION_LINES = 60
+MAX_CLASS_METHODS = 25
+
+
+def test_functions_and_classes_stay_small():
+    long, wide = [], []
+    for module, path in sorted(_modules().items()):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {lines} lines")
+            elif isinstance(node, ast.ClassDef):
+                methods = [n for n in node.body
+                           if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+                if len(methods) > MAX_CLASS_METHODS:
+                    wide.append(f"{module}.{node.name}: {len(methods)} methods")
+    assert not long and not wide, "\n".join(long + wide)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import same_token
@@ -61,19 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # Each role adds the pub/sub topics it reads; daprd asks once, at start-up.
     app.state.subscriptions = []
-
-    @app.get("/health", tags=["internal"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "role": settings.role, "instance": settings.instance}
-
-    @app.get("/dapr/subscribe", include_in_schema=False)
-    async def subscriptions() -> list[dict[str, str]]:
-        return app.state.subscriptions
-
-    @app.get("/metrics", tags=["internal"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(_own_routes(settings))
     if serves_actors:
         from actors.dapr_host.host import mount_actor_host
 
@@ -96,6 +84,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if traced:
         tracing.instrument(app)
     return app
+
+
+def _own_routes(settings: Settings) -> APIRouter:
+    """What every role serves: its health, its subscriptions (for daprd), its metrics."""
+    router = APIRouter()
+
+    @router.get("/health", tags=["internal"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "role": settings.role, "instance": settings.instance}
+
+    @router.get("/dapr/subscribe", include_in_schema=False)
+    async def subscriptions(request: Request) -> list[dict[str, str]]:
+        return request.app.state.subscriptions
+
+    @router.get("/metrics", tags=["internal"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
 
 
 def _event_groups(settings: Settings, gateway: bool, actors: bool) -> GroupKeeper:
@@ -122,7 +129,7 @@ def _published_schema(app: FastAPI) -> None:
             schema["paths"] = {path: item for path, item in schema["paths"].items()
                                if route_owner(path) != "daprd"}
             as_problem_documents(schema)
-        return app.openapi_schema
+        return app.openapi_schema or {}
 
     app.openapi = public  # type: ignore[method-assign]
 

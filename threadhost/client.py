@@ -65,7 +65,9 @@ class EventStreamParser:
         self._reset()
 
     def _reset(self) -> None:
-        self._event, self._data, self._id = "", [], None
+        self._event = ""
+        self._id: str | None = None
+        self._data: list[str] = []
 
     def feed(self, line: str) -> ServerEvent | None:
         if not line:

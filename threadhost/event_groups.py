@@ -34,7 +34,7 @@ class StreamGroups:
     group: str  # this replica's group: daprd's POD_NAME
     streams: tuple[str, ...]  # the topics this replica subscribes to
     sweep_seconds: float = 30.0
-    _suspects: set[str] = field(default_factory=set)
+    _suspects: set[tuple[str, str]] = field(default_factory=set)
 
     def client(self) -> redis.Redis:
         host, _, port = self.host.rpartition(":")

@@ -47,12 +47,12 @@ class ThreadReader(Actor, ThreadReaderInterface):
         return await serve(ReadEvents, request, self._events)
 
     async def _run(self, request: ReadRun) -> RunAnswer | Refusal:
-        found = await ThreadReads(self.id.id, self._store()).owned_run(request)
+        found = await ThreadReads(self.id.id, self._store()).owned_run(request, request.run_id)
         return found if isinstance(found, Refusal) else RunAnswer(run=RunView.of(found[1]))
 
     async def _events(self, request: ReadEvents) -> EventsAnswer | Refusal:
         store = self._store()
-        found = await ThreadReads(self.id.id, store).owned_run(request)
+        found = await ThreadReads(self.id.id, store).owned_run(request, request.run_id)
         if isinstance(found, Refusal):
             return found
         run = found[1]

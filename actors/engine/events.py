@@ -10,7 +10,7 @@ event is `<run_id>.<seq>`), so a subscriber or a webhook deduplicates on it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
@@ -69,7 +69,7 @@ def run_announcements(owner: str, run: RunRecord, events: list[RunEvent]) -> lis
             data.update(reason=event.data.get("reason"), usage=run.usage.model_dump(),
                         cost_usd=run.cost_usd, steps=run.steps)
         found.append(ThreadEvent(id=f"{run.run_id}.{event.seq}", source=_source(run.thread_id),
-                                 type=f"threadhost.run.{status}",
+                                 type=cast(EventType, f"threadhost.run.{status}"),
                                  subject=f"{run.thread_id}/{run.run_id}", time=event.at,
                                  data=data))
     return found

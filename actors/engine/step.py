@@ -216,6 +216,7 @@ async def followup_step(step: UseFollowups, run: RunRecord, thread: RunThread,
     rest = [call for call in step.calls if call.call_id not in answered]
     if rest:
         for message in (await tool_step(RunTools(calls=rest), run, engine, wrap)).messages:
+            assert isinstance(message, ToolResult)
             answered[message.call_id] = message
     return StepOutcome(messages=[answered[call.call_id] for call in step.calls])
 

@@ -89,8 +89,8 @@ class ThreadChildren:
         if not isinstance(started, RunAnswer):
             return started if isinstance(started, Invalid | NotFound) else Invalid(
                 detail=started.detail)
-        run = await self._store.run(started.run.run_id)
-        record = await self._store.record()
+        run = await self._store.known_run(started.run.run_id)
+        record = await self._store.known_record()
         return ChildRunAnswer(run=started.run, answer=await self._reads.answer_of(record, run))
 
     async def child_run_ended(self, request: ChildRunEnded) -> Done:
@@ -108,8 +108,8 @@ class ThreadChildren:
         """Starts (or asks again after) the child runs the run waits for; a child that
         ended gives its answer. A call beyond the depth or fan-out limits is answered with
         an error at once. A child that cannot be asked now is asked at the next check."""
-        record = await self._store.record()
-        run = await self._store.run(run_id)
+        record = await self._store.known_record()
+        run = await self._store.known_run(run_id)
         depth = (run.parent.depth if run.parent else 0) + 1
         asked_before = len(run.children)  # children that ended, before this round
         for n, action in enumerate(children_asked(run)):

@@ -142,7 +142,7 @@ class ThreadFollowups:
                 self._turns.slot(record.owner, taken=False)  # the slot it took goes back
         if skipped is not None:
             log.warning("follow-up %s came due but started no run: %s", followup_id, skipped)
-        record = await self._store.record()
+        record = await self._store.known_record()
         later = followup.after_firing(now) if skipped is None else followup.put_off(now)
         if later is not None:
             await self._remind(later, now)

@@ -3,20 +3,18 @@ like every call; reads that do not wait for the lock are actors/dapr_host/reader
 
 from __future__ import annotations
 
+from typing import Any
+
 from actors.engine.messages import AssistantText
 from actors.engine.run import RunRecord
 from actors.threads.contract import (
-    CancelRun,
     DescribeThread,
     GetRun,
     HistoryAnswer,
     ListRuns,
     NotFound,
-    ReadEvents,
     ReadHistory,
-    ReadRun,
     Request,
-    ResumeRun,
     RunAnswer,
     RunNotFound,
     RunsAnswer,
@@ -39,15 +37,15 @@ class ThreadReads:
         record = await self._store.record()
         return record if record is not None and record.owner == request.owner else None
 
-    async def owned_run(self, request: GetRun | CancelRun | ResumeRun | ReadRun | ReadEvents
-                         ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
+    async def owned_run(self, request: Request[Any], run_id: str,
+                        ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
         """The thread and the request's run, or what to answer when either is missing."""
         record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
-        run = await self._store.run(request.run_id)
+        run = await self._store.run(run_id)
         if run is None:
-            return RunNotFound.of(self.thread_id, request.run_id)
+            return RunNotFound.of(self.thread_id, run_id)
         return record, run
 
     async def describe(self, request: DescribeThread) -> ThreadAnswer | NotFound:
@@ -68,7 +66,7 @@ class ThreadReads:
                           runs=[RunView.of(run) for run in runs if run is not None])
 
     async def get_run(self, request: GetRun) -> RunAnswer | NotFound | RunNotFound:
-        found = await self.owned_run(request)
+        found = await self.owned_run(request, request.run_id)
         if isinstance(found, NotFound | RunNotFound):
             return found
         return await self.run_answer(*found, request.with_messages)

@@ -55,7 +55,7 @@ async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: s
 
 
 async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                previous: list[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+                previous: Sequence[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """Starts a queued run: its message joins the history, and it becomes the active run."""
     text, run.first_message, run.input_text = run.input_text or "", record.message_count, None
     record = await _append(store, record, run, [UserText(text=text, origin=run.input_origin)])

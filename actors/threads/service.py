@@ -172,7 +172,7 @@ class ThreadService:
             return NotFound.of(self.thread_id)
         key = request.idempotency_key
         if key and key in record.idempotency:
-            run = await self._store.run(record.idempotency[key])
+            run = await self._store.known_run(record.idempotency[key])
             return await self.reads.run_answer(record, run, request.wait, replayed=True)
         if record.active_run is not None and request.on_active == "reject":
             return Busy(run_id=record.active_run)
@@ -205,8 +205,8 @@ class ThreadService:
             await self.take_steps(caller_waits=True)
         else:  # a stream that listens from the start sees the run begin at once
             self._effects.flush_events()
-        return await self.reads.run_answer(await self._store.record(),
-                                      await self._store.run(run.run_id), request.wait)
+        return await self.reads.run_answer(await self._store.known_record(),
+                                           await self._store.known_run(run.run_id), request.wait)
 
     async def import_history(self, request: ImportHistory) -> ThreadAnswer | NotFound | Busy:
         """Appends a caller's earlier messages as they are, with no run (while no run is
@@ -244,14 +244,14 @@ class ThreadService:
 
     async def cancel_run(self, request: CancelRun) -> RunAnswer | NotFound | RunNotFound:
         """Cancels an active or queued run; a step in progress ends first (the lock)."""
-        found = await self.reads.owned_run(request)
+        found = await self.reads.owned_run(request, request.run_id)
         if isinstance(found, NotFound | RunNotFound):
             return found
         record, run = found
         if run.active:
             record = await self._cancel(record, run.run_id, "cancelled by the caller")
             await self._start_next(record)
-            run = await self._store.run(run.run_id)
+            run = await self._store.known_run(run.run_id)
         return await self.reads.run_answer(record, run, False)
 
     async def resume_run(self, request: ResumeRun
@@ -264,13 +264,12 @@ class ThreadService:
             return NotFound.of(self.thread_id)
         key = request.idempotency_key
         if key and key in record.idempotency:  # a repeat: the run the first one resumed
-            run = await self._store.run(record.idempotency[key])
+            run = await self._store.known_run(record.idempotency[key])
             return await self.reads.run_answer(record, run, request.wait, replayed=True)
-        if request.run_id is None:  # the thread's active run, whichever it is
-            if record.active_run is None:
-                return NotWaiting(detail="the thread has no run waiting for these answers")
-            request = request.model_copy(update={"run_id": record.active_run})
-        found = await self.reads.owned_run(request)
+        run_id = request.run_id or record.active_run  # None: the thread's active run
+        if run_id is None:
+            return NotWaiting(detail="the thread has no run waiting for these answers")
+        found = await self.reads.owned_run(request, run_id)
         if isinstance(found, NotFound | RunNotFound):
             return found
         record, run = found
@@ -302,8 +301,8 @@ class ThreadService:
         else:
             await self._effects.chain_step()
             self._effects.flush_events()
-        return await self.reads.run_answer(await self._store.record(),
-                                      await self._store.run(run.run_id), request.wait,
+        return await self.reads.run_answer(await self._store.known_record(),
+                                           await self._store.known_run(run.run_id), request.wait,
                                       first_seq=events[0].seq)
 
     # --- steps ---------------------------------------------------------------------------
@@ -353,7 +352,7 @@ class ThreadService:
                     return
                 continue
             await self._checkpoints.flush()
-            record = await self._store.record()
+            record = await self._store.known_record()
             self._stopped(record, run)
             if run.status == "requires_action" or not await self._start_next(record):
                 self._watchdog.stop(run.run_id)  # a waiting run holds only its deadline
@@ -424,16 +423,16 @@ class ThreadService:
         if reminder is not None and reminder.kind == "followup":
             await self.followups.due(reminder.name.removeprefix(FOLLOWUP_PREFIX))
             return
-        record = await self._store.record()
-        run = await self._store.run(record.active_run) if record and record.active_run else None
-        ours = run is not None and reminder is not None and run.run_id == reminder.data
         if reminder is None:
             return
+        record = await self._store.record()
+        run = await self._store.run(record.active_run) if record and record.active_run else None
+        ours = record is not None and run is not None and run.run_id == reminder.data
         if reminder.kind == "deadline":
-            if ours:
+            if record is not None and run is not None and ours:
                 await self._deadline_passed(record, run)
         elif reminder.kind == "children":
-            if ours and children_asked(run):
+            if run is not None and ours and children_asked(run):
                 await self.children.ask(run.run_id)
             else:
                 await self._effects.forget(reminder)
@@ -493,7 +492,7 @@ class ThreadService:
         return True
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
-        run = await self._store.run(run_id)
+        run = await self._store.known_run(run_id)
         had_deadline = run.deadline is not None
         was_running = run.status != "requires_action"  # a waiting run holds no slot
         record, events = await cancel(self._store, record, run, reason)
@@ -520,7 +519,10 @@ class ThreadService:
     def slot(self, owner: str, taken: bool) -> None:
         """Takes or hands back one of the owner's concurrent-run slots (with a bound)."""
         if self._settings.max_concurrent_runs:
-            self._effects.tell_owner(owner, Admit(run=True) if taken else RunEnded())
+            if taken:
+                self._effects.tell_owner(owner, Admit(run=True))
+            else:
+                self._effects.tell_owner(owner, RunEnded())
 
     async def commit(self) -> None:
         """Saves the turn's writes. What was just committed is what the store holds: the

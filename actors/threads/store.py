@@ -67,7 +67,7 @@ class ThreadStore:
         # History pages as last read or written, each with the document it was read from:
         # a message is never changed, so a page read again from the same (cached)
         # document is the same page, not parsed again at every step.
-        self._pages: dict[int, tuple[Any, HistoryPage]] = {}
+        self._pages = _ParsedPages()
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
@@ -79,10 +79,6 @@ class ThreadStore:
             await self._state.set_state(key, data)
         else:
             await self._state.set_state_ttl(key, data, self._ttl)
-
-    def _retain(self, record: ThreadRecord) -> None:
-        retention = record.retention_seconds
-        self._ttl = None if retention is None else retention + retention_slack(retention)
 
     async def record(self) -> ThreadRecord | None:
         """The thread; None if there is none, or its retention ran out since its last
@@ -96,7 +92,7 @@ class ThreadStore:
         record = read_stored(ThreadRecord, data)
         if self._outbox is None:
             self._outbox = record.outbox
-        self._retain(record)
+        self._ttl = _ttl_of(record)
         if record.expired(datetime.now(UTC)):
             return None
         self.latest = record
@@ -108,7 +104,7 @@ class ThreadStore:
         if self._outbox is not None and record.outbox != self._outbox:
             record = record.model_copy(update={"outbox": self._outbox})
         self._no_record = False
-        self._retain(record)
+        self._ttl = _ttl_of(record)
         if record.retention_seconds is not None:
             now = datetime.now(UTC)
             renewed = max(filter(None, (record.ttl_renewed_at, self._renewed_at)),
@@ -119,7 +115,7 @@ class ThreadStore:
                     if (data := await self._get(key)) is not None:
                         await self._put(key, data)
                 self._renewed_at = renewed = now
-                self._renewal = (record.owner, self._ttl)
+                self._renewal = (record.owner, self._ttl or 0)
             record = record.model_copy(update={"active_at": now, "ttl_renewed_at": renewed})
         self.latest = record
         await self._put(RECORD_KEY, record)
@@ -167,18 +163,7 @@ class ThreadStore:
         data = await self._get(page_key(index))
         if data is None:
             return HistoryPage(index=index)
-        known = self._pages.get(index)
-        if known is not None and known[0] is data:
-            return known[1]
-        page = read_stored(HistoryPage, data)
-        self._remember_page(data, page)
-        return page
-
-    def _remember_page(self, data: Any, page: HistoryPage) -> None:
-        self._pages.pop(page.index, None)
-        self._pages[page.index] = (data, page)
-        while len(self._pages) > PARSED_PAGES:
-            del self._pages[next(iter(self._pages))]
+        return self._pages.parsed(index, data)
 
     async def append(self, record: ThreadRecord, messages: list[Message]) -> ThreadRecord:
         """Writes the messages after the last one; returns the record to save."""
@@ -189,7 +174,7 @@ class ThreadStore:
         for page in pages:
             data = _dump(page)
             await self._put(page_key(page.index), data)
-            self._remember_page(data, page)
+            self._pages.keep(data, page)
         return record
 
     async def messages(self, record: ThreadRecord, start: int, end: int) -> list[Message]:
@@ -217,6 +202,20 @@ class ThreadStore:
     async def run(self, run_id: str) -> RunRecord | None:
         data = await self._get(run_key(run_id))
         return None if data is None else read_stored(RunRecord, data)
+
+    async def known_record(self) -> ThreadRecord:
+        """The record of a thread this turn knows is there (it read or wrote it)."""
+        record = await self.record()
+        if record is None:
+            raise LookupError("the thread's record is gone mid-turn")
+        return record
+
+    async def known_run(self, run_id: str) -> RunRecord:
+        """A run this turn knows is there: the record lists it, or the turn wrote it."""
+        run = await self.run(run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} is gone mid-turn")
+        return run
 
     async def save_run(self, run: RunRecord, events: list[RunEvent]) -> None:
         """Writes the run record and appends its new events (the last `len(events)`)."""
@@ -284,3 +283,31 @@ class ThreadStore:
             if len(found) >= limit:
                 break
         return found[:limit]
+
+
+def _ttl_of(record: ThreadRecord) -> int | None:
+    """How long the thread's keys live (None: for ever): its retention and some slack."""
+    retention = record.retention_seconds
+    return None if retention is None else retention + retention_slack(retention)
+
+
+class _ParsedPages:
+    """The latest pages read or written, parsed, each with the stored value it was parsed
+    from (a page the state manager still holds as the same object is not parsed again)."""
+
+    def __init__(self) -> None:
+        self._pages: dict[int, tuple[Any, HistoryPage]] = {}
+
+    def parsed(self, index: int, data: Any) -> HistoryPage:
+        known = self._pages.get(index)
+        if known is not None and known[0] is data:
+            return known[1]
+        page = read_stored(HistoryPage, data)
+        self.keep(data, page)
+        return page
+
+    def keep(self, data: Any, page: HistoryPage) -> None:
+        self._pages.pop(page.index, None)
+        self._pages[page.index] = (data, page)
+        while len(self._pages) > PARSED_PAGES:
+            del self._pages[next(iter(self._pages))]

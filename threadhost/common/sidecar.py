@@ -96,12 +96,12 @@ class PooledActorClient(DaprActorClientBase):
         session = self._client()
         # The trace context goes along through OpenTelemetry's aiohttp instrumentation.
         # Without a timeout of its own, the call has the session's.
-        extra = ({"timeout": aiohttp.ClientTimeout(total=limit_seconds)} if limit_seconds
-                 else {})
+        timeout = (aiohttp.ClientTimeout(total=limit_seconds) if limit_seconds
+                   else session.timeout)
         # Sent as built: every segment is quoted already, and nothing resolves `..` again.
         url = yarl.URL(self._base + path, encoded=True)
         async with session.request(method, url, data=data, headers=headers,
-                                   **extra) as response:
+                                   timeout=timeout) as response:
             body = await response.read()
             if 200 <= response.status < 300:
                 return body

@@ -107,7 +107,8 @@ class OpenAIChat(OpenAIClientProvider):
         return parse_response(completion, self.model)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
-        text, calls, finish, usage, model = "", {}, None, None, self.model
+        calls: dict[int, dict[str, str]] = {}
+        text, finish, usage, model = "", None, None, self.model
         with vendor_errors(openai, self.vendor):
             chunks = await self._client.chat.completions.create(
                 **self._arguments(request), stream=True, stream_options={"include_usage": True})
