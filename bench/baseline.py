@@ -24,7 +24,8 @@ from actors.engine.usage import DEFAULT_PRICES
 from actors.tools import build_registry
 
 AGENT = AgentDefinition.model_validate(
-    json.loads((Path(__file__).parent / "agents" / "bench.json").read_text()))
+    json.loads((Path(__file__).parent / "agents" / "bench.json").read_text())
+)
 TOOLS = build_registry()
 TOOL_SET = build_tool_set(AGENT, TOOLS)
 PROVIDERS = Providers(VendorAccess())
@@ -43,8 +44,9 @@ async def post_message(thread_id: str, turn: Turn) -> dict:
     first = len(history)
     history.append(UserText(text=turn.content))
     run, _ = start_run("run", thread_id, AGENT, TOOL_SET, first)
-    await run_until_done(run, history, await PROVIDERS.for_agent(AGENT), TOOLS, DEFAULT_PRICES,
-                         RetryPolicy())
+    await run_until_done(
+        run, history, await PROVIDERS.for_agent(AGENT), TOOLS, DEFAULT_PRICES, RetryPolicy()
+    )
     await store.set(f"thread:{thread_id}", messages_adapter.dump_json(history))
     return {"status": run.status, "reply": history[-1].text, "message_count": len(history)}
 

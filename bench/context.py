@@ -72,11 +72,14 @@ class Recorded(Provider):
         self._inner, self._seen, self._length = inner, seen, length
 
     def _note(self, request: ModelRequest) -> None:
-        tokens = (estimated_tokens(request.system) + sum(message_tokens(m)
-                                                         for m in request.messages)
-                  + estimated_tokens(json.dumps([t.model_dump() for t in request.tools])))
-        self._seen.requests.append(Sent(self._length[0], tokens, request.purpose,
-                                        _pairs_intact(request)))
+        tokens = (
+            estimated_tokens(request.system)
+            + sum(message_tokens(m) for m in request.messages)
+            + estimated_tokens(json.dumps([t.model_dump() for t in request.tools]))
+        )
+        self._seen.requests.append(
+            Sent(self._length[0], tokens, request.purpose, _pairs_intact(request))
+        )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         self._note(request)
@@ -101,11 +104,18 @@ def long_thread_engine(seen: LongThread, length: list[int]) -> Engine:
         return f"log of {day}: " + ("all quiet, " * (size // 11 + 1))[:size]
 
     engine.tools.add(read_log)
-    engine.catalog.add(AgentDefinition(
-        name="log-watcher", system_prompt="You keep an eye on the logs.", tools=["read_log"],
-        context={"max_input_tokens": BUDGET},
-        script=[{"tool_calls": [{"name": "read_log", "arguments": {"day": "today"}}]},
-                "All quiet today."]))
+    engine.catalog.add(
+        AgentDefinition(
+            name="log-watcher",
+            system_prompt="You keep an eye on the logs.",
+            tools=["read_log"],
+            context={"max_input_tokens": BUDGET},
+            script=[
+                {"tool_calls": [{"name": "read_log", "arguments": {"day": "today"}}]},
+                "All quiet today.",
+            ],
+        )
+    )
     inner = engine.providers.for_agent
 
     async def recorded(agent: AgentDefinition) -> Provider:
@@ -120,8 +130,13 @@ def run_long_thread(messages: int = 5_000) -> LongThread:
     length = [0]
     engine = long_thread_engine(seen, length)
     state = MemoryState()
-    service = ThreadService("th_long", ThreadStore(state), engine, MemoryEffects(state),
-                            Settings(step_chain_budget_ms=10_000))
+    service = ThreadService(
+        "th_long",
+        ThreadStore(state),
+        engine,
+        MemoryEffects(state),
+        Settings(step_chain_budget_ms=10_000),
+    )
 
     async def drive() -> None:
         await service.create(CreateThread(agent="log-watcher", owner="ann"))
@@ -129,18 +144,27 @@ def run_long_thread(messages: int = 5_000) -> LongThread:
         while length[0] < messages:
             turn += 1
             before = (state.bytes_written, state.keys_written, len(seen.summaries))
-            answer = await service.post_message(PostMessage(
-                text=f"Turn {turn}: anything in the logs?", owner="ann", wait=True))
+            answer = await service.post_message(
+                PostMessage(text=f"Turn {turn}: anything in the logs?", owner="ann", wait=True)
+            )
             assert isinstance(answer, RunAnswer) and answer.run.status == "completed", answer
             length[0] = answer.message_count
             record = await service._store.record()
-            if record.summary is not None and (not seen.summaries or
-                                               seen.summaries[-1]["index"] != record.summary.index):
+            if record.summary is not None and (
+                not seen.summaries or seen.summaries[-1]["index"] != record.summary.index
+            ):
                 summary = await service._store.summary(record)
-                seen.summaries.append(summary.model_dump(include={"index", "start", "end",
-                                                                  "omitted"}))
-            seen.turns.append((length[0], state.bytes_written - before[0],
-                               state.keys_written - before[1], len(seen.summaries) > before[2]))
+                seen.summaries.append(
+                    summary.model_dump(include={"index", "start", "end", "omitted"})
+                )
+            seen.turns.append(
+                (
+                    length[0],
+                    state.bytes_written - before[0],
+                    state.keys_written - before[1],
+                    len(seen.summaries) > before[2],
+                )
+            )
         history = await service.reads.read_history(ReadHistory(owner="ann", offset=0, limit=1))
         seen.history_head = history.messages[0].text
 
@@ -152,8 +176,11 @@ def at(seen: LongThread, length: int) -> tuple[int, float]:
     """The largest request a model got while the thread was about `length` messages long
     (the turns around it), and the median bytes a turn wrote there."""
     near = [t for t in seen.turns if abs(t[0] - length) <= 40 and not t[3]]
-    sizes = [r.tokens for r in seen.requests
-             if abs(r.thread_length - length) <= 40 and r.purpose == "turn"]
+    sizes = [
+        r.tokens
+        for r in seen.requests
+        if abs(r.thread_length - length) <= 40 and r.purpose == "turn"
+    ]
     written = sorted(b for _, b, _, _ in near)
     return max(sizes), written[len(written) // 2]
 
@@ -161,18 +188,22 @@ def at(seen: LongThread, length: int) -> tuple[int, float]:
 def main(argv: list[str]) -> int:
     target = int(argv[0]) if argv else max(POINTS)
     seen = run_long_thread(target)
-    print(f"\na thread of {target} messages, a budget of {seen.budget} tokens per request, "
-          f"a {BIG_CHARS:,}-character tool result every {BIG_EVERY} turns:\n")
+    print(
+        f"\na thread of {target} messages, a budget of {seen.budget} tokens per request, "
+        f"a {BIG_CHARS:,}-character tool result every {BIG_EVERY} turns:\n"
+    )
     print(f"{'thread length':>14} {'largest request (tokens)':>26} {'bytes written per turn':>24}")
     for point in POINTS:
         if point <= target:
             size, written = at(seen, point)
             print(f"{point:>14} {size:>26} {written:>24.0f}")
     compactions = sum(1 for t in seen.turns if t[3])
-    print(f"\nsummaries made: {len(seen.summaries)} (in {compactions} of {len(seen.turns)} "
-          f"turns); every request within the budget: "
-          f"{all(r.tokens <= seen.budget for r in seen.requests)}; tool calls and results "
-          f"together: {all(r.pairs_intact for r in seen.requests)}")
+    print(
+        f"\nsummaries made: {len(seen.summaries)} (in {compactions} of {len(seen.turns)} "
+        f"turns); every request within the budget: "
+        f"{all(r.tokens <= seen.budget for r in seen.requests)}; tool calls and results "
+        f"together: {all(r.pairs_intact for r in seen.requests)}"
+    )
     return 0
 
 

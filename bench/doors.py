@@ -28,8 +28,14 @@ QUESTION = "Where is my order 1001?"
 async def _first_token(http: httpx.AsyncClient, door: str) -> float:
     """Milliseconds from the request to its first text."""
     if door == "openai":
-        request = ("/v1/chat/completions", {"model": "support", "stream": True,
-                                            "messages": [{"role": "user", "content": QUESTION}]})
+        request = (
+            "/v1/chat/completions",
+            {
+                "model": "support",
+                "stream": True,
+                "messages": [{"role": "user", "content": QUESTION}],
+            },
+        )
     else:
         thread = (await http.post("/v1/threads", json={"agent": "support"})).json()["id"]
         request = (f"/v1/threads/{thread}/messages", {"content": QUESTION, "mode": "stream"})
@@ -47,13 +53,12 @@ async def _first_token(http: httpx.AsyncClient, door: str) -> float:
 def _has_text(door: str, line: str) -> bool:
     if not line.startswith("data: ") or line == "data: [DONE]":
         return False
-    data = json.loads(line[len("data: "):])
+    data = json.loads(line[len("data: ") :])
     if door == "openai":
         return any(c["delta"].get("content") for c in data.get("choices", []))
     if "text" in data and "step" in data:  # token.delta
         return True
-    return any(m.get("kind") == "assistant_text"
-               for m in data.get("data", {}).get("messages", []))
+    return any(m.get("kind") == "assistant_text" for m in data.get("data", {}).get("messages", []))
 
 
 async def measure(url: str) -> dict[str, list[float]]:
@@ -76,13 +81,19 @@ def main(argv: list[str]) -> int:
             with shape_stack(folder, shape) as (stack, _, _):
                 print(f"measuring {shape} ...", flush=True)
                 found = asyncio.run(measure(stack.api.url))
-            print(f"\n{shape}: time to the first token of a streamed turn ({TURNS} fresh "
-                  "threads each, alternately)")
-            for door, label in (("threads", "/v1/threads/{id}/messages"),
-                                ("openai", "/v1/chat/completions")):
+            print(
+                f"\n{shape}: time to the first token of a streamed turn ({TURNS} fresh "
+                "threads each, alternately)"
+            )
+            for door, label in (
+                ("threads", "/v1/threads/{id}/messages"),
+                ("openai", "/v1/chat/completions"),
+            ):
                 times = found[door]
-                print(f"  {label:28} p50 {percentile(times, 0.5):6.1f} ms  "
-                      f"p99 {percentile(times, 0.99):6.1f} ms")
+                print(
+                    f"  {label:28} p50 {percentile(times, 0.5):6.1f} ms  "
+                    f"p99 {percentile(times, 0.99):6.1f} ms"
+                )
         return 0
     finally:
         shutil.rmtree(folder, ignore_errors=True)

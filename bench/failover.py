@@ -39,8 +39,7 @@ from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import App, ControlPlane, StackConfig
 
 KINDS = ("daprd", "app", "both", "freeze")
-EXPECTED_MESSAGES = ["user_text", "assistant_text", "tool_call", "tool_result",
-                     "assistant_text"]
+EXPECTED_MESSAGES = ["user_text", "assistant_text", "tool_call", "tool_result", "assistant_text"]
 GIVE_UP_SECONDS = 60.0
 
 
@@ -105,18 +104,26 @@ def _wait(check: Callable[[], object], timeout: float) -> object:
 
 
 class Bench:
-    def __init__(self, folder: Path, redis_port: int,
-                 watchdog_seconds: float | None = None) -> None:
+    def __init__(
+        self, folder: Path, redis_port: int, watchdog_seconds: float | None = None
+    ) -> None:
         agents = json.dumps([str(PROJECT_ROOT / "agents"), str(Path(__file__).parent / "agents")])
-        watchdog = ({"THREADHOST_RUN_WATCHDOG_SECONDS": str(watchdog_seconds)}
-                    if watchdog_seconds else {})
+        watchdog = (
+            {"THREADHOST_RUN_WATCHDOG_SECONDS": str(watchdog_seconds)} if watchdog_seconds else {}
+        )
         self.config = StackConfig(
-            bin_dir=dapr_bin_dir(), data_dir=folder / "failover", profile="redis",
-            env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{redis_port}",
-                 "THREADHOST_AGENTS_DIRS": agents, "THREADHOST_AUTH_MODE": "none",
-                 **watchdog},
+            bin_dir=dapr_bin_dir(),
+            data_dir=folder / "failover",
+            profile="redis",
+            env={
+                "THREADHOST_REDIS_HOST": f"127.0.0.1:{redis_port}",
+                "THREADHOST_AGENTS_DIRS": agents,
+                "THREADHOST_AUTH_MODE": "none",
+                **watchdog,
+            },
             actors_app_id=f"threads-failover-{os.getpid()}",
-            gateway_app_id=f"gateway-failover-{os.getpid()}")
+            gateway_app_id=f"gateway-failover-{os.getpid()}",
+        )
         self.config.data_dir.mkdir(parents=True)
         self.control_plane = ControlPlane(self.config)
         self.hosts: list[App] = []
@@ -144,18 +151,31 @@ class Bench:
 
     def round(self, kind: str) -> Round:
         thread = self.http.post("/v1/threads", json={"agent": "failover"}).json()["id"]
-        run = self.http.post(f"/v1/threads/{thread}/messages",
-                             json={"content": "Where is order 1001?", "mode": "background"}
-                             ).json()["run"]["run_id"]
-        holder = _wait(lambda: next((h for h in self.hosts if thread in _stats(h)["active"]
-                                     and _stats(h)["steps_running"] == 1), None), 30)
+        run = self.http.post(
+            f"/v1/threads/{thread}/messages",
+            json={"content": "Where is order 1001?", "mode": "background"},
+        ).json()["run"]["run_id"]
+        holder = _wait(
+            lambda: next(
+                (
+                    h
+                    for h in self.hosts
+                    if thread in _stats(h)["active"] and _stats(h)["steps_running"] == 1
+                ),
+                None,
+            ),
+            30,
+        )
         assert isinstance(holder, App), "no host took the run's first step"
         others = [h for h in self.hosts if h is not holder]
         before = {id(h): _attempts(h) for h in self.hosts}
         committed = self._run(thread, run)["steps"]
-        targets = {"daprd": [holder.sidecar], "app": [holder.app],
-                   "both": [holder.sidecar, holder.app],
-                   "freeze": [holder.sidecar, holder.app]}[kind]
+        targets = {
+            "daprd": [holder.sidecar],
+            "app": [holder.app],
+            "both": [holder.sidecar, holder.app],
+            "freeze": [holder.sidecar, holder.app],
+        }[kind]
         harmed_at = time.monotonic()
         for process in targets:
             os.kill(process.pid, signal.SIGSTOP if kind == "freeze" else signal.SIGKILL)
@@ -163,8 +183,10 @@ class Bench:
         polling = threading.Thread(target=poller.run, daemon=True)
         polling.start()
         done = _wait(lambda: poller.status == "completed", GIVE_UP_SECONDS)
-        result = Round(first_answer=poller.first_answer,
-                       completed=time.monotonic() - harmed_at if done else None)
+        result = Round(
+            first_answer=poller.first_answer,
+            completed=time.monotonic() - harmed_at if done else None,
+        )
         poller.stop()
         polling.join()
         result.failed_polls = poller.failed
@@ -185,8 +207,9 @@ class Bench:
 
     def _damage(self, thread: str, run: str, final: dict) -> list[str]:
         damage = []
-        kinds = [m["kind"] for m in self.http.get(f"/v1/threads/{thread}/messages"
-                                                  ).json()["messages"]]
+        kinds = [
+            m["kind"] for m in self.http.get(f"/v1/threads/{thread}/messages").json()["messages"]
+        ]
         if kinds != EXPECTED_MESSAGES:
             damage.append(f"messages {kinds}")
         events = self.http.get(f"/v1/threads/{thread}/runs/{run}/events").json()["events"]
@@ -199,9 +222,11 @@ class Bench:
 
     def _run(self, thread: str, run: str) -> dict:
         """The run, once a read of it answers."""
+
         def read() -> dict | None:
             response = self.http.get(f"/v1/threads/{thread}/runs/{run}")
             return response.json() if response.status_code == 200 else None
+
         found = _wait(read, GIVE_UP_SECONDS)
         assert isinstance(found, dict), f"run {run} could not be read"
         return found
@@ -216,21 +241,27 @@ def _seconds(value: float | None) -> str:
 
 
 def report(results: dict[str, list[Round]]) -> None:
-    print(f"\nfailover: 2 actor hosts + gateway, Redis; a background run killed in its first "
-          f"(1 s) step; seconds from the harm. '-' = not within {GIVE_UP_SECONDS:.0f} s.\n")
-    print(f"{'harm':8} {'rounds':>6} {'1st answer p50':>14} {'max':>6} "
-          f"{'completed p50':>13} {'max':>6} {'not done':>8} {'repeated steps':>14} "
-          f"{'failed polls':>12}")
+    print(
+        f"\nfailover: 2 actor hosts + gateway, Redis; a background run killed in its first "
+        f"(1 s) step; seconds from the harm. '-' = not within {GIVE_UP_SECONDS:.0f} s.\n"
+    )
+    print(
+        f"{'harm':8} {'rounds':>6} {'1st answer p50':>14} {'max':>6} "
+        f"{'completed p50':>13} {'max':>6} {'not done':>8} {'repeated steps':>14} "
+        f"{'failed polls':>12}"
+    )
     for kind, rounds in results.items():
         answers = [r.first_answer for r in rounds if r.first_answer is not None]
         done = [r.completed for r in rounds if r.completed is not None]
-        print(f"{kind:8} {len(rounds):6} "
-              f"{_seconds(percentile(answers, 0.5) if answers else None):>14} "
-              f"{_seconds(max(answers) if answers else None)} "
-              f"{_seconds(percentile(done, 0.5) if done else None):>13} "
-              f"{_seconds(max(done) if done else None)} {len(rounds) - len(done):8} "
-              f"{sum(r.repeated_steps for r in rounds):14} "
-              f"{sum(r.failed_polls for r in rounds):12}")
+        print(
+            f"{kind:8} {len(rounds):6} "
+            f"{_seconds(percentile(answers, 0.5) if answers else None):>14} "
+            f"{_seconds(max(answers) if answers else None)} "
+            f"{_seconds(percentile(done, 0.5) if done else None):>13} "
+            f"{_seconds(max(done) if done else None)} {len(rounds) - len(done):8} "
+            f"{sum(r.repeated_steps for r in rounds):14} "
+            f"{sum(r.failed_polls for r in rounds):12}"
+        )
         for n, round_ in enumerate(rounds, start=1):
             if round_.damage:
                 print(f"  round {n} damaged the thread: {'; '.join(round_.damage)}")

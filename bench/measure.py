@@ -68,8 +68,9 @@ class System:
 
     async def say(self, http: httpx.AsyncClient, thread: str, text: str = QUESTION) -> float:
         started = time.perf_counter()
-        response = await http.post(self.url + self.turn.format(thread=thread),
-                                   json={"content": text})
+        response = await http.post(
+            self.url + self.turn.format(thread=thread), json={"content": text}
+        )
         elapsed = (time.perf_counter() - started) * 1000
         assert response.status_code == 200, response.text
         assert "shipped" in json.dumps(response.json())
@@ -123,8 +124,11 @@ async def sidecar_counts(http: httpx.AsyncClient, urls: list[str]) -> dict[str, 
                 counts["app→sidecar"] += float(value)
             elif name.startswith(SIDECAR_TO_APP + "{"):
                 counts["sidecar→app"] += float(value)
-            elif (name.startswith("dapr_grpc_io_client_completed_rpcs{")
-                  and SCHEDULER in name and "WatchJobs" not in name):
+            elif (
+                name.startswith("dapr_grpc_io_client_completed_rpcs{")
+                and SCHEDULER in name
+                and "WatchJobs" not in name
+            ):
                 counts["sidecar→scheduler"] += float(value)
     return counts
 
@@ -173,8 +177,10 @@ async def floor(system: System, http: httpx.AsyncClient) -> None:
             await read(thread)
 
     await asyncio.gather(*(reads(t) for t in threads))
-    used = {name: (ms - cpu_before[name]) / (clients * FLOOR_READS)
-            for name, ms in cpu_ms(system.processes).items()}
+    used = {
+        name: (ms - cpu_before[name]) / (clients * FLOOR_READS)
+        for name, ms in cpu_ms(system.processes).items()
+    }
     system.results["floor"] = (percentile(alone, 0.5), sum(used.values()), used)
 
 
@@ -185,8 +191,11 @@ async def streaming(system: System, http: httpx.AsyncClient) -> None:
         thread = await system.new_thread(http, 8000 + n)
         parser, started = EventStreamParser(), time.perf_counter()
         seen: list[float] = []
-        async with http.stream("POST", f"{system.url}{system.turn.format(thread=thread)}",
-                               json={"content": QUESTION, "mode": "stream"}) as response:
+        async with http.stream(
+            "POST",
+            f"{system.url}{system.turn.format(thread=thread)}",
+            json={"content": QUESTION, "mode": "stream"},
+        ) as response:
             assert response.status_code == 200
             async for line in response.aiter_lines():
                 if parser.feed(line) is not None:
@@ -194,8 +203,12 @@ async def streaming(system: System, http: httpx.AsyncClient) -> None:
         first.append(seen[0])
         whole.append(seen[-1])
         gaps += [b - a for a, b in zip(seen, seen[1:], strict=False)]
-    system.results["stream"] = (percentile(first, 0.5), percentile(first, 0.99),
-                                percentile(gaps, 0.99), percentile(whole, 0.5))
+    system.results["stream"] = (
+        percentile(first, 0.5),
+        percentile(first, 0.99),
+        percentile(gaps, 0.99),
+        percentile(whole, 0.5),
+    )
 
 
 async def measure(system: System) -> None:
@@ -206,14 +219,22 @@ async def measure(system: System) -> None:
         for n in range(FRESH_TURNS):
             thread = await system.new_thread(http, 1000 + n)
             fresh.append(await system.say(http, thread))
-        system.results["p50"], system.results["p99"] = (percentile(fresh, 0.5),
-                                                        percentile(fresh, 0.99))
+        system.results["p50"], system.results["p99"] = (
+            percentile(fresh, 0.5),
+            percentile(fresh, 0.99),
+        )
         for clients, turns_each in CONCURRENCY.items():
-            runs = sorted([await load(system, http, clients, turns_each, 5000 + 100 * n)
-                           for n in range(LOAD_REPEATS)], key=lambda run: run[1])
+            runs = sorted(
+                [
+                    await load(system, http, clients, turns_each, 5000 + 100 * n)
+                    for n in range(LOAD_REPEATS)
+                ],
+                key=lambda run: run[1],
+            )
             system.results[f"tps{clients}"] = sorted(run[0] for run in runs)[len(runs) // 2]
-            _, system.results[f"cpu{clients}"], system.results[f"cpu{clients} by process"] = (
-                runs[len(runs) // 2])
+            _, system.results[f"cpu{clients}"], system.results[f"cpu{clients} by process"] = runs[
+                len(runs) // 2
+            ]
         if system.floor:
             await floor(system, http)
         if system.metrics_urls:
@@ -223,8 +244,9 @@ async def measure(system: System) -> None:
         await growth(system, http)
 
 
-async def load(system: System, http: httpx.AsyncClient, clients: int, turns_each: int,
-               first: int) -> tuple[float, float, dict[str, float]]:
+async def load(
+    system: System, http: httpx.AsyncClient, clients: int, turns_each: int, first: int
+) -> tuple[float, float, dict[str, float]]:
     """`clients` fresh threads taking `turns_each` turns at once: turns per second, and
     CPU ms per turn in all and by process."""
     threads = [await system.new_thread(http, first + n) for n in range(clients)]
@@ -237,8 +259,7 @@ async def load(system: System, http: httpx.AsyncClient, clients: int, turns_each
     await asyncio.gather(*(talk(t) for t in threads))
     turns = clients * turns_each
     elapsed = time.perf_counter() - started
-    used = {name: (ms - cpu_before[name]) / turns
-            for name, ms in cpu_ms(system.processes).items()}
+    used = {name: (ms - cpu_before[name]) / turns for name, ms in cpu_ms(system.processes).items()}
     return turns / elapsed, sum(used.values()), used
 
 
@@ -257,7 +278,11 @@ async def growth(system: System, http: httpx.AsyncClient) -> None:
         latency = await system.say(http, thread)
         count += 4
         await asyncio.sleep(0.3)
-        grown[point] = (latency, await counter.input_bytes() - bytes_before,
-                        len(counter.keys), len(set(counter.keys)))
+        grown[point] = (
+            latency,
+            await counter.input_bytes() - bytes_before,
+            len(counter.keys),
+            len(set(counter.keys)),
+        )
     system.results["growth"] = grown
     await counter.stop()

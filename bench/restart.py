@@ -48,8 +48,9 @@ class Outcome:
 
 def _turn(http: httpx.Client, agent: str, mode: str) -> tuple[str, dict]:
     thread = http.post("/v1/threads", json={"agent": agent}).json()["id"]
-    answer = http.post(f"/v1/threads/{thread}/messages",
-                       json={"content": "Cancel order 1002.", "mode": mode})
+    answer = http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "Cancel order 1002.", "mode": mode}
+    )
     answer.raise_for_status()
     return thread, answer.json()["run"]
 
@@ -100,14 +101,18 @@ def round_(config: StackConfig, kind: str) -> Outcome:
                     outcome.problems += _check(http, thread, run)
                     del pending[thread]
             time.sleep(0.1)
-        outcome.problems += [f"{t}: not completed within {GIVE_UP_SECONDS:.0f} s"
-                             for t in pending]
+        outcome.problems += [f"{t}: not completed within {GIVE_UP_SECONDS:.0f} s" for t in pending]
         for thread, run in waiting:
             [action] = run["required_action"]
             asked = time.monotonic()
-            resumed = http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume", json={
-                "actions": [{"type": "approval", "call_id": action["call_id"],
-                             "approved": True}]})
+            resumed = http.post(
+                f"/v1/threads/{thread}/runs/{run['run_id']}/resume",
+                json={
+                    "actions": [
+                        {"type": "approval", "call_id": action["call_id"], "approved": True}
+                    ]
+                },
+            )
             outcome.resumes.append(time.monotonic() - asked)
             if resumed.status_code != 200 or resumed.json()["run"]["status"] != "completed":
                 outcome.problems.append(f"{thread}: resume answered {resumed.status_code}")
@@ -119,17 +124,23 @@ def round_(config: StackConfig, kind: str) -> Outcome:
 
 
 def report(results: dict[str, Outcome]) -> None:
-    print(f"\nrestart: 2 actor hosts + gateway, Redis; {WAITING} runs waiting for an approval "
-          f"and {IN_FLIGHT} in their first (3 s) step when the stack stops; seconds.\n")
-    print(f"{'stop':9} {'start':>6} {'in-flight done p50':>18} {'max':>6} {'done':>5} "
-          f"{'resume p50':>10} {'max':>6} {'resumed':>7} {'problems':>8}")
+    print(
+        f"\nrestart: 2 actor hosts + gateway, Redis; {WAITING} runs waiting for an approval "
+        f"and {IN_FLIGHT} in their first (3 s) step when the stack stops; seconds.\n"
+    )
+    print(
+        f"{'stop':9} {'start':>6} {'in-flight done p50':>18} {'max':>6} {'done':>5} "
+        f"{'resume p50':>10} {'max':>6} {'resumed':>7} {'problems':>8}"
+    )
     for kind, o in results.items():
         flights = o.in_flight or [float("nan")]
-        print(f"{kind:9} {o.started:6.1f} {percentile(flights, 0.5):18.1f} "
-              f"{max(flights):6.1f} {len(o.in_flight):5} "
-              f"{percentile(o.resumes, 0.5) if o.resumes else float('nan'):10.2f} "
-              f"{max(o.resumes, default=float('nan')):6.2f} "
-              f"{len(o.resumes):7} {len(o.problems):8}")
+        print(
+            f"{kind:9} {o.started:6.1f} {percentile(flights, 0.5):18.1f} "
+            f"{max(flights):6.1f} {len(o.in_flight):5} "
+            f"{percentile(o.resumes, 0.5) if o.resumes else float('nan'):10.2f} "
+            f"{max(o.resumes, default=float('nan')):6.2f} "
+            f"{len(o.resumes):7} {len(o.problems):8}"
+        )
         for problem in o.problems:
             print(f"  {problem}")
 
@@ -147,11 +158,17 @@ def main(argv: list[str]) -> int:
         results = {}
         for kind in kinds:
             config = StackConfig(
-                bin_dir=dapr_bin_dir(), data_dir=folder / kind, profile="redis",
-                env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{redis_port}",
-                     "THREADHOST_AGENTS_DIRS": agents, "THREADHOST_AUTH_MODE": "none"},
+                bin_dir=dapr_bin_dir(),
+                data_dir=folder / kind,
+                profile="redis",
+                env={
+                    "THREADHOST_REDIS_HOST": f"127.0.0.1:{redis_port}",
+                    "THREADHOST_AGENTS_DIRS": agents,
+                    "THREADHOST_AUTH_MODE": "none",
+                },
                 actors_app_id=f"threads-restart-{kind}-{os.getpid()}",
-                gateway_app_id=f"gateway-restart-{kind}-{os.getpid()}")
+                gateway_app_id=f"gateway-restart-{kind}-{os.getpid()}",
+            )
             print(kind, flush=True)
             results[kind] = round_(config, kind)
         report(results)

@@ -40,9 +40,21 @@ SHAPES = {"embedded": (False, 1), "split": (True, 1), "split2": (True, 2)}
 
 def start_redis(folder: Path, name: str) -> tuple[Process, int]:
     port = free_port()
-    server = Process(name, [shutil.which("redis-server") or "redis-server", "--port", str(port),
-                            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                     folder / "logs")
+    server = Process(
+        name,
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        folder / "logs",
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -60,15 +72,20 @@ def _cell(value: object) -> str:
 
 def report(systems: list[System], base: System) -> None:
     b = base.results
-    print(f"\nthreadhost (Redis profile, real daprd) vs baseline (FastAPI + Redis), one turn = "
-          f"one tool call, zero-latency scripted model; {os.cpu_count()} cores. Ratios are "
-          f"threadhost / baseline.\n")
-    rows: list[tuple[str, str]] = [("latency p50, fresh thread (ms)", "p50"),
-                                   ("latency p99, fresh thread (ms)", "p99")]
+    print(
+        f"\nthreadhost (Redis profile, real daprd) vs baseline (FastAPI + Redis), one turn = "
+        f"one tool call, zero-latency scripted model; {os.cpu_count()} cores. Ratios are "
+        f"threadhost / baseline.\n"
+    )
+    rows: list[tuple[str, str]] = [
+        ("latency p50, fresh thread (ms)", "p50"),
+        ("latency p99, fresh thread (ms)", "p99"),
+    ]
     for clients in CONCURRENCY:
-        rows += [(f"turns/s, {clients} concurrent clients ({LOAD_REPEATS}-run median)",
-                  f"tps{clients}"),
-                 (f"CPU ms per turn at {clients} clients, all processes", f"cpu{clients}")]
+        rows += [
+            (f"turns/s, {clients} concurrent clients ({LOAD_REPEATS}-run median)", f"tps{clients}"),
+            (f"CPU ms per turn at {clients} clients, all processes", f"cpu{clients}"),
+        ]
     head = f"{'':50} {'baseline':>11}" + "".join(f" {s.name:>11} {'ratio':>6}" for s in systems)
     print(head)
     for label, key in rows:
@@ -77,16 +94,22 @@ def report(systems: list[System], base: System) -> None:
             line += f" {_cell(s.results[key])} {s.results[key] / b[key]:6.2f}"
         print(line)
     for point in GROWTH_POINTS:
-        for n, what in ((0, "latency (ms)"), (1, "bytes sent to Redis"),
-                        (2, "key writes (distinct keys)")):
+        for n, what in (
+            (0, "latency (ms)"),
+            (1, "bytes sent to Redis"),
+            (2, "key writes (distinct keys)"),
+        ):
+
             def value(r: dict, n: int = n, point: int = point) -> object:
                 grown = r["growth"][point]
                 return f"{grown[2]} ({grown[3]})" if n == 2 else grown[n]
+
             line = f"{'@' + str(point) + ' msgs: ' + what:50} {_cell(value(b))}"
             for s in systems:
                 mine, theirs = value(s.results), value(b)
-                ratio = (f"{mine / theirs:6.2f}" if isinstance(mine, float | int) and theirs
-                         else " " * 6)
+                ratio = (
+                    f"{mine / theirs:6.2f}" if isinstance(mine, float | int) and theirs else " " * 6
+                )
                 line += f" {_cell(mine)} {ratio}"
             print(line)
     print("\nper simple turn (sequential, fresh thread):")
@@ -94,48 +117,68 @@ def report(systems: list[System], base: System) -> None:
         trips = s.results["trips"]
         stream = s.results["stream"]
         total = trips["app→sidecar"] + trips["sidecar→app"]
-        print(f"  {s.name:9} sidecar round trips {total:5.1f} (app→sidecar "
-              f"{trips['app→sidecar']:.1f}, sidecar→app {trips['sidecar→app']:.1f}); "
-              f"scheduler calls {trips['sidecar→scheduler']:.1f}")
-        print(f"  {'':9} streamed: first SSE event p50 {stream[0]:.1f} ms, p99 {stream[1]:.1f} "
-              f"ms; gap between events p99 {stream[2]:.1f} ms; whole turn p50 {stream[3]:.1f} ms")
-    print("\nthe floor: a read of a thread through the same hops (no step, no write), "
-          "against the baseline's turn:")
+        print(
+            f"  {s.name:9} sidecar round trips {total:5.1f} (app→sidecar "
+            f"{trips['app→sidecar']:.1f}, sidecar→app {trips['sidecar→app']:.1f}); "
+            f"scheduler calls {trips['sidecar→scheduler']:.1f}"
+        )
+        print(
+            f"  {'':9} streamed: first SSE event p50 {stream[0]:.1f} ms, p99 {stream[1]:.1f} "
+            f"ms; gap between events p99 {stream[2]:.1f} ms; whole turn p50 {stream[3]:.1f} ms"
+        )
+    print(
+        "\nthe floor: a read of a thread through the same hops (no step, no write), "
+        "against the baseline's turn:"
+    )
     for s in systems:
         latency, cpu, used = s.results["floor"]
-        print(f"  {s.name:9} p50 {latency:.1f} ms ({latency - b['p50']:+.1f}); CPU {cpu:.1f} ms "
-              f"at {min(CONCURRENCY)} clients ({cpu / b[f'cpu{min(CONCURRENCY)}']:.1f}x): "
-              + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(
-                  used.items(), key=lambda item: -item[1])))
+        print(
+            f"  {s.name:9} p50 {latency:.1f} ms ({latency - b['p50']:+.1f}); CPU {cpu:.1f} ms "
+            f"at {min(CONCURRENCY)} clients ({cpu / b[f'cpu{min(CONCURRENCY)}']:.1f}x): "
+            + ", ".join(
+                f"{name} {ms:.1f}" for name, ms in sorted(used.items(), key=lambda item: -item[1])
+            )
+        )
     print(f"\nCPU ms per turn at {min(CONCURRENCY)} clients, by process:")
     for s in [base, *systems]:
         used = s.results[f"cpu{min(CONCURRENCY)} by process"]
-        print(f"  {s.name:9} " + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(
-            used.items(), key=lambda item: -item[1])))
+        print(
+            f"  {s.name:9} "
+            + ", ".join(
+                f"{name} {ms:.1f}" for name, ms in sorted(used.items(), key=lambda item: -item[1])
+            )
+        )
     print("\nadded latency per turn (targets: split +8 / +20 ms, embedded +5 / +15 ms):")
     for s in systems:
         r = s.results
-        print(f"  {s.name:9} p50 {r['p50'] - b['p50']:+6.1f} ms, "
-              f"p99 {r['p99'] - b['p99']:+6.1f} ms; CPU {r['cpu10'] / b['cpu10']:.2f}x "
-              f"(target <= 3x); turns/s at 10 clients "
-              f"{r['tps10'] / b['tps10']:.2f}x (target >= 0.33x)")
+        print(
+            f"  {s.name:9} p50 {r['p50'] - b['p50']:+6.1f} ms, "
+            f"p99 {r['p99'] - b['p99']:+6.1f} ms; CPU {r['cpu10'] / b['cpu10']:.2f}x "
+            f"(target <= 3x); turns/s at 10 clients "
+            f"{r['tps10'] / b['tps10']:.2f}x (target >= 0.33x)"
+        )
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["failover"]:
         from bench import failover
+
         return failover.main(argv[1:])
     if argv[:1] == ["restart"]:
         from bench import restart
+
         return restart.main(argv[1:])
     if argv[:1] == ["tools"]:
         from bench import tools
+
         return tools.main(argv[1:])
     if argv[:1] == ["context"]:
         from bench import context
+
         return context.main(argv[1:])
     if argv[:1] == ["doors"]:
         from bench import doors
+
         return doors.main(argv[1:])
     shapes = argv or list(SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
@@ -147,16 +190,34 @@ def main(argv: list[str]) -> int:
     try:
         base_redis, base_port = start_redis(folder, "redis-baseline")
         base_port_http = free_port()
-        baseline = Process("baseline", [sys.executable, "-m", "uvicorn", "bench.baseline:app",
-                                        "--host", "127.0.0.1", "--port", str(base_port_http),
-                                        "--log-level", "warning"], folder / "logs",
-                           env={"BASELINE_REDIS_URL": f"redis://127.0.0.1:{base_port}/0"},
-                           cwd=PROJECT_ROOT)
+        baseline = Process(
+            "baseline",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.baseline:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(base_port_http),
+                "--log-level",
+                "warning",
+            ],
+            folder / "logs",
+            env={"BASELINE_REDIS_URL": f"redis://127.0.0.1:{base_port}/0"},
+            cwd=PROJECT_ROOT,
+        )
         processes += [base_redis, baseline]
         baseline.wait_http_ok(f"http://127.0.0.1:{base_port_http}/health", 30)
-        base = System("baseline", f"http://127.0.0.1:{base_port_http}", base_port,
-                      {"app": baseline.pid, "redis": base_redis.pid}, None,
-                      "/threads/{thread}/messages")
+        base = System(
+            "baseline",
+            f"http://127.0.0.1:{base_port_http}",
+            base_port,
+            {"app": baseline.pid, "redis": base_redis.pid},
+            None,
+            "/threads/{thread}/messages",
+        )
         print("measuring baseline ...", flush=True)
         asyncio.run(measure(base))
         systems = [measure_shape(folder, shape) for shape in shapes]
@@ -176,12 +237,18 @@ def shape_stack(folder: Path, shape: str) -> Iterator[tuple[Stack, Process, int]
     split, hosts = SHAPES[shape]
     redis_server, port = start_redis(folder, f"redis-{shape}")
     agents = json.dumps([str(PROJECT_ROOT / "agents"), str(Path(__file__).parent / "agents")])
-    stack = Stack(StackConfig(bin_dir=dapr_bin_dir(), data_dir=folder / shape, profile="redis",
-                              env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{port}",
-                                   "THREADHOST_AGENTS_DIRS": agents},
-                              actors_app_id=f"threads-{shape}",
-                              gateway_app_id=f"gateway-{shape}"),
-                  split=split, actor_hosts=hosts)
+    stack = Stack(
+        StackConfig(
+            bin_dir=dapr_bin_dir(),
+            data_dir=folder / shape,
+            profile="redis",
+            env={"THREADHOST_REDIS_HOST": f"127.0.0.1:{port}", "THREADHOST_AGENTS_DIRS": agents},
+            actors_app_id=f"threads-{shape}",
+            gateway_app_id=f"gateway-{shape}",
+        ),
+        split=split,
+        actor_hosts=hosts,
+    )
     try:
         stack.start()
         yield stack, redis_server, port
@@ -193,12 +260,17 @@ def shape_stack(folder: Path, shape: str) -> Iterator[tuple[Stack, Process, int]
 def measure_shape(folder: Path, shape: str) -> System:
     """One shape on a stack and a redis-server of its own, stopped when measured."""
     with shape_stack(folder, shape) as (stack, th_redis, th_port):
-        system = System(shape, stack.api.url, th_port,
-                        {**{p.name: p.pid for p in stack.processes()}, "redis": th_redis.pid},
-                        "/v1/threads",
-                        "/v1/threads/{thread}/messages",
-                        [f"http://127.0.0.1:{a.metrics_port}/metrics" for a in stack.apps],
-                        streams=True, floor="/v1/threads/{thread}")
+        system = System(
+            shape,
+            stack.api.url,
+            th_port,
+            {**{p.name: p.pid for p in stack.processes()}, "redis": th_redis.pid},
+            "/v1/threads",
+            "/v1/threads/{thread}/messages",
+            [f"http://127.0.0.1:{a.metrics_port}/metrics" for a in stack.apps],
+            streams=True,
+            floor="/v1/threads/{thread}",
+        )
         print(f"measuring {shape} ...", flush=True)
         asyncio.run(measure(system))
         return system

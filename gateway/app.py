@@ -77,8 +77,7 @@ class LazyMcpDoor:
         if self._door is None:
             async with self._making:
                 if self._door is None:
-                    module = await asyncio.to_thread(importlib.import_module,
-                                                     "gateway.mcp_door")
+                    module = await asyncio.to_thread(importlib.import_module, "gateway.mcp_door")
                     door = module.McpDoor(self._catalog, self._state)
                     running = asyncio.Event()
                     self._held = asyncio.create_task(self._hold(door, running))
@@ -103,11 +102,16 @@ class LazyMcpDoor:
 CHAT_PAGE = Path(__file__).parent / "chat_page"
 # The page holds no data (it calls /v1 with the caller's token): nothing it may load from
 # elsewhere, nothing it may be framed by.
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-PAGE_FILES = {"/chat": ("index.html", "text/html; charset=utf-8"),
-              "/chat/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
-              "/chat/chat.css": ("chat.css", "text/css; charset=utf-8")}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+PAGE_FILES = {
+    "/chat": ("index.html", "text/html; charset=utf-8"),
+    "/chat/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
+    "/chat/chat.css": ("chat.css", "text/css; charset=utf-8"),
+}
 
 
 def mount_chat_page(app: FastAPI) -> None:
@@ -130,9 +134,13 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     # A waiting call takes the run's first steps: the slowest is a model call that may
     # use the provider's whole timeout.
     app.state.thread_client = ThreadClient(
-        settings.actor_call_timeout_seconds, settings.pubsub_name, settings.control_topic,
+        settings.actor_call_timeout_seconds,
+        settings.pubsub_name,
+        settings.control_topic,
         settings.actor_call_timeout_seconds + settings.provider_timeout_seconds,
-        settings.failover_retry_seconds, settings.read_call_timeout_seconds)
+        settings.failover_retry_seconds,
+        settings.read_call_timeout_seconds,
+    )
     app.state.run_events = hub = RunEventHub(settings.max_streams_per_caller)
     app.state.authenticator = Authenticator(settings)
     # The agents' names, for the OpenAI door's models (read once, at start-up).
@@ -147,13 +155,21 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     # MCP's streamable HTTP at /v1/mcp (a route of callers): the door's own ASGI app.
     app.state.mcp_door = door = LazyMcpDoor(catalog, app.state)
     # An ASGI app as the route's endpoint (Starlette calls it with scope, receive, send).
-    app.add_route("/v1/mcp", door, methods=["GET", "POST", "DELETE"],  # type: ignore[arg-type]
-                  include_in_schema=False)
+    app.add_route(
+        "/v1/mcp",
+        door,  # type: ignore[arg-type]
+        methods=["GET", "POST", "DELETE"],
+        include_in_schema=False,
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
-                                    "topic": settings.events_topic,
-                                    "route": "/internal/run-events"})
+    app.state.subscriptions.append(
+        {
+            "pubsubname": settings.pubsub_name,
+            "topic": settings.events_topic,
+            "route": "/internal/run-events",
+        }
+    )
 
     @app.post("/internal/run-events", include_in_schema=False)
     async def run_events(envelope: PublishedRunMessage) -> dict[str, str]:
@@ -162,7 +178,8 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         message = envelope.data
         hub.deliver(message.model_dump(mode="json"))
         if isinstance(message, StepEventsMessage) and any(
-                event.type == "run.status" and event.data.get("status") in STOPPED
-                for event in message.events):
+            event.type == "run.status" and event.data.get("status") in STOPPED
+            for event in message.events
+        ):
             run_changed(message.run_id)
         return {"status": "SUCCESS"}

@@ -118,22 +118,35 @@ def _matching(keys: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK | None:
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        if settings.auth_mode == "jwt" and not (settings.jwt_secret or settings.jwt_jwks_file
-                                                or settings.jwt_jwks_url):
-            raise ValueError("THREADHOST_AUTH_MODE=jwt needs THREADHOST_JWT_SECRET, "
-                             "THREADHOST_JWT_JWKS_FILE or THREADHOST_JWT_JWKS_URL")
+        if settings.auth_mode == "jwt" and not (
+            settings.jwt_secret or settings.jwt_jwks_file or settings.jwt_jwks_url
+        ):
+            raise ValueError(
+                "THREADHOST_AUTH_MODE=jwt needs THREADHOST_JWT_SECRET, "
+                "THREADHOST_JWT_JWKS_FILE or THREADHOST_JWT_JWKS_URL"
+            )
         if settings.auth_mode == "jwt" and settings.app_api_token is None:
             # Without it, a request to the app's port could pose as a sidecar.
-            raise ValueError("THREADHOST_AUTH_MODE=jwt needs Dapr's APP_API_TOKEN, set for "
-                             "the app and its daprd (dapr.io/app-token-secret on Kubernetes)")
+            raise ValueError(
+                "THREADHOST_AUTH_MODE=jwt needs Dapr's APP_API_TOKEN, set for "
+                "the app and its daprd (dapr.io/app-token-secret on Kubernetes)"
+            )
         if settings.auth_mode == "none":
-            log.warning("AUTHENTICATION IS OFF (THREADHOST_AUTH_MODE=none): every caller is "
-                        "'anonymous' and sees every thread. For local development only.")
+            log.warning(
+                "AUTHENTICATION IS OFF (THREADHOST_AUTH_MODE=none): every caller is "
+                "'anonymous' and sees every thread. For local development only."
+            )
         # Read at start-up, not on a request: a file read would block the event loop.
-        self._file_keys = (jwt.PyJWKSet.from_json(settings.jwt_jwks_file.read_text())
-                           if settings.jwt_jwks_file else None)
-        self._remote_keys = (RemoteKeys(settings.jwt_jwks_url)
-                             if settings.jwt_jwks_url and not settings.jwt_jwks_file else None)
+        self._file_keys = (
+            jwt.PyJWKSet.from_json(settings.jwt_jwks_file.read_text())
+            if settings.jwt_jwks_file
+            else None
+        )
+        self._remote_keys = (
+            RemoteKeys(settings.jwt_jwks_url)
+            if settings.jwt_jwks_url and not settings.jwt_jwks_file
+            else None
+        )
 
     async def _key(self, token: str) -> Any:
         kid = jwt.get_unverified_header(token).get("kid")
@@ -167,9 +180,14 @@ class Authenticator:
         symmetric = self._file_keys is None and self._remote_keys is None
         algorithms = [a for a in s.jwt_algorithms if a.startswith("HS") == symmetric]
         try:
-            claims = jwt.decode(token, await self._key(token), algorithms=algorithms,
-                                audience=s.jwt_audience, issuer=s.jwt_issuer,
-                                options={"require": ["exp", "sub"]})
+            claims = jwt.decode(
+                token,
+                await self._key(token),
+                algorithms=algorithms,
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                options={"require": ["exp", "sub"]},
+            )
         except Exception as exc:  # noqa: BLE001 - whatever fails to verify is refused
             # The reason, never the token.
             raise _unauthorized(f"the token was refused: {type(exc).__name__}") from exc
@@ -181,8 +199,9 @@ class Authenticator:
     def _service(self, request: Request, app_id: str) -> Caller:
         s = self.settings
         if s.app_api_token is not None:
-            if not same_token(request.headers.get("dapr-api-token", ""),
-                              s.app_api_token.get_secret_value()):
+            if not same_token(
+                request.headers.get("dapr-api-token", ""), s.app_api_token.get_secret_value()
+            ):
                 raise _unauthorized("service calls must come through the Dapr sidecar")
         if app_id not in s.service_callers:
             raise Forbidden(f"app-id {json.dumps(app_id)} may not call this service")

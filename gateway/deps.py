@@ -51,8 +51,9 @@ ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATT
 TURN_ROUTES = ("/messages", "/resume", "/v1/chat/completions", "/v1/responses")
 
 
-async def admitted(request: Request, caller: CallerDep, settings: SettingsDep,
-                   client: ClientDep) -> None:
+async def admitted(
+    request: Request, caller: CallerDep, settings: SettingsDep, client: ClientDep
+) -> None:
     """The caller's rate limits, kept by their Owner actor, so they hold across replicas
     (a route that takes a turn is admitted by the turn)."""
     if request.method == "POST" and request.url.path.endswith(TURN_ROUTES):
@@ -60,14 +61,22 @@ async def admitted(request: Request, caller: CallerDep, settings: SettingsDep,
     await admit(client, caller, settings, starts_run=False)
 
 
-async def admit(client: ThreadClient, caller: Caller, settings: Settings,
-                starts_run: bool) -> None:
+async def admit(client: ThreadClient, caller: Caller, settings: Settings, starts_run: bool) -> None:
     """Counts a request (and a run it starts) against the caller's limits; 429 if over."""
     if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
         return
-    answer = await client.owner_call(caller.owner, Admit(
-        per_minute=settings.rate_limit_per_minute, run=starts_run,
-        max_runs=settings.max_concurrent_runs))
+    answer = await client.owner_call(
+        caller.owner,
+        Admit(
+            per_minute=settings.rate_limit_per_minute,
+            run=starts_run,
+            max_runs=settings.max_concurrent_runs,
+        ),
+    )
     if not answer.allowed:
-        raise RateLimited("too many runs going on" if starts_run and settings.max_concurrent_runs
-                          else "too many requests this minute", retry_after=answer.retry_after)
+        raise RateLimited(
+            "too many runs going on"
+            if starts_run and settings.max_concurrent_runs
+            else "too many requests this minute",
+            retry_after=answer.retry_after,
+        )

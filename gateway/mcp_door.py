@@ -31,8 +31,13 @@ from threadhost.common.ids import ID_PATTERN
 from threadhost.common.settings import Settings
 
 # A thread named by a tool's caller: an id, checked before any call is made.
-ThreadArgument = Annotated[str | None, Field(pattern=ID_PATTERN, description=(
-    "The thread_id of an earlier answer, to continue that conversation."))]
+ThreadArgument = Annotated[
+    str | None,
+    Field(
+        pattern=ID_PATTERN,
+        description=("The thread_id of an earlier answer, to continue that conversation."),
+    ),
+]
 
 PATH = "/v1/mcp"
 
@@ -44,18 +49,22 @@ class McpDoor:
         # The gateway's app state: its thread client and authenticator (inside the MCP
         # app, a request's `app` is the MCP app).
         self._state = state
-        self.server = MCPServer("threadhost", version="0.1.0",
-                                instructions="Each tool asks one of threadhost's agents.")
+        self.server = MCPServer(
+            "threadhost", version="0.1.0", instructions="Each tool asks one of threadhost's agents."
+        )
         for name in catalog.names():
-            self.server.add_tool(self._tool(name), name=_tool_name(name),
-                                 description=_description(catalog, name))
+            self.server.add_tool(
+                self._tool(name), name=_tool_name(name), description=_description(catalog, name)
+            )
         # Stateless and JSON: no session lives in one replica. The gateway authenticates
         # every call, so a browser page on another origin gets nothing it could not get
         # from /v1 (the SDK's DNS-rebinding check would refuse every cluster host name).
         self._app = self.server.streamable_http_app(
-            streamable_http_path=PATH, stateless_http=True, json_response=True,
-            transport_security=TransportSecuritySettings(
-                enable_dns_rebinding_protection=False))
+            streamable_http_path=PATH,
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
 
     def session_manager(self) -> Any:
         """Run by whoever serves the door (gateway/app.py's LazyMcpDoor): a routed ASGI
@@ -77,14 +86,16 @@ class McpDoor:
     def _tool(self, agent: str) -> Any:
         state = self._state
 
-        async def ask(message: str, ctx: Context, thread_id: ThreadArgument = None
-                      ) -> dict[str, Any]:
+        async def ask(
+            message: str, ctx: Context, thread_id: ThreadArgument = None
+        ) -> dict[str, Any]:
             try:
                 request = ctx.request_context.request
                 assert request is not None  # streamable HTTP: every call has its request
                 caller: Caller = request.state.caller
-                return await _turn(state.thread_client, state.settings, caller, agent,
-                                   message, thread_id)
+                return await _turn(
+                    state.thread_client, state.settings, caller, agent, message, thread_id
+                )
             except Problem as problem:  # a thread not found, a limit: the caller reads why
                 raise ToolError(f"{problem.title}: {problem.detail}".rstrip(": ")) from None
 
@@ -92,22 +103,39 @@ class McpDoor:
         return ask
 
 
-async def _turn(client: ThreadClient, settings: Settings, caller: Caller, agent: str,
-                message: str, thread_id: str | None) -> dict[str, Any]:
-    taken = await take_turn(client, caller, settings, TurnPlan(
-        agent=agent, thread_id=thread_id, door="mcp", text=message, text_field="message"))
+async def _turn(
+    client: ThreadClient,
+    settings: Settings,
+    caller: Caller,
+    agent: str,
+    message: str,
+    thread_id: str | None,
+) -> dict[str, Any]:
+    taken = await take_turn(
+        client,
+        caller,
+        settings,
+        TurnPlan(agent=agent, thread_id=thread_id, door="mcp", text=message, text_field="message"),
+    )
     run, thread_id = taken.answer.run, taken.thread_id
     texts = [m.text for m in taken.answer.messages or [] if isinstance(m, AssistantText)]
     waits = [a.model_dump(exclude_none=True) for a in run.required_action]
     reply = texts[-1] if texts else None
     if run.status == "requires_action":
-        reply = (f"{reply or ''}\n\n[run {run.run_id} of thread {thread_id} waits for: "
-                 + "; ".join(f"{a['type']} of {a['tool']} ({a['call_id']})" for a in waits)
-                 + f"; answer at /v1/threads/{thread_id}/runs/{run.run_id}/resume]").strip()
+        reply = (
+            f"{reply or ''}\n\n[run {run.run_id} of thread {thread_id} waits for: "
+            + "; ".join(f"{a['type']} of {a['tool']} ({a['call_id']})" for a in waits)
+            + f"; answer at /v1/threads/{thread_id}/runs/{run.run_id}/resume]"
+        ).strip()
     elif run.status != "completed":
         reply = f"[the run {run.status}: {run.reason or 'no reason given'}]"
-    return {"reply": reply, "thread_id": thread_id, "run_id": run.run_id,
-            "status": run.status, "required_action": waits}
+    return {
+        "reply": reply,
+        "thread_id": thread_id,
+        "run_id": run.run_id,
+        "status": run.status,
+        "required_action": waits,
+    }
 
 
 def _tool_name(agent: str) -> str:
@@ -118,5 +146,8 @@ def _tool_name(agent: str) -> str:
 def _description(catalog: AgentCatalog, agent: str) -> str:
     prompt = catalog.current(agent).system_prompt.strip()
     first = prompt.split(". ")[0].rstrip(".") if prompt else ""
-    return (f"Asks threadhost's agent {agent!r}" + (f" ({first})" if first else "")
-            + ". Give thread_id (from an earlier answer) to continue that conversation.")
+    return (
+        f"Asks threadhost's agent {agent!r}"
+        + (f" ({first})" if first else "")
+        + ". Give thread_id (from an earlier answer) to continue that conversation."
+    )

@@ -52,8 +52,9 @@ def streamed(turn: Turn, events: AsyncIterator[str]) -> StreamingResponse:
         finally:
             listener.close()
 
-    return StreamingResponse(sent(), media_type="text/event-stream",
-                             headers={**SSE_HEADERS, **headers_of(turn)})
+    return StreamingResponse(
+        sent(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers_of(turn)}
+    )
 
 
 def reply_of(messages: list[Message], submitted: set[str]) -> str | None:
@@ -69,19 +70,27 @@ def reply_of(messages: list[Message], submitted: set[str]) -> str | None:
 
 def client_calls(run: RunView) -> list[tuple[str, str, str]]:
     """The client tool calls a run waits for: (call id, name, arguments)."""
-    return [(a.call_id, a.tool, a.arguments) for a in run.required_action
-            if a.type == "tool_result"]
+    return [
+        (a.call_id, a.tool, a.arguments) for a in run.required_action if a.type == "tool_result"
+    ]
 
 
-async def text_as_it_comes(client: ThreadClient, caller: Caller, turn: Turn,
-                           heartbeat: float) -> AsyncIterator[str]:
+async def text_as_it_comes(
+    client: ThreadClient, caller: Caller, turn: Turn, heartbeat: float
+) -> AsyncIterator[str]:
     """The turn's text, in the pieces it comes in (token deltas; a step's whole text when
     none came), with a blank line between model calls; ends when the run stops."""
     assert turn.listener is not None
     sent, step_with_text = 0, -1
-    async for frame in stream_run(client, turn.listener.queue, caller.owner, turn.thread_id,
-                                  turn.answer.run.run_id, turn.answer.first_seq - 1,
-                                  heartbeat):
+    async for frame in stream_run(
+        client,
+        turn.listener.queue,
+        caller.owner,
+        turn.thread_id,
+        turn.answer.run.run_id,
+        turn.answer.first_seq - 1,
+        heartbeat,
+    ):
         event, data = _parsed(frame)
         if event == "token.delta":
             if data["step"] != step_with_text:
@@ -101,7 +110,7 @@ def _parsed(frame: str) -> tuple[str | None, dict[str, Any]]:
     event, data = None, {}
     for line in frame.splitlines():
         if line.startswith("event: "):
-            event = line[len("event: "):]
+            event = line[len("event: ") :]
         elif line.startswith("data: "):
-            data = json.loads(line[len("data: "):])
+            data = json.loads(line[len("data: ") :])
     return event, data

@@ -26,8 +26,13 @@ def text_parts_only(content: Any, kinds: set[str]) -> Any:
     files): threadhost's messages are text."""
     if isinstance(content, list):
         # Shown as they can be written: a kind may hold anything a caller sent.
-        others = sorted({printable(part.get("type"))[:40] if isinstance(part, dict)
-                         else type(part).__name__ for part in content} - kinds)
+        others = sorted(
+            {
+                printable(part.get("type"))[:40] if isinstance(part, dict) else type(part).__name__
+                for part in content
+            }
+            - kinds
+        )
         if others:
             raise ValueError(f"only text content is supported, not {', '.join(others)}")
     return content
@@ -78,8 +83,7 @@ class FunctionSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # As long as a client tool's (actors/engine/tool_set.py): refused here, naming it.
     description: Text | None = Field(default=None, max_length=1024)
-    parameters: JsonObject = Field(default_factory=lambda: {"type": "object",
-                                                           "properties": {}})
+    parameters: JsonObject = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
     @field_validator("parameters")
     @classmethod
@@ -100,25 +104,58 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "support", "messages": [{"role": "user",
-                                           "content": "Where is my order 1001?"}]},
-        # The results of the client tool calls the thread's run waits for.
-        {"model": "support", "metadata": {"thread_id": "th_7e9df6a3857a414db0471772481bc2c2"},
-         "messages": [
-             {"role": "system", "content": "Be brief."},
-             {"role": "user", "name": "ann",
-              "content": [{"type": "text", "text": "Where am I?"}]},
-             {"role": "assistant", "content": None, "tool_calls": [
-                 {"id": "call_3_0", "type": "function",
-                  "function": {"name": "get_location", "arguments": "{}"}}]},
-             {"role": "tool", "tool_call_id": "call_3_0", "content": "Berlin"}],
-         "tools": [{"type": "function", "function": {
-             "name": "get_location", "description": "Where the user is.",
-             "parameters": {"type": "object", "properties": {"unit": {"type": "string"}}}}}]},
-    ]})
-    model: str = Field(pattern=MODEL_PATTERN, examples=["support",
-                                                        "support@anthropic:claude-haiku-4-5"])
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "support",
+                    "messages": [{"role": "user", "content": "Where is my order 1001?"}],
+                },
+                # The results of the client tool calls the thread's run waits for.
+                {
+                    "model": "support",
+                    "metadata": {"thread_id": "th_7e9df6a3857a414db0471772481bc2c2"},
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {
+                            "role": "user",
+                            "name": "ann",
+                            "content": [{"type": "text", "text": "Where am I?"}],
+                        },
+                        {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": "call_3_0",
+                                    "type": "function",
+                                    "function": {"name": "get_location", "arguments": "{}"},
+                                }
+                            ],
+                        },
+                        {"role": "tool", "tool_call_id": "call_3_0", "content": "Berlin"},
+                    ],
+                    "tools": [
+                        {
+                            "type": "function",
+                            "function": {
+                                "name": "get_location",
+                                "description": "Where the user is.",
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {"unit": {"type": "string"}},
+                                },
+                            },
+                        }
+                    ],
+                },
+            ]
+        },
+    )
+    model: str = Field(
+        pattern=MODEL_PATTERN, examples=["support", "support@anthropic:claude-haiku-4-5"]
+    )
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -146,8 +183,10 @@ class ChatCompletionRequest(BaseModel):
         if isinstance(data, dict):
             fmt = data.get("response_format")
             if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-                raise ValueError("response_format: only text is supported; an agent's own "
-                                 "prompt and tools shape its answers")
+                raise ValueError(
+                    "response_format: only text is supported; an agent's own "
+                    "prompt and tools shape its answers"
+                )
         return data
 
 

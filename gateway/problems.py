@@ -47,7 +47,12 @@ class Problem(Exception):
     def __init__(self, status: int, kind: str, title: str, detail: str = "", **extra: Any):
         super().__init__(detail or title)
         self.status, self.kind, self.title, self.detail, self.extra = (
-            status, kind, title, detail, extra)
+            status,
+            kind,
+            title,
+            detail,
+            extra,
+        )
         self.headers: dict[str, str] = {}
 
     def response(self) -> JSONResponse:
@@ -55,8 +60,9 @@ class Problem(Exception):
         if self.detail:
             body["detail"] = self.detail
         body.update(self.extra)
-        return JSONResponse(body, status_code=self.status, media_type=MEDIA_TYPE,
-                            headers=self.headers)
+        return JSONResponse(
+            body, status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers
+        )
 
 
 class _Kind(Problem):
@@ -66,10 +72,10 @@ class _Kind(Problem):
     KIND: str
     TITLE: str
 
-    def __init__(self, detail: str = "", *, title: str | None = None,
-                 status: int | None = None, **extra: Any) -> None:
-        super().__init__(status or self.STATUS, self.KIND, title or self.TITLE, detail,
-                         **extra)
+    def __init__(
+        self, detail: str = "", *, title: str | None = None, status: int | None = None, **extra: Any
+    ) -> None:
+        super().__init__(status or self.STATUS, self.KIND, title or self.TITLE, detail, **extra)
 
 
 class InvalidRequest(_Kind):
@@ -137,11 +143,25 @@ class FieldProblem(BaseModel):
 class ProblemView(BaseModel):
     """The body of every error answer (RFC 9457), as application/problem+json."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "type": PROBLEM_BASE + "invalid-request", "title": "Invalid request", "status": 422,
-        "detail": "the request does not match the API's schema",
-        "errors": [{"location": ["body", "content"],
-                    "message": "a lone UTF-16 surrogate at character 4 is not text"}]}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": PROBLEM_BASE + "invalid-request",
+                    "title": "Invalid request",
+                    "status": 422,
+                    "detail": "the request does not match the API's schema",
+                    "errors": [
+                        {
+                            "location": ["body", "content"],
+                            "message": "a lone UTF-16 surrogate at character 4 is not text",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
     type: str
     title: str
     status: int
@@ -167,7 +187,7 @@ _MEANING = {
     429: "too many requests or runs: wait Retry-After seconds",
     500: "a defect of threadhost's; nothing was written",
     503: "the thread service could not be reached; retry shortly (a turn: with the "
-         "Idempotency-Key the answer names, so it is taken at most once)",
+    "Idempotency-Key the answer names, so it is taken at most once)",
     504: "the run goes on past the wait: read it at the URL the error names",
 }
 
@@ -175,8 +195,7 @@ _MEANING = {
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the problems a route may answer with (threadhost.app
     publishes them as application/problem+json, the media type they are sent with)."""
-    return {status: {"description": _MEANING[status], "model": ProblemView}
-            for status in statuses}
+    return {status: {"description": _MEANING[status], "model": ProblemView} for status in statuses}
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -189,9 +208,20 @@ class OpenAIErrorDetail(BaseModel):
 class OpenAIError(BaseModel):
     """The body of an error answer of the OpenAI door, in OpenAI's shape."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"error": {
-        "message": "no agent named 'nobody': GET /v1/models lists them",
-        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "message": "no agent named 'nobody': GET /v1/models lists them",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "model_not_found",
+                    }
+                }
+            ]
+        }
+    )
     error: OpenAIErrorDetail
 
 
@@ -207,8 +237,11 @@ def as_problem_documents(schema: dict[str, Any]) -> None:
         for operation in item.values():
             for status, response in operation.get("responses", {}).items():
                 if status[0] in "45":
-                    response["content"] = ({"application/json": {"schema": openai_ref}}
-                                           if door else {MEDIA_TYPE: {"schema": ref}})
+                    response["content"] = (
+                        {"application/json": {"schema": openai_ref}}
+                        if door
+                        else {MEDIA_TYPE: {"schema": ref}}
+                    )
                     if door:
                         response["description"] = response.get("description", "")
     definitions = OpenAIError.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -221,11 +254,17 @@ def as_problem_documents(schema: dict[str, Any]) -> None:
 def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return InvalidRequest("the request body is not valid JSON", title="Malformed JSON",
-                              status=400)
+        return InvalidRequest(
+            "the request body is not valid JSON", title="Malformed JSON", status=400
+        )
     # Only where and what: input values are never echoed back.
-    fields = [{"location": [printable(p) for p in e.get("loc", ())],
-               "message": printable(e.get("msg", ""))} for e in errors]
+    fields = [
+        {
+            "location": [printable(p) for p in e.get("loc", ())],
+            "message": printable(e.get("msg", "")),
+        }
+        for e in errors
+    ]
     return InvalidRequest("the request does not match the API's schema", errors=fields)
 
 
@@ -233,31 +272,43 @@ def _allowed(request: Request) -> list[str]:
     """Every method some route takes at the request's path (RFC 9110's Allow; Starlette
     names only the first route that matches the path). Asked of the router method by
     method, so routers included in others answer too."""
-    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
-                   for route in request.app.router.routes)]
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
-_HTTP_KINDS = {400: ("invalid-request", "Malformed request body"),
-               404: ("not-found", "Not found"),
-               405: ("method-not-allowed", "Method not allowed")}
+_HTTP_KINDS = {
+    400: ("invalid-request", "Malformed request body"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+}
 
 
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error",
-                 429: "rate_limit_error"}
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
 
 def _openai_error(problem: Problem) -> JSONResponse:
-    kind = ("invalid_request_error" if problem.status < 500 else "server_error")
+    kind = "invalid_request_error" if problem.status < 500 else "server_error"
     errors = problem.extra.get("errors")
     message = problem.detail or problem.title
     if errors:  # where, and what is wrong there: the deepest (of a union's branches, the
         # one that got furthest into the request)
         first = max(errors, key=lambda e: len(e["location"]))
         message = f"{'.'.join(map(str, first['location'][1:]))}: {first['message']}"
-    body = {"error": {"message": message, "type": _OPENAI_TYPES.get(problem.status, kind),
-                      "param": None, "code": problem.kind.replace("-", "_"),
-                      **{k: v for k, v in problem.extra.items() if k != "errors"}}}
+    body = {
+        "error": {
+            "message": message,
+            "type": _OPENAI_TYPES.get(problem.status, kind),
+            "param": None,
+            "code": problem.kind.replace("-", "_"),
+            **{k: v for k, v in problem.extra.items() if k != "errors"},
+        }
+    }
     return JSONResponse(body, status_code=problem.status, headers=problem.headers)
 
 
@@ -324,6 +375,7 @@ class UnexpectedErrors:
             if started:  # a stream already under way can only be cut
                 raise
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
-            await answer_at(scope["path"], InternalError(
-                "the server failed on this request; nothing of it is shown here"))(
-                    scope, receive, send)
+            await answer_at(
+                scope["path"],
+                InternalError("the server failed on this request; nothing of it is shown here"),
+            )(scope, receive, send)

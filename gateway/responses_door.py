@@ -48,9 +48,12 @@ from gateway.thread_client import ThreadClient
 from gateway.turn import Turn, TurnPlan, take_turn
 from threadhost.common.ids import ID_PATTERN, Id
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(admitted)],
-                   responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503,
-                                               504))
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai"],
+    dependencies=[Depends(admitted)],
+    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503, 504),
+)
 _RESPONSE_ID = re.compile(r"^resp_([0-9a-f]{32})_([0-9a-f]{32})$")
 
 
@@ -97,22 +100,47 @@ class ConversationRef(BaseModel):
 
 class ResponseRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "support", "input": "Where is my order 1001?"},
-        # The result of a client tool call, on a thread named as a conversation.
-        {"model": "support", "conversation": {"id": "th_7e9df6a3857a414db0471772481bc2c2"},
-         "input": [
-             {"type": "message", "role": "user",
-              "content": [{"type": "input_text", "text": "Where am I?"}]},
-             {"type": "function_call", "call_id": "call_3_0", "name": "get_location",
-              "arguments": "{}"},
-             {"type": "function_call_output", "call_id": "call_3_0", "output": "Berlin"}],
-         "tools": [{"type": "function", "name": "get_location",
-                    "description": "Where the user is.",
-                    "parameters": {"type": "object", "properties": {}}}]},
-        {"model": "support", "input": "And order 1002?",
-         "previous_response_id": "resp_7e9df6a3857a414db0471772481bc2c2_"
-                                 "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"model": "support", "input": "Where is my order 1001?"},
+                # The result of a client tool call, on a thread named as a conversation.
+                {
+                    "model": "support",
+                    "conversation": {"id": "th_7e9df6a3857a414db0471772481bc2c2"},
+                    "input": [
+                        {
+                            "type": "message",
+                            "role": "user",
+                            "content": [{"type": "input_text", "text": "Where am I?"}],
+                        },
+                        {
+                            "type": "function_call",
+                            "call_id": "call_3_0",
+                            "name": "get_location",
+                            "arguments": "{}",
+                        },
+                        {"type": "function_call_output", "call_id": "call_3_0", "output": "Berlin"},
+                    ],
+                    "tools": [
+                        {
+                            "type": "function",
+                            "name": "get_location",
+                            "description": "Where the user is.",
+                            "parameters": {"type": "object", "properties": {}},
+                        }
+                    ],
+                },
+                {
+                    "model": "support",
+                    "input": "And order 1002?",
+                    "previous_response_id": "resp_7e9df6a3857a414db0471772481bc2c2_"
+                    "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",
+                },
+            ]
+        },
+    )
     model: str = Field(pattern=MODEL_PATTERN)
     input: Text | list[InputItem] = Field(min_length=1)
     previous_response_id: str | None = Field(default=None, max_length=100)
@@ -127,8 +155,7 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
     if body.previous_response_id is not None:
         found = _RESPONSE_ID.match(body.previous_response_id)
         if found is None:
-            raise ResponseNotFound(
-                          f"no response with id {body.previous_response_id!r}")
+            raise ResponseNotFound(f"no response with id {body.previous_response_id!r}")
         return f"th_{found.group(1)}"
     conversation = body.conversation
     if isinstance(conversation, ConversationRef):
@@ -138,39 +165,61 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
 
 @router.post("/responses", responses={200: {"content": {"text/event-stream": {}}}})
 async def create_response(
-        body: ResponseRequest, request: Request, client: ClientDep, caller: CallerDep,
-        settings: SettingsDep, catalog: CatalogDep,
-        thread_header: ThreadHeader = None,
-        idempotency_key: IdempotencyKey = None) -> Response:
+    body: ResponseRequest,
+    request: Request,
+    client: ClientDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    thread_header: ThreadHeader = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """A turn of an agent's thread, in the Responses API's terms, streamed or not."""
     agent, recipe = agent_of(body.model, catalog)
     thread_id = _thread_of(body, thread_header)
-    items = ([InputItem(role="user", content=body.input)] if isinstance(body.input, str)
-             else [i for i in body.input if i.role not in ("system", "developer")])
-    answered = max((n for n, i in enumerate(items)
-                    if i.role == "assistant" or i.type == "function_call"), default=-1)
-    before, turn = items[:answered + 1], items[answered + 1:]
+    items = (
+        [InputItem(role="user", content=body.input)]
+        if isinstance(body.input, str)
+        else [i for i in body.input if i.role not in ("system", "developer")]
+    )
+    answered = max(
+        (n for n, i in enumerate(items) if i.role == "assistant" or i.type == "function_call"),
+        default=-1,
+    )
+    before, turn = items[: answered + 1], items[answered + 1 :]
     kinds = {"user" if i.type == "message" else i.type for i in turn}
     if kinds not in ({"user"}, {"function_call_output"}):
-        raise InvalidRequest(title="Nothing to answer", status=400, detail=
-                      "input must end with user message(s), or with function_call_output "
-                      "items for the calls of the last response, not both")
+        raise InvalidRequest(
+            title="Nothing to answer",
+            status=400,
+            detail="input must end with user message(s), or with function_call_output "
+            "items for the calls of the last response, not both",
+        )
     plan = TurnPlan(
-        agent=agent, recipe=recipe, thread_id=thread_id, door="openai-responses",
-        earlier=_as_history((before if thread_id is None else [])
-                            + (turn[:-1] if kinds == {"user"} else [])),
+        agent=agent,
+        recipe=recipe,
+        thread_id=thread_id,
+        door="openai-responses",
+        earlier=_as_history(
+            (before if thread_id is None else []) + (turn[:-1] if kinds == {"user"} else [])
+        ),
         text=turn[-1].text if kinds == {"user"} else None,
-        mode="stream" if body.stream else "wait", text_field="the last user message",
-
+        mode="stream" if body.stream else "wait",
+        text_field="the last user message",
         idempotency_key=idempotency_key,
-        client_tools=[ClientTool(name=t.name, description=t.description or "",
-                                 parameters=t.parameters) for t in body.tools],
-        actions=[ToolOutput(call_id=i.call_id or "", output=i.output or "") for i in turn
-                 if i.type == "function_call_output"])
+        client_tools=[
+            ClientTool(name=t.name, description=t.description or "", parameters=t.parameters)
+            for t in body.tools
+        ],
+        actions=[
+            ToolOutput(call_id=i.call_id or "", output=i.output or "")
+            for i in turn
+            if i.type == "function_call_output"
+        ],
+    )
     taken = await take_turn(client, caller, settings, plan, request)
     if taken.listener is not None:
-        return streamed(taken, _stream(client, caller, taken, body,
-                                       settings.sse_heartbeat_seconds))
+        return streamed(taken, _stream(client, caller, taken, body, settings.sse_heartbeat_seconds))
     run = ended_run(taken)
     text = reply_of(taken.answer.messages or [], taken.submitted)
     return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers_of(taken))
@@ -181,11 +230,15 @@ def _as_history(items: list[InputItem]) -> list[Message]:
     history: list[Message] = []
     for i in items:
         if i.type == "function_call":
-            history.append(ToolCall(call_id=i.call_id or "", name=i.name or "",
-                                    arguments=i.arguments or "{}"))
+            history.append(
+                ToolCall(call_id=i.call_id or "", name=i.name or "", arguments=i.arguments or "{}")
+            )
         elif i.type == "function_call_output":
-            history.append(ToolResult(call_id=i.call_id or "", content=i.output or "",
-                                      name=names.get(i.call_id, "")))
+            history.append(
+                ToolResult(
+                    call_id=i.call_id or "", content=i.output or "", name=names.get(i.call_id, "")
+                )
+            )
         elif i.role == "assistant":
             history.append(AssistantText(text=i.text))
         else:
@@ -201,100 +254,177 @@ def _output(run: RunView, text: str | None) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if text:
         items.append(_message(run, text, "completed"))
-    items += [_function_call(call_id, name, arguments, "completed")
-              for call_id, name, arguments in client_calls(run)]
+    items += [
+        _function_call(call_id, name, arguments, "completed")
+        for call_id, name, arguments in client_calls(run)
+    ]
     return items
 
 
 def _message(run: RunView, text: str, status: str) -> dict[str, Any]:
-    return {"type": "message", "id": f"msg_{run.run_id.removeprefix('run_')}",
-            "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
-
-
-def _function_call(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id,
-            "name": name, "arguments": arguments, "status": status}
-
-
-def _response(run: RunView, thread_id: str, body: ResponseRequest, text: str | None,
-              status: str | None = None) -> dict[str, Any]:
-    prompt, completion = run.usage.get("input_tokens", 0), run.usage.get("output_tokens", 0)
-    incomplete = run.status == "incomplete"
     return {
-        "id": response_id(thread_id, run.run_id), "object": "response",
-        "created_at": int(run.created_at.timestamp()),
-        "status": status or ("incomplete" if incomplete else "completed"),
-        "model": body.model, "output": [] if status == "in_progress" else _output(run, text),
-        "previous_response_id": body.previous_response_id,
-        "conversation": {"id": thread_id}, "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-        "instructions": None, "metadata": {}, "parallel_tool_calls": True,
-        "temperature": None, "top_p": None, "tool_choice": "auto",
-        "tools": [t.model_dump(exclude_none=True) for t in body.tools],
-        "text": {"format": {"type": "text"}},
-        "usage": {"input_tokens": prompt, "output_tokens": completion,
-                  "total_tokens": prompt + completion,
-                  "input_tokens_details": {"cached_tokens": run.usage.get("cached_tokens", 0)},
-                  "output_tokens_details": {
-                      "reasoning_tokens": run.usage.get("reasoning_tokens", 0)}},
-        "threadhost": {"thread_id": thread_id, "run_id": run.run_id, "status": run.status,
-                       "required_action": [a.model_dump() for a in run.required_action]},
+        "type": "message",
+        "id": f"msg_{run.run_id.removeprefix('run_')}",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
     }
 
 
-async def _stream(client: ThreadClient, caller: Caller, taken: Turn, body: ResponseRequest,
-                  heartbeat: float) -> AsyncIterator[str]:
+def _function_call(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": f"fc_{call_id}",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def _response(
+    run: RunView, thread_id: str, body: ResponseRequest, text: str | None, status: str | None = None
+) -> dict[str, Any]:
+    prompt, completion = run.usage.get("input_tokens", 0), run.usage.get("output_tokens", 0)
+    incomplete = run.status == "incomplete"
+    return {
+        "id": response_id(thread_id, run.run_id),
+        "object": "response",
+        "created_at": int(run.created_at.timestamp()),
+        "status": status or ("incomplete" if incomplete else "completed"),
+        "model": body.model,
+        "output": [] if status == "in_progress" else _output(run, text),
+        "previous_response_id": body.previous_response_id,
+        "conversation": {"id": thread_id},
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": None,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "temperature": None,
+        "top_p": None,
+        "tool_choice": "auto",
+        "tools": [t.model_dump(exclude_none=True) for t in body.tools],
+        "text": {"format": {"type": "text"}},
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "input_tokens_details": {"cached_tokens": run.usage.get("cached_tokens", 0)},
+            "output_tokens_details": {"reasoning_tokens": run.usage.get("reasoning_tokens", 0)},
+        },
+        "threadhost": {
+            "thread_id": thread_id,
+            "run_id": run.run_id,
+            "status": run.status,
+            "required_action": [a.model_dump() for a in run.required_action],
+        },
+    }
+
+
+async def _stream(
+    client: ThreadClient, caller: Caller, taken: Turn, body: ResponseRequest, heartbeat: float
+) -> AsyncIterator[str]:
     """The Responses API's streaming events: created, the message's text deltas, each
     function call, completed."""
-    sequence = 0
+    event = _Events()
     started = taken.answer.run
-
-    def event(kind: str, **data: Any) -> str:
-        nonlocal sequence
-        sequence += 1
-        payload = {"type": kind, "sequence_number": sequence - 1, **data}
-        return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
-
-    yield event("response.created", response=_response(started, taken.thread_id, body, None,
-                                                        "in_progress"))
-    yield event("response.in_progress", response=_response(started, taken.thread_id, body,
-                                                           None, "in_progress"))
+    for kind in ("response.created", "response.in_progress"):
+        yield event(kind, response=_response(started, taken.thread_id, body, None, "in_progress"))
     message = _message(started, "", "in_progress")
     text = ""
     async for piece in text_as_it_comes(client, caller, taken, heartbeat):
-        if not text:
-            yield event("response.output_item.added", output_index=0, item=message)
-            yield event("response.content_part.added", item_id=message["id"], output_index=0,
-                        content_index=0, part={"type": "output_text", "text": "",
-                                               "annotations": []})
+        for chunk in _text_delta(event, message, piece, first=not text):
+            yield chunk
         text += piece
-        yield event("response.output_text.delta", item_id=message["id"], output_index=0,
-                    content_index=0, delta=piece, logprobs=[])
     run = (await client.read_run(taken.thread_id, started.run_id, caller.owner)).run
     if text:
-        part = {"type": "output_text", "text": text, "annotations": []}
-        yield event("response.output_text.done", item_id=message["id"], output_index=0,
-                    content_index=0, text=text, logprobs=[])
-        yield event("response.content_part.done", item_id=message["id"], output_index=0,
-                    content_index=0, part=part)
-        yield event("response.output_item.done", output_index=0,
-                    item=_message(run, text, "completed"))
-    for index, (call_id, name, arguments) in enumerate(client_calls(run), start=int(bool(text))):
+        for chunk in _text_done(event, message, run, text):
+            yield chunk
+    for chunk in _function_calls(event, run, first_index=int(bool(text))):
+        yield chunk
+    yield _finished(event, _response(run, taken.thread_id, body, text or None), run)
+
+
+class _Events:
+    """A stream's events in the Responses API's framing, numbered from 0."""
+
+    def __init__(self) -> None:
+        self._sent = 0
+
+    def __call__(self, kind: str, **data: Any) -> str:
+        payload = {"type": kind, "sequence_number": self._sent, **data}
+        self._sent += 1
+        return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
+
+
+def _text_delta(event: _Events, message: dict[str, Any], piece: str, first: bool) -> list[str]:
+    opened = [
+        event("response.output_item.added", output_index=0, item=message),
+        event(
+            "response.content_part.added",
+            item_id=message["id"],
+            output_index=0,
+            content_index=0,
+            part={"type": "output_text", "text": "", "annotations": []},
+        ),
+    ]
+    delta = event(
+        "response.output_text.delta",
+        item_id=message["id"],
+        output_index=0,
+        content_index=0,
+        delta=piece,
+        logprobs=[],
+    )
+    return [*opened, delta] if first else [delta]
+
+
+def _text_done(event: _Events, message: dict[str, Any], run: RunView, text: str) -> list[str]:
+    where = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": text, "annotations": []}
+    return [
+        event("response.output_text.done", **where, text=text, logprobs=[]),
+        event("response.content_part.done", **where, part=part),
+        event("response.output_item.done", output_index=0, item=_message(run, text, "completed")),
+    ]
+
+
+def _function_calls(event: _Events, run: RunView, first_index: int) -> list[str]:
+    events = []
+    for index, (call_id, name, arguments) in enumerate(client_calls(run), start=first_index):
         item = _function_call(call_id, name, arguments, "completed")
-        yield event("response.output_item.added", output_index=index,
-                    item={**item, "arguments": "", "status": "in_progress"})
-        yield event("response.function_call_arguments.delta", item_id=item["id"],
-                    output_index=index, delta=arguments)
-        yield event("response.function_call_arguments.done", item_id=item["id"],
-                    output_index=index, arguments=arguments)
-        yield event("response.output_item.done", output_index=index, item=item)
-    final = _response(run, taken.thread_id, body, text or None)
+        events += [
+            event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "arguments": "", "status": "in_progress"},
+            ),
+            event(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=index,
+                delta=arguments,
+            ),
+            event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=arguments,
+            ),
+            event("response.output_item.done", output_index=index, item=item),
+        ]
+    return events
+
+
+def _finished(event: _Events, final: dict[str, Any], run: RunView) -> str:
     if run.status == "failed":
-        final.update(status="failed", output=[],
-                     error={"code": "server_error", "message": run.reason or "the run failed"})
-        yield event("response.failed", response=final)
-    elif run.status == "incomplete":
-        yield event("response.incomplete", response=final)
-    else:
-        yield event("response.completed", response=final)
+        final.update(
+            status="failed",
+            output=[],
+            error={"code": "server_error", "message": run.reason or "the run failed"},
+        )
+        return event("response.failed", response=final)
+    if run.status == "incomplete":
+        return event("response.incomplete", response=final)
+    return event("response.completed", response=final)

@@ -51,8 +51,11 @@ class RunEventHub:
         """A new stream's listener; a caller already at the bound gets a 429."""
         held = self._open.get(owner, 0)
         if self.per_owner and held >= self.per_owner:
-            raise RateLimited(f"at most {self.per_owner} streams open at once per caller; "
-                              "close one first", title="Too many open streams", retry_after=5)
+            raise RateLimited(
+                f"at most {self.per_owner} streams open at once per caller; close one first",
+                title="Too many open streams",
+                retry_after=5,
+            )
         self._open[owner] = held + 1
         listener = Listener(self, key, owner)
         self.listeners.setdefault(key, set()).add(listener)
@@ -102,8 +105,9 @@ class DeltaStream:
         if attempt > shown:
             chunks.append(_frame("token.discard", {"step": step, "attempt": shown}))
         self.attempts[step] = attempt
-        chunks.append(_frame("token.delta", {"text": message["delta"], "step": step,
-                                             "attempt": attempt}))
+        chunks.append(
+            _frame("token.delta", {"text": message["delta"], "step": step, "attempt": attempt})
+        )
         return chunks
 
 
@@ -112,16 +116,24 @@ def _ends(event: dict[str, Any], more: bool) -> bool:
     of the caller and nothing follows (an earlier pause that was resumed does not end a
     replay; a run that waits only for other agents goes on by itself)."""
     status = event["data"].get("status") if event["type"] == "run.status" else None
-    waits_for_caller = any(action.get("type") in CALLER_ACTIONS
-                           for action in event["data"].get("required_action") or [])
-    return status in TERMINAL or (status == "requires_action" and waits_for_caller
-                                  and not more)
+    waits_for_caller = any(
+        action.get("type") in CALLER_ACTIONS
+        for action in event["data"].get("required_action") or []
+    )
+    return status in TERMINAL or (status == "requires_action" and waits_for_caller and not more)
 
 
-async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], owner: str,
-                     thread_id: str, run_id: str, after: int, heartbeat: float,
-                     replay: bool = True,
-                     poll: float = 1.0) -> AsyncIterator[str]:
+async def stream_run(
+    client: ThreadClient,
+    live: asyncio.Queue[dict[str, Any]],
+    owner: str,
+    thread_id: str,
+    run_id: str,
+    after: int,
+    heartbeat: float,
+    replay: bool = True,
+    poll: float = 1.0,
+) -> AsyncIterator[str]:
     """The run's events after `after`, from the log (unless the caller was listening
     before the run started: `replay=False`) then from `live`, until the run ends. Without
     live events for `poll` seconds it reads the log: a pub/sub that does not reach this
@@ -150,10 +162,15 @@ async def stream_run(client: ThreadClient, live: asyncio.Queue[dict[str, Any]], 
 class _RunStream:
     """One run's stream: the last event sent, and the text of the steps not ended yet."""
 
-    def __init__(self, client: ThreadClient, owner: str, thread_id: str, run_id: str,
-                 after: int) -> None:
+    def __init__(
+        self, client: ThreadClient, owner: str, thread_id: str, run_id: str, after: int
+    ) -> None:
         self._client, self._owner, self._thread_id, self._run_id = (
-            client, owner, thread_id, run_id)
+            client,
+            owner,
+            thread_id,
+            run_id,
+        )
         self.last, self.ended = after, False
         self._steps_done = 0
         self._deltas = DeltaStream()
@@ -163,12 +180,14 @@ class _RunStream:
         the log cannot be reached (an actor host going): the stream stays open and the
         next quiet poll reads from where it is."""
         try:
-            stored = await self._client.read_events(self._thread_id, self._run_id,
-                                                    self._owner, self.last)
+            stored = await self._client.read_events(
+                self._thread_id, self._run_id, self._owner, self.last
+            )
         except Unreachable:
             return
-        events = [e.model_dump(mode="json") for e in stored.events
-                  if up_to is None or e.seq <= up_to]
+        events = [
+            e.model_dump(mode="json") for e in stored.events if up_to is None or e.seq <= up_to
+        ]
         for n, event in enumerate(events):
             self.last = event["seq"]
             yield self._emit(event)

@@ -19,29 +19,41 @@ THREAD_ID_PATTERN = ID_PATTERN
 
 
 class CreateThread(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"agent": "support", "metadata": {"user": "u-42"}}]})
-    metadata: dict[Text, Text] = Field(default_factory=dict, max_length=16,
-                                     examples=[{"user": "u-42"}])
-    agent: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
-                              examples=["support"])
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"agent": "support", "metadata": {"user": "u-42"}}]},
+    )
+    metadata: dict[Text, Text] = Field(
+        default_factory=dict, max_length=16, examples=[{"user": "u-42"}]
+    )
+    agent: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["support"]
+    )
     # A follow-up that comes due while a run is going on: run next, be skipped, or cancel
     # the run and take its place.
     on_active: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     # Where the thread's events go as signed POSTs; it must start with one of the URLs
     # its agent's `webhook.allowed_urls` lists.
-    webhook_url: Text | None = Field(default=None, max_length=2000,
-                                     examples=["https://crm.example.com/hooks/threads"])
+    webhook_url: Text | None = Field(
+        default=None, max_length=2000, examples=["https://crm.example.com/hooks/threads"]
+    )
 
 
 class PostMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"content": "Where is my order 1001?"},
-        {"content": "Actually, order 1002.", "mode": "stream", "on_active": "interrupt"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"content": "Where is my order 1001?"},
+                {"content": "Actually, order 1002.", "mode": "stream", "on_active": "interrupt"},
+            ]
+        },
+    )
     content: Text = Field(examples=["Where is my order 1001?"])
     # This turn's model, as a recipe; the thread's agent decides when absent.
-    model: Text | None = Field(default=None, max_length=200,
-                              examples=["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
+    model: Text | None = Field(
+        default=None, max_length=200, examples=["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"]
+    )
     # wait: answer when the run ends; stream: server-sent events as it goes;
     # background: 202 at once, with the run's URL.
     mode: Literal["wait", "stream", "background"] = "wait"
@@ -58,13 +70,27 @@ class PostMessage(BaseModel):
 class ResumeRun(BaseModel):
     """Answers to everything a waiting run waits for: each pending call exactly once."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": True}]},
-        {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": False,
-                      "reason": "refund first"},
-                     {"type": "tool_result", "call_id": "call_3_2", "output": "Berlin"},
-                     {"type": "input", "call_id": "call_3_3", "answer": "Order 1002"}],
-         "mode": "stream"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"actions": [{"type": "approval", "call_id": "call_3_1", "approved": True}]},
+                {
+                    "actions": [
+                        {
+                            "type": "approval",
+                            "call_id": "call_3_1",
+                            "approved": False,
+                            "reason": "refund first",
+                        },
+                        {"type": "tool_result", "call_id": "call_3_2", "output": "Berlin"},
+                        {"type": "input", "call_id": "call_3_3", "answer": "Order 1002"},
+                    ],
+                    "mode": "stream",
+                },
+            ]
+        },
+    )
     actions: list[Submission] = Field(min_length=1, max_length=64)
     # As for a message: wait for the run to stop, stream its events, or answer at once.
     mode: Literal["wait", "stream", "background"] = "wait"
@@ -86,10 +112,22 @@ Role = Literal["user", "assistant", "tool", "system"]
 
 
 class MessageView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"index": 2, "kind": "tool_call", "role": "assistant",
-         "content": "{\"order_id\": \"1001\"}", "created_at": "2026-11-22T15:32:09Z",
-         "model": "gpt-4o-mini", "tool_name": "query_order", "call_id": "call_1"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "index": 2,
+                    "kind": "tool_call",
+                    "role": "assistant",
+                    "content": '{"order_id": "1001"}',
+                    "created_at": "2026-11-22T15:32:09Z",
+                    "model": "gpt-4o-mini",
+                    "tool_name": "query_order",
+                    "call_id": "call_1",
+                }
+            ]
+        }
+    )
     index: int
     kind: Literal["user_text", "assistant_text", "tool_call", "tool_result"]
     # "system" for a follow-up's note, which starts a run the user did not.
@@ -116,10 +154,19 @@ class MessageView(BaseModel):
         elif kind in ("user_text", "tool_result"):
             role = "user" if kind == "user_text" else "tool"
         content = data.get("text", data.get("arguments", data.get("content", "")))
-        return cls(index=index, kind=kind, role=role, content=content, created_at=data["at"],
-                   model=data.get("model") or None, tool_name=data.get("name"),
-                   call_id=data.get("call_id"), is_error=data.get("is_error"),
-                   agent=data.get("agent") or None, origin=data.get("origin"))
+        return cls(
+            index=index,
+            kind=kind,
+            role=role,
+            content=content,
+            created_at=data["at"],
+            model=data.get("model") or None,
+            tool_name=data.get("name"),
+            call_id=data.get("call_id"),
+            is_error=data.get("is_error"),
+            agent=data.get("agent") or None,
+            origin=data.get("origin"),
+        )
 
 
 class TurnView(BaseModel):
@@ -156,22 +203,42 @@ class HistoryView(BaseModel):
 
 
 class ScheduleFollowup(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"when": "cron 0 9 * * *", "note": "Daily check-in: ask how the migration goes."},
-        {"when": "PT2H", "note": "Check whether order 1001 has shipped."}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"when": "cron 0 9 * * *", "note": "Daily check-in: ask how the migration goes."},
+                {"when": "PT2H", "note": "Check whether order 1001 has shipped."},
+            ]
+        },
+    )
     # An instant with its offset (2026-12-01T09:00:00+01:00), a delay as an ISO 8601
     # duration (PT2H), "every <duration>" (every P1D), or "cron <five fields, UTC>".
-    when: Text = Field(max_length=200, examples=["2026-12-01T09:00:00+01:00", "PT2H",
-                                                 "every P1D", "cron 0 9 * * 1-5"])
+    when: Text = Field(
+        max_length=200,
+        examples=["2026-12-01T09:00:00+01:00", "PT2H", "every P1D", "cron 0 9 * * 1-5"],
+    )
     # What the agent is to do then: its run starts with this as its input.
     note: Text = Field(max_length=4000)
 
 
 class FollowupView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "followup_id": "fu_3f2a9c1d0b7e4a55", "note": "Check whether order 1001 has shipped.",
-        "when": "PT2H", "kind": "once", "due_at": "2026-11-23T17:32:09Z",
-        "created_by": "agent", "created_at": "2026-11-23T15:32:09Z", "fired": 0}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "followup_id": "fu_3f2a9c1d0b7e4a55",
+                    "note": "Check whether order 1001 has shipped.",
+                    "when": "PT2H",
+                    "kind": "once",
+                    "due_at": "2026-11-23T17:32:09Z",
+                    "created_by": "agent",
+                    "created_at": "2026-11-23T15:32:09Z",
+                    "fired": 0,
+                }
+            ]
+        }
+    )
     followup_id: str
     note: str
     when: str

@@ -39,8 +39,10 @@ class Unreachable(Unavailable):
     def unsure_of_turn(self, key: str) -> Unreachable:
         """The turn may have been taken before the thread became unreachable: the caller
         is told the key that makes sending it again take it at most once."""
-        self.detail = (f"the turn may have been taken; send it again with the header "
-                       f"Idempotency-Key: {key} and it is taken at most once")
+        self.detail = (
+            f"the turn may have been taken; send it again with the header "
+            f"Idempotency-Key: {key} and it is taken at most once"
+        )
         self.extra["idempotency_key"] = key
         self.headers["Idempotency-Key"] = key
         return self
@@ -48,9 +50,11 @@ class Unreachable(Unavailable):
     def made_but_not_listed(self, thread_id: str, key: str) -> Unreachable:
         """The thread was made, and could not be added to its owner's list this time:
         the caller is told the thread and the key that finishes it (made once)."""
-        self.detail = (f"thread {thread_id} was made but is not in your thread list yet; "
-                       f"send the request again with the header Idempotency-Key: {key} and "
-                       f"it is finished, not made twice")
+        self.detail = (
+            f"thread {thread_id} was made but is not in your thread list yet; "
+            f"send the request again with the header Idempotency-Key: {key} and "
+            f"it is finished, not made twice"
+        )
         self.extra.update(idempotency_key=key, thread_id=thread_id)
         self.headers["Idempotency-Key"] = key
         return self
@@ -65,10 +69,15 @@ class Attempts:
 
 
 class ThreadClient:
-    def __init__(self, call_timeout_seconds: int, pubsub: str, control_topic: str,
-                 waiting_call_timeout_seconds: float | None = None,
-                 retry_seconds: float = 0.0, read_timeout_seconds: float | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        call_timeout_seconds: int,
+        pubsub: str,
+        control_topic: str,
+        waiting_call_timeout_seconds: float | None = None,
+        retry_seconds: float = 0.0,
+        read_timeout_seconds: float | None = None,
+    ) -> None:
         # How long a call that is safe to repeat is tried again while the thread cannot
         # be reached: its host died, and placement or the app health check is moving it.
         self._retry_seconds = retry_seconds
@@ -79,8 +88,9 @@ class ThreadClient:
         self._read_timeout = read_timeout_seconds
         self._owner_timeout = retry_seconds or None
 
-    async def call(self, thread_id: str, request: Request[Success],
-                   attempts: Attempts | None = None) -> Success:
+    async def call(
+        self, thread_id: str, request: Request[Success], attempts: Attempts | None = None
+    ) -> Success:
         """The thread's answer to `request`: its method's success; a refusal, or a
         thread that cannot be reached, raises Problem."""
         actor_type = request.actor
@@ -92,15 +102,25 @@ class ThreadClient:
         else:
             limit = None  # the client's own
         body = request.model_dump_json().encode()
-        raw = await self._tried(request.method, thread_id, request.safe_to_repeat(),
-                                lambda: self._actors.invoke_method(
-                                    actor_type, thread_id, request.method, body,
-                                    limit_seconds=limit),
-                                attempts or Attempts())
+        raw = await self._tried(
+            request.method,
+            thread_id,
+            request.safe_to_repeat(),
+            lambda: self._actors.invoke_method(
+                actor_type, thread_id, request.method, body, limit_seconds=limit
+            ),
+            attempts or Attempts(),
+        )
         return self._answer(request.method, request.answers, raw)
 
-    async def _tried(self, what: str, thread_id: str, repeatable: bool,
-                     attempt: Callable[[], Awaitable[bytes]], attempts: Attempts) -> bytes:
+    async def _tried(
+        self,
+        what: str,
+        thread_id: str,
+        repeatable: bool,
+        attempt: Callable[[], Awaitable[bytes]],
+        attempts: Attempts,
+    ) -> bytes:
         """`attempt`'s answer; one that is safe to repeat is tried again, backing off,
         for up to the retry time while the thread cannot be reached."""
         give_up = time.monotonic() + (self._retry_seconds if repeatable else 0.0)
@@ -112,8 +132,9 @@ class ThreadClient:
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 if time.monotonic() + pause > give_up:
                     raise self._unavailable(what, thread_id, exc) from exc
-                log.info("%s on thread %s failed (%s): trying again", what, thread_id,
-                         type(exc).__name__)
+                log.info(
+                    "%s on thread %s failed (%s): trying again", what, thread_id, type(exc).__name__
+                )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -122,8 +143,9 @@ class ThreadClient:
         answers while a step holds the thread's lock, or the thread's host has died)."""
         return await self.call(thread_id, ReadRun(run_id=run_id, owner=owner))
 
-    async def read_events(self, thread_id: str, run_id: str, owner: str,
-                          after: int) -> EventsAnswer:
+    async def read_events(
+        self, thread_id: str, run_id: str, owner: str, after: int
+    ) -> EventsAnswer:
         return await self.call(thread_id, ReadEvents(run_id=run_id, after=after, owner=owner))
 
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
@@ -131,8 +153,9 @@ class ThreadClient:
         cancel itself still lands at the next step boundary)."""
         message = CancelMessage(thread_id=thread_id, run_id=run_id)
         try:
-            await self._actors.publish(self._pubsub, self._control_topic,
-                                       message.model_dump_json().encode())
+            await self._actors.publish(
+                self._pubsub, self._control_topic, message.model_dump_json().encode()
+            )
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("cancel of run %s not published: %s", run_id, type(exc).__name__)
 
@@ -142,11 +165,19 @@ class ThreadClient:
         has the failover window at most: a call that reached a host as it left the
         placement may otherwise wait for as long as that host's sidecar lives."""
         body = request.model_dump_json().encode()
-        raw = await self._tried(request.method, owner, request.safe_to_repeat(),
-                                lambda: self._actors.invoke_method(
-                                    OWNER_ACTOR, owner_actor_id(owner), request.method, body,
-                                    limit_seconds=self._owner_timeout),
-                                Attempts())
+        raw = await self._tried(
+            request.method,
+            owner,
+            request.safe_to_repeat(),
+            lambda: self._actors.invoke_method(
+                OWNER_ACTOR,
+                owner_actor_id(owner),
+                request.method,
+                body,
+                limit_seconds=self._owner_timeout,
+            ),
+            Attempts(),
+        )
         try:
             return request.answer.model_validate_json(raw)  # type: ignore[return-value]
         except ValidationError as exc:
@@ -160,8 +191,11 @@ class ThreadClient:
     @staticmethod
     def _outside_contract(method: str, exc: ValidationError) -> Problem:
         log.error("%s answered outside the contract: %s", method, exc.errors()[0]["msg"])
-        return Unavailable(f"{method} answered outside the contract",
-                           title="Unexpected answer from the thread", status=502)
+        return Unavailable(
+            f"{method} answered outside the contract",
+            title="Unexpected answer from the thread",
+            status=502,
+        )
 
     @staticmethod
     def _answer(method: str, answers: TypeAdapter[Any], raw: bytes) -> Any:
@@ -170,6 +204,11 @@ class ThreadClient:
         except ValidationError as exc:
             raise ThreadClient._outside_contract(method, exc) from exc
         if isinstance(answer, Refusal):
-            raise Problem(answer.http_status, answer.problem_type, answer.title, answer.detail,
-                          **answer.extensions())
+            raise Problem(
+                answer.http_status,
+                answer.problem_type,
+                answer.title,
+                answer.detail,
+                **answer.extensions(),
+            )
         return answer

@@ -46,38 +46,59 @@ from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.turn import Turn, TurnPlan, open_thread, take_turn
 
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
-router = APIRouter(prefix="/v1/threads", tags=["threads"], dependencies=[Depends(admitted)],
-                   responses=problem_responses(401, 403, 422, 429, 500, 503))
+router = APIRouter(
+    prefix="/v1/threads",
+    tags=["threads"],
+    dependencies=[Depends(admitted)],
+    responses=problem_responses(401, 403, 422, 429, 500, 503),
+)
 # A route with a thread in its path answers 404 for others' threads; one with a body may
 # find it unreadable or too large.
 ON_THREAD = problem_responses(404)
-ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "the run goes on: its URL is in Location",
-                  "model": AcceptedView}}
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "the run goes on: its URL is in Location", "model": AcceptedView}
+}
 WITH_BODY = problem_responses(400, 413)
 RUN_STARTS = {**ON_THREAD, **WITH_BODY, **problem_responses(409)}
 
 
 @router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
-async def create_thread(client: ClientDep, caller: CallerDep,
-                        idempotency_key: IdempotencyKey = None,
-                        body: Annotated[CreateThreadBody | None, Body()] = None) -> ThreadView:
+async def create_thread(
+    client: ClientDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+    body: Annotated[CreateThreadBody | None, Body()] = None,
+) -> ThreadView:
     """A new thread, in the caller's list. With an `Idempotency-Key`, a retry answers
     the thread the first attempt made."""
     body = body or CreateThreadBody()
-    return await open_thread(client, caller, idempotency_key, CreateThread(
-        metadata=body.metadata, agent=body.agent, on_active=body.on_active,
-        webhook_url=body.webhook_url, owner=caller.owner))
+    return await open_thread(
+        client,
+        caller,
+        idempotency_key,
+        CreateThread(
+            metadata=body.metadata,
+            agent=body.agent,
+            on_active=body.on_active,
+            webhook_url=body.webhook_url,
+            owner=caller.owner,
+        ),
+    )
 
 
 @router.get("", response_model=ThreadListView)
-async def list_threads(client: ClientDep, caller: CallerDep,
-                       offset: Annotated[int, Query(ge=0)] = 0,
-                       limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ThreadListView:
+async def list_threads(
+    client: ClientDep,
+    caller: CallerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ThreadListView:
     """The caller's threads, newest first, from their index: no thread is activated."""
     found = await client.owner_call(caller.owner, ListThreads(offset=offset, limit=limit))
     threads = [summary.model_dump() for summary in found.threads]
-    return ThreadListView.model_validate({
-        "threads": threads, "next_offset": offset + limit if len(threads) == limit else None})
+    return ThreadListView.model_validate(
+        {"threads": threads, "next_offset": offset + limit if len(threads) == limit else None}
+    )
 
 
 @router.get("/{thread_id}", response_model=ThreadView, responses=ON_THREAD)
@@ -100,42 +121,77 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
 
 
 @router.get("/{thread_id}/runs", response_model=RunsView, responses=ON_THREAD)
-async def list_runs(thread_id: ThreadId, client: ClientDep, caller: CallerDep,
-                    offset: Annotated[int, Query(ge=0)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunsView:
+async def list_runs(
+    thread_id: ThreadId,
+    client: ClientDep,
+    caller: CallerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> RunsView:
     """The thread's runs, newest first."""
-    answer = await client.call(thread_id, ListRuns(offset=offset, limit=limit,
-                                                   owner=caller.owner))
+    answer = await client.call(thread_id, ListRuns(offset=offset, limit=limit, owner=caller.owner))
     return RunsView(runs=answer.runs, total=answer.total)
 
 
-@router.post("/{thread_id}/messages", response_model=TurnView,
-             responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
-async def post_message(thread_id: ThreadId, body: PostMessage, client: ClientDep,
-                       settings: SettingsDep, caller: CallerDep, request: Request,
-                       idempotency_key: IdempotencyKey = None) -> Response | TurnView:
+@router.post(
+    "/{thread_id}/messages",
+    response_model=TurnView,
+    responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}},
+)
+async def post_message(
+    thread_id: ThreadId,
+    body: PostMessage,
+    client: ClientDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response | TurnView:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
     or answers 202 at once."""
-    plan = TurnPlan(thread_id=thread_id, text=body.content, recipe=body.model,
-                    on_active=body.on_active, client_tools=body.client_tools,
-                    disabled_tools=body.disabled_tools, mode=body.mode,
-                    idempotency_key=idempotency_key)
-    return _answer(request, caller, plan.mode, await take_turn(
-        client, caller, settings, plan, request))
+    plan = TurnPlan(
+        thread_id=thread_id,
+        text=body.content,
+        recipe=body.model,
+        on_active=body.on_active,
+        client_tools=body.client_tools,
+        disabled_tools=body.disabled_tools,
+        mode=body.mode,
+        idempotency_key=idempotency_key,
+    )
+    return _answer(
+        request, caller, plan.mode, await take_turn(client, caller, settings, plan, request)
+    )
 
 
-@router.post("/{thread_id}/runs/{run_id}/resume", response_model=TurnView,
-             responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}})
-async def resume_run(thread_id: ThreadId, run_id: RunId, body: ResumeRun, client: ClientDep,
-                     settings: SettingsDep, caller: CallerDep, request: Request,
-                     idempotency_key: IdempotencyKey = None) -> Response | TurnView:
+@router.post(
+    "/{thread_id}/runs/{run_id}/resume",
+    response_model=TurnView,
+    responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}},
+)
+async def resume_run(
+    thread_id: ThreadId,
+    run_id: RunId,
+    body: ResumeRun,
+    client: ClientDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response | TurnView:
     """Answers what a waiting run (`requires_action`) waits for: the results of client
     tool calls, approvals or denials, answers to questions. Every pending call must be
     answered exactly once; otherwise nothing changes (422). By `mode`, as for a message."""
-    plan = TurnPlan(thread_id=thread_id, run_id=run_id, actions=body.actions,
-                    mode=body.mode, idempotency_key=idempotency_key)
-    return _answer(request, caller, plan.mode, await take_turn(
-        client, caller, settings, plan, request))
+    plan = TurnPlan(
+        thread_id=thread_id,
+        run_id=run_id,
+        actions=body.actions,
+        mode=body.mode,
+        idempotency_key=idempotency_key,
+    )
+    return _answer(
+        request, caller, plan.mode, await take_turn(client, caller, settings, plan, request)
+    )
 
 
 def _answer(request: Request, caller: Caller, mode: str, turn: Turn) -> Response | TurnView:
@@ -143,25 +199,41 @@ def _answer(request: Request, caller: Caller, mode: str, turn: Turn) -> Response
     at once, or the run as it stopped with its messages (202 if it still runs)."""
     answer, thread_id = turn.answer, turn.thread_id
     if mode == "stream":
-        return _event_stream(request, caller, thread_id, answer.run.run_id,
-                             answer.first_seq - 1, turn.listener)
+        return _event_stream(
+            request, caller, thread_id, answer.run.run_id, answer.first_seq - 1, turn.listener
+        )
     if mode == "background" or answer.messages is None:
         return _accepted(thread_id, answer.run)
-    messages = [MessageView.of(answer.run.first_message + i, m)
-                for i, m in enumerate(answer.messages)]
+    messages = [
+        MessageView.of(answer.run.first_message + i, m) for i, m in enumerate(answer.messages)
+    ]
     reply = next((m.content for m in reversed(messages) if m.kind == "assistant_text"), None)
-    return TurnView(thread_id=thread_id, run=answer.run, reply=reply, messages=messages,
-                    message_count=answer.message_count or 0)
+    return TurnView(
+        thread_id=thread_id,
+        run=answer.run,
+        reply=reply,
+        messages=messages,
+        message_count=answer.message_count or 0,
+    )
 
 
 def _accepted(thread_id: str, run: RunView) -> JSONResponse:
     url = f"/v1/threads/{thread_id}/runs/{run.run_id}"
-    return JSONResponse(AcceptedView(run=run, url=url).model_dump(mode="json"),
-                        status_code=202, headers={"Location": url})
+    return JSONResponse(
+        AcceptedView(run=run, url=url).model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": url},
+    )
 
 
-def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str, after: int,
-                  listener: Listener | None = None) -> Response:
+def _event_stream(
+    request: Request,
+    caller: Caller,
+    thread_id: str,
+    run_id: str,
+    after: int,
+    listener: Listener | None = None,
+) -> Response:
     app = request.app
     # A listener opened before the run started has everything coming: no replay needed.
     replay = listener is None
@@ -169,40 +241,62 @@ def _event_stream(request: Request, caller: Caller, thread_id: str, run_id: str,
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for chunk in stream_run(app.state.thread_client, listener.queue, caller.owner,
-                                          thread_id, run_id, after,
-                                          app.state.settings.sse_heartbeat_seconds, replay):
+            async for chunk in stream_run(
+                app.state.thread_client,
+                listener.queue,
+                caller.owner,
+                thread_id,
+                run_id,
+                after,
+                app.state.settings.sse_heartbeat_seconds,
+                replay,
+            ):
                 yield chunk
         finally:
             listener.close()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={**SSE_HEADERS,
-                                      "Location": f"/v1/threads/{thread_id}/runs/{run_id}"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "Location": f"/v1/threads/{thread_id}/runs/{run_id}"},
+    )
 
 
 @router.get("/{thread_id}/runs/{run_id}", response_model=RunView, responses=ON_THREAD)
-async def get_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
-                  caller: CallerDep) -> RunView:
+async def get_run(
+    thread_id: ThreadId, run_id: RunId, client: ClientDep, caller: CallerDep
+) -> RunView:
     return (await client.read_run(thread_id, run_id, caller.owner)).run
 
 
-@router.post("/{thread_id}/runs/{run_id}/cancel", response_model=RunView,
-             responses={**ON_THREAD, **WITH_BODY})
-async def cancel_run(thread_id: ThreadId, run_id: RunId, client: ClientDep,
-                     caller: CallerDep) -> RunView:
+@router.post(
+    "/{thread_id}/runs/{run_id}/cancel",
+    response_model=RunView,
+    responses={**ON_THREAD, **WITH_BODY},
+)
+async def cancel_run(
+    thread_id: ThreadId, run_id: RunId, client: ClientDep, caller: CallerDep
+) -> RunView:
     """Cancels the run: a model call in flight is aborted, a queued run ends at once."""
     await client.read_run(thread_id, run_id, caller.owner)  # 404 for others' runs
     await client.publish_cancel(thread_id, run_id)
     return (await client.call(thread_id, CancelRun(run_id=run_id, owner=caller.owner))).run
 
 
-@router.get("/{thread_id}/runs/{run_id}/events", response_model=EventsView,
-            responses={**ON_THREAD, 200: {"content": {"text/event-stream": {}}}})
-async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, request: Request,
-                      caller: CallerDep,
-                      after: Annotated[int, Query(ge=-1)] = -1,
-                      last_event_id: Annotated[int | None, Header(ge=-1)] = None) -> Response:
+@router.get(
+    "/{thread_id}/runs/{run_id}/events",
+    response_model=EventsView,
+    responses={**ON_THREAD, 200: {"content": {"text/event-stream": {}}}},
+)
+async def read_events(
+    thread_id: ThreadId,
+    run_id: RunId,
+    client: ClientDep,
+    request: Request,
+    caller: CallerDep,
+    after: Annotated[int, Query(ge=-1)] = -1,
+    last_event_id: Annotated[int | None, Header(ge=-1)] = None,
+) -> Response:
     """The run's events after `after` (or Last-Event-ID): JSON, or with
     `Accept: text/event-stream` the same as a live stream that ends with the run."""
     after = last_event_id if last_event_id is not None else after
@@ -210,20 +304,32 @@ async def read_events(thread_id: ThreadId, run_id: RunId, client: ClientDep, req
         await client.read_run(thread_id, run_id, caller.owner)  # 404 before streaming
         return _event_stream(request, caller, thread_id, run_id, after)
     answer = await client.read_events(thread_id, run_id, caller.owner, after)
-    return JSONResponse(EventsView(run=answer.run, events=[
-        event.model_dump(mode="json") for event in answer.events]).model_dump(mode="json"))
+    return JSONResponse(
+        EventsView(
+            run=answer.run, events=[event.model_dump(mode="json") for event in answer.events]
+        ).model_dump(mode="json")
+    )
 
 
 @router.get("/{thread_id}/messages", response_model=HistoryView, responses=ON_THREAD)
-async def read_history(thread_id: ThreadId, client: ClientDep, settings: SettingsDep,
-                       caller: CallerDep,
-                       offset: Annotated[int, Query(ge=0)] = 0,
-                       limit: Annotated[int | None, Query(ge=1)] = None) -> HistoryView:
+async def read_history(
+    thread_id: ThreadId,
+    client: ClientDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> HistoryView:
     limit = min(limit or settings.max_history_limit, settings.max_history_limit)
-    answer = await client.call(thread_id, ReadHistory(offset=offset, limit=limit,
-                                                      owner=caller.owner))
+    answer = await client.call(
+        thread_id, ReadHistory(offset=offset, limit=limit, owner=caller.owner)
+    )
     messages = [MessageView.of(offset + i, m) for i, m in enumerate(answer.messages)]
     count = answer.thread.message_count
     end = offset + len(messages)
-    return HistoryView(thread_id=thread_id, messages=messages, message_count=count,
-                       next_offset=end if end < count else None)
+    return HistoryView(
+        thread_id=thread_id,
+        messages=messages,
+        message_count=count,
+        next_offset=end if end < count else None,
+    )

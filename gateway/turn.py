@@ -84,19 +84,26 @@ class Turn:
     listener: Listener | None
 
 
-async def take_turn(client: ThreadClient, caller: Caller, settings: Settings, plan: TurnPlan,
-                    request: Request | None = None) -> Turn:
+async def take_turn(
+    client: ThreadClient,
+    caller: Caller,
+    settings: Settings,
+    plan: TurnPlan,
+    request: Request | None = None,
+) -> Turn:
     """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
     wait ends: the answer then has no messages)."""
     _check_text(plan, settings)
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     await admit(client, caller, settings, starts_run=True)
-    answer, listener = await _in_slot(client, caller, settings, lambda: _started(
-        client, caller, plan, key, request))
+    answer, listener = await _in_slot(
+        client, caller, settings, lambda: _started(client, caller, plan, key, request)
+    )
     thread_id = answer.run.thread_id
     if plan.mode == "wait" and not answer.run.stopped:
-        answer = await wait_for_run(client, caller, thread_id, answer.run,
-                                    settings.run_wait_seconds)
+        answer = await wait_for_run(
+            client, caller, thread_id, answer.run, settings.run_wait_seconds
+        )
     return Turn(thread_id, answer, {a.call_id for a in plan.actions}, listener)
 
 
@@ -106,46 +113,53 @@ def _check_text(plan: TurnPlan, settings: Settings) -> None:
     if not plan.text.strip():
         raise InvalidRequest(f"{plan.text_field} must not be blank", title="Empty message")
     if len(plan.text) > settings.max_message_chars:
-        raise InvalidRequest(f"{plan.text_field} is {len(plan.text)} characters; the limit "
-                             f"is {settings.max_message_chars}", title="Message too long")
+        raise InvalidRequest(
+            f"{plan.text_field} is {len(plan.text)} characters; the limit "
+            f"is {settings.max_message_chars}",
+            title="Message too long",
+        )
 
 
-async def _started(client: ThreadClient, caller: Caller, plan: TurnPlan, key: str,
-                   request: Request | None) -> tuple[RunAnswer, Listener | None]:
+async def _started(
+    client: ThreadClient, caller: Caller, plan: TurnPlan, key: str, request: Request | None
+) -> tuple[RunAnswer, Listener | None]:
     """The run started (or resumed) by the plan's call, with the stream's listener."""
     thread_id = plan.thread_id
     if thread_id is None:
         if plan.text is None:
-            raise InvalidRequest("tool results go to the thread that asked for them: name it",
-                                 title="No thread to resume", status=400)
-        thread_id = (await open_thread(client, caller, key, CreateThread(
-            agent=plan.agent, owner=caller.owner, metadata={"door": plan.door}))).id
+            raise InvalidRequest(
+                "tool results go to the thread that asked for them: name it",
+                title="No thread to resume",
+                status=400,
+            )
+        thread_id = (
+            await open_thread(
+                client,
+                caller,
+                key,
+                CreateThread(agent=plan.agent, owner=caller.owner, metadata={"door": plan.door}),
+            )
+        ).id
     if plan.earlier:
-        await client.call(thread_id, ImportHistory(messages=plan.earlier, owner=caller.owner,
-                                                   idempotency_key=key))
-    call: PostMessageRequest | ResumeRequest
-    if plan.text is not None:
-        call = PostMessageRequest(
-            text=plan.text, model=plan.recipe, owner=caller.owner, on_active=plan.on_active,
-            idempotency_key=key, client_tools=plan.client_tools,
-            disabled_tools=plan.disabled_tools, wait=plan.mode == "wait")
-    else:
-        call = ResumeRequest(run_id=plan.run_id, owner=caller.owner, actions=plan.actions,
-                             wait=plan.mode == "wait", idempotency_key=key)
+        await client.call(
+            thread_id, ImportHistory(messages=plan.earlier, owner=caller.owner, idempotency_key=key)
+        )
+    call = _call_of(plan, caller, key)
     # Streamed: listening on the thread before the call (the run's id is not known before
     # it starts), so the run's first events and deltas are not missed.
-    listener = (request.app.state.run_events.listen(thread_id, caller.owner)
-                if plan.mode == "stream" and request is not None else None)
+    listener = (
+        request.app.state.run_events.listen(thread_id, caller.owner)
+        if plan.mode == "stream" and request is not None
+        else None
+    )
     attempts = Attempts()
     try:
         answer = await client.call(thread_id, call, attempts)
-    except Unreachable as unreachable:
+    except BaseException as failed:
         if listener is not None:
             listener.close()
-        raise unreachable.unsure_of_turn(key) from None
-    except BaseException:
-        if listener is not None:
-            listener.close()
+        if isinstance(failed, Unreachable):
+            raise failed.unsure_of_turn(key) from None
         raise
     if answer.replayed and attempts.count > 1:
         # This request's own earlier attempt started the run: the slot it was admitted
@@ -154,9 +168,34 @@ async def _started(client: ThreadClient, caller: Caller, plan: TurnPlan, key: st
     return answer, listener
 
 
-async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
-                   call: Callable[[], Awaitable[tuple[RunAnswer, Listener | None]]],
-                   ) -> tuple[RunAnswer, Listener | None]:
+def _call_of(plan: TurnPlan, caller: Caller, key: str) -> PostMessageRequest | ResumeRequest:
+    """The thread's call: a message that starts a run, or the answers that resume one."""
+    if plan.text is not None:
+        return PostMessageRequest(
+            text=plan.text,
+            model=plan.recipe,
+            owner=caller.owner,
+            on_active=plan.on_active,
+            idempotency_key=key,
+            client_tools=plan.client_tools,
+            disabled_tools=plan.disabled_tools,
+            wait=plan.mode == "wait",
+        )
+    return ResumeRequest(
+        run_id=plan.run_id,
+        owner=caller.owner,
+        actions=plan.actions,
+        wait=plan.mode == "wait",
+        idempotency_key=key,
+    )
+
+
+async def _in_slot(
+    client: ThreadClient,
+    caller: Caller,
+    settings: Settings,
+    call: Callable[[], Awaitable[tuple[RunAnswer, Listener | None]]],
+) -> tuple[RunAnswer, Listener | None]:
     """A call that starts (or resumes) a run: the run slot the admission counted is
     handed back when no run starts (refused, invalid, or an idempotent replay)."""
     started: RunAnswer | None = None
@@ -168,8 +207,9 @@ async def _in_slot(client: ThreadClient, caller: Caller, settings: Settings,
             await client.owner_call(caller.owner, RunEnded())
 
 
-async def open_thread(client: ThreadClient, caller: Caller, key: str | None,
-                      create: CreateThread) -> ThreadView:
+async def open_thread(
+    client: ThreadClient, caller: Caller, key: str | None, create: CreateThread
+) -> ThreadView:
     """Makes the thread the key names (one of the gateway's own without a key) and lists
     it for its owner. Both calls find what a first attempt did, so they are tried again
     while the actors move; if the listing still fails, the 503 names the thread and the
@@ -177,16 +217,23 @@ async def open_thread(client: ThreadClient, caller: Caller, key: str | None,
     key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
     try:
-        await client.owner_call(caller.owner, AddThread(
-            id=thread.id, agent=thread.agent, created_at=thread.created_at,
-            metadata=thread.metadata))
+        await client.owner_call(
+            caller.owner,
+            AddThread(
+                id=thread.id,
+                agent=thread.agent,
+                created_at=thread.created_at,
+                metadata=thread.metadata,
+            ),
+        )
     except Unreachable as unreachable:
         raise unreachable.made_but_not_listed(thread.id, key) from None
     return thread
 
 
-async def wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run: RunView,
-                       limit: float) -> RunAnswer:
+async def wait_for_run(
+    client: ThreadClient, caller: Caller, thread_id: str, run: RunView, limit: float
+) -> RunAnswer:
     """Waits until the run stops running, woken by its events (which this replica
     receives: gateway/app.py) or, in one process, by the actor itself; a read now and
     then is the fallback for events that do not come. Returns the run with its messages
@@ -197,9 +244,9 @@ async def wait_for_run(client: ThreadClient, caller: Caller, thread_id: str, run
             remaining = deadline - time.monotonic()
             await wait_for_change(run.run_id, max(min(FALLBACK_POLL_SECONDS, remaining), 0))
             if remaining <= 0 or await _stopped(client, caller, thread_id, run.run_id):
-                return await client.call(thread_id, GetRun(run_id=run.run_id,
-                                                           with_messages=True,
-                                                           owner=caller.owner))
+                return await client.call(
+                    thread_id, GetRun(run_id=run.run_id, with_messages=True, owner=caller.owner)
+                )
     finally:
         forget(run.run_id)
 

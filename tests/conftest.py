@@ -37,11 +37,14 @@ from threadhost.stack import App, ControlPlane, Stack, StackConfig
 # Actors that must deactivate within a test: seconds, not the hour production uses.
 FAST_IDLE = {"THREADHOST_ACTOR_IDLE_TIMEOUT_SECONDS": "2"}
 # The test agents (tests/agents) and a watchdog that notices a stalled run quickly.
-TEST_AGENTS = {"THREADHOST_AGENTS_DIRS": json.dumps([str(PROJECT_ROOT / "agents"),
-                                                     str(Path(__file__).parent / "agents")]),
-               "THREADHOST_RUN_WATCHDOG_SECONDS": "2",
-               # Explicit, so a developer's own environment does not change the tests.
-               "THREADHOST_AUTH_MODE": "none"}
+TEST_AGENTS = {
+    "THREADHOST_AGENTS_DIRS": json.dumps(
+        [str(PROJECT_ROOT / "agents"), str(Path(__file__).parent / "agents")]
+    ),
+    "THREADHOST_RUN_WATCHDOG_SECONDS": "2",
+    # Explicit, so a developer's own environment does not change the tests.
+    "THREADHOST_AUTH_MODE": "none",
+}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -66,13 +69,24 @@ def dapr_bin() -> Path:
     return dapr_bin_dir()
 
 
-def make_stack_config(dapr_bin: Path, folder: Path, suffix: str, profile: str = "sqlite",
-                      env: dict[str, str] | None = None) -> StackConfig:
+def make_stack_config(
+    dapr_bin: Path,
+    folder: Path,
+    suffix: str,
+    profile: str = "sqlite",
+    env: dict[str, str] | None = None,
+) -> StackConfig:
     # App-ids of the test's own: another stack on the machine (a developer's
     # `threadhost up`) must not answer this one's service invocations.
-    return StackConfig(bin_dir=dapr_bin, data_dir=folder / "data", profile=profile,
-                       env={**TEST_AGENTS, **(env or {})}, startup_timeout=60,
-                       actors_app_id=f"threads-{suffix}", gateway_app_id=f"gateway-{suffix}")
+    return StackConfig(
+        bin_dir=dapr_bin,
+        data_dir=folder / "data",
+        profile=profile,
+        env={**TEST_AGENTS, **(env or {})},
+        startup_timeout=60,
+        actors_app_id=f"threads-{suffix}",
+        gateway_app_id=f"gateway-{suffix}",
+    )
 
 
 @pytest.fixture
@@ -109,8 +123,10 @@ def start_apps(config: StackConfig, stacks: list, *roles: str) -> list[App]:
     control_plane = ControlPlane(config)
     stacks.append(control_plane)
     control_plane.start()
-    apps = [App(config, control_plane, f"{role}-{n}", role=role)
-            for n, role in enumerate(roles, start=1)]
+    apps = [
+        App(config, control_plane, f"{role}-{n}", role=role)
+        for n, role in enumerate(roles, start=1)
+    ]
     for app in apps:
         stacks.append(app)
         app.start()
@@ -132,9 +148,23 @@ def running_redis(folder: Path) -> Iterator[str]:
     if binary is None:
         pytest.fail("redis-server is not installed: run .ci/run or apt-get install redis-server")
     port = free_port()
-    server = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no",
-                               "--dir", str(folder)], folder / "logs")
+    server = Process(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        folder / "logs",
+    )
     try:
         _wait_redis(server, port)
         yield f"127.0.0.1:{port}"
@@ -150,7 +180,8 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
 
 def postgres_bin(name: str) -> str:
     found = shutil.which(name) or next(
-        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
+    )
     if found is None:
         pytest.fail("PostgreSQL is not installed: run .ci/run or apt-get install postgresql")
     return found
@@ -165,16 +196,50 @@ def running_postgres() -> Iterator[str]:
     data, port = folder / "data", free_port()
     if as_user:
         shutil.chown(folder, "postgres")
-    subprocess.run([*as_user, postgres_bin("initdb"), "-D", str(data), "-U", "threadhost",
-                    "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=60)
-    server = Process("postgres", [*as_user, postgres_bin("postgres"), "-D", str(data),
-                                  "-p", str(port), "-h", "127.0.0.1", "-k", str(folder),
-                                  "-c", "fsync=off"], folder / "logs")
+    subprocess.run(
+        [
+            *as_user,
+            postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "threadhost",
+            "--auth=trust",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server = Process(
+        "postgres",
+        [
+            *as_user,
+            postgres_bin("postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(folder),
+            "-c",
+            "fsync=off",
+        ],
+        folder / "logs",
+    )
     try:
         url = f"host=127.0.0.1 port={port} user=threadhost dbname=postgres sslmode=disable"
         deadline = time.monotonic() + 30
-        while subprocess.run([postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                             capture_output=True, timeout=10).returncode != 0:
+        while (
+            subprocess.run(
+                [postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                capture_output=True,
+                timeout=10,
+            ).returncode
+            != 0
+        ):
             assert server.alive(), server.log_tail()
             assert time.monotonic() < deadline, "PostgreSQL did not become ready"
             time.sleep(0.1)
@@ -194,8 +259,13 @@ def _wait_redis(server: Process, port: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert server.alive(), server.log_tail()
-        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                              text=True, timeout=5, check=False)
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if ping.stdout.strip() == "PONG":
             return
         time.sleep(0.05)

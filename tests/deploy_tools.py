@@ -23,8 +23,14 @@ KUBERNETES_VERSION = "1.33.0"
 
 
 def _go(*args: str, **env: str) -> str:
-    return subprocess.run(["go", *args], check=True, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, **env}).stdout
+    return subprocess.run(
+        ["go", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **env},
+    ).stdout
 
 
 @cache
@@ -36,8 +42,13 @@ def kustomize() -> Path:
 
 
 def kustomize_build(folder: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([str(kustomize()), "build", str(folder)], check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        [str(kustomize()), "build", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 

@@ -136,8 +136,7 @@ class MemoryEffects:
         if reminder.kind == "followup":
             self.reminders[reminder.name] = due
         else:
-            self.asked.append("renewed" if reminder.kind == "erase"
-                              else f"remind_{reminder.kind}")
+            self.asked.append("renewed" if reminder.kind == "erase" else f"remind_{reminder.kind}")
 
     async def forget(self, reminder: Reminder) -> None:
         if reminder.kind == "followup":
@@ -154,8 +153,11 @@ class MemoryEffects:
             return Admission(allowed=True)
         if isinstance(request, SetFollowups):
             others = sum(n for t, n in self.owner_followups.items() if t != "this")
-            if (request.limit and request.count > self.owner_followups.get("this", 0)
-                    and others + request.count > request.limit):
+            if (
+                request.limit
+                and request.count > self.owner_followups.get("this", 0)
+                and others + request.count > request.limit
+            ):
                 return FollowupCount(allowed=False, scheduled=others)
             self.owner_followups["this"] = request.count
             return FollowupCount(allowed=True)
@@ -185,6 +187,9 @@ class MemoryEffects:
 
     def events(self, run_id: str) -> list[tuple[int, str, Any]]:
         """Every step event published for the run: (seq, type, status or kind)."""
-        return [(e.seq, e.type, e.data.get("status") or e.data.get("kind"))
-                for m in self.published if isinstance(m, StepEventsMessage)
-                and m.run_id == run_id for e in m.events]
+        return [
+            (e.seq, e.type, e.data.get("status") or e.data.get("kind"))
+            for m in self.published
+            if isinstance(m, StepEventsMessage) and m.run_id == run_id
+            for e in m.events
+        ]

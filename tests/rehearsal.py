@@ -81,7 +81,7 @@ class Image:
     @classmethod
     def of(cls, dockerfile: Path = PROJECT_ROOT / "Dockerfile") -> Image:
         text = dockerfile.read_text().replace("\\\n", " ")
-        final = text[text.rindex("\nFROM "):]  # the last stage is the image
+        final = text[text.rindex("\nFROM ") :]  # the last stage is the image
         cmd: list[str] = []
         env: dict[str, str] = {}
         for line in final.splitlines():
@@ -132,7 +132,8 @@ class Pod:
 
 # dapr.io/* annotations -> daprd flags, as Dapr's sidecar injector maps them.
 _FLAGS = {
-    "dapr.io/app-id": "--app-id", "dapr.io/log-level": "--log-level",
+    "dapr.io/app-id": "--app-id",
+    "dapr.io/log-level": "--log-level",
     "dapr.io/metrics-port": None,  # a port of its own per pod: set below
     "dapr.io/actors-disseminate-timeout": "--actors-disseminate-timeout",
     "dapr.io/graceful-shutdown-seconds": "--dapr-graceful-shutdown-seconds",
@@ -142,13 +143,19 @@ _FLAGS = {
     "dapr.io/app-health-probe-timeout": "--app-health-probe-timeout",
     "dapr.io/app-health-threshold": "--app-health-threshold",
 }
-_SWITCHES = {"dapr.io/log-as-json": "--log-as-json", "dapr.io/enable-metrics": None,
-             "dapr.io/enable-app-health-check": "--enable-app-health-check"}
+_SWITCHES = {
+    "dapr.io/log-as-json": "--log-as-json",
+    "dapr.io/enable-metrics": None,
+    "dapr.io/enable-app-health-check": "--enable-app-health-check",
+}
 # Read and checked, not enforced on one machine.
-_NOT_ENFORCED = {"dapr.io/sidecar-cpu-request", "dapr.io/sidecar-cpu-limit",
-                 "dapr.io/sidecar-memory-request", "dapr.io/sidecar-memory-limit"}
-_HANDLED = {"dapr.io/enabled", "dapr.io/app-port", "dapr.io/config",
-            "dapr.io/app-token-secret"}
+_NOT_ENFORCED = {
+    "dapr.io/sidecar-cpu-request",
+    "dapr.io/sidecar-cpu-limit",
+    "dapr.io/sidecar-memory-request",
+    "dapr.io/sidecar-memory-limit",
+}
+_HANDLED = {"dapr.io/enabled", "dapr.io/app-port", "dapr.io/config", "dapr.io/app-token-secret"}
 
 
 @dataclass
@@ -176,8 +183,7 @@ class Kubernetes:
         for secret in self._of("Secret"):
             keys = {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
             found[secret["metadata"]["name"]] = {**keys, **secret.get("stringData", {})}
-        return {name: {k: self._local(v) for k, v in keys.items()}
-                for name, keys in found.items()}
+        return {name: {k: self._local(v) for k, v in keys.items()} for name, keys in found.items()}
 
     def write_resources(self, secrets: dict[str, dict[str, str]]) -> dict[str, Path]:
         """Components and Resiliency per namespace, and each Configuration as a file."""
@@ -187,9 +193,14 @@ class Kubernetes:
         for doc in self._of("Component") + self._of("Resiliency"):
             doc = json.loads(self._local(json.dumps(doc)))
             if doc["kind"] == "Component" and doc["spec"]["type"] == "secretstores.kubernetes":
-                doc["spec"] = {"type": "secretstores.local.file", "version": "v1",
-                               "metadata": [{"name": "secretsFile", "value": str(secrets_file)},
-                                            {"name": "multiValued", "value": "true"}]}
+                doc["spec"] = {
+                    "type": "secretstores.local.file",
+                    "version": "v1",
+                    "metadata": [
+                        {"name": "secretsFile", "value": str(secrets_file)},
+                        {"name": "multiValued", "value": "true"},
+                    ],
+                }
             name = f"{doc['kind']}-{doc['metadata']['name']}.yaml".lower()
             (self.folder / "resources" / name).write_text(yaml.safe_dump(doc))
         configs = {}
@@ -201,8 +212,9 @@ class Kubernetes:
         return configs
 
     @cached_property
-    def _rendered(self) -> tuple[dict[str, Path], dict[str, dict[str, str]],
-                                 dict[str, dict[str, str]]]:
+    def _rendered(
+        self,
+    ) -> tuple[dict[str, Path], dict[str, dict[str, str]], dict[str, dict[str, str]]]:
         """Configurations as files, Secrets, ConfigMaps: written once for every pod."""
         secrets = self.secrets()
         configs = self.write_resources(secrets)
@@ -216,24 +228,45 @@ class Kubernetes:
 
     def pods(self, control_plane: ControlPlane) -> list[Pod]:
         """Every replica of every Deployment, named `<deployment>-<n>`."""
-        return [self.pod(d["metadata"]["name"], f"{d['metadata']['name']}-{n}", control_plane)
-                for d in self._of("Deployment") for n in range(d["spec"].get("replicas", 1))]
+        return [
+            self.pod(d["metadata"]["name"], f"{d['metadata']['name']}-{n}", control_plane)
+            for d in self._of("Deployment")
+            for n in range(d["spec"].get("replicas", 1))
+        ]
 
     def pod(self, deployment: str, name: str, control_plane: ControlPlane) -> Pod:
         """One replica of `deployment`: a new pod with ports of its own, as a rollout or
         the replacement of a crashed pod makes."""
         return self._pod(name, self.deployment(deployment), control_plane, *self._rendered)
 
-    def _pod(self, name: str, deployment: dict[str, Any], control_plane: ControlPlane,
-             configs: dict[str, Path], secrets: dict[str, dict[str, str]],
-             config_maps: dict[str, dict[str, str]]) -> Pod:
+    def _pod(
+        self,
+        name: str,
+        deployment: dict[str, Any],
+        control_plane: ControlPlane,
+        configs: dict[str, Path],
+        secrets: dict[str, dict[str, str]],
+        config_maps: dict[str, dict[str, str]],
+    ) -> Pod:
         namespace = deployment["metadata"].get("namespace", "default")
         template = deployment["spec"]["template"]
         spec, annotations = template["spec"], template["metadata"].get("annotations", {})
         _only(spec, {"containers", "terminationGracePeriodSeconds", "securityContext"}, name)
         [container] = spec["containers"]
-        _only(container, {"name", "image", "env", "ports", "readinessProbe", "livenessProbe",
-                          "resources", "securityContext"}, f"{name} container")
+        _only(
+            container,
+            {
+                "name",
+                "image",
+                "env",
+                "ports",
+                "readinessProbe",
+                "livenessProbe",
+                "resources",
+                "securityContext",
+            },
+            f"{name} container",
+        )
         unknown = set(annotations) - set(_FLAGS) - set(_SWITCHES) - _NOT_ENFORCED - _HANDLED
         if unknown:
             raise Untranslatable(f"{name}: annotations {sorted(unknown)} not understood")
@@ -244,35 +277,75 @@ class Kubernetes:
             raise Untranslatable(f"{name}: dapr.io/app-port is not the container's port")
 
         app_port, http_port, grpc_port = free_port(), free_port(), free_port()
-        env = {**self.image.env, **{k: self._local(v) for k, v in self.app_env.items()},
-               "DAPR_HTTP_PORT": str(http_port), "DAPR_GRPC_PORT": str(grpc_port)}
+        env = {
+            **self.image.env,
+            **{k: self._local(v) for k, v in self.app_env.items()},
+            "DAPR_HTTP_PORT": str(http_port),
+            "DAPR_GRPC_PORT": str(grpc_port),
+        }
         for item in container.get("env", []):
             env[item["name"]] = self._env_value(item, name, namespace, secrets, config_maps)
-        daprd_env = {"NAMESPACE": namespace, "POD_NAME": name, "DAPR_HOST_IP": LOOPBACK,
-                     **control_plane.trust_env()}
+        daprd_env = {
+            "NAMESPACE": namespace,
+            "POD_NAME": name,
+            "DAPR_HOST_IP": LOOPBACK,
+            **control_plane.trust_env(),
+        }
         if secret := annotations.get("dapr.io/app-token-secret"):
             daprd_env["APP_API_TOKEN"] = secrets[secret]["token"]
-        flags = ["--mode", "standalone", "--app-port", str(app_port),
-                 "--app-channel-address", LOOPBACK, "--dapr-listen-addresses", LOOPBACK,
-                 "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
-                 "--dapr-internal-grpc-port", str(free_port()),
-                 "--dapr-internal-grpc-listen-address", LOOPBACK,
-                 "--metrics-port", str(free_port()), "--metrics-listen-address", LOOPBACK,
-                 "--config", str(configs[annotations["dapr.io/config"]]),
-                 "--resources-path", str(self.folder / "resources"),
-                 *control_plane.daprd_flags()]
+        flags = [
+            "--mode",
+            "standalone",
+            "--app-port",
+            str(app_port),
+            "--app-channel-address",
+            LOOPBACK,
+            "--dapr-listen-addresses",
+            LOOPBACK,
+            "--dapr-http-port",
+            str(http_port),
+            "--dapr-grpc-port",
+            str(grpc_port),
+            "--dapr-internal-grpc-port",
+            str(free_port()),
+            "--dapr-internal-grpc-listen-address",
+            LOOPBACK,
+            "--metrics-port",
+            str(free_port()),
+            "--metrics-listen-address",
+            LOOPBACK,
+            "--config",
+            str(configs[annotations["dapr.io/config"]]),
+            "--resources-path",
+            str(self.folder / "resources"),
+            *control_plane.daprd_flags(),
+        ]
         for key, value in annotations.items():
             if _FLAGS.get(key):
                 flags += [_FLAGS[key], value]
             elif _SWITCHES.get(key) and value == "true":
                 flags.append(_SWITCHES[key])
-        return Pod(name, namespace, annotations["dapr.io/app-id"],
-                   self.image.command(app_port), env, app_port, flags, daprd_env, http_port,
-                   grace=float(spec.get("terminationGracePeriodSeconds", 30)))
+        return Pod(
+            name,
+            namespace,
+            annotations["dapr.io/app-id"],
+            self.image.command(app_port),
+            env,
+            app_port,
+            flags,
+            daprd_env,
+            http_port,
+            grace=float(spec.get("terminationGracePeriodSeconds", 30)),
+        )
 
-    def _env_value(self, item: dict[str, Any], pod: str, namespace: str,
-                   secrets: dict[str, dict[str, str]],
-                   config_maps: dict[str, dict[str, str]]) -> str:
+    def _env_value(
+        self,
+        item: dict[str, Any],
+        pod: str,
+        namespace: str,
+        secrets: dict[str, dict[str, str]],
+        config_maps: dict[str, dict[str, str]],
+    ) -> str:
         if "value" in item:
             return self._local(item["value"])
         source = item["valueFrom"]
@@ -298,9 +371,14 @@ class OtlpCollector:
     def __init__(self) -> None:
         self.exports = 0
         self._server = grpc.server(ThreadPoolExecutor(2))
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.trace.v1.TraceService",
-            {"Export": grpc.unary_unary_rpc_method_handler(self._export)}),))
+        self._server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "opentelemetry.proto.collector.trace.v1.TraceService",
+                    {"Export": grpc.unary_unary_rpc_method_handler(self._export)},
+                ),
+            )
+        )
         self.address = f"{LOOPBACK}:{self._server.add_insecure_port(f'{LOOPBACK}:0')}"
         self._server.start()
 
@@ -313,9 +391,11 @@ class OtlpCollector:
 
 
 # Helm values of the Dapr chart -> (control-plane service, its flag).
-_HELM_VALUES = {"dapr_placement.disseminateTimeout": ("placement", "--disseminate-timeout"),
-                "dapr_placement.keepAliveTime": ("placement", "--keepalive-time"),
-                "dapr_placement.keepAliveTimeout": ("placement", "--keepalive-timeout")}
+_HELM_VALUES = {
+    "dapr_placement.disseminateTimeout": ("placement", "--disseminate-timeout"),
+    "dapr_placement.keepAliveTime": ("placement", "--keepalive-time"),
+    "dapr_placement.keepAliveTimeout": ("placement", "--keepalive-timeout"),
+}
 
 
 def documented_helm_values(docs: Path = PROJECT_ROOT / "docs" / "deploy.md") -> dict[str, str]:
@@ -333,8 +413,13 @@ class ControlPlane:
     """Sentry (the CA, mTLS on), placement and scheduler, as the Helm chart runs them
     with the given chart values."""
 
-    def __init__(self, bin_dir: Path, folder: Path, mtls: bool = True,
-                 helm_values: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        folder: Path,
+        mtls: bool = True,
+        helm_values: Mapping[str, str] | None = None,
+    ) -> None:
         self.bin_dir, self.folder, self.mtls = bin_dir, folder, mtls
         self.helm_values = documented_helm_values() if helm_values is None else helm_values
         self.sentry_port, self.placement_port = free_port(), free_port()
@@ -346,68 +431,155 @@ class ControlPlane:
         return {"DAPR_TRUST_ANCHORS": self.trust_anchors} if self.mtls else {}
 
     def daprd_flags(self) -> list[str]:
-        flags = ["--placement-host-address", f"{LOOPBACK}:{self.placement_port}",
-                 "--scheduler-host-address", f"{LOOPBACK}:{self.scheduler_port}"]
+        flags = [
+            "--placement-host-address",
+            f"{LOOPBACK}:{self.placement_port}",
+            "--scheduler-host-address",
+            f"{LOOPBACK}:{self.scheduler_port}",
+        ]
         if self.mtls:
-            flags += ["--enable-mtls", "--sentry-address", f"{LOOPBACK}:{self.sentry_port}",
-                      "--control-plane-trust-domain", CONTROL_PLANE_TRUST_DOMAIN,
-                      "--control-plane-namespace", CONTROL_PLANE_NAMESPACE]
+            flags += [
+                "--enable-mtls",
+                "--sentry-address",
+                f"{LOOPBACK}:{self.sentry_port}",
+                "--control-plane-trust-domain",
+                CONTROL_PLANE_TRUST_DOMAIN,
+                "--control-plane-namespace",
+                CONTROL_PLANE_NAMESPACE,
+            ]
         return flags
 
     def _values(self, service: str) -> list[str]:
-        return [part for name, value in self.helm_values.items()
-                if _HELM_VALUES[name][0] == service for part in (_HELM_VALUES[name][1], value)]
+        return [
+            part
+            for name, value in self.helm_values.items()
+            if _HELM_VALUES[name][0] == service
+            for part in (_HELM_VALUES[name][1], value)
+        ]
 
     def _tls(self) -> list[str]:
         if not self.mtls:
             return []
-        return ["--tls-enabled", "--trust-anchors-file", str(self.folder / "ca" / "ca.crt"),
-                "--sentry-address", f"{LOOPBACK}:{self.sentry_port}",
-                "--trust-domain", CONTROL_PLANE_TRUST_DOMAIN]
+        return [
+            "--tls-enabled",
+            "--trust-anchors-file",
+            str(self.folder / "ca" / "ca.crt"),
+            "--sentry-address",
+            f"{LOOPBACK}:{self.sentry_port}",
+            "--trust-domain",
+            CONTROL_PLANE_TRUST_DOMAIN,
+        ]
 
     def start(self, timeout: float = 60) -> None:
-        logs, env = self.folder / "logs", {"NAMESPACE": CONTROL_PLANE_NAMESPACE,
-                                          "DAPR_HOST_IP": LOOPBACK}
+        logs, env = (
+            self.folder / "logs",
+            {"NAMESPACE": CONTROL_PLANE_NAMESPACE, "DAPR_HOST_IP": LOOPBACK},
+        )
         if self.mtls:
             (self.folder / "ca").mkdir(parents=True, exist_ok=True)
             config = self.folder / "daprsystem.yaml"
-            config.write_text(yaml.safe_dump({
-                "apiVersion": "dapr.io/v1alpha1", "kind": "Configuration",
-                "metadata": {"name": "daprsystem"},
-                "spec": {"mtls": {"enabled": True, "workloadCertTTL": "24h",
-                                  "allowedClockSkew": "15m"}}}))
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "dapr.io/v1alpha1",
+                        "kind": "Configuration",
+                        "metadata": {"name": "daprsystem"},
+                        "spec": {
+                            "mtls": {
+                                "enabled": True,
+                                "workloadCertTTL": "24h",
+                                "allowedClockSkew": "15m",
+                            }
+                        },
+                    }
+                )
+            )
             health = free_port()
-            sentry = Process("sentry", [
-                str(self.bin_dir / "sentry"), "--issuer-credentials", str(self.folder / "ca"),
-                "--trust-domain", CONTROL_PLANE_TRUST_DOMAIN, "--config", str(config),
-                "--port", str(self.sentry_port), "--listen-address", LOOPBACK,
-                "--healthz-port", str(health), "--healthz-listen-address", LOOPBACK,
-                "--metrics-port", str(free_port()), "--metrics-listen-address", LOOPBACK,
-            ], logs, env=env)
+            sentry = Process(
+                "sentry",
+                [
+                    str(self.bin_dir / "sentry"),
+                    "--issuer-credentials",
+                    str(self.folder / "ca"),
+                    "--trust-domain",
+                    CONTROL_PLANE_TRUST_DOMAIN,
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(self.sentry_port),
+                    "--listen-address",
+                    LOOPBACK,
+                    "--healthz-port",
+                    str(health),
+                    "--healthz-listen-address",
+                    LOOPBACK,
+                    "--metrics-port",
+                    str(free_port()),
+                    "--metrics-listen-address",
+                    LOOPBACK,
+                ],
+                logs,
+                env=env,
+            )
             self.processes.append(sentry)
             sentry.wait_http_ok(f"http://{LOOPBACK}:{health}/healthz", timeout)
             self.trust_anchors = (self.folder / "ca" / "ca.crt").read_text()
         placement_health, scheduler_health = free_port(), free_port()
-        self.processes.append(Process("placement", [
-            str(self.bin_dir / "placement"), "--id", "dapr-placement-0",
-            "--port", str(self.placement_port), "--listen-address", LOOPBACK,
-            "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
-            "--healthz-port", str(placement_health), "--metrics-port", str(free_port()),
-            *self._values("placement"), *self._tls()], logs, env=env))
-        self.processes.append(Process("scheduler", [
-            str(self.bin_dir / "scheduler"), "--id", "dapr-scheduler-server-0",
-            "--port", str(self.scheduler_port), "--listen-address", LOOPBACK,
-            "--override-broadcast-host-port", f"{LOOPBACK}:{self.scheduler_port}",
-            "--etcd-data-dir", str(self.folder / "scheduler"),
-            "--etcd-client-port", str(free_port()),
-            "--etcd-initial-cluster",
-            f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
-            "--healthz-port", str(scheduler_health), "--metrics-port", str(free_port()),
-            *self._tls()], logs, env=env))
-        self.processes[-2].wait_http_ok(f"http://{LOOPBACK}:{placement_health}/healthz",
-                                        timeout)
-        self.processes[-1].wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz",
-                                        timeout)
+        self.processes.append(
+            Process(
+                "placement",
+                [
+                    str(self.bin_dir / "placement"),
+                    "--id",
+                    "dapr-placement-0",
+                    "--port",
+                    str(self.placement_port),
+                    "--listen-address",
+                    LOOPBACK,
+                    "--initial-cluster",
+                    f"dapr-placement-0={LOOPBACK}:{free_port()}",
+                    "--healthz-port",
+                    str(placement_health),
+                    "--metrics-port",
+                    str(free_port()),
+                    *self._values("placement"),
+                    *self._tls(),
+                ],
+                logs,
+                env=env,
+            )
+        )
+        self.processes.append(
+            Process(
+                "scheduler",
+                [
+                    str(self.bin_dir / "scheduler"),
+                    "--id",
+                    "dapr-scheduler-server-0",
+                    "--port",
+                    str(self.scheduler_port),
+                    "--listen-address",
+                    LOOPBACK,
+                    "--override-broadcast-host-port",
+                    f"{LOOPBACK}:{self.scheduler_port}",
+                    "--etcd-data-dir",
+                    str(self.folder / "scheduler"),
+                    "--etcd-client-port",
+                    str(free_port()),
+                    "--etcd-initial-cluster",
+                    f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+                    "--healthz-port",
+                    str(scheduler_health),
+                    "--metrics-port",
+                    str(free_port()),
+                    *self._tls(),
+                ],
+                logs,
+                env=env,
+            )
+        )
+        self.processes[-2].wait_http_ok(f"http://{LOOPBACK}:{placement_health}/healthz", timeout)
+        self.processes[-1].wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz", timeout)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -419,9 +591,14 @@ def start_pods(pods: list[Pod], bin_dir: Path, logs: Path, timeout: float = 90) 
     runtime waits for it), then its app; returns when all say they are healthy."""
     for pod in pods:
         pod.processes = [
-            Process(f"{pod.name}-daprd", [str(bin_dir / "daprd"), *pod.daprd_flags], logs,
-                    env=pod.daprd_env),
-            Process(pod.name, pod.app_argv, logs, env=pod.app_env)]
+            Process(
+                f"{pod.name}-daprd",
+                [str(bin_dir / "daprd"), *pod.daprd_flags],
+                logs,
+                env=pod.daprd_env,
+            ),
+            Process(pod.name, pod.app_argv, logs, env=pod.app_env),
+        ]
     for pod in pods:
         daprd, app = pod.processes
         app.wait_http_ok(f"{pod.url}/health", timeout)
@@ -447,8 +624,12 @@ def terminate_pod(pod: Pod) -> float:
 
 # daprd's own ports, which containers each have to themselves: on one machine every
 # sidecar needs its own (the flag, and the value daprd takes without it).
-_DAPRD_PORTS = {"--dapr-http-port": 3500, "--dapr-grpc-port": 50001,
-                "--dapr-internal-grpc-port": 50002, "--metrics-port": 9090}
+_DAPRD_PORTS = {
+    "--dapr-http-port": 3500,
+    "--dapr-grpc-port": 50001,
+    "--dapr-internal-grpc-port": 50002,
+    "--metrics-port": 9090,
+}
 
 
 @dataclass
@@ -466,8 +647,11 @@ class Compose:
     variables: Mapping[str, str] = field(default_factory=dict)
 
     def services(self) -> dict[str, dict[str, Any]]:
-        chosen = {name: s for name, s in self.document["services"].items()
-                  if not s.get("profiles") or self.profiles & set(s["profiles"])}
+        chosen = {
+            name: s
+            for name, s in self.document["services"].items()
+            if not s.get("profiles") or self.profiles & set(s["profiles"])
+        }
         ordered: dict[str, dict[str, Any]] = {}
 
         def visit(name: str) -> None:
@@ -487,16 +671,31 @@ class Compose:
         ports: dict[str, dict[int, int]] = {}  # per network namespace (an app service)
         hosts: dict[str, str] = {}
         for name, service in services.items():
-            _only(service, {"image", "build", "command", "environment", "volumes", "ports",
-                            "profiles", "depends_on", "network_mode", "restart"}, name)
+            _only(
+                service,
+                {
+                    "image",
+                    "build",
+                    "command",
+                    "environment",
+                    "volumes",
+                    "ports",
+                    "profiles",
+                    "depends_on",
+                    "network_mode",
+                    "restart",
+                },
+                name,
+            )
             netns = service.get("network_mode", "").removeprefix("service:") or name
             ports.setdefault(netns, {})
         planned = []
         for name, service in services.items():
             netns = service.get("network_mode", "").removeprefix("service:") or name
             mapped = ports[netns]
-            env = {k: self._interpolate(str(v))
-                   for k, v in (service.get("environment") or {}).items()}
+            env = {
+                k: self._interpolate(str(v)) for k, v in (service.get("environment") or {}).items()
+            }
             if service.get("build") == ".":
                 argv, env = self._app(env, mapped)
             elif service["image"].startswith("daprio/daprd"):
@@ -505,9 +704,18 @@ class Compose:
             elif service["image"].startswith("daprio/"):
                 argv = self._control_plane(service, mapped)
             elif service["image"].startswith("redis:"):
-                argv = [service["command"][0], *service["command"][1:],
-                        "--port", str(mapped.setdefault(6379, free_port())),
-                        "--bind", LOOPBACK, "--dir", str(self._data(name)), "--save", ""]
+                argv = [
+                    service["command"][0],
+                    *service["command"][1:],
+                    "--port",
+                    str(mapped.setdefault(6379, free_port())),
+                    "--bind",
+                    LOOPBACK,
+                    "--dir",
+                    str(self._data(name)),
+                    "--save",
+                    "",
+                ]
             else:
                 raise Untranslatable(f"{name}: image {service['image']} not understood")
             for port in list(mapped):
@@ -523,6 +731,7 @@ class Compose:
 
     def _interpolate(self, value: str) -> str:
         """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}`."""
+
         def one(match: re.Match[str]) -> str:
             name, kind, rest = match.group(1), match.group(2), match.group(3) or ""
             found = self.variables.get(name) or None
@@ -551,16 +760,25 @@ class Compose:
         volumes = dict(v.rsplit(":", 1)[0].split(":", 1)[::-1] for v in service["volumes"])
         args = [str(self.bin_dir / "daprd")]
         for arg in argv[1:]:
-            args.append(str(PROJECT_ROOT / volumes[arg].removeprefix("./")) if arg in volumes
-                        else arg)
+            args.append(
+                str(PROJECT_ROOT / volumes[arg].removeprefix("./")) if arg in volumes else arg
+            )
         args[args.index("--app-port") + 1] = str(mapped[int(args[args.index("--app-port") + 1])])
         for flag, default in _DAPRD_PORTS.items():
             if flag in args:
                 raise Untranslatable(f"daprd's {flag} is set: map it like the defaults")
             args += [flag, str(mapped.setdefault(default, free_port()))]
-        return [*args, "--app-channel-address", LOOPBACK, "--dapr-listen-addresses", LOOPBACK,
-                "--dapr-internal-grpc-listen-address", LOOPBACK,
-                "--metrics-listen-address", LOOPBACK]
+        return [
+            *args,
+            "--app-channel-address",
+            LOOPBACK,
+            "--dapr-listen-addresses",
+            LOOPBACK,
+            "--dapr-internal-grpc-listen-address",
+            LOOPBACK,
+            "--metrics-listen-address",
+            LOOPBACK,
+        ]
 
     def _control_plane(self, service: dict[str, Any], mapped: dict[int, int]) -> list[str]:
         argv = list(service["command"])
@@ -578,22 +796,40 @@ class Compose:
             args += [flag, value]
         # Their other ports (health 8080, metrics 9090, raft and etcd) clash on one
         # machine: each gets its own.
-        args += ["--listen-address", LOOPBACK, "--metrics-port", str(free_port()),
-                 "--healthz-port", str(mapped.setdefault(8080, free_port()))]
+        args += [
+            "--listen-address",
+            LOOPBACK,
+            "--metrics-port",
+            str(free_port()),
+            "--healthz-port",
+            str(mapped.setdefault(8080, free_port())),
+        ]
         if binary == "placement":
-            args += ["--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
-                     "--id", "dapr-placement-0"]
+            args += [
+                "--initial-cluster",
+                f"dapr-placement-0={LOOPBACK}:{free_port()}",
+                "--id",
+                "dapr-placement-0",
+            ]
         else:
-            args += ["--etcd-client-port", str(free_port()), "--id", "dapr-scheduler-server-0",
-                     "--etcd-initial-cluster",
-                     f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
-                     "--override-broadcast-host-port", f"{LOOPBACK}:{mapped[50006]}"]
+            args += [
+                "--etcd-client-port",
+                str(free_port()),
+                "--id",
+                "dapr-scheduler-server-0",
+                "--etcd-initial-cluster",
+                f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+                "--override-broadcast-host-port",
+                f"{LOOPBACK}:{mapped[50006]}",
+            ]
         return args
 
 
 # Flags of the compose file's control plane that mean the same on one machine.
-_CONTROL_PLANE_FLAGS_AS_WRITTEN = {("placement", "--keepalive-time"),
-                                   ("placement", "--keepalive-timeout")}
+_CONTROL_PLANE_FLAGS_AS_WRITTEN = {
+    ("placement", "--keepalive-time"),
+    ("placement", "--keepalive-timeout"),
+}
 
 
 def _replace_all(value: str, hosts: Mapping[str, str]) -> str:
@@ -612,12 +848,24 @@ class MultiAppRun:
     would have left running; here on ports of their own), then per app its daprd with
     the flags the CLI derives from the file, and the app's command in its folder."""
 
-    _APP_KEYS = {"appID", "appDirPath", "appPort", "appProtocol", "appHealthCheckPath",
-                 "enableAppHealthCheck", "appHealthProbeInterval", "appHealthProbeTimeout",
-                 "appHealthThreshold", "command", "env"}
-    _HEALTH_KEYS = {"appHealthProbeInterval": "--app-health-probe-interval",
-                    "appHealthProbeTimeout": "--app-health-probe-timeout",
-                    "appHealthThreshold": "--app-health-threshold"}
+    _APP_KEYS = {
+        "appID",
+        "appDirPath",
+        "appPort",
+        "appProtocol",
+        "appHealthCheckPath",
+        "enableAppHealthCheck",
+        "appHealthProbeInterval",
+        "appHealthProbeTimeout",
+        "appHealthThreshold",
+        "command",
+        "env",
+    }
+    _HEALTH_KEYS = {
+        "appHealthProbeInterval": "--app-health-probe-interval",
+        "appHealthProbeTimeout": "--app-health-probe-timeout",
+        "appHealthThreshold": "--app-health-threshold",
+    }
 
     def __init__(self, document: dict[str, Any], bin_dir: Path, folder: Path) -> None:
         _only(document, {"version", "common", "apps"}, "dapr.yaml")
@@ -642,27 +890,56 @@ class MultiAppRun:
             _only(app, self._APP_KEYS, app.get("appID", "an app"))
             cwd = (PROJECT_ROOT / app["appDirPath"]).resolve()
             port, http_port, grpc_port = free_port(), free_port(), free_port()
-            env = {**{k: str(v) for k, v in common.get("env", {}).items()},
-                   **{k: str(v) for k, v in app.get("env", {}).items()},
-                   "APP_ID": app["appID"], "APP_PORT": str(port), "DAPR_HOST_IP": LOOPBACK,
-                   "DAPR_HTTP_PORT": str(http_port), "DAPR_GRPC_PORT": str(grpc_port)}
-            flags = ["--app-id", app["appID"], "--app-port", str(port),
-                     "--app-protocol", app.get("appProtocol", "http"),
-                     "--resources-path", str(cwd / common["resourcesPath"]),
-                     "--config", str(cwd / common["configFilePath"]),
-                     "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
-                     "--dapr-internal-grpc-port", str(free_port()),
-                     "--metrics-port", str(free_port()), "--app-channel-address", LOOPBACK,
-                     "--dapr-listen-addresses", LOOPBACK,
-                     *self.control_plane.daprd_flags()]
+            env = {
+                **{k: str(v) for k, v in common.get("env", {}).items()},
+                **{k: str(v) for k, v in app.get("env", {}).items()},
+                "APP_ID": app["appID"],
+                "APP_PORT": str(port),
+                "DAPR_HOST_IP": LOOPBACK,
+                "DAPR_HTTP_PORT": str(http_port),
+                "DAPR_GRPC_PORT": str(grpc_port),
+            }
+            flags = [
+                "--app-id",
+                app["appID"],
+                "--app-port",
+                str(port),
+                "--app-protocol",
+                app.get("appProtocol", "http"),
+                "--resources-path",
+                str(cwd / common["resourcesPath"]),
+                "--config",
+                str(cwd / common["configFilePath"]),
+                "--dapr-http-port",
+                str(http_port),
+                "--dapr-grpc-port",
+                str(grpc_port),
+                "--dapr-internal-grpc-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+                "--app-channel-address",
+                LOOPBACK,
+                "--dapr-listen-addresses",
+                LOOPBACK,
+                *self.control_plane.daprd_flags(),
+            ]
             if app.get("enableAppHealthCheck") or app.get("appHealthCheckPath"):
-                flags += ["--enable-app-health-check", "--app-health-check-path",
-                          app.get("appHealthCheckPath", "/healthz"),
-                          *(arg for key, flag in self._HEALTH_KEYS.items() if key in app
-                            for arg in (flag, str(app[key])))]
+                flags += [
+                    "--enable-app-health-check",
+                    "--app-health-check-path",
+                    app.get("appHealthCheckPath", "/healthz"),
+                    *(
+                        arg
+                        for key, flag in self._HEALTH_KEYS.items()
+                        if key in app
+                        for arg in (flag, str(app[key]))
+                    ),
+                ]
             command = [str(part) for part in app["command"]]
-            command = [sys.executable if part in ("python", "python3") else part
-                       for part in command]
+            command = [
+                sys.executable if part in ("python", "python3") else part for part in command
+            ]
             command[command.index("--port") + 1] = str(port)
             # Relative paths in the environment (the SQLite file) are the sidecar's, from
             # the app's folder: here from the rehearsal's own, so the project's state is
@@ -674,8 +951,13 @@ class MultiAppRun:
                     if not _tracked(cwd / parent):
                         raise Untranslatable(f"{parent}/ is not in a fresh clone: {value}")
                     (sidecar_cwd / parent).mkdir(parents=True, exist_ok=True)
-            daprd = Process(f"{app['appID']}-daprd", [str(self.bin_dir / "daprd"), *flags],
-                            logs, env=env, cwd=sidecar_cwd)
+            daprd = Process(
+                f"{app['appID']}-daprd",
+                [str(self.bin_dir / "daprd"), *flags],
+                logs,
+                env=env,
+                cwd=sidecar_cwd,
+            )
             process = Process(app["appID"], command, logs, env=env, cwd=cwd)
             self.processes += [daprd, process]
             url = f"http://{LOOPBACK}:{port}"
@@ -691,6 +973,12 @@ class MultiAppRun:
 
 def _tracked(folder: Path) -> bool:
     """Whether git tracks anything in the folder (so that a fresh clone has it)."""
-    listed = subprocess.run(["git", "ls-files", "--", str(folder)], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=30, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--", str(folder)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return bool(listed.stdout.strip())

@@ -13,12 +13,17 @@ def active_threads(host: App) -> list[str]:
 
 
 @pytest.mark.parametrize("profile", ["sqlite", "postgres"])
-def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, stacks,
-                                                                  profile, request) -> None:
-    env = ({"THREADHOST_POSTGRES_URL": request.getfixturevalue("postgres_server")}
-           if profile == "postgres" else {})
-    *hosts, gateway = start_apps(stack_config(profile, env=env), stacks,
-                                 "actors", "actors", "gateway")
+def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(
+    stack_config, stacks, profile, request
+) -> None:
+    env = (
+        {"THREADHOST_POSTGRES_URL": request.getfixturevalue("postgres_server")}
+        if profile == "postgres"
+        else {}
+    )
+    *hosts, gateway = start_apps(
+        stack_config(profile, env=env), stacks, "actors", "actors", "gateway"
+    )
 
     api = Api(gateway.url)
     thread = api.create_thread()
@@ -29,8 +34,9 @@ def test_the_next_turn_succeeds_on_the_other_host_after_a_sigkill(stack_config, 
 
     holder.kill()
     killed_at = time.monotonic()
-    response = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "third"},
-                             timeout=60)
+    response = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "third"}, timeout=60
+    )
     takeover = time.monotonic() - killed_at
     print(f"\ntakeover: the first turn after SIGKILL answered in {takeover:.2f} s")
 

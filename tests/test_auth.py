@@ -42,10 +42,16 @@ def secured(stack_config, stacks, tmp_path, rsa_key) -> Stack:
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
-    config = stack_config(env={
-        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_FILE": str(jwks),
-        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
-        "APP_API_TOKEN": APP_TOKEN, "THREADHOST_SERVICE_CALLERS": '["support-portal"]'})
+    config = stack_config(
+        env={
+            "THREADHOST_AUTH_MODE": "jwt",
+            "THREADHOST_JWT_JWKS_FILE": str(jwks),
+            "THREADHOST_JWT_ISSUER": ISSUER,
+            "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+            "APP_API_TOKEN": APP_TOKEN,
+            "THREADHOST_SERVICE_CALLERS": '["support-portal"]',
+        }
+    )
     stack = Stack(config, split=True)
     stacks.append(stack)
     stack.start()
@@ -75,8 +81,15 @@ def test_another_user_cannot_answer_a_waiting_run(secured, rsa_key) -> None:
     bob = as_user(secured.api.url, token("bob", rsa_key, "RS256"))
     thread = alice.create_thread(agent="asker")
     run = alice.say(thread, "Cancel my order.")["run"]
-    answer = {"actions": [{"type": "input", "call_id": run["required_action"][0]["call_id"],
-                           "answer": "bob's order"}]}
+    answer = {
+        "actions": [
+            {
+                "type": "input",
+                "call_id": run["required_action"][0]["call_id"],
+                "answer": "bob's order",
+            }
+        ]
+    }
     url = f"/v1/threads/{thread}/runs/{run['run_id']}"
     assert bob.http.post(f"{url}/resume", json=answer).status_code == 404
     assert bob.http.post(f"{url}/cancel").status_code == 404
@@ -87,16 +100,28 @@ def test_another_user_cannot_answer_a_waiting_run(secured, rsa_key) -> None:
     assert "bob's order" not in [m["content"] for m in alice.messages(thread)]
 
 
-@pytest.mark.parametrize("bad", ["missing", "expired", "wrong-audience", "unsigned",
-                                 "wrong-key", "wrong-issuer", "hmac-with-the-public-key"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "missing",
+        "expired",
+        "wrong-audience",
+        "unsigned",
+        "wrong-key",
+        "wrong-issuer",
+        "hmac-with-the-public-key",
+    ],
+)
 def test_tokens_that_must_be_refused(secured, rsa_key, bad) -> None:
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     bearer = {
         "expired": lambda: token("alice", rsa_key, "RS256", exp=int(time.time()) - 10),
         "wrong-audience": lambda: token("alice", rsa_key, "RS256", aud="someone-else"),
-        "unsigned": lambda: jwt.encode({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE,
-                                        "exp": int(time.time()) + 300}, None,
-                                       algorithm="none"),
+        "unsigned": lambda: jwt.encode(
+            {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300},
+            None,
+            algorithm="none",
+        ),
         "wrong-key": lambda: token("alice", other_key, "RS256"),
         "wrong-issuer": lambda: token("alice", rsa_key, "RS256", iss="https://evil.test"),
         # An HS256 token where published keys are expected (the key-confusion attack).
@@ -112,13 +137,15 @@ def test_tokens_that_must_be_refused(secured, rsa_key, bad) -> None:
 
 
 @pytest.mark.parametrize("sub", ["", "   "])
-def test_a_token_without_a_usable_subject_is_refused_and_writes_nothing(secured, rsa_key,
-                                                                        sub) -> None:
+def test_a_token_without_a_usable_subject_is_refused_and_writes_nothing(
+    secured, rsa_key, sub
+) -> None:
     rows = stored_rows(secured.config)
     bearer = {"authorization": f"Bearer {token(sub, rsa_key, 'RS256')}"}
     for method, path in (("GET", "/v1/threads"), ("POST", "/v1/threads")):
-        response = httpx.request(method, f"{secured.api.url}{path}", json={}, headers=bearer,
-                                 timeout=30)
+        response = httpx.request(
+            method, f"{secured.api.url}{path}", json={}, headers=bearer, timeout=30
+        )
         assert response.status_code == 401, response.text
         assert '"sub"' in response.json()["detail"]
     assert stored_rows(secured.config) == rows
@@ -135,28 +162,55 @@ def test_people_whose_claims_hold_separators_stay_apart(secured, rsa_key) -> Non
 
 def test_a_forged_service_identity_is_refused(secured) -> None:
     """Straight to the gateway's port, claiming to be an allowed app: no sidecar token."""
-    response = httpx.post(f"{secured.api.url}/v1/threads", json={},
-                          headers={"dapr-caller-app-id": "support-portal"}, timeout=30)
+    response = httpx.post(
+        f"{secured.api.url}/v1/threads",
+        json={},
+        headers={"dapr-caller-app-id": "support-portal"},
+        timeout=30,
+    )
     assert response.status_code == 401
 
 
 def _client_sidecar(stack: Stack, app_id: str, folder) -> tuple[Process, str]:
     """A daprd with no app behind it: how another service calls threadhost."""
     port = free_port()
-    sidecar = Process(f"{app_id}-daprd", [
-        str(stack.config.bin_dir / "daprd"), "--app-id", app_id, "--mode", "standalone",
-        "--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port),
-        "--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port()),
-        "--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1",
-        "--placement-host-address", stack.control_plane.placement_address,
-        "--scheduler-host-address", stack.control_plane.scheduler_address,
-        "--log-level", "warn"], folder / "logs", env={"DAPR_HOST_IP": "127.0.0.1"})
+    sidecar = Process(
+        f"{app_id}-daprd",
+        [
+            str(stack.config.bin_dir / "daprd"),
+            "--app-id",
+            app_id,
+            "--mode",
+            "standalone",
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+            "--dapr-http-port",
+            str(port),
+            "--dapr-grpc-port",
+            str(free_port()),
+            "--dapr-internal-grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--metrics-listen-address",
+            "127.0.0.1",
+            "--placement-host-address",
+            stack.control_plane.placement_address,
+            "--scheduler-host-address",
+            stack.control_plane.scheduler_address,
+            "--log-level",
+            "warn",
+        ],
+        folder / "logs",
+        env={"DAPR_HOST_IP": "127.0.0.1"},
+    )
     sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
     return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke/{stack.config.gateway_app_id}/method"
 
 
-def test_another_service_holds_a_conversation_through_service_invocation(secured, tmp_path,
-                                                                        stacks, rsa_key) -> None:
+def test_another_service_holds_a_conversation_through_service_invocation(
+    secured, tmp_path, stacks, rsa_key
+) -> None:
     sidecar, gateway = _client_sidecar(secured, "support-portal", tmp_path)
     stacks.append(sidecar)
     with httpx.Client(base_url=gateway, timeout=60) as portal:
@@ -189,10 +243,14 @@ def test_actor_methods_and_reads_are_for_sidecars_only(secured, rsa_key) -> None
     alice = as_user(secured.api.url, token("alice", rsa_key, "RS256"))
     thread = alice.create_thread()
     host = secured.apps[0].url
-    forged = httpx.put(f"{host}/actors/Thread/{thread}/method/Describe",
-                       json={"owner": "alice"}, timeout=30)
-    read = httpx.put(f"{host}/actors/ThreadReader/{thread}/method/ReadRun",
-                     json={"owner": "alice", "run_id": "x"}, timeout=30)
+    forged = httpx.put(
+        f"{host}/actors/Thread/{thread}/method/Describe", json={"owner": "alice"}, timeout=30
+    )
+    read = httpx.put(
+        f"{host}/actors/ThreadReader/{thread}/method/ReadRun",
+        json={"owner": "alice", "run_id": "x"},
+        timeout=30,
+    )
     job = httpx.post(f"{host}/job/{job_name(thread)}", json={}, timeout=30)
     assert (forged.status_code, read.status_code, job.status_code) == (403, 403, 403)
     # A problem document, and nothing of the thread.
@@ -205,10 +263,16 @@ def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) 
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     server = JwksServer({"keys": [{**public, "kid": "k1", "use": "sig"}]})
     stacks.append(server)
-    config = stack_config(env={
-        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_URL": server.url,
-        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
-        "THREADHOST_TENANT_CLAIM": "org", "APP_API_TOKEN": APP_TOKEN})
+    config = stack_config(
+        env={
+            "THREADHOST_AUTH_MODE": "jwt",
+            "THREADHOST_JWT_JWKS_URL": server.url,
+            "THREADHOST_JWT_ISSUER": ISSUER,
+            "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+            "THREADHOST_TENANT_CLAIM": "org",
+            "APP_API_TOKEN": APP_TOKEN,
+        }
+    )
     stack = Stack(config)
     stacks.append(stack)
     stack.start()
@@ -231,8 +295,9 @@ def test_keys_from_a_jwks_url_and_a_tenant_claim(stack_config, stacks, rsa_key) 
     assert refused.status_code == 401 and '"org"' in refused.json()["detail"]
 
 
-def test_a_rotated_key_is_taken_within_seconds_whatever_junk_arrives(stack_config, stacks,
-                                                                     rsa_key) -> None:
+def test_a_rotated_key_is_taken_within_seconds_whatever_junk_arrives(
+    stack_config, stacks, rsa_key
+) -> None:
     """The identity provider rotates its keys while tokens with made-up key ids keep
     coming (each would make the gateway ask for the keys again): a valid token signed
     with the new key is accepted within seconds, and the provider is not asked at every
@@ -240,28 +305,38 @@ def test_a_rotated_key_is_taken_within_seconds_whatever_junk_arrives(stack_confi
     rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def jwk(key: rsa.RSAPrivateKey, kid: str) -> dict:
-        return {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
-                "kid": kid, "use": "sig"}
+        return {
+            **json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
+            "kid": kid,
+            "use": "sig",
+        }
 
     server = JwksServer({"keys": [jwk(rsa_key, "k1")]})
     server.failing = True
     stacks.append(server)
-    config = stack_config(env={
-        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_JWKS_URL": server.url,
-        "THREADHOST_JWT_ISSUER": ISSUER, "THREADHOST_JWT_AUDIENCE": AUDIENCE,
-        "APP_API_TOKEN": APP_TOKEN})
+    config = stack_config(
+        env={
+            "THREADHOST_AUTH_MODE": "jwt",
+            "THREADHOST_JWT_JWKS_URL": server.url,
+            "THREADHOST_JWT_ISSUER": ISSUER,
+            "THREADHOST_JWT_AUDIENCE": AUDIENCE,
+            "APP_API_TOKEN": APP_TOKEN,
+        }
+    )
     stack = Stack(config, split=True)
     stacks.append(stack)
     stack.start()
     url = f"{stack.api.url}/v1/threads"
 
     def status(bearer: str) -> int:
-        return httpx.get(url, headers={"authorization": f"Bearer {bearer}"},
-                         timeout=30).status_code
+        return httpx.get(url, headers={"authorization": f"Bearer {bearer}"}, timeout=30).status_code
 
-    junk = jwt.encode({"sub": "x", "iss": ISSUER, "aud": AUDIENCE,
-                       "exp": int(time.time()) + 300}, rsa_key, algorithm="RS256",
-                      headers={"kid": "made-up"})
+    junk = jwt.encode(
+        {"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300},
+        rsa_key,
+        algorithm="RS256",
+        headers={"kid": "made-up"},
+    )
     assert status(token("ann", rsa_key, "RS256")) == 401  # the provider fails
     server.failing = False
     started = time.monotonic()
@@ -270,9 +345,12 @@ def test_a_rotated_key_is_taken_within_seconds_whatever_junk_arrives(stack_confi
         assert time.monotonic() - started < 15, "a provider that came back was not asked"
         time.sleep(0.5)
     server.jwks = {"keys": [jwk(rsa_key, "k1"), jwk(rotated, "k2")]}
-    fresh = jwt.encode({"sub": "ann", "iss": ISSUER, "aud": AUDIENCE,
-                        "exp": int(time.time()) + 300}, rotated, algorithm="RS256",
-                       headers={"kid": "k2"})
+    fresh = jwt.encode(
+        {"sub": "ann", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300},
+        rotated,
+        algorithm="RS256",
+        headers={"kid": "k2"},
+    )
     started, fetches, junk_sent = time.monotonic(), server.fetches, 0
     while status(fresh) != 200:
         for _ in range(5):  # junk keeps coming: each asks the gateway for an unknown key

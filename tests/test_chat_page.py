@@ -30,15 +30,25 @@ REPLY = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
 def browser() -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or driver is None:
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver "
-                    "(./dev test installs them)")
+        pytest.fail(
+            "the browser tests need Debian's chromium and chromium-driver "
+            "(./dev test installs them)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     # Headless, and nothing beyond this machine: no updates, no sync, no metrics.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--window-size=1200,900", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-default-apps", "--metrics-recording-only"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--metrics-recording-only",
+    ):
         options.add_argument(flag)
     chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     chrome.set_page_load_timeout(30)
@@ -52,8 +62,7 @@ def _shot(browser: webdriver.Chrome, name: str) -> None:
 
 
 def _wait_text(browser: webdriver.Chrome, text: str, timeout: float = 30) -> None:
-    WebDriverWait(browser, timeout).until(
-        ready.text_to_be_present_in_element((By.ID, "log"), text))
+    WebDriverWait(browser, timeout).until(ready.text_to_be_present_in_element((By.ID, "log"), text))
 
 
 def _log(browser: webdriver.Chrome) -> list[str]:
@@ -61,8 +70,9 @@ def _log(browser: webdriver.Chrome) -> list[str]:
 
 
 def _new_thread(browser: webdriver.Chrome, agent: str) -> str:
-    WebDriverWait(browser, 30).until(lambda b: agent in [
-        o.text for o in Select(b.find_element(By.ID, "agent")).options])
+    WebDriverWait(browser, 30).until(
+        lambda b: agent in [o.text for o in Select(b.find_element(By.ID, "agent")).options]
+    )
     Select(browser.find_element(By.ID, "agent")).select_by_visible_text(agent)
     browser.find_element(By.CSS_SELECTOR, "#new-thread button").click()
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return location.hash"))
@@ -76,7 +86,8 @@ def _say(browser: webdriver.Chrome, text: str) -> None:
 
 
 def test_a_conversation_streams_waits_for_approval_and_survives_a_reload(
-        browser: webdriver.Chrome, split_stack: Stack) -> None:
+    browser: webdriver.Chrome, split_stack: Stack
+) -> None:
     url = split_stack.api.url
     browser.get(f"{url}/")
     assert browser.current_url.endswith("/chat")
@@ -85,7 +96,8 @@ def test_a_conversation_streams_waits_for_approval_and_survives_a_reload(
     _wait_text(browser, REPLY)
     # Its end, with the run's steps, usage and cost, once the run is read back.
     WebDriverWait(browser, 30).until(
-        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · 5 steps"))
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · 5 steps")
+    )
     assert "tokens · $" in browser.find_element(By.ID, "status").text
     log = _log(browser)
     assert any("query_order" in entry for entry in log), log  # the tool call shown
@@ -102,7 +114,8 @@ def test_a_conversation_streams_waits_for_approval_and_survives_a_reload(
     browser.find_element(By.ID, "submit-actions").click()
     _wait_text(browser, "That is settled.")
     WebDriverWait(browser, 30).until(
-        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · "))
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · ")
+    )
     _shot(browser, "3-approved")
 
     # Reloaded on the first thread: the same conversation, from the thread itself.
@@ -111,26 +124,31 @@ def test_a_conversation_streams_waits_for_approval_and_survives_a_reload(
     _wait_text(browser, REPLY)
     after = _log(browser)
     assert [e for e in after if "Where is my order 1001?" in e] and sum(
-        REPLY in e for e in after) == 1, after
+        REPLY in e for e in after
+    ) == 1, after
     assert len(after) == len(Api(url).messages(thread))
     _shot(browser, "4-reloaded")
 
 
 def test_a_dropped_stream_picks_up_where_it_broke_and_shows_nothing_twice(
-        browser: webdriver.Chrome, split_stack: Stack) -> None:
+    browser: webdriver.Chrome, split_stack: Stack
+) -> None:
     browser.get(f"{split_stack.api.url}/chat")
     thread = _new_thread(browser, "slow")  # its first model call takes 3 s
     _say(browser, "Where is my order 1001?")
     WebDriverWait(browser, 30).until(
-        ready.text_to_be_present_in_element((By.ID, "status"), "Run running"))
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run running")
+    )
     browser.execute_script("window.dropConnection()")  # as a network failure would
     _wait_text(browser, "Order 1001 has shipped.")
     WebDriverWait(browser, 30).until(
-        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · "))
+        ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · ")
+    )
     # The rest came from the run's events, asked for again after the drop.
     assert browser.execute_script(
         "return performance.getEntriesByType('resource')"
-        ".some(e => e.name.includes('/runs/') && e.name.endsWith('/events'))")
+        ".some(e => e.name.includes('/runs/') && e.name.endsWith('/events'))"
+    )
     log = _log(browser)
     assert sum("Looking it up." in entry for entry in log) == 1, log
     assert sum("Order 1001 has shipped." in entry for entry in log) == 1, log
@@ -139,16 +157,21 @@ def test_a_dropped_stream_picks_up_where_it_broke_and_shows_nothing_twice(
 
 
 def test_with_authentication_on_a_pasted_token_opens_the_callers_threads(
-        browser: webdriver.Chrome, dapr_bin: Path, tmp_path: Path) -> None:
+    browser: webdriver.Chrome, dapr_bin: Path, tmp_path: Path
+) -> None:
     secret = "k" * 32
-    config = make_stack_config(dapr_bin, tmp_path, uuid.uuid4().hex[:10], env={
-        "THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_SECRET": secret})
+    config = make_stack_config(
+        dapr_bin,
+        tmp_path,
+        uuid.uuid4().hex[:10],
+        env={"THREADHOST_AUTH_MODE": "jwt", "THREADHOST_JWT_SECRET": secret},
+    )
     with Stack(config) as stack:
         browser.get(f"{stack.api.url}/chat")
         WebDriverWait(browser, 30).until(
-            ready.text_to_be_present_in_element((By.ID, "error"), "bearer token"))
-        token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 600}, secret,
-                           algorithm="HS256")
+            ready.text_to_be_present_in_element((By.ID, "error"), "bearer token")
+        )
+        token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.CSS_SELECTOR, "#auth button").click()
         _new_thread(browser, "support")

@@ -58,8 +58,7 @@ class Terminal:
 
 def test_chat_recalls_history_and_ends_on_ctrl_c_at_its_prompt(stack, tmp_path) -> None:
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "TERM": "xterm"}
-    terminal = Terminal([sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url],
-                        env)
+    terminal = Terminal([sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url], env)
     try:
         at = terminal.wait_for("> ")
         terminal.type("where is my parcel?\r")

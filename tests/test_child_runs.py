@@ -31,8 +31,9 @@ class Threads:
             state = MemoryState()
             effects = MemoryEffects(state, thread=self.get)
             self.effects[thread_id] = effects
-            self.services[thread_id] = ThreadService(thread_id, ThreadStore(state), ENGINE,
-                                                     effects, self.settings)
+            self.services[thread_id] = ThreadService(
+                thread_id, ThreadStore(state), ENGINE, effects, self.settings
+            )
         return self.services[thread_id]
 
     async def deliver(self) -> None:
@@ -46,8 +47,9 @@ class Threads:
 async def _ask_manager(threads: Threads) -> tuple[ThreadService, RunAnswer]:
     parent = await threads.get("th_parent")
     await parent.create(CreateThread(agent="manager", owner="ann"))
-    answer = await parent.post_message(PostMessage(text="Where is my parcel?", owner="ann",
-                                                   wait=True))
+    answer = await parent.post_message(
+        PostMessage(text="Where is my parcel?", owner="ann", wait=True)
+    )
     assert isinstance(answer, RunAnswer)
     return parent, answer
 
@@ -90,9 +92,11 @@ def test_a_run_asks_another_agent_waits_unlocked_and_goes_on_with_its_answer() -
         assert done.run.status == "completed"
         results = [m for m in done.messages if m.kind == "tool_result"]
         assert [(r.content, r.is_error) for r in results] == [
-            ("TRK-1001 is with ParcelCo, due in 2 days.", False)]
-        assert done.messages[-1].text == ("The researcher says: TRK-1001 is with ParcelCo, "
-                                          "due in 2 days.")
+            ("TRK-1001 is with ParcelCo, due in 2 days.", False)
+        ]
+        assert done.messages[-1].text == (
+            "The researcher says: TRK-1001 is with ParcelCo, due in 2 days."
+        )
         # The child's usage counts in the parent's, and the parent names its child.
         [recorded] = done.run.children
         assert (recorded.thread_id, recorded.run_id) == (action.thread_id, child_run_id)
@@ -119,8 +123,10 @@ def test_a_child_whose_end_was_not_heard_is_found_by_the_parents_check() -> None
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("limit,refusal", [({"max_agent_depth": 0}, "levels deep"),
-                                           ({"max_child_runs": 0}, "other agents 0 times")])
+@pytest.mark.parametrize(
+    "limit,refusal",
+    [({"max_agent_depth": 0}, "levels deep"), ({"max_child_runs": 0}, "other agents 0 times")],
+)
 def test_agents_ask_agents_only_so_deep_and_so_often(limit: dict, refusal: str) -> None:
     async def scenario() -> None:
         threads = Threads(SETTINGS.model_copy(update=limit))
@@ -141,9 +147,14 @@ def test_a_handoff_passes_the_rest_of_the_run_to_another_agent() -> None:
         threads = Threads()
         triage = await threads.get("th_h")
         await triage.create(CreateThread(agent="triage", owner="ann"))
-        answer = await triage.post_message(PostMessage(
-            text="Where is order 1001?", owner="ann", wait=True,
-            client_tools=[{"name": "get_location", "parameters": {"type": "object"}}]))
+        answer = await triage.post_message(
+            PostMessage(
+                text="Where is order 1001?",
+                owner="ann",
+                wait=True,
+                client_tools=[{"name": "get_location", "parameters": {"type": "object"}}],
+            )
+        )
         assert isinstance(answer, RunAnswer)
         assert answer.run.status == "completed", answer.run
         assert answer.run.agent["name"] == "support"
@@ -151,15 +162,24 @@ def test_a_handoff_passes_the_rest_of_the_run_to_another_agent() -> None:
         assert {"query_order", "get_location"} <= set(answer.run.tools)
         assert "transfer_to_support" not in answer.run.tools
         # Each message says which agent wrote it.
-        written = [(m.kind, m.agent) for m in answer.messages if m.kind != "user_text"
-                   and m.kind != "tool_result"]
-        assert written == [("tool_call", "triage"), ("tool_call", "support"),
-                           ("assistant_text", "support")]
+        written = [
+            (m.kind, m.agent)
+            for m in answer.messages
+            if m.kind != "user_text" and m.kind != "tool_result"
+        ]
+        assert written == [
+            ("tool_call", "triage"),
+            ("tool_call", "support"),
+            ("assistant_text", "support"),
+        ]
         # The run's log says where it was handed over (the run stopped inside the call:
         # its events are in its log, not published).
         run = await triage._store.run(answer.run.run_id)
-        handed = [e.data.get("handoff") for e in await triage._store.events(run, -1, 100)
-                  if e.type == "step.completed" and e.data.get("handoff")]
+        handed = [
+            e.data.get("handoff")
+            for e in await triage._store.events(run, -1, 100)
+            if e.type == "step.completed" and e.data.get("handoff")
+        ]
         assert handed == ["support"], handed
 
     asyncio.run(scenario())

@@ -11,7 +11,8 @@ from tests.test_any_node import active_threads
 
 
 def test_a_parent_completes_with_its_childs_answer_after_its_host_is_killed(
-        stack_config, stacks) -> None:
+    stack_config, stacks
+) -> None:
     *hosts, gateway = start_apps(stack_config(), stacks, "actors", "actors", "gateway")
     api = Api(gateway.url)
     # A child thread's id follows from its parent's run: new parents until one's child
@@ -19,8 +20,11 @@ def test_a_parent_completes_with_its_childs_answer_after_its_host_is_killed(
     for _ in range(12):
         thread, run_id, child = _parent_waiting_for_its_child(api)
         holder = next(h for h in hosts if thread in active_threads(h))
-        child_host = wait_for(lambda c=child: next(
-            (h for h in hosts if c in active_threads(h)), None), 30, "the child to be active")
+        child_host = wait_for(
+            lambda c=child: next((h for h in hosts if c in active_threads(h)), None),
+            30,
+            "the child to be active",
+        )
         if child_host is not holder:
             break
     else:
@@ -28,14 +32,19 @@ def test_a_parent_completes_with_its_childs_answer_after_its_host_is_killed(
 
     holder.kill()
     killed_at = datetime.now(UTC)
-    done = wait_for(lambda: (r := api.run(thread, run_id))["status"] in (
-        "completed", "failed") and r, 60, "the parent to complete")
+    done = wait_for(
+        lambda: (r := api.run(thread, run_id))["status"] in ("completed", "failed") and r,
+        60,
+        "the parent to complete",
+    )
     assert done["status"] == "completed", done
     results = [m for m in api.messages(thread) if m["role"] == "tool"]
     assert [(m["content"], m["is_error"]) for m in results] == [
-        ("TRK-1001 is with ParcelCo, due in 2 days.", False)]
+        ("TRK-1001 is with ParcelCo, due in 2 days.", False)
+    ]
     assert api.messages(thread)[-1]["content"] == (
-        "The researcher says: TRK-1001 is with ParcelCo, due in 2 days.")
+        "The researcher says: TRK-1001 is with ParcelCo, due in 2 days."
+    )
     # Once: one child run, which ended after the parent's host was gone; the parent
     # counted it once.
     [child_run] = api.http.get(f"/v1/threads/{child}/runs").json()["runs"]
@@ -46,12 +55,17 @@ def test_a_parent_completes_with_its_childs_answer_after_its_host_is_killed(
 
 def _parent_waiting_for_its_child(api: Api) -> tuple[str, str, str]:
     thread = api.create_thread(agent="slow-manager")
-    started = api.http.post(f"/v1/threads/{thread}/messages",
-                            json={"content": "Where is my parcel?", "mode": "background"})
+    started = api.http.post(
+        f"/v1/threads/{thread}/messages",
+        json={"content": "Where is my parcel?", "mode": "background"},
+    )
     assert started.status_code == 202, started.text
     run_id = started.json()["run"]["run_id"]
-    waiting = wait_for(lambda: (r := api.run(thread, run_id))["required_action"] and r,
-                       30, "the parent to wait for its child")
+    waiting = wait_for(
+        lambda: (r := api.run(thread, run_id))["required_action"] and r,
+        30,
+        "the parent to wait for its child",
+    )
     [action] = waiting["required_action"]
     assert (action["type"], action["agent"]) == ("agent_run", "slow-researcher")
     return thread, run_id, action["thread_id"]

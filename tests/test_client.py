@@ -43,17 +43,24 @@ def test_the_client_through_a_dapr_sidecar(stack) -> None:
 def test_threadhost_chat_streams_replies_in_the_terminal(stack) -> None:
     """Lines on stdin are turns; replies (and tool calls) come back as they stream."""
     chat = subprocess.run(
-        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent",
-         "support"], input="Where is my order 1001?\nThanks!\n", capture_output=True,
-        text=True, timeout=60)
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent", "support"],
+        input="Where is my order 1001?\nThanks!\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert chat.returncode == 0, chat.stderr
     shipped = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
     assert chat.stdout.count(shipped) == 2
     assert "[query_order" in chat.stderr and "thread th_" in chat.stderr
     thread = chat.stderr.split("thread ", 1)[1].split()[0]
-    again = subprocess.run([sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url,
-                            "--thread", thread], input="Bye\n", capture_output=True,
-                           text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--thread", thread],
+        input="Bye\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 0 and shipped in again.stdout
 
 
@@ -63,8 +70,9 @@ async def pauses(client: ThreadhostClient) -> None:
         location = ClientTool(name="get_location", parameters={"type": "object"})
         turn = await th.say(located.id, "Weather?", client_tools=[location])
         [action] = turn.run.required_action
-        done = await th.resume(located.id, turn.run.run_id,
-                               [ToolOutput(call_id=action.call_id, output="Berlin")])
+        done = await th.resume(
+            located.id, turn.run.run_id, [ToolOutput(call_id=action.call_id, output="Berlin")]
+        )
         assert (done.run.status, done.reply) == ("completed", "Here is the weather where you are.")
 
         gated = await th.create_thread(agent="approvals")
@@ -72,9 +80,14 @@ async def pauses(client: ThreadhostClient) -> None:
         assert events[-1].data["data"]["status"] == "requires_action"
         [action] = events[-1].data["data"]["required_action"]
         run_id = events[-1].data["run_id"]
-        after = [e async for e in th.resume_stream(
-            gated.id, run_id, [Approval(call_id=action["call_id"], approved=False,
-                                        reason="keep it")])]
+        after = [
+            e
+            async for e in th.resume_stream(
+                gated.id,
+                run_id,
+                [Approval(call_id=action["call_id"], approved=False, reason="keep it")],
+            )
+        ]
         # The stream goes on from the answer: no event of before the pause again.
         assert after[0].event == "actions.submitted" and after[0].id == events[-1].id + 1
         assert after[0].data["data"]["messages"][0]["content"] == "Denied by the user: keep it"
@@ -83,8 +96,7 @@ async def pauses(client: ThreadhostClient) -> None:
         replay = [e async for e in th.events(gated.id, run_id)]
         assert [e.id for e in replay] == [e.id for e in events + after if e.id is not None]
         with pytest.raises(ThreadhostError) as late:
-            await th.resume(gated.id, run_id, [Approval(call_id=action["call_id"],
-                                                        approved=True)])
+            await th.resume(gated.id, run_id, [Approval(call_id=action["call_id"], approved=True)])
         assert late.value.status == 409
 
 
@@ -92,15 +104,22 @@ def test_the_client_answers_pauses(stack) -> None:
     asyncio.run(pauses(ThreadhostClient(stack.api.url)))
 
 
-@pytest.mark.parametrize(("agent", "stdin", "shown"), [
-    ("approvals", "Please cancel order 1002.\ny\n", '"status":"cancelled"'),
-    ("approvals", "Please cancel order 1002.\nn\nnot today\n", "Denied by the user: not today"),
-    ("asker", "Cancel my order.\nOrder 1002\n", "Which order do you mean?"),
-])
+@pytest.mark.parametrize(
+    ("agent", "stdin", "shown"),
+    [
+        ("approvals", "Please cancel order 1002.\ny\n", '"status":"cancelled"'),
+        ("approvals", "Please cancel order 1002.\nn\nnot today\n", "Denied by the user: not today"),
+        ("asker", "Cancel my order.\nOrder 1002\n", "Which order do you mean?"),
+    ],
+)
 def test_threadhost_chat_asks_for_what_a_run_waits_for(stack, agent, stdin, shown) -> None:
     chat = subprocess.run(
         [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent", agent],
-        input=stdin, capture_output=True, text=True, timeout=60)
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert chat.returncode == 0, chat.stderr
     final = {"approvals": "That is settled.", "asker": "Thanks, I have noted it."}[agent]
     assert chat.stdout.strip().endswith(final)
@@ -111,14 +130,30 @@ def test_threadhost_chat_asks_for_what_a_run_waits_for(stack, agent, stdin, show
 
 def test_a_run_paused_in_one_chat_is_answered_in_another(stack) -> None:
     first = subprocess.run(
-        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--agent",
-         "approvals"], input="Please cancel order 1002.\n", capture_output=True, text=True,
-        timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "threadhost",
+            "chat",
+            "--url",
+            stack.api.url,
+            "--agent",
+            "approvals",
+        ],
+        input="Please cancel order 1002.\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert first.returncode == 0 and "the run waits for its answer" in first.stderr
     thread = first.stderr.split("thread ", 1)[1].split()[0]
     second = subprocess.run(
-        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--thread",
-         thread], input="y\n", capture_output=True, text=True, timeout=60)
+        [sys.executable, "-m", "threadhost", "chat", "--url", stack.api.url, "--thread", thread],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 0, second.stderr
     assert "waits]" in second.stderr and "[approve cancel_order" in second.stderr
     assert second.stdout.strip() == "That is settled."

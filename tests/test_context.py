@@ -23,10 +23,12 @@ from threadhost.common.settings import Settings
 
 
 def exchange(n: int, result: str = "ok") -> list:
-    return [UserText(text=f"question {n}"),
-            ToolCall(call_id=f"c{n}", name="look", arguments="{}"),
-            ToolResult(call_id=f"c{n}", name="look", content=result),
-            AssistantText(text=f"answer {n}")]
+    return [
+        UserText(text=f"question {n}"),
+        ToolCall(call_id=f"c{n}", name="look", arguments="{}"),
+        ToolResult(call_id=f"c{n}", name="look", content=result),
+        AssistantText(text=f"answer {n}"),
+    ]
 
 
 BUDGET = Budget.of(ContextPolicy(max_input_tokens=400), "scripted", None, {})
@@ -41,7 +43,7 @@ def test_a_window_opens_at_a_users_message_and_keeps_the_run_whole() -> None:
     assert window.start <= run_first and window.start > 0
     assert window.compact_to is not None and window.start <= window.compact_to <= run_first
     # The run's messages are all there, the huge result cut short in the request only.
-    sent = window.messages[run_first - window.start:]
+    sent = window.messages[run_first - window.start :]
     assert [m.kind for m in sent] == ["user_text", "tool_call", "tool_result"]
     assert len(sent[2].content) < 4 * BUDGET.message_cap and "cut short" in sent[2].content
     assert len(history[-1].content) == 40_000
@@ -95,10 +97,17 @@ def test_what_a_turn_writes_stays_flat_as_the_thread_grows(long_thread) -> None:
     assert late <= early * 1.3, (early, late)
 
 
-OVERFLOW = Reply(status=400, body={"error": {
-    "message": "This model's maximum context length is 128000 tokens. However, your "
-               "messages resulted in 131000 tokens.",
-    "type": "invalid_request_error", "code": "context_length_exceeded"}})
+OVERFLOW = Reply(
+    status=400,
+    body={
+        "error": {
+            "message": "This model's maximum context length is 128000 tokens. However, your "
+            "messages resulted in 131000 tokens.",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +118,24 @@ def vendor():
 
 
 def vendor_thread(vendor: VendorServer) -> tuple[ThreadService, MemoryState]:
-    settings = Settings(openai_api_key="sk-test", openai_base_url=f"{vendor.url}/v1",
-                        step_chain_budget_ms=10_000, retry_attempts=1)
+    settings = Settings(
+        openai_api_key="sk-test",
+        openai_base_url=f"{vendor.url}/v1",
+        step_chain_budget_ms=10_000,
+        retry_attempts=1,
+    )
     engine = build_engine(settings, {})
-    engine.catalog.add(AgentDefinition(name="talker", model="openai:gpt-4o-mini",
-                                       system_prompt="Be brief."))
+    engine.catalog.add(
+        AgentDefinition(name="talker", model="openai:gpt-4o-mini", system_prompt="Be brief.")
+    )
     state = MemoryState()
     service = ThreadService("th_v", ThreadStore(state), engine, MemoryEffects(state), settings)
 
     async def setup() -> None:
         await service.create(CreateThread(agent="talker", owner="ann"))
-        await service.import_history(ImportHistory(
-            owner="ann", messages=[m for n in range(30) for m in exchange(n)]))
+        await service.import_history(
+            ImportHistory(owner="ann", messages=[m for n in range(30) for m in exchange(n)])
+        )
 
     asyncio.run(setup())
     return service, state
@@ -130,11 +145,13 @@ def test_a_vendors_context_error_compacts_and_retries_once(vendor) -> None:
     vendor.replies.clear()
     vendor.received.clear()
     wire = OpenAIChatWire()
-    vendor.queue(OVERFLOW, wire.reply(Answer(text="They asked 30 questions.")),
-                 wire.stream(Answer(text="Here you are.")))  # a turn's call streams
+    vendor.queue(
+        OVERFLOW,
+        wire.reply(Answer(text="They asked 30 questions.")),
+        wire.stream(Answer(text="Here you are.")),
+    )  # a turn's call streams
     service, state = vendor_thread(vendor)
-    answer = asyncio.run(service.post_message(PostMessage(text="Go on", owner="ann",
-                                                          wait=True)))
+    answer = asyncio.run(service.post_message(PostMessage(text="Go on", owner="ann", wait=True)))
     assert isinstance(answer, RunAnswer) and answer.run.status == "completed"
     assert answer.messages[-1].text == "Here you are."
     first, summary, retry = (r.body for r in vendor.received)
@@ -153,8 +170,7 @@ def test_a_request_that_still_does_not_fit_fails_the_run_clearly(vendor) -> None
     vendor.received.clear()
     vendor.queue(OVERFLOW, OpenAIChatWire().reply(Answer(text="A summary.")), OVERFLOW)
     service, _ = vendor_thread(vendor)
-    answer = asyncio.run(service.post_message(PostMessage(text="Go on", owner="ann",
-                                                          wait=True)))
+    answer = asyncio.run(service.post_message(PostMessage(text="Go on", owner="ann", wait=True)))
     assert answer.run.status == "failed"
     assert "does not fit openai:gpt-4o-mini's context window" in answer.run.reason
     assert len(vendor.received) == 3  # one compaction, one retry: no more
@@ -175,4 +191,5 @@ def test_the_vendors_count_wins_over_the_estimate() -> None:
     assert isinstance(window.messages[0], UserText)
     fits = ContextCount(start=0, end=run_first, tokens=BUDGET.tokens // 2)
     assert plan_window(history, 0, run_first, 50, BUDGET, fits, None).tokens == (
-        BUDGET.tokens // 2 + message_tokens(history[-1]))
+        BUDGET.tokens // 2 + message_tokens(history[-1])
+    )

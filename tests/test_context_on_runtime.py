@@ -8,7 +8,8 @@ from tests.conftest import Api, start_apps
 
 
 def test_a_thread_that_outgrows_its_budget_is_compacted_and_kept_whole(
-        stack_config, stacks) -> None:
+    stack_config, stacks
+) -> None:
     _, gateway = start_apps(stack_config(), stacks, "actors", "gateway")
     api = Api(gateway.url)
     thread = api.create_thread(agent="chatty")

@@ -43,22 +43,39 @@ def test_history_pages_through_a_long_thread(stack) -> None:
         (b'{"text": "wrong field"}', 422, "Invalid request"),
         (b'["content"]', 422, "Invalid request"),
         (b'{"content": "x", "client_tools": [{"name": "no spaces"}]}', 422, "Invalid request"),
-        (b'{"content": "x", "client_tools": [{"name": "t", "parameters": {"type": "string"}}]}',
-         422, "Invalid request"),
-        (b'{"content": "x", "client_tools": [{"name": "t"}, {"name": "t"}]}', 422,
-         "Invalid request"),
+        (
+            b'{"content": "x", "client_tools": [{"name": "t", "parameters": {"type": "string"}}]}',
+            422,
+            "Invalid request",
+        ),
+        (
+            b'{"content": "x", "client_tools": [{"name": "t"}, {"name": "t"}]}',
+            422,
+            "Invalid request",
+        ),
         (b'{"content": "x", "disabled_tools": ["no_such_tool"]}', 422, "Invalid request"),
     ],
-    ids=["empty", "blank", "too-long", "malformed-json", "missing-field", "not-an-object",
-         "client-tool-name", "client-tool-schema", "client-tools-clash", "unknown-tool-off"],
+    ids=[
+        "empty",
+        "blank",
+        "too-long",
+        "malformed-json",
+        "missing-field",
+        "not-an-object",
+        "client-tool-name",
+        "client-tool-schema",
+        "client-tools-clash",
+        "unknown-tool-off",
+    ],
 )
 def test_bad_messages_are_refused_and_nothing_is_written(stack, body, status, title) -> None:
     api = Api(stack.api.url)
     thread = api.create_thread()
     api.say(thread, "hello")
     before = stored_rows(stack.config)
-    response = api.http.post(f"/v1/threads/{thread}/messages", content=body,
-                             headers={"content-type": "application/json"})
+    response = api.http.post(
+        f"/v1/threads/{thread}/messages", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -138,11 +155,14 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(stack) -> None:
 
     def chunked():
         for start in range(0, len(big), 65_536):
-            yield big[start:start + 65_536]
+            yield big[start : start + 65_536]
 
     for body in (big, chunked()):
-        response = api.http.post(f"/v1/threads/{thread}/messages", content=body,
-                                 headers={"content-type": "application/json"})
+        response = api.http.post(
+            f"/v1/threads/{thread}/messages",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
         assert response.status_code == 413
         assert response.json()["type"].endswith("/body-too-large")
     assert stored_rows(stack.config) == before

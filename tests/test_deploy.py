@@ -43,20 +43,36 @@ def test_every_object_matches_its_schema(built) -> None:
             validate_dapr(doc)
         else:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-            "Component", "Configuration", "Namespace"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Component",
+        "Configuration",
+        "Namespace",
+    } <= kinds
 
 
 def test_a_schema_violation_is_caught() -> None:
     """The validators are not vacuous: a broken Deployment and Component are refused."""
-    deployment = next(d for d in kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
-                      if d["kind"] == "Deployment")
+    deployment = next(
+        d
+        for d in kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
+        if d["kind"] == "Deployment"
+    )
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
     with pytest.raises(jsonschema.ValidationError):
-        validate_dapr({"apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-                       "metadata": {"name": "x"}, "spec": {"version": "v1"}})
+        validate_dapr(
+            {
+                "apiVersion": "dapr.io/v1alpha1",
+                "kind": "Component",
+                "metadata": {"name": "x"},
+                "spec": {"version": "v1"},
+            }
+        )
 
 
 def test_the_local_components_match_daprs_schemas() -> None:
@@ -97,32 +113,50 @@ def test_every_shape_probes_the_app_as_the_launcher_does(built) -> None:
     services = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
     for sidecar in ("gateway-daprd", "threads-daprd", "threads-2-daprd"):
         command = services[sidecar]["command"]
-        flags = {arg[2:]: (command[i + 1] if i + 1 < len(command)
-                           and not command[i + 1].startswith("--") else "true")
-                 for i, arg in enumerate(command) if arg.startswith("--")}
+        flags = {
+            arg[2:]: (
+                command[i + 1]
+                if i + 1 < len(command) and not command[i + 1].startswith("--")
+                else "true"
+            )
+            for i, arg in enumerate(command)
+            if arg.startswith("--")
+        }
         assert {k: flags.get(k) for k in APP_HEALTH} == APP_HEALTH, sidecar
     [app] = yaml.safe_load((PROJECT_ROOT / "dapr.yaml").read_text())["apps"]
-    assert (str(app["enableAppHealthCheck"]).lower(), app["appHealthCheckPath"],
-            str(app["appHealthProbeInterval"]), str(app["appHealthProbeTimeout"]),
-            str(app["appHealthThreshold"])) == tuple(APP_HEALTH.values())
+    assert (
+        str(app["enableAppHealthCheck"]).lower(),
+        app["appHealthCheckPath"],
+        str(app["appHealthProbeInterval"]),
+        str(app["appHealthProbeTimeout"]),
+        str(app["appHealthThreshold"]),
+    ) == tuple(APP_HEALTH.values())
 
 
 def test_every_shape_gives_placement_the_launchers_keepalive() -> None:
     """How soon placement drops a frozen host: the Helm command the docs give and the
     compose file set what `./dev up` and the tests run (threadhost/stack.py)."""
     helm = documented_helm_values()
-    assert {name: helm.get(f"dapr_placement.{key}") for name, key in (
-        ("keepalive-time", "keepAliveTime"), ("keepalive-timeout", "keepAliveTimeout"))
-            } == PLACEMENT_KEEPALIVE
-    command = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()
-                             )["services"]["placement"]["command"]
-    assert {k: command[command.index(f"--{k}") + 1] for k in PLACEMENT_KEEPALIVE
-            if f"--{k}" in command} == PLACEMENT_KEEPALIVE
+    assert {
+        name: helm.get(f"dapr_placement.{key}")
+        for name, key in (
+            ("keepalive-time", "keepAliveTime"),
+            ("keepalive-timeout", "keepAliveTimeout"),
+        )
+    } == PLACEMENT_KEEPALIVE
+    command = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"][
+        "placement"
+    ]["command"]
+    assert {
+        k: command[command.index(f"--{k}") + 1] for k in PLACEMENT_KEEPALIVE if f"--{k}" in command
+    } == PLACEMENT_KEEPALIVE
 
 
 def test_sidecars_and_probes_are_configured(built) -> None:
-    for name, app_id, config in (("threadhost-gateway", "gateway", "threadhost"),
-                                 ("threadhost-actors", "threads", "threadhost-actors")):
+    for name, app_id, config in (
+        ("threadhost-gateway", "gateway", "threadhost"),
+        ("threadhost-actors", "threads", "threadhost-actors"),
+    ):
         pod = _deployment(built, name)["spec"]["template"]
         annotations = pod["metadata"]["annotations"]
         assert annotations["dapr.io/enabled"] == "true"
@@ -132,8 +166,12 @@ def test_sidecars_and_probes_are_configured(built) -> None:
         container = pod["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"
         assert container["resources"]["requests"]
-    gateway_env = {e["name"]: e.get("value") for e in _deployment(
-        built, "threadhost-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    gateway_env = {
+        e["name"]: e.get("value")
+        for e in _deployment(built, "threadhost-gateway")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["env"]
+    }
     assert gateway_env["THREADHOST_AUTH_MODE"] == "jwt"
     configurations = {d["metadata"]["name"]: d for d in built if d["kind"] == "Configuration"}
     actors = configurations["threadhost-actors"]["spec"]
@@ -146,8 +184,9 @@ def test_sidecars_and_probes_are_configured(built) -> None:
 
 def test_prod_keeps_thread_state_in_postgres_and_generates_no_secret() -> None:
     built = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "prod")
-    store = next(d for d in built if d["kind"] == "Component"
-                 and d["metadata"]["name"] == "threadstate")
+    store = next(
+        d for d in built if d["kind"] == "Component" and d["metadata"]["name"] == "threadstate"
+    )
     assert store["spec"]["type"] == "state.postgresql"
     assert {"name": "actorStateStore", "value": "true"} in store["spec"]["metadata"]
     assert not any(d["kind"] == "Secret" for d in built)
@@ -168,8 +207,9 @@ def test_the_compose_file_matches_the_compose_specification() -> None:
 def test_the_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint is missing: pip install -e '.[test]'"
-    result = subprocess.run([hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert "USER 10001" in dockerfile and dockerfile.count("FROM ") == 2

@@ -35,15 +35,21 @@ def test_every_error_a_route_sends_is_in_the_openapi_as_a_problem_document(schem
         for status in statuses:
             content = responses[str(status)]["content"]
             assert list(content) == ["application/problem+json"], (path, method, status)
-            assert content["application/problem+json"]["schema"]["$ref"].endswith(
-                "/ProblemView")
+            assert content["application/problem+json"]["schema"]["$ref"].endswith("/ProblemView")
     assert "202" in paths["/v1/threads/{thread_id}/messages"]["post"]["responses"]
 
 
 def test_the_openapi_allows_only_what_the_server_accepts(schema) -> None:
     components = schema["components"]["schemas"]
-    for name in ("CreateThread", "PostMessage", "ResumeRun", "ClientTool", "ToolOutput",
-                 "Approval", "Answer"):
+    for name in (
+        "CreateThread",
+        "PostMessage",
+        "ResumeRun",
+        "ClientTool",
+        "ToolOutput",
+        "Approval",
+        "Answer",
+    ):
         assert components[name]["additionalProperties"] is False, name
     for name in ("ToolOutput", "Approval", "Answer"):
         assert "type" in components[name]["required"], name
@@ -54,14 +60,31 @@ def test_the_openapi_allows_only_what_the_server_accepts(schema) -> None:
     assert not any(route_owner(path) == "daprd" for path in schema["paths"])
 
 
-@pytest.mark.parametrize("path,owner", [
-    ("/health", "open"), ("/metrics", "open"), ("/docs", "open"), ("/openapi.json", "open"),
-    ("/", "open"), ("/chat", "open"), ("/chat/chat.js", "open"), ("/chat/other.js", "daprd"),
-    ("/v1/threads", "callers"), ("/v1/threads/x/messages", "callers"),
-    ("/v1/chat/completions", "callers"), ("/v1/responses", "callers"), ("/v1/mcp", "callers"),
-    ("/internal/run-events", "daprd"), ("/internal/actors", "daprd"), ("/dapr/config", "daprd"),
-    ("/actors/Thread/x/method/Describe", "daprd"), ("/healthz", "daprd"), ("/v1x", "daprd"),
-    ("/anything-new", "daprd")])
+@pytest.mark.parametrize(
+    "path,owner",
+    [
+        ("/health", "open"),
+        ("/metrics", "open"),
+        ("/docs", "open"),
+        ("/openapi.json", "open"),
+        ("/", "open"),
+        ("/chat", "open"),
+        ("/chat/chat.js", "open"),
+        ("/chat/other.js", "daprd"),
+        ("/v1/threads", "callers"),
+        ("/v1/threads/x/messages", "callers"),
+        ("/v1/chat/completions", "callers"),
+        ("/v1/responses", "callers"),
+        ("/v1/mcp", "callers"),
+        ("/internal/run-events", "daprd"),
+        ("/internal/actors", "daprd"),
+        ("/dapr/config", "daprd"),
+        ("/actors/Thread/x/method/Describe", "daprd"),
+        ("/healthz", "daprd"),
+        ("/v1x", "daprd"),
+        ("/anything-new", "daprd"),
+    ],
+)
 def test_every_path_has_an_owner_and_new_ones_are_daprds(path, owner) -> None:
     assert route_owner(path) == owner
 
@@ -75,19 +98,35 @@ def test_a_405_names_every_method_the_path_takes() -> None:
 
 
 def test_owners_of_different_kinds_never_collide() -> None:
-    owners = [person_owner("app:support-portal"), service_owner("support-portal"),
-              person_owner("b", "a"), person_owner("a/b"), person_owner("b", "a/"),
-              person_owner("a%2Fb"), person_owner("alice"), person_owner("alice", "acme")]
+    owners = [
+        person_owner("app:support-portal"),
+        service_owner("support-portal"),
+        person_owner("b", "a"),
+        person_owner("a/b"),
+        person_owner("b", "a/"),
+        person_owner("a%2Fb"),
+        person_owner("alice"),
+        person_owner("alice", "acme"),
+    ]
     assert len(set(owners)) == len(owners)
     assert not any(o.startswith("app:") for o in owners if o != service_owner("support-portal"))
     # Unchanged for claims without separators: threads made before namespacing keep theirs.
     assert person_owner("alice") == "alice" and person_owner("sam", "acme") == "acme/sam"
 
 
-@pytest.mark.parametrize("value,problem", [
-    ("2024-01-05", None), ("😀 emoji", None), ("\u202eRTL", None), ("e\u0301", None),
-    ("tab\tnew\nline", None), ("a\x00b", "NUL"), ("x\ud800", "surrogate"),
-    ("\udfff", "surrogate")])
+@pytest.mark.parametrize(
+    "value,problem",
+    [
+        ("2024-01-05", None),
+        ("😀 emoji", None),
+        ("\u202eRTL", None),
+        ("e\u0301", None),
+        ("tab\tnew\nline", None),
+        ("a\x00b", "NUL"),
+        ("x\ud800", "surrogate"),
+        ("\udfff", "surrogate"),
+    ],
+)
 def test_what_counts_as_text(value, problem) -> None:
     found = text_problem(value)
     assert (found is None) if problem is None else (problem in found)
@@ -111,13 +150,26 @@ def test_lists_in_the_environment_take_commas_or_json(monkeypatch) -> None:
 
 def test_the_client_reads_event_streams_as_the_standard_says() -> None:
     parser = EventStreamParser()
-    lines = ["retry: 2500", ": a comment", "id:7", "event:run.status",
-             'data:{"status":', 'data: "running"}', "unknown: field", "",
-             "data", "",  # a field without a colon, and an event without id or type
-             "event: token.delta", "", ""]  # no data: nothing is dispatched
+    lines = [
+        "retry: 2500",
+        ": a comment",
+        "id:7",
+        "event:run.status",
+        'data:{"status":',
+        'data: "running"}',
+        "unknown: field",
+        "",
+        "data",
+        "",  # a field without a colon, and an event without id or type
+        "event: token.delta",
+        "",
+        "",
+    ]  # no data: nothing is dispatched
     events = [event for line in lines if (event := parser.feed(line)) is not None]
     assert [(e.event, e.data, e.id) for e in events] == [
-        ("run.status", {"status": "running"}, 7), ("message", {}, None)]
+        ("run.status", {"status": "running"}, 7),
+        ("message", {}, None),
+    ]
     assert parser.retry_ms == 2500 and parser.last_event_id == "7"
 
 

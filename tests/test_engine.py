@@ -26,15 +26,20 @@ from actors.tools import build_registry
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
 
-def run_agent(agent: AgentDefinition, text: str = "hi", provider: Provider | None = None,
-              tools: ToolRegistry | None = None,
-              prices: dict[str, Price] | None = None) -> tuple[RunRecord, list[Message], list]:
+def run_agent(
+    agent: AgentDefinition,
+    text: str = "hi",
+    provider: Provider | None = None,
+    tools: ToolRegistry | None = None,
+    prices: dict[str, Price] | None = None,
+) -> tuple[RunRecord, list[Message], list]:
     history: list[Message] = [UserText(text=text)]
     tools = tools or build_registry()
     run, events = start_run("run_1", "th_1", agent, build_tool_set(agent, tools), 0)
     provider = provider or asyncio.run(Providers(VendorAccess()).for_agent(agent))
-    events += asyncio.run(run_until_done(run, history, provider, tools,
-                                         prices or DEFAULT_PRICES, NO_WAIT))
+    events += asyncio.run(
+        run_until_done(run, history, provider, tools, prices or DEFAULT_PRICES, NO_WAIT)
+    )
     return run, history, events
 
 
@@ -46,22 +51,33 @@ def test_the_support_agent_calls_both_tools_then_answers() -> None:
     agent = AgentDefinition.model_validate_json(open("agents/support.json").read())
     run, history, events = run_agent(agent.model_copy(update={"model": "scripted"}))
     assert run.status == "completed"
-    assert kinds(history) == ["user_text", "assistant_text", "tool_call", "tool_result",
-                              "tool_call", "tool_result", "assistant_text"]
+    assert kinds(history) == [
+        "user_text",
+        "assistant_text",
+        "tool_call",
+        "tool_result",
+        "tool_call",
+        "tool_result",
+        "assistant_text",
+    ]
     order = json.loads(history[3].content)
     assert order["status"] == "shipped" and not history[3].is_error
     assert json.loads(history[5].content)["carrier"] == "ParcelCo"
     assert run.steps == 5 and len(run.model_calls) == 3
     assert [e.seq for e in events] == list(range(len(events)))
-    assert [e.data["status"] for e in events if e.type == "run.status"] == ["running",
-                                                                            "completed"]
+    assert [e.data["status"] for e in events if e.type == "run.status"] == ["running", "completed"]
 
 
 def test_usage_and_cost_add_up_over_the_run() -> None:
-    agent = AgentDefinition(name="a", model="scripted:priced",
-                            script=[{"tool_calls": [{"name": "query_order",
-                                                     "arguments": {"order_id": "1002"}}]},
-                                    "It is being processed."], tools=["query_order"])
+    agent = AgentDefinition(
+        name="a",
+        model="scripted:priced",
+        script=[
+            {"tool_calls": [{"name": "query_order", "arguments": {"order_id": "1002"}}]},
+            "It is being processed.",
+        ],
+        tools=["query_order"],
+    )
     prices = {"priced": Price(input=1_000_000, output=2_000_000)}  # $1 / $2 per token
     run, _, _ = run_agent(agent, prices=prices)
     assert run.usage == sum((c.usage for c in run.model_calls), Usage())
@@ -71,8 +87,9 @@ def test_usage_and_cost_add_up_over_the_run() -> None:
 
 def test_a_run_that_keeps_calling_tools_ends_incomplete_at_max_steps() -> None:
     looping = [{"tool_calls": [{"name": "query_order", "arguments": {"order_id": "1001"}}]}] * 50
-    agent = AgentDefinition(name="a", tools=["query_order"], script=looping,
-                            limits=Limits(max_steps=4))
+    agent = AgentDefinition(
+        name="a", tools=["query_order"], script=looping, limits=Limits(max_steps=4)
+    )
     run, history, _ = run_agent(agent)
     assert run.status == "incomplete"
     assert run.reason.startswith("max_steps")
@@ -80,21 +97,31 @@ def test_a_run_that_keeps_calling_tools_ends_incomplete_at_max_steps() -> None:
 
 
 def test_a_token_budget_stops_the_run_before_the_next_model_call() -> None:
-    looping = [{"text": "checking " * 20,
-                "tool_calls": [{"name": "query_order", "arguments": {"order_id": "1001"}}]}] * 9
-    agent = AgentDefinition(name="a", tools=["query_order"], script=looping,
-                            limits=Limits(max_tokens=15))
+    looping = [
+        {
+            "text": "checking " * 20,
+            "tool_calls": [{"name": "query_order", "arguments": {"order_id": "1001"}}],
+        }
+    ] * 9
+    agent = AgentDefinition(
+        name="a", tools=["query_order"], script=looping, limits=Limits(max_tokens=15)
+    )
     run, _, _ = run_agent(agent)
     assert run.status == "incomplete" and run.reason.startswith("token budget")
     assert len(run.model_calls) == 1
 
 
 def test_bad_arguments_unknown_tools_and_raising_tools_go_back_to_the_model() -> None:
-    calls = [{"name": "query_order", "arguments": {"wrong": 1}},
-             {"name": "query_order", "arguments": {"order_id": "9999"}},
-             {"name": "delete_everything"}]
-    agent = AgentDefinition(name="a", tools=["query_order"],
-                            script=[{"tool_calls": calls}, "Sorry, I could not find it."])
+    calls = [
+        {"name": "query_order", "arguments": {"wrong": 1}},
+        {"name": "query_order", "arguments": {"order_id": "9999"}},
+        {"name": "delete_everything"},
+    ]
+    agent = AgentDefinition(
+        name="a",
+        tools=["query_order"],
+        script=[{"tool_calls": calls}, "Sorry, I could not find it."],
+    )
     run, history, _ = run_agent(agent)
     results = [m for m in history if isinstance(m, ToolResult)]
     assert [r.is_error for r in results] == [True, True, True]
@@ -113,9 +140,12 @@ def test_a_slow_tool_times_out_as_a_tool_error() -> None:
 
     registry = ToolRegistry()
     registry.add(slow)
-    agent = AgentDefinition(name="a", tools=["slow"], limits=Limits(tool_timeout_seconds=0.05),
-                            script=[{"tool_calls": [{"name": "slow", "arguments":
-                                                     {"seconds": 5}}]}, "ok"])
+    agent = AgentDefinition(
+        name="a",
+        tools=["slow"],
+        limits=Limits(tool_timeout_seconds=0.05),
+        script=[{"tool_calls": [{"name": "slow", "arguments": {"seconds": 5}}]}, "ok"],
+    )
     _, history, _ = run_agent(agent, tools=registry)
     result = next(m for m in history if isinstance(m, ToolResult))
     assert result.is_error and "did not finish within 0.05 s" in result.content
@@ -130,9 +160,12 @@ def test_tool_schemas_come_from_type_hints() -> None:
 
 def test_a_tools_annotations_hold_in_its_schema_and_its_validation() -> None:
     @function_tool
-    def refund(order_id: Annotated[str, Field(description="The order, as on the receipt.",
-                                              min_length=4, pattern=r"^\d+$")],
-               cents: Annotated[int, Field(gt=0, description="How much.")] = 100) -> str:
+    def refund(
+        order_id: Annotated[
+            str, Field(description="The order, as on the receipt.", min_length=4, pattern=r"^\d+$")
+        ],
+        cents: Annotated[int, Field(gt=0, description="How much.")] = 100,
+    ) -> str:
         """Refunds an order."""
         return f"refunded {cents} on {order_id}"
 
@@ -147,8 +180,12 @@ def test_a_tools_annotations_hold_in_its_schema_and_its_validation() -> None:
         return asyncio.run(refund.invoke(call, 5))
 
     assert invoke({"order_id": "1001"}).content == "refunded 100 on 1001"
-    for bad in ({"order_id": "12"}, {"order_id": "abcd"}, {"order_id": "1001", "cents": 0},
-                {"order_id": "1001", "coupon": "FREE"}):
+    for bad in (
+        {"order_id": "12"},
+        {"order_id": "abcd"},
+        {"order_id": "1001", "cents": 0},
+        {"order_id": "1001", "coupon": "FREE"},
+    ):
         result = invoke(bad)
         assert result.is_error and "invalid arguments for refund" in result.content, bad
 
@@ -219,8 +256,9 @@ def test_the_script_restarts_every_turn_and_follows_the_messages() -> None:
     assert first.parts[0].text == "first"
     second = asyncio.run(provider.complete(ModelRequest(messages=[*turn, *first.parts])))
     assert isinstance(second.parts[0], ToolCall)
-    again = asyncio.run(provider.complete(ModelRequest(
-        messages=[*turn, *first.parts, UserText(text="b")])))
+    again = asyncio.run(
+        provider.complete(ModelRequest(messages=[*turn, *first.parts, UserText(text="b")]))
+    )
     assert again.parts[0].text == "first"
 
 
@@ -256,7 +294,12 @@ asyncio.run(main())
 def test_the_event_loop_goes_on_while_a_vendors_sdk_loads() -> None:
     # Importing an SDK and making its client took seconds on a busy host; on the event
     # loop, daprd's health probe went unanswered and the host lost its actors mid-step.
-    done = subprocess.run([sys.executable, "-c", LOOP_WHILE_AN_SDK_LOADS], timeout=60,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP_WHILE_AN_SDK_LOADS],
+        timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     anthropic_ticks, openai_ticks = map(int, done.stdout.split())
     assert anthropic_ticks > 0 and openai_ticks > 0

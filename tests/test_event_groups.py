@@ -10,7 +10,8 @@ from threadhost.event_groups import StreamGroups
 
 
 def test_a_silent_replicas_group_goes_on_the_second_sweep_and_no_live_one_does(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with running_redis(tmp_path) as host:
         plain = redis.Redis.from_url(f"redis://{host}")
         for group in ("gateway-a", "gateway-b", "gateway-gone"):
@@ -29,6 +30,10 @@ def test_a_silent_replicas_group_goes_on_the_second_sweep_and_no_live_one_does(
                 found.append(await mine.sweep(a))
             return found
 
-        assert asyncio.run(sweeps()) == [[], ["run-events/gateway-gone"], [],
-                                         ["run-events/gateway-b"]]
+        assert asyncio.run(sweeps()) == [
+            [],
+            ["run-events/gateway-gone"],
+            [],
+            ["run-events/gateway-b"],
+        ]
         assert [g["name"] for g in plain.xinfo_groups("run-events")] == [b"gateway-a"]

@@ -11,8 +11,11 @@ from actors.threads.run_events import DeltaMessage, EventOutbox, RunMessage, Ste
 
 def step(run_id: str, *seqs: int) -> StepEventsMessage:
     """Events with these sequence numbers, each completing the step of the same number."""
-    return StepEventsMessage(thread_id="th_1", run_id=run_id, events=[
-        RunEvent(seq=seq, type="step.completed", data={"step": seq}) for seq in seqs])
+    return StepEventsMessage(
+        thread_id="th_1",
+        run_id=run_id,
+        events=[RunEvent(seq=seq, type="step.completed", data={"step": seq}) for seq in seqs],
+    )
 
 
 def delta(text: str, attempt: int = 1) -> DeltaMessage:

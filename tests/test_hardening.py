@@ -17,20 +17,42 @@ from threadhost.stack import Stack
 
 # Strings the SDK's decoder used to turn into datetimes and timedeltas, or choke on.
 LOOKALIKES = [
-    "2024-01-05", "2024-01-05T10:00:00Z", "2024-01-05 10:00:00+02:00", "2024-01-05: my order",
-    "10:30", "10:30:00.123", "1h30m", "0h0m3s0ms", "90s", "P1DT2H", "2024-13-45", "12",
-    "-0", "1e3", "NaN", "true", "null", " 2024-01-05 ", "2024-01-05T10:00:00Z trailing",
+    "2024-01-05",
+    "2024-01-05T10:00:00Z",
+    "2024-01-05 10:00:00+02:00",
+    "2024-01-05: my order",
+    "10:30",
+    "10:30:00.123",
+    "1h30m",
+    "0h0m3s0ms",
+    "90s",
+    "P1DT2H",
+    "2024-13-45",
+    "12",
+    "-0",
+    "1e3",
+    "NaN",
+    "true",
+    "null",
+    " 2024-01-05 ",
+    "2024-01-05T10:00:00Z trailing",
 ]
 
 
-def _raw(stack: Stack, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None,
-         connection: http.client.HTTPConnection | None = None) -> tuple[int, dict, bytes]:
+def _raw(
+    stack: Stack,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    connection: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict, bytes]:
     """One request on a kept-alive connection, with the body's bytes exactly as given."""
     url = urlsplit(stack.api.url)
     conn = connection or http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    conn.request(method, path, body=body,
-                 headers={"content-type": "application/json", **(headers or {})})
+    conn.request(
+        method, path, body=body, headers={"content-type": "application/json", **(headers or {})}
+    )
     response = conn.getresponse()
     return response.status, dict(response.getheaders()), response.read()
 
@@ -69,41 +91,62 @@ def test_date_and_duration_lookalikes_arrive_as_sent_in_every_text_field(api) ->
         asked = api.create_thread(agent="asker")
         run = api.say(asked, "Cancel my order.")["run"]
         call = run["required_action"][0]["call_id"]
-        resumed = api.http.post(f"/v1/threads/{asked}/runs/{run['run_id']}/resume", json={
-            "actions": [{"type": "input", "call_id": call, "answer": text}]})
+        resumed = api.http.post(
+            f"/v1/threads/{asked}/runs/{run['run_id']}/resume",
+            json={"actions": [{"type": "input", "call_id": call, "answer": text}]},
+        )
         assert resumed.status_code == 200, resumed.text
         results = [m for m in api.messages(asked) if m["kind"] == "tool_result"]
         assert [m["content"] for m in results] == [text]
 
         located = api.create_thread(agent="locator")
-        turn = api.http.post(f"/v1/threads/{located}/messages", json={
-            "content": text, "client_tools": [{"name": "get_location", "description": text,
-                                               "parameters": {"type": "object",
-                                                              "description": text}}]})
+        turn = api.http.post(
+            f"/v1/threads/{located}/messages",
+            json={
+                "content": text,
+                "client_tools": [
+                    {
+                        "name": "get_location",
+                        "description": text,
+                        "parameters": {"type": "object", "description": text},
+                    }
+                ],
+            },
+        )
         run = turn.json()["run"]
         call = run["required_action"][0]["call_id"]
-        resumed = api.http.post(f"/v1/threads/{located}/runs/{run['run_id']}/resume", json={
-            "actions": [{"type": "tool_result", "call_id": call, "output": text}]})
+        resumed = api.http.post(
+            f"/v1/threads/{located}/runs/{run['run_id']}/resume",
+            json={"actions": [{"type": "tool_result", "call_id": call, "output": text}]},
+        )
         assert resumed.status_code == 200, resumed.text
         contents = [m["content"] for m in api.messages(located)]
         assert contents[0] == text and text in contents
 
 
-@pytest.mark.parametrize("field,body", [
-    ("content", b'{"content": "bad \\ud800 surrogate"}'),
-    ("content", b'{"content": "nul \\u0000 inside"}'),
-    ("disabled_tools", b'{"content": "hi", "disabled_tools": ["x\\udfff"]}'),
-    ("client_tools", b'{"content": "hi", "client_tools": [{"name": "t", "parameters": '
-                     b'{"type": "object", "properties": {"a\\ud83d": {}}}}]}'),
-])
+@pytest.mark.parametrize(
+    "field,body",
+    [
+        ("content", b'{"content": "bad \\ud800 surrogate"}'),
+        ("content", b'{"content": "nul \\u0000 inside"}'),
+        ("disabled_tools", b'{"content": "hi", "disabled_tools": ["x\\udfff"]}'),
+        (
+            "client_tools",
+            b'{"content": "hi", "client_tools": [{"name": "t", "parameters": '
+            b'{"type": "object", "properties": {"a\\ud83d": {}}}}]}',
+        ),
+    ],
+)
 def test_text_that_is_not_text_is_a_422_naming_the_field_and_the_connection_stays(
-        split_stack, api, field, body) -> None:
+    split_stack, api, field, body
+) -> None:
     thread = api.create_thread()
     rows = stored_rows(split_stack.config)
     url = urlsplit(split_stack.api.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    status, headers, answer = _raw(split_stack, "POST", f"/v1/threads/{thread}/messages",
-                                   body, connection=connection)
+    status, headers, answer = _raw(
+        split_stack, "POST", f"/v1/threads/{thread}/messages", body, connection=connection
+    )
     problem = _problem(422, headers, answer)
     assert status == 422 and problem["type"].endswith("/invalid-request")
     assert any(field in e["location"] for e in problem["errors"]), problem
@@ -115,9 +158,14 @@ def test_text_that_is_not_text_is_a_422_naming_the_field_and_the_connection_stay
     assert stored_rows(split_stack.config) == rows  # nothing written
 
 
-@pytest.mark.parametrize("body", [
-    b'{"metadata": {"k\\ud800": "v"}}', b'{"metadata": {"k": "v\\udc00"}}',
-    b'{"metadata": {"k": "\\u0000"}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"metadata": {"k\\ud800": "v"}}',
+        b'{"metadata": {"k": "v\\udc00"}}',
+        b'{"metadata": {"k": "\\u0000"}}',
+    ],
+)
 def test_metadata_that_is_not_text_writes_no_thread(split_stack, body) -> None:
     rows = stored_rows(split_stack.config)
     status, headers, answer = _raw(split_stack, "POST", "/v1/threads", body)
@@ -135,22 +183,36 @@ def test_a_turns_answer_holds_its_own_messages_only(api) -> None:
         answers = list(pool.map(lambda text: api.say(thread, text), texts))
     for text, answer in zip(texts, answers, strict=True):
         assert [(m["role"], m["content"]) for m in answer["messages"]] == [
-            ("user", text), ("assistant", f"You said: {text}")]
+            ("user", text),
+            ("assistant", f"You said: {text}"),
+        ]
         assert answer["reply"] == f"You said: {text}"
 
 
-@pytest.mark.parametrize("path", ["/internal/run-events", "/internal/run-control",
-                                  "/internal/actors", "/dapr/subscribe", "/dapr/config",
-                                  "/actors/Thread/x/method/Describe",
-                                  "/actors/ThreadReader/x/method/ReadRun"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/run-events",
+        "/internal/run-control",
+        "/internal/actors",
+        "/dapr/subscribe",
+        "/dapr/config",
+        "/actors/Thread/x/method/Describe",
+        "/actors/ThreadReader/x/method/ReadRun",
+    ],
+)
 def test_daprds_routes_refuse_everyone_else(split_stack, path) -> None:
     forged = {"data": {"thread_id": "t", "run_id": "r", "step": 1, "delta": "forged"}}
     for app in split_stack.apps:
         for headers in ({}, {"dapr-api-token": "guessed"}):
-            method = "PUT" if path.startswith("/actors") else (
-                "POST" if path.startswith("/internal/run-") else "GET")
-            response = httpx.request(method, f"{app.url}{path}", json=forged, headers=headers,
-                                     timeout=30)
+            method = (
+                "PUT"
+                if path.startswith("/actors")
+                else ("POST" if path.startswith("/internal/run-") else "GET")
+            )
+            response = httpx.request(
+                method, f"{app.url}{path}", json=forged, headers=headers, timeout=30
+            )
             assert response.status_code == 403, (app.name, path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["type"].endswith("/forbidden")
@@ -162,10 +224,10 @@ def test_a_forged_event_never_reaches_a_stream(split_stack, api) -> None:
     thread = api.create_thread(agent="support")
     gateway = split_stack.apps[-1]
     forged = {"thread_id": thread, "run_id": "", "step": 1, "delta": "FORGED TEXT"}
-    with api.http.stream("POST", f"/v1/threads/{thread}/messages",
-                         json={"content": "Order 1001?", "mode": "stream"}) as stream:
-        posted = httpx.post(f"{gateway.url}/internal/run-events", json={"data": forged},
-                            timeout=30)
+    with api.http.stream(
+        "POST", f"/v1/threads/{thread}/messages", json={"content": "Order 1001?", "mode": "stream"}
+    ) as stream:
+        posted = httpx.post(f"{gateway.url}/internal/run-events", json={"data": forged}, timeout=30)
         body = stream.read().decode()
     assert posted.status_code == 403
     parser = EventStreamParser()
@@ -174,15 +236,22 @@ def test_a_forged_event_never_reaches_a_stream(split_stack, api) -> None:
     assert (events[-1].event, events[-1].data["data"]["status"]) == ("run.status", "completed")
 
 
-@pytest.mark.parametrize("body,status", [(b"not json", 400), (b'{"data": {"x": 1}}', 422),
-                                         (b"[1, 2]", 422), (b'{"data": null}', 422)])
+@pytest.mark.parametrize(
+    "body,status",
+    [(b"not json", 400), (b'{"data": {"x": 1}}', 422), (b"[1, 2]", 422), (b'{"data": null}', 422)],
+)
 def test_bad_bodies_on_daprds_routes_are_4xx(split_stack, body, status) -> None:
     token = split_stack.config.app_token
-    for app, path in ((split_stack.apps[-1], "/internal/run-events"),
-                      (split_stack.apps[0], "/internal/run-control")):
-        response = httpx.post(f"{app.url}{path}", content=body, timeout=30,
-                              headers={"dapr-api-token": token,
-                                       "content-type": "application/json"})
+    for app, path in (
+        (split_stack.apps[-1], "/internal/run-events"),
+        (split_stack.apps[0], "/internal/run-control"),
+    ):
+        response = httpx.post(
+            f"{app.url}{path}",
+            content=body,
+            timeout=30,
+            headers={"dapr-api-token": token, "content-type": "application/json"},
+        )
         assert response.status_code == status, (path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
 
@@ -200,18 +269,24 @@ def test_http_rules_and_problem_types(split_stack, api) -> None:
     assert no_thread.json()["type"].endswith("/thread-not-found")
 
     for body in (b'{"content": "\xff\xfe"}', b'{"content": ' * 2000 + b'"x"' + b"}" * 2000):
-        status, headers, answer = _raw(split_stack, "POST", f"/v1/threads/{thread}/messages",
-                                       body)
+        status, headers, answer = _raw(split_stack, "POST", f"/v1/threads/{thread}/messages", body)
         assert status in (400, 422), answer
         assert _problem(status, headers, answer)["type"].endswith("/invalid-request")
 
     refused = [
         api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hi", "extra": 1}),
         api.http.post("/v1/threads", json={"metadata": {}, "owner": "someone-else"}),
-        api.http.post(f"/v1/threads/{thread}/runs/run_x/resume",
-                      json={"actions": [{"call_id": "c", "approved": True}]}),
-        api.http.post(f"/v1/threads/{thread}/messages", json={
-            "content": "hi", "client_tools": [{"name": "t", "parameters": {"type": "string"}}]}),
+        api.http.post(
+            f"/v1/threads/{thread}/runs/run_x/resume",
+            json={"actions": [{"call_id": "c", "approved": True}]},
+        ),
+        api.http.post(
+            f"/v1/threads/{thread}/messages",
+            json={
+                "content": "hi",
+                "client_tools": [{"name": "t", "parameters": {"type": "string"}}],
+            },
+        ),
     ]
     assert [r.status_code for r in refused] == [422] * len(refused)
     assert api.history(thread) == []

@@ -41,9 +41,21 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
 def _launch(data_dir: Path, port: int, *args: str) -> tuple[subprocess.Popen, list[int]]:
     """Starts `threadhost up`; returns it once healthy, with the pids it reports."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "threadhost", "up", "--port", str(port),
-         "--data-dir", str(data_dir), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "threadhost",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _read_until(proc, r"healthy in [\d.]+ s; API at http://127\.0\.0\.1:" + str(port))
         listed = _read_until(proc, r"processes: (.*)").group(1)
@@ -55,8 +67,7 @@ def _launch(data_dir: Path, port: int, *args: str) -> tuple[subprocess.Popen, li
 
 
 @pytest.mark.parametrize("mode", [[], ["--split"]], ids=["embedded", "split"])
-def test_up_serves_a_conversation_and_sigterm_stops_every_process(dapr_bin, tmp_path,
-                                                                   mode) -> None:
+def test_up_serves_a_conversation_and_sigterm_stops_every_process(dapr_bin, tmp_path, mode) -> None:
     port = free_port()
     proc, pids = _launch(tmp_path / "data", port, *mode)
     try:

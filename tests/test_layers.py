@@ -154,8 +154,9 @@ def test_functions_and_classes_stay_small():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{module}.{node.name}: {lines} lines")
             elif isinstance(node, ast.ClassDef):
-                methods = [n for n in node.body
-                           if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+                methods = [
+                    n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                ]
                 if len(methods) > MAX_CLASS_METHODS:
                     wide.append(f"{module}.{node.name}: {len(methods)} methods")
     assert not long and not wide, "\n".join(long + wide)

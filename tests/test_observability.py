@@ -26,14 +26,19 @@ def test_metrics_and_logs_after_a_conversation(stack) -> None:
     assert metric(text, "threadhost_runs_total", status="completed") == 2
     assert metric(text, "threadhost_runs_total", status="running") == 2
     assert metric(text, "threadhost_tool_calls_total", tool="query_order", outcome="ok") == 2
-    assert metric(text, "threadhost_tool_calls_total", tool="query_logistics",
-                  outcome="ok") == 2
-    assert metric(text, "threadhost_model_tokens_total", vendor="scripted", model="scripted",
-                  kind="input") > 0
+    assert metric(text, "threadhost_tool_calls_total", tool="query_logistics", outcome="ok") == 2
+    assert (
+        metric(
+            text, "threadhost_model_tokens_total", vendor="scripted", model="scripted", kind="input"
+        )
+        > 0
+    )
     assert metric(text, "threadhost_step_seconds_count", kind="call_model") == 6
     assert metric(text, "threadhost_step_seconds_count", kind="run_tools") == 4
-    assert metric(text, "threadhost_model_call_seconds_count", vendor="scripted",
-                  model="scripted") == 6
+    assert (
+        metric(text, "threadhost_model_call_seconds_count", vendor="scripted", model="scripted")
+        == 6
+    )
     assert metric(text, "threadhost_active_thread_actors") == 1
 
     lines = (stack.config.data_dir / "logs" / "threadhost.log").read_text().splitlines()
@@ -46,7 +51,8 @@ def test_metrics_and_logs_after_a_conversation(stack) -> None:
 
 
 def test_one_trace_runs_from_the_gateway_through_the_actor_to_the_model_call(
-        stack_config, stacks, tmp_path) -> None:
+    stack_config, stacks, tmp_path
+) -> None:
     spans_file = tmp_path / "spans.jsonl"
     stack = Stack(stack_config(env={"THREADHOST_TRACE_FILE": str(spans_file)}), split=True)
     stacks.append(stack)
@@ -66,19 +72,36 @@ def test_one_trace_runs_from_the_gateway_through_the_actor_to_the_model_call(
     spans = wait_for(spans_with_the_request, 10, "the gateway's request span")
     [request] = [s for s in spans if s["name"] == name]
     assert not any(thread in s["name"] for s in spans)
-    assert request["attributes"].get("http.response.status_code",
-                                     request["attributes"].get("http.status_code")) == 200
-    steps = [s for s in spans if s["name"].startswith("step ")
-             and s["attributes"]["threadhost.run_id"] == turn["run"]["run_id"]]
+    assert (
+        request["attributes"].get(
+            "http.response.status_code", request["attributes"].get("http.status_code")
+        )
+        == 200
+    )
+    steps = [
+        s
+        for s in spans
+        if s["name"].startswith("step ")
+        and s["attributes"]["threadhost.run_id"] == turn["run"]["run_id"]
+    ]
     assert [s["name"] for s in steps].count("step call_model") == 3
     assert {s["trace_id"] for s in steps} == {request["trace_id"]}
-    actor_calls = [s for s in spans if s["trace_id"] == request["trace_id"]
-                   and "/method/PostMessage" in json.dumps(s["attributes"])
-                   and s["name"].startswith("PUT /actors/")]
+    actor_calls = [
+        s
+        for s in spans
+        if s["trace_id"] == request["trace_id"]
+        and "/method/PostMessage" in json.dumps(s["attributes"])
+        and s["name"].startswith("PUT /actors/")
+    ]
     assert actor_calls, "the actor host's span for PostMessage is not in the gateway's trace"
     # The gateway's own calls to its daprd are client spans in the same trace.
-    assert any(s["trace_id"] == request["trace_id"] and s["name"].startswith("POST")
-               and s["parent_id"] is not None and s is not request for s in spans)
+    assert any(
+        s["trace_id"] == request["trace_id"]
+        and s["name"].startswith("POST")
+        and s["parent_id"] is not None
+        and s is not request
+        for s in spans
+    )
 
 
 def test_logged_errors_carry_no_stack_trace() -> None:
@@ -89,8 +112,9 @@ def test_logged_errors_carry_no_stack_trace() -> None:
     try:
         raise ValueError("bad value")
     except ValueError:
-        record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed",
-                                                   (), __import__("sys").exc_info())
+        record = logging.getLogger("t").makeRecord(
+            "t", logging.ERROR, __file__, 1, "failed", (), __import__("sys").exc_info()
+        )
     entry = json.loads(JsonFormatter("test").format(record))
     assert entry["error"] == "ValueError: bad value"
     assert "Traceback" not in json.dumps(entry)

@@ -50,12 +50,16 @@ NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
 def test_a_caller_may_choose_only_the_models_its_agent_allows() -> None:
     engine = build_engine(SETTINGS, {})
-    engine.catalog.add(AgentDefinition(name="picky", model="openai:gpt-4o-mini",
-                                       allowed_models=["anthropic:claude-haiku-4-5"]))
+    engine.catalog.add(
+        AgentDefinition(
+            name="picky", model="openai:gpt-4o-mini", allowed_models=["anthropic:claude-haiku-4-5"]
+        )
+    )
     assert engine.agent("picky").model == "openai:gpt-4o-mini"
     assert engine.agent("picky", "openai:gpt-4o-mini").model == "openai:gpt-4o-mini"
     assert engine.agent("picky", "anthropic:claude-haiku-4-5").model == (
-        "anthropic:claude-haiku-4-5")
+        "anthropic:claude-haiku-4-5"
+    )
     for refused in ("openai:gpt-4o", "openai:o1-pro", "scripted", "anthropic:claude-opus-4"):
         with pytest.raises(ModelRefused, match="model: .*" + refused.split(":")[-1]):
             engine.agent("picky", refused)
@@ -69,7 +73,9 @@ def test_a_caller_may_choose_only_the_models_its_agent_allows() -> None:
 
 
 def test_the_provider_cache_stays_flat_after_a_thousand_model_names() -> None:
-    providers = Providers(VendorAccess(openai_api_key="sk-unused", openai_base_url="http://127.0.0.1:9/v1"))
+    providers = Providers(
+        VendorAccess(openai_api_key="sk-unused", openai_base_url="http://127.0.0.1:9/v1")
+    )
 
     async def make(count: int, start: int) -> None:
         for n in range(start, start + count):
@@ -92,29 +98,47 @@ def test_the_provider_cache_stays_flat_after_a_thousand_model_names() -> None:
 # --- what a model costs ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,priced_as", [
-    (OPENAI_SNAPSHOT, "gpt-4o-mini"), ("openai:gpt-4o-mini", "gpt-4o-mini"),
-    ("openai-responses:gpt-4o-2024-08-06", "gpt-4o"), (ANTHROPIC_SNAPSHOT, "claude-haiku-4-5"),
-    ("anthropic:claude-haiku-4-5", "claude-haiku-4-5"),
-    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"), ("scripted", "scripted")])
+@pytest.mark.parametrize(
+    "name,priced_as",
+    [
+        (OPENAI_SNAPSHOT, "gpt-4o-mini"),
+        ("openai:gpt-4o-mini", "gpt-4o-mini"),
+        ("openai-responses:gpt-4o-2024-08-06", "gpt-4o"),
+        (ANTHROPIC_SNAPSHOT, "claude-haiku-4-5"),
+        ("anthropic:claude-haiku-4-5", "claude-haiku-4-5"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("scripted", "scripted"),
+    ],
+)
 def test_prices_resolve_for_dated_and_prefixed_names(name, priced_as) -> None:
     assert price_of(name, DEFAULT_PRICES) == DEFAULT_PRICES[priced_as]
 
 
 def test_a_model_without_a_price_is_no_model_for_a_cost_budget() -> None:
     engine = build_engine(SETTINGS, {})
-    engine.catalog.add(AgentDefinition(name="thrifty", model="openai:gpt-9-preview",
-                                       limits=Limits(max_cost_usd=0.5)))
-    engine.catalog.add(AgentDefinition(name="summing", model="openai:gpt-4o-mini",
-                                       limits=Limits(max_cost_usd=0.5),
-                                       context={"summary_model": "openai:mystery"}))
+    engine.catalog.add(
+        AgentDefinition(
+            name="thrifty", model="openai:gpt-9-preview", limits=Limits(max_cost_usd=0.5)
+        )
+    )
+    engine.catalog.add(
+        AgentDefinition(
+            name="summing",
+            model="openai:gpt-4o-mini",
+            limits=Limits(max_cost_usd=0.5),
+            context={"summary_model": "openai:mystery"},
+        )
+    )
     for name, unpriced in (("thrifty", "gpt-9-preview"), ("summing", "mystery")):
         with pytest.raises(ModelRefused, match=f"{unpriced}.*no known price"):
             engine.agent(name)
     priced = SETTINGS.model_copy(update={"prices": {"gpt-9-preview": {"input": 1, "output": 2}}})
     engine = build_engine(priced, {})
-    engine.catalog.add(AgentDefinition(name="thrifty", model="openai:gpt-9-preview",
-                                       limits=Limits(max_cost_usd=0.5)))
+    engine.catalog.add(
+        AgentDefinition(
+            name="thrifty", model="openai:gpt-9-preview", limits=Limits(max_cost_usd=0.5)
+        )
+    )
     assert engine.agent("thrifty").model == "openai:gpt-9-preview"
 
 
@@ -126,20 +150,32 @@ def test_a_cost_budget_trips_against_the_vendors_own_answers(vendor) -> None:
     try:
         wire = OpenAIChatWire() if vendor == "openai" else AnthropicWire()
         calls = (("call_1", "query_order", '{"order_id": "1001"}'),)
-        server.queue(wire.reply(Answer(calls=calls, input_tokens=2000, output_tokens=500)),
-                     wire.reply(Answer(text="It has shipped.")))
-        provider = (OpenAIChat("gpt-4o-mini", api_key="sk-x", base_url=f"{server.url}/v1")
-                    if vendor == "openai" else
-                    AnthropicMessages("claude-haiku-4-5", api_key="sk-x", base_url=server.url))
-        recipe = ("openai:gpt-4o-mini" if vendor == "openai"
-                  else "anthropic:claude-haiku-4-5")
-        agent = AgentDefinition(name="a", model=recipe, tools=["query_order"],
-                                limits=Limits(max_cost_usd=0.0005))
+        server.queue(
+            wire.reply(Answer(calls=calls, input_tokens=2000, output_tokens=500)),
+            wire.reply(Answer(text="It has shipped.")),
+        )
+        provider = (
+            OpenAIChat("gpt-4o-mini", api_key="sk-x", base_url=f"{server.url}/v1")
+            if vendor == "openai"
+            else AnthropicMessages("claude-haiku-4-5", api_key="sk-x", base_url=server.url)
+        )
+        recipe = "openai:gpt-4o-mini" if vendor == "openai" else "anthropic:claude-haiku-4-5"
+        agent = AgentDefinition(
+            name="a", model=recipe, tools=["query_order"], limits=Limits(max_cost_usd=0.0005)
+        )
         tools = build_registry()
         run, events = start_run("run_1", "th_1", agent, build_tool_set(agent, tools), 0)
         history: list[Message] = [UserText(text="Where is order 1001?")]
-        asyncio.run(run_until_done(run, history, provider, tools, DEFAULT_PRICES,
-                                   RetryPolicy(attempts=1, base_delay=0, max_delay=0)))
+        asyncio.run(
+            run_until_done(
+                run,
+                history,
+                provider,
+                tools,
+                DEFAULT_PRICES,
+                RetryPolicy(attempts=1, base_delay=0, max_delay=0),
+            )
+        )
     finally:
         server.stop()
     first = run.model_calls[0]
@@ -151,18 +187,28 @@ def test_a_cost_budget_trips_against_the_vendors_own_answers(vendor) -> None:
 # --- follow-ups ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("when,says", [
-    ("cron * * * * * *", "exactly five fields"), ("cron */1 * * * * *", "exactly five fields"),
-    ("cron 0 * * * * * 2027", "exactly five fields"), ("cron * * * *", "exactly five fields"),
-    ("P" + "9" * 5000 + "D", "400 days"), ("PT" + "1" * 5000 + "S", "400 days"),
-    ("every P" + "7" * 4400 + "W", "400 days"), ("every PT59S", "at least a minute"),
-])
+@pytest.mark.parametrize(
+    "when,says",
+    [
+        ("cron * * * * * *", "exactly five fields"),
+        ("cron */1 * * * * *", "exactly five fields"),
+        ("cron 0 * * * * * 2027", "exactly five fields"),
+        ("cron * * * *", "exactly five fields"),
+        ("P" + "9" * 5000 + "D", "400 days"),
+        ("PT" + "1" * 5000 + "S", "400 days"),
+        ("every P" + "7" * 4400 + "W", "400 days"),
+        ("every PT59S", "at least a minute"),
+    ],
+)
 def test_a_schedule_that_would_come_too_often_or_cannot_be_read_is_refused(when, says) -> None:
     with pytest.raises(FollowupError, match=says):
         new_followup(when, "check", "api", NOW)
     # The agent's tool answers with the same reason, as the tool's error.
-    call = ToolCall(call_id="c1", name="schedule_followup",
-                    arguments=json.dumps({"when": when, "note": "check"}))
+    call = ToolCall(
+        call_id="c1",
+        name="schedule_followup",
+        arguments=json.dumps({"when": when, "note": "check"}),
+    )
     followups, result = answer_call(call, [], 16, NOW)
     assert followups == [] and result.is_error and says in result.content
 
@@ -170,39 +216,50 @@ def test_a_schedule_that_would_come_too_often_or_cannot_be_read_is_refused(when,
 # --- webhooks ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("allowed,url,allows", [
-    ("https://crm.example.com", "https://crm.example.com@evil.net/x", False),
-    ("https://crm.example.com", "https://crm.example.com:443@169.254.169.254/", False),
-    ("https://crm.example.com", "https://crm.example.com.evil.net/x", False),
-    ("https://crm.example.com", "https://user:pw@crm.example.com/x", False),
-    ("https://crm.example.com", "https://crm.example.com:8443/x", False),
-    ("https://crm.example.com", "http://crm.example.com/x", False),
-    ("https://crm.example.com", "https://crm.example.com/x\ty", False),
-    ("https://crm.example.com", "https://crm.example.com/x", True),
-    ("https://crm.example.com", "https://CRM.example.com:443/x?y=1", True),
-    ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/../../admin", False),
-    ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/%2e%2e/admin", False),
-    ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/a%2F..%2F..%2Fb", False),
-    ("https://crm.example.com/hooks/", "https://crm.example.com/hooksevil", False),
-    ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/threads", True),
-    ("https://crm.example.com/hooks", "https://crm.example.com/hooks/threads", True),
-])
+@pytest.mark.parametrize(
+    "allowed,url,allows",
+    [
+        ("https://crm.example.com", "https://crm.example.com@evil.net/x", False),
+        ("https://crm.example.com", "https://crm.example.com:443@169.254.169.254/", False),
+        ("https://crm.example.com", "https://crm.example.com.evil.net/x", False),
+        ("https://crm.example.com", "https://user:pw@crm.example.com/x", False),
+        ("https://crm.example.com", "https://crm.example.com:8443/x", False),
+        ("https://crm.example.com", "http://crm.example.com/x", False),
+        ("https://crm.example.com", "https://crm.example.com/x\ty", False),
+        ("https://crm.example.com", "https://crm.example.com/x", True),
+        ("https://crm.example.com", "https://CRM.example.com:443/x?y=1", True),
+        ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/../../admin", False),
+        ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/%2e%2e/admin", False),
+        ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/a%2F..%2F..%2Fb", False),
+        ("https://crm.example.com/hooks/", "https://crm.example.com/hooksevil", False),
+        ("https://crm.example.com/hooks/", "https://crm.example.com/hooks/threads", True),
+        ("https://crm.example.com/hooks", "https://crm.example.com/hooks/threads", True),
+    ],
+)
 def test_a_thread_may_name_a_webhook_only_within_its_agents_urls(allowed, url, allows) -> None:
     definition = WebhookDefinition(secret="s", allowed_urls=[allowed])
     assert definition.allows(url) is allows
 
 
-@pytest.mark.parametrize("stored,receiver_secret", [
-    # The Standard Webhooks form: the receiver is given the same string.
-    ("whsec_" + base64.b64encode(b"k" * 32).decode(),
-     "whsec_" + base64.b64encode(b"k" * 32).decode()),
-    # A secret of plain text (as before): the receiver is given whsec_ + its base64.
-    ("orders-signing-secret", "whsec_" + base64.b64encode(b"orders-signing-secret").decode()),
-])
+@pytest.mark.parametrize(
+    "stored,receiver_secret",
+    [
+        # The Standard Webhooks form: the receiver is given the same string.
+        (
+            "whsec_" + base64.b64encode(b"k" * 32).decode(),
+            "whsec_" + base64.b64encode(b"k" * 32).decode(),
+        ),
+        # A secret of plain text (as before): the receiver is given whsec_ + its base64.
+        ("orders-signing-secret", "whsec_" + base64.b64encode(b"orders-signing-secret").decode()),
+    ],
+)
 def test_a_signature_verifies_with_the_official_library(stored, receiver_secret) -> None:
     body, event_id, stamp = b'{"id": "run_1.0"}', "run_1.0", int(time.time())
-    headers = {"webhook-id": event_id, "webhook-timestamp": str(stamp),
-               "webhook-signature": signature(stored, event_id, stamp, body)}
+    headers = {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature(stored, event_id, stamp, body),
+    }
     assert Webhook(receiver_secret).verify(body, headers) is not None
     with pytest.raises(WebhookVerificationError):
         Webhook(receiver_secret).verify(body + b" ", headers)
@@ -251,9 +308,11 @@ def test_no_value_leaves_its_segment_of_a_sidecar_url() -> None:
     from threadhost.common.sidecar import _actor, _method_path, segment
 
     assert _actor("Thread", "th_1", ("PostMessage", "method")) == (
-        "/actors/Thread/th_1/method/PostMessage")
+        "/actors/Thread/th_1/method/PostMessage"
+    )
     assert _actor("Thread", "th_1", ("followup.fu_1", "reminder"), "reminders") == (
-        "/actors/Thread/th_1/reminders/followup.fu_1")
+        "/actors/Thread/th_1/reminders/followup.fu_1"
+    )
     assert segment("a/b?c#d%e", "topic") == "a%2Fb%3Fc%23d%25e"
     assert _method_path("tools/invoices:lookup") == "tools/invoices%3Alookup"
     for hostile in ("..", ".", "", "th_1/../..", "../../shutdown?", "th_\u00e9", "a\u0000"):

@@ -45,8 +45,7 @@ class LocalMesh:
 
 
 def _serve(tmp_path: Path, name: str, *argv: str, health: str) -> Process:
-    process = Process(name, [sys.executable, "-m", *argv], tmp_path / "logs",
-                      cwd=PROJECT_ROOT)
+    process = Process(name, [sys.executable, "-m", *argv], tmp_path / "logs", cwd=PROJECT_ROOT)
     process.wait_http_ok(health, 30)
     return process
 
@@ -54,29 +53,44 @@ def _serve(tmp_path: Path, name: str, *argv: str, health: str) -> Process:
 @pytest.fixture
 def billing(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = _serve(tmp_path, "billing", "tests.fakes.tool_service", str(port),
-                     health=f"http://127.0.0.1:{port}/health")
+    process = _serve(
+        tmp_path,
+        "billing",
+        "tests.fakes.tool_service",
+        str(port),
+        health=f"http://127.0.0.1:{port}/health",
+    )
     yield f"http://127.0.0.1:{port}"
     process.stop()
 
 
 def _docs_over_http(tmp_path: Path, port: int, *token: str) -> Process:
-    return _serve(tmp_path, f"docs-{port}", "tests.fakes.mcp_docs", "http", str(port), *token,
-                  health=f"http://127.0.0.1:{port}/health")
+    return _serve(
+        tmp_path,
+        f"docs-{port}",
+        "tests.fakes.mcp_docs",
+        "http",
+        str(port),
+        *token,
+        health=f"http://127.0.0.1:{port}/health",
+    )
 
 
 def _agent(**fields: object) -> AgentDefinition:
-    return AgentDefinition.model_validate({"name": "outside", "limits": {
-        "tool_timeout_seconds": 5}, **fields})
+    return AgentDefinition.model_validate(
+        {"name": "outside", "limits": {"tool_timeout_seconds": 5}, **fields}
+    )
 
 
-async def _run(agent: AgentDefinition, outside: OutsideTools,
-               text: str = "hi") -> tuple[RunRecord, list[Message]]:
+async def _run(
+    agent: AgentDefinition, outside: OutsideTools, text: str = "hi"
+) -> tuple[RunRecord, list[Message]]:
     history: list[Message] = [UserText(text=text)]
     tools = build_tool_set(agent, TOOLS, outside=await outside.tools_for(agent))
     run, _ = start_run("run_7", "th_7", agent, tools, 0)
-    await run_until_done(run, history, ScriptedProvider(agent.script), TOOLS,
-                         DEFAULT_PRICES, NO_WAIT, outside)
+    await run_until_done(
+        run, history, ScriptedProvider(agent.script), TOOLS, DEFAULT_PRICES, NO_WAIT, outside
+    )
     return run, history
 
 
@@ -85,9 +99,13 @@ def _results(history: list[Message]) -> dict[str, ToolResult]:
 
 
 SERVICE_TOOLS = [
-    {"name": "lookup_invoice", "description": "Finds an invoice.", "app_id": "billing",
-     "method": "tools/invoices/lookup",
-     "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"}}}},
+    {
+        "name": "lookup_invoice",
+        "description": "Finds an invoice.",
+        "app_id": "billing",
+        "method": "tools/invoices/lookup",
+        "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"}}},
+    },
     {"name": "stock", "app_id": "billing", "method": "tools/stock", "verb": "GET"},
     {"name": "broken", "app_id": "billing", "method": "tools/broken"},
     {"name": "reject", "app_id": "billing", "method": "tools/reject"},
@@ -97,10 +115,18 @@ SERVICE_TOOLS = [
 
 
 def test_a_service_tool_gets_the_arguments_and_who_calls(billing: str) -> None:
-    agent = _agent(service_tools=SERVICE_TOOLS, script=[
-        {"tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-9 ü🙂"}},
-                        {"name": "stock", "arguments": {"sku": "A/1 2"}}]},
-        "Invoice INV-9 is paid."])
+    agent = _agent(
+        service_tools=SERVICE_TOOLS,
+        script=[
+            {
+                "tool_calls": [
+                    {"name": "lookup_invoice", "arguments": {"invoice_id": "INV-9 ü🙂"}},
+                    {"name": "stock", "arguments": {"sku": "A/1 2"}},
+                ]
+            },
+            "Invoice INV-9 is paid.",
+        ],
+    )
 
     async def scenario() -> tuple[RunRecord, list[Message]]:
         outside = OutsideTools(LocalMesh({"billing": billing}))
@@ -119,17 +145,27 @@ def test_a_service_tool_gets_the_arguments_and_who_calls(billing: str) -> None:
     assert json.loads(lookup["body"]) == {"invoice_id": "INV-9 ü🙂"}
     call_id = next(m.call_id for m in history if getattr(m, "name", "") == "lookup_invoice")
     assert lookup["headers"] | {"dapr-caller-app-id": None} == {
-        "threadhost-thread-id": "th_7", "threadhost-run-id": "run_7",
-        "threadhost-tool-call-id": call_id, "idempotency-key": f"run_7.{call_id}",
-        "dapr-caller-app-id": None, "content-type": "application/json"}
+        "threadhost-thread-id": "th_7",
+        "threadhost-run-id": "run_7",
+        "threadhost-tool-call-id": call_id,
+        "idempotency-key": f"run_7.{call_id}",
+        "dapr-caller-app-id": None,
+        "content-type": "application/json",
+    }
     assert next(r for r in seen if r["path"] == "/tools/stock")["query"] == {"sku": "A/1 2"}
 
 
 def test_whatever_goes_wrong_with_a_service_goes_back_to_the_model(billing: str) -> None:
-    agent = _agent(service_tools=SERVICE_TOOLS, script=[
-        {"tool_calls": [{"name": name} for name in ("broken", "reject", "slow", "gone")]
-         + [{"name": "lookup_invoice", "arguments": {"invoice_id": 1}}]},
-        "Sorry, the ledger is down."])
+    agent = _agent(
+        service_tools=SERVICE_TOOLS,
+        script=[
+            {
+                "tool_calls": [{"name": name} for name in ("broken", "reject", "slow", "gone")]
+                + [{"name": "lookup_invoice", "arguments": {"invoice_id": 1}}]
+            },
+            "Sorry, the ledger is down.",
+        ],
+    )
 
     async def scenario() -> tuple[RunRecord, list[Message]]:
         outside = OutsideTools(LocalMesh({"billing": billing}))
@@ -144,13 +180,16 @@ def test_whatever_goes_wrong_with_a_service_goes_back_to_the_model(billing: str)
     assert all(results[name].is_error for name in ("broken", "reject", "slow", "gone"))
     assert "answered 500" in results["broken"].content
     assert "the ledger database is down" in results["broken"].content
-    assert "answered 404" in results["reject"].content and "no such invoice" in results[
-        "reject"].content
+    assert (
+        "answered 404" in results["reject"].content
+        and "no such invoice" in results["reject"].content
+    )
     assert "did not answer within 0.5 s" in results["slow"].content
     assert "could not be reached" in results["gone"].content
     # Arguments that do not fit the declared schema never reach the service.
     assert results["lookup_invoice"].content == (
-        "invalid arguments for lookup_invoice: invoice_id: 1 is not of type 'string'")
+        "invalid arguments for lookup_invoice: invoice_id: 1 is not of type 'string'"
+    )
     assert "/tools/invoices/lookup" not in {r["path"] for r in httpx.get(f"{billing}/seen").json()}
 
 
@@ -162,16 +201,27 @@ DOCS_SCRIPT = [
 
 
 @pytest.mark.parametrize("transport", ["http", "stdio"])
-def test_an_mcp_servers_tools_are_the_models_filtered_and_prefixed(tmp_path: Path,
-                                                                     transport: str) -> None:
+def test_an_mcp_servers_tools_are_the_models_filtered_and_prefixed(
+    tmp_path: Path, transport: str
+) -> None:
     port = free_port()
     server = _docs_over_http(tmp_path, port) if transport == "http" else None
     where: dict[str, object] = (
-        {"url": f"http://127.0.0.1:{port}/mcp"} if transport == "http"
-        else {"command": [sys.executable, "-m", "tests.fakes.mcp_docs", "stdio"]})
-    agent = _agent(mcp_servers=[{"name": "docs", "prefix": "docs_", **where,
-                                 "tools": ["search_docs", "pages.delete", "who_calls"]}],
-                   script=[{"tool_calls": [{"name": "docs_who_calls"}]}, *DOCS_SCRIPT])
+        {"url": f"http://127.0.0.1:{port}/mcp"}
+        if transport == "http"
+        else {"command": [sys.executable, "-m", "tests.fakes.mcp_docs", "stdio"]}
+    )
+    agent = _agent(
+        mcp_servers=[
+            {
+                "name": "docs",
+                "prefix": "docs_",
+                **where,
+                "tools": ["search_docs", "pages.delete", "who_calls"],
+            }
+        ],
+        script=[{"tool_calls": [{"name": "docs_who_calls"}]}, *DOCS_SCRIPT],
+    )
 
     async def scenario() -> tuple[RunRecord, list[Message]]:
         outside = OutsideTools(LocalMesh({}))
@@ -185,28 +235,45 @@ def test_an_mcp_servers_tools_are_the_models_filtered_and_prefixed(tmp_path: Pat
     finally:
         if server is not None:
             server.stop()
-    assert [t.name for t in run.tools or []] == ["docs_search_docs", "docs_pages_delete",
-                                                 "docs_who_calls"]
+    assert [t.name for t in run.tools or []] == [
+        "docs_search_docs",
+        "docs_pages_delete",
+        "docs_who_calls",
+    ]
     route = run.tools[0].route
     assert route is not None and route.model_dump() == {
-        "kind": "mcp", "server": "docs", "tool": "search_docs", "server_version": "1.4.0"}
+        "kind": "mcp",
+        "server": "docs",
+        "tool": "search_docs",
+        "server_version": "1.4.0",
+    }
     results = _results(history)
     # The call names its thread, run and call, with the key a repeated step sends again.
     call_id = next(m.call_id for m in history if getattr(m, "name", "") == "docs_who_calls")
     assert results["docs_who_calls"].content == (
         f"threadhost/idempotency-key=run_7.{call_id} threadhost/run-id=run_7 "
-        f"threadhost/thread-id=th_7 threadhost/tool-call-id={call_id}")
+        f"threadhost/thread-id=th_7 threadhost/tool-call-id={call_id}"
+    )
     assert results["docs_search_docs"].content == "returns: Items can be returned within 30 days."
     assert results["docs_pages_delete"].content == "deleted returns"
     assert run.status == "completed"
 
 
 def test_an_mcp_tool_list_is_read_once_and_a_server_that_stopped_fails_the_call_cleanly(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     port = free_port()
-    agent = _agent(mcp_servers=[{"name": "docs", "url": f"http://127.0.0.1:{port}/mcp",
-                                 "prefix": "docs_", "headers_secret": "docs-key"}],
-                   script=DOCS_SCRIPT[:1] + ["Done."])
+    agent = _agent(
+        mcp_servers=[
+            {
+                "name": "docs",
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "prefix": "docs_",
+                "headers_secret": "docs-key",
+            }
+        ],
+        script=DOCS_SCRIPT[:1] + ["Done."],
+    )
     # The server answers only with the header that the secret holds.
     mesh = LocalMesh({}, secrets={"docs-key": {"authorization": "Bearer k-1"}})
 
@@ -239,9 +306,17 @@ def test_an_mcp_tool_list_is_read_once_and_a_server_that_stopped_fails_the_call_
 
 
 def test_an_approval_gated_mcp_tool_waits_like_any_other(tmp_path: Path) -> None:
-    agent = _agent(mcp_servers=[{"name": "docs", "prefix": "docs_", "command": [
-        sys.executable, "-m", "tests.fakes.mcp_docs", "stdio"]}],
-        approval_required=["docs_pages_delete"], script=DOCS_SCRIPT[1:])
+    agent = _agent(
+        mcp_servers=[
+            {
+                "name": "docs",
+                "prefix": "docs_",
+                "command": [sys.executable, "-m", "tests.fakes.mcp_docs", "stdio"],
+            }
+        ],
+        approval_required=["docs_pages_delete"],
+        script=DOCS_SCRIPT[1:],
+    )
 
     async def scenario() -> RunRecord:
         outside = OutsideTools(LocalMesh({}))

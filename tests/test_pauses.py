@@ -30,9 +30,11 @@ from actors.tools import build_registry
 
 AGENTS = Path(__file__).parent / "agents"
 TOOLS = build_registry()
-LOCATION = ClientTool(name="get_location", description="Where the user is",
-                      parameters={"type": "object",
-                                  "properties": {"precision": {"type": "string"}}})
+LOCATION = ClientTool(
+    name="get_location",
+    description="Where the user is",
+    parameters={"type": "object", "properties": {"precision": {"type": "string"}}},
+)
 
 
 def agent(name: str) -> AgentDefinition:
@@ -42,16 +44,16 @@ def agent(name: str) -> AgentDefinition:
 def go(run: RunRecord, history: list[Message]) -> None:
     async def until_done() -> None:
         provider = await Providers(VendorAccess()).for_agent(run.agent)
-        await run_until_done(run, history, provider, TOOLS, DEFAULT_PRICES,
-                             RetryPolicy(attempts=1))
+        await run_until_done(run, history, provider, TOOLS, DEFAULT_PRICES, RetryPolicy(attempts=1))
 
     asyncio.run(until_done())
 
 
 def started(name: str, client_tools=()) -> tuple[RunRecord, list[Message]]:
     definition = agent(name)
-    run, _ = start_run("run_1", "th_1", definition,
-                       build_tool_set(definition, TOOLS, list(client_tools)), 0)
+    run, _ = start_run(
+        "run_1", "th_1", definition, build_tool_set(definition, TOOLS, list(client_tools)), 0
+    )
     history: list[Message] = [UserText(text="hello")]
     go(run, history)
     return run, history
@@ -68,19 +70,26 @@ def test_a_client_tool_call_waits_for_the_callers_result() -> None:
     assert run.status == "requires_action"
     [action] = run.required_action
     assert (action.type, action.tool, json.loads(action.arguments)) == (
-        "tool_result", "get_location", {"precision": "city"})
+        "tool_result",
+        "get_location",
+        {"precision": "city"},
+    )
     answer(run, history, ToolOutput(call_id=action.call_id, output="Berlin"))
     assert run.status == "completed"
-    assert [m.kind for m in history] == ["user_text", "tool_call", "tool_result",
-                                         "assistant_text"]
+    assert [m.kind for m in history] == ["user_text", "tool_call", "tool_result", "assistant_text"]
     assert history[2].content == "Berlin"
 
 
 def test_an_approval_gated_call_waits_while_other_calls_run() -> None:
     run, history = started("approvals")
     # query_order ran at once; cancel_order waits for a person.
-    assert [m.kind for m in history] == ["user_text", "assistant_text", "tool_call",
-                                         "tool_call", "tool_result"]
+    assert [m.kind for m in history] == [
+        "user_text",
+        "assistant_text",
+        "tool_call",
+        "tool_call",
+        "tool_result",
+    ]
     assert history[4].name == "query_order"
     [action] = run.required_action
     assert (action.type, action.tool) == ("approval", "cancel_order")
@@ -110,12 +119,18 @@ def test_ask_user_waits_for_the_answer() -> None:
     assert history[-1].text == "Thanks, I have noted it."
 
 
-@pytest.mark.parametrize(("submissions", "problem"), [
-    ([], "call_1_0 (tool_result) is not answered"),
-    ([ToolOutput(call_id="call_9", output="x")], "call_9 is not a call this run waits for"),
-    ([ToolOutput(call_id="call_1_0", output="x")] * 2, "call_1_0 is answered 2 times"),
-    ([Approval(call_id="call_1_0", approved=True)], "call_1_0 waits for tool_result, not approval"),
-])
+@pytest.mark.parametrize(
+    ("submissions", "problem"),
+    [
+        ([], "call_1_0 (tool_result) is not answered"),
+        ([ToolOutput(call_id="call_9", output="x")], "call_9 is not a call this run waits for"),
+        ([ToolOutput(call_id="call_1_0", output="x")] * 2, "call_1_0 is answered 2 times"),
+        (
+            [Approval(call_id="call_1_0", approved=True)],
+            "call_1_0 waits for tool_result, not approval",
+        ),
+    ],
+)
 def test_a_submission_must_answer_every_pending_call_once(submissions, problem) -> None:
     run, history = started("locator", [LOCATION])
     before = run.model_dump()
@@ -160,4 +175,3 @@ def test_a_turn_can_switch_tools_off_but_not_clash_with_them() -> None:
         build_tool_set(definition, TOOLS, [ClientTool(name="query_order")])
     with pytest.raises(ToolSetError, match="no tool named nope"):
         build_tool_set(definition, TOOLS, disabled=["nope"])
-

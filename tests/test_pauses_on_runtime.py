@@ -27,34 +27,64 @@ from threadhost.runtime import PROJECT_ROOT
 from threadhost.stack import Stack
 
 AGENTS = Path(__file__).parent / "agents"
-LOCATION = {"name": "get_location", "description": "Where the user is",
-            "parameters": {"type": "object", "properties": {"precision": {"type": "string"}}}}
+LOCATION = {
+    "name": "get_location",
+    "description": "Where the user is",
+    "parameters": {"type": "object", "properties": {"precision": {"type": "string"}}},
+}
 
 # agent, the turn's body, the answer to the pause, the history the run ends with.
 PAUSES = {
-    "approval": ("approvals", {"content": "Please cancel order 1002."},
-                 {"type": "approval", "approved": True},
-                 [("user", "Please cancel order 1002."), ("assistant", "Cancelling order 1002."),
-                  ("assistant", '{"order_id": "1002"}'),
-                  ("assistant", '{"order_id": "1002", "reason": "changed my mind"}'),
-                  ("tool", "query_order"), ("tool", "cancel_order"),
-                  ("assistant", "That is settled.")]),
-    "input": ("asker", {"content": "Cancel my order."},
-              {"type": "input", "answer": "Order 1002"},
-              [("user", "Cancel my order."),
-               ("assistant", '{"question": "Which order do you mean?"}'),
-               ("tool", "Order 1002"), ("assistant", "Thanks, I have noted it.")]),
-    "client_tool": ("locator", {"content": "Weather?", "client_tools": [LOCATION]},
-                    {"type": "tool_result", "output": "Berlin"},
-                    [("user", "Weather?"), ("assistant", '{"precision": "city"}'),
-                     ("tool", "Berlin"), ("assistant", "Here is the weather where you are.")]),
+    "approval": (
+        "approvals",
+        {"content": "Please cancel order 1002."},
+        {"type": "approval", "approved": True},
+        [
+            ("user", "Please cancel order 1002."),
+            ("assistant", "Cancelling order 1002."),
+            ("assistant", '{"order_id": "1002"}'),
+            ("assistant", '{"order_id": "1002", "reason": "changed my mind"}'),
+            ("tool", "query_order"),
+            ("tool", "cancel_order"),
+            ("assistant", "That is settled."),
+        ],
+    ),
+    "input": (
+        "asker",
+        {"content": "Cancel my order."},
+        {"type": "input", "answer": "Order 1002"},
+        [
+            ("user", "Cancel my order."),
+            ("assistant", '{"question": "Which order do you mean?"}'),
+            ("tool", "Order 1002"),
+            ("assistant", "Thanks, I have noted it."),
+        ],
+    ),
+    "client_tool": (
+        "locator",
+        {"content": "Weather?", "client_tools": [LOCATION]},
+        {"type": "tool_result", "output": "Berlin"},
+        [
+            ("user", "Weather?"),
+            ("assistant", '{"precision": "city"}'),
+            ("tool", "Berlin"),
+            ("assistant", "Here is the weather where you are."),
+        ],
+    ),
 }
 
 
 def _summary(messages: list[dict]) -> list[tuple[str, str]]:
     """Role and content; a host tool's result by its tool's name (its JSON is long)."""
-    return [(m["role"], m["tool_name"] if m["role"] == "tool" and m["tool_name"] in (
-        "query_order", "cancel_order") else m["content"]) for m in messages]
+    return [
+        (
+            m["role"],
+            m["tool_name"]
+            if m["role"] == "tool" and m["tool_name"] in ("query_order", "cancel_order")
+            else m["content"],
+        )
+        for m in messages
+    ]
 
 
 def _agents_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -74,7 +104,8 @@ def _restart(stacks: list, config) -> tuple[Api, Api]:
 
 @pytest.mark.parametrize("kind", PAUSES)
 def test_a_paused_run_resumes_through_the_other_replica_after_a_restart(
-        kind, stack_config, stacks, tmp_path) -> None:
+    kind, stack_config, stacks, tmp_path
+) -> None:
     agent, turn, answer, final = PAUSES[kind]
     folder, env = _agents_copy(tmp_path)
     config = stack_config(env=env)
@@ -89,13 +120,17 @@ def test_a_paused_run_resumes_through_the_other_replica_after_a_restart(
     assert action["type"] == answer["type"]
 
     # While it waits, its agent gets a new version without its tools or script.
-    (folder / f"{agent}.json").write_text(json.dumps({"name": agent, "version": 2,
-                                                       "model": "scripted",
-                                                       "script": ["version 2 speaking"]}))
+    (folder / f"{agent}.json").write_text(
+        json.dumps(
+            {"name": agent, "version": 2, "model": "scripted", "script": ["version 2 speaking"]}
+        )
+    )
     _, other = _restart(stacks, config)
     assert other.run(thread, run["run_id"])["status"] == "requires_action"
-    resumed = other.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume",
-                              json={"actions": [{**answer, "call_id": action["call_id"]}]})
+    resumed = other.http.post(
+        f"/v1/threads/{thread}/runs/{run['run_id']}/resume",
+        json={"actions": [{**answer, "call_id": action["call_id"]}]},
+    )
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["run"]["status"] == "completed"
     assert resumed.json()["run"]["agent"]["version"] == 1
@@ -113,14 +148,16 @@ def test_a_deadline_denies_the_approval_after_its_host_was_killed(stack_config, 
     thread = api.create_thread(agent="deadline")
     run = api.say(thread, "Cancel order 1002.")["run"]
     assert run["status"] == "requires_action" and run["deadline"]
-    holder = next(h for h in (first_host, second_host)
-                  if thread in h.actor_stats()["active"])
+    holder = next(h for h in (first_host, second_host) if thread in h.actor_stats()["active"])
     holder.kill()
     # Killed before the deadline: the surviving host is the one to deny the call.
     assert datetime.now(UTC) < datetime.fromisoformat(run["deadline"])
 
-    ended = wait_for(lambda: (r := api.run(thread, run["run_id"]))["status"] == "completed"
-                     and r, 30, "the deadline to deny the call and the run to end")
+    ended = wait_for(
+        lambda: (r := api.run(thread, run["run_id"]))["status"] == "completed" and r,
+        30,
+        "the deadline to deny the call and the run to end",
+    )
     assert ended["required_action"] == [] and ended["deadline"] is None
     denied = [m for m in api.messages(thread) if m["role"] == "tool"]
     assert [(m["tool_name"], m["is_error"]) for m in denied] == [("cancel_order", True)]
@@ -136,16 +173,31 @@ def _paused(api: Api, agent: str = "asker") -> tuple[str, dict]:
     return thread, run
 
 
-@pytest.mark.parametrize(("actions", "status", "detail"), [
-    ([{"type": "input", "call_id": "call_nope", "answer": "x"}], 422,
-     "call_nope is not a call this run waits for"),
-    ([{"type": "approval", "call_id": "{call}", "approved": True}], 422,
-     "{call} waits for input, not approval"),
-    ([{"type": "input", "call_id": "{call}", "answer": "a"},
-      {"type": "input", "call_id": "{call}", "answer": "b"}], 422, "{call} is answered 2 times"),
-    ([], 422, "the request does not match"),
-    ([{"type": "input", "call_id": "{call}"}], 422, "the request does not match"),
-])
+@pytest.mark.parametrize(
+    ("actions", "status", "detail"),
+    [
+        (
+            [{"type": "input", "call_id": "call_nope", "answer": "x"}],
+            422,
+            "call_nope is not a call this run waits for",
+        ),
+        (
+            [{"type": "approval", "call_id": "{call}", "approved": True}],
+            422,
+            "{call} waits for input, not approval",
+        ),
+        (
+            [
+                {"type": "input", "call_id": "{call}", "answer": "a"},
+                {"type": "input", "call_id": "{call}", "answer": "b"},
+            ],
+            422,
+            "{call} is answered 2 times",
+        ),
+        ([], 422, "the request does not match"),
+        ([{"type": "input", "call_id": "{call}"}], 422, "the request does not match"),
+    ],
+)
 def test_bad_resumes_are_refused_and_change_nothing(stack, actions, status, detail) -> None:
     api = Api(stack.api.url)
     thread, run = _paused(api)
@@ -162,8 +214,15 @@ def test_bad_resumes_are_refused_and_change_nothing(stack, actions, status, deta
 def test_a_second_resume_of_the_same_pause_is_409(stack) -> None:
     api = Api(stack.api.url)
     thread, run = _paused(api)
-    body = {"actions": [{"type": "input", "call_id": run["required_action"][0]["call_id"],
-                         "answer": "Order 1002"}]}
+    body = {
+        "actions": [
+            {
+                "type": "input",
+                "call_id": run["required_action"][0]["call_id"],
+                "answer": "Order 1002",
+            }
+        ]
+    }
     url = f"/v1/threads/{thread}/runs/{run['run_id']}/resume"
     assert api.http.post(url, json=body).status_code == 200
     rows = stored_rows(stack.config)
@@ -174,16 +233,20 @@ def test_a_second_resume_of_the_same_pause_is_409(stack) -> None:
     assert [m["content"] for m in api.messages(thread)].count("Order 1002") == 1
 
 
-def test_a_waiting_run_holds_no_actor_nor_reminder_and_can_be_cancelled(stack_config,
-                                                                         stacks) -> None:
+def test_a_waiting_run_holds_no_actor_nor_reminder_and_can_be_cancelled(
+    stack_config, stacks
+) -> None:
     stack = Stack(stack_config(env=FAST_IDLE))
     stacks.append(stack)
     stack.start()
     api = Api(stack.api.url)
     thread, run = _paused(api)
     # Waiting, it holds no memory: its actor deactivates, and no reminder or job wakes it.
-    wait_for(lambda: thread not in stack.api.actor_stats()["active"], 30,
-             "the waiting thread's actor to deactivate")
+    wait_for(
+        lambda: thread not in stack.api.actor_stats()["active"],
+        30,
+        "the waiting thread's actor to deactivate",
+    )
     reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/deadline"
     assert httpx.get(reminder).status_code != 200
     assert httpx.get(f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}").status_code != 200
@@ -200,8 +263,9 @@ def test_erase_leaves_no_key_and_no_reminder_of_a_waiting_thread(stack) -> None:
     api.say(keep, "stay")
     thread = api.create_thread(agent="approvals")
     api.say(thread, "Please cancel order 1002.")  # pauses, with a deadline reminder
-    run = api.http.post(f"/v1/threads/{thread}/messages",
-                        json={"content": "queued behind it", "mode": "background"}).json()
+    run = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "queued behind it", "mode": "background"}
+    ).json()
     assert run["run"]["status"] == "queued"
     reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/deadline"
     assert httpx.get(reminder).status_code == 200
@@ -220,10 +284,13 @@ def _expiries(config, thread: str) -> dict[str, datetime]:
     stored_rows(config)
     path = config.process_env()["THREADHOST_SQLITE_PATH"]
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        rows = db.execute("select key, expiration_time from state where key like ?",
-                          (f"%||{thread}||%",)).fetchall()
-    return {key.rsplit("||", 1)[1]: expiry and datetime.fromisoformat(expiry).replace(tzinfo=UTC)
-            for key, expiry in rows}  # UTC, without an offset
+        rows = db.execute(
+            "select key, expiration_time from state where key like ?", (f"%||{thread}||%",)
+        ).fetchall()
+    return {
+        key.rsplit("||", 1)[1]: expiry and datetime.fromisoformat(expiry).replace(tzinfo=UTC)
+        for key, expiry in rows
+    }  # UTC, without an offset
 
 
 def test_a_thread_is_gone_its_retention_after_its_last_activity(stack) -> None:
@@ -237,8 +304,11 @@ def test_a_thread_is_gone_its_retention_after_its_last_activity(stack) -> None:
     assert not any(_expiries(stack.config, keep).values())
 
     # Just before it would expire, a turn renews every key, the first page too.
-    wait_for(lambda: datetime.now(UTC) > first["history.0"] - timedelta(seconds=1.5), 10,
-             "the first keys to near their expiry")
+    wait_for(
+        lambda: datetime.now(UTC) > first["history.0"] - timedelta(seconds=1.5),
+        10,
+        "the first keys to near their expiry",
+    )
     api.say(thread, "two")
     renewed = _expiries(stack.config, thread)
     assert all(renewed[key] > first[key] for key in first)
@@ -249,28 +319,48 @@ def test_a_thread_is_gone_its_retention_after_its_last_activity(stack) -> None:
     assert api.http.get(f"/v1/threads/{thread}").status_code == 404
     assert api.history(keep) == conversation("stay")
     # Its erase reminder drops it from the caller's list too.
-    wait_for(lambda: [t["id"] for t in api.http.get("/v1/threads").json()["threads"]] == [keep],
-             15, "the expired thread to leave its owner's list")
+    wait_for(
+        lambda: [t["id"] for t in api.http.get("/v1/threads").json()["threads"]] == [keep],
+        15,
+        "the expired thread to leave its owner's list",
+    )
 
 
 def test_a_tool_switched_off_later_stays_on_for_the_waiting_run(stack) -> None:
     api = Api(stack.api.url)
     thread, run = _paused(api, agent="approvals")
-    later = api.http.post(f"/v1/threads/{thread}/messages", json={
-        "content": "No more cancelling.", "mode": "background",
-        "disabled_tools": ["cancel_order"]}).json()["run"]
+    later = api.http.post(
+        f"/v1/threads/{thread}/messages",
+        json={
+            "content": "No more cancelling.",
+            "mode": "background",
+            "disabled_tools": ["cancel_order"],
+        },
+    ).json()["run"]
     assert (later["status"], later["tools"]) == ("queued", ["query_order"])
     assert run["tools"] == ["query_order", "cancel_order"]
 
-    done = api.http.post(f"/v1/threads/{thread}/runs/{run['run_id']}/resume", json={
-        "actions": [{"type": "approval", "call_id": run["required_action"][0]["call_id"],
-                     "approved": True}]}).json()
+    done = api.http.post(
+        f"/v1/threads/{thread}/runs/{run['run_id']}/resume",
+        json={
+            "actions": [
+                {
+                    "type": "approval",
+                    "call_id": run["required_action"][0]["call_id"],
+                    "approved": True,
+                }
+            ]
+        },
+    ).json()
     assert done["run"]["status"] == "completed"
     results = {m["call_id"]: m for m in api.messages(thread) if m["role"] == "tool"}
     assert '"status":"cancelled"' in results[run["required_action"][0]["call_id"]]["content"]
     # The later run, whose model calls it anyway, has no such tool: an error, no pause.
-    ended = wait_for(lambda: (r := api.run(thread, later["run_id"]))["status"] == "completed"
-                     and r, 30, "the later run to end")
+    ended = wait_for(
+        lambda: (r := api.run(thread, later["run_id"]))["status"] == "completed" and r,
+        30,
+        "the later run to end",
+    )
     assert ended["required_action"] == []
     last_cancel = [m for m in api.messages(thread) if m["tool_name"] == "cancel_order"][-1]
     assert last_cancel["is_error"] and "no tool named" in last_cancel["content"]
@@ -278,13 +368,17 @@ def test_a_tool_switched_off_later_stays_on_for_the_waiting_run(stack) -> None:
 
 def _redis(address: str, *args: str) -> list[str]:
     host, port = address.split(":")
-    out = subprocess.run(["redis-cli", "-h", host, "-p", port, *args], capture_output=True,
-                         text=True, timeout=10, check=True).stdout
+    out = subprocess.run(
+        ["redis-cli", "-h", host, "-p", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
     return out.split()
 
 
-def test_retention_in_redis_lets_redis_delete_the_keys(stack_config, stacks,
-                                                        redis_server) -> None:
+def test_retention_in_redis_lets_redis_delete_the_keys(stack_config, stacks, redis_server) -> None:
     stack = Stack(stack_config("redis", env={"THREADHOST_REDIS_HOST": redis_server}))
     stacks.append(stack)
     stack.start()
@@ -297,21 +391,27 @@ def test_retention_in_redis_lets_redis_delete_the_keys(stack_config, stacks,
     assert all(0 < int(_redis(redis_server, "pttl", key)[0]) <= 4000 for key in keys)
     kept = _redis(redis_server, "--scan", "--pattern", f"*||{keep}||*")
     assert {_redis(redis_server, "pttl", key)[0] for key in kept} == {"-1"}  # no TTL
-    wait_for(lambda: not _redis(redis_server, "--scan", "--pattern", f"*||{thread}||*"), 15,
-             "Redis to delete the expired thread's keys")
+    wait_for(
+        lambda: not _redis(redis_server, "--scan", "--pattern", f"*||{thread}||*"),
+        15,
+        "Redis to delete the expired thread's keys",
+    )
     assert api.history(keep) == conversation("stay")
 
 
 def test_retention_in_postgres_marks_rows_and_hides_them_once_expired(
-        stack_config, stacks, postgres_server) -> None:
+    stack_config, stacks, postgres_server
+) -> None:
     stack = Stack(stack_config("postgres", env={"THREADHOST_POSTGRES_URL": postgres_server}))
     stacks.append(stack)
     stack.start()
     api = Api(stack.api.url)
     thread = api.create_thread(agent="ephemeral")
     api.say(thread, "one")
-    rows = _psql(postgres_server, "select count(*), count(expires_at) from state "
-                                  f"where key like '%||{thread}||%'")
+    rows = _psql(
+        postgres_server,
+        f"select count(*), count(expires_at) from state where key like '%||{thread}||%'",
+    )
     total, expiring = rows.split("|")
     assert int(total) >= 4 and expiring == total
     state = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/state/thread"
@@ -320,8 +420,25 @@ def test_retention_in_postgres_marks_rows_and_hides_them_once_expired(
 
 def _psql(url: str, query: str) -> str:
     fields = dict(part.split("=", 1) for part in url.split())
-    done = subprocess.run([postgres_bin("psql"), "-h", fields["host"], "-p", fields["port"], "-U",
-                           fields["user"], "-d", fields["dbname"], "-At", "-c", query],
-                          capture_output=True, text=True, timeout=10, check=False)
+    done = subprocess.run(
+        [
+            postgres_bin("psql"),
+            "-h",
+            fields["host"],
+            "-p",
+            fields["port"],
+            "-U",
+            fields["user"],
+            "-d",
+            fields["dbname"],
+            "-At",
+            "-c",
+            query,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

@@ -23,24 +23,42 @@ from tests.fakes.wire import Answer, AnthropicWire, OpenAIChatWire, OpenAIRespon
 
 SECRET = "sk-test-do-not-leak-0123456789"
 VENDORS = {
-    "openai-chat": (OpenAIChatWire(), "/v1/chat/completions",
-                    lambda url: OpenAIChat("gpt-x", api_key=SECRET, base_url=f"{url}/v1")),
-    "openai-responses": (OpenAIResponsesWire(), "/v1/responses",
-                         lambda url: OpenAIResponses("gpt-x", api_key=SECRET,
-                                                     base_url=f"{url}/v1")),
-    "anthropic": (AnthropicWire(), "/v1/messages",
-                  lambda url: AnthropicMessages("claude-x", api_key=SECRET, base_url=url)),
+    "openai-chat": (
+        OpenAIChatWire(),
+        "/v1/chat/completions",
+        lambda url: OpenAIChat("gpt-x", api_key=SECRET, base_url=f"{url}/v1"),
+    ),
+    "openai-responses": (
+        OpenAIResponsesWire(),
+        "/v1/responses",
+        lambda url: OpenAIResponses("gpt-x", api_key=SECRET, base_url=f"{url}/v1"),
+    ),
+    "anthropic": (
+        AnthropicWire(),
+        "/v1/messages",
+        lambda url: AnthropicMessages("claude-x", api_key=SECRET, base_url=url),
+    ),
 }
-TOOLS = [ToolSpec(name="query_order", description="Looks an order up",
-                  parameters={"type": "object", "properties": {"order_id": {"type": "string"}},
-                              "required": ["order_id"]})]
+TOOLS = [
+    ToolSpec(
+        name="query_order",
+        description="Looks an order up",
+        parameters={
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    )
+]
 # A history with an earlier tool exchange, which every vendor wants in its own shape.
-HISTORY = [UserText(text="Where is order 1?"),
-           AssistantText(text="Checking."),
-           ToolCall(call_id="c0", name="query_order", arguments='{"order_id": "1"}'),
-           ToolResult(call_id="c0", name="query_order", content='{"status": "shipped"}'),
-           AssistantText(text="It has shipped."),
-           UserText(text="And order 2?")]
+HISTORY = [
+    UserText(text="Where is order 1?"),
+    AssistantText(text="Checking."),
+    ToolCall(call_id="c0", name="query_order", arguments='{"order_id": "1"}'),
+    ToolResult(call_id="c0", name="query_order", content='{"status": "shipped"}'),
+    AssistantText(text="It has shipped."),
+    UserText(text="And order 2?"),
+]
 REQUEST = ModelRequest(system="Be brief.", messages=HISTORY, tools=TOOLS)
 
 
@@ -80,11 +98,15 @@ def test_a_text_answer_with_its_usage(vendor, server) -> None:
     name, wire, path, provider = vendor
     server.queue(wire.reply(Answer(text="Order 2 is processing.")))
     response = complete(provider)
-    assert response.parts == [AssistantText(text="Order 2 is processing.",
-                                            model=wire.snapshot, at=response.parts[0].at)]
+    assert response.parts == [
+        AssistantText(text="Order 2 is processing.", model=wire.snapshot, at=response.parts[0].at)
+    ]
     assert response.model == wire.snapshot and response.stop_reason == "end_turn"
-    assert (response.usage.input_tokens, response.usage.output_tokens,
-            response.usage.cached_tokens) == (11, 7, 3)
+    assert (
+        response.usage.input_tokens,
+        response.usage.output_tokens,
+        response.usage.cached_tokens,
+    ) == (11, 7, 3)
     assert response.usage.reasoning_tokens == (0 if name == "anthropic" else 2)
     sent = server.received[-1]
     assert sent.path == path
@@ -100,67 +122,94 @@ def test_the_history_goes_out_in_the_vendors_shape(vendor, server) -> None:
         assert body["messages"][0] == {"role": "system", "content": "Be brief."}
         assistant = body["messages"][2]
         assert assistant["content"] == "Checking."
-        assert assistant["tool_calls"][0]["function"] == {"name": "query_order",
-                                                          "arguments": '{"order_id": "1"}'}
-        assert body["messages"][3] == {"role": "tool", "tool_call_id": "c0",
-                                       "content": '{"status": "shipped"}'}
+        assert assistant["tool_calls"][0]["function"] == {
+            "name": "query_order",
+            "arguments": '{"order_id": "1"}',
+        }
+        assert body["messages"][3] == {
+            "role": "tool",
+            "tool_call_id": "c0",
+            "content": '{"status": "shipped"}',
+        }
         assert body["tools"][0]["function"]["name"] == "query_order"
     elif name == "openai-responses":
         assert body["instructions"] == "Be brief." and body["store"] is False
         kinds = [item["type"] for item in body["input"]]
-        assert kinds == ["message", "message", "function_call", "function_call_output",
-                         "message", "message"]
-        assert body["input"][3] == {"type": "function_call_output", "call_id": "c0",
-                                    "output": '{"status": "shipped"}'}
+        assert kinds == [
+            "message",
+            "message",
+            "function_call",
+            "function_call_output",
+            "message",
+            "message",
+        ]
+        assert body["input"][3] == {
+            "type": "function_call_output",
+            "call_id": "c0",
+            "output": '{"status": "shipped"}',
+        }
         assert body["tools"][0]["name"] == "query_order"
     else:
         assert body["system"] == "Be brief." and body["max_tokens"] > 0
-        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user",
-                                                         "assistant", "user"]
-        assert body["messages"][1]["content"][1] == {"type": "tool_use", "id": "c0",
-                                                     "name": "query_order",
-                                                     "input": {"order_id": "1"}}
+        assert [m["role"] for m in body["messages"]] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        ]
+        assert body["messages"][1]["content"][1] == {
+            "type": "tool_use",
+            "id": "c0",
+            "name": "query_order",
+            "input": {"order_id": "1"},
+        }
         assert body["messages"][2]["content"][0]["type"] == "tool_result"
         assert body["tools"][0]["input_schema"]["required"] == ["order_id"]
 
 
 def test_parallel_tool_calls(vendor, server) -> None:
     _, wire, _, provider = vendor
-    calls = (("call_a", "query_order", '{"order_id": "2"}'),
-             ("call_b", "query_order", '{"order_id": "3"}'))
+    calls = (
+        ("call_a", "query_order", '{"order_id": "2"}'),
+        ("call_b", "query_order", '{"order_id": "3"}'),
+    )
     server.queue(wire.reply(Answer(calls=calls)))
     response = complete(provider)
     assert [(p.call_id, p.name, json.loads(p.arguments)) for p in response.parts] == [
-        ("call_a", "query_order", {"order_id": "2"}), ("call_b", "query_order",
-                                                       {"order_id": "3"})]
+        ("call_a", "query_order", {"order_id": "2"}),
+        ("call_b", "query_order", {"order_id": "3"}),
+    ]
     assert response.stop_reason == "tool_use"
 
 
 def test_a_streamed_answer_with_text_and_a_tool_call(vendor, server) -> None:
     name, wire, _, provider = vendor
-    answer = Answer(text="Let me check order 2 for you.",
-                    calls=() if name == "openai-responses" else
-                    (("call_s", "query_order", '{"order_id": "2"}'),))
+    answer = Answer(
+        text="Let me check order 2 for you.",
+        calls=()
+        if name == "openai-responses"
+        else (("call_s", "query_order", '{"order_id": "2"}'),),
+    )
     server.queue(wire.stream(answer))
     text, final = stream(provider)
     assert text == "Let me check order 2 for you."
     assert final.parts[0].text == text
-    assert [p.name for p in final.parts if isinstance(p, ToolCall)] == [c[1] for c in
-                                                                        answer.calls]
+    assert [p.name for p in final.parts if isinstance(p, ToolCall)] == [c[1] for c in answer.calls]
     assert final.usage.output_tokens == 7 and final.usage.input_tokens == 11
 
 
 def test_a_rate_limit_is_retried_after_what_retry_after_says(vendor, server) -> None:
     _, wire, _, provider = vendor
-    server.queue(error(429, "slow down", **{"retry-after": "3"}),
-                 wire.reply(Answer(text="done")))
+    server.queue(error(429, "slow down", **{"retry-after": "3"}), wire.reply(Answer(text="done")))
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    response = asyncio.run(with_retries(lambda: provider.complete(REQUEST),
-                                        RetryPolicy(attempts=3), sleep))
+    response = asyncio.run(
+        with_retries(lambda: provider.complete(REQUEST), RetryPolicy(attempts=3), sleep)
+    )
     assert response.parts[0].text == "done" and waits == [3.0]
 
 
@@ -195,9 +244,18 @@ def test_a_request_longer_than_the_context_window_is_told_apart(vendor, server) 
     if name == "anthropic":
         server.queue(error(400, "prompt is too long: 210000 tokens > 200000 maximum"))
     else:
-        server.queue(Reply(status=400, body={"error": {
-            "message": "Your input exceeds the context window of this model.",
-            "type": "invalid_request_error", "code": "context_length_exceeded"}}))
+        server.queue(
+            Reply(
+                status=400,
+                body={
+                    "error": {
+                        "message": "Your input exceeds the context window of this model.",
+                        "type": "invalid_request_error",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            )
+        )
     with pytest.raises(ContextOverflow):
         complete(provider)
 

@@ -50,23 +50,45 @@ TEST_AGENTS = Path(__file__).parent / "agents"
 LEDGER_DESK = {
     "name": "ledger-desk",
     "service_tools": [
-        {"name": "lookup_invoice", "app_id": "ledger", "method": "tools/invoices/lookup",
-         "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"}}}},
-        {"name": "refund", "app_id": "ledger", "method": "private/refund"}],
-    "script": [{"tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "I-7"}},
-                               {"name": "refund"}]},
-               "Invoice I-7 is paid; I may not refund it."],
+        {
+            "name": "lookup_invoice",
+            "app_id": "ledger",
+            "method": "tools/invoices/lookup",
+            "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"}}},
+        },
+        {"name": "refund", "app_id": "ledger", "method": "private/refund"},
+    ],
+    "script": [
+        {
+            "tool_calls": [
+                {"name": "lookup_invoice", "arguments": {"invoice_id": "I-7"}},
+                {"name": "refund"},
+            ]
+        },
+        "Invoice I-7 is paid; I may not refund it.",
+    ],
 }
 # The ledger's own Configuration: the actor hosts (app-id threads, namespace threadhost,
 # known by their mTLS identity) may POST to /tools/*, nothing else; nobody else anything.
 LEDGER_CONFIGURATION = {
-    "apiVersion": "dapr.io/v1alpha1", "kind": "Configuration", "metadata": {"name": "ledger"},
-    "spec": {"accessControl": {
-        "defaultAction": "deny", "trustDomain": "public",
-        "policies": [{"appId": "threads", "defaultAction": "deny", "trustDomain": "public",
-                      "namespace": "threadhost",
-                      "operations": [{"name": "/tools/**", "httpVerb": ["POST"],
-                                      "action": "allow"}]}]}},
+    "apiVersion": "dapr.io/v1alpha1",
+    "kind": "Configuration",
+    "metadata": {"name": "ledger"},
+    "spec": {
+        "accessControl": {
+            "defaultAction": "deny",
+            "trustDomain": "public",
+            "policies": [
+                {
+                    "appId": "threads",
+                    "defaultAction": "deny",
+                    "trustDomain": "public",
+                    "namespace": "threadhost",
+                    "operations": [{"name": "/tools/**", "httpVerb": ["POST"], "action": "allow"}],
+                }
+            ],
+        }
+    },
 }
 
 
@@ -116,8 +138,7 @@ class Cluster:
 
     def add(self, deployment: str) -> Pod:
         """A new replica of `deployment` (its own name and ports), started and ready."""
-        pod = self.kube.pod(deployment, f"{deployment}-{secrets.token_hex(3)}",
-                            self.control_plane)
+        pod = self.kube.pod(deployment, f"{deployment}-{secrets.token_hex(3)}", self.control_plane)
         start_pods([pod], self.bin_dir, self.folder / "logs")
         self.pods.append(pod)
         return pod
@@ -128,9 +149,12 @@ class Cluster:
         return terminate_pod(pod)
 
     def user(self, pod: Pod, sub: str = "alice") -> Api:
-        token = jwt.encode({"sub": sub, "iss": ISSUER, "aud": AUDIENCE,
-                            "exp": int(time.time()) + 600}, self.signing_key,
-                           algorithm="RS256", headers={"kid": "k1"})
+        token = jwt.encode(
+            {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600},
+            self.signing_key,
+            algorithm="RS256",
+            headers={"kid": "k1"},
+        )
         api = Api(pod.url)
         api.http.headers["authorization"] = f"Bearer {token}"
         return api
@@ -139,15 +163,37 @@ class Cluster:
         """Another service's daprd (no app behind it), in its own namespace, with an mTLS
         identity from Sentry like every sidecar of the cluster."""
         port = free_port()
-        sidecar = Process(f"{app_id}-daprd", [
-            str(self.bin_dir / "daprd"), "--app-id", app_id, "--mode", "standalone",
-            "--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port),
-            "--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port()),
-            "--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1",
-            *self.control_plane.daprd_flags(), "--log-level", "warn"],
+        sidecar = Process(
+            f"{app_id}-daprd",
+            [
+                str(self.bin_dir / "daprd"),
+                "--app-id",
+                app_id,
+                "--mode",
+                "standalone",
+                "--dapr-listen-addresses",
+                "127.0.0.1",
+                "--dapr-http-port",
+                str(port),
+                "--dapr-grpc-port",
+                str(free_port()),
+                "--dapr-internal-grpc-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+                "--metrics-listen-address",
+                "127.0.0.1",
+                *self.control_plane.daprd_flags(),
+                "--log-level",
+                "warn",
+            ],
             self.folder / "logs",
-            env={"DAPR_HOST_IP": "127.0.0.1", "NAMESPACE": namespace,
-                 **self.control_plane.trust_env()})
+            env={
+                "DAPR_HOST_IP": "127.0.0.1",
+                "NAMESPACE": namespace,
+                **self.control_plane.trust_env(),
+            },
+        )
         sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
         return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke"
 
@@ -185,14 +231,26 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 },
                 # The operator's own agents, baked into their image: the tests' ones.
                 # Stopped replicas' event groups go within seconds, not half a minute.
-                app_env={"THREADHOST_AGENTS_DIRS": json.dumps(
-                             [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS),
-                              str(folder / "agents")]),
-                         "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1"})
+                app_env={
+                    "THREADHOST_AGENTS_DIRS": json.dumps(
+                        [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS), str(folder / "agents")]
+                    ),
+                    "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1",
+                },
+            )
             pods = kube.pods(control_plane)
             start_pods(pods, bin_dir, folder / "logs")
-            cluster = Cluster(kube, pods, control_plane, redis_host, key, folder, bin_dir,
-                              time.monotonic() - began, collector)
+            cluster = Cluster(
+                kube,
+                pods,
+                control_plane,
+                redis_host,
+                key,
+                folder,
+                bin_dir,
+                time.monotonic() - began,
+                collector,
+            )
             yield cluster
         finally:
             for pod in pods:  # the cluster's list: those it added too
@@ -215,22 +273,29 @@ def test_prod_starts_as_written_and_holds_a_conversation(prod: Cluster) -> None:
     assert second.run(thread, run_id)["status"] == "completed"
     events = second.events(thread, run_id)
     assert [e["seq"] for e in events] == list(range(len(events)))
-    with second.http.stream("POST", f"/v1/threads/{thread}/messages",
-                            json={"content": "And 1002?", "mode": "stream"}) as sse:
+    with second.http.stream(
+        "POST", f"/v1/threads/{thread}/messages", json={"content": "And 1002?", "mode": "stream"}
+    ) as sse:
         streamed = read_sse(sse.iter_lines())
     assert streamed[-1]["data"]["data"]["status"] == "completed"
-    background = first.http.post(f"/v1/threads/{thread}/messages",
-                                 json={"content": "Thanks", "mode": "background"})
+    background = first.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "Thanks", "mode": "background"}
+    )
     assert background.status_code == 202
-    wait_for(lambda: second.http.get(background.headers["location"]).json()["status"]
-             == "completed", 30, "the background run")
+    wait_for(
+        lambda: second.http.get(background.headers["location"]).json()["status"] == "completed",
+        30,
+        "the background run",
+    )
     assert [m["content"] for m in second.messages(thread) if m["role"] == "user"] == [
-        "Where is my order 1001?", "And 1002?", "Thanks"]
+        "Where is my order 1001?",
+        "And 1002?",
+        "Thanks",
+    ]
     # The Configuration's tracing reaches the collector.
     wait_for(lambda: prod.collector.exports > 0, 30, "traces at the collector")
     # Someone else's token does not reach it.
-    assert prod.user(gateways[1], "mallory").http.get(
-        f"/v1/threads/{thread}").status_code == 404
+    assert prod.user(gateways[1], "mallory").http.get(f"/v1/threads/{thread}").status_code == 404
 
 
 def test_a_stream_cut_on_one_gateway_resumes_on_the_other(prod: Cluster) -> None:
@@ -242,14 +307,15 @@ def test_a_waiting_run_is_approved_through_the_other_gateway(prod: Cluster) -> N
     gateway_a, gateway_b = prod.of("threadhost-gateway")
     api_a, api_b = prod.user(gateway_a), prod.user(gateway_b)
     thread = api_a.create_thread(agent="approvals")
-    paused = api_a.http.post(f"/v1/threads/{thread}/messages",
-                             json={"content": "Please cancel order 1002."}).json()["run"]
+    paused = api_a.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "Please cancel order 1002."}
+    ).json()["run"]
     assert paused["status"] == "requires_action"
     [action] = paused["required_action"]
     resumed = api_b.http.post(
         f"/v1/threads/{thread}/runs/{paused['run_id']}/resume",
-        json={"actions": [{"type": "approval", "call_id": action["call_id"],
-                           "approved": True}]})
+        json={"actions": [{"type": "approval", "call_id": action["call_id"], "approved": True}]},
+    )
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["run"]["status"] == "completed"
 
@@ -265,15 +331,19 @@ def test_access_control_holds_by_mtls_identity(prod: Cluster) -> None:
         with httpx.Client(base_url=f"{portal_url}/{gateway}/method", timeout=60) as client:
             thread = client.post("/v1/threads", json={"agent": "support"})
             assert thread.status_code == 201, thread.text
-            turn = client.post(f"/v1/threads/{thread.json()['id']}/messages",
-                               json={"content": "Order 1001?"})
+            turn = client.post(
+                f"/v1/threads/{thread.json()['id']}/messages", json={"content": "Order 1001?"}
+            )
             assert turn.status_code == 200, turn.text
-        refused = httpx.post(f"{intruder_url}/{gateway}/method/v1/threads", json={},
-                             headers={"dapr-caller-app-id": "support-portal"}, timeout=60)
+        refused = httpx.post(
+            f"{intruder_url}/{gateway}/method/v1/threads",
+            json={},
+            headers={"dapr-caller-app-id": "support-portal"},
+            timeout=60,
+        )
         assert refused.status_code == 403, refused.text
         # The actor hosts take no service invocation from anyone.
-        around = httpx.get(f"{portal_url}/threads.threadhost/method/internal/actors",
-                           timeout=60)
+        around = httpx.get(f"{portal_url}/threads.threadhost/method/internal/actors", timeout=60)
         assert around.status_code == 403, around.text
     finally:
         portal.stop()
@@ -285,11 +355,15 @@ def test_a_service_tool_goes_through_the_mesh_and_its_access_control(prod: Clust
     control lets it look an invoice up and refuses a refund, and the model is told so."""
     configuration = prod.folder / "ledger.yaml"
     configuration.write_text(json.dumps(LEDGER_CONFIGURATION))
-    ledger = PeerApp("ledger", "tests.fakes.tool_service", "{port}", bin_dir=prod.bin_dir,
-                     logs=prod.folder / "logs",
-                     daprd_flags=[*prod.control_plane.daprd_flags(), "--config",
-                                  str(configuration)],
-                     env={"NAMESPACE": "threadhost", **prod.control_plane.trust_env()})
+    ledger = PeerApp(
+        "ledger",
+        "tests.fakes.tool_service",
+        "{port}",
+        bin_dir=prod.bin_dir,
+        logs=prod.folder / "logs",
+        daprd_flags=[*prod.control_plane.daprd_flags(), "--config", str(configuration)],
+        env={"NAMESPACE": "threadhost", **prod.control_plane.trust_env()},
+    )
     try:
         api = prod.user(prod.of("threadhost-gateway")[0])
         thread = api.create_thread(agent="ledger-desk")
@@ -301,8 +375,11 @@ def test_a_service_tool_goes_through_the_mesh_and_its_access_control(prod: Clust
         refused = results["refund"]
         assert refused["is_error"] and "answered 403" in refused["content"], refused
         assert "access control" in refused["content"], refused["content"]
-        seen = [r for r in httpx.get(f"{ledger.url}/seen").json()
-                if r["path"].startswith(("/tools/", "/private/"))]
+        seen = [
+            r
+            for r in httpx.get(f"{ledger.url}/seen").json()
+            if r["path"].startswith(("/tools/", "/private/"))
+        ]
         assert [r["path"] for r in seen] == ["/tools/invoices/lookup"]
         assert seen[0]["headers"]["dapr-caller-app-id"] == "threads"
     finally:
@@ -310,26 +387,38 @@ def test_a_service_tool_goes_through_the_mesh_and_its_access_control(prod: Clust
 
 
 @pytest.mark.parametrize("killed", ["the pod", "its app container"])
-def test_an_actor_host_killed_mid_run_the_run_completes_on_another(prod: Cluster,
-                                                                    killed: str) -> None:
+def test_an_actor_host_killed_mid_run_the_run_completes_on_another(
+    prod: Cluster, killed: str
+) -> None:
     """The pod (every container), or only its app's process while its daprd lives on: the
     annotations' app health check then takes the pod out of the actor placement."""
     gateway = prod.of("threadhost-gateway")[0]
     api = prod.user(gateway)
     thread = api.create_thread(agent="slow")
-    started = api.http.post(f"/v1/threads/{thread}/messages",
-                            json={"content": "Where is order 1001?", "mode": "background"})
+    started = api.http.post(
+        f"/v1/threads/{thread}/messages",
+        json={"content": "Where is order 1001?", "mode": "background"},
+    )
     run_url = started.headers["location"]
     hosts = prod.of("threadhost-actors")
-    holder = wait_for(lambda: next((h for h in hosts if thread in json.dumps(
-        _actor_stats(h))), None), 10, "the host that runs the thread")
+    holder = wait_for(
+        lambda: next((h for h in hosts if thread in json.dumps(_actor_stats(h))), None),
+        10,
+        "the host that runs the thread",
+    )
     daprd, app = holder.processes
-    for process in ([app] if killed == "its app container" else [daprd, app]):
+    for process in [app] if killed == "its app container" else [daprd, app]:
         process.kill()
     try:
-        run = wait_for(lambda: (r := api.http.get(run_url)).status_code == 200
-                       and r.json()["status"] == "completed" and r.json(), 60,
-                       "the run to complete on another host")
+        run = wait_for(
+            lambda: (
+                (r := api.http.get(run_url)).status_code == 200
+                and r.json()["status"] == "completed"
+                and r.json()
+            ),
+            60,
+            "the run to complete on another host",
+        )
         assert run["status"] == "completed"
         events = api.events(thread, run["run_id"])
         assert [e["seq"] for e in events] == list(range(len(events)))
@@ -367,8 +456,9 @@ class Person:
         messages: list[dict] = []
         offset: int | None = 0
         while offset is not None:
-            page = self.api.http.get(f"/v1/threads/{self.thread}/messages",
-                                     params={"offset": offset})
+            page = self.api.http.get(
+                f"/v1/threads/{self.thread}/messages", params={"offset": offset}
+            )
             assert page.status_code == 200, page.text
             messages += page.json()["messages"]
             offset = page.json()["next_offset"]
@@ -389,9 +479,15 @@ class Person:
         run = answer.json()["run"]
         self.runs.append(run["run_id"])
         if mode == "background":
-            run = wait_for(lambda: (r := http.get(answer.headers["location"])).status_code
-                           == 200 and r.json()["status"] == "completed" and r.json(), 60,
-                           "the background run")
+            run = wait_for(
+                lambda: (
+                    (r := http.get(answer.headers["location"])).status_code == 200
+                    and r.json()["status"] == "completed"
+                    and r.json()
+                ),
+                60,
+                "the background run",
+            )
         assert run["status"] == "completed", run
 
 
@@ -404,11 +500,12 @@ def test_a_rolling_restart_of_the_actor_hosts_loses_no_turn(prod: Cluster) -> No
     mode, some to an agent whose model takes 3 s: every turn answers, every run
     completes, each message is stored once, and every run's events are gap-free."""
     deployment = prod.kube.deployment("threadhost-actors")
-    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1,
-                                                               "maxUnavailable": 0}
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     gateways = prod.of("threadhost-gateway")
-    people = [Person(prod.user(gateways[n % 2], f"roller-{n}"),
-                     "slow" if n % 3 == 0 else "support") for n in range(6)]
+    people = [
+        Person(prod.user(gateways[n % 2], f"roller-{n}"), "slow" if n % 3 == 0 else "support")
+        for n in range(6)
+    ]
     stop = threading.Event()
     with ThreadPoolExecutor(len(people)) as pool:
         talking = [pool.submit(person.converse, stop) for person in people]
@@ -427,8 +524,10 @@ def test_a_rolling_restart_of_the_actor_hosts_loses_no_turn(prod: Cluster) -> No
         stop.set()
         for future in talking:
             future.result(timeout=120)
-    print(f"old actor pods went {', '.join(f'{t:.1f}' for t in took)} s after SIGTERM; "
-          f"{sum(len(p.said) for p in people)} turns meanwhile")
+    print(
+        f"old actor pods went {', '.join(f'{t:.1f}' for t in took)} s after SIGTERM; "
+        f"{sum(len(p.said) for p in people)} turns meanwhile"
+    )
     assert [f for p in people for f in p.failures] == []
     for person in people:
         user_said = [m["content"] for m in person.history() if m["role"] == "user"]
@@ -437,14 +536,16 @@ def test_a_rolling_restart_of_the_actor_hosts_loses_no_turn(prod: Cluster) -> No
             assert person.api.run(person.thread, run_id)["status"] == "completed"
             events = person.api.events(person.thread, run_id)
             assert [e["seq"] for e in events] == list(range(len(events)))
-    assert all(t < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-               for t in took), "an old pod had to be SIGKILLed"
+    assert all(
+        t < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for t in took
+    ), "an old pod had to be SIGKILLed"
 
 
 def _actor_stats(pod: Pod) -> dict:
     token = pod.app_env["APP_API_TOKEN"]
-    return httpx.get(f"{pod.url}/internal/actors", headers={"dapr-api-token": token},
-                     timeout=10).json()
+    return httpx.get(
+        f"{pod.url}/internal/actors", headers={"dapr-api-token": token}, timeout=10
+    ).json()
 
 
 @pytest.mark.timeout(600)
@@ -461,8 +562,11 @@ def test_run_event_streams_stay_bounded_across_a_rollout(prod: Cluster) -> None:
 
     def turns(n: int) -> None:
         for _ in range(each):
-            with apis[n].http.stream("POST", f"/v1/threads/{threads[n]}/messages",
-                                     json={"content": "Order 1001?", "mode": "stream"}) as sse:
+            with apis[n].http.stream(
+                "POST",
+                f"/v1/threads/{threads[n]}/messages",
+                json={"content": "Order 1001?", "mode": "stream"},
+            ) as sse:
                 assert sse.status_code == 200, sse.read()
                 assert read_sse(sse.iter_lines())[-1]["data"]["data"]["status"] == "completed"
 
@@ -478,6 +582,11 @@ def test_run_event_streams_stay_bounded_across_a_rollout(prod: Cluster) -> None:
     for old in gateways:  # a rollout: a new pod, then the old one goes
         prod.add("threadhost-gateway")
         prod.remove(old)
-    wait_for(lambda: {g["name"].decode() for g in client.xinfo_groups("run-events")}
-             == {g.name for g in prod.of("threadhost-gateway")}, 30,
-             "the old gateways' groups to go")
+    wait_for(
+        lambda: (
+            {g["name"].decode() for g in client.xinfo_groups("run-events")}
+            == {g.name for g in prod.of("threadhost-gateway")}
+        ),
+        30,
+        "the old gateways' groups to go",
+    )

@@ -31,8 +31,12 @@ def _healthy(name: str, process: Process, ports: dict[int, int], argv: list[str]
 
 @pytest.mark.parametrize("profiles", [set(), {"two-hosts"}], ids=["default", "two-hosts"])
 def test_compose_starts_as_written_and_holds_a_conversation(profiles, tmp_path: Path) -> None:
-    compose = Compose(yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()),
-                      profiles, dapr_bin_dir(), tmp_path)
+    compose = Compose(
+        yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()),
+        profiles,
+        dapr_bin_dir(),
+        tmp_path,
+    )
     plan = compose.plan()
     started: list[Process] = []
     began = time.monotonic()
@@ -45,8 +49,9 @@ def test_compose_starts_as_written_and_holds_a_conversation(profiles, tmp_path: 
                 _healthy(name, process, ports, argv)
         for (name, argv, _, ports), process in zip(plan, started, strict=True):
             _healthy(name, process, ports, argv)
-        print(f"compose {sorted(profiles) or 'default'} healthy in "
-              f"{time.monotonic() - began:.1f} s")
+        print(
+            f"compose {sorted(profiles) or 'default'} healthy in {time.monotonic() - began:.1f} s"
+        )
         gateway = next(ports for name, _, _, ports in plan if name == "gateway")
         api = Api(f"http://{LOOPBACK}:{gateway[8000]}")
         thread = api.create_thread(agent="support")
@@ -79,9 +84,13 @@ def test_dapr_multi_app_run_starts_as_written_and_holds_a_conversation(tmp_path:
 
 
 def test_compose_with_jwt_but_no_settings_refuses_to_start_naming_them(tmp_path: Path) -> None:
-    compose = Compose(yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()),
-                      set(), dapr_bin_dir(), tmp_path,
-                      variables={"THREADHOST_AUTH_MODE": "jwt"})
+    compose = Compose(
+        yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text()),
+        set(),
+        dapr_bin_dir(),
+        tmp_path,
+        variables={"THREADHOST_AUTH_MODE": "jwt"},
+    )
     [(name, argv, env, _)] = [p for p in compose.plan() if p[0] == "gateway"]
     gateway = Process(name, argv, tmp_path / "logs", env=env)
     try:

@@ -27,8 +27,7 @@ from tests.test_rehearsal import JWKS_URL, OTLP, Cluster, _identity_provider
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 
 
-def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
-        tmp_path: Path) -> None:
+def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(tmp_path: Path) -> None:
     """One gateway and one actor host on Redis, with the overlay's generated Secrets as
     they are (the Redis address in them is the cluster's, translated to the local one)."""
     bin_dir = dapr_bin_dir("sentry")
@@ -39,22 +38,38 @@ def test_the_dev_overlay_starts_as_written_and_holds_a_conversation(
         try:
             control_plane.start()
             objects = kustomize_build(PROJECT_ROOT / "k8s" / "overlays" / "dev")
-            kube = Kubernetes(objects, folder=tmp_path, hosts={
-                "redis-master.threadhost-dev.svc.cluster.local:6379": redis_host,
-                JWKS_URL: identity.url, OTLP: collector.address})
+            kube = Kubernetes(
+                objects,
+                folder=tmp_path,
+                hosts={
+                    "redis-master.threadhost-dev.svc.cluster.local:6379": redis_host,
+                    JWKS_URL: identity.url,
+                    OTLP: collector.address,
+                },
+            )
             pods = kube.pods(control_plane)
-            assert sorted(p.name for p in pods) == ["threadhost-actors-0",
-                                                    "threadhost-gateway-0"]
+            assert sorted(p.name for p in pods) == ["threadhost-actors-0", "threadhost-gateway-0"]
             start_pods(pods, bin_dir, tmp_path / "logs")
-            cluster = Cluster(kube, pods, control_plane, redis_host, key, tmp_path, bin_dir, 0,
-                              collector)
+            cluster = Cluster(
+                kube, pods, control_plane, redis_host, key, tmp_path, bin_dir, 0, collector
+            )
             # Signed as docs/deploy.md says: the overlay's generated secret, HS256.
-            [generated] = [o for o in objects if o["kind"] == "Secret"
-                           and o["metadata"]["name"] == "threadhost-jwt"]
+            [generated] = [
+                o
+                for o in objects
+                if o["kind"] == "Secret" and o["metadata"]["name"] == "threadhost-jwt"
+            ]
             secret = base64.b64decode(generated["data"]["secret"]).decode()
-            token = jwt.encode({"sub": "dev-user", "iss": "https://login.example.com/",
-                                "aud": "threadhost", "exp": int(time.time()) + 3600},
-                               secret, algorithm="HS256")
+            token = jwt.encode(
+                {
+                    "sub": "dev-user",
+                    "iss": "https://login.example.com/",
+                    "aud": "threadhost",
+                    "exp": int(time.time()) + 3600,
+                },
+                secret,
+                algorithm="HS256",
+            )
             api = Api(cluster.of("threadhost-gateway")[0].url)
             api.http.headers["authorization"] = f"Bearer {token}"
             thread = api.create_thread(agent="support")

@@ -72,7 +72,6 @@ class DroppingProxy(LoopbackServer):
                 end.close()
 
 
-
 @pytest.fixture(scope="module")
 def gateway(split_stack: Stack) -> Iterator[Stack]:
     yield split_stack
@@ -83,8 +82,7 @@ def _through_dropping_proxy(stack: Stack, drops: int = 1) -> tuple[DroppingProxy
     proxy = DroppingProxy(("127.0.0.1", port), drops)
     # As docs/openai.md says: the SDK sends no key of its own; one given in extra_headers
     # goes with the request and each of its retries.
-    return proxy, OpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="-",
-                         max_retries=2)
+    return proxy, OpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="-", max_retries=2)
 
 
 def test_a_chat_completion_retried_after_a_dropped_answer_is_taken_once(gateway) -> None:
@@ -92,12 +90,15 @@ def test_a_chat_completion_retried_after_a_dropped_answer_is_taken_once(gateway)
     before = len(api.http.get("/v1/threads", params={"limit": 100}).json()["threads"])
     proxy, client = _through_dropping_proxy(gateway)
     key = str(uuid.uuid4())
-    history = [{"role": "user", "content": "Hello there."},
-               {"role": "assistant", "content": "Hi! How can I help?"},
-               {"role": "user", "content": "Where is my order 1001?"}]
+    history = [
+        {"role": "user", "content": "Hello there."},
+        {"role": "assistant", "content": "Hi! How can I help?"},
+        {"role": "user", "content": "Where is my order 1001?"},
+    ]
     try:
         answer = client.chat.completions.with_raw_response.create(
-            model="assistant", messages=history, extra_headers={"Idempotency-Key": key})
+            model="assistant", messages=history, extra_headers={"Idempotency-Key": key}
+        )
     finally:
         proxy.stop()
     assert proxy.dropped == 1  # the first attempt's answer was lost, the SDK retried
@@ -106,37 +107,51 @@ def test_a_chat_completion_retried_after_a_dropped_answer_is_taken_once(gateway)
     listed = api.http.get("/v1/threads", params={"limit": 100}).json()["threads"]
     assert len(listed) == before + 1 and listed[0]["id"] == thread
     assert api.history(thread) == [
-        ("user", "Hello there."), ("assistant", "Hi! How can I help?"),
-        ("user", "Where is my order 1001?"), ("assistant", "You said: Where is my order 1001?")]
+        ("user", "Hello there."),
+        ("assistant", "Hi! How can I help?"),
+        ("user", "Where is my order 1001?"),
+        ("assistant", "You said: Where is my order 1001?"),
+    ]
     assert len(api.http.get(f"/v1/threads/{thread}/runs").json()["runs"]) == 1
 
     # On the thread it made: earlier user messages sent again are imported once.
     proxy, client = _through_dropping_proxy(gateway)
     try:
         client.chat.completions.create(
-            model="assistant", extra_headers={"Idempotency-Key": str(uuid.uuid4()),
-                                              "threadhost-thread-id": thread},
-            messages=[{"role": "user", "content": "One more thing."},
-                      {"role": "user", "content": "Thanks!"}])
+            model="assistant",
+            extra_headers={"Idempotency-Key": str(uuid.uuid4()), "threadhost-thread-id": thread},
+            messages=[
+                {"role": "user", "content": "One more thing."},
+                {"role": "user", "content": "Thanks!"},
+            ],
+        )
     finally:
         proxy.stop()
-    assert api.history(thread)[4:] == [("user", "One more thing."), ("user", "Thanks!"),
-                                       ("assistant", "You said: Thanks!")]
+    assert api.history(thread)[4:] == [
+        ("user", "One more thing."),
+        ("user", "Thanks!"),
+        ("assistant", "You said: Thanks!"),
+    ]
 
 
 def test_a_response_retried_after_a_dropped_answer_is_taken_once(gateway) -> None:
     api = Api(gateway.api.url)
     proxy, client = _through_dropping_proxy(gateway)
     try:
-        response = client.responses.create(model="assistant", input="Where is order 1002?",
-                                           extra_headers={"Idempotency-Key": "resp-key-1"})
+        response = client.responses.create(
+            model="assistant",
+            input="Where is order 1002?",
+            extra_headers={"Idempotency-Key": "resp-key-1"},
+        )
     finally:
         proxy.stop()
     assert proxy.dropped == 1
     thread = response.conversation.id if response.conversation else None
     assert thread is not None
-    assert api.history(thread) == [("user", "Where is order 1002?"),
-                                   ("assistant", "You said: Where is order 1002?")]
+    assert api.history(thread) == [
+        ("user", "Where is order 1002?"),
+        ("assistant", "You said: Where is order 1002?"),
+    ]
 
 
 def test_a_thread_created_again_with_its_key_is_the_same_thread_listed_once(gateway) -> None:
@@ -146,8 +161,7 @@ def test_a_thread_created_again_with_its_key_is_the_same_thread_listed_once(gate
     again = api.http.post("/v1/threads", json={"metadata": {"k": "v"}}, headers=headers)
     assert first.status_code == again.status_code == 201, (first.text, again.text)
     assert first.json()["id"] == again.json()["id"]
-    listed = [t["id"] for t in api.http.get("/v1/threads", params={"limit": 100}).json()
-              ["threads"]]
+    listed = [t["id"] for t in api.http.get("/v1/threads", params={"limit": 100}).json()["threads"]]
     assert listed.count(first.json()["id"]) == 1
     other = api.http.post("/v1/threads", json={})
     assert other.json()["id"] != first.json()["id"]
@@ -165,8 +179,10 @@ class ThreadsInMemory(ThreadClient):
 
     async def call(self, thread_id: str, request: Request, attempts=None, actor_type=""):
         state = MemoryState()
-        service = self.services.setdefault(thread_id, ThreadService(
-            thread_id, ThreadStore(state), ENGINE, MemoryEffects(state), SETTINGS))
+        service = self.services.setdefault(
+            thread_id,
+            ThreadService(thread_id, ThreadStore(state), ENGINE, MemoryEffects(state), SETTINGS),
+        )
         assert isinstance(request, CreateThread)
         answer = await service.create(request)
         return self._answer(request.method, request.answers, answer.model_dump_json().encode())

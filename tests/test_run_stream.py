@@ -17,14 +17,27 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def _run(status: str) -> RunView:
-    return RunView(run_id="run_1", thread_id="th_1", status=status, agent={}, steps=1,
-                   usage={}, cost_usd=0.0, first_message=0, next_seq=3, created_at=NOW,
-                   updated_at=NOW, model_calls=[])
+    return RunView(
+        run_id="run_1",
+        thread_id="th_1",
+        status=status,
+        agent={},
+        steps=1,
+        usage={},
+        cost_usd=0.0,
+        first_message=0,
+        next_seq=3,
+        created_at=NOW,
+        updated_at=NOW,
+        model_calls=[],
+    )
 
 
-EVENTS = [RunEvent(seq=0, type="run.status", data={"status": "running"}, at=NOW),
-          RunEvent(seq=1, type="step.completed", data={"step": 1, "messages": []}, at=NOW),
-          RunEvent(seq=2, type="run.status", data={"status": "completed"}, at=NOW)]
+EVENTS = [
+    RunEvent(seq=0, type="run.status", data={"status": "running"}, at=NOW),
+    RunEvent(seq=1, type="step.completed", data={"step": 1, "messages": []}, at=NOW),
+    RunEvent(seq=2, type="run.status", data={"status": "completed"}, at=NOW),
+]
 
 
 class FlakyLog:
@@ -33,28 +46,42 @@ class FlakyLog:
     def __init__(self, failures: int, stored: int) -> None:
         self.failures, self.stored, self.reads = failures, stored, 0
 
-    async def read_events(self, thread_id: str, run_id: str, owner: str,
-                          after: int) -> EventsAnswer:
+    async def read_events(
+        self, thread_id: str, run_id: str, owner: str, after: int
+    ) -> EventsAnswer:
         self.reads += 1
         if self.reads <= self.failures:
             raise Unreachable(503, "unavailable", "Thread service unavailable", "later")
-        kept = [e for e in EVENTS[:self.stored] if e.seq > after]
-        return EventsAnswer(run=_run("completed" if self.stored == 3 else "running"),
-                            events=kept)
+        kept = [e for e in EVENTS[: self.stored] if e.seq > after]
+        return EventsAnswer(run=_run("completed" if self.stored == 3 else "running"), events=kept)
 
 
 async def _collect(log: FlakyLog, live: list[dict[str, Any]]) -> list[int]:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for message in live:
         queue.put_nowait(message)
-    frames = [frame async for frame in stream_run(log, queue, "alice", "th_1", "run_1",  # type: ignore[arg-type]
-                                                  after=-1, heartbeat=60, poll=0.01)]
+    frames = [
+        frame
+        async for frame in stream_run(
+            log,
+            queue,
+            "alice",
+            "th_1",
+            "run_1",  # type: ignore[arg-type]
+            after=-1,
+            heartbeat=60,
+            poll=0.01,
+        )
+    ]
     return [json.loads(f.split("data: ", 1)[1])["seq"] for f in frames if "data: " in f]
 
 
 def _live(*seqs: int) -> dict[str, Any]:
-    return {"run_id": "run_1", "thread_id": "th_1",
-            "events": [EVENTS[n].model_dump(mode="json") for n in seqs]}
+    return {
+        "run_id": "run_1",
+        "thread_id": "th_1",
+        "events": [EVENTS[n].model_dump(mode="json") for n in seqs],
+    }
 
 
 def test_an_unreachable_log_costs_a_poll_and_the_stream_goes_on() -> None:

@@ -17,8 +17,14 @@ def test_the_support_agent_completes_a_run_with_two_tool_steps(stack) -> None:
     assert turn["run"]["status"] == "completed"
     assert turn["reply"] == "Order 1001 has shipped and is with the carrier; it is due in 2 days."
     assert [m["kind"] for m in turn["messages"]] == [
-        "user_text", "assistant_text", "tool_call", "tool_result", "tool_call", "tool_result",
-        "assistant_text"]
+        "user_text",
+        "assistant_text",
+        "tool_call",
+        "tool_result",
+        "tool_call",
+        "tool_result",
+        "assistant_text",
+    ]
     assert '"status":"shipped"' in turn["messages"][3]["content"]
     assert turn["run"]["steps"] == 5
     events = api.events(thread, turn["run"]["run_id"])
@@ -31,8 +37,7 @@ def _during_a_slow_run(stack) -> tuple[Api, str, str]:
     api = Api(stack.api.url)
     thread = api.create_thread(agent="slow")
     run = _start_run(stack.api, thread)["run_id"]
-    wait_for(lambda: stack.api.actor_stats()["steps_running"] == 1, 10,
-             "the slow step to start")
+    wait_for(lambda: stack.api.actor_stats()["steps_running"] == 1, 10, "the slow step to start")
     return api, thread, run
 
 
@@ -41,8 +46,11 @@ def _post(api: Api, thread: str, **body) -> httpx.Response:
 
 
 def _finished(api: Api, thread: str, run: str) -> dict:
-    return wait_for(lambda: (r := api.run(thread, run))["status"] not in ("queued", "running")
-                    and r, 30, f"run {run} to end")
+    return wait_for(
+        lambda: (r := api.run(thread, run))["status"] not in ("queued", "running") and r,
+        30,
+        f"run {run} to end",
+    )
 
 
 def test_a_message_during_a_run_can_be_refused_with_409(stack) -> None:
@@ -85,18 +93,24 @@ def test_cancel_aborts_the_model_call_in_flight(stack) -> None:
     events = api.events(thread, first)
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[-1]["data"] == {"status": "cancelled", "reason": "cancelled by the caller"}
-    assert api.http.post(f"/v1/threads/{thread}/messages",
-                         json={"content": "hi again"}).json()["run"]["status"] == "completed"
+    assert (
+        api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hi again"}).json()["run"][
+            "status"
+        ]
+        == "completed"
+    )
 
 
 def test_a_retried_turn_with_the_same_idempotency_key_returns_the_first_run(stack) -> None:
     api = Api(stack.api.url)
     thread = api.create_thread()
     headers = {"idempotency-key": "turn-7f3a"}
-    first = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello"},
-                          headers=headers).json()
-    again = api.http.post(f"/v1/threads/{thread}/messages", json={"content": "hello"},
-                          headers=headers).json()
+    first = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "hello"}, headers=headers
+    ).json()
+    again = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "hello"}, headers=headers
+    ).json()
     assert again["run"]["run_id"] == first["run"]["run_id"]
     assert api.history(thread) == [("user", "hello"), ("assistant", "You said: hello")]
 
@@ -108,8 +122,9 @@ def test_a_running_run_has_a_watchdog_job_until_it_stops(stack) -> None:
     job = f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}"
     assert httpx.get(job, timeout=10).status_code == 200
     wait_for(lambda: api.run(thread, run)["status"] == "completed", 30, "the run to complete")
-    wait_for(lambda: httpx.get(job, timeout=10).status_code != 200, 10,
-             "the watchdog job to be removed")
+    wait_for(
+        lambda: httpx.get(job, timeout=10).status_code != 200, 10, "the watchdog job to be removed"
+    )
 
 
 def test_a_watchdog_reminder_left_by_an_older_version_goes_away(stack) -> None:
@@ -118,20 +133,31 @@ def test_a_watchdog_reminder_left_by_an_older_version_goes_away(stack) -> None:
     api = Api(stack.api.url)
     thread = api.create_thread()
     reminder = f"{stack.api.dapr_url}/v1.0/actors/Thread/{thread}/reminders/watchdog"
-    assert httpx.put(reminder, json={"dueTime": "2s", "period": "1s"},
-                     timeout=10).status_code in (200, 204)
+    assert httpx.put(reminder, json={"dueTime": "2s", "period": "1s"}, timeout=10).status_code in (
+        200,
+        204,
+    )
     assert httpx.get(reminder, timeout=10).status_code == 200
-    wait_for(lambda: httpx.get(reminder, timeout=10).status_code != 200, 15,
-             "the old watchdog reminder to remove itself")
+    wait_for(
+        lambda: httpx.get(reminder, timeout=10).status_code != 200,
+        15,
+        "the old watchdog reminder to remove itself",
+    )
     job = f"{stack.api.dapr_url}/v1.0/jobs/{job_name(thread)}"
-    wait_for(lambda: httpx.get(job, timeout=10).status_code != 200, 10,
-             "no watchdog job for a thread without a run")
+    wait_for(
+        lambda: httpx.get(job, timeout=10).status_code != 200,
+        10,
+        "no watchdog job for a thread without a run",
+    )
 
 
 def _start_run(app: App, thread: str, text: str = "Where is order 1001?") -> dict:
     """Starts a run through the sidecar, as another service would, without waiting."""
-    answer = httpx.post(f"{app.dapr_url}/v1.0/actors/Thread/{thread}/method/PostMessage",
-                        json={"text": text}, timeout=30)
+    answer = httpx.post(
+        f"{app.dapr_url}/v1.0/actors/Thread/{thread}/method/PostMessage",
+        json={"text": text},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()["run"]
 
@@ -146,19 +172,34 @@ def _stats(host: App) -> dict:
 
 
 def _holder_mid_step(hosts: list[App], thread: str) -> App:
-    return wait_for(lambda: next((h for h in hosts if thread in _stats(h)["active"]
-                                  and _stats(h)["steps_running"] == 1), None),
-                    20, "a host to be in the middle of the slow model call")
+    return wait_for(
+        lambda: next(
+            (h for h in hosts if thread in _stats(h)["active"] and _stats(h)["steps_running"] == 1),
+            None,
+        ),
+        20,
+        "a host to be in the middle of the slow model call",
+    )
 
 
 def _assert_completed_once(api: Api, thread: str, run_id: str) -> None:
-    run = wait_for(lambda: (r := api.run(thread, run_id))["status"] == "completed" and r, 60,
-                   "the run to complete on the surviving host")
+    run = wait_for(
+        lambda: (r := api.run(thread, run_id))["status"] == "completed" and r,
+        60,
+        "the run to complete on the surviving host",
+    )
     messages = api.messages(thread)
-    assert [m["kind"] for m in messages] == ["user_text", "assistant_text", "tool_call",
-                                             "tool_result", "assistant_text"]
+    assert [m["kind"] for m in messages] == [
+        "user_text",
+        "assistant_text",
+        "tool_call",
+        "tool_result",
+        "assistant_text",
+    ]
     assert [m["content"] for m in messages if m["kind"] == "assistant_text"] == [
-        "Looking it up.", "Order 1001 has shipped."]
+        "Looking it up.",
+        "Order 1001 has shipped.",
+    ]
     events = api.events(thread, run_id)
     assert [e["seq"] for e in events] == list(range(run["next_seq"]))
     statuses = [e["data"]["status"] for e in events if e["type"] == "run.status"]
@@ -166,8 +207,7 @@ def _assert_completed_once(api: Api, thread: str, run_id: str) -> None:
     assert [e["data"]["step"] for e in events if e["type"] == "step.completed"] == [1, 2, 3]
 
 
-def test_a_run_completes_on_the_other_host_after_a_sigkill_mid_step(stack_config,
-                                                                    stacks) -> None:
+def test_a_run_completes_on_the_other_host_after_a_sigkill_mid_step(stack_config, stacks) -> None:
     hosts, gateway = _two_hosts_and_a_gateway(stack_config(), stacks)
     api = Api(gateway.url)
     thread = api.create_thread(agent="slow")
@@ -179,8 +219,9 @@ def test_a_run_completes_on_the_other_host_after_a_sigkill_mid_step(stack_config
     assert thread in _stats(survivor)["active"]
 
 
-def test_a_step_finishing_on_a_host_that_lost_the_thread_is_not_written(stack_config,
-                                                                       stacks) -> None:
+def test_a_step_finishing_on_a_host_that_lost_the_thread_is_not_written(
+    stack_config, stacks
+) -> None:
     """The holder's sidecar freezes mid-step; the thread moves on and the run completes
     elsewhere; then the sidecar wakes up and the stale step tries to commit."""
     hosts, gateway = _two_hosts_and_a_gateway(stack_config(), stacks)
@@ -193,7 +234,8 @@ def test_a_step_finishing_on_a_host_that_lost_the_thread_is_not_written(stack_co
         _assert_completed_once(api, thread, run["run_id"])
     finally:
         os.kill(holder.sidecar.pid, signal.SIGCONT)
-    wait_for(lambda: _stats(holder)["steps_running"] == 0, 90,
-             "the stale step on the old host to finish")
+    wait_for(
+        lambda: _stats(holder)["steps_running"] == 0, 90, "the stale step on the old host to finish"
+    )
     assert _stats(holder)["steps_discarded"] == 1
     _assert_completed_once(api, thread, run["run_id"])

@@ -24,7 +24,8 @@ def grow(record: ThreadRecord, pages: dict[int, HistoryPage], turns: int) -> Thr
     for n in range(turns):
         tail = pages.get(record.tail_page_index(), HistoryPage(index=record.tail_page_index()))
         record, written = append_messages(
-            record, tail, [UserText(text=f"q{n}"), AssistantText(text=f"a{n}")])
+            record, tail, [UserText(text=f"q{n}"), AssistantText(text=f"a{n}")]
+        )
         pages.update({p.index: p for p in written})
     return record
 
@@ -45,7 +46,8 @@ def test_a_turn_writes_at_most_two_pages_however_long_the_thread() -> None:
     for _ in range(20):
         tail = pages[record.tail_page_index()]
         record, written = append_messages(
-            record, tail, [UserText(text="same size"), AssistantText(text="same size")])
+            record, tail, [UserText(text="same size"), AssistantText(text="same size")]
+        )
         pages.update({p.index: p for p in written})
         assert len(written) <= 2
         sizes.append(sum(len(p.model_dump_json()) for p in written))
@@ -79,8 +81,11 @@ def test_documents_stored_before_pauses_and_retention_are_read_as_they_were() ->
     # Its tools are the agent's, run by the host: a call of one never pauses it.
     call = ToolCall(call_id="c1", name="query_order", arguments='{"order_id": "1001"}')
     assert isinstance(plan_next_step(run, [UserText(text="hi"), call]), RunTools)
-    assert [t.name for t in run_tool_set(run, build_registry())] == ["query_order",
-                                                                     "query_logistics"]
-    record = read_stored(ThreadRecord,
-                         json.loads((FIXTURES / "thread-v1-before-pauses.json").read_text()))
+    assert [t.name for t in run_tool_set(run, build_registry())] == [
+        "query_order",
+        "query_logistics",
+    ]
+    record = read_stored(
+        ThreadRecord, json.loads((FIXTURES / "thread-v1-before-pauses.json").read_text())
+    )
     assert record.retention_seconds is None and not record.expired(datetime.now(UTC))

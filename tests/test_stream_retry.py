@@ -29,8 +29,9 @@ class CutOnce(Provider):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         self.calls += 1
-        words = ["A first ", "answer ", "that breaks"] if self.calls == 1 else [
-            "The real ", "answer."]
+        words = (
+            ["A first ", "answer ", "that breaks"] if self.calls == 1 else ["The real ", "answer."]
+        )
         for word in words:
             yield TextDelta(text=word)
             await asyncio.sleep(DELTA_WINDOW)  # each word leaves in a batch of its own
@@ -56,14 +57,25 @@ def shown_text(sse: str) -> str:
 def test_a_retried_model_call_withdraws_the_text_it_streamed_first() -> None:
     published: list[DeltaMessage] = []
     batcher = DeltaBatcher("th_1", "run_1", 1, published.append)
-    run = RunRecord(run_id="run_1", thread_id="th_1", agent=AgentDefinition(name="a"),
-                    first_message=0, status="running")
+    run = RunRecord(
+        run_id="run_1",
+        thread_id="th_1",
+        agent=AgentDefinition(name="a"),
+        first_message=0,
+        status="running",
+    )
     provider = CutOnce()
 
     async def step() -> None:
-        outcome = await call_model(run, [UserText(text="hi")], provider, ToolRegistry(), {},
-                                   RetryPolicy(attempts=2, base_delay=0, max_delay=0),
-                                   batcher)
+        outcome = await call_model(
+            run,
+            [UserText(text="hi")],
+            provider,
+            ToolRegistry(),
+            {},
+            RetryPolicy(attempts=2, base_delay=0, max_delay=0),
+            batcher,
+        )
         batcher.flush()
         assert outcome.error is None and provider.calls == 2
 

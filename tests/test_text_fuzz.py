@@ -16,9 +16,20 @@ import pytest
 from gateway.problems import OPENAI_ROUTES
 from tests.conftest import Api
 
-ODD_TEXT = ["\ud800", "x\udfff", "a\ud83d b", "\x00", "nul\x00inside", "😀🏳️‍🌈𝄞",
-            "\u202eevil\u202c", "e\u0301\u0301\u0301", "\ufeffbom", "\uffff\U0010ffff",
-            "line\r\nbreak", "x" * 20_000]
+ODD_TEXT = [
+    "\ud800",
+    "x\udfff",
+    "a\ud83d b",
+    "\x00",
+    "nul\x00inside",
+    "😀🏳️‍🌈𝄞",
+    "\u202eevil\u202c",
+    "e\u0301\u0301\u0301",
+    "\ufeffbom",
+    "\uffff\U0010ffff",
+    "line\r\nbreak",
+    "x" * 20_000,
+]
 # The same as raw path segments and header values (bytes: a URL or header cannot carry a
 # surrogate as text, only as bytes that are not UTF-8).
 ODD_BYTES = [b"%ED%A0%80", b"%00", b"%F0%9F%98%80", b"%E2%80%AE", b"x" * 300, b"%FF%FE"]
@@ -55,8 +66,13 @@ class Connection:
         url = urlsplit(base_url)
         self.http = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
 
-    def send(self, method: str, path: str, body: bytes | None = None,
-             headers: dict[str, Any] | None = None) -> tuple[int, str, bytes]:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> tuple[int, str, bytes]:
         self.http.putrequest(method, path, skip_accept_encoding=True)
         for name, value in {"content-type": "application/json", **(headers or {})}.items():
             self.http.putheader(name, value)
@@ -66,8 +82,13 @@ class Connection:
         return response.status, response.getheader("content-type", ""), response.read()
 
 
-def check(connection: Connection, method: str, path: str, body: bytes | None = None,
-          headers: dict[str, Any] | None = None) -> int:
+def check(
+    connection: Connection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, Any] | None = None,
+) -> int:
     status, media_type, answer = connection.send(method, path, body, headers)
     where = f"{method} {path[:80]} {(body or b'')[:120]!r}"
     assert status < 500, (where, status, answer[:300])
@@ -125,20 +146,33 @@ def test_odd_bytes_in_every_path_segment_and_header(split_stack, api) -> None:
                 for name in ("{thread_id}", "{run_id}"):
                     if name in path:
                         target = path.replace("{thread_id}", thread).replace(name, segment)
-                        check(connection, method.upper(), target.replace("{run_id}", "run_x"),
-                              b"{}" if method != "get" else None)
+                        check(
+                            connection,
+                            method.upper(),
+                            target.replace("{run_id}", "run_x"),
+                            b"{}" if method != "get" else None,
+                        )
                 raw = odd.replace(b"%", b"")  # as header bytes, not %-escapes
-                check(connection, method.upper(), path.replace("{thread_id}", thread)
-                      .replace("{run_id}", "run_x"), b"{}" if method != "get" else None,
-                      {"idempotency-key": raw, "last-event-id": raw})
+                check(
+                    connection,
+                    method.upper(),
+                    path.replace("{thread_id}", thread).replace("{run_id}", "run_x"),
+                    b"{}" if method != "get" else None,
+                    {"idempotency-key": raw, "last-event-id": raw},
+                )
     # (The DELETEs above erased the thread.) A query value that is not UTF-8 either:
     assert check(connection, "GET", "/v1/threads?offset=%ED%A0%80&limit=%00") == 422
 
 
 def test_accepted_odd_text_arrives_as_sent(api) -> None:
     thread = api.create_thread()
-    accepted = [text for text in ODD_TEXT if text.encode("utf-8", "ignore").decode() == text
-                and "\x00" not in text and len(text) <= 16_000]
+    accepted = [
+        text
+        for text in ODD_TEXT
+        if text.encode("utf-8", "ignore").decode() == text
+        and "\x00" not in text
+        and len(text) <= 16_000
+    ]
     for text in accepted:
         response = api.http.post(f"/v1/threads/{thread}/messages", json={"content": text})
         assert response.status_code == 200, response.text
@@ -155,10 +189,17 @@ def test_odd_text_in_every_argument_of_the_mcp_door(split_stack, api) -> None:
     from mcp import Client
 
     thread = api.create_thread(agent="assistant")
-    cases = [({"message": text}, {"message": "hi", "thread_id": text},
-              {"message": text, "thread_id": thread}) for text in ODD_TEXT[:-1]]
-    encodable = [c for c in cases if c[0]["message"].encode("utf-8", "ignore").decode()
-                 == c[0]["message"]]
+    cases = [
+        (
+            {"message": text},
+            {"message": "hi", "thread_id": text},
+            {"message": text, "thread_id": thread},
+        )
+        for text in ODD_TEXT[:-1]
+    ]
+    encodable = [
+        c for c in cases if c[0]["message"].encode("utf-8", "ignore").decode() == c[0]["message"]
+    ]
 
     async def scenario() -> None:
         async with Client(f"{split_stack.api.url}/v1/mcp") as client:
@@ -171,10 +212,18 @@ def test_odd_text_in_every_argument_of_the_mcp_door(split_stack, api) -> None:
     asyncio.run(scenario())
     connection = Connection(split_stack.api.url)
     for arguments in (a for case in cases for a in case):
-        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "ask_assistant", "arguments": arguments}}
-        status, _, answer = connection.send("POST", "/v1/mcp", json.dumps(call).encode(),
-                                            {"accept": "application/json, text/event-stream"})
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "ask_assistant", "arguments": arguments},
+        }
+        status, _, answer = connection.send(
+            "POST",
+            "/v1/mcp",
+            json.dumps(call).encode(),
+            {"accept": "application/json, text/event-stream"},
+        )
         # The SDK's own answers: JSON-RPC, a tool's error or a parse error, never a 5xx.
         assert status in (200, 400), (arguments, status, answer[:300])
         assert "jsonrpc" in json.loads(answer), answer[:300]

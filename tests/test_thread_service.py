@@ -32,16 +32,24 @@ from tests.memory_effects import MemoryEffects, MemoryState
 from threadhost.common.settings import Settings
 
 ROOT = Path(__file__).parent.parent
-SETTINGS = Settings(agents_dirs=[str(ROOT / "agents"), str(ROOT / "tests" / "agents"),
-                                 str(ROOT / "bench" / "agents")],
-                    max_concurrent_runs=5, step_chain_budget_ms=10_000)
+SETTINGS = Settings(
+    agents_dirs=[
+        str(ROOT / "agents"),
+        str(ROOT / "tests" / "agents"),
+        str(ROOT / "bench" / "agents"),
+    ],
+    max_concurrent_runs=5,
+    step_chain_budget_ms=10_000,
+)
 ENGINE = build_engine(SETTINGS, {})
 # A chain budget (and so a linger) shorter than the lingering agent's slow step.
 SHORT_CHAIN = SETTINGS.model_copy(update={"step_chain_budget_ms": 100})
 
 
-def thread(agent: str = "bench", settings: Settings = SETTINGS,
-           ) -> tuple[ThreadService, MemoryEffects, MemoryState]:
+def thread(
+    agent: str = "bench",
+    settings: Settings = SETTINGS,
+) -> tuple[ThreadService, MemoryEffects, MemoryState]:
     state = MemoryState()
     effects = MemoryEffects(state)
     service = ThreadService("th_1", ThreadStore(state), ENGINE, effects, settings)
@@ -61,24 +69,36 @@ def test_a_waiting_turn_runs_inside_the_call_and_answers_with_its_messages() -> 
     commits_before = state.commits
     answer = say(service, wait=True)
     assert answer.run.status == "completed"
-    assert [m.kind for m in answer.messages] == ["user_text", "tool_call", "tool_result",
-                                                 "assistant_text"]
+    assert [m.kind for m in answer.messages] == [
+        "user_text",
+        "tool_call",
+        "tool_result",
+        "assistant_text",
+    ]
     assert answer.message_count == 4
     # A checkpoint for the start and one per step, committed together when the quick
     # steps end (one transaction), before any of their events is seen.
     assert state.commits - commits_before == 1
     run = asyncio.run(service._store.run(answer.run.run_id))
     logged = asyncio.run(service._store.events(run, -1, 100))
-    assert [e.type for e in logged] == ["run.created", "run.status", "step.completed",
-                                        "step.completed", "step.completed", "run.status"]
+    assert [e.type for e in logged] == [
+        "run.created",
+        "run.status",
+        "step.completed",
+        "step.completed",
+        "step.completed",
+        "run.status",
+    ]
     assert [e.seq for e in logged] == list(range(6))
     # Nobody saw the run before it ended (start and end are one commit), so nobody
     # listens for its events: they stay in its log, not published to the gateways;
     # its transitions still go to other services.
     assert effects.published == []
     assert effects.flushed_text == [False]  # the answer carries the text
-    assert [e.type for e, _ in effects.announced] == ["threadhost.run.created",
-                                                      "threadhost.run.completed"]
+    assert [e.type for e, _ in effects.announced] == [
+        "threadhost.run.created",
+        "threadhost.run.completed",
+    ]
     # No timer round trip, no read past the cache, and no watchdog: the run was never
     # in the store as running, so no host can die and leave it so.
     assert effects.asked == []
@@ -94,12 +114,15 @@ def test_a_slow_step_has_the_start_and_the_quick_steps_before_it_committed_besid
 
     async def main() -> RunAnswer:
         commits_before = state.commits
-        turn = asyncio.create_task(service.post_message(PostMessage(
-            text="Where is order 1001?", owner="ann", wait=True)))
+        turn = asyncio.create_task(
+            service.post_message(PostMessage(text="Where is order 1001?", owner="ann", wait=True))
+        )
 
         def committed_run() -> dict:
-            return next((v for k, v in state.committed.items()
-                         if k.startswith("run.") and "status" in v), {})
+            return next(
+                (v for k, v in state.committed.items() if k.startswith("run.") and "status" in v),
+                {},
+            )
 
         while committed_run().get("steps") != 2:  # the two quick steps, committed
             assert not turn.done()
@@ -139,8 +162,9 @@ def test_quick_steps_on_a_busy_host_stay_in_the_call() -> None:
         busy = asyncio.create_task(other_work())
         await asyncio.sleep(0)
         started = time.monotonic()
-        answer = await service.post_message(PostMessage(text="Where is order 1001?",
-                                                        owner="ann", wait=True))
+        answer = await service.post_message(
+            PostMessage(text="Where is order 1001?", owner="ann", wait=True)
+        )
         took = time.monotonic() - started
         done = True
         await busy
@@ -161,8 +185,9 @@ def test_a_turn_nobody_waits_for_is_chained_and_finishes_in_later_turns() -> Non
     assert effects.flushed_at == [len(effects.published)]  # a stream sees the run begin now
     asyncio.run(service.take_steps())
     assert effects.flushed_text == [True, True]  # and the text of every step
-    run = asyncio.run(service.reads.get_run(GetRun(run_id=answer.run.run_id, owner="ann",
-                                             with_messages=True)))
+    run = asyncio.run(
+        service.reads.get_run(GetRun(run_id=answer.run.run_id, owner="ann", with_messages=True))
+    )
     assert run.run.status == "completed" and len(run.messages) == 4
     assert effects.reads_past_cache == 1  # a turn of its own confirms the run first
 
@@ -199,8 +224,9 @@ def test_a_run_taken_over_before_a_model_call_counts_that_call_as_an_estimate() 
     run = state.committed[run_key(run_id)]
     assert run["status"] == "completed"
     assert [c["estimated"] for c in run["model_calls"]] == [True, False, False]
-    assert run["usage"]["input_tokens"] == sum(c["usage"]["input_tokens"]
-                                               for c in run["model_calls"])
+    assert run["usage"]["input_tokens"] == sum(
+        c["usage"]["input_tokens"] for c in run["model_calls"]
+    )
 
 
 def test_a_run_taken_over_before_a_tool_step_counts_nothing_more() -> None:
@@ -210,8 +236,7 @@ def test_a_run_taken_over_before_a_tool_step_counts_nothing_more() -> None:
     asyncio.run(service.take_steps())  # the model step; the tool call is next
     [call] = state.committed[run_key(run_id)]["model_calls"]
     assert state.committed[run_key(run_id)]["status"] == "running"
-    heir = ThreadService("th_1", ThreadStore(state), ENGINE, MemoryEffects(state),
-                         one_step_a_turn)
+    heir = ThreadService("th_1", ThreadStore(state), ENGINE, MemoryEffects(state), one_step_a_turn)
     asyncio.run(heir.activated())
     assert state.committed[run_key(run_id)]["model_calls"] == [call]
 
@@ -220,8 +245,7 @@ def test_a_step_whose_run_moved_on_elsewhere_is_thrown_away() -> None:
     service, effects, state = thread()
     answer = say(service)
     stored = dict(state.committed[run_key(answer.run.run_id)])
-    effects.committed_elsewhere[run_key(answer.run.run_id)] = {**stored, "steps": 1,
-                                                               "next_seq": 3}
+    effects.committed_elsewhere[run_key(answer.run.run_id)] = {**stored, "steps": 1, "next_seq": 3}
     before, commits = dict(state.committed), state.commits
     asyncio.run(service.take_steps())
     assert state.committed == before and state.commits == commits
@@ -231,15 +255,18 @@ def test_a_step_whose_run_moved_on_elsewhere_is_thrown_away() -> None:
 def test_on_active_rejects_queues_or_interrupts() -> None:
     service, effects, _ = thread()
     first = say(service).run.run_id
-    busy = asyncio.run(service.post_message(PostMessage(text="again", owner="ann",
-                                                        on_active="reject")))
+    busy = asyncio.run(
+        service.post_message(PostMessage(text="again", owner="ann", on_active="reject"))
+    )
     assert isinstance(busy, Busy) and busy.run_id == first
     queued = say(service, "later").run
     assert queued.status == "queued"
     interrupting = say(service, "now", on_active="interrupt", wait=True)
     assert interrupting.run.status == "completed"
-    runs = {r: asyncio.run(service.reads.get_run(GetRun(run_id=r, owner="ann"))).run.status
-            for r in (first, queued.run_id)}
+    runs = {
+        r: asyncio.run(service.reads.get_run(GetRun(run_id=r, owner="ann"))).run.status
+        for r in (first, queued.run_id)
+    }
     # "now" ran first; "later" started when it ended, in a turn of its own.
     assert runs == {first: "cancelled", queued.run_id: "running"}
     assert effects.asked[-1] == "chain_step"
@@ -256,7 +283,8 @@ def test_a_repeated_key_answers_with_the_first_run_and_gateway_keys_stay_few() -
     kept = state.committed["thread"]["idempotency"]
     assert "k-1" in kept
     assert sorted(k for k in kept if k.startswith("turn:")) == [
-        f"turn:{n}" for n in range(3, GATEWAY_KEYS + 3)]
+        f"turn:{n}" for n in range(3, GATEWAY_KEYS + 3)
+    ]
 
 
 def test_a_paused_run_holds_no_slot_and_resumes_inside_the_waiting_call() -> None:
@@ -265,9 +293,16 @@ def test_a_paused_run_holds_no_slot_and_resumes_inside_the_waiting_call() -> Non
     assert paused.run.status == "requires_action"
     assert effects.slots == [("ann", False)]
     call = paused.run.required_action[0].call_id
-    resumed = asyncio.run(service.resume_run(ResumeRun(
-        run_id=paused.run.run_id, owner="ann", wait=True,
-        actions=[Approval(call_id=call, approved=True)])))
+    resumed = asyncio.run(
+        service.resume_run(
+            ResumeRun(
+                run_id=paused.run.run_id,
+                owner="ann",
+                wait=True,
+                actions=[Approval(call_id=call, approved=True)],
+            )
+        )
+    )
     assert resumed.run.status == "completed"
     assert resumed.messages[-1].text == "That is settled."
     assert "chain_step" not in effects.asked
@@ -283,16 +318,18 @@ def test_others_and_bad_requests_change_nothing() -> None:
     before = dict(state.committed)
     stranger = asyncio.run(service.post_message(PostMessage(text="hi", owner="bob")))
     assert isinstance(stranger, NotFound) and stranger.http_status == 404
-    unknown = asyncio.run(service.post_message(PostMessage(text="hi", owner="ann",
-                                                           model="nosuch:model")))
+    unknown = asyncio.run(
+        service.post_message(PostMessage(text="hi", owner="ann", model="nosuch:model"))
+    )
     assert isinstance(unknown, Invalid)
     gone = asyncio.run(service.cancel_run(CancelRun(run_id="run_x", owner="ann")))
     assert gone.outcome == "run_not_found" and "run_x" in gone.detail
     assert state.committed == before
 
 
-@pytest.mark.parametrize("payload", [{"text": "  "}, {"content": "wrong field"},
-                                     {"text": 42}, {"text": "a\u0000b"}])
+@pytest.mark.parametrize(
+    "payload", [{"text": "  "}, {"content": "wrong field"}, {"text": 42}, {"text": "a\u0000b"}]
+)
 def test_the_contract_refuses_what_a_direct_caller_gets_wrong(payload: dict) -> None:
     with pytest.raises(ValueError):
         PostMessage.model_validate(payload)
@@ -306,8 +343,16 @@ def test_every_answer_crosses_as_json_and_comes_back_the_same() -> None:
 
 
 def test_the_service_the_contract_and_the_engine_import_no_dapr() -> None:
-    code = ("import sys, actors.threads.service, actors.threads.contract, actors.engine.loop; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dapr'))")
-    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd=ROOT, timeout=60, check=True).stdout.strip()
+    code = (
+        "import sys, actors.threads.service, actors.threads.contract, actors.engine.loop; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dapr'))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert found == "[]"

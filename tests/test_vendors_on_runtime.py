@@ -23,16 +23,20 @@ def vendor_server():
     server.stop()
 
 
-def _against(vendor_server: VendorServer, stack_config, stacks, default_model: str,
-             attempts: int) -> tuple[Stack, Api]:
+def _against(
+    vendor_server: VendorServer, stack_config, stacks, default_model: str, attempts: int
+) -> tuple[Stack, Api]:
     """A stack whose vendors are the fake server, retrying at once."""
-    config = stack_config(env={
-        "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
-        "THREADHOST_ANTHROPIC_BASE_URL": vendor_server.url,
-        "THREADHOST_OPENAI_API_KEY": SECRET, "THREADHOST_ANTHROPIC_API_KEY": SECRET,
-        "THREADHOST_DEFAULT_MODEL": default_model,
-        "THREADHOST_RETRY": json.dumps({"attempts": attempts, "base_delay": 0,
-                                        "max_delay": 0})})
+    config = stack_config(
+        env={
+            "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
+            "THREADHOST_ANTHROPIC_BASE_URL": vendor_server.url,
+            "THREADHOST_OPENAI_API_KEY": SECRET,
+            "THREADHOST_ANTHROPIC_API_KEY": SECRET,
+            "THREADHOST_DEFAULT_MODEL": default_model,
+            "THREADHOST_RETRY": json.dumps({"attempts": attempts, "base_delay": 0, "max_delay": 0}),
+        }
+    )
     stack = Stack(config)
     stacks.append(stack)
     stack.start()
@@ -48,28 +52,38 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
     first = api.say(thread, "hello")
     assert first["reply"] == "You said: hello"
 
-    vendor_server.queue(error(429, "slow down", **{"retry-after": "0"}),
-                        OpenAIChatWire().stream(Answer(text="Hi from OpenAI.", model="gpt-x-1")))
-    second = api.http.post(f"/v1/threads/{thread}/messages",
-                           json={"content": "again", "model": "openai:gpt-4o-mini"}).json()
+    vendor_server.queue(
+        error(429, "slow down", **{"retry-after": "0"}),
+        OpenAIChatWire().stream(Answer(text="Hi from OpenAI.", model="gpt-x-1")),
+    )
+    second = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "again", "model": "openai:gpt-4o-mini"}
+    ).json()
     assert second["reply"] == "Hi from OpenAI."
     assert second["run"]["agent"]["model"] == "openai:gpt-4o-mini"
     [call] = second["run"]["model_calls"]
     assert (call["vendor"], call["model"]) == ("openai", "gpt-x-1")
     assert call["usage"]["input_tokens"] == 11 and call["latency_ms"] > 0
     sent = vendor_server.received[-1].body["messages"]
-    assert [m["content"] for m in sent] == ["You are a helpful assistant. Answer briefly.",
-                                            "hello", "You said: hello", "again"]
+    assert [m["content"] for m in sent] == [
+        "You are a helpful assistant. Answer briefly.",
+        "hello",
+        "You said: hello",
+        "again",
+    ]
 
     vendor_server.queue(AnthropicWire().stream(Answer(text="Hi from Claude.", model="claude-x")))
-    third = api.http.post(f"/v1/threads/{thread}/messages", json={
-        "content": "once more", "model": "anthropic:claude-haiku-4-5"}).json()
+    third = api.http.post(
+        f"/v1/threads/{thread}/messages",
+        json={"content": "once more", "model": "anthropic:claude-haiku-4-5"},
+    ).json()
     assert third["reply"] == "Hi from Claude."
     assert third["run"]["model_calls"][0]["vendor"] == "anthropic"
 
     described = api.http.get(f"/v1/threads/{thread}").json()
     assert described["usage"]["input_tokens"] == sum(
-        t["run"]["usage"]["input_tokens"] for t in (first, second, third))
+        t["run"]["usage"]["input_tokens"] for t in (first, second, third)
+    )
     logs = "".join(p.read_text(errors="replace") for p in (config.data_dir / "logs").iterdir())
     assert SECRET not in logs
 
@@ -77,20 +91,23 @@ def test_model_and_vendor_change_between_turns(stack_config, stacks, vendor_serv
 def test_an_unknown_model_recipe_is_refused(stack) -> None:
     api = Api(stack.api.url)
     thread = api.create_thread()
-    response = api.http.post(f"/v1/threads/{thread}/messages",
-                             json={"content": "hi", "model": "nope:thing"})
+    response = api.http.post(
+        f"/v1/threads/{thread}/messages", json={"content": "hi", "model": "nope:thing"}
+    )
     assert response.status_code == 422
     assert "unknown vendor" in response.json()["detail"]
     assert api.history(thread) == []
 
 
-def test_vendor_keys_come_from_a_dapr_secret_store(stack_config, stacks, vendor_server,
-                                                   tmp_path) -> None:
+def test_vendor_keys_come_from_a_dapr_secret_store(
+    stack_config, stacks, vendor_server, tmp_path
+) -> None:
     stored_key = "sk-from-the-secret-store-777"
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "keys.json").write_text(
-        f'{{"threadhost-api-keys": {{"openai-api-key": "{stored_key}"}}}}')
+        f'{{"threadhost-api-keys": {{"openai-api-key": "{stored_key}"}}}}'
+    )
     (secrets / "store.yaml").write_text(f"""
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -105,9 +122,13 @@ spec:
     - name: multiValued
       value: "true"
 """)
-    config = stack_config(env={"THREADHOST_SECRET_STORE": "localsecrets",
-                               "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
-                               "THREADHOST_DEFAULT_MODEL": "openai:gpt-x"})
+    config = stack_config(
+        env={
+            "THREADHOST_SECRET_STORE": "localsecrets",
+            "THREADHOST_OPENAI_BASE_URL": f"{vendor_server.url}/v1",
+            "THREADHOST_DEFAULT_MODEL": "openai:gpt-x",
+        }
+    )
     config.extra_resources.append(secrets)
     stack = Stack(config)
     stacks.append(stack)
@@ -118,8 +139,9 @@ spec:
     assert vendor_server.received[-1].headers["authorization"] == f"Bearer {stored_key}"
 
 
-def test_a_retried_streaming_call_never_shows_its_text_twice(stack_config, stacks,
-                                                              vendor_server) -> None:
+def test_a_retried_streaming_call_never_shows_its_text_twice(
+    stack_config, stacks, vendor_server
+) -> None:
     """The vendor's stream breaks after some text went out; the call is retried and its
     text starts over. A client that follows token.discard shows the answer once."""
     _, api = _against(vendor_server, stack_config, stacks, "openai:gpt-x", attempts=2)
@@ -129,8 +151,9 @@ def test_a_retried_streaming_call_never_shows_its_text_twice(stack_config, stack
     # The first attempt's text goes out while its stream stalls, before it breaks.
     broken = replace(wire.stream(Answer(text=first, model="gpt-x-1"), cut=True), ends_after=0.5)
     vendor_server.queue(broken, wire.stream(Answer(text=second, model="gpt-x-1")))
-    with api.http.stream("POST", f"/v1/threads/{thread}/messages",
-                         json={"content": "hi", "mode": "stream"}) as response:
+    with api.http.stream(
+        "POST", f"/v1/threads/{thread}/messages", json={"content": "hi", "mode": "stream"}
+    ) as response:
         body = response.read().decode()
     parser, shown, withdrawn = EventStreamParser(), "", False
     for line in body.splitlines():

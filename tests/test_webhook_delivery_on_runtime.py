@@ -53,15 +53,24 @@ class Deliveries:
     def send(self, url: str, secret: str = "hook-secret") -> str:
         """Publishes a delivery as the host does; returns its event's id."""
         event_id = f"run_{uuid.uuid4().hex}.0"
-        event = ThreadEvent(id=event_id, source="/threadhost/threads/th_1",
-                            type="threadhost.run.created", subject="th_1/run_1",
-                            time=datetime.now(UTC), data={"version": 1})
-        delivery = WebhookDelivery(url=url, agent="notifier", secret=secret,
-                                   key="signing-key", event=event)
+        event = ThreadEvent(
+            id=event_id,
+            source="/threadhost/threads/th_1",
+            type="threadhost.run.created",
+            subject="th_1/run_1",
+            time=datetime.now(UTC),
+            data={"version": 1},
+        )
+        delivery = WebhookDelivery(
+            url=url, agent="notifier", secret=secret, key="signing-key", event=event
+        )
         sidecar = self.stack.apps[0].dapr_url
-        answer = httpx.post(f"{sidecar}/v1.0/publish/threadevents/thread-webhooks",
-                            content=delivery.model_dump_json(), timeout=10,
-                            headers={"content-type": "application/json"})
+        answer = httpx.post(
+            f"{sidecar}/v1.0/publish/threadevents/thread-webhooks",
+            content=delivery.model_dump_json(),
+            timeout=10,
+            headers={"content-type": "application/json"},
+        )
         assert answer.status_code == 204, answer.text
         return event_id
 
@@ -70,45 +79,78 @@ class Deliveries:
         return [a["id"] for a in seen if a["taken"] and a["valid"]]
 
     def dead_letters(self) -> list[str]:
-        return [s["event"]["data"]["event"]["id"]
-                for s in httpx.get(f"{self.dead.url}/seen", timeout=10).json()]
+        return [
+            s["event"]["data"]["event"]["id"]
+            for s in httpx.get(f"{self.dead.url}/seen", timeout=10).json()
+        ]
 
 
 @pytest.fixture(scope="module")
-def deliveries(dapr_bin: Path, tmp_path_factory: pytest.TempPathFactory,
-               ) -> Iterator[Deliveries]:
+def deliveries(
+    dapr_bin: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deliveries]:
     from tests.conftest import running_redis
 
     folder = tmp_path_factory.mktemp("deliveries")
     resources = folder / "resources"
     resources.mkdir()
-    local_secret_store(resources, {"hook-secret": {"signing-key": KEY},
-                                   "broken-secret": {"signing-key": "whsec_!!not base64!!"}})
+    local_secret_store(
+        resources,
+        {
+            "hook-secret": {"signing-key": KEY},
+            "broken-secret": {"signing-key": "whsec_!!not base64!!"},
+        },
+    )
     with running_redis(folder) as redis:
-        config = make_stack_config(dapr_bin, folder, uuid.uuid4().hex[:10], profile="redis",
-                                   env={"THREADHOST_SECRET_STORE": "localsecrets",
-                                        "THREADHOST_REDIS_HOST": redis,
-                                        "THREADHOST_WEBHOOK_TIMEOUT_SECONDS": "30"})
+        config = make_stack_config(
+            dapr_bin,
+            folder,
+            uuid.uuid4().hex[:10],
+            profile="redis",
+            env={
+                "THREADHOST_SECRET_STORE": "localsecrets",
+                "THREADHOST_REDIS_HOST": redis,
+                "THREADHOST_WEBHOOK_TIMEOUT_SECONDS": "30",
+            },
+        )
         config.extra_resources.append(resources)
         port = free_port()
-        receiver = Process("webhook-receiver", ["python", "-m", "tests.fakes.webhook_receiver",
-                                                str(port), KEY, "0"], folder / "logs",
-                           cwd=PROJECT_ROOT)
+        receiver = Process(
+            "webhook-receiver",
+            ["python", "-m", "tests.fakes.webhook_receiver", str(port), KEY, "0"],
+            folder / "logs",
+            cwd=PROJECT_ROOT,
+        )
         dead_resources = folder / "dead-resources"
         dead_resources.mkdir()
-        (dead_resources / "threadevents.yaml").write_text(json.dumps({
-            "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-            "metadata": {"name": "threadevents"},
-            "spec": {"type": "pubsub.redis", "version": "v1",
-                     "metadata": [{"name": "redisHost", "value": redis}]}}))
+        (dead_resources / "threadevents.yaml").write_text(
+            json.dumps(
+                {
+                    "apiVersion": "dapr.io/v1alpha1",
+                    "kind": "Component",
+                    "metadata": {"name": "threadevents"},
+                    "spec": {
+                        "type": "pubsub.redis",
+                        "version": "v1",
+                        "metadata": [{"name": "redisHost", "value": redis}],
+                    },
+                }
+            )
+        )
         dead = None
         try:
             receiver.wait_http_ok(f"http://127.0.0.1:{port}/health", 30)
             with Stack(config, split=True) as stack:
-                dead = PeerApp(f"deadletters-{uuid.uuid4().hex[:6]}",
-                               "tests.fakes.event_subscriber", "{port}",
-                               "thread-webhooks-dead", bin_dir=dapr_bin, logs=folder / "logs",
-                               daprd_flags=["--resources-path", str(dead_resources)])
+                dead = PeerApp(
+                    f"deadletters-{uuid.uuid4().hex[:6]}",
+                    "tests.fakes.event_subscriber",
+                    "{port}",
+                    "thread-webhooks-dead",
+                    bin_dir=dapr_bin,
+                    logs=folder / "logs",
+                    daprd_flags=["--resources-path", str(dead_resources)],
+                )
                 yield Deliveries(stack, port, dead)
         finally:
             if dead is not None:
@@ -118,13 +160,19 @@ def deliveries(dapr_bin: Path, tmp_path_factory: pytest.TempPathFactory,
 
 def test_a_delivery_that_can_never_be_made_is_dead_lettered_at_once(deliveries) -> None:
     started = time.monotonic()
-    hopeless = [deliveries.send("https://crm.example.com/x\ty"),
-                deliveries.send("https://crm.example.com@169.254.169.254/"),
-                deliveries.send(f"http://127.0.0.1:{deliveries.receiver_port}/hook",
-                                secret="broken-secret")]
+    hopeless = [
+        deliveries.send("https://crm.example.com/x\ty"),
+        deliveries.send("https://crm.example.com@169.254.169.254/"),
+        deliveries.send(
+            f"http://127.0.0.1:{deliveries.receiver_port}/hook", secret="broken-secret"
+        ),
+    ]
     fine = deliveries.send(f"http://127.0.0.1:{deliveries.receiver_port}/hook")
-    wait_for(lambda: set(hopeless) <= set(deliveries.dead_letters()), 20,
-             "the hopeless deliveries on the dead-letter topic")
+    wait_for(
+        lambda: set(hopeless) <= set(deliveries.dead_letters()),
+        20,
+        "the hopeless deliveries on the dead-letter topic",
+    )
     assert time.monotonic() - started < 15  # not after ten minutes of retries
     wait_for(lambda: fine in deliveries.taken(), 20, "the good delivery to be taken")
     assert fine not in deliveries.dead_letters()

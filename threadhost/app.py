@@ -74,8 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _published_schema(app)
     token = settings.app_api_token
     if token is None and settings.auth_mode == "none":
-        log.warning("no APP_API_TOKEN: daprd's routes (actor calls, /internal/*) answer "
-                    "anyone who reaches this port. For local development only.")
+        log.warning(
+            "no APP_API_TOKEN: daprd's routes (actor calls, /internal/*) answer "
+            "anyone who reaches this port. For local development only."
+        )
     if serves_actors:  # inside SidecarOnly: daprd's token is checked first
         from actors.dapr_host.actor_calls import ActorMethodCalls
 
@@ -107,14 +109,20 @@ def _own_routes(settings: Settings) -> APIRouter:
 
 def _event_groups(settings: Settings, gateway: bool, actors: bool) -> GroupKeeper:
     """This replica's consumer groups on the run-event streams, kept bounded."""
-    streams = (*([settings.events_topic] if gateway else []),
-               *([settings.control_topic] if actors else []))
+    streams = (
+        *([settings.events_topic] if gateway else []),
+        *([settings.control_topic] if actors else []),
+    )
     groups = None
     if settings.pod_name and settings.redis_host:
         password = settings.redis_password
-        groups = StreamGroups(settings.redis_host,
-                              password.get_secret_value() if password else None,
-                              settings.pod_name, streams, settings.event_group_sweep_seconds)
+        groups = StreamGroups(
+            settings.redis_host,
+            password.get_secret_value() if password else None,
+            settings.pod_name,
+            streams,
+            settings.event_group_sweep_seconds,
+        )
     return GroupKeeper(groups, shared_actor_client().metadata, settings.pubsub_name)
 
 
@@ -126,8 +134,9 @@ def _published_schema(app: FastAPI) -> None:
     def public() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = full()
-            schema["paths"] = {path: item for path, item in schema["paths"].items()
-                               if route_owner(path) != "daprd"}
+            schema["paths"] = {
+                path: item for path, item in schema["paths"].items() if route_owner(path) != "daprd"
+            }
             as_problem_documents(schema)
         return app.openapi_schema or {}
 
@@ -139,10 +148,21 @@ def _published_schema(app: FastAPI) -> None:
 # - /v1/: people with a bearer token, or services through Dapr (gateway/auth.py);
 # - everything else: daprd alone, which proves it with the app's token: actor
 #   callbacks, /dapr/*, pub/sub deliveries and every /internal/* route.
-OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/docs/oauth2-redirect",
-                        "/openapi.json", "/redoc",
-                        # The web chat's files: no data, which it reads from /v1.
-                        "/", "/chat", "/chat/chat.js", "/chat/chat.css"})
+OPEN_PATHS = frozenset(
+    {
+        "/health",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
+        "/redoc",
+        # The web chat's files: no data, which it reads from /v1.
+        "/",
+        "/chat",
+        "/chat/chat.js",
+        "/chat/chat.css",
+    }
+)
 RouteOwner = Literal["open", "callers", "daprd"]
 
 
@@ -162,13 +182,16 @@ class SidecarOnly:
         self.app, self.token = app, token
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if (scope["type"] == "http" and self.token is not None
-                and route_owner(scope["path"]) == "daprd"):
+        if (
+            scope["type"] == "http"
+            and self.token is not None
+            and route_owner(scope["path"]) == "daprd"
+        ):
             # As bytes: a header of any bytes is simply not the token.
             sent = dict(scope["headers"]).get(b"dapr-api-token", b"")
             if not same_token(sent, self.token):
-                await Forbidden("this path answers only the app's own daprd",
-                                title="For the Dapr sidecar only").response()(
-                                  scope, receive, send)
+                await Forbidden(
+                    "this path answers only the app's own daprd", title="For the Dapr sidecar only"
+                ).response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -25,21 +25,29 @@ from threadhost.client import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("THREADHOST_URL",
-                                                        "http://127.0.0.1:8000"),
-                        help="the gateway (default $THREADHOST_URL or http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("THREADHOST_URL", "http://127.0.0.1:8000"),
+        help="the gateway (default $THREADHOST_URL or http://127.0.0.1:8000)",
+    )
     parser.add_argument("--thread", help="continue this thread (default: a new one)")
     parser.add_argument("--agent", help="the agent of a new thread")
     parser.add_argument("--model", help="this session's model recipe, e.g. openai:gpt-4o-mini")
-    parser.add_argument("--token", default=os.environ.get("THREADHOST_TOKEN"),
-                        help="a bearer token (default $THREADHOST_TOKEN)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("THREADHOST_TOKEN"),
+        help="a bearer token (default $THREADHOST_TOKEN)",
+    )
 
 
 async def chat(args: argparse.Namespace) -> int:
     async with ThreadhostClient(args.url, token=args.token) as th:
         try:
-            thread = (await th.thread(args.thread) if args.thread
-                      else await th.create_thread(agent=args.agent))
+            thread = (
+                await th.thread(args.thread)
+                if args.thread
+                else await th.create_thread(agent=args.agent)
+            )
             # A run of the thread that waits (paused before, maybe by another process) first.
             pending = await _waiting(th, thread.id, thread.active_run)
         except ThreadhostError as exc:
@@ -48,8 +56,7 @@ async def chat(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             print(f"threadhost: cannot reach {args.url}: {type(exc).__name__}", file=sys.stderr)
             return 1
-        print(f"thread {thread.id} (agent {thread.agent}); Ctrl-D or Ctrl-C ends",
-              file=sys.stderr)
+        print(f"thread {thread.id} (agent {thread.agent}); Ctrl-D or Ctrl-C ends", file=sys.stderr)
         while True:
             try:
                 paused, pending = pending, None
@@ -58,8 +65,7 @@ async def chat(args: argparse.Namespace) -> int:
                 if not line:
                     return 0
                 if line.strip():
-                    pending = await _show(th.stream(thread.id, line.rstrip("\n"),
-                                                    model=args.model))
+                    pending = await _show(th.stream(thread.id, line.rstrip("\n"), model=args.model))
             except (ThreadhostError, httpx.HTTPError) as exc:
                 print(f"threadhost: {exc or type(exc).__name__}", file=sys.stderr)
             except EOFError as exc:
@@ -67,20 +73,25 @@ async def chat(args: argparse.Namespace) -> int:
                 return 0
 
 
-async def _waiting(th: ThreadhostClient, thread_id: str,
-                   run_id: str | None) -> tuple[str, list[dict]] | None:
+async def _waiting(
+    th: ThreadhostClient, thread_id: str, run_id: str | None
+) -> tuple[str, list[dict]] | None:
     """The thread's active run and what it waits for, if it is waiting."""
     run = await th.run(thread_id, run_id) if run_id else None
-    yours = [action.model_dump() for action in run.required_action
-             if action.type != "agent_run"] if run is not None else []
+    yours = (
+        [action.model_dump() for action in run.required_action if action.type != "agent_run"]
+        if run is not None
+        else []
+    )
     if run is None or run.status != "requires_action" or not yours:
         return None
     print(f"[run {run.run_id} waits]", file=sys.stderr)
     return run.run_id, yours
 
 
-async def _answer(th: ThreadhostClient, thread_id: str,
-                  pending: tuple[str, list[dict]] | None) -> None:
+async def _answer(
+    th: ThreadhostClient, thread_id: str, pending: tuple[str, list[dict]] | None
+) -> None:
     """Asks for each thing a paused run waits for (an approval, an answer, a client
     tool's result), resumes it and shows the rest, until it no longer waits."""
     while pending is not None:
@@ -99,8 +110,7 @@ async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | 
             streamed = True
         elif event.event == "token.discard":
             # A retried model call starts over: the text above was thrown away.
-            print("\n[the model call was retried; its answer follows]", file=sys.stderr,
-                  flush=True)
+            print("\n[the model call was retried; its answer follows]", file=sys.stderr, flush=True)
         elif event.event in ("step.completed", "actions.submitted", "approval.expired"):
             for message in data["messages"]:
                 if message["kind"] == "tool_call":
@@ -118,8 +128,9 @@ async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | 
             for action in data.get("required_action") or []:
                 if action["type"] == "agent_run":
                     print(f"[asking the agent {action['agent']}]", file=sys.stderr, flush=True)
-            paused = (event.data["run_id"], yours) if (
-                status == "requires_action" and yours) else None
+            paused = (
+                (event.data["run_id"], yours) if (status == "requires_action" and yours) else None
+            )
             if status not in ("running", "completed", "requires_action"):
                 print(f"[run {status}]", file=sys.stderr, flush=True)
     return paused
@@ -181,8 +192,11 @@ def _settle(future: asyncio.Future[str], line: str | None, error: Exception | No
         future.set_result(line or "")
 
 
-HISTORY = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) \
-    / "threadhost" / "chat_history"
+HISTORY = (
+    Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    / "threadhost"
+    / "chat_history"
+)
 
 
 @contextlib.contextmanager

@@ -22,12 +22,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run placement, scheduler and threadhost on loopback")
     up.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
-    up.add_argument("--profile", default="sqlite", choices=["sqlite", "redis", "postgres"],
-                    help="state store and pub/sub components (default sqlite)")
-    up.add_argument("--split", action="store_true",
-                    help="run the gateway and the actor host as two apps with two sidecars")
-    up.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / ".data",
-                    help="state, scheduler data and logs (default .data)")
+    up.add_argument(
+        "--profile",
+        default="sqlite",
+        choices=["sqlite", "redis", "postgres"],
+        help="state store and pub/sub components (default sqlite)",
+    )
+    up.add_argument(
+        "--split",
+        action="store_true",
+        help="run the gateway and the actor host as two apps with two sidecars",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=PROJECT_ROOT / ".data",
+        help="state, scheduler data and logs (default .data)",
+    )
     up.add_argument("--log-level", default="warn", help="daprd log level (default warn)")
     talk = commands.add_parser("chat", help="talk to a thread, replies streamed")
     chat.add_arguments(talk)
@@ -38,27 +49,40 @@ def _up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    config = StackConfig(bin_dir=dapr_bin_dir(), data_dir=args.data_dir.resolve(),
-                         profile=args.profile, log_level=args.log_level)
+    config = StackConfig(
+        bin_dir=dapr_bin_dir(),
+        data_dir=args.data_dir.resolve(),
+        profile=args.profile,
+        log_level=args.log_level,
+    )
     stack = Stack(config, split=args.split, api_port=args.port)
     started = time.monotonic()
-    print(f"threadhost: starting ({args.profile} profile, {'split' if args.split else 'embedded'}"
-          f" mode, logs in {config.data_dir / 'logs'})", flush=True)
+    print(
+        f"threadhost: starting ({args.profile} profile, {'split' if args.split else 'embedded'}"
+        f" mode, logs in {config.data_dir / 'logs'})",
+        flush=True,
+    )
     try:
         stack.start()
     except StartupError as exc:
         print(f"threadhost: could not start: {exc}", file=sys.stderr)
         return 1
     try:
-        print(f"threadhost: healthy in {time.monotonic() - started:.1f} s; "
-              f"API at {stack.api.url}/v1 (docs at {stack.api.url}/docs). Ctrl-C stops.",
-              flush=True)
+        print(
+            f"threadhost: healthy in {time.monotonic() - started:.1f} s; "
+            f"API at {stack.api.url}/v1 (docs at {stack.api.url}/docs). Ctrl-C stops.",
+            flush=True,
+        )
         if config.process_env()["THREADHOST_AUTH_MODE"] == "none":
-            print("threadhost: WARNING: authentication is OFF (local development): every "
-                  "caller is 'anonymous'. Set THREADHOST_AUTH_MODE=jwt and a key to turn it on.",
-                  flush=True)
-        print("threadhost: processes: "
-              + ", ".join(f"{p.name}={p.pid}" for p in stack.processes()), flush=True)
+            print(
+                "threadhost: WARNING: authentication is OFF (local development): every "
+                "caller is 'anonymous'. Set THREADHOST_AUTH_MODE=jwt and a key to turn it on.",
+                flush=True,
+            )
+        print(
+            "threadhost: processes: " + ", ".join(f"{p.name}={p.pid}" for p in stack.processes()),
+            flush=True,
+        )
         while not stop.wait(1.0):
             dead = [p.name for p in stack.processes() if not p.alive()]
             if dead:

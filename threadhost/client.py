@@ -29,8 +29,16 @@ from actors.engine.tool_set import ClientTool
 from actors.threads.contract import RunView, ThreadView
 from gateway.schemas import HistoryView, RunsView, TurnView
 
-__all__ = ["Answer", "Approval", "ClientTool", "ServerEvent", "Submission",
-           "ThreadhostClient", "ThreadhostError", "ToolOutput"]
+__all__ = [
+    "Answer",
+    "Approval",
+    "ClientTool",
+    "ServerEvent",
+    "Submission",
+    "ThreadhostClient",
+    "ThreadhostError",
+    "ToolOutput",
+]
 OnActive = Literal["enqueue", "reject", "interrupt"]
 
 
@@ -93,20 +101,24 @@ class EventStreamParser:
         self._reset()
         if not had_data:
             return None
-        return ServerEvent(event=event, data=json.loads(data) if data else {},
-                           id=int(id_) if id_ is not None and id_.lstrip("-").isdigit()
-                           else None)
+        return ServerEvent(
+            event=event,
+            data=json.loads(data) if data else {},
+            id=int(id_) if id_ is not None and id_.lstrip("-").isdigit() else None,
+        )
 
 
 class ThreadhostClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 120) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
-                                       timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout
+        )
 
     @classmethod
-    def via_dapr(cls, app_id: str = "gateway", dapr_http_port: int | None = None,
-                 token: str | None = None) -> ThreadhostClient:
+    def via_dapr(
+        cls, app_id: str = "gateway", dapr_http_port: int | None = None, token: str | None = None
+    ) -> ThreadhostClient:
         port = dapr_http_port or int(os.environ.get("DAPR_HTTP_PORT", "3500"))
         return cls(f"http://127.0.0.1:{port}/v1.0/invoke/{app_id}/method", token)
 
@@ -122,8 +134,9 @@ class ThreadhostClient:
             raise ThreadhostError(response.status_code, _problem(response))
         return response.json() if response.content else None
 
-    async def create_thread(self, agent: str | None = None,
-                            metadata: dict[str, str] | None = None) -> ThreadView:
+    async def create_thread(
+        self, agent: str | None = None, metadata: dict[str, str] | None = None
+    ) -> ThreadView:
         body = {"agent": agent, "metadata": metadata or {}}
         return ThreadView.model_validate(await self._json("POST", "/v1/threads", json=body))
 
@@ -134,11 +147,22 @@ class ThreadhostClient:
         await self._json("DELETE", f"/v1/threads/{thread_id}")
 
     @staticmethod
-    def _turn(content: str, mode: str, model: str | None, on_active: str,
-              client_tools: list[ClientTool], disabled_tools: list[str]) -> dict:
-        return {"content": content, "mode": mode, "model": model, "on_active": on_active,
-                "client_tools": [t.model_dump(mode="json") for t in client_tools],
-                "disabled_tools": disabled_tools}
+    def _turn(
+        content: str,
+        mode: str,
+        model: str | None,
+        on_active: str,
+        client_tools: list[ClientTool],
+        disabled_tools: list[str],
+    ) -> dict:
+        return {
+            "content": content,
+            "mode": mode,
+            "model": model,
+            "on_active": on_active,
+            "client_tools": [t.model_dump(mode="json") for t in client_tools],
+            "disabled_tools": disabled_tools,
+        }
 
     @staticmethod
     def _ended_or_running(answer: dict) -> TurnView | RunView:
@@ -146,64 +170,101 @@ class ThreadhostClient:
             return RunView.model_validate(answer["run"])
         return TurnView.model_validate(answer)
 
-    async def say(self, thread_id: str, content: str, *, model: str | None = None,
-                  on_active: OnActive = "enqueue", idempotency_key: str | None = None,
-                  client_tools: Sequence[ClientTool] = (),
-                  disabled_tools: Sequence[str] = ()) -> TurnView | RunView:
+    async def say(
+        self,
+        thread_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        on_active: OnActive = "enqueue",
+        idempotency_key: str | None = None,
+        client_tools: Sequence[ClientTool] = (),
+        disabled_tools: Sequence[str] = (),
+    ) -> TurnView | RunView:
         """A turn that waits for its run to end or pause (`requires_action`); a RunView
         if the run outlasted the wait."""
         headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-        body = self._turn(content, "wait", model, on_active, list(client_tools),
-                          list(disabled_tools))
-        return self._ended_or_running(await self._json(
-            "POST", f"/v1/threads/{thread_id}/messages", headers=headers, json=body))
+        body = self._turn(
+            content, "wait", model, on_active, list(client_tools), list(disabled_tools)
+        )
+        return self._ended_or_running(
+            await self._json(
+                "POST", f"/v1/threads/{thread_id}/messages", headers=headers, json=body
+            )
+        )
 
-    async def start(self, thread_id: str, content: str, *, model: str | None = None,
-                    on_active: OnActive = "enqueue", client_tools: Sequence[ClientTool] = (),
-                    disabled_tools: Sequence[str] = ()) -> RunView:
+    async def start(
+        self,
+        thread_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        on_active: OnActive = "enqueue",
+        client_tools: Sequence[ClientTool] = (),
+        disabled_tools: Sequence[str] = (),
+    ) -> RunView:
         """A turn in the background: the run, at once."""
-        body = self._turn(content, "background", model, on_active, list(client_tools),
-                          list(disabled_tools))
+        body = self._turn(
+            content, "background", model, on_active, list(client_tools), list(disabled_tools)
+        )
         answer = await self._json("POST", f"/v1/threads/{thread_id}/messages", json=body)
         return RunView.model_validate(answer["run"])
 
-    async def stream(self, thread_id: str, content: str, *, model: str | None = None,
-                     on_active: OnActive = "enqueue", client_tools: Sequence[ClientTool] = (),
-                     disabled_tools: Sequence[str] = ()) -> AsyncIterator[ServerEvent]:
+    async def stream(
+        self,
+        thread_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        on_active: OnActive = "enqueue",
+        client_tools: Sequence[ClientTool] = (),
+        disabled_tools: Sequence[str] = (),
+    ) -> AsyncIterator[ServerEvent]:
         """A turn whose events arrive as they happen, until the run ends or pauses."""
-        body = self._turn(content, "stream", model, on_active, list(client_tools),
-                          list(disabled_tools))
-        request = self._http.build_request("POST", f"/v1/threads/{thread_id}/messages",
-                                           json=body)
+        body = self._turn(
+            content, "stream", model, on_active, list(client_tools), list(disabled_tools)
+        )
+        request = self._http.build_request("POST", f"/v1/threads/{thread_id}/messages", json=body)
         async for event in self._events(request):
             yield event
 
     def _resume_body(self, actions: list[Submission], mode: str) -> dict:
         return {"actions": [a.model_dump(mode="json") for a in actions], "mode": mode}
 
-    async def resume(self, thread_id: str, run_id: str,
-                     actions: list[Submission]) -> TurnView | RunView:
+    async def resume(
+        self, thread_id: str, run_id: str, actions: list[Submission]
+    ) -> TurnView | RunView:
         """Answers what a waiting run waits for (ToolOutput, Approval, Answer: every
         pending call once) and waits for it to end or pause again."""
-        return self._ended_or_running(await self._json(
-            "POST", f"/v1/threads/{thread_id}/runs/{run_id}/resume",
-            json=self._resume_body(actions, "wait")))
+        return self._ended_or_running(
+            await self._json(
+                "POST",
+                f"/v1/threads/{thread_id}/runs/{run_id}/resume",
+                json=self._resume_body(actions, "wait"),
+            )
+        )
 
-    async def resume_stream(self, thread_id: str, run_id: str,
-                            actions: list[Submission]) -> AsyncIterator[ServerEvent]:
+    async def resume_stream(
+        self, thread_id: str, run_id: str, actions: list[Submission]
+    ) -> AsyncIterator[ServerEvent]:
         """As `resume`, with the run's events from the answers on, as they happen."""
         request = self._http.build_request(
-            "POST", f"/v1/threads/{thread_id}/runs/{run_id}/resume",
-            json=self._resume_body(actions, "stream"))
+            "POST",
+            f"/v1/threads/{thread_id}/runs/{run_id}/resume",
+            json=self._resume_body(actions, "stream"),
+        )
         async for event in self._events(request):
             yield event
 
-    async def events(self, thread_id: str, run_id: str,
-                     after: int = -1) -> AsyncIterator[ServerEvent]:
+    async def events(
+        self, thread_id: str, run_id: str, after: int = -1
+    ) -> AsyncIterator[ServerEvent]:
         """A run's events after `after` (resuming a stream), then live to its end."""
         request = self._http.build_request(
-            "GET", f"/v1/threads/{thread_id}/runs/{run_id}/events",
-            headers={"accept": "text/event-stream", "last-event-id": str(after)})
+            "GET",
+            f"/v1/threads/{thread_id}/runs/{run_id}/events",
+            headers={"accept": "text/event-stream", "last-event-id": str(after)},
+        )
         async for event in self._events(request):
             yield event
 
@@ -222,21 +283,28 @@ class ThreadhostClient:
 
     async def run(self, thread_id: str, run_id: str) -> RunView:
         return RunView.model_validate(
-            await self._json("GET", f"/v1/threads/{thread_id}/runs/{run_id}"))
+            await self._json("GET", f"/v1/threads/{thread_id}/runs/{run_id}")
+        )
 
     async def runs(self, thread_id: str, offset: int = 0, limit: int = 20) -> RunsView:
-        return RunsView.model_validate(await self._json(
-            "GET", f"/v1/threads/{thread_id}/runs", params={"offset": offset, "limit": limit}))
+        return RunsView.model_validate(
+            await self._json(
+                "GET", f"/v1/threads/{thread_id}/runs", params={"offset": offset, "limit": limit}
+            )
+        )
 
     async def cancel(self, thread_id: str, run_id: str) -> RunView:
         return RunView.model_validate(
-            await self._json("POST", f"/v1/threads/{thread_id}/runs/{run_id}/cancel"))
+            await self._json("POST", f"/v1/threads/{thread_id}/runs/{run_id}/cancel")
+        )
 
-    async def history(self, thread_id: str, offset: int = 0,
-                      limit: int | None = None) -> HistoryView:
+    async def history(
+        self, thread_id: str, offset: int = 0, limit: int | None = None
+    ) -> HistoryView:
         params = {"offset": offset, **({"limit": limit} if limit else {})}
         return HistoryView.model_validate(
-            await self._json("GET", f"/v1/threads/{thread_id}/messages", params=params))
+            await self._json("GET", f"/v1/threads/{thread_id}/messages", params=params)
+        )
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

@@ -38,8 +38,12 @@ class StreamGroups:
 
     def client(self) -> redis.Redis:
         host, _, port = self.host.rpartition(":")
-        return redis.Redis(host=host or self.host, port=int(port or 6379),
-                           password=self.password or None, socket_timeout=5)
+        return redis.Redis(
+            host=host or self.host,
+            port=int(port or 6379),
+            password=self.password or None,
+            socket_timeout=5,
+        )
 
     async def sweep(self, client: redis.Redis) -> list[str]:
         """Says this replica is alive, then deletes the groups of replicas that did not
@@ -75,9 +79,12 @@ class GroupKeeper:
     """Sweeps over an app's life, once its sidecar says that the run-event component
     is Redis streams (it may answer only after the app has started)."""
 
-    def __init__(self, groups: StreamGroups | None,
-                 sidecar_metadata: Callable[[], Awaitable[dict[str, Any]]],
-                 pubsub_name: str) -> None:
+    def __init__(
+        self,
+        groups: StreamGroups | None,
+        sidecar_metadata: Callable[[], Awaitable[dict[str, Any]]],
+        pubsub_name: str,
+    ) -> None:
         self._groups, self._metadata, self._pubsub = groups, sidecar_metadata, pubsub_name
         self._task: asyncio.Task[None] | None = None
         self._swept = False
@@ -93,8 +100,7 @@ class GroupKeeper:
             while True:
                 try:
                     if removed := await groups.sweep(client):
-                        log.info("removed the run-event groups of stopped replicas: %s",
-                                 removed)
+                        log.info("removed the run-event groups of stopped replicas: %s", removed)
                     self._swept = True
                 except RedisError as exc:
                     log.warning("run-event groups not swept: %s", type(exc).__name__)
@@ -107,8 +113,10 @@ class GroupKeeper:
             except Exception:  # noqa: BLE001 - daprd not reachable yet: ask again
                 await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
                 continue
-            return any(c.get("name") == self._pubsub and c.get("type") == "pubsub.redis"
-                       for c in components)
+            return any(
+                c.get("name") == self._pubsub and c.get("type") == "pubsub.redis"
+                for c in components
+            )
         log.warning("the sidecar's metadata did not answer: run-event groups are not kept")
         return False
 

@@ -69,16 +69,28 @@ def free_port() -> int:
 class Process:
     """One child process with its own session, so a terminal's Ctrl-C reaches only us."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
 
     @property
     def pid(self) -> int:
@@ -93,16 +105,19 @@ class Process:
         except OSError:
             return ""
 
-    def wait_http_ok(self, url: str, timeout: float,
-                     accept: Callable[[httpx.Response], bool] = lambda _: True) -> None:
+    def wait_http_ok(
+        self, url: str, timeout: float, accept: Callable[[httpx.Response], bool] = lambda _: True
+    ) -> None:
         """Polls `url` until it answers 2xx and `accept` agrees; fails early if the
         process exits."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
             if not self.alive():
-                raise StartupError(f"{self.name} exited with code {self._popen.returncode}; "
-                                   f"last lines of {self.log_path}:\n{self.log_tail()}")
+                raise StartupError(
+                    f"{self.name} exited with code {self._popen.returncode}; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 response = httpx.get(url, timeout=2)
                 if response.is_success and accept(response):
@@ -110,8 +125,10 @@ class Process:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise StartupError(f"{self.name} not healthy at {url} after {timeout:.0f} s; "
-                                   f"last lines of {self.log_path}:\n{self.log_tail()}")
+                raise StartupError(
+                    f"{self.name} not healthy at {url} after {timeout:.0f} s; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 

@@ -14,8 +14,13 @@ COMPONENTS = PROJECT_ROOT / "components"
 def dapr_bin_dir(*extra: str) -> Path:
     """Runs dapr-runtime/build.sh, which reuses binaries of the right version when it can;
     `extra` names more of Dapr's binaries to provide (sentry)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), *extra], stdout=subprocess.PIPE,
-                            stderr=sys.stderr, text=True, check=False)
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), *extra],
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise SystemExit("the Dapr runtime is not available; see the messages above")
     return Path(result.stdout.strip().splitlines()[-1])

@@ -29,16 +29,20 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def take_over_leadership(etcd_url: str, address: str, timeout: float,
-                         stopped: threading.Event) -> None:
+def take_over_leadership(
+    etcd_url: str, address: str, timeout: float, stopped: threading.Event
+) -> None:
     """Watches until the scheduler broadcasting `address` holds its leadership key,
     revoking a dead predecessor's lease on it (or until `stopped`, or `timeout`)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=etcd_url, timeout=2) as etcd:
         while time.monotonic() < deadline:
             try:
-                kvs = etcd.post("/v3/kv/range", json={"key": _b64(LEADERSHIP_KEY.encode())}
-                                ).json().get("kvs", [])
+                kvs = (
+                    etcd.post("/v3/kv/range", json={"key": _b64(LEADERSHIP_KEY.encode())})
+                    .json()
+                    .get("kvs", [])
+                )
                 for kv in kvs:
                     if address.encode() in base64.b64decode(kv.get("value", "")):
                         return

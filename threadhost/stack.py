@@ -26,9 +26,13 @@ LOOPBACK = "127.0.0.1"
 # host within about interval x threshold seconds. The timeout is far above the event
 # loop's worst stall under load (docs/deploy.md), so a busy host is never dropped. The k8s
 # annotations and docker-compose.yml say the same (tests/test_deploy.py).
-APP_HEALTH = {"enable-app-health-check": "true", "app-health-check-path": "/health",
-              "app-health-probe-interval": "1", "app-health-probe-timeout": "1000",
-              "app-health-threshold": "2"}
+APP_HEALTH = {
+    "enable-app-health-check": "true",
+    "app-health-check-path": "/health",
+    "app-health-probe-interval": "1",
+    "app-health-probe-timeout": "1000",
+    "app-health-threshold": "2",
+}
 # Placement pings each daprd this often and drops one that does not answer in time, so a
 # frozen host's threads move after about 3 s, not 5 s (Dapr's default, 2 s and 3 s). A
 # ping is answered by daprd's gRPC transport, not by anything a busy app can hold up. The
@@ -63,15 +67,13 @@ class StackConfig:
             "THREADHOST_SQLITE_PATH": str(self.data_dir / "state.db"),
             "THREADHOST_REDIS_HOST": f"{LOOPBACK}:6379",
             "THREADHOST_REDIS_PASSWORD": "",
-            "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost "
-                                       "sslmode=disable",
+            "THREADHOST_POSTGRES_URL": "host=127.0.0.1 port=5432 dbname=threadhost sslmode=disable",
             # The local launcher and tests run without authentication unless told otherwise.
             "THREADHOST_AUTH_MODE": "none",
             "APP_API_TOKEN": self.app_token,
         }
         # What the user's environment says wins over these defaults; `env` over both.
-        return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ},
-                **self.env}
+        return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}, **self.env}
 
 
 class ControlPlane:
@@ -93,41 +95,94 @@ class ControlPlane:
         return f"{LOOPBACK}:{self.scheduler_port}"
 
     def start(self) -> None:
-        cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
+        cfg = self.config
         self._stopped.clear()
         placement_health, scheduler_health, etcd_port = free_port(), free_port(), free_port()
-        placement = Process("placement", [
-            str(bin_dir / "placement"), "--id", "dapr-placement-0",
-            "--port", str(self.placement_port), "--listen-address", LOOPBACK,
-            "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}",
-            "--healthz-port", str(placement_health), "--healthz-listen-address", LOOPBACK,
-            "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
-            *(part for name, value in PLACEMENT_KEEPALIVE.items()
-              for part in (f"--{name}", value)),
-        ], logs, env=cfg.process_env())
+        placement = self._placement(placement_health)
         self._processes.append(placement)
-        scheduler = Process("scheduler", [
-            str(bin_dir / "scheduler"), "--id", "dapr-scheduler-server-0",
-            "--port", str(self.scheduler_port), "--listen-address", LOOPBACK,
-            "--override-broadcast-host-port", self.scheduler_address,
-            "--etcd-data-dir", str(cfg.data_dir / "scheduler"),
-            "--etcd-client-port", str(etcd_port),
-            "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
-            "--healthz-port", str(scheduler_health), "--healthz-listen-address", LOOPBACK,
-            "--metrics-port", str(free_port()), "--log-level", cfg.log_level,
-        ], logs, env=cfg.process_env())
+        scheduler = self._scheduler(scheduler_health, etcd_port)
         self._processes.append(scheduler)
-        placement.wait_http_ok(f"http://{LOOPBACK}:{placement_health}/healthz",
-                               cfg.startup_timeout)
-        scheduler.wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz",
-                               cfg.startup_timeout)
+        placement.wait_http_ok(f"http://{LOOPBACK}:{placement_health}/healthz", cfg.startup_timeout)
+        scheduler.wait_http_ok(f"http://{LOOPBACK}:{scheduler_health}/healthz", cfg.startup_timeout)
         # After a crash it would wait 20 s for its dead predecessor's lease
         # (threadhost/scheduler_lease.py): revoked while the apps start.
         self._leadership = threading.Thread(
-            target=take_over_leadership, name="scheduler-leadership", daemon=True,
-            args=(f"http://{LOOPBACK}:{etcd_port}", self.scheduler_address,
-                  cfg.startup_timeout, self._stopped))
+            target=take_over_leadership,
+            name="scheduler-leadership",
+            daemon=True,
+            args=(
+                f"http://{LOOPBACK}:{etcd_port}",
+                self.scheduler_address,
+                cfg.startup_timeout,
+                self._stopped,
+            ),
+        )
         self._leadership.start()
+
+    def _placement(self, health_port: int) -> Process:
+        cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
+        return Process(
+            "placement",
+            [
+                str(bin_dir / "placement"),
+                "--id",
+                "dapr-placement-0",
+                "--port",
+                str(self.placement_port),
+                "--listen-address",
+                LOOPBACK,
+                "--initial-cluster",
+                f"dapr-placement-0={LOOPBACK}:{free_port()}",
+                "--healthz-port",
+                str(health_port),
+                "--healthz-listen-address",
+                LOOPBACK,
+                "--metrics-port",
+                str(free_port()),
+                "--log-level",
+                cfg.log_level,
+                *(
+                    part
+                    for name, value in PLACEMENT_KEEPALIVE.items()
+                    for part in (f"--{name}", value)
+                ),
+            ],
+            logs,
+            env=cfg.process_env(),
+        )
+
+    def _scheduler(self, health_port: int, etcd_port: int) -> Process:
+        cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
+        return Process(
+            "scheduler",
+            [
+                str(bin_dir / "scheduler"),
+                "--id",
+                "dapr-scheduler-server-0",
+                "--port",
+                str(self.scheduler_port),
+                "--listen-address",
+                LOOPBACK,
+                "--override-broadcast-host-port",
+                self.scheduler_address,
+                "--etcd-data-dir",
+                str(cfg.data_dir / "scheduler"),
+                "--etcd-client-port",
+                str(etcd_port),
+                "--etcd-initial-cluster",
+                f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+                "--healthz-port",
+                str(health_port),
+                "--healthz-listen-address",
+                LOOPBACK,
+                "--metrics-port",
+                str(free_port()),
+                "--log-level",
+                cfg.log_level,
+            ],
+            logs,
+            env=cfg.process_env(),
+        )
 
     def processes(self) -> list[Process]:
         return list(self._processes)
@@ -144,9 +199,15 @@ class ControlPlane:
 class App:
     """One threadhost app process (a role from settings) and its daprd sidecar."""
 
-    def __init__(self, config: StackConfig, control_plane: ControlPlane, name: str,
-                 role: str = "embedded", api_port: int | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        control_plane: ControlPlane,
+        name: str,
+        role: str = "embedded",
+        api_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config, self.control_plane = config, control_plane
         self.name, self.role = name, role
         self.app_id = config.gateway_app_id if role == "gateway" else config.actors_app_id
@@ -176,33 +237,85 @@ class App:
         """Starts the app and its sidecar, without waiting for them to be ready."""
         cfg, logs = self.config, self.config.data_dir / "logs"
         dapr_grpc_port = free_port()
-        env = {**cfg.process_env(), **self.env, "THREADHOST_ROLE": self.role,
-               "THREADHOST_INSTANCE": self.name, "DAPR_HTTP_PORT": str(self.dapr_http_port),
-               "DAPR_GRPC_PORT": str(dapr_grpc_port), "POD_NAME": self.pod_name}
+        env = {
+            **cfg.process_env(),
+            **self.env,
+            "THREADHOST_ROLE": self.role,
+            "THREADHOST_INSTANCE": self.name,
+            "DAPR_HTTP_PORT": str(self.dapr_http_port),
+            "DAPR_GRPC_PORT": str(dapr_grpc_port),
+            "POD_NAME": self.pod_name,
+        }
         # The sidecar first: the SDK's actor runtime waits for it while the app starts,
         # and daprd waits for the app's port before it reads /dapr/config.
-        self.sidecar = Process(f"{self.name}-daprd", [
-            str(cfg.bin_dir / "daprd"), "--app-id", self.app_id, "--mode", "standalone",
-            "--app-port", str(self.app_port), "--app-channel-address", LOOPBACK,
-            "--dapr-listen-addresses", LOOPBACK,
-            "--dapr-http-port", str(self.dapr_http_port), "--dapr-grpc-port", str(dapr_grpc_port),
-            "--dapr-internal-grpc-port", str(free_port()),
-            "--dapr-internal-grpc-listen-address", LOOPBACK,
-            "--metrics-port", str(self.metrics_port), "--metrics-listen-address", LOOPBACK,
-            "--placement-host-address", self.control_plane.placement_address,
-            "--scheduler-host-address", self.control_plane.scheduler_address,
-            "--resources-path", str(COMPONENTS / cfg.profile),
-            *(arg for path in cfg.extra_resources for arg in ("--resources-path", str(path))),
-            "--config", str(COMPONENTS / "configuration.yaml"),
-            *(f"--{flag}={value}" for flag, value in APP_HEALTH.items()),
-            "--log-level", cfg.log_level,
-        ], logs, env=env, cwd=cfg.data_dir)
+        self.sidecar = Process(
+            f"{self.name}-daprd",
+            self._daprd_arguments(dapr_grpc_port),
+            logs,
+            env=env,
+            cwd=cfg.data_dir,
+        )
 
-        self.app = Process(self.name, [
-            sys.executable, "-m", "uvicorn", "--factory", "threadhost.app:create_app",
-            "--host", LOOPBACK, "--port", str(self.app_port), "--workers", "1",
-            "--log-level", "warning",
-        ], logs, env=env)
+        self.app = Process(
+            self.name,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "threadhost.app:create_app",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.app_port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            logs,
+            env=env,
+        )
+
+    def _daprd_arguments(self, dapr_grpc_port: int) -> list[str]:
+        cfg = self.config
+        return [
+            str(cfg.bin_dir / "daprd"),
+            "--app-id",
+            self.app_id,
+            "--mode",
+            "standalone",
+            "--app-port",
+            str(self.app_port),
+            "--app-channel-address",
+            LOOPBACK,
+            "--dapr-listen-addresses",
+            LOOPBACK,
+            "--dapr-http-port",
+            str(self.dapr_http_port),
+            "--dapr-grpc-port",
+            str(dapr_grpc_port),
+            "--dapr-internal-grpc-port",
+            str(free_port()),
+            "--dapr-internal-grpc-listen-address",
+            LOOPBACK,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-listen-address",
+            LOOPBACK,
+            "--placement-host-address",
+            self.control_plane.placement_address,
+            "--scheduler-host-address",
+            self.control_plane.scheduler_address,
+            "--resources-path",
+            str(COMPONENTS / cfg.profile),
+            *(arg for path in cfg.extra_resources for arg in ("--resources-path", str(path))),
+            "--config",
+            str(COMPONENTS / "configuration.yaml"),
+            *(f"--{flag}={value}" for flag, value in APP_HEALTH.items()),
+            "--log-level",
+            cfg.log_level,
+        ]
 
     def wait_ready(self) -> None:
         timeout = self.config.startup_timeout
@@ -223,8 +336,9 @@ class App:
     def actor_stats(self) -> dict:
         """The actor host's counters (/internal/actors), asked as its sidecar would."""
         token = {**self.config.process_env(), **self.env}["APP_API_TOKEN"]
-        response = httpx.get(f"{self.url}/internal/actors", timeout=10,
-                             headers={"dapr-api-token": token})
+        response = httpx.get(
+            f"{self.url}/internal/actors", timeout=10, headers={"dapr-api-token": token}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -243,15 +357,24 @@ class App:
 class Stack:
     """The control plane plus either one embedded app or a gateway and an actor host."""
 
-    def __init__(self, config: StackConfig, split: bool = False,
-                 api_port: int | None = None, actor_hosts: int = 1) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        split: bool = False,
+        api_port: int | None = None,
+        actor_hosts: int = 1,
+    ) -> None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.control_plane = ControlPlane(config)
         if split:
             self.apps = [
-                *(App(config, self.control_plane, "actors" + (f"-{n}" if n else ""),
-                      role="actors") for n in range(actor_hosts)),
+                *(
+                    App(
+                        config, self.control_plane, "actors" + (f"-{n}" if n else ""), role="actors"
+                    )
+                    for n in range(actor_hosts)
+                ),
                 App(config, self.control_plane, "gateway", role="gateway", api_port=api_port),
             ]
         else:

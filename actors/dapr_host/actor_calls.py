@@ -29,8 +29,15 @@ def method_call(scope: dict[str, Any]) -> tuple[str, str, str] | None:
     if scope["type"] != "http" or scope["method"] != "PUT":
         return None
     parts = scope["path"].split("/")
-    if (len(parts) == 6 and parts[0] == "" and parts[1] == "actors" and parts[4] == "method"
-            and parts[2] and parts[3] and parts[5]):
+    if (
+        len(parts) == 6
+        and parts[0] == ""
+        and parts[1] == "actors"
+        and parts[4] == "method"
+        and parts[2]
+        and parts[3]
+        and parts[5]
+    ):
         return parts[2], parts[3], parts[5]
     return None
 
@@ -54,16 +61,24 @@ class ActorMethodCalls:
         reentrancy = dict(scope["headers"]).get(REENTRANCY_HEADER)
         try:
             answer = await ActorRuntime.dispatch(
-                *called, body, reentrancy.decode("latin-1") if reentrancy else None)
+                *called, body, reentrancy.decode("latin-1") if reentrancy else None
+            )
             status, kind = 200, ANSWER_TYPE
         except DaprInternalError as exc:
             status, kind, answer = 500, ERROR_TYPE, _json(exc.as_json_safe_dict())
         except Exception as exc:  # noqa: BLE001 - answered as the extension answers it
             status, kind = 500, ERROR_TYPE
             answer = _json({"message": repr(exc), "errorCode": ERROR_CODE_UNKNOWN})
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", kind),
-                                (b"content-length", str(len(answer)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", kind),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
 

@@ -28,8 +28,9 @@ def in_order(thread_id: str, work: Coroutine[Any, Any, Any]) -> None:
         try:
             await work
         except Exception:  # noqa: BLE001 - logged; see the module docstring
-            log.warning("thread %s: background call to the sidecar failed", thread_id,
-                        exc_info=True)
+            log.warning(
+                "thread %s: background call to the sidecar failed", thread_id, exc_info=True
+            )
         finally:
             if _last.get(thread_id) is task:
                 del _last[thread_id]

@@ -72,12 +72,14 @@ class UncheckedWrites:
 
 
 class ActorEffects:
-    def __init__(self, actor: Actor, settings: Settings,
-                 take_step: Callable[[Any], Any]) -> None:
+    def __init__(self, actor: Actor, settings: Settings, take_step: Callable[[Any], Any]) -> None:
         self._actor, self._settings, self._take_step = actor, settings, take_step
         self._thread_id = actor.id.id
-        self._outbox = EventOutbox(self._send, self._in_background,
-                                   min(settings.step_chain_budget_ms / 1000, PUBLISH_LINGER))
+        self._outbox = EventOutbox(
+            self._send,
+            self._in_background,
+            min(settings.step_chain_budget_ms / 1000, PUBLISH_LINGER),
+        )
 
     async def commit(self) -> None:
         await self._actor._state_manager.save_state()
@@ -88,7 +90,8 @@ class ActorEffects:
     async def read_committed(self, key: str) -> tuple[bool, Any]:
         context = self._actor._runtime_ctx
         return await context.state_provider.try_load_state(
-            context.actor_type_info.type_name, self._thread_id, key)
+            context.actor_type_info.type_name, self._thread_id, key
+        )
 
     def publish(self, message: RunMessage) -> None:
         self._outbox.add(message)
@@ -104,30 +107,44 @@ class ActorEffects:
 
         async def publish(event_id: str, topic: str, body: bytes, kind: str) -> None:
             try:
-                await _published(lambda: client.publish(settings.thread_events_pubsub, topic,
-                                                        body, kind))
+                await _published(
+                    lambda: client.publish(settings.thread_events_pubsub, topic, body, kind)
+                )
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 failed.add(event_id)
-                log.warning("%s of event %s not published (%s): sent again later", topic,
-                            event_id, type(exc).__name__)
+                log.warning(
+                    "%s of event %s not published (%s): sent again later",
+                    topic,
+                    event_id,
+                    type(exc).__name__,
+                )
 
         async def events() -> None:  # in order, each on its own
             for a in announcements if settings.thread_events_topic else []:
-                await publish(a.event.id, settings.thread_events_topic,
-                              a.event.model_dump_json().encode(), "application/cloudevents+json")
+                await publish(
+                    a.event.id,
+                    settings.thread_events_topic,
+                    a.event.model_dump_json().encode(),
+                    "application/cloudevents+json",
+                )
 
         async def webhooks() -> None:
             for a in announcements:
                 for delivery in a.deliveries:
-                    await publish(a.event.id, settings.webhooks_topic,
-                                  delivery.model_dump_json().encode(), "application/json")
+                    await publish(
+                        a.event.id,
+                        settings.webhooks_topic,
+                        delivery.model_dump_json().encode(),
+                        "application/json",
+                    )
 
         async def send() -> None:
             await asyncio.gather(events(), webhooks())
             sent = [a.event.id for a in announcements if a.event.id not in failed]
             try:
-                await client.delete_actor_state(THREAD_ACTOR, self._thread_id,
-                                                [announcement_key(i) for i in sent])
+                await client.delete_actor_state(
+                    THREAD_ACTOR, self._thread_id, [announcement_key(i) for i in sent]
+                )
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 # Listed and stored still: sent again at the next activation (same ids).
                 log.warning("sent announcements not removed (%s)", type(exc).__name__)
@@ -143,24 +160,31 @@ class ActorEffects:
         self._outbox.flush(text_of_ended_steps)
 
     async def _send(self, message: RunMessage) -> None:
-        await shared_actor_client().publish(self._settings.pubsub_name,
-                                            self._settings.events_topic,
-                                            message.model_dump_json().encode())
+        await shared_actor_client().publish(
+            self._settings.pubsub_name,
+            self._settings.events_topic,
+            message.model_dump_json().encode(),
+        )
 
     async def chain_step(self) -> None:
-        await self._actor.register_timer(STEP_TIMER, self._take_step, None, timedelta(0),
-                                         timedelta(0))
+        await self._actor.register_timer(
+            STEP_TIMER, self._take_step, None, timedelta(0), timedelta(0)
+        )
 
     def watch(self) -> None:
-        self._in_background(set_watchdog(shared_actor_client(), self._thread_id,
-                                         self._settings.run_watchdog_seconds))
+        self._in_background(
+            set_watchdog(
+                shared_actor_client(), self._thread_id, self._settings.run_watchdog_seconds
+            )
+        )
 
     def unwatch(self) -> None:
         self._in_background(clear_watchdog(shared_actor_client(), self._thread_id))
 
     async def remind(self, reminder: Reminder, due: timedelta) -> None:
-        work = self._actor.register_reminder(reminder.name, reminder.data.encode(), due,
-                                             reminder.every)
+        work = self._actor.register_reminder(
+            reminder.name, reminder.data.encode(), due, reminder.every
+        )
         if reminder.off_path:
             self._in_background(work)
         else:
@@ -175,8 +199,8 @@ class ActorEffects:
 
     async def ask_owner(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
         raw = await shared_actor_client().invoke_method(
-            OWNER_ACTOR, owner_actor_id(owner), request.method,
-            request.model_dump_json().encode())
+            OWNER_ACTOR, owner_actor_id(owner), request.method, request.model_dump_json().encode()
+        )
         return request.answer.model_validate_json(raw)  # type: ignore[return-value]
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
@@ -185,12 +209,19 @@ class ActorEffects:
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)
 
-    async def start_child(self, thread_id: str, request: StartChildRun,
-                          ) -> ChildRunAnswer | Invalid | NotFound:
+    async def start_child(
+        self,
+        thread_id: str,
+        request: StartChildRun,
+    ) -> ChildRunAnswer | Invalid | NotFound:
         try:
             raw = await shared_actor_client().invoke_method(
-                THREAD_ACTOR, thread_id, request.method, request.model_dump_json().encode(),
-                limit_seconds=CHILD_START_SECONDS)
+                THREAD_ACTOR,
+                thread_id,
+                request.method,
+                request.model_dump_json().encode(),
+                limit_seconds=CHILD_START_SECONDS,
+            )
         except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
             raise ChildUnreachable(type(exc).__name__) from exc
         return request.answers.validate_json(raw)
@@ -199,11 +230,16 @@ class ActorEffects:
         async def tell() -> None:
             try:
                 await shared_actor_client().invoke_method(
-                    THREAD_ACTOR, thread_id, request.method, request.model_dump_json().encode())
+                    THREAD_ACTOR, thread_id, request.method, request.model_dump_json().encode()
+                )
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
                 # The parent's own check asks this thread for the run at its next period.
-                log.warning("parent thread %s not told of run %s (%s)", thread_id,
-                            request.child.run_id, type(exc).__name__)
+                log.warning(
+                    "parent thread %s not told of run %s (%s)",
+                    thread_id,
+                    request.child.run_id,
+                    type(exc).__name__,
+                )
 
         self._in_background(tell())
 
@@ -220,4 +256,4 @@ async def _published(publish: Callable[[], Awaitable[None]], attempts: int = 4) 
         except (DaprInternalError, aiohttp.ClientError, TimeoutError):
             if attempt == attempts - 1:
                 raise
-            await asyncio.sleep(0.2 * 4 ** attempt)
+            await asyncio.sleep(0.2 * 4**attempt)

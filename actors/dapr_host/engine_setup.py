@@ -31,13 +31,17 @@ async def _keys_from_secret_store(settings: Settings) -> dict[str, str]:
     """Reads the vendor keys through the sidecar's secrets API (an actor is being
     activated, so the sidecar is up). A key set in the environment wins over the store's."""
     try:
-        raw = await shared_actor_client().secret(settings.secret_store or "",
-                                                 settings.api_keys_secret)
+        raw = await shared_actor_client().secret(
+            settings.secret_store or "", settings.api_keys_secret
+        )
         return json.loads(raw)
     except (DaprInternalError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         # The store's answer may quote the request, never the keys: name the error only.
-        log.error("secret store %s could not be read (%s); vendor keys not loaded",
-                  settings.secret_store, type(exc).__name__)
+        log.error(
+            "secret store %s could not be read (%s); vendor keys not loaded",
+            settings.secret_store,
+            type(exc).__name__,
+        )
         return {}
 
 
@@ -54,18 +58,28 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
         openai_base_url=settings.openai_base_url,
         anthropic_api_key=secret(settings.anthropic_api_key, "anthropic-api-key"),
         anthropic_base_url=settings.anthropic_base_url,
-        timeout_seconds=settings.provider_timeout_seconds)
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
     registry = build_registry(settings.tool_modules)
-    metrics.know_tools([*registry.names(), *FOLLOWUP_TOOLS, "ask_user",
-                        *(name for agent in catalog.names()
-                          for name in catalog.current(agent).tool_names())])
-    return Engine(catalog=catalog, tools=registry,
-                  providers=Providers(access),
-                  prices=settings.price_table(), retry=settings.retry,
-                  context_windows=settings.context_windows,
-                  default_model=settings.resolved_default_model(),
-                  max_followups=settings.max_followups,
-                  outside=OutsideTools(DaprMesh(settings.secret_store)))
+    metrics.know_tools(
+        [
+            *registry.names(),
+            *FOLLOWUP_TOOLS,
+            "ask_user",
+            *(name for agent in catalog.names() for name in catalog.current(agent).tool_names()),
+        ]
+    )
+    return Engine(
+        catalog=catalog,
+        tools=registry,
+        providers=Providers(access),
+        prices=settings.price_table(),
+        retry=settings.retry,
+        context_windows=settings.context_windows,
+        default_model=settings.resolved_default_model(),
+        max_followups=settings.max_followups,
+        outside=OutsideTools(DaprMesh(settings.secret_store)),
+    )
 
 
 async def load_engine() -> Engine:

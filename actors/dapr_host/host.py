@@ -37,9 +37,13 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
     async def actor_stats() -> dict[str, object]:
         return {"instance": settings.instance, **lifecycle.snapshot()}
 
-    app.state.subscriptions.append({"pubsubname": settings.pubsub_name,
-                                    "topic": settings.control_topic,
-                                    "route": "/internal/run-control"})
+    app.state.subscriptions.append(
+        {
+            "pubsubname": settings.pubsub_name,
+            "topic": settings.control_topic,
+            "route": "/internal/run-control",
+        }
+    )
 
     @stats.post("/internal/run-control", include_in_schema=False)
     async def run_control(envelope: PublishedControl) -> dict[str, str]:
@@ -50,8 +54,11 @@ def mount_actor_host(app: FastAPI, settings: Settings) -> DaprActor:
 
     app.include_router(stats)
     deliverer = mount_webhook_delivery(app, settings)
-    app.include_router(watchdog_routes(settings.run_watchdog_seconds, {
-        WEBHOOK_JOBS: partial(later_attempt, deliverer)}))
+    app.include_router(
+        watchdog_routes(
+            settings.run_watchdog_seconds, {WEBHOOK_JOBS: partial(later_attempt, deliverer)}
+        )
+    )
     return DaprActor(app)
 
 
@@ -65,11 +72,17 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             ),
             drain_rebalanced_actors=settings.drain_rebalanced_actors,
             # A reader holds nothing: it may go as soon as its reads stop.
-            actor_type_configs=[ActorTypeConfig(
-                READER_ACTOR, actor_idle_timeout=timedelta(seconds=READER_IDLE_SECONDS))],
+            actor_type_configs=[
+                ActorTypeConfig(
+                    READER_ACTOR, actor_idle_timeout=timedelta(seconds=READER_IDLE_SECONDS)
+                )
+            ],
         )
     )
     for actor in (Thread, Owner, ThreadReader):
         await dapr_actor.register_actor(
-            actor, actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
-            message_serializer=ActorMessageSerializer(), state_serializer=PlainJSONSerializer())
+            actor,
+            actor_client=shared_actor_client(settings.actor_call_timeout_seconds),
+            message_serializer=ActorMessageSerializer(),
+            state_serializer=PlainJSONSerializer(),
+        )

@@ -13,7 +13,6 @@ from dapr.actor import ActorInterface, actormethod
 Payload = dict[str, Any]
 
 
-
 class ThreadActorInterface(ActorInterface):
     @actormethod(name="Create")
     async def create(self, request: Payload) -> Payload: ...

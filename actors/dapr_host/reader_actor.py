@@ -56,8 +56,9 @@ class ThreadReader(Actor, ThreadReaderInterface):
         if isinstance(found, Refusal):
             return found
         run = found[1]
-        return EventsAnswer(run=RunView.of(run), events=await store.events(
-            run, request.after, request.limit))
+        return EventsAnswer(
+            run=RunView.of(run), events=await store.events(run, request.after, request.limit)
+        )
 
     def _store(self) -> ThreadStore:
         """What the store holds of the thread (read-only)."""

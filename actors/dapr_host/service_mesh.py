@@ -22,7 +22,6 @@ class DaprMesh:
 
     async def secret(self, name: str) -> dict[str, str]:
         if not self._secret_store:
-            raise LookupError(f"secret {name!r}: no secret store is set "
-                              "(THREADHOST_SECRET_STORE)")
+            raise LookupError(f"secret {name!r}: no secret store is set (THREADHOST_SECRET_STORE)")
         values = json.loads(await shared_actor_client().secret(self._secret_store, name))
         return {str(key): str(value) for key, value in values.items()}

@@ -62,8 +62,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
     async def _on_activate(self) -> None:
         settings = get_settings()
         self._effects = ActorEffects(self, settings, self.take_step)
-        self._service = ThreadService(self.id.id, self._store, await load_engine(),
-                                      self._effects, settings)
+        self._service = ThreadService(
+            self.id.id, self._store, await load_engine(), self._effects, settings
+        )
         lifecycle.activated(self.id.id)
         metrics.ACTIVE_ACTORS.inc()
         await self._service.activated()
@@ -128,8 +129,14 @@ class Thread(Actor, ThreadActorInterface, Remindable):
     async def watchdog_fired(self, request: Payload) -> Payload:
         return await serve(WatchdogFired, request, self._service.watchdog_fired)
 
-    async def receive_reminder(self, name: str, state: bytes, due_time: timedelta,
-                               period: timedelta, ttl: timedelta | None = None) -> None:
+    async def receive_reminder(
+        self,
+        name: str,
+        state: bytes,
+        due_time: timedelta,
+        period: timedelta,
+        ttl: timedelta | None = None,
+    ) -> None:
         if name == OLD_WATCHDOG_REMINDER:
             await self.unregister_reminder(name)
             self._effects.watch()  # the firing clears it again if no run is running
@@ -138,8 +145,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
         await self._service.reminder(name, state.decode())
 
 
-async def serve(kind: type[Asked], payload: Payload,
-                handler: Callable[[Asked], Awaitable[BaseModel]]) -> Payload:
+async def serve(
+    kind: type[Asked], payload: Payload, handler: Callable[[Asked], Awaitable[BaseModel]]
+) -> Payload:
     """The request as the contract reads it (callers other than the gateway reach these
     methods too: a request that does not match is Invalid), and the answer as JSON."""
     try:

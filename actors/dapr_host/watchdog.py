@@ -40,11 +40,17 @@ def job_name(thread_id: str) -> str:
 
 async def set_watchdog(client: PooledActorClient, thread_id: str, period_seconds: float) -> None:
     period = f"{period_seconds:g}s"
-    await client.schedule_job(job_name(thread_id), {
-        "schedule": f"@every {period}", "dueTime": period, "overwrite": True,
-        "data": {"thread_id": thread_id},  # daprd refuses to deliver a job without data
-        # A firing that failed is not repeated: the next one comes a period later.
-        "failure_policy": {"drop": {}}})
+    await client.schedule_job(
+        job_name(thread_id),
+        {
+            "schedule": f"@every {period}",
+            "dueTime": period,
+            "overwrite": True,
+            "data": {"thread_id": thread_id},  # daprd refuses to deliver a job without data
+            # A firing that failed is not repeated: the next one comes a period later.
+            "failure_policy": {"drop": {}},
+        },
+    )
 
 
 async def clear_watchdog(client: PooledActorClient, thread_id: str) -> None:
@@ -55,8 +61,10 @@ async def clear_watchdog(client: PooledActorClient, thread_id: str) -> None:
 JobHandler = Callable[[Request], Awaitable[None]]
 
 
-def watchdog_routes(period_seconds: float, others: dict[str, JobHandler] | None = None,
-                    ) -> APIRouter:
+def watchdog_routes(
+    period_seconds: float,
+    others: dict[str, JobHandler] | None = None,
+) -> APIRouter:
     """The route daprd calls when a job of this app fires (`/job/<name>`, daprd's own:
     threadhost/app.py lets only the app's daprd reach it): the watchdogs', and `others`
     (the webhook deliverer's later attempts)."""
@@ -75,11 +83,20 @@ def watchdog_routes(period_seconds: float, others: dict[str, JobHandler] | None 
         thread_id = name.removeprefix(JOB_PREFIX)
         try:
             await shared_actor_client().invoke_method(
-                THREAD_ACTOR, thread_id, WatchdogFired.method,
-                WatchdogFired().model_dump_json().encode(), limit_seconds=limit)
+                THREAD_ACTOR,
+                thread_id,
+                WatchdogFired.method,
+                WatchdogFired().model_dump_json().encode(),
+                limit_seconds=limit,
+            )
         except Exception as exc:  # noqa: BLE001 - the next firing tries again
-            log.info("thread %s: the watchdog's call did not answer within %.1f s (%s): "
-                     "its host is busy or gone", thread_id, limit, type(exc).__name__)
+            log.info(
+                "thread %s: the watchdog's call did not answer within %.1f s (%s): "
+                "its host is busy or gone",
+                thread_id,
+                limit,
+                type(exc).__name__,
+            )
         return {}
 
     return routes

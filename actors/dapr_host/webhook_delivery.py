@@ -112,8 +112,9 @@ class WebhookDeliverer:
         self._destinations = Destinations()
         self.dead_topic = f"{settings.webhooks_topic}-dead"
 
-    async def attempt(self, delivery: WebhookDelivery, attempt: int,
-                      body: str | None = None) -> None:
+    async def attempt(
+        self, delivery: WebhookDelivery, attempt: int, body: str | None = None
+    ) -> None:
         """One attempt; not taken, the next is scheduled (raises on a scheduler that
         cannot take it: the caller's daprd then tries this one again)."""
         body = body if body is not None else delivery.event.model_dump_json()
@@ -126,10 +127,16 @@ class WebhookDeliverer:
         if attempt >= MAX_ATTEMPTS:
             await self._dead(delivery, f"not taken in {MAX_ATTEMPTS} attempts")
             return
-        await shared_actor_client().schedule_job(_job_name(delivery), {
-            "dueTime": f"{backoff(attempt):g}s", "overwrite": True,
-            "data": LaterAttempt(delivery=delivery, attempt=attempt + 1,
-                                 body=body).model_dump(mode="json")})
+        await shared_actor_client().schedule_job(
+            _job_name(delivery),
+            {
+                "dueTime": f"{backoff(attempt):g}s",
+                "overwrite": True,
+                "data": LaterAttempt(delivery=delivery, attempt=attempt + 1, body=body).model_dump(
+                    mode="json"
+                ),
+            },
+        )
 
     async def _taken(self, delivery: WebhookDelivery, body: bytes) -> bool:
         try:
@@ -153,8 +160,12 @@ class WebhookDeliverer:
             self._destinations.done(target, answered)
         if answer is not None and answer.is_success:
             return True
-        log.warning("webhook %s: event %s not taken (%s): tried again later",
-                    _where(target), delivery.event.id, outcome)
+        log.warning(
+            "webhook %s: event %s not taken (%s): tried again later",
+            _where(target),
+            delivery.event.id,
+            outcome,
+        )
         return False
 
     async def _signed(self, delivery: WebhookDelivery, body: bytes) -> dict[str, str] | None:
@@ -162,24 +173,36 @@ class WebhookDeliverer:
         try:
             key = (await self._mesh.secret(delivery.secret))[delivery.key]
         except Exception as exc:  # noqa: BLE001 - no store, no secret, no key: later
-            log.warning("webhook of agent %s: no signing key (%s): tried again later",
-                        delivery.agent, type(exc).__name__)
+            log.warning(
+                "webhook of agent %s: no signing key (%s): tried again later",
+                delivery.agent,
+                type(exc).__name__,
+            )
             return None
         stamp = int(time.time())
         try:
             signed = signature(key, delivery.event.id, stamp, body)
         except ValueError as exc:
             raise Undeliverable(f"its signing secret: {exc}") from None
-        return {"content-type": "application/cloudevents+json",
-                "webhook-id": delivery.event.id, "webhook-timestamp": str(stamp),
-                "webhook-signature": signed}
+        return {
+            "content-type": "application/cloudevents+json",
+            "webhook-id": delivery.event.id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signed,
+        }
 
     async def _dead(self, delivery: WebhookDelivery, why: str) -> None:
-        log.error("webhook of agent %s: event %s dead-lettered: %s", delivery.agent,
-                  delivery.event.id, why)
-        await shared_actor_client().publish(self._settings.thread_events_pubsub,
-                                            self.dead_topic,
-                                            delivery.model_dump_json().encode())
+        log.error(
+            "webhook of agent %s: event %s dead-lettered: %s",
+            delivery.agent,
+            delivery.event.id,
+            why,
+        )
+        await shared_actor_client().publish(
+            self._settings.thread_events_pubsub,
+            self.dead_topic,
+            delivery.model_dump_json().encode(),
+        )
 
 
 def _job_name(delivery: WebhookDelivery) -> str:
@@ -190,12 +213,17 @@ def _job_name(delivery: WebhookDelivery) -> str:
 
 def mount_webhook_delivery(app: FastAPI, settings: Settings) -> WebhookDeliverer:
     # Made with the app, not on the event loop: a client builds its TLS context.
-    deliverer = WebhookDeliverer(settings,
-                                 httpx.AsyncClient(timeout=settings.webhook_timeout_seconds))
-    app.state.subscriptions.append({"pubsubname": settings.thread_events_pubsub,
-                                    "topic": settings.webhooks_topic,
-                                    "route": "/internal/webhooks",
-                                    "deadLetterTopic": deliverer.dead_topic})
+    deliverer = WebhookDeliverer(
+        settings, httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
+    )
+    app.state.subscriptions.append(
+        {
+            "pubsubname": settings.thread_events_pubsub,
+            "topic": settings.webhooks_topic,
+            "route": "/internal/webhooks",
+            "deadLetterTopic": deliverer.dead_topic,
+        }
+    )
     router = APIRouter()
 
     @router.post("/internal/webhooks", include_in_schema=False)
@@ -203,8 +231,11 @@ def mount_webhook_delivery(app: FastAPI, settings: Settings) -> WebhookDeliverer
         try:
             await deliverer.attempt(envelope.data, 1)
         except Exception as exc:  # noqa: BLE001 - the next attempt could not be scheduled
-            log.warning("webhook delivery %s: its next attempt could not be scheduled (%s)",
-                        envelope.data.event.id, type(exc).__name__)
+            log.warning(
+                "webhook delivery %s: its next attempt could not be scheduled (%s)",
+                envelope.data.event.id,
+                type(exc).__name__,
+            )
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}
 

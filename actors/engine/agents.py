@@ -82,9 +82,12 @@ class AgentDefinition(BaseModel):
     def tool_names(self) -> list[str]:
         """The tool names the file defines, as the model sees them (an MCP server's come
         from the server)."""
-        return [*self.tools, *(tool.name for tool in self.service_tools),
-                *(tool.tool_name for tool in self.agent_tools),
-                *(handoff_tool_name(agent) for agent in self.handoffs)]
+        return [
+            *self.tools,
+            *(tool.name for tool in self.service_tools),
+            *(tool.tool_name for tool in self.agent_tools),
+            *(handoff_tool_name(agent) for agent in self.handoffs),
+        ]
 
     @field_validator("script", mode="before")
     @classmethod

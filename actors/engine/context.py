@@ -28,10 +28,20 @@ from actors.engine.usage import Usage, estimated_tokens
 
 # Context windows (input and output) of known models, in tokens.
 CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576,
-    "gpt-4.1-mini": 1_047_576, "gpt-4.1-nano": 1_047_576, "o3": 200_000, "o4-mini": 200_000,
-    "gpt-5": 400_000, "gpt-5-mini": 400_000, "claude-sonnet-4-5": 200_000,
-    "claude-haiku-4-5": 200_000, "claude-opus-4-1": 200_000, "scripted": 32_000}
+    "gpt-4o": 128_000,
+    "gpt-4o-mini": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1-nano": 1_047_576,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "gpt-5": 400_000,
+    "gpt-5-mini": 400_000,
+    "claude-sonnet-4-5": 200_000,
+    "claude-haiku-4-5": 200_000,
+    "claude-opus-4-1": 200_000,
+    "scripted": 32_000,
+}
 # For a model not listed (and not set by the agent or THREADHOST_CONTEXT_WINDOWS).
 DEFAULT_CONTEXT_WINDOW = 32_000
 # Tokens kept free for the answer when the agent sets no max_output_tokens.
@@ -104,16 +114,27 @@ class Budget:
     keep: int
 
     @classmethod
-    def of(cls, policy: ContextPolicy, model: str, max_output_tokens: int | None,
-           windows: dict[str, int]) -> Budget:
-        window = policy.window_tokens or windows.get(model) or CONTEXT_WINDOWS.get(
-            model, DEFAULT_CONTEXT_WINDOW)
+    def of(
+        cls,
+        policy: ContextPolicy,
+        model: str,
+        max_output_tokens: int | None,
+        windows: dict[str, int],
+    ) -> Budget:
+        window = (
+            policy.window_tokens
+            or windows.get(model)
+            or CONTEXT_WINDOWS.get(model, DEFAULT_CONTEXT_WINDOW)
+        )
         reserve = min(max_output_tokens or DEFAULT_OUTPUT_RESERVE, window // 4)
         tokens = int((window - reserve) * policy.share)
         if policy.max_input_tokens is not None:
             tokens = min(tokens, policy.max_input_tokens)
-        return cls(tokens=tokens, message_cap=max(int(tokens * policy.message_share), 64),
-                   keep=int(tokens * policy.keep_share))
+        return cls(
+            tokens=tokens,
+            message_cap=max(int(tokens * policy.message_share), 64),
+            keep=int(tokens * policy.keep_share),
+        )
 
 
 def message_tokens(message: Message) -> int:
@@ -183,9 +204,15 @@ def half_cut(window: Window, run_first: int) -> int:
     return run_first
 
 
-def plan_window(tail: Sequence[Message], tail_start: int, run_first: int, fixed: int,
-                budget: Budget, count: ContextCount | None, summary: SummaryMark | None,
-                ) -> Window:
+def plan_window(
+    tail: Sequence[Message],
+    tail_start: int,
+    run_first: int,
+    fixed: int,
+    budget: Budget,
+    count: ContextCount | None,
+    summary: SummaryMark | None,
+) -> Window:
     """The messages a request sends, out of `tail`: the history's last messages from index
     `tail_start` on, which reach back to the summary's end (or to the run's first message
     and more than a budget before it). `fixed`: the estimated tokens of the system prompt
@@ -213,9 +240,13 @@ def plan_window(tail: Sequence[Message], tail_start: int, run_first: int, fixed:
         start = floor if tail_start <= floor else start
         overflow = start > floor
     cut = _cut(tail, tail_start, start, run_first, sized, ratio, budget.keep) if overflow else None
-    if (count is not None and count.start == start and tail_start <= count.end <= end
-            and count.summary == (summary.index if summary is not None else -1)):
-        exact = count.tokens + round(sum(sized[count.end - tail_start:]) * ratio)
+    if (
+        count is not None
+        and count.start == start
+        and tail_start <= count.end <= end
+        and count.summary == (summary.index if summary is not None else -1)
+    ):
+        exact = count.tokens + round(sum(sized[count.end - tail_start :]) * ratio)
         if exact <= budget.tokens or start >= run_first:
             return _window(tail, tail_start, start, fixed, sized, ratio, budget, cut, exact)
         # The vendor's own count says it no longer fits: send less, and compact.
@@ -223,18 +254,36 @@ def plan_window(tail: Sequence[Message], tail_start: int, run_first: int, fixed:
     return _window(tail, tail_start, start, fixed, sized, ratio, budget, cut, None)
 
 
-def _window(tail: Sequence[Message], tail_start: int, start: int, fixed: int,
-            sized: list[int], ratio: float, budget: Budget, cut: int | None,
-            exact: int | None) -> Window:
-    kept = sized[start - tail_start:]
-    return Window(start=start, messages=[fitted(m, budget.message_cap)
-                                         for m in tail[start - tail_start:]],
-                  tokens=exact if exact is not None else round(fixed + sum(kept) * ratio),
-                  estimate=fixed + sum(kept), compact_to=cut)
+def _window(
+    tail: Sequence[Message],
+    tail_start: int,
+    start: int,
+    fixed: int,
+    sized: list[int],
+    ratio: float,
+    budget: Budget,
+    cut: int | None,
+    exact: int | None,
+) -> Window:
+    kept = sized[start - tail_start :]
+    return Window(
+        start=start,
+        messages=[fitted(m, budget.message_cap) for m in tail[start - tail_start :]],
+        tokens=exact if exact is not None else round(fixed + sum(kept) * ratio),
+        estimate=fixed + sum(kept),
+        compact_to=cut,
+    )
 
 
-def _cut(tail: Sequence[Message], tail_start: int, start: int, run_first: int,
-         sized: list[int], ratio: float, keep: int) -> int:
+def _cut(
+    tail: Sequence[Message],
+    tail_start: int,
+    start: int,
+    run_first: int,
+    sized: list[int],
+    ratio: float,
+    keep: int,
+) -> int:
     """Where a compaction ends: the latest user's message that leaves at most `keep`
     tokens after it, but not past the run's first message (nor before `start`)."""
     used, cut = 0.0, max(run_first, start)
@@ -254,8 +303,10 @@ def with_summary(system: str, summary: SummaryRecord | None) -> str:
     """The system prompt a request carries: the agent's, then the summary."""
     if summary is None:
         return system
-    note = (f"Summary of the conversation's first {summary.end} messages, which are not "
-            f"repeated below:\n{summary.text}")
+    note = (
+        f"Summary of the conversation's first {summary.end} messages, which are not "
+        f"repeated below:\n{summary.text}"
+    )
     return f"{system}\n\n{note}" if system else note
 
 
@@ -264,7 +315,8 @@ SUMMARY_PROMPT = (
     "concise summary of the conversation below for the assistant to carry on with: facts "
     "about the user, decisions, promises made, open questions, tool results still needed "
     "later. Start from the earlier summary, if there is one, and fold the new messages in. "
-    "Write only the summary.")
+    "Write only the summary."
+)
 
 
 def transcript(previous: str | None, messages: Sequence[Message], omitted: int) -> str:
@@ -280,6 +332,8 @@ def transcript(previous: str | None, messages: Sequence[Message], omitted: int) 
         elif isinstance(message, ToolCall):
             lines.append(f"assistant called {message.name}({message.arguments})")
         else:
-            lines.append(f"{message.name} returned{' an error' if message.is_error else ''}: "
-                         f"{message.content}")
+            lines.append(
+                f"{message.name} returned{' an error' if message.is_error else ''}: "
+                f"{message.content}"
+            )
     return "\n".join(lines)

@@ -47,9 +47,11 @@ class Engine:
         if model is not None and model != "default":
             parse_recipe(model)  # a recipe at all, first
         if model is not None and model != agent.model and model not in agent.allowed_models:
-            raise ModelRefused(f"model: the agent {name!r} does not let a caller choose "
-                               f"{model!r} (its allowed_models: "
-                               f"{', '.join(agent.allowed_models) or 'none'})")
+            raise ModelRefused(
+                f"model: the agent {name!r} does not let a caller choose "
+                f"{model!r} (its allowed_models: "
+                f"{', '.join(agent.allowed_models) or 'none'})"
+            )
         model = model or agent.model
         if model == "default":
             model = self.default_model
@@ -60,11 +62,16 @@ class Engine:
                     raise ModelRefused(
                         f"model: {priced!r} has no known price, so the agent {name!r}'s cost "
                         f"budget (max_cost_usd) cannot be kept: give its price in "
-                        f"THREADHOST_PRICES")
+                        f"THREADHOST_PRICES"
+                    )
         return agent.model_copy(update={"model": model})
 
-    async def tool_set(self, agent: AgentDefinition, client_tools: Sequence[ClientTool] = (),
-                       disabled: Sequence[str] = ()) -> list[RunTool]:
+    async def tool_set(
+        self,
+        agent: AgentDefinition,
+        client_tools: Sequence[ClientTool] = (),
+        disabled: Sequence[str] = (),
+    ) -> list[RunTool]:
         """A new run's tools (raises ToolSetError). An MCP server's tool list is read
         at the agent version's first run on this host, then kept."""
         outside = await self.outside.tools_for(agent) if self.outside is not None else []

@@ -1,12 +1,12 @@
 """Errors the engine deals in; vendor SDK errors are mapped to these at each adapter's edge.
 
-    ProviderError
-    ├── RateLimited            429; carries the vendor's Retry-After   (retried)
-    ├── ProviderUnavailable    5xx, a refused connection, a cut stream (retried)
-    ├── ProviderTimeout        no answer within the configured timeout (retried)
-    ├── AuthenticationFailed   401/403: the key is missing or wrong
-    └── BadRequest             any other 4xx: the request itself is wrong
-        └── ContextOverflow    the request is longer than the model's context window
+ProviderError
+├── RateLimited            429; carries the vendor's Retry-After   (retried)
+├── ProviderUnavailable    5xx, a refused connection, a cut stream (retried)
+├── ProviderTimeout        no answer within the configured timeout (retried)
+├── AuthenticationFailed   401/403: the key is missing or wrong
+└── BadRequest             any other 4xx: the request itself is wrong
+    └── ContextOverflow    the request is longer than the model's context window
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ class ProviderError(Exception):
 class RateLimited(ProviderError):
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 status: int | None = 429) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = 429
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
 

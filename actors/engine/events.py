@@ -21,10 +21,15 @@ DATA_VERSION = 1
 DATA_SCHEMA = "urn:threadhost:thread-event:v1"
 # Run statuses other services hear of ("running" is not one: it says nothing new).
 ANNOUNCED = frozenset({"requires_action", "completed", "failed", "cancelled", "incomplete"})
-EventType = Literal["threadhost.run.created", "threadhost.run.requires_action",
-                    "threadhost.run.completed", "threadhost.run.failed",
-                    "threadhost.run.cancelled", "threadhost.run.incomplete",
-                    "threadhost.followup.fired"]
+EventType = Literal[
+    "threadhost.run.created",
+    "threadhost.run.requires_action",
+    "threadhost.run.completed",
+    "threadhost.run.failed",
+    "threadhost.run.cancelled",
+    "threadhost.run.incomplete",
+    "threadhost.followup.fired",
+]
 
 
 class ThreadEvent(BaseModel):
@@ -50,44 +55,84 @@ def run_announcements(owner: str, run: RunRecord, events: list[RunEvent]) -> lis
     """The events of a run's new log entries that other services hear of."""
     found = []
     for event in events:
-        status = ("created" if event.type == "run.created" else
-                  event.data.get("status") if event.type == "run.status" else None)
+        status = (
+            "created"
+            if event.type == "run.created"
+            else event.data.get("status")
+            if event.type == "run.status"
+            else None
+        )
         if status != "created" and status not in ANNOUNCED:
             continue
         data: dict[str, Any] = {
-            "version": DATA_VERSION, "thread_id": run.thread_id, "run_id": run.run_id,
-            "owner": owner, "agent": run.agent.name, "agent_version": run.agent.version,
-            "status": status, "seq": event.seq}
+            "version": DATA_VERSION,
+            "thread_id": run.thread_id,
+            "run_id": run.run_id,
+            "owner": owner,
+            "agent": run.agent.name,
+            "agent_version": run.agent.version,
+            "status": status,
+            "seq": event.seq,
+        }
         if status == "created":
             data["origin"] = run.input_origin
             if run.parent is not None:
                 data["parent"] = run.parent.model_dump()
         elif status == "requires_action":
-            data["required_action"] = [a.model_dump(include={"type", "call_id", "tool"})
-                                       for a in run.required_action]
+            data["required_action"] = [
+                a.model_dump(include={"type", "call_id", "tool"}) for a in run.required_action
+            ]
         else:
-            data.update(reason=event.data.get("reason"), usage=run.usage.model_dump(),
-                        cost_usd=run.cost_usd, steps=run.steps)
-        found.append(ThreadEvent(id=f"{run.run_id}.{event.seq}", source=_source(run.thread_id),
-                                 type=cast(EventType, f"threadhost.run.{status}"),
-                                 subject=f"{run.thread_id}/{run.run_id}", time=event.at,
-                                 data=data))
+            data.update(
+                reason=event.data.get("reason"),
+                usage=run.usage.model_dump(),
+                cost_usd=run.cost_usd,
+                steps=run.steps,
+            )
+        found.append(
+            ThreadEvent(
+                id=f"{run.run_id}.{event.seq}",
+                source=_source(run.thread_id),
+                type=cast(EventType, f"threadhost.run.{status}"),
+                subject=f"{run.thread_id}/{run.run_id}",
+                time=event.at,
+                data=data,
+            )
+        )
     return found
 
 
-def followup_fired(thread_id: str, owner: str, agent: str, followup: Followup,
-                   run_id: str | None, skipped: str | None = None) -> ThreadEvent:
+def followup_fired(
+    thread_id: str,
+    owner: str,
+    agent: str,
+    followup: Followup,
+    run_id: str | None,
+    skipped: str | None = None,
+) -> ThreadEvent:
     """A follow-up came due: the run it started, or (`run_id` None) why it started none
     (`skipped`: it is put off, or waits for its next time)."""
     deferred = f".{followup.deferred}" if followup.deferred else ""
     return ThreadEvent(
-        id=f"{followup.followup_id}.{followup.fired}{deferred}", source=_source(thread_id),
-        type="threadhost.followup.fired", subject=f"{thread_id}/{followup.followup_id}",
+        id=f"{followup.followup_id}.{followup.fired}{deferred}",
+        source=_source(thread_id),
+        type="threadhost.followup.fired",
+        subject=f"{thread_id}/{followup.followup_id}",
         time=datetime.now(UTC),
-        data={"version": DATA_VERSION, "thread_id": thread_id, "owner": owner, "agent": agent,
-              "followup_id": followup.followup_id, "note": followup.note,
-              "kind": followup.kind, "due_at": followup.due_at.isoformat(),
-              "fired": followup.fired + 1, "run_id": run_id, "skipped": skipped})
+        data={
+            "version": DATA_VERSION,
+            "thread_id": thread_id,
+            "owner": owner,
+            "agent": agent,
+            "followup_id": followup.followup_id,
+            "note": followup.note,
+            "kind": followup.kind,
+            "due_at": followup.due_at.isoformat(),
+            "fired": followup.fired + 1,
+            "run_id": run_id,
+            "skipped": skipped,
+        },
+    )
 
 
 class WebhookDelivery(BaseModel):

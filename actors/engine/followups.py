@@ -70,8 +70,9 @@ class Followup(BaseModel):
             return self.after_firing(now)
         if self.deferred >= MAX_DEFERRALS:
             return None
-        return self.model_copy(update={"due_at": now + SHORTEST_INTERVAL,
-                                       "deferred": self.deferred + 1})
+        return self.model_copy(
+            update={"due_at": now + SHORTEST_INTERVAL, "deferred": self.deferred + 1}
+        )
 
     def after_firing(self, now: datetime) -> Followup | None:
         """The follow-up once it has come due: its next time, or None if it was once."""
@@ -95,27 +96,35 @@ def duration(text: str) -> timedelta | None:
         raise FollowupError(f"when: at most {HORIZON.days} days ahead") from None
 
 
-def new_followup(when: str, note: str, created_by: Literal["agent", "api"],
-                 now: datetime) -> Followup:
+def new_followup(
+    when: str, note: str, created_by: Literal["agent", "api"], now: datetime
+) -> Followup:
     """A follow-up from what was asked (raises FollowupError, saying what is wrong)."""
     if not note.strip():
         raise FollowupError("note: give the follow-up a note (what to do then)")
     if len(note) > MAX_NOTE_CHARS:
         raise FollowupError(f"note: at most {MAX_NOTE_CHARS} characters")
-    fields: dict = {"followup_id": f"fu_{uuid.uuid4().hex[:16]}", "note": note, "when": when,
-                    "created_by": created_by, "created_at": now}
+    fields: dict = {
+        "followup_id": f"fu_{uuid.uuid4().hex[:16]}",
+        "note": note,
+        "when": when,
+        "created_by": created_by,
+        "created_at": now,
+    }
     text = when.strip()
     if text.startswith("every "):
         interval = duration(text.removeprefix("every ").strip())
         if interval is None or interval < SHORTEST_INTERVAL:
-            raise FollowupError("when: 'every' takes an ISO 8601 duration of at least a "
-                                "minute, such as 'every PT1H' or 'every P1D'")
-        fields.update(kind="every", every_seconds=int(interval.total_seconds()),
-                      due_at=now + interval)
+            raise FollowupError(
+                "when: 'every' takes an ISO 8601 duration of at least a "
+                "minute, such as 'every PT1H' or 'every P1D'"
+            )
+        fields.update(
+            kind="every", every_seconds=int(interval.total_seconds()), due_at=now + interval
+        )
     elif text.startswith("cron "):
         expression = " ".join(text.removeprefix("cron ").split())
-        fields.update(kind="cron", cron=expression,
-                      due_at=_checked_cron(expression, now))
+        fields.update(kind="cron", cron=expression, due_at=_checked_cron(expression, now))
     elif (delay := duration(text)) is not None:
         if delay < timedelta(seconds=1):
             raise FollowupError("when: a delay of at least a second")
@@ -126,7 +135,8 @@ def new_followup(when: str, note: str, created_by: Literal["agent", "api"],
         except ValueError:
             raise FollowupError(
                 "when: an instant with its offset (2026-12-01T09:00:00+01:00), a delay "
-                "(PT10M), 'every <duration>' or 'cron <five fields>'") from None
+                "(PT10M), 'every <duration>' or 'cron <five fields>'"
+            ) from None
         if at.tzinfo is None:
             raise FollowupError("when: give the instant's offset, such as Z or +01:00")
         if at <= now:
@@ -142,8 +152,10 @@ def _checked_cron(expression: str, now: datetime) -> datetime:
     """The schedule's first time, once it is known to be five fields whose times come
     at least SHORTEST_INTERVAL apart."""
     if len(expression.split()) != 5:
-        raise FollowupError("when: a cron expression has exactly five fields (minute hour "
-                            "day-of-month month day-of-week), such as 'cron 0 9 * * 1-5'")
+        raise FollowupError(
+            "when: a cron expression has exactly five fields (minute hour "
+            "day-of-month month day-of-week), such as 'cron 0 9 * * 1-5'"
+        )
     times = [_cron_after(expression, now)]
     for _ in range(CRON_TIMES_CHECKED - 1):
         times.append(_cron_after(expression, times[-1]))
@@ -156,8 +168,9 @@ def _cron_after(expression: str, after: datetime) -> datetime:
     from cronsim import CronSim, CronSimError
 
     try:
-        return next(CronSim(expression, after.astimezone(UTC).replace(tzinfo=None))
-                    ).replace(tzinfo=UTC)
+        return next(CronSim(expression, after.astimezone(UTC).replace(tzinfo=None))).replace(
+            tzinfo=UTC
+        )
     except (CronSimError, StopIteration, ValueError, OverflowError) as exc:
         raise FollowupError(f"when: not a cron expression of five fields: {exc}") from None
 
@@ -176,31 +189,45 @@ TOOL_SPECS = {
     SCHEDULE: ToolSpec(
         name=SCHEDULE,
         description="Schedules a follow-up on this conversation: at that time you get the "
-                    "note back as a message and can act on it (the user need not be here). "
-                    "`when`: an instant with its offset (2026-12-01T09:00:00+01:00), a "
-                    "delay as an ISO 8601 duration (PT2H, P1D), 'every <duration>' "
-                    "(every P1D) or 'cron <five fields, UTC>' (cron 0 9 * * 1-5).",
-        parameters={"type": "object", "required": ["when", "note"], "properties": {
-            "when": {"type": "string"},
-            "note": {"type": "string", "description": "What to do then, for yourself."}}}),
+        "note back as a message and can act on it (the user need not be here). "
+        "`when`: an instant with its offset (2026-12-01T09:00:00+01:00), a "
+        "delay as an ISO 8601 duration (PT2H, P1D), 'every <duration>' "
+        "(every P1D) or 'cron <five fields, UTC>' (cron 0 9 * * 1-5).",
+        parameters={
+            "type": "object",
+            "required": ["when", "note"],
+            "properties": {
+                "when": {"type": "string"},
+                "note": {"type": "string", "description": "What to do then, for yourself."},
+            },
+        },
+    ),
     LIST: ToolSpec(name=LIST, description="Lists this conversation's scheduled follow-ups."),
     CANCEL: ToolSpec(
-        name=CANCEL, description="Cancels a scheduled follow-up by its id.",
-        parameters={"type": "object", "required": ["followup_id"],
-                    "properties": {"followup_id": {"type": "string"}}}),
+        name=CANCEL,
+        description="Cancels a scheduled follow-up by its id.",
+        parameters={
+            "type": "object",
+            "required": ["followup_id"],
+            "properties": {"followup_id": {"type": "string"}},
+        },
+    ),
 }
 
 
 def view(followup: Followup) -> dict:
-    return followup.model_dump(mode="json", include={"followup_id", "note", "when", "kind",
-                                                     "due_at", "created_by"})
+    return followup.model_dump(
+        mode="json", include={"followup_id", "note", "when", "kind", "due_at", "created_by"}
+    )
 
 
-def answer_call(call: ToolCall, followups: list[Followup], limit: int,
-                now: datetime, full: str | None = None) -> tuple[list[Followup], ToolResult]:
+def answer_call(
+    call: ToolCall, followups: list[Followup], limit: int, now: datetime, full: str | None = None
+) -> tuple[list[Followup], ToolResult]:
     """Carries out a call of a follow-up tool on the thread's follow-ups; returns them as
     they are after it, and the call's result (`full`: why a schedule past `limit` is
     refused, when not the thread's own bound)."""
+
     def result(content: object, error: bool = False) -> ToolResult:
         text = content if isinstance(content, str) else json.dumps(content)
         return ToolResult(call_id=call.call_id, name=call.name, content=text, is_error=error)
@@ -223,9 +250,12 @@ def answer_call(call: ToolCall, followups: list[Followup], limit: int,
     if not isinstance(when, str) or not isinstance(note, str):
         return followups, result("give `when` and `note`, both strings", True)
     if len(followups) >= limit:
-        return followups, result(full or f"this conversation has {limit} follow-ups "
-                                         f"scheduled, the most it may have: cancel one first",
-                                 True)
+        return followups, result(
+            full
+            or f"this conversation has {limit} follow-ups "
+            f"scheduled, the most it may have: cancel one first",
+            True,
+        )
     try:
         followup = new_followup(when, note, "agent", now)
     except FollowupError as exc:

@@ -49,27 +49,46 @@ if TYPE_CHECKING:
     from actors.engine.outside_tools import OutsideTools
 
 
-def new_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
-            first_message: int = -1,
-            parent: ParentLink | None = None) -> tuple[RunRecord, list[RunEvent]]:
+def new_run(
+    run_id: str,
+    thread_id: str,
+    agent: AgentDefinition,
+    tools: list[RunTool],
+    first_message: int = -1,
+    parent: ParentLink | None = None,
+) -> tuple[RunRecord, list[RunEvent]]:
     """A queued run with its tool set; `first_message` is set when it starts. A child
     run's first event links to the run that asked for it."""
-    run = RunRecord(run_id=run_id, thread_id=thread_id, agent=agent, tools=tools,
-                    first_message=first_message, parent=parent)
+    run = RunRecord(
+        run_id=run_id,
+        thread_id=thread_id,
+        agent=agent,
+        tools=tools,
+        first_message=first_message,
+        parent=parent,
+    )
     linked = {"parent": parent.model_dump()} if parent is not None else {}
-    created = run.event("run.created", agent=agent.name, agent_version=agent.version,
-                        model=agent.model, tools=[t.name for t in tools], **linked)
+    created = run.event(
+        "run.created",
+        agent=agent.name,
+        agent_version=agent.version,
+        model=agent.model,
+        tools=[t.name for t in tools],
+        **linked,
+    )
     return run, [created]
 
 
-def start_run(run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool],
-              first_message: int) -> tuple[RunRecord, list[RunEvent]]:
+def start_run(
+    run_id: str, thread_id: str, agent: AgentDefinition, tools: list[RunTool], first_message: int
+) -> tuple[RunRecord, list[RunEvent]]:
     run, events = new_run(run_id, thread_id, agent, tools, first_message)
     return run, [*events, run.transition("running")]
 
 
-def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome,
-                first_index: int) -> list[RunEvent]:
+def record_step(
+    run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome, first_index: int
+) -> list[RunEvent]:
     """Folds a step's outcome into the run; `first_index` is where its messages land."""
     if outcome.compaction is not None:  # paid for even if the step's own call failed
         count_model_call(run, outcome.compaction)
@@ -78,17 +97,29 @@ def record_step(run: RunRecord, step: CallModel | RunTools, outcome: StepOutcome
     run.steps += 1
     if outcome.model_call is not None:
         count_model_call(run, outcome.model_call)
-    data = {"step": run.steps, "kind": step.kind, "first_index": first_index,
-            "messages": messages_adapter.dump_python(outcome.messages, mode="json")}
+    data = {
+        "step": run.steps,
+        "kind": step.kind,
+        "first_index": first_index,
+        "messages": messages_adapter.dump_python(outcome.messages, mode="json"),
+    }
     if outcome.model_call is not None:
         call = outcome.model_call
-        data.update(usage=call.usage.model_dump(), model=call.model, vendor=call.vendor,
-                    latency_ms=call.latency_ms)
+        data.update(
+            usage=call.usage.model_dump(),
+            model=call.model,
+            vendor=call.vendor,
+            latency_ms=call.latency_ms,
+        )
     if outcome.handed_to is not None:
         data.update(handoff=outcome.handed_to)
     if outcome.compaction is not None:
-        data.update(compaction={"usage": outcome.compaction.usage.model_dump(),
-                                "model": outcome.compaction.model})
+        data.update(
+            compaction={
+                "usage": outcome.compaction.usage.model_dump(),
+                "model": outcome.compaction.model,
+            }
+        )
     return [run.event("step.completed", **data)]
 
 
@@ -103,9 +134,14 @@ def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:
     return [run.transition(decision.status, decision.reason)]
 
 
-async def next_step(run: RunRecord, thread: RunThread, engine: Engine, first_index: int,
-                    on_delta: OnDelta | None = None, wrap: Wrap = unwrapped,
-                    ) -> tuple[list[RunEvent], list[Message]]:
+async def next_step(
+    run: RunRecord,
+    thread: RunThread,
+    engine: Engine,
+    first_index: int,
+    on_delta: OnDelta | None = None,
+    wrap: Wrap = unwrapped,
+) -> tuple[list[RunEvent], list[Message]]:
     """One turn of the run's loop, the only driver there is (the thread service takes one
     per checkpoint, `run_until_done` loops it in memory): plans from the run's messages,
     takes the step that comes next and records it, then ends or pauses the run if that is
@@ -152,8 +188,11 @@ class _InMemory:
 
     async def context(self) -> Context:
         window = Window(start=0, messages=self._history, tokens=0, estimate=0)
-        return Context(window=window, system=self._run.agent.system_prompt,
-                       run_messages=self._history[self._run.first_message:])
+        return Context(
+            window=window,
+            system=self._run.agent.system_prompt,
+            run_messages=self._history[self._run.first_message :],
+        )
 
     async def compact(self, to: int) -> ModelCallRecord | None:
         return None
@@ -173,16 +212,28 @@ class _OneProvider:
         return self._provider
 
 
-async def run_until_done(run: RunRecord, history: list[Message], provider: Provider,
-                         tools: ToolRegistry, prices: dict[str, Price],
-                         retry: RetryPolicy,
-                         outside: OutsideTools | None = None) -> list[RunEvent]:
+async def run_until_done(
+    run: RunRecord,
+    history: list[Message],
+    provider: Provider,
+    tools: ToolRegistry,
+    prices: dict[str, Price],
+    retry: RetryPolicy,
+    outside: OutsideTools | None = None,
+) -> list[RunEvent]:
     """Every step in memory, appending to `history`, until the run ends or pauses (the
     benchmark's baseline and the engine's tests): the production loop, step for step,
     with one provider and the whole history as the window. Returns the events."""
-    engine = Engine(catalog=AgentCatalog(), tools=tools, providers=_OneProvider(provider),
-                    prices=prices, retry=retry, context_windows={},
-                    default_model=run.agent.model, outside=outside)
+    engine = Engine(
+        catalog=AgentCatalog(),
+        tools=tools,
+        providers=_OneProvider(provider),
+        prices=prices,
+        retry=retry,
+        context_windows={},
+        default_model=run.agent.model,
+        outside=outside,
+    )
     thread = _InMemory(run, history)
     events: list[RunEvent] = []
     while run.status == "running":

@@ -80,8 +80,9 @@ class McpServers:
         self._opening = asyncio.Lock()
         self._listed: dict[tuple[str, int, str], list[RunTool]] = {}
 
-    async def tools(self, agent: str, version: int, server: McpServerDefinition,
-                    time_limit: float) -> list[RunTool]:
+    async def tools(
+        self, agent: str, version: int, server: McpServerDefinition, time_limit: float
+    ) -> list[RunTool]:
         """The server's tools for this version of the agent, as the model sees them
         (filtered, prefixed); raises McpUnavailable."""
         key = (agent, version, server.name)
@@ -95,25 +96,37 @@ class McpServers:
                 raise McpUnavailable(_describe(exc, time_limit)) from exc
             version_there = client.server_info.version if client.server_info else None
             self._listed[key] = [
-                RunTool(spec=ToolSpec(name=server.tool_name(tool.name),
-                                      description=tool.description or "",
-                                      parameters=tool.input_schema),
-                        kind="mcp",
-                        route=McpRoute(server=server.name, tool=tool.name,
-                                       server_version=version_there))
-                for tool in listed if server.tools is None or tool.name in server.tools]
+                RunTool(
+                    spec=ToolSpec(
+                        name=server.tool_name(tool.name),
+                        description=tool.description or "",
+                        parameters=tool.input_schema,
+                    ),
+                    kind="mcp",
+                    route=McpRoute(
+                        server=server.name, tool=tool.name, server_version=version_there
+                    ),
+                )
+                for tool in listed
+                if server.tools is None or tool.name in server.tools
+            ]
         return self._listed[key]
 
-    async def call(self, server: McpServerDefinition, route: McpRoute, call: ToolCall,
-                   time_limit: float, context: ToolCallContext) -> ToolResult:
+    async def call(
+        self,
+        server: McpServerDefinition,
+        route: McpRoute,
+        call: ToolCall,
+        time_limit: float,
+        context: ToolCallContext,
+    ) -> ToolResult:
         arguments = json_arguments(call)
         if isinstance(arguments, ToolResult):
             return arguments
         try:
             async with asyncio.timeout(time_limit):
                 client = await self._client(server)
-                result = await client.call_tool(route.tool, arguments,
-                                                meta=context.mcp_meta())  # type: ignore[arg-type]
+                result = await client.call_tool(route.tool, arguments, meta=context.mcp_meta())  # type: ignore[arg-type]
         except MCPError as exc:
             return tool_error(call, f"MCP server {server.name} refused the call: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broken session raises what it has
@@ -122,8 +135,9 @@ class McpServers:
         content = "\n".join(_text_of(block) for block in result.content)
         if not content and result.structured_content is not None:
             content = json.dumps(result.structured_content)
-        return ToolResult(call_id=call.call_id, name=call.name, content=content,
-                          is_error=bool(result.is_error))
+        return ToolResult(
+            call_id=call.call_id, name=call.name, content=content, is_error=bool(result.is_error)
+        )
 
     async def _client(self, server: McpServerDefinition) -> Client:
         key = server.model_dump_json()
@@ -139,8 +153,9 @@ class McpServers:
             return StdioServerParameters(command=command, args=args, env=server.env or None), None
         endpoint = await self._locate(server)
         # The SDK's own timeouts: a server may hold a response stream open for long.
-        http = httpx2.AsyncClient(headers=endpoint.headers,
-                                  timeout=httpx2.Timeout(30.0, read=300.0))
+        http = httpx2.AsyncClient(
+            headers=endpoint.headers, timeout=httpx2.Timeout(30.0, read=300.0)
+        )
         return streamable_http_client(endpoint.url, http_client=http), http
 
     async def _drop(self, server: McpServerDefinition) -> None:

@@ -27,8 +27,10 @@ class UserText(BaseModel):
     def model_text(self) -> str:
         """What the model reads: a follow-up's note says what it is."""
         if self.origin == "followup":
-            return f"[A follow-up you scheduled earlier is due; the user did not write this] " \
-                   f"{self.text}"
+            return (
+                f"[A follow-up you scheduled earlier is due; the user did not write this] "
+                f"{self.text}"
+            )
         return self.text
 
 

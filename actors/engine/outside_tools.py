@@ -54,8 +54,9 @@ class OutsideTools:
         if self._mcp is None:
             async with self._loading:
                 if self._mcp is None:
-                    module = await asyncio.to_thread(importlib.import_module,
-                                                     "actors.engine.mcp_tools")
+                    module = await asyncio.to_thread(
+                        importlib.import_module, "actors.engine.mcp_tools"
+                    )
                     self._mcp = module.McpServers(self._locate)
         return self._mcp
 
@@ -68,37 +69,58 @@ class OutsideTools:
     async def tools_for(self, agent: AgentDefinition) -> list[RunTool]:
         """The agent's service tools, and the tools its MCP servers list now (from what
         this host read before, for this version of the agent)."""
-        tools = [RunTool(spec=ToolSpec(name=t.name, description=t.description,
-                                       parameters=t.parameters),
-                         kind="service",
-                         route=ServiceRoute(app_id=t.app_id, method=t.method, verb=t.verb,
-                                            timeout_seconds=t.timeout_seconds))
-                 for t in agent.service_tools]
+        tools = [
+            RunTool(
+                spec=ToolSpec(name=t.name, description=t.description, parameters=t.parameters),
+                kind="service",
+                route=ServiceRoute(
+                    app_id=t.app_id, method=t.method, verb=t.verb, timeout_seconds=t.timeout_seconds
+                ),
+            )
+            for t in agent.service_tools
+        ]
         for server in agent.mcp_servers:
             limit = server.timeout_seconds or agent.limits.tool_timeout_seconds
             try:
                 tools += await (await self.mcp()).tools(agent.name, agent.version, server, limit)
             except McpUnavailable as exc:
-                log.warning("MCP server %s of agent %s: %s; its tools are left out of this "
-                            "run", server.name, agent.name, exc)
+                log.warning(
+                    "MCP server %s of agent %s: %s; its tools are left out of this run",
+                    server.name,
+                    agent.name,
+                    exc,
+                )
         return tools
 
-    async def invoke(self, tool: RunTool, call: ToolCall, context: ToolCallContext,
-                     agent: AgentDefinition) -> ToolResult:
+    async def invoke(
+        self, tool: RunTool, call: ToolCall, context: ToolCallContext, agent: AgentDefinition
+    ) -> ToolResult:
         limit = agent.limits.tool_timeout_seconds
         route = tool.route
         if isinstance(route, ServiceRoute):
             endpoint = self._mesh.endpoint(route.app_id, route.method)
-            return await call_service(self._client(), endpoint, route, tool.spec.parameters,
-                                      call, context, route.timeout_seconds or limit)
+            return await call_service(
+                self._client(),
+                endpoint,
+                route,
+                tool.spec.parameters,
+                call,
+                context,
+                route.timeout_seconds or limit,
+            )
         if isinstance(route, McpRoute):
             server = next((s for s in agent.mcp_servers if s.name == route.server), None)
             if server is not None:
                 servers = await self.mcp()
-                return await servers.call(server, route, call, server.timeout_seconds or limit,
-                                          context)
-        return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
-                          content=f"{call.name} has no route in this run")
+                return await servers.call(
+                    server, route, call, server.timeout_seconds or limit, context
+                )
+        return ToolResult(
+            call_id=call.call_id,
+            name=call.name,
+            is_error=True,
+            content=f"{call.name} has no route in this run",
+        )
 
     async def _locate(self, server: McpServerDefinition) -> Endpoint:
         headers = await self._mesh.secret(server.headers_secret) if server.headers_secret else {}

@@ -16,8 +16,7 @@ StopReason = Literal["end_turn", "tool_use", "max_tokens", "refusal", "other"]
 class ToolSpec(BaseModel):
     name: str
     description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
-                                                                "properties": {}})
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 class ModelSettings(BaseModel):

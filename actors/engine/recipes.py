@@ -68,7 +68,8 @@ class Providers:
             async with self._making:
                 if key not in self._made:
                     self._made[key] = await asyncio.to_thread(
-                        _vendor_provider, vendor, model, self._access)
+                        _vendor_provider, vendor, model, self._access
+                    )
                     while len(self._made) > self._kept:
                         # A step still using it keeps its own reference.
                         self._made.popitem(last=False)
@@ -80,12 +81,19 @@ def _vendor_provider(vendor: str, model: str, access: VendorAccess) -> Provider:
     if vendor == "anthropic":
         from actors.engine.providers.anthropic_messages import AnthropicMessages
 
-        return AnthropicMessages(model, api_key=access.anthropic_api_key,
-                                 base_url=access.anthropic_base_url,
-                                 timeout=access.timeout_seconds)
+        return AnthropicMessages(
+            model,
+            api_key=access.anthropic_api_key,
+            base_url=access.anthropic_base_url,
+            timeout=access.timeout_seconds,
+        )
     from actors.engine.providers.openai_chat import OpenAIChat
     from actors.engine.providers.openai_responses import OpenAIResponses
 
     kind = OpenAIResponses if vendor == "openai-responses" else OpenAIChat
-    return kind(model, api_key=access.openai_api_key, base_url=access.openai_base_url,
-                timeout=access.timeout_seconds)
+    return kind(
+        model,
+        api_key=access.openai_api_key,
+        base_url=access.openai_base_url,
+        timeout=access.timeout_seconds,
+    )

@@ -26,8 +26,11 @@ class RetryPolicy(BaseModel):
         return min(backoff * (0.5 + random.random() / 2), self.max_delay)
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
     for attempt in range(1, policy.attempts + 1):
         try:
             return await call()

@@ -22,8 +22,9 @@ from actors.engine.usage import Usage
 
 RUN_SCHEMA_VERSION = 1
 
-RunStatus = Literal["queued", "running", "requires_action", "completed", "failed", "cancelled",
-                    "incomplete"]
+RunStatus = Literal[
+    "queued", "running", "requires_action", "completed", "failed", "cancelled", "incomplete"
+]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
 
 
@@ -145,11 +146,11 @@ class RunRecord(BaseModel):
         self.next_seq += 1
         return event
 
-    def transition(self, status: RunStatus, reason: str | None = None,
-                   **data: Any) -> RunEvent:
+    def transition(self, status: RunStatus, reason: str | None = None, **data: Any) -> RunEvent:
         self.status, self.reason = status, reason
-        return self.event("run.status", status=status, **({"reason": reason} if reason else {}),
-                          **data)
+        return self.event(
+            "run.status", status=status, **({"reason": reason} if reason else {}), **data
+        )
 
 
 class CallModel(BaseModel):
@@ -198,11 +199,15 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
     if run.steps >= limits.max_steps:
         return Finish(status="incomplete", reason=f"max_steps: the run took {run.steps} steps")
     if limits.max_tokens is not None and run.usage.total_tokens >= limits.max_tokens:
-        return Finish(status="incomplete",
-                      reason=f"token budget: {run.usage.total_tokens} of {limits.max_tokens} used")
+        return Finish(
+            status="incomplete",
+            reason=f"token budget: {run.usage.total_tokens} of {limits.max_tokens} used",
+        )
     if limits.max_cost_usd is not None and run.cost_usd >= limits.max_cost_usd:
-        return Finish(status="incomplete",
-                      reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used")
+        return Finish(
+            status="incomplete",
+            reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used",
+        )
     return CallModel()
 
 
@@ -223,21 +228,34 @@ def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:
     """What the call waits for, or None if the host runs it now (a tool of the host's
     kinds, or a name the run has no tool for, which gets an error result)."""
     tool = next((t for t in run.tools or [] if t.name == call.name), None)
-    if tool is None or (tool.kind in HOST_KINDS
-                        and (not tool.needs_approval or call.call_id in run.approved)):
+    if tool is None or (
+        tool.kind in HOST_KINDS and (not tool.needs_approval or call.call_id in run.approved)
+    ):
         return None
     if tool.kind == "client":
-        return PendingAction(type="tool_result", call_id=call.call_id, tool=call.name,
-                             arguments=call.arguments)
+        return PendingAction(
+            type="tool_result", call_id=call.call_id, tool=call.name, arguments=call.arguments
+        )
     if tool.kind == "input":
-        return PendingAction(type="input", call_id=call.call_id, tool=call.name,
-                             arguments=call.arguments, question=_question(call.arguments))
+        return PendingAction(
+            type="input",
+            call_id=call.call_id,
+            tool=call.name,
+            arguments=call.arguments,
+            question=_question(call.arguments),
+        )
     if tool.kind == "agent" and isinstance(tool.route, AgentRoute):
-        return PendingAction(type="agent_run", call_id=call.call_id, tool=call.name,
-                             arguments=call.arguments, agent=tool.route.agent,
-                             thread_id=child_thread_id(run.run_id, call.call_id))
-    return PendingAction(type="approval", call_id=call.call_id, tool=call.name,
-                         arguments=call.arguments)
+        return PendingAction(
+            type="agent_run",
+            call_id=call.call_id,
+            tool=call.name,
+            arguments=call.arguments,
+            agent=tool.route.agent,
+            thread_id=child_thread_id(run.run_id, call.call_id),
+        )
+    return PendingAction(
+        type="approval", call_id=call.call_id, tool=call.name, arguments=call.arguments
+    )
 
 
 def child_thread_id(run_id: str, call_id: str) -> str:

@@ -36,8 +36,9 @@ class ScriptedReply(BaseModel):
 class ScriptedProvider(Provider):
     vendor = "scripted"
 
-    def __init__(self, script: Sequence[str | ScriptedReply | dict[str, Any]] = (),
-                 model: str = "scripted") -> None:
+    def __init__(
+        self, script: Sequence[str | ScriptedReply | dict[str, Any]] = (), model: str = "scripted"
+    ) -> None:
         self.model = model
         self._script = [self._reply(item) for item in script]
 
@@ -48,8 +49,7 @@ class ScriptedProvider(Provider):
         return item if isinstance(item, ScriptedReply) else ScriptedReply.model_validate(item)
 
     def _next_reply(self, request: ModelRequest) -> ScriptedReply:
-        last_user = next((m for m in reversed(request.messages) if isinstance(m, UserText)),
-                         None)
+        last_user = next((m for m in reversed(request.messages) if isinstance(m, UserText)), None)
         if last_user is not None and last_user.origin == "followup":
             # A follow-up's run: the script is for the user's turns.
             return ScriptedReply(text=f"Following up: {last_user.text}")
@@ -67,13 +67,21 @@ class ScriptedProvider(Provider):
             parts.append(AssistantText(text=reply.text, model=self.model))
         base = len(request.messages)
         for n, call in enumerate(reply.tool_calls):
-            parts.append(ToolCall(call_id=f"call_{base}_{n}", name=call.name,
-                                  arguments=json.dumps(call.arguments), model=self.model))
+            parts.append(
+                ToolCall(
+                    call_id=f"call_{base}_{n}",
+                    name=call.name,
+                    arguments=json.dumps(call.arguments),
+                    model=self.model,
+                )
+            )
         words = sum(len(getattr(m, "text", "").split()) for m in request.messages)
         return ModelResponse(
-            parts=parts, model=self.model,
+            parts=parts,
+            model=self.model,
             usage=Usage(input_tokens=words, output_tokens=len(reply.text.split())),
-            stop_reason="tool_use" if reply.tool_calls else "end_turn")
+            stop_reason="tool_use" if reply.tool_calls else "end_turn",
+        )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         response = await self.complete(request)
@@ -88,8 +96,7 @@ def _summary(request: ModelRequest) -> ScriptedReply:
     """A summary request's answer: short, and saying what it was given."""
     given = "".join(getattr(m, "text", "") for m in request.messages)
     lines = given.count("\n") + 1
-    return ScriptedReply(text=f"Summary of {lines} lines ({len(given)} characters): "
-                              f"{given[:160]}")
+    return ScriptedReply(text=f"Summary of {lines} lines ({len(given)} characters): {given[:160]}")
 
 
 def _model_calls_since_last_user(request: ModelRequest) -> int:

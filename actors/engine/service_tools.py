@@ -39,15 +39,21 @@ class ToolCallContext:
         return f"{self.run_id}.{self.call_id}"
 
     def headers(self) -> dict[str, str]:
-        return {"threadhost-thread-id": self.thread_id, "threadhost-run-id": self.run_id,
-                "threadhost-tool-call-id": self.call_id,
-                "idempotency-key": self.idempotency_key}
+        return {
+            "threadhost-thread-id": self.thread_id,
+            "threadhost-run-id": self.run_id,
+            "threadhost-tool-call-id": self.call_id,
+            "idempotency-key": self.idempotency_key,
+        }
 
     def mcp_meta(self) -> dict[str, str]:
         """The same, as an MCP request's `_meta` (headers belong to a connection)."""
-        return {"threadhost/thread-id": self.thread_id, "threadhost/run-id": self.run_id,
-                "threadhost/tool-call-id": self.call_id,
-                "threadhost/idempotency-key": self.idempotency_key}
+        return {
+            "threadhost/thread-id": self.thread_id,
+            "threadhost/run-id": self.run_id,
+            "threadhost/tool-call-id": self.call_id,
+            "threadhost/idempotency-key": self.idempotency_key,
+        }
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,15 @@ def json_arguments(call: ToolCall) -> dict[str, Any] | ToolResult:
     return arguments
 
 
-async def call_service(http: httpx.AsyncClient, endpoint: Endpoint, route: ServiceRoute,
-                       schema: dict[str, Any], call: ToolCall, context: ToolCallContext,
-                       time_limit: float) -> ToolResult:
+async def call_service(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    route: ServiceRoute,
+    schema: dict[str, Any],
+    call: ToolCall,
+    context: ToolCallContext,
+    time_limit: float,
+) -> ToolResult:
     def error(text: str) -> ToolResult:
         return tool_error(call, text)
 
@@ -83,8 +95,10 @@ async def call_service(http: httpx.AsyncClient, endpoint: Endpoint, route: Servi
     if isinstance(arguments, ToolResult):
         return arguments
     # As for a function tool, arguments that do not fit the schema never reach the service.
-    problems = [f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-                for e in Draft202012Validator(schema).iter_errors(arguments)]
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+        for e in Draft202012Validator(schema).iter_errors(arguments)
+    ]
     if problems:
         return error(f"invalid arguments for {call.name}: {'; '.join(problems)}")
     where = f"{route.verb} {route.method} on {route.app_id}"
@@ -96,16 +110,23 @@ async def call_service(http: httpx.AsyncClient, endpoint: Endpoint, route: Servi
     else:
         content, headers["content-type"] = json.dumps(arguments).encode(), "application/json"
     try:
-        response = await http.request(route.verb, endpoint.url, params=params, content=content,
-                                      headers=headers, timeout=time_limit)
+        response = await http.request(
+            route.verb,
+            endpoint.url,
+            params=params,
+            content=content,
+            headers=headers,
+            timeout=time_limit,
+        )
     except httpx.TimeoutException:
         return error(f"{where} did not answer within {time_limit:g} s")
     except httpx.HTTPError as exc:
         return error(f"{where} could not be reached: {type(exc).__name__}: {exc}")
     if response.is_success:
         return ToolResult(call_id=call.call_id, name=call.name, content=response.text)
-    return error(f"{where} answered {response.status_code} {response.reason_phrase}: "
-                 f"{_reason(response)}")
+    return error(
+        f"{where} answered {response.status_code} {response.reason_phrase}: {_reason(response)}"
+    )
 
 
 def _reason(response: httpx.Response) -> str:

@@ -65,15 +65,25 @@ def run_tool_set(run: RunRecord, tools: ToolRegistry) -> list[RunTool]:
     return run.tools if run.tools is not None else build_tool_set(run.agent, tools)
 
 
-async def call_model(run: RunRecord, context: list[Message], provider: Provider,
-                     tools: ToolRegistry, prices: dict[str, Price], retry: RetryPolicy,
-                     on_delta: OnDelta | None = None, system: str | None = None,
-                     ) -> StepOutcome:
+async def call_model(
+    run: RunRecord,
+    context: list[Message],
+    provider: Provider,
+    tools: ToolRegistry,
+    prices: dict[str, Price],
+    retry: RetryPolicy,
+    on_delta: OnDelta | None = None,
+    system: str | None = None,
+) -> StepOutcome:
     """One model call; `system` is the agent's prompt unless given (with a summary)."""
     agent = run.agent
     specs = [tool.spec for tool in run_tool_set(run, tools)]
-    request = ModelRequest(system=agent.system_prompt if system is None else system,
-                           messages=context, tools=specs, settings=agent.settings)
+    request = ModelRequest(
+        system=agent.system_prompt if system is None else system,
+        messages=context,
+        tools=specs,
+        settings=agent.settings,
+    )
 
     attempts = 0
 
@@ -96,20 +106,26 @@ async def call_model(run: RunRecord, context: list[Message], provider: Provider,
     try:
         response = await with_retries(once, retry)
     except ProviderError as exc:
-        return StepOutcome(error=f"{type(exc).__name__}: {exc}",
-                           overflow=isinstance(exc, ContextOverflow))
+        return StepOutcome(
+            error=f"{type(exc).__name__}: {exc}", overflow=isinstance(exc, ContextOverflow)
+        )
     record = ModelCallRecord(
-        step=run.steps, vendor=provider.vendor, model=response.model, usage=response.usage,
+        step=run.steps,
+        vendor=provider.vendor,
+        model=response.model,
+        usage=response.usage,
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
-        cost_usd=cost_of(response.model, response.usage, prices))
+        cost_usd=cost_of(response.model, response.usage, prices),
+    )
     # Each part says which agent answered: a handoff changes it within a run.
     for part in response.parts:
         part.agent = agent.name
     return StepOutcome(messages=list(response.parts), model_call=record)
 
 
-async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry,
-                    outside: OutsideTools | None = None) -> StepOutcome:
+async def run_tools(
+    run: RunRecord, calls: list[ToolCall], tools: ToolRegistry, outside: OutsideTools | None = None
+) -> StepOutcome:
     mine = {tool.name: tool for tool in run_tool_set(run, tools) if tool.kind in HOST_KINDS}
     limit = run.agent.limits.tool_timeout_seconds
 
@@ -117,13 +133,16 @@ async def run_tools(run: RunRecord, calls: list[ToolCall], tools: ToolRegistry,
         tool = mine.get(call.name)
         if tool is not None and tool.kind != "function":
             if outside is None:
-                return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
-                                  content=f"{call.name} cannot be reached from this host")
+                return ToolResult(
+                    call_id=call.call_id,
+                    name=call.name,
+                    is_error=True,
+                    content=f"{call.name} cannot be reached from this host",
+                )
             context = ToolCallContext(run.thread_id, run.run_id, call.call_id)
             return await outside.invoke(tool, call, context, run.agent)
         function = tools.get(call.name) if tool is not None else None
-        return unknown_tool_result(call) if function is None else await function.invoke(call,
-                                                                                          limit)
+        return unknown_tool_result(call) if function is None else await function.invoke(call, limit)
 
     results = await asyncio.gather(*(one(call) for call in calls))
     return StepOutcome(messages=list(results))
@@ -154,8 +173,10 @@ class RunThread(Protocol):
 
 # How the runtime wraps the work of a step (a trace span, the cancellation that aborts it).
 Wrap = Callable[[CallModel | RunTools, Awaitable[StepOutcome]], Awaitable[StepOutcome]]
-OWNER_FULL = ("the user has as many follow-ups scheduled across their conversations as "
-              "they may have: cancel one first")
+OWNER_FULL = (
+    "the user has as many follow-ups scheduled across their conversations as "
+    "they may have: cancel one first"
+)
 
 
 async def unwrapped(step: CallModel | RunTools, work: Awaitable[StepOutcome]) -> StepOutcome:
@@ -167,8 +188,15 @@ def compacted(run: RunRecord) -> bool:
     return any(call.purpose == "summary" for call in run.model_calls)
 
 
-async def model_step(step: CallModel, run: RunRecord, thread: RunThread, engine: Engine,
-                     context: Context, on_delta: OnDelta | None, wrap: Wrap) -> StepOutcome:
+async def model_step(
+    step: CallModel,
+    run: RunRecord,
+    thread: RunThread,
+    engine: Engine,
+    context: Context,
+    on_delta: OnDelta | None,
+    wrap: Wrap,
+) -> StepOutcome:
     """One model call, on a window compacted first if it must be; a request the vendor
     finds too long is compacted down to half and sent once more."""
     compaction = None
@@ -178,9 +206,19 @@ async def model_step(step: CallModel, run: RunRecord, thread: RunThread, engine:
 
     async def call(context: Context) -> StepOutcome:
         provider = await engine.providers.for_agent(run.agent)
-        return await wrap(step, call_model(run, context.window.messages, provider, engine.tools,
-                                           engine.prices, engine.retry, on_delta,
-                                           context.system))
+        return await wrap(
+            step,
+            call_model(
+                run,
+                context.window.messages,
+                provider,
+                engine.tools,
+                engine.prices,
+                engine.retry,
+                on_delta,
+                context.system,
+            ),
+        )
 
     outcome = await call(context)
     if outcome.overflow and compaction is None and not compacted(run):
@@ -189,8 +227,10 @@ async def model_step(step: CallModel, run: RunRecord, thread: RunThread, engine:
             context = await thread.context()
             outcome = await call(context)
     if outcome.overflow:
-        outcome.error = (f"the request does not fit {run.agent.model}'s context window "
-                         f"even after compaction: {outcome.error}")
+        outcome.error = (
+            f"the request does not fit {run.agent.model}'s context window "
+            f"even after compaction: {outcome.error}"
+        )
     outcome.compaction = compaction
     if outcome.model_call is not None:
         thread.sent(context, outcome.model_call.usage, len(outcome.messages))
@@ -201,8 +241,9 @@ async def tool_step(step: RunTools, run: RunRecord, engine: Engine, wrap: Wrap) 
     return await wrap(step, run_tools(run, step.calls, engine.tools, engine.outside))
 
 
-async def followup_step(step: UseFollowups, run: RunRecord, thread: RunThread,
-                        engine: Engine, wrap: Wrap) -> StepOutcome:
+async def followup_step(
+    step: UseFollowups, run: RunRecord, thread: RunThread, engine: Engine, wrap: Wrap
+) -> StepOutcome:
     """Follow-up tools act on the thread's follow-ups (the thread service registers their
     reminders before the step's commit); the batch's other calls run as usual."""
     asked = calls_of_kind(run, step.calls, "followup")
@@ -210,8 +251,9 @@ async def followup_step(step: UseFollowups, run: RunRecord, thread: RunThread,
     after, answered = _followups(thread.followups, asked, engine.max_followups, now)
     if len(after) > len(thread.followups) and not await thread.followups_allowed(len(after)):
         # Over the owner's bound: no new one (cancels and lists still go through).
-        after, answered = _followups(thread.followups, asked, len(thread.followups), now,
-                                     OWNER_FULL)
+        after, answered = _followups(
+            thread.followups, asked, len(thread.followups), now, OWNER_FULL
+        )
     thread.followups = after
     rest = [call for call in step.calls if call.call_id not in answered]
     if rest:
@@ -221,8 +263,13 @@ async def followup_step(step: UseFollowups, run: RunRecord, thread: RunThread,
     return StepOutcome(messages=[answered[call.call_id] for call in step.calls])
 
 
-def _followups(followups: list[Followup], calls: list[ToolCall], limit: int, now: datetime,
-               full: str | None = None) -> tuple[list[Followup], dict[str, Message]]:
+def _followups(
+    followups: list[Followup],
+    calls: list[ToolCall],
+    limit: int,
+    now: datetime,
+    full: str | None = None,
+) -> tuple[list[Followup], dict[str, Message]]:
     answered: dict[str, Message] = {}
     for call in calls:
         followups, answered[call.call_id] = answer_call(call, followups, limit, now, full)
@@ -243,20 +290,40 @@ async def handoff_step(step: HandOff, run: RunRecord, engine: Engine) -> StepOut
 
     try:
         agent = engine.agent(target)
-        tools = await engine.tool_set(agent, [
-            ClientTool(name=t.name, description=t.spec.description,
-                       parameters=t.spec.parameters)
-            for t in run.tools or [] if t.kind == "client"])
+        tools = await engine.tool_set(
+            agent,
+            [
+                ClientTool(
+                    name=t.name, description=t.spec.description, parameters=t.spec.parameters
+                )
+                for t in run.tools or []
+                if t.kind == "client"
+            ],
+        )
     except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
-        return StepOutcome(messages=[
-            result(call, f"cannot hand off to {target}: {exc}" if call is first
-                   else "not run: the handoff failed", error=True) for call in step.calls])
+        return StepOutcome(
+            messages=[
+                result(
+                    call,
+                    f"cannot hand off to {target}: {exc}"
+                    if call is first
+                    else "not run: the handoff failed",
+                    error=True,
+                )
+                for call in step.calls
+            ]
+        )
     previous = run.agent.name
     run.agent, run.tools = agent, tools
-    return StepOutcome(handed_to=target, messages=[
-        result(call, f"Handed off from {previous} to {target}, which answers from here on.")
-        if call is first else result(call, f"not run: handed off to {target}", True)
-        for call in step.calls])
+    return StepOutcome(
+        handed_to=target,
+        messages=[
+            result(call, f"Handed off from {previous} to {target}, which answers from here on.")
+            if call is first
+            else result(call, f"not run: handed off to {target}", True)
+            for call in step.calls
+        ],
+    )
 
 
 async def lost_call(run: RunRecord, context: Context, engine: Engine) -> ModelCallRecord | None:
@@ -268,10 +335,18 @@ async def lost_call(run: RunRecord, context: Context, engine: Engine) -> ModelCa
     if not isinstance(plan_next_step(run, context.run_messages), CallModel):
         return None
     provider = await engine.providers.for_agent(run.agent)
-    request = ModelRequest(system=context.system, messages=context.window.messages,
-                           tools=[tool.spec for tool in run_tool_set(run, engine.tools)])
+    request = ModelRequest(
+        system=context.system,
+        messages=context.window.messages,
+        tools=[tool.spec for tool in run_tool_set(run, engine.tools)],
+    )
     usage = Usage(input_tokens=estimated_tokens(request.model_dump_json()))
-    return ModelCallRecord(step=run.steps, vendor=provider.vendor, model=run.agent.model,
-                           usage=usage, latency_ms=0.0,
-                           cost_usd=cost_of(run.agent.model, usage, engine.prices),
-                           estimated=True)
+    return ModelCallRecord(
+        step=run.steps,
+        vendor=provider.vendor,
+        model=run.agent.model,
+        usage=usage,
+        latency_ms=0.0,
+        cost_usd=cost_of(run.agent.model, usage, engine.prices),
+        estimated=True,
+    )

@@ -56,12 +56,16 @@ def summary_recipe(run: RunRecord) -> str:
 def room_for_messages(budget: Budget, previous: str | None) -> int:
     """The summarizer's tokens left for the messages, besides its prompt and the summary
     before them."""
-    return budget.tokens - estimated_tokens(SUMMARY_PROMPT) - (
-        estimated_tokens(previous) if previous is not None else 0)
+    return (
+        budget.tokens
+        - estimated_tokens(SUMMARY_PROMPT)
+        - (estimated_tokens(previous) if previous is not None else 0)
+    )
 
 
-async def summarize(run: RunRecord, engine: Engine, previous: str | None,
-                    older: list[Message], omitted: int) -> Summary | None:
+async def summarize(
+    run: RunRecord, engine: Engine, previous: str | None, older: list[Message], omitted: int
+) -> Summary | None:
     """The new summary of `previous` and `older` (after `omitted` messages not read); of
     the older messages, what fits the summarizer's request, newest first. None if the
     summarizer failed (the window fits without it: the next turn tries again)."""
@@ -72,23 +76,38 @@ async def summarize(run: RunRecord, engine: Engine, previous: str | None,
     skip = 0
     while skip < len(older) and sum(sized[skip:]) > room:
         skip += 1
-    text = transcript(previous, [fitted(m, budget.message_cap) for m in older[skip:]],
-                      omitted + skip)
+    text = transcript(
+        previous, [fitted(m, budget.message_cap) for m in older[skip:]], omitted + skip
+    )
     limit = min(budget.tokens // SUMMARY_SHARE, MAX_SUMMARY_TOKENS)
-    request = ModelRequest(system=SUMMARY_PROMPT, messages=[UserText(text=text)],
-                           settings=ModelSettings(max_output_tokens=limit), purpose="summary")
+    request = ModelRequest(
+        system=SUMMARY_PROMPT,
+        messages=[UserText(text=text)],
+        settings=ModelSettings(max_output_tokens=limit),
+        purpose="summary",
+    )
     provider = await engine.providers.for_agent(run.agent.model_copy(update={"model": recipe}))
     started = time.perf_counter()
     try:
-        response: ModelResponse = await with_retries(lambda: provider.complete(request),
-                                                     engine.retry)
+        response: ModelResponse = await with_retries(
+            lambda: provider.complete(request), engine.retry
+        )
     except ProviderError as exc:
-        log.warning("run %s: compaction failed (%s): the older messages are left out "
-                    "without a summary this turn", run.run_id, type(exc).__name__)
+        log.warning(
+            "run %s: compaction failed (%s): the older messages are left out "
+            "without a summary this turn",
+            run.run_id,
+            type(exc).__name__,
+        )
         return None
     summary = "".join(p.text for p in response.parts if isinstance(p, AssistantText))
-    call = ModelCallRecord(step=run.steps, vendor=provider.vendor, model=response.model,
-                           usage=response.usage, purpose="summary",
-                           cost_usd=cost_of(response.model, response.usage, engine.prices),
-                           latency_ms=round((time.perf_counter() - started) * 1000, 2))
-    return Summary(text=summary[:limit * 4], omitted=omitted + skip, call=call)
+    call = ModelCallRecord(
+        step=run.steps,
+        vendor=provider.vendor,
+        model=response.model,
+        usage=response.usage,
+        purpose="summary",
+        cost_usd=cost_of(response.model, response.usage, engine.prices),
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return Summary(text=summary[: limit * 4], omitted=omitted + skip, call=call)

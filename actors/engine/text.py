@@ -59,12 +59,16 @@ def check_json_text(value: Any) -> Any:
             stack.extend((inner, f"{path}[{n}]") for n, inner in enumerate(item))
         for string, where in strings:
             if (problem := text_problem(string)) is not None:
-                raise PydanticCustomError("not_text", "{where}: {problem}",
-                                          {"where": where or "value", "problem": problem})
+                raise PydanticCustomError(
+                    "not_text",
+                    "{where}: {problem}",
+                    {"where": where or "value", "problem": problem},
+                )
     return value
 
 
-Text = Annotated[str, AfterValidator(check_text),
-                 Field(json_schema_extra={"pattern": TEXT_PATTERN})]
+Text = Annotated[
+    str, AfterValidator(check_text), Field(json_schema_extra={"pattern": TEXT_PATTERN})
+]
 # A JSON object a caller declares (a tool's JSON schema), whose strings are all text.
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_text)]

@@ -38,17 +38,20 @@ from actors.engine.tool_sources import (
 )
 from actors.engine.tools import ToolRegistry
 
-ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input",
-                   "followup"]
+ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input", "followup"]
 # The kinds the actor host runs itself, as a step of the run.
 HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "handoff", "followup"})
 ASK_USER = "ask_user"
 ASK_USER_SPEC = ToolSpec(
     name=ASK_USER,
     description="Asks the user a question and waits for their answer. Use it when you "
-                "need a detail only the user can give.",
-    parameters={"type": "object", "properties": {"question": {"type": "string"}},
-                "required": ["question"]})
+    "need a detail only the user can give.",
+    parameters={
+        "type": "object",
+        "properties": {"question": {"type": "string"}},
+        "required": ["question"],
+    },
+)
 
 
 class RunTool(BaseModel):
@@ -74,8 +77,8 @@ class ClientTool(BaseModel):
     # The arguments' JSON schema: an object, as every vendor wants.
     parameters: JsonObject = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        json_schema_extra={"properties": {"type": {"const": "object"}},
-                           "required": ["type"]})
+        json_schema_extra={"properties": {"type": {"const": "object"}}, "required": ["type"]},
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -85,18 +88,43 @@ class ClientTool(BaseModel):
 
 def _agent_tools(agent: AgentDefinition) -> list[RunTool]:
     """The agent's other agents, as tools: those it asks, and those it hands off to."""
-    asked = [RunTool(spec=ToolSpec(
-        name=tool.tool_name,
-        description=tool.description or f"Asks the agent {tool.agent} and returns its answer.",
-        parameters={"type": "object", "required": ["input"], "properties": {"input": {
-            "type": "string", "description": "The whole request: the agent does not see "
-                                             "this conversation."}}}),
-        kind="agent", route=AgentRoute(agent=tool.agent)) for tool in agent.agent_tools]
-    handed = [RunTool(spec=ToolSpec(
-        name=handoff_tool_name(other),
-        description=f"Hands the conversation to the agent {other}, which answers from here on.",
-        parameters={"type": "object", "properties": {"reason": {"type": "string"}}}),
-        kind="handoff", route=HandoffRoute(agent=other)) for other in agent.handoffs]
+    asked = [
+        RunTool(
+            spec=ToolSpec(
+                name=tool.tool_name,
+                description=tool.description
+                or f"Asks the agent {tool.agent} and returns its answer.",
+                parameters={
+                    "type": "object",
+                    "required": ["input"],
+                    "properties": {
+                        "input": {
+                            "type": "string",
+                            "description": "The whole request: the agent does not see "
+                            "this conversation.",
+                        }
+                    },
+                },
+            ),
+            kind="agent",
+            route=AgentRoute(agent=tool.agent),
+        )
+        for tool in agent.agent_tools
+    ]
+    handed = [
+        RunTool(
+            spec=ToolSpec(
+                name=handoff_tool_name(other),
+                description=(
+                    f"Hands the conversation to the agent {other}, which answers from here on."
+                ),
+                parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
+            ),
+            kind="handoff",
+            route=HandoffRoute(agent=other),
+        )
+        for other in agent.handoffs
+    ]
     return asked + handed
 
 
@@ -107,18 +135,20 @@ class ToolSetError(ValueError):
     """A turn's tools do not fit its agent: a clash of names, or an unknown tool."""
 
 
-def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
-                   client_tools: Sequence[ClientTool] = (),
-                   disabled: Sequence[str] = (),
-                   outside: Sequence[RunTool] = ()) -> list[RunTool]:
+def build_tool_set(
+    agent: AgentDefinition,
+    registry: ToolRegistry,
+    client_tools: Sequence[ClientTool] = (),
+    disabled: Sequence[str] = (),
+    outside: Sequence[RunTool] = (),
+) -> list[RunTool]:
     """The agent's tools minus those switched off for this turn, plus the turn's client
     tools. Agent tools the registry does not know are left out (the model cannot call
     them); `outside` are the agent's service and MCP tools as they were found (an MCP
     server that could not be reached adds none); a client tool may not take an agent
     tool's name. An outside tool that takes a name already given is left out."""
     outside = [*outside, *_agent_tools(agent)]
-    agent_names = {*agent.tools, *(t.name for t in agent.service_tools),
-                   *(t.name for t in outside)}
+    agent_names = {*agent.tools, *(t.name for t in agent.service_tools), *(t.name for t in outside)}
     unknown = sorted(set(disabled) - agent_names)
     if unknown:
         raise ToolSetError(f"the agent has no tool named {', '.join(unknown)}")
@@ -129,24 +159,35 @@ def build_tool_set(agent: AgentDefinition, registry: ToolRegistry,
         if name == ASK_USER:
             tools.append(RunTool(spec=ASK_USER_SPEC, kind="input"))
         elif name in FOLLOWUP_TOOLS:
-            tools.append(RunTool(spec=TOOL_SPECS[name], kind="followup",
-                                 needs_approval=name in agent.approval_required))
+            tools.append(
+                RunTool(
+                    spec=TOOL_SPECS[name],
+                    kind="followup",
+                    needs_approval=name in agent.approval_required,
+                )
+            )
         elif (tool := registry.get(name)) is not None:
-            tools.append(RunTool(spec=tool.spec,
-                                 needs_approval=name in agent.approval_required))
+            tools.append(RunTool(spec=tool.spec, needs_approval=name in agent.approval_required))
     named = set(agent.tools)
     for found in outside:
         if found.name in disabled or found.name in named:
             continue
         named.add(found.name)
-        tools.append(found.model_copy(
-            update={"needs_approval": found.name in agent.approval_required}))
+        tools.append(
+            found.model_copy(update={"needs_approval": found.name in agent.approval_required})
+        )
     taken = {tool.name for tool in tools} | agent_names
     seen: set[str] = set()
     for client in client_tools:
         if client.name in taken or client.name in seen:
             raise ToolSetError(f"client tool {client.name!r} clashes with another tool's name")
         seen.add(client.name)
-        tools.append(RunTool(spec=ToolSpec(name=client.name, description=client.description,
-                                           parameters=client.parameters), kind="client"))
+        tools.append(
+            RunTool(
+                spec=ToolSpec(
+                    name=client.name, description=client.description, parameters=client.parameters
+                ),
+                kind="client",
+            )
+        )
     return tools

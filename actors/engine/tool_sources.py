@@ -38,8 +38,7 @@ class ServiceToolDefinition(BaseModel):
 
     name: str = Field(pattern=TOOL_NAME)
     description: str = ""
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     # The target's Dapr app-id (`app` or `app.namespace`), and the method's path there.
     app_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     method: str = Field(min_length=1, max_length=512)

@@ -39,8 +39,9 @@ class Tool:
         try:
             arguments = self.arguments_model.model_validate_json(call.arguments or "{}")
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                                 for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
+            )
             return error(f"invalid arguments for {self.name}: {problems}")
         kwargs = dict(arguments)
         try:
@@ -57,8 +58,9 @@ class Tool:
         return ToolResult(call_id=call.call_id, name=self.name, content=content)
 
 
-def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-                  description: str | None = None) -> Any:
+def function_tool(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+) -> Any:
     """Makes a Tool of `fn`; usable bare (`@function_tool`) or with arguments."""
 
     def make(f: Callable[..., Any]) -> Tool:
@@ -100,5 +102,9 @@ class ToolRegistry:
 
 
 def unknown_tool_result(call: ToolCall) -> ToolResult:
-    return ToolResult(call_id=call.call_id, name=call.name, is_error=True,
-                      content=f"there is no tool named {json.dumps(call.name)}")
+    return ToolResult(
+        call_id=call.call_id,
+        name=call.name,
+        is_error=True,
+        content=f"there is no tool named {json.dumps(call.name)}",
+    )

@@ -32,8 +32,11 @@ class Price(BaseModel):
     def cost(self, usage: Usage) -> float:
         cached_rate = self.input if self.cached_input is None else self.cached_input
         fresh = usage.input_tokens - usage.cached_tokens
-        return (fresh * self.input + usage.cached_tokens * cached_rate
-                + usage.output_tokens * self.output) / 1_000_000
+        return (
+            fresh * self.input
+            + usage.cached_tokens * cached_rate
+            + usage.output_tokens * self.output
+        ) / 1_000_000
 
 
 # Defaults a user overrides or extends through settings (THREADHOST_PRICES). A model with

@@ -59,16 +59,19 @@ class WebhookTarget:
         segments = tuple(unquote(s) for s in parts.path.split("/")[1:])
         if any(s in (".", "..") or "/" in s or "\\" in s for s in segments):
             raise UnusableUrl("a path with '.' or '..' segments is not taken")
-        return cls(scheme, parts.hostname.lower().rstrip("."),
-                   port or _DEFAULT_PORTS[scheme], segments)
+        return cls(
+            scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], segments
+        )
 
     def within(self, allowed: WebhookTarget) -> bool:
         """Same scheme, host and port, and the allowed path's segments begin this one's
         (`/hooks/` allows `/hooks/x`, not `/hooksx`; `/hooks` also allows `/hooks`)."""
         prefix = allowed.segments[:-1] if allowed.segments[-1:] == ("",) else allowed.segments
-        return ((self.scheme, self.host, self.port) == (allowed.scheme, allowed.host,
-                                                         allowed.port)
-                and self.segments[:len(prefix)] == prefix)
+        return (self.scheme, self.host, self.port) == (
+            allowed.scheme,
+            allowed.host,
+            allowed.port,
+        ) and self.segments[: len(prefix)] == prefix
 
 
 class WebhookDefinition(BaseModel):

@@ -35,8 +35,10 @@ class Announcement(BaseModel):
 
 
 def of_run(record: ThreadRecord, run: RunRecord, events: list[RunEvent]) -> list[Announcement]:
-    return [Announcement(event=event, deliveries=deliveries(record, run.agent, event))
-            for event in run_announcements(record.owner, run, events)]
+    return [
+        Announcement(event=event, deliveries=deliveries(record, run.agent, event))
+        for event in run_announcements(record.owner, run, events)
+    ]
 
 
 class Announcements:
@@ -62,8 +64,9 @@ class Announcements:
         made, self._made = self._made, []
         if record is None:
             return []
-        made += [a for run, events in self._store.take_saved_runs()
-                 for a in of_run(record, run, events)]
+        made += [
+            a for run, events in self._store.take_saved_runs() for a in of_run(record, run, events)
+        ]
         waiting = await self.leftovers(record)
         listed = [i for i in record.outbox if i not in self._sent] + [a.event.id for a in made]
         if made or listed != record.outbox:

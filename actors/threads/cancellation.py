@@ -31,6 +31,7 @@ class PublishedControl(BaseModel):
 
     data: CancelMessage
 
+
 _steps: dict[str, asyncio.Task] = {}
 
 

@@ -32,8 +32,9 @@ _CHECKPOINT, _MESSAGE = "checkpoint", "message"
 
 
 class Checkpoints:
-    def __init__(self, commit: Callable[[], Awaitable[None]],
-                 publish: Callable[[Any], None], linger: float) -> None:
+    def __init__(
+        self, commit: Callable[[], Awaitable[None]], publish: Callable[[Any], None], linger: float
+    ) -> None:
         # `commit` saves the turn's writes; `publish` sends what the commit made visible
         # (a run's events, or a text delta that came after them).
         self._commit, self._publish, self._linger = commit, publish, linger
@@ -105,8 +106,11 @@ class Checkpoints:
         clock, wait = ChainClock(), self._linger
         while wait > 0:
             await asyncio.sleep(wait)
-            wait = (0.0 if clock.spent(self._linger)
-                    else max(self._linger - clock.idle(), self._linger / 4))
+            wait = (
+                0.0
+                if clock.spent(self._linger)
+                else max(self._linger - clock.idle(), self._linger / 4)
+            )
         self._committing = asyncio.current_task()
         await self._commit_waiting()
         if self._timer is self._committing:

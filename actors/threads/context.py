@@ -32,8 +32,9 @@ from actors.threads.store import ThreadStore
 log = logging.getLogger(__name__)
 
 
-async def read_context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                       engine: Engine) -> Context:
+async def read_context(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine
+) -> Context:
     """What the model sees at the run's next step."""
     budget = budget_of(run, engine)
     summary = await store.summary(record)
@@ -42,16 +43,32 @@ async def read_context(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     fixed = estimated_tokens(run.agent.system_prompt + json.dumps(specs))
     floor = mark.end if mark is not None else 0
     ratio = record.context_count.ratio if record.context_count is not None else 1.0
-    tail, tail_start = await read_back(store, record, floor, record.message_count,
-                                       budget.tokens / ratio, keep_from=run.first_message)
-    window = plan_window(tail, tail_start, run.first_message, fixed, budget,
-                         record.context_count, mark)
-    return Context(window=window, system=with_summary(run.agent.system_prompt, summary),
-                   run_messages=tail[run.first_message - tail_start:])
+    tail, tail_start = await read_back(
+        store,
+        record,
+        floor,
+        record.message_count,
+        budget.tokens / ratio,
+        keep_from=run.first_message,
+    )
+    window = plan_window(
+        tail, tail_start, run.first_message, fixed, budget, record.context_count, mark
+    )
+    return Context(
+        window=window,
+        system=with_summary(run.agent.system_prompt, summary),
+        run_messages=tail[run.first_message - tail_start :],
+    )
 
 
-async def read_back(store: ThreadStore, record: ThreadRecord, floor: int, end: int,
-                    tokens: float, keep_from: int | None = None) -> tuple[list[Message], int]:
+async def read_back(
+    store: ThreadStore,
+    record: ThreadRecord,
+    floor: int,
+    end: int,
+    tokens: float,
+    keep_from: int | None = None,
+) -> tuple[list[Message], int]:
     """Messages before `end`, back to `floor` or until they hold more than `tokens` (and
     reach back to `keep_from`): a page at a time, from the newest."""
     found: list[Message] = []
@@ -70,14 +87,18 @@ def counted(context: Context, record: ThreadRecord, end: int, usage: Usage) -> C
     """The vendor's count of the request just sent, for the next one to start from."""
     measured = usage.input_tokens
     ratio = min(max(measured / context.window.estimate, 0.25), 4.0) if measured else 1.0
-    return ContextCount(start=context.window.start, end=end,
-                        summary=record.summary.index if record.summary is not None else -1,
-                        tokens=measured + usage.output_tokens if measured else
-                        context.window.tokens, ratio=round(ratio, 4))
+    return ContextCount(
+        start=context.window.start,
+        end=end,
+        summary=record.summary.index if record.summary is not None else -1,
+        tokens=measured + usage.output_tokens if measured else context.window.tokens,
+        ratio=round(ratio, 4),
+    )
 
 
-async def compact(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
-                  to: int) -> tuple[ThreadRecord, ModelCallRecord] | None:
+async def compact(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine, to: int
+) -> tuple[ThreadRecord, ModelCallRecord] | None:
     """Summarizes the earlier summary and messages up to `to` into a new summary, stored
     under its own key; returns the record to save and the call's cost. None if there is
     nothing to fold in, or the summarizer failed."""
@@ -93,9 +114,18 @@ async def compact(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
         return None
     index = record.summary.index + 1 if record.summary is not None else 0
     call = made.call
-    await store.save_summary(SummaryRecord(
-        index=index, text=made.text, start=floor, end=to, omitted=made.omitted,
-        model=call.model, usage=call.usage, cost_usd=call.cost_usd))
+    await store.save_summary(
+        SummaryRecord(
+            index=index,
+            text=made.text,
+            start=floor,
+            end=to,
+            omitted=made.omitted,
+            model=call.model,
+            usage=call.usage,
+            cost_usd=call.cost_usd,
+        )
+    )
     mark = SummaryMark(index=index, end=to, tokens=estimated_tokens(made.text) + 64)
     log.info("run %s: messages %d-%d compacted into summary %d", run.run_id, floor, to, index)
     return record.model_copy(update={"summary": mark, "context_count": None}), call
@@ -106,9 +136,14 @@ class StoredThread:
     the record as the step leaves it (compacted, its follow-ups changed) and the vendor's
     count of the last request."""
 
-    def __init__(self, store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                 engine: Engine,
-                 followups_allowed: Callable[[int], Awaitable[bool]] | None = None) -> None:
+    def __init__(
+        self,
+        store: ThreadStore,
+        record: ThreadRecord,
+        run: RunRecord,
+        engine: Engine,
+        followups_allowed: Callable[[int], Awaitable[bool]] | None = None,
+    ) -> None:
         self.record, self._store, self._run, self._engine = record, store, run, engine
         self._allowed = followups_allowed
         self.count: ContextCount | None = None
@@ -135,5 +170,4 @@ class StoredThread:
         return self._allowed is None or await self._allowed(count)
 
     def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
-        self.count = counted(context, self.record, self.record.message_count + new_messages,
-                             usage)
+        self.count = counted(context, self.record, self.record.message_count + new_messages, usage)

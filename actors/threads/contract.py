@@ -68,12 +68,28 @@ GATEWAY_KEY_PREFIX = "turn:"
 
 
 class ThreadView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "th_7e9df6a3857a414db0471772481bc2c2", "agent": "support",
-        "created_at": "2026-11-22T15:31:39Z", "updated_at": "2026-11-22T15:32:10Z",
-        "message_count": 7, "metadata": {"user": "u-42"}, "active_run": None,
-        "usage": {"input_tokens": 24, "output_tokens": 21, "cached_tokens": 0,
-                  "reasoning_tokens": 0}, "cost_usd": 0.0}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "th_7e9df6a3857a414db0471772481bc2c2",
+                    "agent": "support",
+                    "created_at": "2026-11-22T15:31:39Z",
+                    "updated_at": "2026-11-22T15:32:10Z",
+                    "message_count": 7,
+                    "metadata": {"user": "u-42"},
+                    "active_run": None,
+                    "usage": {
+                        "input_tokens": 24,
+                        "output_tokens": 21,
+                        "cached_tokens": 0,
+                        "reasoning_tokens": 0,
+                    },
+                    "cost_usd": 0.0,
+                }
+            ]
+        }
+    )
     id: str
     agent: str
     created_at: datetime
@@ -86,21 +102,46 @@ class ThreadView(BaseModel):
 
     @classmethod
     def of(cls, record: ThreadRecord) -> ThreadView:
-        return cls(id=record.thread_id, agent=record.agent, created_at=record.created_at,
-                   updated_at=record.updated_at, message_count=record.message_count,
-                   metadata=record.metadata, active_run=record.active_run,
-                   usage=record.usage.model_dump(), cost_usd=record.cost_usd)
+        return cls(
+            id=record.thread_id,
+            agent=record.agent,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            message_count=record.message_count,
+            metadata=record.metadata,
+            active_run=record.active_run,
+            usage=record.usage.model_dump(),
+            cost_usd=record.cost_usd,
+        )
 
 
 class RunView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "run_id": "run_be1d8c8ac2864a3683494bb8432c1aaa",
-        "thread_id": "th_7e9df6a3857a414db0471772481bc2c2", "status": "completed",
-        "reason": None, "agent": {"name": "support", "version": 1, "model": "openai:gpt-4o-mini"},
-        "steps": 5, "usage": {"input_tokens": 812, "output_tokens": 64, "cached_tokens": 512,
-                              "reasoning_tokens": 0}, "cost_usd": 0.000161,
-        "first_message": 0, "next_seq": 8, "created_at": "2026-11-22T15:32:08Z",
-        "updated_at": "2026-11-22T15:32:11Z", "model_calls": []}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "run_be1d8c8ac2864a3683494bb8432c1aaa",
+                    "thread_id": "th_7e9df6a3857a414db0471772481bc2c2",
+                    "status": "completed",
+                    "reason": None,
+                    "agent": {"name": "support", "version": 1, "model": "openai:gpt-4o-mini"},
+                    "steps": 5,
+                    "usage": {
+                        "input_tokens": 812,
+                        "output_tokens": 64,
+                        "cached_tokens": 512,
+                        "reasoning_tokens": 0,
+                    },
+                    "cost_usd": 0.000161,
+                    "first_message": 0,
+                    "next_seq": 8,
+                    "created_at": "2026-11-22T15:32:08Z",
+                    "updated_at": "2026-11-22T15:32:11Z",
+                    "model_calls": [],
+                }
+            ]
+        }
+    )
     run_id: str
     thread_id: str
     status: str
@@ -127,16 +168,25 @@ class RunView(BaseModel):
     @classmethod
     def of(cls, run: RunRecord) -> RunView:
         return cls(
-            run_id=run.run_id, thread_id=run.thread_id, status=run.status, reason=run.reason,
-            agent={"name": run.agent.name, "version": run.agent.version,
-                   "model": run.agent.model},
-            steps=run.steps, usage=run.usage.model_dump(), cost_usd=run.cost_usd,
-            first_message=run.first_message, next_seq=run.next_seq,
-            created_at=run.created_at, updated_at=run.updated_at,
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            status=run.status,
+            reason=run.reason,
+            agent={"name": run.agent.name, "version": run.agent.version, "model": run.agent.model},
+            steps=run.steps,
+            usage=run.usage.model_dump(),
+            cost_usd=run.cost_usd,
+            first_message=run.first_message,
+            next_seq=run.next_seq,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
             model_calls=[call.model_dump(mode="json") for call in run.model_calls],
             tools=None if run.tools is None else [tool.name for tool in run.tools],
-            required_action=run.required_action, deadline=run.deadline,
-            parent=run.parent, children=run.children)
+            required_action=run.required_action,
+            deadline=run.deadline,
+            parent=run.parent,
+            children=run.children,
+        )
 
     @property
     def stopped(self) -> bool:

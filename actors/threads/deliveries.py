@@ -8,8 +8,9 @@ from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.threads.state import ThreadRecord
 
 
-def deliveries(record: ThreadRecord, agent: AgentDefinition,
-               event: ThreadEvent) -> list[WebhookDelivery]:
+def deliveries(
+    record: ThreadRecord, agent: AgentDefinition, event: ThreadEvent
+) -> list[WebhookDelivery]:
     """The event once per webhook URL: the agent's own, and the thread's (which the agent
     allowed when the thread was created)."""
     webhook = agent.webhook
@@ -18,5 +19,9 @@ def deliveries(record: ThreadRecord, agent: AgentDefinition,
     urls = [str(webhook.url)] if webhook.url is not None else []
     if record.webhook_url is not None and record.webhook_url not in urls:
         urls.append(record.webhook_url)
-    return [WebhookDelivery(url=url, agent=agent.name, secret=webhook.secret, key=webhook.key,
-                            event=event) for url in urls]
+    return [
+        WebhookDelivery(
+            url=url, agent=agent.name, secret=webhook.secret, key=webhook.key, event=event
+        )
+        for url in urls
+    ]

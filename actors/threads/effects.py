@@ -75,8 +75,11 @@ class Effects(Protocol):
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""
 
-    async def start_child(self, thread_id: str, request: StartChildRun,
-                          ) -> ChildRunAnswer | Invalid | NotFound:
+    async def start_child(
+        self,
+        thread_id: str,
+        request: StartChildRun,
+    ) -> ChildRunAnswer | Invalid | NotFound:
         """Asks another thread (a child) to run an agent for one of this run's calls;
         raises ChildUnreachable if the answer cannot be had now."""
 

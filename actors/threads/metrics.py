@@ -9,15 +9,24 @@ from prometheus_client import Counter, Gauge, Histogram
 from actors.engine.run import RunEvent
 
 RUNS = Counter("threadhost_runs_total", "Runs that reached a status", ["status"])
-STEPS = Histogram("threadhost_step_seconds", "Time a step took, by kind", ["kind"],
-                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-MODEL_LATENCY = Histogram("threadhost_model_call_seconds", "Model call latency",
-                          ["vendor", "model"],
-                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
-TOKENS = Counter("threadhost_model_tokens_total", "Tokens by model and kind",
-                 ["vendor", "model", "kind"])
-TOOL_CALLS = Counter("threadhost_tool_calls_total", "Tool calls by tool and outcome",
-                     ["tool", "outcome"])
+STEPS = Histogram(
+    "threadhost_step_seconds",
+    "Time a step took, by kind",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+MODEL_LATENCY = Histogram(
+    "threadhost_model_call_seconds",
+    "Model call latency",
+    ["vendor", "model"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+TOKENS = Counter(
+    "threadhost_model_tokens_total", "Tokens by model and kind", ["vendor", "model", "kind"]
+)
+TOOL_CALLS = Counter(
+    "threadhost_tool_calls_total", "Tool calls by tool and outcome", ["tool", "outcome"]
+)
 ACTIVE_ACTORS = Gauge("threadhost_active_thread_actors", "Thread actors active in this host")
 
 

@@ -57,8 +57,9 @@ class OwnerBook:
         Its follow-ups no longer count against the owner's."""
         counts = await self._store.get("followups")
         if counts and request.thread_id in counts:
-            await self._store.set("followups", {
-                t: n for t, n in counts.items() if t != request.thread_id})
+            await self._store.set(
+                "followups", {t: n for t, n in counts.items() if t != request.thread_id}
+            )
         for index in range(await self._pages()):
             page = await self._store.get(f"threads.{index}") or []
             kept = [t for t in page if t["id"] != request.thread_id]
@@ -75,15 +76,17 @@ class OwnerBook:
             if len(threads) >= request.offset + request.limit:
                 break
         return ThreadList.model_validate(
-            {"threads": threads[request.offset:request.offset + request.limit]})
+            {"threads": threads[request.offset : request.offset + request.limit]}
+        )
 
     def admit(self, request: Admit) -> Admission:
         now = time.monotonic()
         if now - self._window_start >= 60:
             self._window_start, self._requests = now, 0
         if request.per_minute and self._requests >= request.per_minute:
-            return Admission(allowed=False,
-                             retry_after=max(1, int(60 - (now - self._window_start))))
+            return Admission(
+                allowed=False, retry_after=max(1, int(60 - (now - self._window_start)))
+            )
         if request.run and request.max_runs and self._runs >= request.max_runs:
             return Admission(allowed=False, retry_after=5)
         self._requests += 1

@@ -37,8 +37,11 @@ class ThreadReads:
         record = await self._store.record()
         return record if record is not None and record.owner == request.owner else None
 
-    async def owned_run(self, request: Request[Any], run_id: str,
-                        ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
+    async def owned_run(
+        self,
+        request: Request[Any],
+        run_id: str,
+    ) -> tuple[ThreadRecord, RunRecord] | NotFound | RunNotFound:
         """The thread and the request's run, or what to answer when either is missing."""
         record = await self.owned(request)
         if record is None:
@@ -60,10 +63,11 @@ class ThreadReads:
         if record is None:
             return NotFound.of(self.thread_id)
         newest_first = list(reversed(await self._store.run_ids(record)))
-        page = newest_first[request.offset:request.offset + request.limit]
+        page = newest_first[request.offset : request.offset + request.limit]
         runs = [await self._store.run(run_id) for run_id in page]
-        return RunsAnswer(total=len(newest_first),
-                          runs=[RunView.of(run) for run in runs if run is not None])
+        return RunsAnswer(
+            total=len(newest_first), runs=[RunView.of(run) for run in runs if run is not None]
+        )
 
     async def get_run(self, request: GetRun) -> RunAnswer | NotFound | RunNotFound:
         found = await self.owned_run(request, request.run_id)
@@ -71,15 +75,24 @@ class ThreadReads:
             return found
         return await self.run_answer(*found, request.with_messages)
 
-    async def run_answer(self, record: ThreadRecord, run: RunRecord, with_messages: bool,
-                          first_seq: int = 0, replayed: bool = False) -> RunAnswer:
+    async def run_answer(
+        self,
+        record: ThreadRecord,
+        run: RunRecord,
+        with_messages: bool,
+        first_seq: int = 0,
+        replayed: bool = False,
+    ) -> RunAnswer:
         """The run; with its messages too if asked and it has stopped running: its own
         only, not those of a run that came after it; none if it never started."""
         answer = RunAnswer(run=RunView.of(run), first_seq=first_seq, replayed=replayed)
         if with_messages and answer.run.stopped:
             end = record.message_count if run.message_end is None else run.message_end
-            answer.messages = (await self._store.messages(record, run.first_message, end)
-                               if run.first_message >= 0 else [])
+            answer.messages = (
+                await self._store.messages(record, run.first_message, end)
+                if run.first_message >= 0
+                else []
+            )
             answer.message_count = record.message_count
         return answer
 
@@ -88,8 +101,10 @@ class ThreadReads:
         if record is None:
             return NotFound.of(self.thread_id)
         end = min(request.offset + request.limit, record.message_count)
-        return HistoryAnswer(thread=ThreadView.of(record),
-                             messages=await self._store.messages(record, request.offset, end))
+        return HistoryAnswer(
+            thread=ThreadView.of(record),
+            messages=await self._store.messages(record, request.offset, end),
+        )
 
     async def answer_of(self, record: ThreadRecord, run: RunRecord) -> str | None:
         """A completed run's answer: its last assistant text."""

@@ -62,8 +62,9 @@ class PublishedRunMessage(BaseModel):
 class DeltaBatcher:
     """Collects a streaming model's text and hands it on in small batches."""
 
-    def __init__(self, thread_id: str, run_id: str, step: int,
-                 send: Callable[[DeltaMessage], None]) -> None:
+    def __init__(
+        self, thread_id: str, run_id: str, step: int, send: Callable[[DeltaMessage], None]
+    ) -> None:
         self._thread_id, self._run_id, self._step = thread_id, run_id, step
         self._send = send
         self._attempt = 1
@@ -80,9 +81,15 @@ class DeltaBatcher:
 
     def flush(self) -> None:
         if self._pending:
-            self._send(DeltaMessage(thread_id=self._thread_id, run_id=self._run_id,
-                                    step=self._step, attempt=self._attempt,
-                                    delta=self._pending))
+            self._send(
+                DeltaMessage(
+                    thread_id=self._thread_id,
+                    run_id=self._run_id,
+                    step=self._step,
+                    attempt=self._attempt,
+                    delta=self._pending,
+                )
+            )
             self._pending, self._last = "", time.monotonic()
 
 
@@ -104,8 +111,12 @@ class EventOutbox:
     already sent is kept, and so is a retried call's, which withdraws the failed
     attempt's."""
 
-    def __init__(self, send: Callable[[RunMessage], Awaitable[None]],
-                 schedule: Callable[[Coroutine[Any, Any, None]], None], linger: float) -> None:
+    def __init__(
+        self,
+        send: Callable[[RunMessage], Awaitable[None]],
+        schedule: Callable[[Coroutine[Any, Any, None]], None],
+        linger: float,
+    ) -> None:
         self._send, self._schedule, self._linger = send, schedule, linger
         self._waiting: list[RunMessage] = []
         self._due = asyncio.Event()
@@ -132,20 +143,29 @@ class EventOutbox:
             await self._send(message)
 
 
-def _merged(messages: list[RunMessage], streaming: set[tuple[str, int, int]],
-            with_ended_text: bool) -> list[RunMessage]:
+def _merged(
+    messages: list[RunMessage], streaming: set[tuple[str, int, int]], with_ended_text: bool
+) -> list[RunMessage]:
     """One message per run's consecutive step events; text kept as the outbox says, and
     `streaming` updated with what is sent."""
-    completed = {(m.run_id, e.data.get("step")) for m in messages
-                 if isinstance(m, StepEventsMessage) for e in m.events
-                 if e.type == "step.completed"}
+    completed = {
+        (m.run_id, e.data.get("step"))
+        for m in messages
+        if isinstance(m, StepEventsMessage)
+        for e in m.events
+        if e.type == "step.completed"
+    }
     merged: list[RunMessage] = []
     for message in messages:
         last = merged[-1] if merged else None
         if isinstance(message, DeltaMessage):
             text_of = (message.run_id, message.step, message.attempt)
-            if (with_ended_text or message.attempt > 1 or text_of in streaming
-                    or (message.run_id, message.step) not in completed):
+            if (
+                with_ended_text
+                or message.attempt > 1
+                or text_of in streaming
+                or (message.run_id, message.step) not in completed
+            ):
                 streaming.add(text_of)
                 merged.append(message)
         elif isinstance(last, StepEventsMessage) and last.run_id == message.run_id:

@@ -38,11 +38,16 @@ class StaleStep(Exception):
     """The run moved on elsewhere while this step ran: its result must not be written."""
 
 
-async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: str,
-                  agent: AgentDefinition, tools: list[RunTool],
-                  parent: ParentLink | None = None,
-                  origin: Literal["user", "followup"] = "user",
-                  ) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+async def enqueue(
+    store: ThreadStore,
+    record: ThreadRecord,
+    text: str,
+    run_id: str,
+    agent: AgentDefinition,
+    tools: list[RunTool],
+    parent: ParentLink | None = None,
+    origin: Literal["user", "followup"] = "user",
+) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """A run for the message, queued behind the thread's active run."""
     run, events = new_run(run_id, record.thread_id, agent, tools, parent=parent)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
@@ -54,32 +59,45 @@ async def enqueue(store: ThreadStore, record: ThreadRecord, text: str, run_id: s
     return record, run, events
 
 
-async def begin(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                previous: Sequence[RunEvent] = ()) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
+async def begin(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, previous: Sequence[RunEvent] = ()
+) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """Starts a queued run: its message joins the history, and it becomes the active run."""
     text, run.first_message, run.input_text = run.input_text or "", record.message_count, None
     record = await _append(store, record, run, [UserText(text=text, origin=run.input_origin)])
     events = [*previous, run.transition("running")]
-    record = record.model_copy(update={
-        "active_run": run.run_id,
-        "queue": [r for r in record.queue if r != run.run_id]})
+    record = record.model_copy(
+        update={"active_run": run.run_id, "queue": [r for r in record.queue if r != run.run_id]}
+    )
     await store.save_run(run, events)
     await store.save_record(record)
     return record, run, events
 
 
-async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                 reason: str) -> tuple[ThreadRecord, list[RunEvent]]:
+async def cancel(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, reason: str
+) -> tuple[ThreadRecord, list[RunEvent]]:
     """Ends an active or queued run as cancelled (between steps: the actor's lock). Tool
     calls it left unanswered get an error result, so the history stays one every vendor
     accepts as context."""
     if run.first_message >= 0:
         mine = await store.messages(record, run.first_message, record.message_count)
         answered = {m.call_id for m in mine if isinstance(m, ToolResult)}
-        record = await _append(store, record, run, [
-            ToolResult(call_id=m.call_id, name=m.name, is_error=True,
-                       content="not run: the run was cancelled")
-            for m in mine if isinstance(m, ToolCall) and m.call_id not in answered])
+        record = await _append(
+            store,
+            record,
+            run,
+            [
+                ToolResult(
+                    call_id=m.call_id,
+                    name=m.name,
+                    is_error=True,
+                    content="not run: the run was cancelled",
+                )
+                for m in mine
+                if isinstance(m, ToolCall) and m.call_id not in answered
+            ],
+        )
     run.required_action, run.deadline = [], None
     events = finish(run, Finish(status="cancelled", reason=reason))
     record = _ended(record, run)
@@ -88,8 +106,9 @@ async def cancel(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return record, events
 
 
-async def _append(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                  messages: Sequence[Message]) -> ThreadRecord:
+async def _append(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, messages: Sequence[Message]
+) -> ThreadRecord:
     """Appends the run's new messages; its range of the history now ends after them."""
     record = await store.append(record, list(messages))
     run.message_end = record.message_count
@@ -98,30 +117,42 @@ async def _append(store: ThreadStore, record: ThreadRecord, run: RunRecord,
 
 def _ended(record: ThreadRecord, run: RunRecord) -> ThreadRecord:
     active = None if record.active_run == run.run_id else record.active_run
-    return record.model_copy(update={
-        "active_run": active, "queue": [r for r in record.queue if r != run.run_id],
-        "usage": record.usage + run.usage, "cost_usd": round(record.cost_usd + run.cost_usd, 8)})
+    return record.model_copy(
+        update={
+            "active_run": active,
+            "queue": [r for r in record.queue if r != run.run_id],
+            "usage": record.usage + run.usage,
+            "cost_usd": round(record.cost_usd + run.cost_usd, 8),
+        }
+    )
 
 
-async def resume(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                 submissions: list[Submission]) -> tuple[ThreadRecord, list[RunEvent]]:
+async def resume(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, submissions: list[Submission]
+) -> tuple[ThreadRecord, list[RunEvent]]:
     """Answers a waiting run's pending calls; it runs again (raises NotWaiting or
     InvalidSubmission with nothing written)."""
     results, events = submit(run, submissions, record.message_count)
     return await _answered(store, record, run, results, events), events
 
 
-async def answer_child(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                       child: ChildRun, answer: str | None, reason: str | None,
-                       ) -> tuple[ThreadRecord, list[RunEvent]]:
+async def answer_child(
+    store: ThreadStore,
+    record: ThreadRecord,
+    run: RunRecord,
+    child: ChildRun,
+    answer: str | None,
+    reason: str | None,
+) -> tuple[ThreadRecord, list[RunEvent]]:
     """A child run ended: its answer is the result of the call that asked for it (raises
     NotWaiting with nothing written if that call has its answer already)."""
     results, events = answer_from_child(run, child, answer, reason, record.message_count)
     return await _answered(store, record, run, results, events), events
 
 
-async def expire(store: ThreadStore, record: ThreadRecord,
-                 run: RunRecord) -> tuple[ThreadRecord, list[RunEvent]]:
+async def expire(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord
+) -> tuple[ThreadRecord, list[RunEvent]]:
     """Denies the approvals a waiting run still waits for, if its deadline has passed."""
     results, events = expire_approvals(run, datetime.now(UTC), record.message_count)
     if not events:
@@ -129,8 +160,13 @@ async def expire(store: ThreadStore, record: ThreadRecord,
     return await _answered(store, record, run, results, events), events
 
 
-async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                    results: list[ToolResult], events: list[RunEvent]) -> ThreadRecord:
+async def _answered(
+    store: ThreadStore,
+    record: ThreadRecord,
+    run: RunRecord,
+    results: list[ToolResult],
+    events: list[RunEvent],
+) -> ThreadRecord:
     record = await _append(store, record, run, results)
     run.updated_at = datetime.now(UTC)
     await store.save_run(run, events)
@@ -138,8 +174,9 @@ async def _answered(store: ThreadStore, record: ThreadRecord, run: RunRecord,
     return record
 
 
-async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
-                    engine: Engine) -> bool:
+async def take_over(
+    store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine
+) -> bool:
     """A running run this host found with no host taking its steps: a model call its
     previous host may have made is counted as an estimate (engine/step.py `lost_call`).
     True if the run changed (to be committed)."""
@@ -156,17 +193,22 @@ async def take_over(store: ThreadStore, record: ThreadRecord, run: RunRecord,
 FollowupsAllowed = Callable[[int], Awaitable[bool]]
 
 
-async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engine: Engine,
-                  check_fence: Callable[[], Awaitable[None]],
-                  on_delta: OnDelta | None = None,
-                  followups_allowed: FollowupsAllowed | None = None,
-                  ) -> tuple[RunRecord, list[RunEvent]]:
+async def advance(
+    store: ThreadStore,
+    record: ThreadRecord,
+    run: RunRecord,
+    engine: Engine,
+    check_fence: Callable[[], Awaitable[None]],
+    on_delta: OnDelta | None = None,
+    followups_allowed: FollowupsAllowed | None = None,
+) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step (the engine's `next_step`) and writes its checkpoint
     through the store (committed when the actor saves); returns the run and the new
     events."""
     thread = StoredThread(store, record, run, engine, followups_allowed)
-    events, new = await next_step(run, thread, engine, record.message_count, on_delta,
-                                  _traced_and_abortable(run))
+    events, new = await next_step(
+        run, thread, engine, record.message_count, on_delta, _traced_and_abortable(run)
+    )
     await check_fence()
     record = await _append(store, thread.record, run, new)
     if thread.count is not None:
@@ -181,12 +223,18 @@ async def advance(store: ThreadStore, record: ThreadRecord, run: RunRecord, engi
 
 def _traced_and_abortable(run: RunRecord) -> Wrap:
     """A step's work in a trace span of its own, aborted if the run is cancelled."""
+
     async def wrap(step: CallModel | RunTools, work: Awaitable[StepOutcome]) -> StepOutcome:
         with tracing.tracer.start_as_current_span(
-                f"step {step.kind}", context=tracing.context_of(run.traceparent),
-                attributes={"threadhost.thread_id": run.thread_id,
-                            "threadhost.run_id": run.run_id, "threadhost.step": run.steps,
-                            "gen_ai.request.model": run.agent.model}):
+            f"step {step.kind}",
+            context=tracing.context_of(run.traceparent),
+            attributes={
+                "threadhost.thread_id": run.thread_id,
+                "threadhost.run_id": run.run_id,
+                "threadhost.step": run.steps,
+                "gen_ai.request.model": run.agent.model,
+            },
+        ):
             return await abortable(run.run_id, work)
 
     return wrap

@@ -98,8 +98,14 @@ class ThreadService:
     """One thread's calls and steps. Its reads, child runs and follow-ups are
     collaborators (`reads`, `children`, `followups`), which the actor calls directly."""
 
-    def __init__(self, thread_id: str, store: ThreadStore, engine: Engine, effects: Effects,
-                 settings: Settings) -> None:
+    def __init__(
+        self,
+        thread_id: str,
+        store: ThreadStore,
+        engine: Engine,
+        effects: Effects,
+        settings: Settings,
+    ) -> None:
         self.thread_id = thread_id
         self._store, self._engine, self._effects, self._settings = store, engine, effects, settings
         self._announcements = Announcements(store)
@@ -109,8 +115,9 @@ class ThreadService:
         self._watchdog = WatchdogDuty(effects)
         self.reads = ThreadReads(thread_id, store)
         self.children = ThreadChildren(thread_id, store, effects, settings, self.reads, self)
-        self.followups = ThreadFollowups(thread_id, store, engine, effects, settings,
-                                         self.reads, self._announcements, self)
+        self.followups = ThreadFollowups(
+            thread_id, store, engine, effects, settings, self.reads, self._announcements, self
+        )
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -127,8 +134,11 @@ class ThreadService:
                 logs.run_id.set(run.run_id)
                 if await take_over(self._store, record, run, self._engine):
                     await self.commit()
-                    log.warning("run %s taken over mid-way: a model call its previous host "
-                                "may have made is counted as an estimate", run.run_id)
+                    log.warning(
+                        "run %s taken over mid-way: a model call its previous host "
+                        "may have made is counted as an estimate",
+                        run.run_id,
+                    )
                 await self._effects.chain_step()
         elif record is not None:
             await self._start_next(record)
@@ -143,15 +153,22 @@ class ThreadService:
             return Invalid(detail=f"no agent named {agent!r}")
         url = request.webhook_url
         if url is not None and (definition.webhook is None or not definition.webhook.allows(url)):
-            return Invalid(detail=f"webhook_url: the agent {agent!r} allows no webhook there "
-                                  f"(its webhook.allowed_urls)")
+            return Invalid(
+                detail=f"webhook_url: the agent {agent!r} allows no webhook there "
+                f"(its webhook.allowed_urls)"
+            )
         record = await self._store.record()
         if record is None:
-            record = ThreadRecord(thread_id=self.thread_id, metadata=request.metadata,
-                                  page_size=self._settings.history_page_size, agent=agent,
-                                  owner=request.owner, on_active=request.on_active,
-                                  webhook_url=url,
-                                  retention_seconds=definition.retention_seconds)
+            record = ThreadRecord(
+                thread_id=self.thread_id,
+                metadata=request.metadata,
+                page_size=self._settings.history_page_size,
+                agent=agent,
+                owner=request.owner,
+                on_active=request.on_active,
+                webhook_url=url,
+                retention_seconds=definition.retention_seconds,
+            )
             await self._store.save_record(record)
             await self.commit()
         elif record.owner != request.owner:
@@ -164,8 +181,11 @@ class ThreadService:
         cancelled). A repeated `idempotency_key` answers with the first run instead."""
         return await self.admit(request, "user")
 
-    async def admit(self, request: PostMessage, origin: Literal["user", "followup"],
-                     ) -> RunAnswer | NotFound | Invalid | Busy:
+    async def admit(
+        self,
+        request: PostMessage,
+        origin: Literal["user", "followup"],
+    ) -> RunAnswer | NotFound | Invalid | Busy:
         """A message from the user, or a follow-up's note from the system's side."""
         record = await self.reads.owned(request)
         if record is None:
@@ -178,15 +198,23 @@ class ThreadService:
             return Busy(run_id=record.active_run)
         try:
             agent = self._engine.agent(record.agent, request.model)
-            tools = await self._engine.tool_set(agent, request.client_tools,
-                                                disabled=request.disabled_tools)
+            tools = await self._engine.tool_set(
+                agent, request.client_tools, disabled=request.disabled_tools
+            )
         except (UnknownAgent, UnknownRecipe, ToolSetError) as exc:
             return Invalid(detail=str(exc))
         if record.active_run is not None and request.on_active == "interrupt":
             record = await self._cancel(record, record.active_run, "interrupted by a new message")
-        record, run, events = await enqueue(self._store, record, request.text,
-                                            f"run_{uuid.uuid4().hex}", agent, tools,
-                                            request.parent, origin)
+        record, run, events = await enqueue(
+            self._store,
+            record,
+            request.text,
+            f"run_{uuid.uuid4().hex}",
+            agent,
+            tools,
+            request.parent,
+            origin,
+        )
         if request.parent is not None:
             # Nobody admitted it at a gateway (a follow-up's took it when it came due);
             # it hands its slot back when it stops.
@@ -205,8 +233,9 @@ class ThreadService:
             await self.take_steps(caller_waits=True)
         else:  # a stream that listens from the start sees the run begin at once
             self._effects.flush_events()
-        return await self.reads.run_answer(await self._store.known_record(),
-                                           await self._store.known_run(run.run_id), request.wait)
+        return await self.reads.run_answer(
+            await self._store.known_record(), await self._store.known_run(run.run_id), request.wait
+        )
 
     async def import_history(self, request: ImportHistory) -> ThreadAnswer | NotFound | Busy:
         """Appends a caller's earlier messages as they are, with no run (while no run is
@@ -254,8 +283,9 @@ class ThreadService:
             run = await self._store.known_run(run.run_id)
         return await self.reads.run_answer(record, run, False)
 
-    async def resume_run(self, request: ResumeRun
-                         ) -> RunAnswer | NotFound | RunNotFound | Invalid | NotWaiting:
+    async def resume_run(
+        self, request: ResumeRun
+    ) -> RunAnswer | NotFound | RunNotFound | Invalid | NotWaiting:
         """Answers what a waiting run waits for (tool results, approvals, answers); the
         run goes on from any host. A submission that does not answer every pending call
         exactly once, or comes when the run is not waiting, changes nothing."""
@@ -294,16 +324,18 @@ class ThreadService:
             self.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._watchdog.start(run.run_id, now=not (request.wait and not had_deadline),
-                             unseen=False)
+        self._watchdog.start(run.run_id, now=not (request.wait and not had_deadline), unseen=False)
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
             await self._effects.chain_step()
             self._effects.flush_events()
-        return await self.reads.run_answer(await self._store.known_record(),
-                                           await self._store.known_run(run.run_id), request.wait,
-                                      first_seq=events[0].seq)
+        return await self.reads.run_answer(
+            await self._store.known_record(),
+            await self._store.known_run(run.run_id),
+            request.wait,
+            first_seq=events[0].seq,
+        )
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -338,8 +370,10 @@ class ThreadService:
             run, events = stepped
             if run.status == "requires_action" and run.deadline is not None:
                 # Before the pause is committed: a deadline is never lost with its host.
-                await self._effects.remind(Reminder.deadline(run.run_id),
-                                           max(run.deadline - datetime.now(UTC), timedelta(0)))
+                await self._effects.remind(
+                    Reminder.deadline(run.run_id),
+                    max(run.deadline - datetime.now(UTC), timedelta(0)),
+                )
             if children_asked(run):  # so are the children it waits for
                 every = timedelta(seconds=self._settings.child_run_check_seconds)
                 await self._effects.remind(Reminder.children(run.run_id, every), every)
@@ -372,8 +406,7 @@ class ThreadService:
         lifecycle.step_started()
         started = time.perf_counter()
         followups = record.followups
-        deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1,
-                              self._checkpoints.publish)
+        deltas = DeltaBatcher(self.thread_id, run.run_id, run.steps + 1, self._checkpoints.publish)
         check = self._fence.for_step(run.run_id, run.steps, run.next_seq)
 
         async def fenced() -> None:
@@ -384,8 +417,15 @@ class ThreadService:
 
         try:
             try:
-                run, events = await advance(self._store, record, run, self._engine, fenced,
-                                            deltas, partial(self.followups.owner_allows, record))
+                run, events = await advance(
+                    self._store,
+                    record,
+                    run,
+                    self._engine,
+                    fenced,
+                    deltas,
+                    partial(self.followups.owner_allows, record),
+                )
             finally:
                 self._checkpoints.release()
         except (StaleStep, StepAborted) as thrown_away:
@@ -462,8 +502,9 @@ class ThreadService:
 
     # --- what several calls share ------------------------------------------------------
 
-    async def _begin(self, record: ThreadRecord, run: RunRecord, previous: list[RunEvent],
-                     chain: bool = True) -> None:
+    async def _begin(
+        self, record: ThreadRecord, run: RunRecord, previous: list[RunEvent], chain: bool = True
+    ) -> None:
         """Starts a queued run; its first steps follow in a later turn if `chain`, else
         in this call, which commits the start with them."""
         record, run, events = await begin(self._store, record, run, previous)
@@ -474,8 +515,13 @@ class ThreadService:
             self._fence.confirmed()
             self._checkpoints.add(partial(self.publish, run, events))
         metrics.observe(events, 0.0)
-        log.info("run %s started with %s (agent %s v%d)", run.run_id, run.agent.model,
-                 run.agent.name, run.agent.version)
+        log.info(
+            "run %s started with %s (agent %s v%d)",
+            run.run_id,
+            run.agent.model,
+            run.agent.name,
+            run.agent.version,
+        )
         self._watchdog.start(run.run_id, now=chain, unseen=True)
         if chain:
             await self._effects.chain_step()
@@ -532,8 +578,7 @@ class ThreadService:
         await self._effects.commit()
         self.followups.committed()
         if announcements:
-            self._effects.announce(announcements,
-                                   self._announcements.handed_out(announcements))
+            self._effects.announce(announcements, self._announcements.handed_out(announcements))
         self._fence.confirmed()
         self._watchdog.committed()
         if (renewal := self._store.take_renewal()) is not None:
@@ -548,8 +593,9 @@ class ThreadService:
     def publish(self, run: RunRecord, events: list[RunEvent]) -> None:
         """The run's new events to the gateways' streams (its transitions go to other
         services and webhooks with the commit that saved them: `_commit`)."""
-        self._to_gateways(StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id,
-                                            events=events))
+        self._to_gateways(
+            StepEventsMessage(thread_id=self.thread_id, run_id=run.run_id, events=events)
+        )
 
     def _to_gateways(self, message: RunMessage) -> None:
         """A run's events or text for the gateways' streams and waiting requests.
@@ -569,8 +615,7 @@ def _remember(record: ThreadRecord, key: str, run_id: str) -> ThreadRecord:
     kept = list(record.idempotency.items())
     if key.startswith(GATEWAY_KEY_PREFIX):
         gateway = [k for k, _ in kept if k.startswith(GATEWAY_KEY_PREFIX)]
-        stale = set(gateway[:max(len(gateway) - (GATEWAY_KEYS - 1), 0)])
+        stale = set(gateway[: max(len(gateway) - (GATEWAY_KEYS - 1), 0)])
         kept = [(k, v) for k, v in kept if k not in stale]
-    kept = kept[-(IDEMPOTENCY_KEYS - 1):]
+    kept = kept[-(IDEMPOTENCY_KEYS - 1) :]
     return record.model_copy(update={"idempotency": {**dict(kept), key: run_id}})
-

@@ -70,8 +70,9 @@ class ThreadRecord(BaseModel):
     outbox: list[str] = Field(default_factory=list)
 
     def expired(self, now: datetime) -> bool:
-        return (self.retention_seconds is not None
-                and now >= self.active_at + timedelta(seconds=self.retention_seconds))
+        return self.retention_seconds is not None and now >= self.active_at + timedelta(
+            seconds=self.retention_seconds
+        )
 
     def tail_page_index(self) -> int:
         return max(self.message_count - 1, 0) // self.page_size
@@ -146,7 +147,8 @@ def read_stored(kind: type[Stored], data: dict[str, Any]) -> Stored:
     version, readable = data.get("schema_version"), kind.model_fields["schema_version"].default
     if version != readable:
         raise UnknownSchemaVersion(
-            f"stored {kind.__name__} schema_version {version!r} is not readable here")
+            f"stored {kind.__name__} schema_version {version!r} is not readable here"
+        )
     return kind.model_validate(data)
 
 

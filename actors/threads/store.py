@@ -107,8 +107,7 @@ class ThreadStore:
         self._ttl = _ttl_of(record)
         if record.retention_seconds is not None:
             now = datetime.now(UTC)
-            renewed = max(filter(None, (record.ttl_renewed_at, self._renewed_at)),
-                          default=None)
+            renewed = max(filter(None, (record.ttl_renewed_at, self._renewed_at)), default=None)
             slack = timedelta(seconds=retention_slack(record.retention_seconds))
             if renewed is None or now - renewed >= slack:
                 for key in await self._keys(record):
@@ -141,8 +140,10 @@ class ThreadStore:
         for run, new in saved:
             runs[run.run_id] = run
             events.setdefault(run.run_id, {}).update((e.seq, e) for e in new)
-        return [(run, sorted(events[run_id].values(), key=lambda e: e.seq))
-                for run_id, run in runs.items()]
+        return [
+            (run, sorted(events[run_id].values(), key=lambda e: e.seq))
+            for run_id, run in runs.items()
+        ]
 
     async def save_announcement(self, event_id: str, announcement: BaseModel) -> None:
         await self._put(announcement_key(event_id), announcement)
@@ -181,8 +182,9 @@ class ThreadStore:
         """The messages with indexes in [start, end)."""
         found: list[Message] = []
         # Read side by side: a context window may span many pages.
-        pages = await asyncio.gather(*(self.page(record, index)
-                                       for index in page_range(record, start, end - start)))
+        pages = await asyncio.gather(
+            *(self.page(record, index) for index in page_range(record, start, end - start))
+        )
         for page in pages:
             found.extend(page.messages)
         skip = start % record.page_size
@@ -229,8 +231,9 @@ class ThreadStore:
             if index not in pages:
                 known = index * EVENTS_PER_PAGE < stored
                 data = await self._get(events_key(run.run_id, index)) if known else None
-                pages[index] = (EventPage(index=index) if data is None
-                                else read_stored(EventPage, data))
+                pages[index] = (
+                    EventPage(index=index) if data is None else read_stored(EventPage, data)
+                )
             pages[index].events.append(event)
         for index, page in pages.items():
             await self._put(events_key(run.run_id, index), page)
@@ -262,9 +265,14 @@ class ThreadStore:
         summaries = record.summary.index + 1 if record.summary is not None else 0
         listed = self._outbox if self._outbox is not None else record.outbox
         keys += [announcement_key(event_id) for event_id in listed]
-        return keys + [runs_key(i) for i in range((record.runs_created + RUNS_PER_PAGE - 1)
-                                                  // RUNS_PER_PAGE)] + [
-            summary_key(i) for i in range(summaries)]
+        return (
+            keys
+            + [
+                runs_key(i)
+                for i in range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE)
+            ]
+            + [summary_key(i) for i in range(summaries)]
+        )
 
     async def delete_all(self, record: ThreadRecord) -> None:
         """Removes every key of the thread."""

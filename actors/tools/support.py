@@ -24,12 +24,14 @@ class Shipment(BaseModel):
 
 
 ORDERS = {
-    "1001": Order(order_id="1001", status="shipped", items=["kettle"],
-                  tracking_number="TRK-1001"),
+    "1001": Order(order_id="1001", status="shipped", items=["kettle"], tracking_number="TRK-1001"),
     "1002": Order(order_id="1002", status="processing", items=["mug", "tea"]),
 }
-SHIPMENTS = {"TRK-1001": Shipment(tracking_number="TRK-1001", carrier="ParcelCo",
-                                  status="in_transit", eta_days=2)}
+SHIPMENTS = {
+    "TRK-1001": Shipment(
+        tracking_number="TRK-1001", carrier="ParcelCo", status="in_transit", eta_days=2
+    )
+}
 
 
 @function_tool

@@ -27,8 +27,9 @@ async def subscribe() -> list[dict]:
 
 @app.post("/events")
 async def events(request: Request) -> dict:
-    seen.append({"content_type": request.headers.get("content-type"),
-                 "event": await request.json()})
+    seen.append(
+        {"content_type": request.headers.get("content-type"), "event": await request.json()}
+    )
     return {"status": "SUCCESS"}
 
 

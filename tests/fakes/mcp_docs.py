@@ -13,8 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
 docs = MCPServer("docs", version="1.4.0")
-PAGES = {"returns": "Items can be returned within 30 days.",
-         "shipping": "Orders ship within 2 days."}
+PAGES = {
+    "returns": "Items can be returned within 30 days.",
+    "shipping": "Orders ship within 2 days.",
+}
 
 
 @docs.tool()

@@ -15,17 +15,28 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 app = FastAPI()
 seen: list[dict] = []
-HEADERS = ("threadhost-thread-id", "threadhost-run-id", "threadhost-tool-call-id",
-           "idempotency-key", "dapr-caller-app-id", "content-type")
+HEADERS = (
+    "threadhost-thread-id",
+    "threadhost-run-id",
+    "threadhost-tool-call-id",
+    "idempotency-key",
+    "dapr-caller-app-id",
+    "content-type",
+)
 
 
 @app.middleware("http")
 async def remember(request: Request, call_next):  # type: ignore[no-untyped-def]
     if request.url.path != "/seen":
-        seen.append({"method": request.method, "path": request.url.path,
-                     "query": dict(request.query_params),
-                     "headers": {h: request.headers.get(h) for h in HEADERS},
-                     "body": (await request.body()).decode()})
+        seen.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": {h: request.headers.get(h) for h in HEADERS},
+                "body": (await request.body()).decode(),
+            }
+        )
     return await call_next(request)
 
 

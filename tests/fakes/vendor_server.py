@@ -49,8 +49,11 @@ class VendorServer:
         self.received: list[Received] = []
         self.port = free_port()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
@@ -73,15 +76,22 @@ class VendorServer:
         self.replies.extend(replies)
 
     async def _handle(self, request: Request) -> Response:
-        self.received.append(Received(path=request.url.path, body=await request.json(),
-                                      headers=dict(request.headers)))
+        self.received.append(
+            Received(
+                path=request.url.path, body=await request.json(), headers=dict(request.headers)
+            )
+        )
         if not self.replies:
             return JSONResponse({"error": {"message": "no reply queued"}}, status_code=500)
         reply = self.replies.popleft()
         if reply.events is None:
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-        return StreamingResponse(_sse(reply.events, reply.ends_after), status_code=reply.status,
-                                 media_type="text/event-stream", headers=reply.headers)
+        return StreamingResponse(
+            _sse(reply.events, reply.ends_after),
+            status_code=reply.status,
+            media_type="text/event-stream",
+            headers=reply.headers,
+        )
 
 
 async def _sse(events: list[tuple[str | None, Any]], ends_after: float) -> AsyncIterator[bytes]:

@@ -37,9 +37,15 @@ async def hook(request: Request) -> Response:
     body = await request.body()
     event_id = request.headers.get("webhook-id", "")
     attempt = 1 + sum(1 for s in seen if s["id"] == event_id)
-    seen.append({"id": event_id, "attempt": attempt, "body": body.decode(),
-                 "valid": verified(body, dict(request.headers)),
-                 "taken": attempt > REFUSED})
+    seen.append(
+        {
+            "id": event_id,
+            "attempt": attempt,
+            "body": body.decode(),
+            "valid": verified(body, dict(request.headers)),
+            "taken": attempt > REFUSED,
+        }
+    )
     return Response(status_code=204 if attempt > REFUSED else 503)
 
 

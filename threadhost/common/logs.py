@@ -18,9 +18,13 @@ class JsonFormatter(logging.Formatter):
         self.instance = instance
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-                 "level": record.levelname.lower(), "logger": record.name,
-                 "message": record.getMessage(), "instance": self.instance}
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "instance": self.instance,
+        }
         if (thread := thread_id.get()) is not None:
             entry["thread_id"] = thread
         if (run := run_id.get()) is not None:
@@ -34,8 +38,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str, json_format: bool, instance: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(instance) if json_format else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter(instance)
+        if json_format
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

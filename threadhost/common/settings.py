@@ -160,7 +160,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "THREADHOST_DRAIN_ONGOING_CALL_TIMEOUT_SECONDS must be at most 0.8 x "
                 "THREADHOST_ACTORS_DISSEMINATE_TIMEOUT_SECONDS (daprd's "
-                "--actors-disseminate-timeout, 30 s unless set): daprd cuts the drain there")
+                "--actors-disseminate-timeout, 30 s unless set): daprd cuts the drain there"
+            )
         return self
 
     def price_table(self) -> dict[str, Price]:

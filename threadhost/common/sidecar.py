@@ -48,24 +48,32 @@ class PooledActorClient(DaprActorClientBase):
             headers = {"content-type": "application/json"}
             if dapr_settings.DAPR_API_TOKEN:
                 headers["dapr-api-token"] = dapr_settings.DAPR_API_TOKEN
-            self._base = (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:"
-                          f"{dapr_settings.DAPR_HTTP_PORT}/v1.0")
+            self._base = (
+                f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}/v1.0"
+            )
             self._session = aiohttp.ClientSession(
-                headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout),
-                connector=aiohttp.TCPConnector(limit=200))
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=200),
+            )
         return self._session
 
     def invocation(self, app_id: str, path: str) -> tuple[str, dict[str, str]]:
         """The URL of an app's method through this sidecar, and the headers it wants."""
-        headers = ({"dapr-api-token": dapr_settings.DAPR_API_TOKEN}
-                   if dapr_settings.DAPR_API_TOKEN else {})
-        return (f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}"
-                f"/v1.0/invoke/{segment(app_id, 'app id')}/method/{_method_path(path)}", headers)
+        headers = (
+            {"dapr-api-token": dapr_settings.DAPR_API_TOKEN} if dapr_settings.DAPR_API_TOKEN else {}
+        )
+        return (
+            f"http://{dapr_settings.DAPR_RUNTIME_HOST}:{dapr_settings.DAPR_HTTP_PORT}"
+            f"/v1.0/invoke/{segment(app_id, 'app id')}/method/{_method_path(path)}",
+            headers,
+        )
 
     async def invoke(self, app_id: str, path: str) -> bytes:
         """A GET on another app (or this one) through service invocation."""
-        return await self._send("GET", f"/invoke/{segment(app_id, 'app id')}/method/"
-                                       f"{_method_path(path)}")
+        return await self._send(
+            "GET", f"/invoke/{segment(app_id, 'app id')}/method/{_method_path(path)}"
+        )
 
     async def metadata(self) -> dict[str, Any]:
         """The sidecar's metadata: its app-id, components, subscriptions."""
@@ -73,15 +81,21 @@ class PooledActorClient(DaprActorClientBase):
 
     async def secret(self, store: str, name: str) -> bytes:
         """A secret (a JSON object of its keys) from one of the sidecar's secret stores."""
-        return await self._send("GET", "/secrets" + _path((store, "secret store"),
-                                                          (name, "secret")))
+        return await self._send(
+            "GET", "/secrets" + _path((store, "secret store"), (name, "secret"))
+        )
 
-    async def publish(self, pubsub: str, topic: str, data: bytes,
-                      content_type: str = "application/json") -> None:
+    async def publish(
+        self, pubsub: str, topic: str, data: bytes, content_type: str = "application/json"
+    ) -> None:
         """Publishes through the sidecar's pub/sub API (not an actor call); a CloudEvent
         of one's own goes as `application/cloudevents+json`, and daprd keeps its fields."""
-        await self._send("POST", "/publish" + _path((pubsub, "pub/sub"), (topic, "topic")), data,
-                         headers={"content-type": content_type})
+        await self._send(
+            "POST",
+            "/publish" + _path((pubsub, "pub/sub"), (topic, "topic")),
+            data,
+            headers={"content-type": content_type},
+        )
 
     async def schedule_job(self, name: str, job: dict[str, Any]) -> None:
         """Creates (or replaces) a job of this app: daprd calls `/job/<name>` when it fires."""
@@ -90,66 +104,80 @@ class PooledActorClient(DaprActorClientBase):
     async def delete_job(self, name: str) -> None:
         await self._send("DELETE", "/jobs" + _path((name, "job")))
 
-    async def _send(self, method: str, path: str, data: bytes | None = None,
-                    headers: dict[str, str] | None = None,
-                    limit_seconds: float | None = None) -> bytes:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        limit_seconds: float | None = None,
+    ) -> bytes:
         session = self._client()
         # The trace context goes along through OpenTelemetry's aiohttp instrumentation.
         # Without a timeout of its own, the call has the session's.
-        timeout = (aiohttp.ClientTimeout(total=limit_seconds) if limit_seconds
-                   else session.timeout)
+        timeout = aiohttp.ClientTimeout(total=limit_seconds) if limit_seconds else session.timeout
         # Sent as built: every segment is quoted already, and nothing resolves `..` again.
         url = yarl.URL(self._base + path, encoded=True)
-        async with session.request(method, url, data=data, headers=headers,
-                                   timeout=timeout) as response:
+        async with session.request(
+            method, url, data=data, headers=headers, timeout=timeout
+        ) as response:
             body = await response.read()
             if 200 <= response.status < 300:
                 return body
-        raise DaprInternalError(f"daprd answered {response.status} to {method} {path}",
-                                raw_response_bytes=body)
+        raise DaprInternalError(
+            f"daprd answered {response.status} to {method} {path}", raw_response_bytes=body
+        )
 
-    async def invoke_method(self, actor_type: str, actor_id: str, method: str,
-                            data: bytes | None = None,
-                            limit_seconds: float | None = None) -> bytes:
+    async def invoke_method(
+        self,
+        actor_type: str,
+        actor_id: str,
+        method: str,
+        data: bytes | None = None,
+        limit_seconds: float | None = None,
+    ) -> bytes:
         """An actor method; `limit_seconds` overrides the client's timeout for this call."""
         reentrancy_id = reentrancy_ctx.get()
         headers = {"Dapr-Reentrancy-Id": reentrancy_id} if reentrancy_id else None
-        return await self._send("POST", _actor(actor_type, actor_id, (method, "method")),
-                                data,
-                                headers, limit_seconds)
+        return await self._send(
+            "POST", _actor(actor_type, actor_id, (method, "method")), data, headers, limit_seconds
+        )
 
-    async def save_state_transactionally(self, actor_type: str, actor_id: str,
-                                         data: bytes) -> None:
+    async def save_state_transactionally(self, actor_type: str, actor_id: str, data: bytes) -> None:
         await self._send("PUT", _actor(actor_type, actor_id) + "/state", data)
 
-    async def delete_actor_state(self, actor_type: str, actor_id: str,
-                                 keys: list[str]) -> None:
+    async def delete_actor_state(self, actor_type: str, actor_id: str, keys: list[str]) -> None:
         """Removes keys of an actor in one transaction (none: no call)."""
         if keys:
-            await self.save_state_transactionally(actor_type, actor_id, json.dumps(
-                [{"operation": "delete", "request": {"key": key}} for key in keys]).encode())
+            await self.save_state_transactionally(
+                actor_type,
+                actor_id,
+                json.dumps(
+                    [{"operation": "delete", "request": {"key": key}} for key in keys]
+                ).encode(),
+            )
 
     async def get_state(self, actor_type: str, actor_id: str, name: str) -> bytes:
         return await self._send("GET", _actor(actor_type, actor_id, (name, "state key"), "state"))
 
-    async def register_reminder(self, actor_type: str, actor_id: str, name: str,
-                                data: bytes) -> None:
-        await self._send("PUT", _actor(actor_type, actor_id, (name, "reminder"), "reminders"),
-                         data)
+    async def register_reminder(
+        self, actor_type: str, actor_id: str, name: str, data: bytes
+    ) -> None:
+        await self._send("PUT", _actor(actor_type, actor_id, (name, "reminder"), "reminders"), data)
 
     async def unregister_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
         await self._send("DELETE", _actor(actor_type, actor_id, (name, "reminder"), "reminders"))
 
-    async def register_timer(self, actor_type: str, actor_id: str, name: str,
-                             data: bytes) -> None:
+    async def register_timer(self, actor_type: str, actor_id: str, name: str, data: bytes) -> None:
         await self._send("PUT", _actor(actor_type, actor_id, (name, "timer"), "timers"), data)
 
     async def unregister_timer(self, actor_type: str, actor_id: str, name: str) -> None:
         await self._send("DELETE", _actor(actor_type, actor_id, (name, "timer"), "timers"))
 
 
-def _actor(actor_type: str, actor_id: str, last: tuple[str, str] | None = None,
-           kind: str = "method") -> str:
+def _actor(
+    actor_type: str, actor_id: str, last: tuple[str, str] | None = None, kind: str = "method"
+) -> str:
     """`/actors/<type>/<id>[/<kind>/<name>]`; the id is also held to the id alphabet
     (actor ids are thread ids, or owners in URL-safe base64, which may be longer)."""
     if not isinstance(actor_id, str) or ACTOR_ID.fullmatch(actor_id) is None:

@@ -18,13 +18,17 @@ from dapr.serializers.base import Serializer
 
 
 class PlainJSONSerializer(Serializer):
-    def serialize(self, obj: object,
-                  custom_hook: Callable[[object], bytes] | None = None) -> bytes:
-        return json.dumps(custom_hook(obj) if custom_hook else obj,
-                          separators=(",", ":"), ensure_ascii=False).encode()
+    def serialize(self, obj: object, custom_hook: Callable[[object], bytes] | None = None) -> bytes:
+        return json.dumps(
+            custom_hook(obj) if custom_hook else obj, separators=(",", ":"), ensure_ascii=False
+        ).encode()
 
-    def deserialize(self, data: bytes, data_type: type | None = object,
-                    custom_hook: Callable[[bytes], object] | None = None) -> Any:
+    def deserialize(
+        self,
+        data: bytes,
+        data_type: type | None = object,
+        custom_hook: Callable[[bytes], object] | None = None,
+    ) -> Any:
         obj = json.loads(data)
         return custom_hook(obj) if custom_hook else obj
 
@@ -35,7 +39,11 @@ class ActorMessageSerializer(DefaultJSONSerializer):
     JSON. A reminder's due time and period then reach `receive_reminder` as daprd's
     strings, which the actors here do not read."""
 
-    def deserialize(self, data: bytes, data_type: type | None = object,
-                    custom_hook: Callable[[bytes], object] | None = None) -> Any:
+    def deserialize(
+        self,
+        data: bytes,
+        data_type: type | None = object,
+        custom_hook: Callable[[bytes], object] | None = None,
+    ) -> Any:
         obj = json.loads(data)
         return custom_hook(obj) if custom_hook else obj

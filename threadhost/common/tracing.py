@@ -33,11 +33,18 @@ class FileExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self.path.open("a") as out:
             for span in spans:
-                out.write(json.dumps({
-                    "name": span.name, "trace_id": f"{span.context.trace_id:032x}",
-                    "span_id": f"{span.context.span_id:016x}",
-                    "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
-                    "attributes": dict(span.attributes or {})}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "name": span.name,
+                            "trace_id": f"{span.context.trace_id:032x}",
+                            "span_id": f"{span.context.span_id:016x}",
+                            "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
+                            "attributes": dict(span.attributes or {}),
+                        }
+                    )
+                    + "\n"
+                )
         return SpanExportResult.SUCCESS
 
 
@@ -45,8 +52,9 @@ def configure(instance: str, otlp_endpoint: str | None, trace_file: Path | None)
     """Sets the process's tracer provider; False (and nothing set) when tracing is off."""
     if not otlp_endpoint and not trace_file:
         return False
-    provider = TracerProvider(resource=Resource.create({"service.name": "threadhost",
-                                                        "service.instance.id": instance}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "threadhost", "service.instance.id": instance})
+    )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -65,8 +73,9 @@ def instrument(app: Any) -> None:
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics,/healthz",
-                                       exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/health,/metrics,/healthz", exclude_spans=["receive", "send"]
+    )
     if not AioHttpClientInstrumentor().is_instrumented_by_opentelemetry:
         AioHttpClientInstrumentor().instrument()
 
@@ -79,5 +88,3 @@ def current_traceparent() -> str | None:
 
 def context_of(traceparent: str | None) -> Context | None:
     return propagate.extract({"traceparent": traceparent}) if traceparent else None
-
-

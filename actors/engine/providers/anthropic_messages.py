@@ -29,8 +29,12 @@ from actors.engine.providers.sdk_errors import stream_cut, vendor_errors
 from actors.engine.usage import Usage
 
 STOP_REASONS: dict[str | None, StopReason] = {
-    "end_turn": "end_turn", "stop_sequence": "end_turn", "tool_use": "tool_use",
-    "max_tokens": "max_tokens", "refusal": "refusal"}
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "refusal": "refusal",
+}
 # The API requires max_tokens; this is used when the agent sets none.
 DEFAULT_MAX_TOKENS = 4096
 
@@ -44,11 +48,19 @@ def map_messages(messages: list[Message]) -> list[dict[str, Any]]:
             text = message.model_text if isinstance(message, UserText) else message.text
             block: dict[str, Any] = {"type": "text", "text": text}
         elif isinstance(message, ToolCall):
-            block = {"type": "tool_use", "id": message.call_id, "name": message.name,
-                     "input": _arguments(message)}
+            block = {
+                "type": "tool_use",
+                "id": message.call_id,
+                "name": message.name,
+                "input": _arguments(message),
+            }
         else:
-            block = {"type": "tool_result", "tool_use_id": message.call_id,
-                     "content": message.content, "is_error": message.is_error}
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.call_id,
+                "content": message.content,
+                "is_error": message.is_error,
+            }
         if not out or out[-1]["role"] != role:
             out.append({"role": role, "content": []})
         out[-1]["content"].append(block)
@@ -64,8 +76,9 @@ def _arguments(call: ToolCall) -> Any:
 
 
 def map_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    return [{"name": t.name, "description": t.description, "input_schema": t.parameters}
-            for t in tools]
+    return [
+        {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
+    ]
 
 
 def map_usage(usage: Any) -> Usage:
@@ -74,8 +87,11 @@ def map_usage(usage: Any) -> Usage:
     cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
     cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
     # Anthropic counts cached input apart from input_tokens; ours includes it.
-    return Usage(input_tokens=(usage.input_tokens or 0) + cache_read + cache_write,
-                 output_tokens=usage.output_tokens or 0, cached_tokens=cache_read)
+    return Usage(
+        input_tokens=(usage.input_tokens or 0) + cache_read + cache_write,
+        output_tokens=usage.output_tokens or 0,
+        cached_tokens=cache_read,
+    )
 
 
 def parse_response(message: Any, model: str) -> ModelResponse:
@@ -85,26 +101,42 @@ def parse_response(message: Any, model: str) -> ModelResponse:
         if block.type == "text" and block.text:
             parts.append(AssistantText(text=block.text, model=used))
         elif block.type == "tool_use":
-            parts.append(ToolCall(call_id=block.id, name=block.name,
-                                  arguments=json.dumps(block.input), model=used))
-    return ModelResponse(parts=parts, model=used, usage=map_usage(message.usage),
-                         stop_reason=STOP_REASONS.get(message.stop_reason, "other"))
+            parts.append(
+                ToolCall(
+                    call_id=block.id, name=block.name, arguments=json.dumps(block.input), model=used
+                )
+            )
+    return ModelResponse(
+        parts=parts,
+        model=used,
+        usage=map_usage(message.usage),
+        stop_reason=STOP_REASONS.get(message.stop_reason, "other"),
+    )
 
 
 class AnthropicMessages(Provider):
     vendor = "anthropic"
 
-    def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         self.model = model
         key = api_key or os.environ.get("ANTHROPIC_API_KEY") or "unset"
-        self._client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout,
-                                                max_retries=0)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
+        )
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
-            "model": self.model, "messages": map_messages(request.messages),
-            "max_tokens": request.settings.max_output_tokens or DEFAULT_MAX_TOKENS}
+            "model": self.model,
+            "messages": map_messages(request.messages),
+            "max_tokens": request.settings.max_output_tokens or DEFAULT_MAX_TOKENS,
+        }
         if request.system:
             arguments["system"] = request.system
         if request.tools:
@@ -128,9 +160,13 @@ class AnthropicMessages(Provider):
                     model, usage_in = event.message.model or model, event.message.usage
                 elif event.type == "content_block_start":
                     block = event.content_block
-                    blocks[event.index] = {"type": block.type, "text": "", "json": "",
-                                           "id": getattr(block, "id", ""),
-                                           "name": getattr(block, "name", "")}
+                    blocks[event.index] = {
+                        "type": block.type,
+                        "text": "",
+                        "json": "",
+                        "id": getattr(block, "id", ""),
+                        "name": getattr(block, "name", ""),
+                    }
                 elif event.type == "content_block_delta":
                     if event.delta.type == "text_delta":
                         blocks[event.index]["text"] += event.delta.text
@@ -147,9 +183,16 @@ class AnthropicMessages(Provider):
             if block["type"] == "text" and block["text"]:
                 parts.append(AssistantText(text=block["text"], model=model))
             elif block["type"] == "tool_use":
-                parts.append(ToolCall(call_id=block["id"], name=block["name"],
-                                      arguments=block["json"] or "{}", model=model))
+                parts.append(
+                    ToolCall(
+                        call_id=block["id"],
+                        name=block["name"],
+                        arguments=block["json"] or "{}",
+                        model=model,
+                    )
+                )
         usage = map_usage(usage_in)
         usage.output_tokens = output_tokens
-        yield ModelResponse(parts=parts, model=model, usage=usage,
-                            stop_reason=STOP_REASONS.get(stop, "other"))
+        yield ModelResponse(
+            parts=parts, model=model, usage=usage, stop_reason=STOP_REASONS.get(stop, "other")
+        )

@@ -22,8 +22,12 @@ from actors.engine.providers.sdk_errors import stream_cut, vendor_errors
 from actors.engine.usage import Usage
 
 STOP_REASONS: dict[str | None, StopReason] = {
-    "stop": "end_turn", "tool_calls": "tool_use", "function_call": "tool_use",
-    "length": "max_tokens", "content_filter": "refusal"}
+    "stop": "end_turn",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "length": "max_tokens",
+    "content_filter": "refusal",
+}
 
 
 def map_messages(system: str, messages: list[Message]) -> list[dict[str, Any]]:
@@ -35,20 +39,30 @@ def map_messages(system: str, messages: list[Message]) -> list[dict[str, Any]]:
             if isinstance(message, AssistantText):
                 out[-1]["content"] = (out[-1]["content"] or "") + message.text
             else:
-                out[-1].setdefault("tool_calls", []).append({
-                    "id": message.call_id, "type": "function",
-                    "function": {"name": message.name, "arguments": message.arguments}})
+                out[-1].setdefault("tool_calls", []).append(
+                    {
+                        "id": message.call_id,
+                        "type": "function",
+                        "function": {"name": message.name, "arguments": message.arguments},
+                    }
+                )
         elif isinstance(message, ToolResult):
-            out.append({"role": "tool", "tool_call_id": message.call_id,
-                        "content": message.content})
+            out.append(
+                {"role": "tool", "tool_call_id": message.call_id, "content": message.content}
+            )
         else:
             out.append({"role": "user", "content": message.model_text})
     return out
 
 
 def map_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    return [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                              "parameters": t.parameters}} for t in tools]
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in tools
+    ]
 
 
 def map_usage(usage: Any) -> Usage:
@@ -56,10 +70,12 @@ def map_usage(usage: Any) -> Usage:
         return Usage()
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
-    return Usage(input_tokens=usage.prompt_tokens or 0,
-                 output_tokens=usage.completion_tokens or 0,
-                 cached_tokens=getattr(prompt_details, "cached_tokens", 0) or 0,
-                 reasoning_tokens=getattr(completion_details, "reasoning_tokens", 0) or 0)
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_tokens=getattr(prompt_details, "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(completion_details, "reasoning_tokens", 0) or 0,
+    )
 
 
 def parse_response(completion: Any, model: str) -> ModelResponse:
@@ -68,23 +84,38 @@ def parse_response(completion: Any, model: str) -> ModelResponse:
     if choice.message.content:
         parts.append(AssistantText(text=choice.message.content, model=completion.model))
     for call in choice.message.tool_calls or []:
-        parts.append(ToolCall(call_id=call.id, name=call.function.name,
-                              arguments=call.function.arguments or "{}",
-                              model=completion.model))
-    return ModelResponse(parts=parts, model=completion.model or model,
-                         usage=map_usage(completion.usage),
-                         stop_reason=STOP_REASONS.get(choice.finish_reason, "other"))
+        parts.append(
+            ToolCall(
+                call_id=call.id,
+                name=call.function.name,
+                arguments=call.function.arguments or "{}",
+                model=completion.model,
+            )
+        )
+    return ModelResponse(
+        parts=parts,
+        model=completion.model or model,
+        usage=map_usage(completion.usage),
+        stop_reason=STOP_REASONS.get(choice.finish_reason, "other"),
+    )
 
 
 class OpenAIClientProvider(Provider):
     """What both OpenAI APIs' adapters hold: one SDK client (with its connection pool)."""
 
-    def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         self.model = model
         # Retries are the engine's (RetryPolicy), so the SDK makes one attempt per call.
-        self._client = openai.AsyncOpenAI(api_key=api_key or env_key(), base_url=base_url,
-                                          timeout=timeout, max_retries=0)
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or env_key(), base_url=base_url, timeout=timeout, max_retries=0
+        )
 
 
 class OpenAIChat(OpenAIClientProvider):
@@ -92,7 +123,9 @@ class OpenAIChat(OpenAIClientProvider):
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
-            "model": self.model, "messages": map_messages(request.system, request.messages)}
+            "model": self.model,
+            "messages": map_messages(request.system, request.messages),
+        }
         if request.tools:
             arguments["tools"] = map_tools(request.tools)
         if request.settings.temperature is not None:
@@ -111,7 +144,8 @@ class OpenAIChat(OpenAIClientProvider):
         text, finish, usage, model = "", None, None, self.model
         with vendor_errors(openai, self.vendor):
             chunks = await self._client.chat.completions.create(
-                **self._arguments(request), stream=True, stream_options={"include_usage": True})
+                **self._arguments(request), stream=True, stream_options={"include_usage": True}
+            )
             async for chunk in chunks:
                 model, usage = chunk.model or model, chunk.usage or usage
                 for choice in chunk.choices:
@@ -128,10 +162,16 @@ class OpenAIChat(OpenAIClientProvider):
         if finish is None:
             raise stream_cut(self.vendor)
         parts: list[AssistantPart] = [AssistantText(text=text, model=model)] if text else []
-        parts += [ToolCall(call_id=c["id"], name=c["name"], arguments=c["args"] or "{}",
-                           model=model) for _, c in sorted(calls.items())]
-        yield ModelResponse(parts=parts, model=model, usage=map_usage(usage),
-                            stop_reason=STOP_REASONS.get(finish, "other"))
+        parts += [
+            ToolCall(call_id=c["id"], name=c["name"], arguments=c["args"] or "{}", model=model)
+            for _, c in sorted(calls.items())
+        ]
+        yield ModelResponse(
+            parts=parts,
+            model=model,
+            usage=map_usage(usage),
+            stop_reason=STOP_REASONS.get(finish, "other"),
+        )
 
 
 def env_key() -> str:

@@ -27,11 +27,22 @@ def map_input(messages: list[Message]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message, ToolCall):
-            items.append({"type": "function_call", "call_id": message.call_id,
-                          "name": message.name, "arguments": message.arguments})
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": message.call_id,
+                    "name": message.name,
+                    "arguments": message.arguments,
+                }
+            )
         elif isinstance(message, ToolResult):
-            items.append({"type": "function_call_output", "call_id": message.call_id,
-                          "output": message.content})
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": message.call_id,
+                    "output": message.content,
+                }
+            )
         elif isinstance(message, AssistantText):
             items.append({"type": "message", "role": "assistant", "content": message.text})
         else:
@@ -40,19 +51,30 @@ def map_input(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def map_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    return [{"type": "function", "name": t.name, "description": t.description,
-             "parameters": t.parameters} for t in tools]
+    return [
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters,
+        }
+        for t in tools
+    ]
 
 
 def map_usage(usage: Any) -> Usage:
     if usage is None:
         return Usage()
     return Usage(
-        input_tokens=usage.input_tokens or 0, output_tokens=usage.output_tokens or 0,
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
         cached_tokens=getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", 0)
         or 0,
-        reasoning_tokens=getattr(getattr(usage, "output_tokens_details", None),
-                                 "reasoning_tokens", 0) or 0)
+        reasoning_tokens=getattr(
+            getattr(usage, "output_tokens_details", None), "reasoning_tokens", 0
+        )
+        or 0,
+    )
 
 
 def parse_response(response: Any, model: str) -> ModelResponse:
@@ -64,16 +86,21 @@ def parse_response(response: Any, model: str) -> ModelResponse:
             if text:
                 parts.append(AssistantText(text=text, model=used))
         elif item.type == "function_call":
-            parts.append(ToolCall(call_id=item.call_id, name=item.name,
-                                  arguments=item.arguments or "{}", model=used))
+            parts.append(
+                ToolCall(
+                    call_id=item.call_id,
+                    name=item.name,
+                    arguments=item.arguments or "{}",
+                    model=used,
+                )
+            )
     stop: StopReason = "end_turn"
     if any(isinstance(p, ToolCall) for p in parts):
         stop = "tool_use"
     elif response.status == "incomplete":
         details = getattr(response, "incomplete_details", None)
         stop = "max_tokens" if getattr(details, "reason", "") == "max_output_tokens" else "other"
-    return ModelResponse(parts=parts, model=used, usage=map_usage(response.usage),
-                         stop_reason=stop)
+    return ModelResponse(parts=parts, model=used, usage=map_usage(response.usage), stop_reason=stop)
 
 
 class OpenAIResponses(OpenAIClientProvider):
@@ -81,8 +108,11 @@ class OpenAIResponses(OpenAIClientProvider):
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
         # store=False: the thread's history lives in threadhost, not at the vendor.
-        arguments: dict[str, Any] = {"model": self.model, "input": map_input(request.messages),
-                                     "store": False}
+        arguments: dict[str, Any] = {
+            "model": self.model,
+            "input": map_input(request.messages),
+            "store": False,
+        }
         if request.system:
             arguments["instructions"] = request.system
         if request.tools:

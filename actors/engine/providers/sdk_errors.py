@@ -33,11 +33,13 @@ def vendor_errors(sdk: ModuleType, vendor: str) -> Iterator[None]:
     except sdk.APIConnectionError as exc:
         raise ProviderUnavailable(f"{vendor}: connection failed") from exc
     except sdk.RateLimitError as exc:
-        raise RateLimited(f"{vendor}: rate limited",
-                          retry_after=retry_after(exc.response.headers)) from exc
+        raise RateLimited(
+            f"{vendor}: rate limited", retry_after=retry_after(exc.response.headers)
+        ) from exc
     except (sdk.AuthenticationError, sdk.PermissionDeniedError) as exc:
-        raise AuthenticationFailed(f"{vendor}: the API key was refused",
-                                   status=exc.status_code) from exc
+        raise AuthenticationFailed(
+            f"{vendor}: the API key was refused", status=exc.status_code
+        ) from exc
     except sdk.APIStatusError as exc:
         # Only the vendor's own error message: never the request, which holds the key.
         message = f"{vendor}: HTTP {exc.status_code}: {_message(exc)}"
@@ -59,8 +61,12 @@ def _message(exc: Any) -> str:
 
 # How each vendor says that a request is longer than the model's context window.
 _OVERFLOW_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-_OVERFLOW_WORDS = ("prompt is too long", "maximum context length", "context window",
-                   "context_length_exceeded")
+_OVERFLOW_WORDS = (
+    "prompt is too long",
+    "maximum context length",
+    "context window",
+    "context_length_exceeded",
+)
 
 
 def _overflows(exc: Any) -> bool:
