@@ -12,6 +12,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import RedirectResponse
 
 from actors.engine.agents import AgentCatalog
+from actors.engine.run import StatusChanged
 from actors.threads.contract import STOPPED
 from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import followups, openai_door, responses_door, threads
@@ -178,8 +179,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
         message = envelope.data
         hub.deliver(message.model_dump(mode="json"))
         if isinstance(message, StepEventsMessage) and any(
-            event.type == "run.status" and event.data.get("status") in STOPPED
-            for event in message.events
+            isinstance(event, StatusChanged) and event.status in STOPPED for event in message.events
         ):
             run_changed(message.run_id)
         return {"status": "SUCCESS"}

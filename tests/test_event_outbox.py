@@ -5,7 +5,7 @@ for a flush that never comes."""
 import asyncio
 from typing import Any
 
-from actors.engine.run import RunEvent
+from actors.engine.run import StepCompleted
 from actors.threads.run_events import DeltaMessage, EventOutbox, RunMessage, StepEventsMessage
 
 
@@ -14,7 +14,7 @@ def step(run_id: str, *seqs: int) -> StepEventsMessage:
     return StepEventsMessage(
         thread_id="th_1",
         run_id=run_id,
-        events=[RunEvent(seq=seq, type="step.completed", data={"step": seq}) for seq in seqs],
+        events=[StepCompleted(seq=seq, data={"step": seq}) for seq in seqs],
     )
 
 

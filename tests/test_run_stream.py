@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.engine.run import RunEvent
+from actors.engine.run import StatusChanged, StepCompleted
 from actors.threads.contract import EventsAnswer, RunView
 from gateway.run_stream import stream_run
 from gateway.thread_client import Unreachable
@@ -34,9 +34,9 @@ def _run(status: str) -> RunView:
 
 
 EVENTS = [
-    RunEvent(seq=0, type="run.status", data={"status": "running"}, at=NOW),
-    RunEvent(seq=1, type="step.completed", data={"step": 1, "messages": []}, at=NOW),
-    RunEvent(seq=2, type="run.status", data={"status": "completed"}, at=NOW),
+    StatusChanged(seq=0, data={"status": "running"}, at=NOW),
+    StepCompleted(seq=1, data={"step": 1, "messages": []}, at=NOW),
+    StatusChanged(seq=2, data={"status": "completed"}, at=NOW),
 ]
 
 
@@ -51,7 +51,7 @@ class FlakyLog:
     ) -> EventsAnswer:
         self.reads += 1
         if self.reads <= self.failures:
-            raise Unreachable(503, "unavailable", "Thread service unavailable", "later")
+            raise Unreachable("later")
         kept = [e for e in EVENTS[: self.stored] if e.seq > after]
         return EventsAnswer(run=_run("completed" if self.stored == 3 else "running"), events=kept)
 

@@ -13,11 +13,13 @@ reminders, deactivation and /dapr/config stay with the extension's routes.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from dapr.actor import ActorRuntime
 from dapr.clients.exceptions import ERROR_CODE_UNKNOWN, DaprInternalError
 
+log = logging.getLogger(__name__)
 # What the extension answers with (dapr.ext.fastapi.actor).
 ANSWER_TYPE = b"application/json; utf-8"
 ERROR_TYPE = b"application/json"
@@ -67,6 +69,7 @@ class ActorMethodCalls:
         except DaprInternalError as exc:
             status, kind, answer = 500, ERROR_TYPE, _json(exc.as_json_safe_dict())
         except Exception as exc:  # noqa: BLE001 - answered as the extension answers it
+            log.exception("%s.%s failed: %s", called[0], called[2], type(exc).__name__)
             status, kind = 500, ERROR_TYPE
             answer = _json({"message": repr(exc), "errorCode": ERROR_CODE_UNKNOWN})
         await send(

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel
 
 from actors.engine.followups import Followup
-from actors.engine.run import RunEvent, RunRecord
+from actors.engine.run import RunCreated, RunEvent, RunRecord, StatusChanged
 
 DATA_VERSION = 1
 DATA_SCHEMA = "urn:threadhost:thread-event:v1"
@@ -55,13 +55,13 @@ def run_announcements(owner: str, run: RunRecord, events: list[RunEvent]) -> lis
     """The events of a run's new log entries that other services hear of."""
     found = []
     for event in events:
-        status = (
-            "created"
-            if event.type == "run.created"
-            else event.data.get("status")
-            if event.type == "run.status"
-            else None
-        )
+        match event:
+            case RunCreated():
+                status: str | None = "created"
+            case StatusChanged():
+                status = event.status
+            case _:
+                status = None
         if status != "created" and status not in ANNOUNCED:
             continue
         data: dict[str, Any] = {

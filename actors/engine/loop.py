@@ -24,9 +24,11 @@ from actors.engine.run import (
     NextStep,
     ParentLink,
     Pause,
+    RunCreated,
     RunEvent,
     RunRecord,
     RunTools,
+    StepCompleted,
     UseFollowups,
     plan_next_step,
 )
@@ -69,7 +71,7 @@ def new_run(
     )
     linked = {"parent": parent.model_dump()} if parent is not None else {}
     created = run.event(
-        "run.created",
+        RunCreated,
         agent=agent.name,
         agent_version=agent.version,
         model=agent.model,
@@ -120,7 +122,7 @@ def record_step(
                 "model": outcome.compaction.model,
             }
         )
-    return [run.event("step.completed", **data)]
+    return [run.event(StepCompleted, **data)]
 
 
 def count_model_call(run: RunRecord, call: ModelCallRecord) -> None:

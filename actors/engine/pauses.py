@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from actors.engine.messages import ToolResult
 from actors.engine.run import (
     CALLER_ACTIONS,
+    ActionsSubmitted,
+    AgentRunEnded,
+    ApprovalExpired,
     ChildRun,
     Pause,
     PendingAction,
@@ -113,7 +116,7 @@ def submit(
     run.approved += approved
     run.required_action = [a for a in run.required_action if a.type not in CALLER_ACTIONS]
     run.deadline = None
-    events = [_results_event(run, "actions.submitted", results, first_index, approved=approved)]
+    events = [_results_event(run, ActionsSubmitted, results, first_index, approved=approved)]
     if not run.required_action:
         events.append(run.transition("running"))
     return results, events
@@ -147,7 +150,7 @@ def answer_from_child(
     run.required_action = [a for a in run.required_action if a is not action]
     events = [
         _results_event(
-            run, "agent_run.ended", [result], first_index, child=child.model_dump(mode="json")
+            run, AgentRunEnded, [result], first_index, child=child.model_dump(mode="json")
         )
     ]
     if not run.required_action:
@@ -176,7 +179,7 @@ def expire_approvals(
     run.deadline = None
     events = [
         _results_event(
-            run, "approval.expired", results, first_index, call_ids=[a.call_id for a in expired]
+            run, ApprovalExpired, results, first_index, call_ids=[a.call_id for a in expired]
         )
     ]
     if not run.required_action:
@@ -227,10 +230,14 @@ def _result(action: PendingAction, submission: Submission) -> ToolResult | None:
 
 
 def _results_event(
-    run: RunRecord, type_: str, results: list[ToolResult], first_index: int, **data: object
+    run: RunRecord,
+    kind: type[ActionsSubmitted | AgentRunEnded | ApprovalExpired],
+    results: list[ToolResult],
+    first_index: int,
+    **data: object,
 ) -> RunEvent:
     return run.event(
-        type_,
+        kind,
         first_index=first_index,
         messages=[r.model_dump(mode="json") for r in results],
         **data,

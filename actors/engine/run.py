@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -90,11 +90,64 @@ class ChildRun(BaseModel):
     cost_usd: float = 0.0
 
 
-class RunEvent(BaseModel):
+class _Event(BaseModel):
+    """An event of a run's log: its sequence number in the run, what happened (the
+    subclass, told apart by `type`), and when. `data` is what clients read as it is."""
+
     seq: int
-    type: str
     data: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=_now)
+
+
+class RunCreated(_Event):
+    type: Literal["run.created"] = "run.created"
+
+
+class StatusChanged(_Event):
+    type: Literal["run.status"] = "run.status"
+
+    @property
+    def status(self) -> RunStatus:
+        return self.data["status"]
+
+    @property
+    def reason(self) -> str | None:
+        return self.data.get("reason")
+
+
+class StepCompleted(_Event):
+    type: Literal["step.completed"] = "step.completed"
+
+    @property
+    def step(self) -> int:
+        return self.data["step"]
+
+    @property
+    def kind(self) -> str:
+        return self.data["kind"]
+
+
+class ActionsSubmitted(_Event):
+    """The caller's answers to a waiting run (tool results, approvals, input)."""
+
+    type: Literal["actions.submitted"] = "actions.submitted"
+
+
+class AgentRunEnded(_Event):
+    """A child run ended: its answer is the result of the agent call that asked."""
+
+    type: Literal["agent_run.ended"] = "agent_run.ended"
+
+
+class ApprovalExpired(_Event):
+    type: Literal["approval.expired"] = "approval.expired"
+
+
+RunEvent = Annotated[
+    RunCreated | StatusChanged | StepCompleted | ActionsSubmitted | AgentRunEnded | ApprovalExpired,
+    Field(discriminator="type"),
+]
+AnEvent = TypeVar("AnEvent", bound=_Event)
 
 
 class RunRecord(BaseModel):
@@ -141,15 +194,15 @@ class RunRecord(BaseModel):
     def active(self) -> bool:
         return self.status not in TERMINAL
 
-    def event(self, type_: str, **data: Any) -> RunEvent:
-        event = RunEvent(seq=self.next_seq, type=type_, data=data)
+    def event(self, event_type: type[AnEvent], /, **data: Any) -> AnEvent:
+        event = event_type(seq=self.next_seq, data=data)
         self.next_seq += 1
         return event
 
     def transition(self, status: RunStatus, reason: str | None = None, **data: Any) -> RunEvent:
         self.status, self.reason = status, reason
         return self.event(
-            "run.status", status=status, **({"reason": reason} if reason else {}), **data
+            StatusChanged, status=status, **({"reason": reason} if reason else {}), **data
         )
 
 

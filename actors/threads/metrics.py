@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from actors.engine.run import RunEvent
+from actors.engine.run import RunEvent, StatusChanged, StepCompleted
 
 RUNS = Counter("threadhost_runs_total", "Runs that reached a status", ["status"])
 STEPS = Histogram(
@@ -52,10 +52,10 @@ def tool_label(name: str) -> str:
 def observe(events: list[RunEvent], step_seconds: float) -> None:
     for event in events:
         data = event.data
-        if event.type == "run.status":
-            RUNS.labels(data["status"]).inc()
-        elif event.type == "step.completed":
-            STEPS.labels(data["kind"]).observe(step_seconds)
+        if isinstance(event, StatusChanged):
+            RUNS.labels(event.status).inc()
+        elif isinstance(event, StepCompleted):
+            STEPS.labels(event.kind).observe(step_seconds)
             if "model" in data:
                 vendor, model = data.get("vendor", ""), data["model"]
                 MODEL_LATENCY.labels(vendor, model).observe(data.get("latency_ms", 0) / 1000)

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.engine.run import RunEvent
+from actors.engine.run import RunEvent, StepCompleted
 
 DELTA_WINDOW = 0.05
 # The longest a run's messages wait in its thread's outbox for the turn's steps to end:
@@ -149,11 +149,11 @@ def _merged(
     """One message per run's consecutive step events; text kept as the outbox says, and
     `streaming` updated with what is sent."""
     completed = {
-        (m.run_id, e.data.get("step"))
+        (m.run_id, e.step)
         for m in messages
         if isinstance(m, StepEventsMessage)
         for e in m.events
-        if e.type == "step.completed"
+        if isinstance(e, StepCompleted)
     }
     merged: list[RunMessage] = []
     for message in messages:
