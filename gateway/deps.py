@@ -3,6 +3,7 @@ caller, the agent catalog, the headers and path ids every door reads, and admiss
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
@@ -38,6 +39,27 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientDep = Annotated[ThreadClient, Depends(_client)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 CatalogDep = Annotated[AgentCatalog, Depends(_catalog)]
+
+
+@dataclass(frozen=True)
+class Door:
+    """Who takes a turn through a door, and with what: every door's handler has one."""
+
+    client: ThreadClient
+    caller: Caller
+    settings: Settings
+    # The HTTP request, where a stream's listener is opened (none for the MCP door's
+    # turns, which are not streamed).
+    request: Request | None = None
+
+
+async def _door(
+    request: Request, client: ClientDep, caller: CallerDep, settings: SettingsDep
+) -> Door:
+    return Door(client, caller, settings, request)
+
+
+DoorDep = Annotated[Door, Depends(_door)]
 
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from actors.engine.agents import AgentCatalog
 from actors.engine.messages import AssistantText
 from gateway.auth import Authenticator, Caller
+from gateway.deps import Door
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
 from gateway.turn import TurnPlan, take_turn
@@ -112,9 +113,7 @@ async def _turn(
     thread_id: str | None,
 ) -> dict[str, Any]:
     taken = await take_turn(
-        client,
-        caller,
-        settings,
+        Door(client, caller, settings),
         TurnPlan(agent=agent, thread_id=thread_id, door="mcp", text=message, text_field="message"),
     )
     run, thread_id = taken.answer.run, taken.thread_id

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from actors.engine.agents import AgentCatalog
@@ -27,11 +27,9 @@ from actors.threads.contract import RunView
 from gateway.auth import Caller
 from gateway.deps import (
     THREAD_HEADER,
-    CallerDep,
     CatalogDep,
-    ClientDep,
+    DoorDep,
     IdempotencyKey,
-    SettingsDep,
     ThreadHeader,
     admitted,
 )
@@ -82,10 +80,7 @@ async def list_models(catalog: CatalogDep) -> ModelList:
 )
 async def chat_completions(
     body: ChatCompletionRequest,
-    request: Request,
-    client: ClientDep,
-    caller: CallerDep,
-    settings: SettingsDep,
+    door: DoorDep,
     catalog: CatalogDep,
     thread_header: ThreadHeader = None,
     idempotency_key: IdempotencyKey = None,
@@ -94,14 +89,12 @@ async def chat_completions(
     (`stream: true`) or not."""
     thread_id = thread_header or (body.metadata or {}).get("thread_id")
     plan = _plan(body, catalog, thread_id, idempotency_key)
-    taken = await take_turn(client, caller, settings, plan, request)
+    taken = await take_turn(door, plan)
     if taken.listener is not None:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        heartbeat = door.settings.sse_heartbeat_seconds
         return streamed(
-            taken,
-            _stream(
-                client, caller, taken, body.model, include_usage, settings.sse_heartbeat_seconds
-            ),
+            taken, _stream(door.client, door.caller, taken, body.model, include_usage, heartbeat)
         )
     completion = _completion(taken, body.model)
     return JSONResponse(completion.model_dump(mode="json"), headers=headers_of(taken))

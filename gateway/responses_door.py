@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,11 +25,9 @@ from actors.engine.tool_set import ClientTool
 from actors.threads.contract import RunView
 from gateway.auth import Caller
 from gateway.deps import (
-    CallerDep,
     CatalogDep,
-    ClientDep,
+    DoorDep,
     IdempotencyKey,
-    SettingsDep,
     ThreadHeader,
     admitted,
 )
@@ -166,10 +164,7 @@ def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
 @router.post("/responses", responses={200: {"content": {"text/event-stream": {}}}})
 async def create_response(
     body: ResponseRequest,
-    request: Request,
-    client: ClientDep,
-    caller: CallerDep,
-    settings: SettingsDep,
+    door: DoorDep,
     catalog: CatalogDep,
     thread_header: ThreadHeader = None,
     idempotency_key: IdempotencyKey = None,
@@ -217,9 +212,10 @@ async def create_response(
             if i.type == "function_call_output"
         ],
     )
-    taken = await take_turn(client, caller, settings, plan, request)
+    taken = await take_turn(door, plan)
     if taken.listener is not None:
-        return streamed(taken, _stream(client, caller, taken, body, settings.sse_heartbeat_seconds))
+        heartbeat = door.settings.sse_heartbeat_seconds
+        return streamed(taken, _stream(door.client, door.caller, taken, body, heartbeat))
     run = ended_run(taken)
     text = reply_of(taken.answer.messages or [], taken.submitted)
     return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers_of(taken))

@@ -23,6 +23,8 @@ from gateway.auth import Caller
 from gateway.deps import (
     CallerDep,
     ClientDep,
+    Door,
+    DoorDep,
     IdempotencyKey,
     RunId,
     SettingsDep,
@@ -60,6 +62,8 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 WITH_BODY = problem_responses(400, 413)
 RUN_STARTS = {**ON_THREAD, **WITH_BODY, **problem_responses(409)}
+# A turn answers its run (wait), its events (stream) or 202 with the run's URL.
+TURN_ANSWERS = {**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}}
 
 
 @router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
@@ -136,15 +140,12 @@ async def list_runs(
 @router.post(
     "/{thread_id}/messages",
     response_model=TurnView,
-    responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}},
+    responses=TURN_ANSWERS,
 )
 async def post_message(
     thread_id: ThreadId,
     body: PostMessage,
-    client: ClientDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-    request: Request,
+    door: DoorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response | TurnView:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
@@ -159,24 +160,19 @@ async def post_message(
         mode=body.mode,
         idempotency_key=idempotency_key,
     )
-    return _answer(
-        request, caller, plan.mode, await take_turn(client, caller, settings, plan, request)
-    )
+    return _answer(door, plan.mode, await take_turn(door, plan))
 
 
 @router.post(
     "/{thread_id}/runs/{run_id}/resume",
     response_model=TurnView,
-    responses={**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}},
+    responses=TURN_ANSWERS,
 )
 async def resume_run(
     thread_id: ThreadId,
     run_id: RunId,
     body: ResumeRun,
-    client: ClientDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-    request: Request,
+    door: DoorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response | TurnView:
     """Answers what a waiting run (`requires_action`) waits for: the results of client
@@ -189,18 +185,22 @@ async def resume_run(
         mode=body.mode,
         idempotency_key=idempotency_key,
     )
-    return _answer(
-        request, caller, plan.mode, await take_turn(client, caller, settings, plan, request)
-    )
+    return _answer(door, plan.mode, await take_turn(door, plan))
 
 
-def _answer(request: Request, caller: Caller, mode: str, turn: Turn) -> Response | TurnView:
+def _answer(door: Door, mode: str, turn: Turn) -> Response | TurnView:
     """The turn's answer by `mode`: its events as they come (those from the call on), 202
     at once, or the run as it stopped with its messages (202 if it still runs)."""
     answer, thread_id = turn.answer, turn.thread_id
     if mode == "stream":
+        assert door.request is not None  # every HTTP door has its request
         return _event_stream(
-            request, caller, thread_id, answer.run.run_id, answer.first_seq - 1, turn.listener
+            door.request,
+            door.caller,
+            thread_id,
+            answer.run.run_id,
+            answer.first_seq - 1,
+            turn.listener,
         )
     if mode == "background" or answer.messages is None:
         return _accepted(thread_id, answer.run)

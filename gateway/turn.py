@@ -35,7 +35,7 @@ from actors.threads.contract import PostMessage as PostMessageRequest
 from actors.threads.contract import ResumeRun as ResumeRequest
 from actors.threads.owner_contract import AddThread, RunEnded
 from gateway.auth import Caller
-from gateway.deps import admit
+from gateway.deps import Door, admit
 from gateway.problems import InvalidRequest
 from gateway.run_stream import Listener
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
@@ -84,15 +84,10 @@ class Turn:
     listener: Listener | None
 
 
-async def take_turn(
-    client: ThreadClient,
-    caller: Caller,
-    settings: Settings,
-    plan: TurnPlan,
-    request: Request | None = None,
-) -> Turn:
+async def take_turn(door: Door, plan: TurnPlan) -> Turn:
     """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
     wait ends: the answer then has no messages)."""
+    client, caller, settings, request = door.client, door.caller, door.settings, door.request
     _check_text(plan, settings)
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     await admit(client, caller, settings, starts_run=True)

@@ -160,3 +160,20 @@ def test_functions_and_classes_stay_small():
                 if len(methods) > MAX_CLASS_METHODS:
                     wide.append(f"{module}.{node.name}: {len(methods)} methods")
     assert not long and not wide, "\n".join(long + wide)
+
+
+def test_the_client_for_other_services_loads_no_server():
+    """A service that calls threadhost imports its client, not the server's frameworks."""
+    import subprocess
+    import sys
+
+    server = ["fastapi", "starlette", "uvicorn", "dapr", "openai", "anthropic", "mcp", "aiohttp"]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, threadhost.client; print(' '.join(sys.modules))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert not {name.split(".")[0] for name in loaded} & set(server)

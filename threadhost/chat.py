@@ -112,28 +112,37 @@ async def _show(events: AsyncIterator[ServerEvent]) -> tuple[str, list[dict]] | 
             # A retried model call starts over: the text above was thrown away.
             print("\n[the model call was retried; its answer follows]", file=sys.stderr, flush=True)
         elif event.event in ("step.completed", "actions.submitted", "approval.expired"):
-            for message in data["messages"]:
-                if message["kind"] == "tool_call":
-                    print(f"[{message['name']} {message['arguments']}]", file=sys.stderr)
-                elif message["kind"] == "assistant_text":
-                    # Whole here when no deltas came (the step ended before they could).
-                    print("" if streamed else message["text"], flush=True)
-                elif message["kind"] == "tool_result" and message["is_error"]:
-                    print(f"[{message['name']}: {message['content']}]", file=sys.stderr)
+            _show_messages(data["messages"], streamed)
             streamed = False
         elif event.event == "run.status":
-            status = data["status"]
-            # Another agent's answer comes by itself: only the caller's actions are asked.
-            yours = [a for a in data.get("required_action") or [] if a["type"] != "agent_run"]
-            for action in data.get("required_action") or []:
-                if action["type"] == "agent_run":
-                    print(f"[asking the agent {action['agent']}]", file=sys.stderr, flush=True)
-            paused = (
-                (event.data["run_id"], yours) if (status == "requires_action" and yours) else None
-            )
-            if status not in ("running", "completed", "requires_action"):
-                print(f"[run {status}]", file=sys.stderr, flush=True)
+            paused = _show_status(event.data["run_id"], data)
     return paused
+
+
+def _show_messages(messages: list[dict], streamed: bool) -> None:
+    """A step's messages: tool calls and failed results aside, the text unless it came
+    as deltas already."""
+    for message in messages:
+        if message["kind"] == "tool_call":
+            print(f"[{message['name']} {message['arguments']}]", file=sys.stderr)
+        elif message["kind"] == "assistant_text":
+            # Whole here when no deltas came (the step ended before they could).
+            print("" if streamed else message["text"], flush=True)
+        elif message["kind"] == "tool_result" and message["is_error"]:
+            print(f"[{message['name']}: {message['content']}]", file=sys.stderr)
+
+
+def _show_status(run_id: str, data: dict) -> tuple[str, list[dict]] | None:
+    """A run's new status; the run and what the person is asked, if it waits for them."""
+    status, actions = data["status"], data.get("required_action") or []
+    for action in actions:
+        if action["type"] == "agent_run":
+            print(f"[asking the agent {action['agent']}]", file=sys.stderr, flush=True)
+    if status not in ("running", "completed", "requires_action"):
+        print(f"[run {status}]", file=sys.stderr, flush=True)
+    # Another agent's answer comes by itself: only the caller's actions are asked.
+    yours = [a for a in actions if a["type"] != "agent_run"]
+    return (run_id, yours) if status == "requires_action" and yours else None
 
 
 async def _ask(action: dict) -> Submission:

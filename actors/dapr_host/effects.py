@@ -1,8 +1,5 @@
-"""The thread service's effects, carried out on Dapr for one Thread actor.
-
-This module and threadhost/common/sidecar.py are the only ones that reach into the SDK's
-internals (the actor's runtime context, its state manager's cache).
-"""
+"""The thread service's effects, carried out on Dapr for one Thread actor (what touches
+the SDK's internals to do so is actors/dapr_host/sdk.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +11,9 @@ from typing import Any
 
 import aiohttp
 from dapr.actor import Actor
-from dapr.actor.runtime.state_change import StateChangeKind
-from dapr.actor.runtime.state_manager import ActorStateManager, StateMetadata
 from dapr.clients.exceptions import DaprInternalError
 
-from actors.dapr_host import background
+from actors.dapr_host import background, sdk
 from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
 from actors.threads.announcements import Announcement, Sent
 from actors.threads.contract import (
@@ -45,32 +40,6 @@ CHILD_START_SECONDS = 15.0
 log = logging.getLogger(__name__)
 
 
-class UncheckedWrites:
-    """The actor's state manager for a ThreadStore, without the read the SDK makes before
-    writing a key it has not cached (to tell an insert from an update: both are the same
-    upsert in the transaction it sends). The store addresses pages by what the thread's
-    record says, so it never needs that read: it cost a sidecar round trip per new key."""
-
-    def __init__(self, manager: ActorStateManager) -> None:
-        self._manager = manager
-
-    async def try_get_state(self, key: str) -> tuple[bool, Any]:
-        return await self._manager.try_get_state(key)
-
-    async def try_remove_state(self, key: str) -> bool:
-        return await self._manager.try_remove_state(key)
-
-    async def set_state(self, key: str, value: Any) -> None:
-        await self.set_state_ttl(key, value, None)
-
-    async def set_state_ttl(self, key: str, value: Any, ttl_in_seconds: int | None) -> None:
-        tracker = self._manager._get_contextual_state_tracker()
-        if key in tracker:  # the SDK's own path, which reads nothing for a cached key
-            await self._manager.set_state_ttl(key, value, ttl_in_seconds)
-        else:  # an update, so a removal before the commit still deletes it in the store
-            tracker[key] = StateMetadata(value, StateChangeKind.update, ttl_in_seconds)
-
-
 class ActorEffects:
     def __init__(self, actor: Actor, settings: Settings, take_step: Callable[[Any], Any]) -> None:
         self._actor, self._settings, self._take_step = actor, settings, take_step
@@ -82,16 +51,13 @@ class ActorEffects:
         )
 
     async def commit(self) -> None:
-        await self._actor._state_manager.save_state()
+        await sdk.commit(self._actor)
 
     async def discard(self) -> None:
-        await self._actor._state_manager.clear_cache()
+        await sdk.discard(self._actor)
 
     async def read_committed(self, key: str) -> tuple[bool, Any]:
-        context = self._actor._runtime_ctx
-        return await context.state_provider.try_load_state(
-            context.actor_type_info.type_name, self._thread_id, key
-        )
+        return await sdk.read_committed(self._actor, key)
 
     def publish(self, message: RunMessage) -> None:
         self._outbox.add(message)
@@ -99,9 +65,7 @@ class ActorEffects:
     def announce(self, announcements: list[Announcement], went: Sent) -> None:
         settings = self._settings
         # Committed: the state manager need not keep their documents for this activation.
-        tracker = self._actor._state_manager._get_contextual_state_tracker()
-        for announcement in announcements:
-            tracker.pop(announcement_key(announcement.event.id), None)
+        sdk.forget_cached(self._actor, [announcement_key(a.event.id) for a in announcements])
         client = shared_actor_client()
         failed: set[str] = set()
 

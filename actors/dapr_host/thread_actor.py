@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, ValidationError
 
-from actors.dapr_host.effects import ActorEffects, UncheckedWrites
+from actors.dapr_host.effects import ActorEffects
 from actors.dapr_host.engine_setup import load_engine
 from actors.dapr_host.interface import Payload, ThreadActorInterface
+from actors.dapr_host.sdk import UncheckedWrites
 from actors.threads import metrics
 from actors.threads.contract import (
     CancelFollowup,
