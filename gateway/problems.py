@@ -1,23 +1,35 @@
-"""Errors as application/problem+json, with a stable `type` per kind of problem.
+"""Errors as application/problem+json, with a stable `type` per kind of problem, and one
+class per kind the gateway raises (its status, kind and title named there, once).
 
     Problem (any error the API answers with)
-    ├── invalid-request     400/422  malformed JSON or UTF-8, a field out of bounds or not
-    │                                text (a lone surrogate, NUL), a bad thread id
-    ├── unauthorized        401      no token, or a token refused (expired, no subject, …)
-    ├── forbidden           403      a service app-id that may not call; daprd's routes
-    ├── not-found           404      no such route
-    ├── thread-not-found    404      no thread with that id (or not the caller's)
-    ├── run-not-found       404      the thread has no run with that id
-    ├── method-not-allowed  405      a route called with a method it does not take (Allow)
-    ├── thread-busy         409      the thread already has a run in progress
-    ├── run-not-waiting     409      actions submitted to a run that waits for nothing
-    ├── body-too-large      413      a request body over THREADHOST_MAX_BODY_BYTES
-    ├── rate-limited        429      the caller's requests per minute or runs going on
-    ├── internal-error      500      a defect of threadhost's: nothing of the request is shown
-    └── unavailable         502/503  the actor runtime could not be reached, or answered oddly
+    ├── InvalidRequest       invalid-request      400/422  malformed JSON or UTF-8, a field
+    │                                                      out of bounds or not text (a lone
+    │                                                      surrogate, NUL), a bad thread id
+    ├── Unauthorized         unauthorized         401      no token, or a token refused
+    ├── Forbidden            forbidden            403      an app-id that may not call;
+    │                                                      daprd's routes
+    ├── (routing)            not-found            404      no such route
+    ├── (contract refusals)  thread-not-found     404      no such thread (or not the caller's)
+    │                        run-not-found        404      the thread has no run with that id
+    │                        thread-busy          409      a run is in progress
+    │                        run-not-waiting      409      actions for a run that waits for none
+    │                        followup-not-found,  404/409  (actors/threads/contract.py names
+    │                        too-many-followups            each, and its status and title)
+    ├── ModelNotFound        model-not-found      404      an OpenAI door's model names no agent
+    ├── ResponseNotFound     response-not-found   404      previous_response_id unknown
+    ├── (routing)            method-not-allowed   405      a method the route does not take
+    ├── BodyTooLarge         body-too-large       413      over THREADHOST_MAX_BODY_BYTES
+    ├── RateLimited          rate-limited         429      requests per minute, runs, streams
+    ├── InternalError        internal-error       500      a defect of threadhost's: nothing of
+    │                                                      the request is shown
+    ├── RunFailed            run-failed           500      an OpenAI door's run failed
+    ├── RunStillGoing        run-still-going      504      an OpenAI door's wait ended first
+    └── Unavailable          unavailable          502/503  the actor runtime could not be
+        └── Unreachable                                    reached, or answered oddly
 
 Lower-layer failures (the SDK's, daprd's) are mapped to these at the thread client;
-nothing below the gateway's own messages, and no request body, reaches a response.
+nothing below the gateway's own messages, and no request body, reaches a response. The
+OpenAI doors answer the same problems in OpenAI's error shape (code: the kind, with `_`).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from actors.engine.text import printable
+from actors.threads.contract import Invalid
 from threadhost.common.ids import InvalidId
 
 log = logging.getLogger(__name__)
@@ -79,7 +92,8 @@ class _Kind(Problem):
 
 
 class InvalidRequest(_Kind):
-    STATUS, KIND, TITLE = 422, "invalid-request", "Invalid request"
+    # The kind the contract names for an actor's refusal of a request (actors/threads).
+    STATUS, KIND, TITLE = Invalid.http_status, Invalid.problem_type, Invalid.title
 
 
 class Unauthorized(_Kind):
@@ -148,7 +162,7 @@ class ProblemView(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "type": PROBLEM_BASE + "invalid-request",
+                    "type": PROBLEM_BASE + Invalid.problem_type,
                     "title": "Invalid request",
                     "status": 422,
                     "detail": "the request does not match the API's schema",
@@ -283,7 +297,7 @@ def _allowed(request: Request) -> list[str]:
 
 
 _HTTP_KINDS = {
-    400: ("invalid-request", "Malformed request body"),
+    400: (Invalid.problem_type, "Malformed request body"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
 }

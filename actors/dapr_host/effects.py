@@ -149,14 +149,14 @@ class ActorEffects:
         work = self._actor.register_reminder(
             reminder.name, reminder.data.encode(), due, reminder.every
         )
-        if reminder.off_path:
+        if reminder.registered_off_path:
             self._in_background(work)
         else:
             await work
 
     async def forget(self, reminder: Reminder) -> None:
         work = self._actor.unregister_reminder(reminder.name)
-        if reminder.off_path:
+        if reminder.dropped_off_path:
             self._in_background(work)
         else:
             await work

@@ -61,10 +61,11 @@ class Effects(Protocol):
 
     async def remind(self, reminder: Reminder, due: timedelta) -> None:
         """Calls `reminder(name, data)` after `due` (and every `reminder.every`, if set),
-        durably; one `off_path` is registered off the turn's critical path."""
+        durably; one `registered_off_path` is registered off the turn's critical path."""
 
     async def forget(self, reminder: Reminder) -> None:
-        """Drops the reminder of that name (one `off_path`: off the critical path)."""
+        """Drops the reminder of that name (one `dropped_off_path`: off the critical
+        path)."""
 
     async def ask_owner(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
         """The thread owner's Owner actor's answer (actors/threads/owner_contract.py)."""

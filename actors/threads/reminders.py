@@ -6,8 +6,12 @@
     followup   followup.<id>        -         a follow-up is scheduled
     erase      erase                owner     the thread's keys have a retention
 
-A reminder that is `off_path` is registered or dropped off the turn's critical path: one
-lost costs nothing but a reminder that finds nothing to do when it fires."""
+Some are registered or dropped off the turn's critical path, where one lost costs
+nothing: an erase reminder (the next commit that renews the thread registers it again;
+one left behind finds the thread there and does nothing), and a follow-up's once it is
+dropped (left behind, it finds no follow-up). A follow-up's reminder is registered before
+the record that lists it is committed, and a run's deadline and children reminders
+before the pause that needs them: those wait for the sidecar."""
 
 from __future__ import annotations
 
@@ -28,7 +32,11 @@ class Reminder:
     every: timedelta | None = None
 
     @property
-    def off_path(self) -> bool:
+    def registered_off_path(self) -> bool:
+        return self.kind == "erase"
+
+    @property
+    def dropped_off_path(self) -> bool:
         return self.kind in ("followup", "erase")
 
     @classmethod
