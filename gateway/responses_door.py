@@ -355,16 +355,21 @@ class _Events:
 
 
 def _text_delta(event: _Events, message: dict[str, Any], piece: str, first: bool) -> list[str]:
-    opened = [
-        event("response.output_item.added", output_index=0, item=message),
-        event(
-            "response.content_part.added",
-            item_id=message["id"],
-            output_index=0,
-            content_index=0,
-            part={"type": "output_text", "text": "", "annotations": []},
-        ),
-    ]
+    """A piece of the message's text; the first opens the message and its text part."""
+    opened = (
+        [
+            event("response.output_item.added", output_index=0, item=message),
+            event(
+                "response.content_part.added",
+                item_id=message["id"],
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            ),
+        ]
+        if first
+        else []
+    )
     delta = event(
         "response.output_text.delta",
         item_id=message["id"],
@@ -373,7 +378,7 @@ def _text_delta(event: _Events, message: dict[str, Any], piece: str, first: bool
         delta=piece,
         logprobs=[],
     )
-    return [*opened, delta] if first else [delta]
+    return [*opened, delta]
 
 
 def _text_done(event: _Events, message: dict[str, Any], run: RunView, text: str) -> list[str]:

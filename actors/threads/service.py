@@ -460,10 +460,10 @@ class ThreadService:
 
     async def reminder(self, name: str, data: str) -> None:
         reminder = Reminder.fired(name, data)
-        if reminder is not None and reminder.kind == "followup":
-            await self.followups.due(reminder.name.removeprefix(FOLLOWUP_PREFIX))
+        if reminder is None:  # of an older version: nothing of this one's
             return
-        if reminder is None:
+        if reminder.kind == "followup":
+            await self.followups.due(reminder.name.removeprefix(FOLLOWUP_PREFIX))
             return
         record = await self._store.record()
         run = await self._store.run(record.active_run) if record and record.active_run else None
