@@ -149,6 +149,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     for folder in settings.agents_dirs:
         catalog.load_folder(folder)
     app.include_router(threads.router)
+    app.include_router(threads.turns)
     app.include_router(followups.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)

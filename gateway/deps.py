@@ -68,18 +68,12 @@ IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 # The thread the OpenAI doors continue, and name in every answer.
 THREAD_HEADER = "threadhost-thread-id"
 ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATTERN)]
-# The doors' routes that take a turn: the turn admits itself (gateway/turn.py), with the
-# run it starts, once its input is known to be a turn at all.
-TURN_ROUTES = ("/messages", "/resume", "/v1/chat/completions", "/v1/responses")
 
 
-async def admitted(
-    request: Request, caller: CallerDep, settings: SettingsDep, client: ClientDep
-) -> None:
-    """The caller's rate limits, kept by their Owner actor, so they hold across replicas
-    (a route that takes a turn is admitted by the turn)."""
-    if request.method == "POST" and request.url.path.endswith(TURN_ROUTES):
-        return
+async def admitted(caller: CallerDep, settings: SettingsDep, client: ClientDep) -> None:
+    """The caller's rate limits, kept by their Owner actor, so they hold across replicas:
+    the dependency of every route but a door's turn, which the turn admits with the run it
+    starts (gateway/turn.py), once its input is known to be a turn at all."""
     await admit(client, caller, settings, starts_run=False)
 
 

@@ -58,16 +58,16 @@ from gateway.problems import InvalidRequest, RunFailed, RunStillGoing, problem_r
 from gateway.thread_client import ThreadClient
 from gateway.turn import Turn, TurnPlan, take_turn
 
+# Its turn admits itself (gateway/turn.py); the model list is admitted as any request.
 router = APIRouter(
     prefix="/v1",
     tags=["openai"],
-    dependencies=[Depends(admitted)],
     responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503, 504),
 )
 FINISH = {"completed": "stop", "incomplete": "length", "cancelled": "stop"}
 
 
-@router.get("/models", response_model=ModelList)
+@router.get("/models", response_model=ModelList, dependencies=[Depends(admitted)])
 async def list_models(catalog: CatalogDep) -> ModelList:
     """The agents, each a model: `model` in a chat completion names one."""
     return ModelList(data=[ModelView(id=name) for name in catalog.names()])

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,7 +29,6 @@ from gateway.deps import (
     DoorDep,
     IdempotencyKey,
     ThreadHeader,
-    admitted,
 )
 from gateway.openai_answers import (
     agent_of,
@@ -46,10 +45,10 @@ from gateway.thread_client import ThreadClient
 from gateway.turn import Turn, TurnPlan, take_turn
 from threadhost.common.ids import ID_PATTERN, Id
 
+# Its one route takes a turn, which admits itself (gateway/turn.py).
 router = APIRouter(
     prefix="/v1",
     tags=["openai"],
-    dependencies=[Depends(admitted)],
     responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503, 504),
 )
 _RESPONSE_ID = re.compile(r"^resp_([0-9a-f]{32})_([0-9a-f]{32})$")

@@ -48,12 +48,12 @@ from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.turn import Turn, TurnPlan, open_thread, take_turn
 
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
+ANY_ROUTE = problem_responses(401, 403, 422, 429, 500, 503)
 router = APIRouter(
-    prefix="/v1/threads",
-    tags=["threads"],
-    dependencies=[Depends(admitted)],
-    responses=problem_responses(401, 403, 422, 429, 500, 503),
+    prefix="/v1/threads", tags=["threads"], dependencies=[Depends(admitted)], responses=ANY_ROUTE
 )
+# The routes that take a turn: admitted by the turn, with the run it starts.
+turns = APIRouter(prefix="/v1/threads", tags=["threads"], responses=ANY_ROUTE)
 # A route with a thread in its path answers 404 for others' threads; one with a body may
 # find it unreadable or too large.
 ON_THREAD = problem_responses(404)
@@ -137,7 +137,7 @@ async def list_runs(
     return RunsView(runs=answer.runs, total=answer.total)
 
 
-@router.post(
+@turns.post(
     "/{thread_id}/messages",
     response_model=TurnView,
     responses=TURN_ANSWERS,
@@ -163,7 +163,7 @@ async def post_message(
     return _answer(door, plan.mode, await take_turn(door, plan))
 
 
-@router.post(
+@turns.post(
     "/{thread_id}/runs/{run_id}/resume",
     response_model=TurnView,
     responses=TURN_ANSWERS,
