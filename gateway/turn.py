@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Literal
-
-from fastapi import Request
 
 from actors.engine.messages import Message
 from actors.engine.pauses import Submission
@@ -87,17 +85,14 @@ class Turn:
 async def take_turn(door: Door, plan: TurnPlan) -> Turn:
     """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
     wait ends: the answer then has no messages)."""
-    client, caller, settings, request = door.client, door.caller, door.settings, door.request
-    _check_text(plan, settings)
+    _check_text(plan, door.settings)
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
-    await admit(client, caller, settings, starts_run=True)
-    answer, listener = await _in_slot(
-        client, caller, settings, lambda: _started(client, caller, plan, key, request)
-    )
+    await admit(door.client, door.caller, door.settings, starts_run=True)
+    answer, listener = await _in_slot(door, _started(door, plan, key))
     thread_id = answer.run.thread_id
     if plan.mode == "wait" and not answer.run.stopped:
         answer = await wait_for_run(
-            client, caller, thread_id, answer.run, settings.run_wait_seconds
+            door.client, door.caller, thread_id, answer.run, door.settings.run_wait_seconds
         )
     return Turn(thread_id, answer, {a.call_id for a in plan.actions}, listener)
 
@@ -115,10 +110,9 @@ def _check_text(plan: TurnPlan, settings: Settings) -> None:
         )
 
 
-async def _started(
-    client: ThreadClient, caller: Caller, plan: TurnPlan, key: str, request: Request | None
-) -> tuple[RunAnswer, Listener | None]:
+async def _started(door: Door, plan: TurnPlan, key: str) -> tuple[RunAnswer, Listener | None]:
     """The run started (or resumed) by the plan's call, with the stream's listener."""
+    client, caller, request = door.client, door.caller, door.request
     thread_id = plan.thread_id
     if thread_id is None:
         if plan.text is None:
@@ -186,20 +180,17 @@ def _call_of(plan: TurnPlan, caller: Caller, key: str) -> PostMessageRequest | R
 
 
 async def _in_slot(
-    client: ThreadClient,
-    caller: Caller,
-    settings: Settings,
-    call: Callable[[], Awaitable[tuple[RunAnswer, Listener | None]]],
+    door: Door, call: Awaitable[tuple[RunAnswer, Listener | None]]
 ) -> tuple[RunAnswer, Listener | None]:
     """A call that starts (or resumes) a run: the run slot the admission counted is
     handed back when no run starts (refused, invalid, or an idempotent replay)."""
     started: RunAnswer | None = None
     try:
-        started, listener = await call()
+        started, listener = await call
         return started, listener
     finally:
-        if settings.max_concurrent_runs and (started is None or started.replayed):
-            await client.owner_call(caller.owner, RunEnded())
+        if door.settings.max_concurrent_runs and (started is None or started.replayed):
+            await door.client.owner_call(door.caller.owner, RunEnded())
 
 
 async def open_thread(
