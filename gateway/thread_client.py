@@ -179,7 +179,7 @@ class ThreadClient:
             Attempts(),
         )
         try:
-            return request.answer.model_validate_json(raw)  # type: ignore[return-value]
+            return request.read_answer(raw)
         except ValidationError as exc:
             raise self._outside_contract(request.method, exc) from exc
 

@@ -165,7 +165,7 @@ class ActorEffects:
         raw = await shared_actor_client().invoke_method(
             OWNER_ACTOR, owner_actor_id(owner), request.method, request.model_dump_json().encode()
         )
-        return request.answer.model_validate_json(raw)  # type: ignore[return-value]
+        return request.read_answer(raw)
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         self._in_background(self.ask_owner(owner, request))

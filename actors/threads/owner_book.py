@@ -17,7 +17,6 @@ from actors.threads.owner_contract import (
     RemoveThread,
     SetFollowups,
     ThreadList,
-    ThreadSummary,
 )
 
 THREADS_PER_PAGE = 100
@@ -40,7 +39,7 @@ class OwnerBook:
 
     async def add_thread(self, request: AddThread) -> Listed:
         """Lists the thread, newest; once: a retried creation finds it among the newest."""
-        summary = ThreadSummary.model_validate(request.model_dump()).model_dump(mode="json")
+        summary = request.model_dump(mode="json")
         count = await self._store.get("threads.count") or 0
         if count:
             newest = await self._store.get(f"threads.{(count - 1) // THREADS_PER_PAGE}")

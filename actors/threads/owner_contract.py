@@ -71,6 +71,10 @@ class OwnerRequest(BaseModel, Generic[Answer]):
         twice."""
         return True
 
+    def read_answer(self, raw: bytes) -> Answer:
+        """The Owner's answer to this request, from the JSON it sent back."""
+        return self.answer.model_validate_json(raw)  # type: ignore[return-value]
+
 
 class AddThread(OwnerRequest[Listed], ThreadSummary):
     model_config = ConfigDict(extra="forbid")
