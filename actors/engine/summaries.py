@@ -53,28 +53,35 @@ def summary_recipe(run: RunRecord) -> str:
     return run.agent.context.summary_model or run.agent.model
 
 
-def room_for_messages(budget: Budget, previous: str | None) -> int:
-    """The summarizer's tokens left for the messages, besides its prompt and the summary
-    before them."""
-    return (
-        budget.tokens
-        - estimated_tokens(SUMMARY_PROMPT)
-        - (estimated_tokens(previous) if previous is not None else 0)
-    )
+@dataclass(frozen=True)
+class SummaryRoom:
+    # The summarizer's request's budget.
+    budget: Budget
+    # Its tokens left for the messages, besides its prompt and the summary before them.
+    tokens: int
+
+
+def room_of(run: RunRecord, engine: Engine, previous: str | None) -> SummaryRoom:
+    budget = budget_of(run, engine, summary_recipe(run))
+    previous_tokens = estimated_tokens(previous) if previous is not None else 0
+    return SummaryRoom(budget, budget.tokens - estimated_tokens(SUMMARY_PROMPT) - previous_tokens)
 
 
 async def summarize(
-    run: RunRecord, engine: Engine, previous: str | None, older: list[Message], omitted: int
+    run: RunRecord,
+    engine: Engine,
+    room: SummaryRoom,
+    previous: str | None,
+    older: list[Message],
+    omitted: int,
 ) -> Summary | None:
     """The new summary of `previous` and `older` (after `omitted` messages not read); of
-    the older messages, what fits the summarizer's request, newest first. None if the
+    the older messages, what fits the summarizer's request (`room`), newest first. None if the
     summarizer failed (the window fits without it: the next turn tries again)."""
-    recipe = summary_recipe(run)
-    budget = budget_of(run, engine, recipe)
-    room = room_for_messages(budget, previous)
+    recipe, budget = summary_recipe(run), room.budget
     sized = [min(message_tokens(m), budget.message_cap) for m in older]
     skip = 0
-    while skip < len(older) and sum(sized[skip:]) > room:
+    while skip < len(older) and sum(sized[skip:]) > room.tokens:
         skip += 1
     text = transcript(
         previous, [fitted(m, budget.message_cap) for m in older[skip:]], omitted + skip

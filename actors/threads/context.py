@@ -24,7 +24,7 @@ from actors.engine.followups import Followup
 from actors.engine.messages import Message
 from actors.engine.run import ModelCallRecord, RunRecord
 from actors.engine.step import run_tool_set
-from actors.engine.summaries import budget_of, room_for_messages, summarize, summary_recipe
+from actors.engine.summaries import budget_of, room_of, summarize
 from actors.engine.usage import Usage, estimated_tokens
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
@@ -107,9 +107,9 @@ async def compact(
         return None
     previous = await store.summary(record)
     previous_text = previous.text if previous is not None else None
-    room = room_for_messages(budget_of(run, engine, summary_recipe(run)), previous_text)
-    older, first = await read_back(store, record, floor, to, room)
-    made = await summarize(run, engine, previous_text, older, first - floor)
+    room = room_of(run, engine, previous_text)
+    older, first = await read_back(store, record, floor, to, room.tokens)
+    made = await summarize(run, engine, room, previous_text, older, first - floor)
     if made is None:
         return None
     index = record.summary.index + 1 if record.summary is not None else 0
