@@ -119,6 +119,20 @@ class ControlPlane:
         )
         self._leadership.start()
 
+    def _served(self, health_port: int) -> list[str]:
+        """What placement and the scheduler both take: health and metrics on loopback,
+        and the stack's log level."""
+        return [
+            "--healthz-port",
+            str(health_port),
+            "--healthz-listen-address",
+            LOOPBACK,
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            self.config.log_level,
+        ]
+
     def _placement(self, health_port: int) -> Process:
         cfg, bin_dir, logs = self.config, self.config.bin_dir, self.config.data_dir / "logs"
         return Process(
@@ -133,14 +147,7 @@ class ControlPlane:
                 LOOPBACK,
                 "--initial-cluster",
                 f"dapr-placement-0={LOOPBACK}:{free_port()}",
-                "--healthz-port",
-                str(health_port),
-                "--healthz-listen-address",
-                LOOPBACK,
-                "--metrics-port",
-                str(free_port()),
-                "--log-level",
-                cfg.log_level,
+                *self._served(health_port),
                 *(
                     part
                     for name, value in PLACEMENT_KEEPALIVE.items()
@@ -171,14 +178,7 @@ class ControlPlane:
                 str(etcd_port),
                 "--etcd-initial-cluster",
                 f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
-                "--healthz-port",
-                str(health_port),
-                "--healthz-listen-address",
-                LOOPBACK,
-                "--metrics-port",
-                str(free_port()),
-                "--log-level",
-                cfg.log_level,
+                *self._served(health_port),
             ],
             logs,
             env=cfg.process_env(),
