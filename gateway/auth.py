@@ -9,13 +9,10 @@
                                   forged by calling the port directly).
     THREADHOST_AUTH_MODE=none     local development only: everyone is "anonymous".
 
-Each caller is an owner string, of a shape no other kind of caller can produce:
-
-    person          <sub>               ':', '/' and '%' in a claim are %-escaped, so a
-    person, tenant  <tenant>/<sub>      person's owner never holds a raw ':' or a second '/'
-    service         app:<app-id>        only a Dapr identity makes one
-    nobody          anonymous           authentication off; a person whose `sub` is
-                                        `anonymous` is `%61nonymous`
+A call that comes through daprd is its calling service's, whatever `Authorization` it
+carries (the OpenAI SDK always sends a key). A service names the end user it acts for
+with the `threadhost-end-user` header; a person's token cannot. Each caller is an owner
+string (threadhost/common/owners.py).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +30,8 @@ import httpx
 import jwt
 from fastapi import Request
 
-from gateway.problems import Forbidden, Problem, Unauthorized
+from gateway.problems import Forbidden, InvalidRequest, Problem, Unauthorized
+from threadhost.common.owners import ANONYMOUS, end_user_owner, person_owner, service_owner
 from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,31 +40,15 @@ log = logging.getLogger(__name__)
 # identity provider has just rotated in is taken within seconds, whatever tokens with
 # made-up key ids arrive meanwhile, and the provider is asked at most this often.
 JWKS_REFRESH_SECONDS = 5.0
-# The owner of every caller while authentication is off.
-ANONYMOUS = "anonymous"
+# The header a service names the end user it acts for with.
+END_USER_HEADER = "threadhost-end-user"
+# An end user's name: visible ASCII, as a header carries it (the owner %-escapes it).
+END_USER_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 @dataclass(frozen=True)
 class Caller:
     owner: str
-
-
-def _escaped(claim: str) -> str:
-    return claim.replace("%", "%25").replace(":", "%3A").replace("/", "%2F")
-
-
-def person_owner(subject: str, tenant: str | None = None) -> str:
-    """A person's owner string (unchanged from before namespacing for any claim without
-    ':', '/' or '%', so existing threads keep their owner); never the owner of callers
-    with authentication off (a subject `anonymous` has its first letter %-escaped)."""
-    if tenant:
-        return f"{_escaped(tenant)}/{_escaped(subject)}"
-    owner = _escaped(subject)
-    return "%61" + owner[1:] if owner == ANONYMOUS else owner
-
-
-def service_owner(app_id: str) -> str:
-    return f"app:{app_id}"
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -161,15 +144,30 @@ class Authenticator:
 
     async def caller(self, request: Request) -> Caller:
         s = self.settings
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            return await self._person(header[7:].strip())
+        end_user = request.headers.get(END_USER_HEADER)
         app_id = request.headers.get("dapr-caller-app-id")
-        if app_id is not None:
-            return self._service(request, app_id)
-        if s.auth_mode == "none":
-            return Caller(owner=ANONYMOUS)
-        raise _unauthorized("a bearer token is required")
+        if app_id is None:
+            if end_user is not None:
+                # Checked first: a person's token never reaches an end user's threads,
+                # valid or not.
+                raise Forbidden(f"only a service names an end user ({END_USER_HEADER})")
+            header = request.headers.get("authorization", "")
+            if header.lower().startswith("bearer "):
+                return await self._person(header[7:].strip())
+            if s.auth_mode == "none":
+                return Caller(owner=ANONYMOUS)
+            raise _unauthorized("a bearer token is required")
+        # Through Dapr service invocation: the calling service, proven by its sidecar,
+        # whatever `Authorization` it sends (the OpenAI SDK always sends one).
+        service = self._service(request, app_id)
+        if end_user is None:
+            return service
+        if END_USER_PATTERN.fullmatch(end_user) is None:
+            raise InvalidRequest(
+                f"header {END_USER_HEADER}: 1 to 200 visible ASCII characters",
+                title="Invalid end user",
+            )
+        return Caller(owner=end_user_owner(app_id, end_user))
 
     async def _person(self, token: str) -> Caller:
         s = self.settings

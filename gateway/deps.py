@@ -14,7 +14,7 @@ from gateway.auth import Caller
 from gateway.problems import RateLimited
 from gateway.schemas import THREAD_ID_PATTERN
 from gateway.thread_client import ThreadClient
-from threadhost.common.ids import ID_PATTERN
+from threadhost.common.ids import THREAD_REF_PATTERN, thread_key_of, thread_of_key
 from threadhost.common.settings import Settings
 
 
@@ -61,13 +61,49 @@ async def _door(
 
 DoorDep = Annotated[Door, Depends(_door)]
 
-ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+
+@dataclass(frozen=True)
+class ThreadRef:
+    """The thread a request names: by its id, or `key:<key>` for the caller's thread of
+    that key (whose id is made of the caller's owner and the key)."""
+
+    id: str
+    key: str | None = None
+
+    @classmethod
+    def of(cls, caller: Caller, value: str) -> ThreadRef:
+        key = thread_key_of(value)
+        return cls(value) if key is None else cls(thread_of_key(caller.owner, key), key)
+
+
+async def _thread_ref(
+    thread_id: Annotated[
+        str,
+        Path(
+            pattern=THREAD_REF_PATTERN,
+            description="a thread id, or `key:` and the caller's key for the thread",
+            examples=["th_7e9df6a3857a414db0471772481bc2c2", "key:order-1001"],
+        ),
+    ],
+    caller: CallerDep,
+) -> ThreadRef:
+    return ThreadRef.of(caller, thread_id)
+
+
+async def _thread_id(ref: Annotated[ThreadRef, Depends(_thread_ref)]) -> str:
+    return ref.id
+
+
+# The thread of a route's path, by id or key; a turn's route takes the key too (a turn
+# opens the thread of a key that has none yet).
+ThreadRefDep = Annotated[ThreadRef, Depends(_thread_ref)]
+ThreadId = Annotated[str, Depends(_thread_id)]
 RunId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 # A caller's retry key, on every door that makes or changes something.
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 # The thread the OpenAI doors continue, and name in every answer.
 THREAD_HEADER = "threadhost-thread-id"
-ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=ID_PATTERN)]
+ThreadHeader = Annotated[str | None, Header(alias=THREAD_HEADER, pattern=THREAD_REF_PATTERN)]
 
 
 async def admitted(caller: CallerDep, settings: SettingsDep, client: ClientDep) -> None:

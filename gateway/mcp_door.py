@@ -28,15 +28,18 @@ from gateway.deps import Door
 from gateway.problems import Problem
 from gateway.thread_client import ThreadClient
 from gateway.turn import TurnPlan, take_turn
-from threadhost.common.ids import ID_PATTERN
+from threadhost.common.ids import THREAD_REF_PATTERN
 from threadhost.common.settings import Settings
 
 # A thread named by a tool's caller: an id, checked before any call is made.
 ThreadArgument = Annotated[
     str | None,
     Field(
-        pattern=ID_PATTERN,
-        description=("The thread_id of an earlier answer, to continue that conversation."),
+        pattern=THREAD_REF_PATTERN,
+        description=(
+            "The thread_id of an earlier answer, to continue that conversation; or key: "
+            "and a key of yours, for your thread of that key (opened if there is none)."
+        ),
     ),
 ]
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from actors.engine.text import JsonObject, Text, printable
 from actors.engine.tool_sources import object_schema
-from threadhost.common.ids import ID_PATTERN, checked_id
+from threadhost.common.ids import ID_PATTERN, checked_thread_ref
 
 # `model` is an agent's name, or `<agent>@<recipe>` for this turn's model.
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}(@[A-Za-z0-9:._/-]{1,200})?$"
@@ -167,14 +167,16 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: None = None
     audio: None = None
     modalities: list[Literal["text"]] | None = None
-    # Another way to name the thread to continue: {"thread_id": "th_..."}.
+    # Another way to name the thread to continue: {"thread_id": "th_..."} (or
+    # {"thread_id": "key:order-1001"}, the caller's thread of that key).
     metadata: dict[Text, Text] | None = None
 
     @field_validator("metadata")
     @classmethod
     def _thread_id_is_an_id(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
         if metadata and "thread_id" in metadata:
-            checked_id(metadata["thread_id"], "thread_id")  # a ValueError: a 422 naming it
+            # A ValueError: a 422 naming it.
+            checked_thread_ref(metadata["thread_id"], "thread_id")
         return metadata
 
     @model_validator(mode="before")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -43,7 +43,7 @@ from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
 from gateway.problems import InvalidRequest, ResponseNotFound, problem_responses
 from gateway.thread_client import ThreadClient
 from gateway.turn import Turn, TurnPlan, take_turn
-from threadhost.common.ids import ID_PATTERN, Id
+from threadhost.common.ids import ID_PATTERN, THREAD_REF_PATTERN
 
 # Its one route takes a turn, which admits itself (gateway/turn.py).
 router = APIRouter(
@@ -91,8 +91,12 @@ class FunctionTool(FunctionSpec):
     type: Literal["function"]
 
 
+# A conversation: a thread id, or `key:<key>` for the caller's thread of that key.
+ThreadRefField = Annotated[str, Field(pattern=THREAD_REF_PATTERN)]
+
+
 class ConversationRef(BaseModel):
-    id: Id
+    id: ThreadRefField
 
 
 class ResponseRequest(BaseModel):
@@ -141,7 +145,7 @@ class ResponseRequest(BaseModel):
     model: str = Field(pattern=MODEL_PATTERN)
     input: Text | list[InputItem] = Field(min_length=1)
     previous_response_id: str | None = Field(default=None, max_length=100)
-    conversation: Id | ConversationRef | None = None
+    conversation: ThreadRefField | ConversationRef | None = None
     stream: bool = False
     tools: list[FunctionTool] = Field(default_factory=list, max_length=64)
     tool_choice: Literal["auto"] | None = None

@@ -12,7 +12,7 @@ from actors.engine.pauses import Submission
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.threads.contract import RunView
-from threadhost.common.ids import ID_PATTERN
+from threadhost.common.ids import ID_PATTERN, ThreadKey
 
 # Thread ids travel in URLs and actor keys: one alphabet for every id (threadhost/common/ids.py).
 THREAD_ID_PATTERN = ID_PATTERN
@@ -37,6 +37,9 @@ class CreateThread(BaseModel):
     webhook_url: Text | None = Field(
         default=None, max_length=2000, examples=["https://crm.example.com/hooks/threads"]
     )
+    # The caller's own key: the caller's thread of this key, made by the first call that
+    # names it and found by every other (`key:<key>` wherever a thread id is taken).
+    key: ThreadKey | None = None
 
 
 class PostMessage(BaseModel):
@@ -101,6 +104,8 @@ class ThreadSummaryView(BaseModel):
     agent: str
     created_at: datetime
     metadata: dict[str, str]
+    # The caller's key for the thread, if it was opened by one.
+    key: str | None = None
 
 
 class ThreadListView(BaseModel):

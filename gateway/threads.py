@@ -29,6 +29,7 @@ from gateway.deps import (
     RunId,
     SettingsDep,
     ThreadId,
+    ThreadRefDep,
     admitted,
 )
 from gateway.problems import Problem, problem_responses
@@ -45,7 +46,7 @@ from gateway.schemas import (
     TurnView,
 )
 from gateway.schemas import CreateThread as CreateThreadBody
-from gateway.turn import Turn, TurnPlan, open_thread, take_turn
+from gateway.turn import Turn, TurnPlan, open_keyed_thread, open_thread, take_turn
 
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
 ANY_ROUTE = problem_responses(401, 403, 422, 429, 500, 503)
@@ -66,28 +67,37 @@ RUN_STARTS = {**ON_THREAD, **WITH_BODY, **problem_responses(409)}
 TURN_ANSWERS = {**RUN_STARTS, **ACCEPTED, 200: {"content": {"text/event-stream": {}}}}
 
 
-@router.post("", status_code=201, response_model=ThreadView, responses=WITH_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ThreadView,
+    responses={**WITH_BODY, 200: {"description": "the caller's thread of this `key`, made before"}},
+)
 async def create_thread(
+    response: Response,
     client: ClientDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
     body: Annotated[CreateThreadBody | None, Body()] = None,
 ) -> ThreadView:
     """A new thread, in the caller's list. With an `Idempotency-Key`, a retry answers
-    the thread the first attempt made."""
+    the thread the first attempt made. With a `key`, the caller's thread of that key:
+    made by the first call (201), found by every later one (200), one thread however
+    many replicas are asked at once."""
     body = body or CreateThreadBody()
-    return await open_thread(
-        client,
-        caller,
-        idempotency_key,
-        CreateThread(
-            metadata=body.metadata,
-            agent=body.agent,
-            on_active=body.on_active,
-            webhook_url=body.webhook_url,
-            owner=caller.owner,
-        ),
+    create = CreateThread(
+        metadata=body.metadata,
+        agent=body.agent,
+        on_active=body.on_active,
+        webhook_url=body.webhook_url,
+        key=body.key,
+        owner=caller.owner,
     )
+    if body.key is None:
+        return await open_thread(client, caller, idempotency_key, create)
+    opened = await open_keyed_thread(client, caller, create)
+    response.status_code = 201 if opened.created else 200
+    return opened.thread
 
 
 @router.get("", response_model=ThreadListView)
@@ -115,12 +125,12 @@ async def delete_thread(thread_id: ThreadId, client: ClientDep, caller: CallerDe
     """Erases the thread: every piece of its state (history, runs, events), its reminders,
     and its entry in the caller's thread list."""
     try:
+        # The thread takes itself off its owner's list.
         await client.call(thread_id, DeleteThread(owner=caller.owner))
     except Problem as problem:
         if problem.status == 404:  # gone already (its retention ran out): the list forgets it
             await client.owner_call(caller.owner, RemoveThread(thread_id=thread_id))
         raise
-    await client.owner_call(caller.owner, RemoveThread(thread_id=thread_id))
     return Response(status_code=204)
 
 
@@ -143,15 +153,17 @@ async def list_runs(
     responses=TURN_ANSWERS,
 )
 async def post_message(
-    thread_id: ThreadId,
+    thread: ThreadRefDep,
     body: PostMessage,
     door: DoorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response | TurnView:
     """Starts a run with the message; by `mode`, waits for it to end, streams its events,
-    or answers 202 at once."""
+    or answers 202 at once. A message to `key:<key>` opens the caller's thread of that
+    key first if there is none (with the default agent)."""
     plan = TurnPlan(
-        thread_id=thread_id,
+        thread_id=thread.id,
+        thread_key=thread.key,
         text=body.content,
         recipe=body.model,
         on_active=body.on_active,

@@ -24,9 +24,11 @@ from actors.threads.contract import (
     CreateThread,
     GetRun,
     ImportHistory,
+    NotFound,
     OnActive,
     RunAnswer,
     RunView,
+    ThreadAnswer,
     ThreadView,
 )
 from actors.threads.contract import PostMessage as PostMessageRequest
@@ -34,10 +36,10 @@ from actors.threads.contract import ResumeRun as ResumeRequest
 from actors.threads.owner_contract import AddThread, RunEnded
 from gateway.auth import Caller
 from gateway.deps import Door, admit
-from gateway.problems import InvalidRequest
+from gateway.problems import InvalidRequest, Problem
 from gateway.run_stream import Listener
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from threadhost.common.ids import keyed_thread_id
+from threadhost.common.ids import keyed_thread_id, thread_key_of, thread_of_key
 from threadhost.common.run_signals import forget, wait_for_change
 from threadhost.common.settings import Settings
 
@@ -53,6 +55,9 @@ class TurnPlan:
 
     # The thread to continue; None opens one for `agent` (its metadata says which door).
     thread_id: str | None
+    # The caller's key the thread was named by: a message opens the thread of a key that
+    # has none yet (for `agent`, as a thread the plan names none of).
+    thread_key: str | None = None
     agent: str | None = None
     door: str = "threads"
     # Either a user message that starts a run...
@@ -86,6 +91,9 @@ async def take_turn(door: Door, plan: TurnPlan) -> Turn:
     """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
     wait ends: the answer then has no messages)."""
     _check_text(plan, door.settings)
+    if plan.thread_id is not None and (thread_key := thread_key_of(plan.thread_id)):
+        # A door's `key:<key>` where it takes a thread id: the caller's thread of the key.
+        plan.thread_id, plan.thread_key = thread_of_key(door.caller.owner, thread_key), thread_key
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     await admit(door.client, door.caller, door.settings, starts_run=True)
     answer, listener = await _in_slot(door, _started(door, plan, key))
@@ -143,7 +151,7 @@ async def _started(door: Door, plan: TurnPlan, key: str) -> tuple[RunAnswer, Lis
     )
     attempts = Attempts()
     try:
-        answer = await client.call(thread_id, call, attempts)
+        answer = await _called(door, plan, thread_id, call, attempts)
     except BaseException as failed:
         if listener is not None:
             listener.close()
@@ -155,6 +163,29 @@ async def _started(door: Door, plan: TurnPlan, key: str) -> tuple[RunAnswer, Lis
         # with is the run's, not one to hand back.
         answer.replayed = False
     return answer, listener
+
+
+async def _called(
+    door: Door,
+    plan: TurnPlan,
+    thread_id: str,
+    call: PostMessageRequest | ResumeRequest,
+    attempts: Attempts,
+) -> RunAnswer:
+    """The thread's answer to the call; a message to a key that names no thread yet
+    opens it first (tried at once: every later turn finds it)."""
+    try:
+        return await door.client.call(thread_id, call, attempts)
+    except Problem as problem:
+        if not (
+            plan.thread_key and plan.text is not None and problem.kind == NotFound.problem_type
+        ):
+            raise
+    create = CreateThread(
+        agent=plan.agent, owner=door.caller.owner, metadata={"door": plan.door}, key=plan.thread_key
+    )
+    await open_keyed_thread(door.client, door.caller, create)
+    return await door.client.call(thread_id, call, attempts)
 
 
 def _call_of(plan: TurnPlan, caller: Caller, key: str) -> PostMessageRequest | ResumeRequest:
@@ -203,18 +234,36 @@ async def open_thread(
     key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
     try:
-        await client.owner_call(
-            caller.owner,
-            AddThread(
-                id=thread.id,
-                agent=thread.agent,
-                created_at=thread.created_at,
-                metadata=thread.metadata,
-            ),
-        )
+        await _list(client, caller, thread)
     except Unreachable as unreachable:
         raise unreachable.made_but_not_listed(thread.id, key) from None
     return thread
+
+
+async def open_keyed_thread(
+    client: ThreadClient, caller: Caller, create: CreateThread
+) -> ThreadAnswer:
+    """The caller's thread of `create.key`, made if there is none, and listed: every
+    replica asks the one actor of that key's id, which makes it once. Listed again when
+    found (a listing is kept once, and an earlier call may have made the thread and
+    failed to list it)."""
+    assert create.key is not None
+    answer = await client.call(thread_of_key(caller.owner, create.key), create)
+    await _list(client, caller, answer.thread)
+    return answer
+
+
+async def _list(client: ThreadClient, caller: Caller, thread: ThreadView) -> None:
+    await client.owner_call(
+        caller.owner,
+        AddThread(
+            id=thread.id,
+            agent=thread.agent,
+            created_at=thread.created_at,
+            metadata=thread.metadata,
+            key=thread.key,
+        ),
+    )
 
 
 async def wait_for_run(

@@ -14,8 +14,9 @@ LOOPBACK = "127.0.0.1"
 
 
 class PeerApp:
-    """`python -m <module> ...` on a free port (the `{port}` in its arguments), and its
-    daprd with the given app-id; `daprd_flags` add a control plane or a Configuration."""
+    """`python -m <module> ...` on a free port (the `{port}` in its arguments; its
+    sidecar's HTTP port is `{dapr_http_port}`), and its daprd with the given app-id;
+    `daprd_flags` add a control plane or a Configuration."""
 
     def __init__(
         self,
@@ -30,7 +31,10 @@ class PeerApp:
     ) -> None:
         self.app_id, self.port, self.http_port = app_id, free_port(), free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        argv = [a.replace("{port}", str(self.port)) for a in args]
+        argv = [
+            a.replace("{port}", str(self.port)).replace("{dapr_http_port}", str(self.http_port))
+            for a in args
+        ]
         self.app = Process(app_id, [sys.executable, "-m", module, *argv], logs, cwd=PROJECT_ROOT)
         self.sidecar = Process(
             f"{app_id}-daprd",

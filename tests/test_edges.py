@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 
 from actors.dapr_host.actor_calls import ActorMethodCalls
 from actors.engine.text import check_json_text, text_problem
-from gateway.auth import person_owner, service_owner
 from threadhost.app import SidecarOnly, create_app, route_owner
 from threadhost.client import EventStreamParser
+from threadhost.common.owners import person_owner, service_owner
 from threadhost.common.settings import Settings
 
 

@@ -30,7 +30,7 @@ from actors.engine.usage import DEFAULT_PRICES, price_of
 from actors.engine.webhooks import WebhookDefinition, signature
 from actors.threads import metrics
 from actors.tools import build_registry
-from gateway.auth import ANONYMOUS, person_owner, same_token
+from gateway.auth import same_token
 from gateway.problems import Problem
 from gateway.run_stream import STREAM_QUEUE, RunEventHub
 from tests.fakes.vendor_server import VendorServer
@@ -42,6 +42,7 @@ from tests.fakes.wire import (
     OpenAIChatWire,
 )
 from tests.test_thread_service import SETTINGS
+from threadhost.common.owners import ANONYMOUS, person_owner
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 

@@ -156,6 +156,8 @@ OPEN_PATHS = frozenset(
         "/docs/oauth2-redirect",
         "/openapi.json",
         "/redoc",
+        # The public keys that verify end-user assertions (gateway/key_set.py).
+        "/.well-known/jwks.json",
         # The web chat's files: no data, which it reads from /v1.
         "/",
         "/chat",

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
-import aiohttp
-from dapr.clients.exceptions import DaprInternalError
 from pydantic import SecretStr
 
 from actors.dapr_host.service_mesh import DaprMesh
@@ -18,31 +15,13 @@ from actors.engine.outside_tools import OutsideTools
 from actors.engine.recipes import Providers, VendorAccess
 from actors.threads import metrics
 from actors.tools import build_registry
+from threadhost.common.host_secrets import assertion_signer, secret_of, stored_secrets
 from threadhost.common.settings import Settings, get_settings
-from threadhost.common.sidecar import shared_actor_client
 
 log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
 _building = asyncio.Lock()
-
-
-async def _keys_from_secret_store(settings: Settings) -> dict[str, str]:
-    """Reads the vendor keys through the sidecar's secrets API (an actor is being
-    activated, so the sidecar is up). A key set in the environment wins over the store's."""
-    try:
-        raw = await shared_actor_client().secret(
-            settings.secret_store or "", settings.api_keys_secret
-        )
-        return json.loads(raw)
-    except (DaprInternalError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        # The store's answer may quote the request, never the keys: name the error only.
-        log.error(
-            "secret store %s could not be read (%s); vendor keys not loaded",
-            settings.secret_store,
-            type(exc).__name__,
-        )
-        return {}
 
 
 def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
@@ -51,7 +30,7 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
         catalog.load_folder(folder)
 
     def secret(value: SecretStr | None, name: str) -> str | None:
-        return value.get_secret_value() if value is not None else stored.get(name) or None
+        return secret_of(value, stored, name)
 
     access = VendorAccess(
         openai_api_key=secret(settings.openai_api_key, "openai-api-key"),
@@ -78,7 +57,9 @@ def build_engine(settings: Settings, stored: dict[str, str]) -> Engine:
         context_windows=settings.context_windows,
         default_model=settings.resolved_default_model(),
         max_followups=settings.max_followups,
-        outside=OutsideTools(DaprMesh(settings.secret_store)),
+        outside=OutsideTools(
+            DaprMesh(settings.secret_store), signer=assertion_signer(settings, stored)
+        ),
     )
 
 
@@ -91,7 +72,7 @@ async def load_engine() -> Engine:
     async with _building:
         if _engine is None:
             settings = get_settings()
-            stored = await _keys_from_secret_store(settings) if settings.secret_store else {}
+            stored = await stored_secrets(settings)
             # Off the event loop: agent files are read and tool modules imported.
             _engine = await asyncio.to_thread(build_engine, settings, stored)
     return _engine

@@ -57,6 +57,9 @@ class _ActorState:
     async def set(self, key: str, value: Any) -> None:
         await self._state.set_state(key, value)
 
+    async def remove(self, key: str) -> None:
+        await self._state.try_remove_state(key)
+
 
 class Owner(Actor, OwnerInterface):
     """Registered as actor type `Owner`."""

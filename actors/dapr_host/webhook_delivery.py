@@ -25,8 +25,10 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
 from actors.dapr_host.service_mesh import DaprMesh
+from actors.engine.assertions import AssertionSigner
 from actors.engine.events import WebhookDelivery
 from actors.engine.webhooks import UnusableUrl, WebhookTarget, signature
+from threadhost.common.host_secrets import assertion_signer, stored_secrets
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
 
@@ -111,6 +113,24 @@ class WebhookDeliverer:
         self._mesh = DaprMesh(settings.secret_store)
         self._destinations = Destinations()
         self.dead_topic = f"{settings.webhooks_topic}-dead"
+        self._signer: AssertionSigner | None = None
+        self._signer_read = False
+
+    async def _end_user(self, delivery: WebhookDelivery) -> dict[str, str]:
+        """The headers naming the end user the thread belongs to, with a fresh assertion
+        for the webhook's URL (the signer is read with the host's secrets, once)."""
+        if delivery.acting_for is None:
+            return {}
+        if not self._signer_read:
+            self._signer = assertion_signer(self._settings, await stored_secrets(self._settings))
+            self._signer_read = True
+        named = {"threadhost-end-user": delivery.acting_for.user}
+        if self._signer is None:
+            return named
+        assertion = self._signer.sign(
+            delivery.acting_for, delivery.url, thread_id=delivery.event.subject.split("/")[0]
+        )
+        return {**named, "threadhost-end-user-assertion": assertion}
 
     async def attempt(
         self, delivery: WebhookDelivery, attempt: int, body: str | None = None
@@ -185,6 +205,7 @@ class WebhookDeliverer:
         except ValueError as exc:
             raise Undeliverable(f"its signing secret: {exc}") from None
         return {
+            **await self._end_user(delivery),
             "content-type": "application/cloudevents+json",
             "webhook-id": delivery.event.id,
             "webhook-timestamp": str(stamp),

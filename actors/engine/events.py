@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel
 
 from actors.engine.followups import Followup
-from actors.engine.run import RunCreated, RunEvent, RunRecord, StatusChanged
+from actors.engine.run import ActingFor, RunCreated, RunEvent, RunRecord, StatusChanged
 
 DATA_VERSION = 1
 DATA_SCHEMA = "urn:threadhost:thread-event:v1"
@@ -143,3 +143,5 @@ class WebhookDelivery(BaseModel):
     secret: str
     key: str
     event: ThreadEvent
+    # The end user the thread belongs to: the POST names them, with an assertion.
+    acting_for: ActingFor | None = None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 
 from actors.engine.agents import AgentDefinition
+from actors.engine.assertions import AssertionSigner
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.provider import ToolSpec
 from actors.engine.service_tools import Endpoint, ToolCallContext, call_service
@@ -44,9 +45,16 @@ class Mesh(Protocol):
 
 
 class OutsideTools:
-    def __init__(self, mesh: Mesh, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        mesh: Mesh,
+        http: httpx.AsyncClient | None = None,
+        signer: AssertionSigner | None = None,
+    ) -> None:
         self._mesh = mesh
         self._http = http
+        # Signs the end user's assertion a call carries (none without a key).
+        self.signer = signer
         self._mcp: McpServers | None = None
         self._loading = asyncio.Lock()
 
@@ -105,15 +113,21 @@ class OutsideTools:
                 route,
                 tool.spec.parameters,
                 call,
-                context,
+                context.signed(self.signer, route.app_id),
                 route.timeout_seconds or limit,
             )
         if isinstance(route, McpRoute):
             server = next((s for s in agent.mcp_servers if s.name == route.server), None)
             if server is not None:
                 servers = await self.mcp()
+                # The assertion is for the server: its app-id, or its URL.
+                audience = server.app_id or server.url or server.name
                 return await servers.call(
-                    server, route, call, server.timeout_seconds or limit, context
+                    server,
+                    route,
+                    call,
+                    server.timeout_seconds or limit,
+                    context.signed(self.signer, audience),
                 )
         return ToolResult(
             call_id=call.call_id,

@@ -78,6 +78,14 @@ class ParentLink(BaseModel):
     depth: int = 1
 
 
+class ActingFor(BaseModel):
+    """The end user a service runs the thread for: its tool calls carry who they are
+    made on behalf of (and a signed assertion of it, where the host has a key)."""
+
+    service: str
+    user: str
+
+
 class ChildRun(BaseModel):
     """A run another agent made for one of this run's tool calls, once it ended."""
 
@@ -187,6 +195,8 @@ class RunRecord(BaseModel):
     # of agent tools (their usage and cost count in this run's).
     parent: ParentLink | None = None
     children: list[ChildRun] = Field(default_factory=list)
+    # The end user its thread belongs to, when a service opened it for one.
+    acting_for: ActingFor | None = None
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 

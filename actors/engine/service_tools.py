@@ -11,13 +11,15 @@ the model as the tool's error, never out of the run.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
 
+from actors.engine.assertions import AssertionSigner
 from actors.engine.messages import ToolCall, ToolResult
+from actors.engine.run import ActingFor
 from actors.engine.tool_sources import ServiceRoute
 
 # How much of a failed call's answer the model sees.
@@ -26,11 +28,14 @@ ERROR_EXCERPT_CHARS = 1000
 
 @dataclass(frozen=True)
 class ToolCallContext:
-    """Who makes a call from outside the host's view: the thread, the run, the call."""
+    """Who makes a call from outside the host's view: the thread, the run, the call, and
+    the end user the run acts for (with the host's signed assertion of it, once signed)."""
 
     thread_id: str
     run_id: str
     call_id: str
+    acting_for: ActingFor | None = None
+    assertion: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -38,12 +43,33 @@ class ToolCallContext:
         # repeated tool step sends the same key.
         return f"{self.run_id}.{self.call_id}"
 
+    def signed(self, signer: AssertionSigner | None, audience: str) -> ToolCallContext:
+        """The context with an assertion of its end user for `audience` (none without an
+        end user or a key)."""
+        if signer is None or self.acting_for is None:
+            return self
+        assertion = signer.sign(
+            self.acting_for,
+            audience,
+            thread_id=self.thread_id,
+            run_id=self.run_id,
+            call_id=self.call_id,
+        )
+        return replace(self, assertion=assertion)
+
+    def _end_user(self) -> dict[str, str]:
+        if self.acting_for is None:
+            return {}
+        found = {"end-user": self.acting_for.user}
+        return found if self.assertion is None else {**found, "end-user-assertion": self.assertion}
+
     def headers(self) -> dict[str, str]:
         return {
             "threadhost-thread-id": self.thread_id,
             "threadhost-run-id": self.run_id,
             "threadhost-tool-call-id": self.call_id,
             "idempotency-key": self.idempotency_key,
+            **{f"threadhost-{name}": value for name, value in self._end_user().items()},
         }
 
     def mcp_meta(self) -> dict[str, str]:
@@ -53,6 +79,7 @@ class ToolCallContext:
             "threadhost/run-id": self.run_id,
             "threadhost/tool-call-id": self.call_id,
             "threadhost/idempotency-key": self.idempotency_key,
+            **{f"threadhost/{name}": value for name, value in self._end_user().items()},
         }
 
 

@@ -139,7 +139,7 @@ async def run_tools(
                     is_error=True,
                     content=f"{call.name} cannot be reached from this host",
                 )
-            context = ToolCallContext(run.thread_id, run.run_id, call.call_id)
+            context = ToolCallContext(run.thread_id, run.run_id, call.call_id, run.acting_for)
             return await outside.invoke(tool, call, context, run.agent)
         function = tools.get(call.name) if tool is not None else None
         return unknown_tool_result(call) if function is None else await function.invoke(call, limit)

@@ -51,6 +51,8 @@ from actors.engine.run import (
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
 from actors.threads.state import ThreadRecord
+from threadhost.common.ids import ThreadKey
+from threadhost.common.owners import end_user_of
 
 # Who answers: the SDK names an actor type after its implementing class
 # (actors/dapr_host/thread_actor.py Thread, actors/dapr_host/reader_actor.py ThreadReader).
@@ -97,6 +99,10 @@ class ThreadView(BaseModel):
     message_count: int
     metadata: dict[str, str]
     active_run: str | None = None
+    # The caller's key for the thread, if it was opened by one.
+    key: str | None = None
+    # The end user a service opened it for (threadhost-end-user); None otherwise.
+    end_user: str | None = None
     usage: dict[str, int]
     cost_usd: float
 
@@ -110,6 +116,8 @@ class ThreadView(BaseModel):
             message_count=record.message_count,
             metadata=record.metadata,
             active_run=record.active_run,
+            key=record.key,
+            end_user=end_user.user if (end_user := end_user_of(record.owner)) else None,
             usage=record.usage.model_dump(),
             cost_usd=record.cost_usd,
         )
@@ -203,6 +211,8 @@ class RunView(BaseModel):
 class ThreadAnswer(BaseModel):
     outcome: Literal["thread"] = "thread"
     thread: ThreadView
+    # Made by this call (a keyed open finds the thread made before).
+    created: bool = False
 
 
 class RunAnswer(BaseModel):
@@ -356,6 +366,8 @@ class CreateThread(Request[ThreadAnswer]):
     on_active: OnActive = "enqueue"
     # Where the thread's events go as signed POSTs (a URL its agent's webhook allows).
     webhook_url: str | None = Field(default=None, max_length=2000)
+    # The caller's key, kept on the thread (its id was made of it).
+    key: ThreadKey | None = None
 
 
 class DescribeThread(Request[ThreadAnswer]):

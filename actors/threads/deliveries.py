@@ -6,6 +6,7 @@ from __future__ import annotations
 from actors.engine.agents import AgentDefinition
 from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.threads.state import ThreadRecord
+from threadhost.common.owners import end_user_of
 
 
 def deliveries(
@@ -19,9 +20,15 @@ def deliveries(
     urls = [str(webhook.url)] if webhook.url is not None else []
     if record.webhook_url is not None and record.webhook_url not in urls:
         urls.append(record.webhook_url)
+    acting_for = end_user_of(record.owner)
     return [
         WebhookDelivery(
-            url=url, agent=agent.name, secret=webhook.secret, key=webhook.key, event=event
+            url=url,
+            agent=agent.name,
+            secret=webhook.secret,
+            key=webhook.key,
+            event=event,
+            acting_for=acting_for,
         )
         for url in urls
     ]

@@ -27,6 +27,14 @@ class OwnerStore(Protocol):
 
     async def set(self, key: str, value: Any) -> None: ...
 
+    async def remove(self, key: str) -> None: ...
+
+
+def _where(thread_id: str) -> str:
+    """The key of the page index a listed thread is on: finding it costs one read,
+    whatever the owner's count."""
+    return f"page-of.{thread_id}"
+
 
 class OwnerBook:
     def __init__(self, store: OwnerStore) -> None:
@@ -38,32 +46,41 @@ class OwnerBook:
         return (count + THREADS_PER_PAGE - 1) // THREADS_PER_PAGE
 
     async def add_thread(self, request: AddThread) -> Listed:
-        """Lists the thread, newest; once: a retried creation finds it among the newest."""
-        summary = request.model_dump(mode="json")
+        """Lists the thread, newest; once: a retried creation, or a keyed thread opened
+        again, finds it listed."""
+        summary = request.model_dump(mode="json", exclude_none=True)
+        if await self._store.get(_where(request.id)) is not None:
+            return Listed()
         count = await self._store.get("threads.count") or 0
-        if count:
+        if count:  # listed before page indexes were kept: among the newest
             newest = await self._store.get(f"threads.{(count - 1) // THREADS_PER_PAGE}")
             if any(t["id"] == summary["id"] for t in newest or []):
                 return Listed()
-        key = f"threads.{count // THREADS_PER_PAGE}"
-        page = await self._store.get(key)
-        await self._store.set(key, [*(page or []), summary])
+        index = count // THREADS_PER_PAGE
+        page = await self._store.get(f"threads.{index}")
+        await self._store.set(f"threads.{index}", [*(page or []), summary])
         await self._store.set("threads.count", count + 1)
+        await self._store.set(_where(request.id), index)
         return Listed()
 
     async def remove_thread(self, request: RemoveThread) -> Listed:
-        """Rewrites the page holding it; the count keeps the slot, so pages stay aligned.
-        Its follow-ups no longer count against the owner's."""
+        """Rewrites the page holding it, found by its index (a thread listed before those
+        were kept is looked for page by page); the count keeps the slot, so pages stay
+        aligned. Its follow-ups no longer count against the owner's."""
         counts = await self._store.get("followups")
         if counts and request.thread_id in counts:
             await self._store.set(
                 "followups", {t: n for t, n in counts.items() if t != request.thread_id}
             )
-        for index in range(await self._pages()):
+        where = await self._store.get(_where(request.thread_id))
+        indexes = [where] if where is not None else range(await self._pages())
+        for index in indexes:
             page = await self._store.get(f"threads.{index}") or []
             kept = [t for t in page if t["id"] != request.thread_id]
             if len(kept) != len(page):
                 await self._store.set(f"threads.{index}", kept)
+                if where is not None:
+                    await self._store.remove(_where(request.thread_id))
                 return Listed()
         return Listed(status="not_found")
 

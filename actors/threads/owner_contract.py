@@ -33,6 +33,8 @@ class ThreadSummary(BaseModel):
     agent: str
     created_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)
+    # The caller's key for the thread, if it was opened by one.
+    key: str | None = None
 
 
 # --- answers ---------------------------------------------------------------------------

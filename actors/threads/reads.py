@@ -24,6 +24,7 @@ from actors.threads.contract import (
 )
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
+from threadhost.common.owners import owns
 
 
 class ThreadReads:
@@ -33,9 +34,10 @@ class ThreadReads:
         self.thread_id, self._store = thread_id, store
 
     async def owned(self, request: Request) -> ThreadRecord | None:
-        """The thread, if it exists and the request's owner owns it."""
+        """The thread, if it exists and the request's owner may reach it: its own, or a
+        service's end user's (threadhost/common/owners.py)."""
         record = await self._store.record()
-        return record if record is not None and record.owner == request.owner else None
+        return record if record is not None and owns(request.owner, record.owner) else None
 
     async def owned_run(
         self,

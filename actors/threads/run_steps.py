@@ -32,6 +32,7 @@ from actors.threads.context import StoredThread, read_context
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 from threadhost.common import tracing
+from threadhost.common.owners import end_user_of
 
 
 class StaleStep(Exception):
@@ -52,6 +53,7 @@ async def enqueue(
     run, events = new_run(run_id, record.thread_id, agent, tools, parent=parent)
     run.input_text, run.traceparent = text, tracing.current_traceparent()
     run.input_origin = origin
+    run.acting_for = end_user_of(record.owner)
     record = await store.index_run(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
     await store.save_run(run, events)

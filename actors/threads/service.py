@@ -165,13 +165,15 @@ class ThreadService:
                 page_size=self._settings.history_page_size,
                 agent=agent,
                 owner=request.owner,
+                key=request.key,
                 on_active=request.on_active,
                 webhook_url=url,
                 retention_seconds=definition.retention_seconds,
             )
             await self._store.save_record(record)
             await self.commit()
-        elif record.owner != request.owner:
+            return ThreadAnswer(thread=ThreadView.of(record), created=True)
+        if record.owner != request.owner:
             return NotFound.of(self.thread_id)
         return ThreadAnswer(thread=ThreadView.of(record))
 
@@ -268,6 +270,9 @@ class ThreadService:
         await self.followups.forget_all(record)
         if record.retention_seconds is not None:
             await self._effects.forget(Reminder.erase())
+        # Its owner's list, which is not always the caller's (a service deletes its end
+        # user's thread).
+        await self._effects.ask_owner(record.owner, RemoveThread(thread_id=self.thread_id))
         log.info("thread deleted")
         return Done()
 

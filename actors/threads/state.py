@@ -35,8 +35,10 @@ class ThreadRecord(BaseModel):
     # Kept per thread: changing the default later must not reshuffle stored pages.
     page_size: int
     metadata: dict[str, str] = Field(default_factory=dict)
-    # Who may see and use the thread: a person's subject (tenant/subject) or app:<app-id>.
+    # Who may see and use the thread (threadhost/common/owners.py).
     owner: str = "anonymous"
+    # The owner's own key for it, when it was opened by one (its id is made of it).
+    key: str | None = None
     agent: str = "assistant"
     # The run in progress (or waiting); None when the thread is idle.
     active_run: str | None = None

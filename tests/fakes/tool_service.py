@@ -1,20 +1,42 @@
 """Another team's microservice that serves tools to threadhost agents through Dapr.
 
-Run as `python -m tests.fakes.tool_service PORT`; it remembers every request it got
-(`GET /seen`), so a test sees what a tool call carried.
+Run as `python -m tests.fakes.tool_service PORT [JWKS_URL]`; it remembers every request it
+got (`GET /seen`), so a test sees what a tool call carried. `POST /tools/invoices/mine`
+answers the invoices of the end user the call is made for, verified as docs/tools.md
+shows (its example runs here as written), and refuses a call without a valid assertion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 
+import jwt
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from threadhost.runtime import PROJECT_ROOT
+
 app = FastAPI()
 seen: list[dict] = []
+# Set from the command line: where this app's sidecar reaches the gateway's keys.
+JWKS_URL: list[str] = []
+INVOICES = {"alice": ["INV-A1", "INV-A2"], "bob": ["INV-B1"]}
+
+
+def _documented_verifier():  # type: ignore[no-untyped-def]
+    """`verified_end_user`, from the example in docs/tools.md."""
+    text = (PROJECT_ROOT / "docs" / "tools.md").read_text()
+    block = re.search(r"<!-- example: verify-end-user -->\n```python\n(.*?)\n```", text, re.S)
+    assert block, "docs/tools.md shows no verify-end-user example"
+    scope: dict = {}
+    exec(block.group(1), scope)  # noqa: S102 - the docs' own example, run as written
+    return scope["verified_end_user"]
+
+
+verified_end_user = _documented_verifier()
 HEADERS = (
     "threadhost-thread-id",
     "threadhost-run-id",
@@ -22,6 +44,8 @@ HEADERS = (
     "idempotency-key",
     "dapr-caller-app-id",
     "content-type",
+    "threadhost-end-user",
+    "threadhost-end-user-assertion",
 )
 
 
@@ -44,6 +68,15 @@ async def remember(request: Request, call_next):  # type: ignore[no-untyped-def]
 async def lookup_invoice(request: Request) -> dict:
     invoice = (await request.json())["invoice_id"]
     return {"invoice_id": invoice, "amount": 42.5, "currency": "EUR", "status": "paid"}
+
+
+@app.post("/tools/invoices/mine")
+async def my_invoices(request: Request) -> JSONResponse:
+    try:
+        user = await verified_end_user(request.headers, "billing", JWKS_URL[0])
+    except jwt.InvalidTokenError as exc:
+        return JSONResponse({"detail": f"who is asking? {exc}"}, status_code=403)
+    return JSONResponse({"end_user": user, "invoices": INVOICES.get(user, [])})
 
 
 @app.get("/tools/stock")
@@ -83,4 +116,5 @@ async def health() -> dict:
 
 
 if __name__ == "__main__":
+    JWKS_URL.extend(sys.argv[2:3])
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

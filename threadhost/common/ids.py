@@ -44,3 +44,35 @@ def keyed_thread_id(owner: str, key: str) -> str:
     retry of the request, so a retry finds the thread the first attempt made (and one
     owner's key never names another owner's thread)."""
     return "th_" + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()[:32]
+
+
+# A caller's own key for a thread ("order-1001", "customer-4711:order-1001"): only data,
+# hashed into the thread's id, never put in a URL.
+THREAD_KEY_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+# Where a thread id is taken, `key:<key>` names the caller's thread of that key instead.
+KEY_PREFIX = "key:"
+THREAD_REF_PATTERN = r"^([A-Za-z0-9_-]{1,64}|key:[A-Za-z0-9_.:@-]{1,128})$"
+_THREAD_REF = re.compile(THREAD_REF_PATTERN)
+
+ThreadKey = Annotated[str, Field(pattern=THREAD_KEY_PATTERN, examples=["order-1001"])]
+
+
+def thread_of_key(owner: str, key: str) -> str:
+    """The owner's thread of this key: one id, whichever replica asks, however often (and
+    never one that an idempotency key or another owner's key makes)."""
+    return "th_" + hashlib.sha256(f"{owner}\nthread-key\n{key}".encode()).hexdigest()[:32]
+
+
+def thread_key_of(ref: str) -> str | None:
+    """The key in a thread reference `key:<key>`; None for a thread id."""
+    return ref[len(KEY_PREFIX) :] if ref.startswith(KEY_PREFIX) else None
+
+
+def checked_thread_ref(value: str, what: str = "thread id") -> str:
+    """`value`, if it is a thread id or `key:` and a thread key."""
+    if not isinstance(value, str) or _THREAD_REF.fullmatch(value) is None:
+        raise InvalidId(
+            f"{what} must be a thread id (1 to 64 of A-Z, a-z, 0-9, _ and -) or key: and "
+            f"a key (1 to 128 of A-Z, a-z, 0-9, _ . : @ and -)"
+        )
+    return value

@@ -142,9 +142,15 @@ class Settings(BaseSettings):
     tool_modules: Names = Field(default_factory=list)
 
     # A Dapr secret store to read the vendor keys from, at the first turn; its secret
-    # `api_keys_secret` holds `openai-api-key` and `anthropic-api-key`.
+    # `api_keys_secret` holds `openai-api-key` and `anthropic-api-key` (and
+    # `assertion-signing-key`, `assertion-signing-key-previous`).
     secret_store: str | None = None
     api_keys_secret: str = "threadhost-api-keys"
+    # The EC P-256 private key (PEM) that signs end-user assertions (actors/engine/
+    # assertions.py); the secret store's `assertion-signing-key` when unset here. No
+    # key: calls carry the end user's name unsigned.
+    assertion_signing_key: SecretStr | None = None
+    assertion_issuer: str = "threadhost"
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None
@@ -162,6 +168,15 @@ class Settings(BaseSettings):
                 "THREADHOST_ACTORS_DISSEMINATE_TIMEOUT_SECONDS (daprd's "
                 "--actors-disseminate-timeout, 30 s unless set): daprd cuts the drain there"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _service_callers_are_app_ids(self) -> Settings:
+        # An owner `app:<app-id>/user:<user>` is a service's end user only if no app-id
+        # holds a '/' (threadhost/common/owners.py).
+        for app_id in self.service_callers:
+            if not app_id or "/" in app_id:
+                raise ValueError(f"THREADHOST_SERVICE_CALLERS: {app_id!r} is not an app-id")
         return self
 
     def price_table(self) -> dict[str, Price]:
