@@ -3,7 +3,9 @@ caller, the agent catalog, the headers and path ids every door reads, and admiss
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
@@ -11,11 +13,12 @@ from fastapi import Depends, Header, Path, Request
 from actors.engine.agents import AgentCatalog
 from actors.threads.owner_contract import Admit
 from gateway.auth import Caller
-from gateway.problems import RateLimited
+from gateway.problems import QuotaExceeded, RateLimited
 from gateway.schemas import THREAD_ID_PATTERN
 from gateway.thread_client import ThreadClient
 from threadhost.common.ids import THREAD_REF_PATTERN, thread_key_of, thread_of_key
 from threadhost.common.settings import Settings
+from threadhost.common.usage_ledger import process_ledger
 
 
 # Async, so FastAPI calls them on the event loop rather than in a worker thread.
@@ -114,7 +117,13 @@ async def admitted(caller: CallerDep, settings: SettingsDep, client: ClientDep) 
 
 
 async def admit(client: ThreadClient, caller: Caller, settings: Settings, starts_run: bool) -> None:
-    """Counts a request (and a run it starts) against the caller's limits; 429 if over."""
+    """Counts a request (and a run it starts) against the caller's limits; 429 if over,
+    or if a run would start while a quota of the caller's is used up."""
+    if starts_run and (refusal := await process_ledger(settings).refusal(caller.owner)):
+        seconds = max(1, math.ceil((refusal.resets_at - datetime.now(UTC)).total_seconds()))
+        raise QuotaExceeded(
+            refusal.reason, retry_after=seconds, resets_at=refusal.resets_at.isoformat()
+        )
     if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
         return
     answer = await client.owner_call(

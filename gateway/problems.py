@@ -20,6 +20,7 @@ class per kind the gateway raises (its status, kind and title named there, once)
     ├── (routing)            method-not-allowed   405      a method the route does not take
     ├── BodyTooLarge         body-too-large       413      over THREADHOST_MAX_BODY_BYTES
     ├── RateLimited          rate-limited         429      requests per minute, runs, streams
+    │   └── QuotaExceeded    quota-exceeded       429      tokens or dollars of a day, a month
     ├── InternalError        internal-error       500      a defect of threadhost's: nothing of
     │                                                      the request is shown
     ├── RunFailed            run-failed           500      an OpenAI door's run failed
@@ -130,6 +131,12 @@ class RateLimited(_Kind):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class QuotaExceeded(RateLimited):
+    """A quota of the caller's (actors/engine/quotas.py) is used until its period ends."""
+
+    KIND, TITLE = "quota-exceeded", "Quota used up"
+
+
 class InternalError(_Kind):
     STATUS, KIND, TITLE = 500, "internal-error", "Internal error"
 
@@ -198,7 +205,7 @@ _MEANING = {
     409: "the thread is busy with a run, or the run is not waiting",
     413: "the request body is over the limit",
     422: "a field is missing, out of bounds or not text",
-    429: "too many requests or runs: wait Retry-After seconds",
+    429: "too many requests or runs, or a quota used up: wait Retry-After seconds",
     500: "a defect of threadhost's; nothing was written",
     503: "the thread service could not be reached; retry shortly (a turn: with the "
     "Idempotency-Key the answer names, so it is taken at most once)",

@@ -92,6 +92,9 @@ class MemoryEffects:
     owner_followups: dict[str, int] = field(default_factory=dict)
     # Follow-up reminders registered: name -> due in.
     reminders: dict[str, timedelta] = field(default_factory=dict)
+    # What steps spent (owner, tokens, dollars), and the refusal quota checks answer.
+    spent: list[tuple[str, int, float]] = field(default_factory=list)
+    over_quota: Any = None
 
     async def commit(self) -> None:
         self.state.save()
@@ -164,6 +167,12 @@ class MemoryEffects:
         assert isinstance(request, RemoveThread), request
         self.asked.append("forget_thread")
         return Listed()
+
+    def spend(self, owner: str, tokens: int, cost_usd: float) -> None:
+        self.spent.append((owner, tokens, cost_usd))
+
+    async def quota_refusal(self, owner: str) -> Any:
+        return self.over_quota
 
     def tell_owner(self, owner: str, request: Any) -> None:
         if isinstance(request, Admit | RunEnded):

@@ -4,6 +4,7 @@ many calls race for it), and what a person's token may not do."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,10 +21,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from tests.conftest import TEST_AGENTS, make_stack_config, stored_rows
 from tests.dapr_peers import PeerApp
 from tests.test_auth import APP_TOKEN, AUDIENCE, ISSUER, _client_sidecar, as_user, token
+from threadhost.client import ThreadhostClient
 from threadhost.processes import Process
 from threadhost.stack import Stack
 
 END_USER = "threadhost-end-user"
+SHIPPED = "Order 1001 has shipped and is with the carrier; it is due in 2 days."
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +230,21 @@ def test_the_published_keys_are_open_and_hold_no_private_part(mesh) -> None:
     [key] = keys.json()["keys"]
     assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-256", "ES256")
     assert "d" not in key
+
+
+def test_the_python_client_acts_for_end_users_by_key(mesh) -> None:
+    key = f"order-{uuid.uuid4().hex[:6]}"
+
+    async def scenario() -> tuple[str, str, str, list[str]]:
+        async with ThreadhostClient(mesh[1]) as th:
+            frank = th.for_end_user("frank")
+            made = await frank.create_thread(agent="support", key=key)
+            again = await frank.create_thread(agent="support", key=key)
+            await frank.say(f"key:{key}", "Order 1001?")
+            gina = await th.for_end_user("gina").create_thread(key=key)
+            history = await frank.history(f"key:{key}")
+            return made.id, again.id, gina.id, [m.content for m in history.messages]
+
+    made, again, gina, said = asyncio.run(scenario())
+    assert made == again != gina
+    assert said[0] == "Order 1001?" and said[-1] == SHIPPED

@@ -12,10 +12,18 @@ or Dapr service invocation through the caller's own sidecar.
                                    [Approval(call_id=action.call_id, approved=True)])
 
     ThreadhostClient.via_dapr(app_id="gateway")   # through http://127.0.0.1:$DAPR_HTTP_PORT
+
+A service acts for its end users, and names threads by its own keys:
+
+    async with ThreadhostClient.via_dapr(app_id="threadhost-gateway") as th:
+        alice = th.for_end_user("customer-4711")       # shares th's connections
+        thread = await alice.create_thread(agent="support", key="order-1001")
+        turn = await alice.say("key:order-1001", "Where is it?")   # a key for an id
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +48,8 @@ __all__ = [
     "ToolOutput",
 ]
 OnActive = Literal["enqueue", "reject", "interrupt"]
+# The header a service names the end user it acts for with (gateway/auth.py).
+END_USER_HEADER = "threadhost-end-user"
 
 
 class ThreadhostError(Exception):
@@ -109,35 +119,72 @@ class EventStreamParser:
 
 
 class ThreadhostClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 120) -> None:
+    """Every method that takes a `thread_id` takes `key:<key>` too: the caller's thread of
+    that key (a message to a key that names no thread yet opens it)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 120,
+        end_user: str | None = None,
+    ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout
         )
+        self._end_user, self._owns_http = end_user, True
 
     @classmethod
     def via_dapr(
-        cls, app_id: str = "gateway", dapr_http_port: int | None = None, token: str | None = None
+        cls,
+        app_id: str = "gateway",
+        dapr_http_port: int | None = None,
+        token: str | None = None,
+        end_user: str | None = None,
     ) -> ThreadhostClient:
         port = dapr_http_port or int(os.environ.get("DAPR_HTTP_PORT", "3500"))
-        return cls(f"http://127.0.0.1:{port}/v1.0/invoke/{app_id}/method", token)
+        return cls(f"http://127.0.0.1:{port}/v1.0/invoke/{app_id}/method", token, end_user=end_user)
+
+    def for_end_user(self, end_user: str) -> ThreadhostClient:
+        """This client acting for one of the calling service's end users (a service's
+        only: a person's token cannot name one). It shares this client's connections:
+        close this one, not it."""
+        view = copy.copy(self)
+        view._end_user, view._owns_http = end_user, False
+        return view
 
     async def __aenter__(self) -> ThreadhostClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        named = {END_USER_HEADER: self._end_user} if self._end_user is not None else {}
+        return {**named, **(headers or {})}
+
+    def _build(self, method: str, path: str, **kwargs: Any) -> httpx.Request:
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        return self._http.build_request(method, path, **kwargs)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
         response = await self._http.request(method, path, **kwargs)
         if response.is_error:
             raise ThreadhostError(response.status_code, _problem(response))
         return response.json() if response.content else None
 
     async def create_thread(
-        self, agent: str | None = None, metadata: dict[str, str] | None = None
+        self,
+        agent: str | None = None,
+        metadata: dict[str, str] | None = None,
+        key: str | None = None,
     ) -> ThreadView:
-        body = {"agent": agent, "metadata": metadata or {}}
+        """A new thread; with a `key`, the caller's thread of that key (made once, then
+        found: any number of replicas may ask at once)."""
+        body = {"agent": agent, "metadata": metadata or {}, **({"key": key} if key else {})}
         return ThreadView.model_validate(await self._json("POST", "/v1/threads", json=body))
 
     async def thread(self, thread_id: str) -> ThreadView:
@@ -224,7 +271,7 @@ class ThreadhostClient:
         body = self._turn(
             content, "stream", model, on_active, list(client_tools), list(disabled_tools)
         )
-        request = self._http.build_request("POST", f"/v1/threads/{thread_id}/messages", json=body)
+        request = self._build("POST", f"/v1/threads/{thread_id}/messages", json=body)
         async for event in self._events(request):
             yield event
 
@@ -248,7 +295,7 @@ class ThreadhostClient:
         self, thread_id: str, run_id: str, actions: list[Submission]
     ) -> AsyncIterator[ServerEvent]:
         """As `resume`, with the run's events from the answers on, as they happen."""
-        request = self._http.build_request(
+        request = self._build(
             "POST",
             f"/v1/threads/{thread_id}/runs/{run_id}/resume",
             json=self._resume_body(actions, "stream"),
@@ -260,7 +307,7 @@ class ThreadhostClient:
         self, thread_id: str, run_id: str, after: int = -1
     ) -> AsyncIterator[ServerEvent]:
         """A run's events after `after` (resuming a stream), then live to its end."""
-        request = self._http.build_request(
+        request = self._build(
             "GET",
             f"/v1/threads/{thread_id}/runs/{run_id}/events",
             headers={"accept": "text/event-stream", "last-event-id": str(after)},

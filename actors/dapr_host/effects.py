@@ -15,6 +15,7 @@ from dapr.clients.exceptions import DaprInternalError
 
 from actors.dapr_host import background, sdk
 from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
+from actors.engine.quotas import QuotaRefusal
 from actors.threads.announcements import Announcement, Sent
 from actors.threads.contract import (
     THREAD_ACTOR,
@@ -32,6 +33,7 @@ from actors.threads.state import announcement_key
 from threadhost.common.run_signals import run_changed
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
+from threadhost.common.usage_ledger import process_ledger
 
 STEP_TIMER = "step"
 # A child run is started inside the parent's turn: its call makes the thread and queues
@@ -169,6 +171,12 @@ class ActorEffects:
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         self._in_background(self.ask_owner(owner, request))
+
+    def spend(self, owner: str, tokens: int, cost_usd: float) -> None:
+        process_ledger(self._settings).spend(owner, tokens, cost_usd)
+
+    async def quota_refusal(self, owner: str) -> QuotaRefusal | None:
+        return await process_ledger(self._settings).refusal(owner)
 
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)

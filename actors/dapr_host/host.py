@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from actors.dapr_host.owner_actor import Owner
 from actors.dapr_host.reader_actor import ThreadReader
 from actors.dapr_host.thread_actor import Thread
+from actors.dapr_host.usage_actor import Usage
 from actors.dapr_host.watchdog import watchdog_routes
 from actors.dapr_host.webhook_delivery import JOB_PREFIX as WEBHOOK_JOBS
 from actors.dapr_host.webhook_delivery import later_attempt, mount_webhook_delivery
@@ -79,7 +80,7 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             ],
         )
     )
-    for actor in (Thread, Owner, ThreadReader):
+    for actor in (Thread, Owner, ThreadReader, Usage):
         await dapr_actor.register_actor(
             actor,
             actor_client=shared_actor_client(settings.actor_call_timeout_seconds),

@@ -151,6 +151,8 @@ async def next_step(
     land)."""
     context = await thread.context()
     decision = plan_next_step(run, context.run_messages)
+    if isinstance(decision, CallModel) and (refused := await thread.spending_refused()):
+        decision = Finish(status="incomplete", reason=refused)
     if isinstance(decision, Finish | Pause):
         return _settled(run, decision), []
     match decision:
@@ -201,6 +203,9 @@ class _InMemory:
 
     async def followups_allowed(self, count: int) -> bool:
         return True
+
+    async def spending_refused(self) -> str | None:
+        return None
 
     def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
         pass

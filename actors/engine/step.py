@@ -166,6 +166,9 @@ class RunThread(Protocol):
     async def followups_allowed(self, count: int) -> bool:
         """Whether the thread's owner may have `count` follow-ups on it (then counted)."""
 
+    async def spending_refused(self) -> str | None:
+        """Why the run may call no model now (its owner's quota is used), if so."""
+
     def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
         """The vendor's count of a request just sent with `context`, `new_messages` long
         in answer: for the next request's estimate to start from."""

@@ -26,6 +26,7 @@ from actors.engine.run import ModelCallRecord, RunRecord
 from actors.engine.step import run_tool_set
 from actors.engine.summaries import budget_of, room_of, summarize
 from actors.engine.usage import Usage, estimated_tokens
+from actors.threads.spending import OwnerSpending
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 
@@ -143,9 +144,10 @@ class StoredThread:
         run: RunRecord,
         engine: Engine,
         followups_allowed: Callable[[int], Awaitable[bool]] | None = None,
+        spending: OwnerSpending | None = None,
     ) -> None:
         self.record, self._store, self._run, self._engine = record, store, run, engine
-        self._allowed = followups_allowed
+        self._allowed, self._spending = followups_allowed, spending
         self.count: ContextCount | None = None
 
     @property
@@ -168,6 +170,9 @@ class StoredThread:
 
     async def followups_allowed(self, count: int) -> bool:
         return self._allowed is None or await self._allowed(count)
+
+    async def spending_refused(self) -> str | None:
+        return None if self._spending is None else await self._spending.refused()
 
     def sent(self, context: Context, usage: Usage, new_messages: int) -> None:
         self.count = counted(context, self.record, self.record.message_count + new_messages, usage)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from actors.engine.quotas import QuotaRefusal
 from actors.threads.owner_contract import Answer, OwnerRequest
 from actors.threads.reminders import Reminder
 from actors.threads.run_events import DeltaMessage, StepEventsMessage
@@ -72,6 +73,12 @@ class Effects(Protocol):
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         """Sends the owner's Owner actor a request, off the turn's critical path."""
+
+    def spend(self, owner: str, tokens: int, cost_usd: float) -> None:
+        """Counts what a step's model calls spent against the owner's quotas."""
+
+    async def quota_refusal(self, owner: str) -> QuotaRefusal | None:
+        """Why the owner's threads may not call a model now (a quota used up), if so."""
 
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""

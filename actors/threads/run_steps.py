@@ -29,6 +29,7 @@ from actors.engine.step import OnDelta, StepOutcome, Wrap, lost_call
 from actors.engine.tool_set import RunTool
 from actors.threads.cancellation import abortable
 from actors.threads.context import StoredThread, read_context
+from actors.threads.spending import OwnerSpending
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
 from threadhost.common import tracing
@@ -203,15 +204,19 @@ async def advance(
     check_fence: Callable[[], Awaitable[None]],
     on_delta: OnDelta | None = None,
     followups_allowed: FollowupsAllowed | None = None,
+    spending: OwnerSpending | None = None,
 ) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step (the engine's `next_step`) and writes its checkpoint
     through the store (committed when the actor saves); returns the run and the new
-    events."""
-    thread = StoredThread(store, record, run, engine, followups_allowed)
+    events. What the step's model calls spent is counted for the owner's quotas."""
+    thread = StoredThread(store, record, run, engine, followups_allowed, spending)
+    tokens, cost = run.usage.total_tokens, run.cost_usd
     events, new = await next_step(
         run, thread, engine, record.message_count, on_delta, _traced_and_abortable(run)
     )
     await check_fence()
+    if spending is not None:
+        spending.spent(run.usage.total_tokens - tokens, run.cost_usd - cost)
     record = await _append(store, thread.record, run, new)
     if thread.count is not None:
         record = record.model_copy(update={"context_count": thread.count})

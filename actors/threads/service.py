@@ -79,6 +79,7 @@ from actors.threads.run_steps import (
     resume,
     take_over,
 )
+from actors.threads.spending import OwnerSpending
 from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.threads.store import ThreadStore
 from actors.threads.watchdog_duty import WatchdogDuty
@@ -430,6 +431,7 @@ class ThreadService:
                     fenced,
                     deltas,
                     partial(self.followups.owner_allows, record),
+                    OwnerSpending(self._effects, record.owner),
                 )
             finally:
                 self._checkpoints.release()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from actors.engine.quotas import ScopeKind
 from actors.engine.run import ActingFor
 
 ANONYMOUS = "anonymous"
@@ -66,3 +67,14 @@ def owns(caller: str, owner: str) -> bool:
         and _END_USER not in caller
         and owner.startswith(caller + _END_USER)
     )
+
+
+def spending_scopes(owner: str) -> list[tuple[ScopeKind, str]]:
+    """Who a thread's spending counts against: its owner at the top (a service for all
+    its end users), the end user, and a person's tenant."""
+    end_user = end_user_of(owner)
+    if end_user is not None:
+        return [("owner", service_owner(end_user.service)), ("end_user", owner)]
+    if not owner.startswith(_SERVICE) and "/" in owner:  # <tenant>/<sub>
+        return [("owner", owner), ("tenant", owner.split("/", 1)[0])]
+    return [("owner", owner)]

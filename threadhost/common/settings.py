@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from actors.engine.quotas import Quotas
 from actors.engine.retry import RetryPolicy
 from actors.engine.usage import DEFAULT_PRICES, Price
 
@@ -157,6 +158,9 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     provider_timeout_seconds: float = Field(default=120, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # What owners, end users and tenants may spend per day and month (actors/engine/
+    # quotas.py), e.g. {"end_user": {"day": {"tokens": 200000}}}.
+    quotas: Quotas = Field(default_factory=Quotas)
     # Overrides and additions to the price table, e.g. {"my-model": {"input": 1, "output": 2}}.
     prices: dict[str, Price] = Field(default_factory=dict)
 
