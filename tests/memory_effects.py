@@ -95,6 +95,9 @@ class MemoryEffects:
     # What steps spent (owner, tokens, dollars), and the refusal quota checks answer.
     spent: list[tuple[str, int, float]] = field(default_factory=list)
     over_quota: Any = None
+    # Model slots: what gives one back (None: none free), and the bounds of those taken.
+    slot_free: Any = lambda: None  # noqa: E731
+    slots_taken: list[list[str]] = field(default_factory=list)
 
     async def commit(self) -> None:
         self.state.save()
@@ -126,8 +129,14 @@ class MemoryEffects:
         self.flushed_at.append(len(self.published))
         self.flushed_text.append(text_of_ended_steps)
 
-    async def chain_step(self) -> None:
+    async def chain_step(self, after: timedelta = timedelta(0)) -> None:
         self.asked.append("chain_step")
+
+    async def take_model_slots(self, bounds: list[str]) -> Any:
+        if self.slot_free is None:
+            return None
+        self.slots_taken.append(bounds)
+        return self.slot_free
 
     def watch(self) -> None:
         self.asked.append("watch")

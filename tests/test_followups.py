@@ -303,3 +303,28 @@ def test_follow_ups_never_pile_up_runs_behind_a_waiting_run() -> None:
     assert len(record.queue) == 1
     [kept] = record.followups
     assert kept.fired == 5
+
+
+def test_recurring_follow_ups_due_together_spread_over_the_jitter() -> None:
+    """A daily follow-up at 09:00 on many threads: their reminders come due over the
+    jitter, not in one second; a one-time one comes due at its own time."""
+    settings = SETTINGS.model_copy(update={"followup_jitter_seconds": 30})
+    late: list[float] = []
+    for n in range(100):
+        state = MemoryState()
+        effects = MemoryEffects(state)
+        service = ThreadService(f"th_{n}", ThreadStore(state), ENGINE, effects, settings)
+        asyncio.run(service.create(CreateThread(agent="keeper", owner="ann")))
+        for when in ("cron 0 9 * * *", "PT1H"):
+            made = asyncio.run(
+                service.followups.schedule_followup(
+                    ScheduleFollowup(when=when, note="check in", owner="ann")
+                )
+            )
+            name = f"followup.{made.followup.followup_id}"
+            wait = effects.reminders[name] - (made.followup.due_at - datetime.now(UTC))
+            late.append(wait.total_seconds())
+    daily, once = late[0::2], late[1::2]
+    assert all(-1 < s < 31 for s in daily) and max(daily) - min(daily) > 20
+    assert len({round(s) for s in daily}) > 20
+    assert all(abs(s) < 1 for s in once)

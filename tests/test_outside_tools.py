@@ -151,6 +151,9 @@ def test_a_service_tool_gets_the_arguments_and_who_calls(billing: str) -> None:
         "idempotency-key": f"run_7.{call_id}",
         "dapr-caller-app-id": None,
         "content-type": "application/json",
+        # A thread of no service's end user: nobody to name.
+        "threadhost-end-user": None,
+        "threadhost-end-user-assertion": None,
     }
     assert next(r for r in seen if r["path"] == "/tools/stock")["query"] == {"sku": "A/1 2"}
 

@@ -14,6 +14,7 @@ from dapr.actor import Actor
 from dapr.clients.exceptions import DaprInternalError
 
 from actors.dapr_host import background, sdk
+from actors.dapr_host.model_gate import process_gates
 from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
 from actors.engine.quotas import QuotaRefusal
 from actors.threads.announcements import Announcement, Sent
@@ -132,10 +133,11 @@ class ActorEffects:
             message.model_dump_json().encode(),
         )
 
-    async def chain_step(self) -> None:
-        await self._actor.register_timer(
-            STEP_TIMER, self._take_step, None, timedelta(0), timedelta(0)
-        )
+    async def chain_step(self, after: timedelta = timedelta(0)) -> None:
+        await self._actor.register_timer(STEP_TIMER, self._take_step, None, after, timedelta(0))
+
+    async def take_model_slots(self, bounds: list[str]) -> Callable[[], None] | None:
+        return await process_gates(self._settings).take(bounds)
 
     def watch(self) -> None:
         self._in_background(

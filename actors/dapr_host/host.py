@@ -12,6 +12,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import APIRouter, FastAPI
 
+from actors.dapr_host.model_gate import ModelGate
 from actors.dapr_host.owner_actor import Owner
 from actors.dapr_host.reader_actor import ThreadReader
 from actors.dapr_host.thread_actor import Thread
@@ -80,7 +81,7 @@ async def register_thread_actor(dapr_actor: DaprActor, settings: Settings) -> No
             ],
         )
     )
-    for actor in (Thread, Owner, ThreadReader, Usage):
+    for actor in (Thread, Owner, ThreadReader, Usage, ModelGate):
         await dapr_actor.register_actor(
             actor,
             actor_client=shared_actor_client(settings.actor_call_timeout_seconds),

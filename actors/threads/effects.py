@@ -6,6 +6,7 @@ them out in memory (tests/memory_effects.py). Nothing here knows Dapr.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,8 +52,12 @@ class Effects(Protocol):
         model text of steps that ended before any of it went out, unless
         `text_of_ended_steps` (someone streams the run and shows its text as it comes)."""
 
-    async def chain_step(self) -> None:
-        """Takes the run's next steps in a later turn of this thread, soon."""
+    async def chain_step(self, after: timedelta = timedelta(0)) -> None:
+        """Takes the run's next steps in a later turn of this thread, soon (`after`)."""
+
+    async def take_model_slots(self, bounds: list[str]) -> Callable[[], None] | None:
+        """A slot for one model call under each bound (actors/threads/model_slots.py): the
+        function that gives them back, or None if none came free within the wait."""
 
     def watch(self) -> None:
         """Makes sure the run goes on if this host dies: the durable watchdog."""

@@ -8,6 +8,7 @@ delivered twice start one run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -237,9 +238,19 @@ class ThreadFollowups:
                 await self._remind(followup, now)
 
     async def _remind(self, followup: Followup, now: datetime) -> None:
-        await self._effects.remind(
-            Reminder.followup(followup.followup_id), max(followup.due_at - now, timedelta(0))
-        )
+        due = max(followup.due_at - now, timedelta(0)) + self._jitter(followup)
+        await self._effects.remind(Reminder.followup(followup.followup_id), due)
+
+    def _jitter(self, followup: Followup) -> timedelta:
+        """A recurring follow-up comes due up to `followup_jitter_seconds` after its time:
+        a daily `0 9 * * *` on thousands of threads spreads over that long instead of
+        reaching the vendor in one second. Fixed for each firing of each follow-up (a
+        reminder registered again keeps its time); a one-time follow-up keeps its own."""
+        spread_ms = int(self._settings.followup_jitter_seconds * 1000)
+        if followup.kind == "once" or spread_ms <= 0:
+            return timedelta(0)
+        seed = f"{self.thread_id}\n{followup.followup_id}\n{followup.fired}".encode()
+        return timedelta(milliseconds=int(hashlib.sha256(seed).hexdigest()[:12], 16) % spread_ms)
 
     async def forget_all(self, record: ThreadRecord) -> None:
         for followup in record.followups:

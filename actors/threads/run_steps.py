@@ -29,6 +29,7 @@ from actors.engine.step import OnDelta, StepOutcome, Wrap, lost_call
 from actors.engine.tool_set import RunTool
 from actors.threads.cancellation import abortable
 from actors.threads.context import StoredThread, read_context
+from actors.threads.model_slots import NoModelSlot, TakeSlots, bounds_of
 from actors.threads.spending import OwnerSpending
 from actors.threads.state import ThreadRecord
 from actors.threads.store import ThreadStore
@@ -205,15 +206,17 @@ async def advance(
     on_delta: OnDelta | None = None,
     followups_allowed: FollowupsAllowed | None = None,
     spending: OwnerSpending | None = None,
+    take_slots: TakeSlots | None = None,
+    model_bounds: dict[str, int] | None = None,
 ) -> tuple[RunRecord, list[RunEvent]]:
     """Takes the run's next step (the engine's `next_step`) and writes its checkpoint
     through the store (committed when the actor saves); returns the run and the new
     events. What the step's model calls spent is counted for the owner's quotas."""
     thread = StoredThread(store, record, run, engine, followups_allowed, spending)
     tokens, cost = run.usage.total_tokens, run.cost_usd
-    events, new = await next_step(
-        run, thread, engine, record.message_count, on_delta, _traced_and_abortable(run)
-    )
+    bounds = bounds_of(run.agent.model, model_bounds or {})
+    wrap = _traced_and_abortable(run, take_slots, bounds)
+    events, new = await next_step(run, thread, engine, record.message_count, on_delta, wrap)
     await check_fence()
     if spending is not None:
         spending.spent(run.usage.total_tokens - tokens, run.cost_usd - cost)
@@ -228,8 +231,23 @@ async def advance(
     return run, events
 
 
-def _traced_and_abortable(run: RunRecord) -> Wrap:
-    """A step's work in a trace span of its own, aborted if the run is cancelled."""
+def _traced_and_abortable(run: RunRecord, take_slots: TakeSlots | None, bounds: list[str]) -> Wrap:
+    """A step's work in a trace span of its own, aborted if the run is cancelled; a model
+    call first takes its slots under the bounds on its model (NoModelSlot if none came
+    free within the wait), and gives them back when it ends."""
+
+    async def slotted(work: Awaitable[StepOutcome]) -> StepOutcome:
+        assert take_slots is not None
+        give_back = await take_slots(bounds)
+        if give_back is None:
+            close = getattr(work, "close", None)
+            if close is not None:
+                close()  # never awaited: nothing of it ran
+            raise NoModelSlot(f"no slot free under {', '.join(bounds)}")
+        try:
+            return await work
+        finally:
+            give_back()
 
     async def wrap(step: CallModel | RunTools, work: Awaitable[StepOutcome]) -> StepOutcome:
         with tracing.tracer.start_as_current_span(
@@ -242,6 +260,8 @@ def _traced_and_abortable(run: RunRecord) -> Wrap:
                 "gen_ai.request.model": run.agent.model,
             },
         ):
+            if isinstance(step, CallModel) and take_slots is not None and bounds:
+                work = slotted(work)
             return await abortable(run.run_id, work)
 
     return wrap

@@ -20,6 +20,7 @@ not be called while it deactivates).
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,7 @@ from actors.threads.effects import Effects
 from actors.threads.fence import Fence
 from actors.threads.followups import ThreadFollowups
 from actors.threads.lifecycle import lifecycle
+from actors.threads.model_slots import NoModelSlot
 from actors.threads.owner_contract import Admit, RemoveThread, RunEnded
 from actors.threads.reads import ThreadReads
 from actors.threads.reminders import FOLLOWUP_PREFIX, Reminder
@@ -432,14 +434,19 @@ class ThreadService:
                     deltas,
                     partial(self.followups.owner_allows, record),
                     OwnerSpending(self._effects, record.owner),
+                    self._effects.take_model_slots,
+                    self._settings.model_concurrency,
                 )
             finally:
                 self._checkpoints.release()
-        except (StaleStep, StepAborted) as thrown_away:
+        except (StaleStep, StepAborted, NoModelSlot) as thrown_away:
             # The steps before it stand (the step wrote nothing of its own yet).
             await self._checkpoints.flush()
             await self._effects.discard()
             self._forget_unsaved()
+            if isinstance(thrown_away, NoModelSlot):  # taken again in a moment
+                await self._effects.chain_step(timedelta(seconds=random.uniform(0.1, 1.0)))
+                return None
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.thread_id, thrown_away)
             return None

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # and one owner across all their threads (0: no bound).
     max_followups: int = Field(default=16, ge=0, le=256)
     max_followups_per_owner: int = Field(default=1000, ge=0)
+    # A recurring follow-up comes due up to this long after its time (fixed per firing),
+    # so follow-ups due at the same time do not reach the vendor at once.
+    followup_jitter_seconds: float = Field(default=30, ge=0, le=3600)
     # Streams (server-sent events) one caller may hold open at once on one gateway replica.
     max_streams_per_caller: int = Field(default=32, ge=0)
     # Dapr app-ids allowed to call the gateway by service invocation.
@@ -158,6 +161,11 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     provider_timeout_seconds: float = Field(default=120, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # Concurrent model calls across every host, per vendor or model (actors/threads/
+    # model_slots.py), e.g. {"openai": 50, "openai:gpt-4o": 10}.
+    model_concurrency: dict[str, int] = Field(default_factory=dict)
+    # How long a step waits for a model slot in its turn before it is taken again later.
+    model_slot_wait_seconds: float = Field(default=20, gt=0)
     # What owners, end users and tenants may spend per day and month (actors/engine/
     # quotas.py), e.g. {"end_user": {"day": {"tokens": 200000}}}.
     quotas: Quotas = Field(default_factory=Quotas)

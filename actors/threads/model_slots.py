@@ -1,0 +1,27 @@
+"""Bounds on concurrent model calls per vendor and per model across every host
+(THREADHOST_MODEL_CONCURRENCY, e.g. {"openai": 50, "openai:gpt-4o": 10}): a step that
+calls a model first takes a slot under each bound that names its model, from the host's
+gate (actors/dapr_host/model_gate.py), and gives it back when the call ends. A step that
+finds no slot within the wait is not taken: the run takes it again a moment later, in a
+new turn, so a herd of due runs queues instead of failing on the vendor's rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+# Takes a slot under each of the keys: the function that gives them back, or None if
+# none came free within the wait.
+TakeSlots = Callable[[list[str]], Awaitable[Callable[[], None] | None]]
+
+
+class NoModelSlot(Exception):
+    """No slot came free within the wait: the step is taken again later."""
+
+
+def bounds_of(model: str, bounds: dict[str, int]) -> list[str]:
+    """The bounds a model's calls count against, vendor first: `openai` and
+    `openai:gpt-4o` for `openai:gpt-4o` (a recipe's options after `?` are not part of
+    its name)."""
+    name = model.split("?", 1)[0]
+    vendor = name.split(":", 1)[0]
+    return [key for key in dict.fromkeys((vendor, name)) if bounds.get(key)]
