@@ -180,6 +180,10 @@ def main(argv: list[str]) -> int:
         from bench import doors
 
         return doors.main(argv[1:])
+    if argv[:1] == ["herd"]:
+        from bench import herd
+
+        return herd.main(argv[1:])
     shapes = argv or list(SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:

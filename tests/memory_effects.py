@@ -132,7 +132,7 @@ class MemoryEffects:
     async def chain_step(self, after: timedelta = timedelta(0)) -> None:
         self.asked.append("chain_step")
 
-    async def take_model_slots(self, bounds: list[str]) -> Any:
+    async def take_model_slots(self, bounds: list[str], ticket: str) -> Any:
         if self.slot_free is None:
             return None
         self.slots_taken.append(bounds)

@@ -39,7 +39,7 @@ def test_two_processes_never_hold_more_than_the_bound_and_every_step_gets_one() 
         async def step(n: int) -> None:
             nonlocal running, peak, done
             queue = queues[n % 2]
-            assert await queue.take(wait=30)
+            assert await queue.take(f"step-{n}", wait=30)
             running += 1
             peak = max(peak, running)
             await asyncio.sleep(0.01)  # the model call
@@ -55,17 +55,23 @@ def test_two_processes_never_hold_more_than_the_bound_and_every_step_gets_one() 
     assert gate.requests < 200 * 2
 
 
-def test_a_step_that_waits_too_long_is_told_so_and_holds_nothing() -> None:
+def test_a_step_that_cannot_wait_keeps_its_place_and_is_woken_for_its_slot() -> None:
     gate = OneGate()
 
     async def scenario() -> tuple[bool, bool, bool]:
         queue = GateQueue("openai:gpt-4o", 1, gate.invoke, "p1")
-        first = await queue.take(wait=5)
-        second = await queue.take(wait=0.2)  # the one slot is held
+        first = await queue.take("a", wait=5)
+        woken = asyncio.Event()
+
+        async def wake() -> None:
+            woken.set()
+
+        second = await queue.take("b", wait=0.2, wake=wake)  # the one slot is held
         queue.give()
-        third = await queue.take(wait=5)
+        await asyncio.wait_for(woken.wait(), 5)  # b's slot came: its step is woken
+        again = await queue.take("b", wait=0)  # and held for it when it comes back
         queue.give()
-        return first, second, third
+        return first, second, again
 
     assert asyncio.run(scenario()) == (True, False, True)
 

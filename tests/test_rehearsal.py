@@ -21,7 +21,8 @@ import httpx
 import jwt
 import pytest
 import redis
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.conftest import Api, running_postgres, running_redis, wait_for
 from tests.dapr_peers import PeerApp
@@ -90,6 +91,22 @@ LEDGER_CONFIGURATION = {
         }
     },
 }
+
+
+# An agent whose tool answers the invoices of the end user it is called for: the ledger
+# verifies the host's end-user assertion with the gateway's published keys.
+LEDGER_MINE = {
+    "name": "ledger-mine",
+    "service_tools": [{"name": "my_invoices", "app_id": "ledger", "method": "tools/invoices/mine"}],
+    "script": [{"tool_calls": [{"name": "my_invoices"}]}, "Here they are."],
+}
+# The key that signs end-user assertions, as the operator puts it in threadhost-api-keys.
+ASSERTION_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    .decode()
+)
+END_USER = "threadhost-end-user"
 
 
 def documented_secrets() -> dict[str, list[str]]:
@@ -214,6 +231,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     pods: list[Pod] = []
     (folder / "agents").mkdir()
     (folder / "agents" / "ledger-desk.json").write_text(json.dumps(LEDGER_DESK))
+    (folder / "agents" / "ledger-mine.json").write_text(json.dumps(LEDGER_MINE))
     with running_redis(folder) as redis_host, running_postgres() as postgres:
         try:
             began = time.monotonic()
@@ -224,7 +242,11 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 folder=folder,
                 # What the operator creates first: docs/deploy.md's table, filled in.
                 operator_secrets={
-                    "threadhost-api-keys": {"openai-api-key": "", "anthropic-api-key": ""},
+                    "threadhost-api-keys": {
+                        "openai-api-key": "",
+                        "anthropic-api-key": "",
+                        "assertion-signing-key": ASSERTION_KEY,
+                    },
                     "threadhost-app-token": {"token": secrets.token_hex(32)},
                     "threadhost-redis": {"host": redis_host, "password": ""},
                     "threadhost-postgres": {"connection-string": postgres},
@@ -236,6 +258,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                         [str(PROJECT_ROOT / "agents"), str(TEST_AGENTS), str(folder / "agents")]
                     ),
                     "THREADHOST_EVENT_GROUP_SWEEP_SECONDS": "1",
+                    # Generous: each end user's spending shows on its own.
+                    "THREADHOST_QUOTAS": '{"end_user": {"day": {"tokens": 100000000}}}',
                 },
             )
             pods = kube.pods(control_plane)
@@ -384,6 +408,87 @@ def test_a_service_tool_goes_through_the_mesh_and_its_access_control(prod: Clust
         assert seen[0]["headers"]["dapr-caller-app-id"] == "threads"
     finally:
         ledger.stop()
+
+
+def test_a_service_acts_for_its_end_users_by_its_own_keys(prod: Cluster) -> None:
+    """support-portal, two replicas (each its own daprd, mTLS identity from Sentry, the
+    gateway's access-control entry), opens threads for three end users by its own keys
+    at once: one thread per end user and key, each end user's list, limits and quota
+    apart; the ledger's tool verifies the end user from the host's signed assertion;
+    and a person's token naming an end user is refused."""
+    gateway = prod.of("threadhost-gateway")[0]
+    ledger = PeerApp(
+        "ledger",
+        "tests.fakes.tool_service",
+        "{port}",
+        f"{gateway.url}/.well-known/jwks.json",
+        "ledger",
+        bin_dir=prod.bin_dir,
+        logs=prod.folder / "logs",
+        daprd_flags=[*prod.control_plane.daprd_flags(), "--config", str(_ledger_config(prod))],
+        env={"NAMESPACE": "threadhost", **prod.control_plane.trust_env()},
+    )
+    replicas = [prod.caller_sidecar("support-portal", "default") for _ in range(2)]
+    users, keys = ("alice", "bob", "carol"), ("order-1001", "order-1002")
+    try:
+        urls = [f"{url}/gateway.threadhost/method" for _, url in replicas]
+
+        def open_thread(n: int) -> tuple[str, str, str]:
+            user, key = users[n % 3], keys[n // 3 % 2]
+            with httpx.Client(base_url=urls[n % 2], timeout=60) as portal:
+                answer = portal.post(
+                    "/v1/threads",
+                    json={"key": key, "agent": "ledger-mine"},
+                    headers={END_USER: user},
+                )
+            assert answer.status_code in (200, 201), answer.text
+            return user, key, answer.json()["id"]
+
+        with ThreadPoolExecutor(12) as pool:
+            opened = list(pool.map(open_thread, range(24)))
+        ids = {
+            (user, key): {i for u, k, i in opened if (u, k) == (user, key)}
+            for user in users
+            for key in keys
+        }
+        assert all(len(found) == 1 for found in ids.values()), ids
+        assert len({next(iter(found)) for found in ids.values()}) == 6
+
+        def portal(user: str, replica: int = 0) -> httpx.Client:
+            return httpx.Client(base_url=urls[replica], timeout=60, headers={END_USER: user})
+
+        for user in users:
+            with portal(user, 1) as client:
+                listed = {t["id"] for t in client.get("/v1/threads?limit=100").json()["threads"]}
+            assert listed == {next(iter(ids[user, key])) for key in keys}
+        with portal("alice") as alice:
+            said = alice.post("/v1/threads/key:order-1001/messages", json={"content": "Bills?"})
+            assert said.status_code == 200, said.text
+            history = alice.get("/v1/threads/key:order-1001/messages").json()["messages"]
+            [result] = [m for m in history if m["role"] == "tool"]
+            assert not result["is_error"], result["content"]
+            assert json.loads(result["content"])["end_user"] == "alice"
+            spent = wait_for(
+                lambda: alice.get("/v1/usage").json()["quotas"][0]["used"]["tokens"], 30, "usage"
+            )
+            assert spent > 0
+        with portal("carol", 1) as carol:
+            [line] = carol.get("/v1/usage").json()["quotas"]
+            assert (line["scope"], line["used"]["tokens"]) == ("end_user", 0)
+        person = prod.user(gateway)
+        person.http.headers[END_USER] = "alice"
+        refused = person.http.get("/v1/threads")
+        assert refused.status_code == 403 and END_USER in refused.json()["detail"]
+    finally:
+        for sidecar, _ in replicas:
+            sidecar.stop()
+        ledger.stop()
+
+
+def _ledger_config(prod: Cluster) -> Path:
+    configuration = prod.folder / "ledger.yaml"
+    configuration.write_text(json.dumps(LEDGER_CONFIGURATION))
+    return configuration
 
 
 @pytest.mark.parametrize("killed", ["the pod", "its app container"])

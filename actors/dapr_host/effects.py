@@ -136,8 +136,8 @@ class ActorEffects:
     async def chain_step(self, after: timedelta = timedelta(0)) -> None:
         await self._actor.register_timer(STEP_TIMER, self._take_step, None, after, timedelta(0))
 
-    async def take_model_slots(self, bounds: list[str]) -> Callable[[], None] | None:
-        return await process_gates(self._settings).take(bounds)
+    async def take_model_slots(self, bounds: list[str], ticket: str) -> Callable[[], None] | None:
+        return await process_gates(self._settings).take(bounds, ticket, self.chain_step)
 
     def watch(self) -> None:
         self._in_background(

@@ -15,13 +15,14 @@ hold them end (at most one model call each).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dapr.actor import Actor, ActorInterface, actormethod
@@ -38,6 +39,8 @@ GATE_ACTOR = "ModelGate"
 LEASE_SECONDS = 60.0
 # How soon a process asks again when its waiting steps got fewer slots than they want.
 FIRST_PAUSE, LONGEST_PAUSE = 0.02, 0.5
+# How long a slot is held for a step that was woken to take it.
+HOLD_SECONDS = 10.0
 
 Payload = dict[str, Any]
 Invoke = Callable[[str, str, bytes], Awaitable[bytes]]
@@ -92,28 +95,51 @@ def gate_actor_id(bound: str) -> str:
     return base64.urlsafe_b64encode(bound.encode()).decode().rstrip("=")
 
 
+@dataclass
+class Ticket:
+    """A step's place in the queue: granted (its slot held for it) or not yet; who to
+    wake when it is granted while the step is not waiting in its turn."""
+
+    granted: asyncio.Future[bool]
+    wake: Callable[[], Awaitable[None]] | None = None
+    granted_at: float | None = None
+
+
 class GateQueue:
-    """This process's steps waiting under one bound, first come first served."""
+    """This process's steps waiting under one bound, first come first served. A step
+    that cannot wait in its turn keeps its ticket: when its slot comes, the slot is held
+    for it for HOLD_SECONDS and its thread is woken to take it."""
 
     def __init__(self, bound: str, limit: int, invoke: Invoke, process: str) -> None:
         self.bound, self.limit, self._invoke, self._process = bound, limit, invoke, process
-        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._tickets: OrderedDict[str, Ticket] = OrderedDict()
         self._held = self._returned = 0
         self._wake = asyncio.Event()
         self._asking: asyncio.Task[None] | None = None
 
-    async def take(self, wait: float) -> bool:
-        """Whether a slot came within `wait` seconds (then held until `give`)."""
-        slot: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append(slot)
-        self._ask()
-        try:
-            return await asyncio.wait_for(asyncio.shield(slot), wait)
-        except TimeoutError:
-            if slot.done() and not slot.cancelled():
-                return True  # granted as the wait ended
-            slot.cancel()
-            return False
+    @property
+    def _wanting(self) -> int:
+        return sum(1 for t in self._tickets.values() if not t.granted.done())
+
+    async def take(
+        self, ticket_id: str, wait: float, wake: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Whether the step's slot came within `wait` seconds (then held until `give`);
+        if not, its ticket stays in the queue and `wake` is called when it comes."""
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None:
+            ticket = Ticket(asyncio.get_running_loop().create_future())
+            self._tickets[ticket_id] = ticket
+            self._ask()
+        ticket.wake = None
+        if not ticket.granted.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ticket.granted), wait)
+        if ticket.granted.done():
+            self._tickets.pop(ticket_id, None)  # the step holds the slot now
+            return True
+        ticket.wake = wake
+        return False
 
     def give(self) -> None:
         self._held -= 1
@@ -127,11 +153,10 @@ class GateQueue:
 
     async def _keep_asking(self) -> None:
         pause = FIRST_PAUSE
-        while self._waiting or self._returned or self._held:
+        while self._tickets or self._returned or self._held:
             self._wake.clear()
-            while self._waiting and self._waiting[0].done():
-                self._waiting.popleft()  # a step that stopped waiting
-            want, give = len(self._waiting), self._returned
+            self._drop_unclaimed()
+            want, give = self._wanting, self._returned
             self._returned = 0
             try:
                 answer = await self._invoke(
@@ -155,22 +180,42 @@ class GateQueue:
                 pause = min(pause * 2, LONGEST_PAUSE)
                 continue
             pause = FIRST_PAUSE
-            if self._held and not self._waiting and not self._returned:
-                # Holding slots: renew them now and then, or wake for a new step.
+            if (self._held or self._tickets) and not self._returned and not self._wanting:
+                # Holding slots: renew them now and then, hand back those nobody came
+                # for, or wake for a new step.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), LEASE_SECONDS / 3)
+                    await asyncio.wait_for(self._wake.wait(), min(LEASE_SECONDS / 3, HOLD_SECONDS))
 
     def _hand_out(self, granted: int) -> None:
-        while granted:
-            if not self._waiting:
-                self._returned += granted  # nobody waits for them any more
-                return
-            slot = self._waiting.popleft()
-            if slot.done():
+        now = time.monotonic()
+        for ticket in self._tickets.values():
+            if not granted:
+                break
+            if ticket.granted.done():
                 continue
-            slot.set_result(True)
+            ticket.granted.set_result(True)
+            ticket.granted_at = now
             self._held += 1
             granted -= 1
+            if ticket.wake is not None:  # its step is not waiting in its turn: wake it
+                asyncio.create_task(_woken(ticket.wake))
+        self._returned += granted  # nobody waits for them any more
+
+    def _drop_unclaimed(self) -> None:
+        """Slots held for steps that did not come for them within HOLD_SECONDS go back."""
+        now = time.monotonic()
+        for ticket_id, ticket in list(self._tickets.items()):
+            if ticket.granted_at is not None and now - ticket.granted_at > HOLD_SECONDS:
+                del self._tickets[ticket_id]
+                self._held -= 1
+                self._returned += 1
+
+
+async def _woken(wake: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await wake()
+    except Exception as exc:  # noqa: BLE001 - the step's fallback timer or watchdog comes
+        log.warning("a step with a model slot waiting could not be woken (%s)", type(exc).__name__)
 
 
 class ModelGates:
@@ -187,12 +232,15 @@ class ModelGates:
             self._queues[bound] = GateQueue(bound, limit, self._invoke, self._process)
         return self._queues[bound]
 
-    async def take(self, bounds: list[str]) -> Callable[[], None] | None:
-        """A slot under each bound, in order (vendor, then model), or None."""
+    async def take(
+        self, bounds: list[str], ticket: str, wake: Callable[[], Awaitable[None]]
+    ) -> Callable[[], None] | None:
+        """A slot under each bound, in order (vendor, then model), or None: the step is
+        woken when they may have come."""
         taken: list[GateQueue] = []
         for bound in bounds:
             queue = self._queue(bound)
-            if not await queue.take(self._settings.model_slot_wait_seconds):
+            if not await queue.take(ticket, self._settings.model_slot_wait_seconds, wake):
                 for held in taken:
                     held.give()
                 return None

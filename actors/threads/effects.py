@@ -55,9 +55,10 @@ class Effects(Protocol):
     async def chain_step(self, after: timedelta = timedelta(0)) -> None:
         """Takes the run's next steps in a later turn of this thread, soon (`after`)."""
 
-    async def take_model_slots(self, bounds: list[str]) -> Callable[[], None] | None:
-        """A slot for one model call under each bound (actors/threads/model_slots.py): the
-        function that gives them back, or None if none came free within the wait."""
+    async def take_model_slots(self, bounds: list[str], ticket: str) -> Callable[[], None] | None:
+        """A slot for the step's model call under each bound (actors/threads/
+        model_slots.py): the function that gives them back, or None if they did not come
+        within the wait (the thread's next step is then taken when they do)."""
 
     def watch(self) -> None:
         """Makes sure the run goes on if this host dies: the durable watchdog."""

@@ -8,10 +8,13 @@ new turn, so a herd of due runs queues instead of failing on the vendor's rate l
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-# Takes a slot under each of the keys: the function that gives them back, or None if
-# none came free within the wait.
-TakeSlots = Callable[[list[str]], Awaitable[Callable[[], None] | None]]
+# Takes a slot under each bound for the step (its ticket: run id and step): the function
+# that gives them back, or None if they did not come within the wait.
+TakeSlots = Callable[[list[str], str], Awaitable[Callable[[], None] | None]]
+# When a step with no slot yet is taken again if its wake never comes.
+RETRY_AFTER = timedelta(seconds=30)
 
 
 class NoModelSlot(Exception):

@@ -238,7 +238,7 @@ def _traced_and_abortable(run: RunRecord, take_slots: TakeSlots | None, bounds: 
 
     async def slotted(work: Awaitable[StepOutcome]) -> StepOutcome:
         assert take_slots is not None
-        give_back = await take_slots(bounds)
+        give_back = await take_slots(bounds, f"{run.run_id}.{run.steps}")
         if give_back is None:
             close = getattr(work, "close", None)
             if close is not None:

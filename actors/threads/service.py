@@ -20,7 +20,6 @@ not be called while it deactivates).
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -66,7 +65,7 @@ from actors.threads.effects import Effects
 from actors.threads.fence import Fence
 from actors.threads.followups import ThreadFollowups
 from actors.threads.lifecycle import lifecycle
-from actors.threads.model_slots import NoModelSlot
+from actors.threads.model_slots import RETRY_AFTER, NoModelSlot
 from actors.threads.owner_contract import Admit, RemoveThread, RunEnded
 from actors.threads.reads import ThreadReads
 from actors.threads.reminders import FOLLOWUP_PREFIX, Reminder
@@ -444,8 +443,8 @@ class ThreadService:
             await self._checkpoints.flush()
             await self._effects.discard()
             self._forget_unsaved()
-            if isinstance(thrown_away, NoModelSlot):  # taken again in a moment
-                await self._effects.chain_step(timedelta(seconds=random.uniform(0.1, 1.0)))
+            if isinstance(thrown_away, NoModelSlot):  # woken when its slot comes
+                await self._effects.chain_step(RETRY_AFTER)
                 return None
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.thread_id, thrown_away)

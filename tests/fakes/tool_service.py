@@ -1,7 +1,7 @@
 """Another team's microservice that serves tools to threadhost agents through Dapr.
 
-Run as `python -m tests.fakes.tool_service PORT [JWKS_URL]`; it remembers every request it
-got (`GET /seen`), so a test sees what a tool call carried. `POST /tools/invoices/mine`
+Run as `python -m tests.fakes.tool_service PORT [JWKS_URL [APP_ID]]`; it remembers every
+request it got (`GET /seen`), so a test sees what a tool call carried. `POST /tools/invoices/mine`
 answers the invoices of the end user the call is made for, verified as docs/tools.md
 shows (its example runs here as written), and refuses a call without a valid assertion.
 """
@@ -21,8 +21,10 @@ from threadhost.runtime import PROJECT_ROOT
 
 app = FastAPI()
 seen: list[dict] = []
-# Set from the command line: where this app's sidecar reaches the gateway's keys.
+# Set from the command line: where the gateway's keys are, and this app's own id (the
+# audience of the assertions meant for it).
 JWKS_URL: list[str] = []
+APP_ID = ["billing"]
 INVOICES = {"alice": ["INV-A1", "INV-A2"], "bob": ["INV-B1"]}
 
 
@@ -73,7 +75,7 @@ async def lookup_invoice(request: Request) -> dict:
 @app.post("/tools/invoices/mine")
 async def my_invoices(request: Request) -> JSONResponse:
     try:
-        user = await verified_end_user(request.headers, "billing", JWKS_URL[0])
+        user = await verified_end_user(request.headers, APP_ID[0], JWKS_URL[0])
     except jwt.InvalidTokenError as exc:
         return JSONResponse({"detail": f"who is asking? {exc}"}, status_code=403)
     return JSONResponse({"end_user": user, "invoices": INVOICES.get(user, [])})
@@ -117,4 +119,5 @@ async def health() -> dict:
 
 if __name__ == "__main__":
     JWKS_URL.extend(sys.argv[2:3])
+    APP_ID[:] = sys.argv[3:4] or APP_ID
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

@@ -164,8 +164,10 @@ class Settings(BaseSettings):
     # Concurrent model calls across every host, per vendor or model (actors/threads/
     # model_slots.py), e.g. {"openai": 50, "openai:gpt-4o": 10}.
     model_concurrency: dict[str, int] = Field(default_factory=dict)
-    # How long a step waits for a model slot in its turn before it is taken again later.
-    model_slot_wait_seconds: float = Field(default=20, gt=0)
+    # How long a step waits for a model slot in its turn; past it, the step keeps its
+    # place and its thread is woken when the slot comes (a turn is never held long: a
+    # host's drain waits for the turns in flight).
+    model_slot_wait_seconds: float = Field(default=1, gt=0)
     # What owners, end users and tenants may spend per day and month (actors/engine/
     # quotas.py), e.g. {"end_user": {"day": {"tokens": 200000}}}.
     quotas: Quotas = Field(default_factory=Quotas)
