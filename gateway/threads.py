@@ -18,7 +18,7 @@ from actors.threads.contract import (
     RunView,
     ThreadView,
 )
-from actors.threads.owner_contract import ListThreads, RemoveThread
+from actors.threads.owner_contract import ListThreads, RemoveThread, ThreadStatus
 from gateway.auth import Caller
 from gateway.deps import (
     CallerDep,
@@ -32,7 +32,7 @@ from gateway.deps import (
     ThreadRefDep,
     admitted,
 )
-from gateway.problems import Problem, problem_responses
+from gateway.problems import InvalidRequest, Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
     AcceptedView,
@@ -100,15 +100,37 @@ async def create_thread(
     return opened.thread
 
 
-@router.get("", response_model=ThreadListView)
+@router.get("", response_model=ThreadListView, responses=problem_responses(422))
 async def list_threads(
     client: ClientDep,
     caller: CallerDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: Annotated[
+        ThreadStatus | None,
+        Query(description="only threads with a run running, waiting for its caller, or none"),
+    ] = None,
+    metadata: Annotated[
+        list[str],
+        Query(
+            description="only threads with this metadata pair, `key=value` (repeat for more)",
+            examples=["user=u-42"],
+            max_length=16,
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies a query default
 ) -> ThreadListView:
-    """The caller's threads, newest first, from their index: no thread is activated."""
-    found = await client.owner_call(caller.owner, ListThreads(offset=offset, limit=limit))
+    """The caller's threads, newest first (by status: most recently changed first), from
+    their owner's lists: no thread is activated, and a page costs the same however many
+    threads the caller has."""
+    pairs: dict[str, str] = {}
+    for pair in metadata:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise InvalidRequest(f"metadata: {pair!r} is not key=value", title="Invalid filter")
+        pairs[key] = value
+    found = await client.owner_call(
+        caller.owner, ListThreads(offset=offset, limit=limit, status=status, metadata=pairs)
+    )
     threads = [summary.model_dump() for summary in found.threads]
     return ThreadListView.model_validate(
         {"threads": threads, "next_offset": offset + limit if len(threads) == limit else None}

@@ -94,6 +94,8 @@ class MemoryEffects:
     reminders: dict[str, timedelta] = field(default_factory=dict)
     # What steps spent (owner, tokens, dollars), and the refusal quota checks answer.
     spent: list[tuple[str, int, float]] = field(default_factory=list)
+    # The states the thread told its owner it is in, in order.
+    statuses: list[str] = field(default_factory=list)
     over_quota: Any = None
     # Model slots: what gives one back (None: none free), and the bounds of those taken.
     slot_free: Any = lambda: None  # noqa: E731
@@ -138,7 +140,7 @@ class MemoryEffects:
         self.slots_taken.append(bounds)
         return self.slot_free
 
-    def watch(self) -> None:
+    def watch(self, every: timedelta | None = None) -> None:
         self.asked.append("watch")
 
     def unwatch(self) -> None:
@@ -182,6 +184,9 @@ class MemoryEffects:
 
     async def quota_refusal(self, owner: str) -> Any:
         return self.over_quota
+
+    def status_changed(self, owner: str, change: Any) -> None:
+        self.statuses.append(change.status)
 
     def tell_owner(self, owner: str, request: Any) -> None:
         if isinstance(request, Admit | RunEnded):

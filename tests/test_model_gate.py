@@ -97,7 +97,7 @@ def test_a_step_with_no_slot_free_is_taken_again_later_and_spends_nothing() -> N
     answer = say(service, wait=True)
     # The run goes on: nothing of the step was taken, it is asked for again later.
     assert answer.run.status == "running" and answer.run.steps == 0
-    assert "chain_step" in effects.asked and effects.spent == []
+    assert "watch" in effects.asked and effects.spent == []
     given_back: list[bool] = []
     effects.slot_free = lambda: given_back.append(True)
     asyncio.run(service.take_steps())

@@ -7,8 +7,16 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.threads.owner_book import THREADS_PER_PAGE, OwnerBook
-from actors.threads.owner_contract import AddThread, ListThreads, RemoveThread
+from actors.threads.owner_book import OwnerBook
+from actors.threads.owner_contract import (
+    AddThread,
+    ListThreads,
+    RemoveThread,
+    SetStatus,
+    StatusChange,
+    ThreadSummary,
+)
+from actors.threads.owner_index import THREADS_PER_PAGE
 
 
 class CountingStore:
@@ -77,3 +85,48 @@ def test_a_list_written_before_page_indexes_still_loses_what_is_removed() -> Non
     asyncio.run(book.remove_thread(RemoveThread(thread_id="th_7")))
     listed = asyncio.run(book.list_threads(ListThreads(offset=0, limit=100_000)))
     assert "th_7" not in {t.id for t in listed.threads}
+
+
+def _status(book: OwnerBook, n: int, status: str, second: int) -> None:
+    thread = _thread(n)
+    at = datetime(2026, 12, 7, 9, 0, second, tzinfo=UTC)
+    summary = ThreadSummary(id=thread.id, agent=thread.agent, created_at=thread.created_at)
+    change = StatusChange(thread=summary, status=status, at=at)
+    asyncio.run(book.set_status(SetStatus(changes=[change])))
+
+
+def _ids(book: OwnerBook, **filters: object) -> list[str]:
+    found = asyncio.run(book.list_threads(ListThreads(offset=0, limit=1000, **filters)))
+    return [t.id for t in found.threads]
+
+
+def test_threads_by_status_follow_their_latest_change_only() -> None:
+    book, _ = _book_of(5)
+    _status(book, 1, "active", 1)
+    _status(book, 2, "active", 2)
+    _status(book, 2, "waiting", 3)
+    _status(book, 1, "idle", 5)
+    _status(book, 1, "active", 4)  # older than the change kept: ignored
+    assert _ids(book, status="active") == []
+    assert _ids(book, status="waiting") == ["th_2"]
+    assert _ids(book, status="idle") == ["th_1"]
+    asyncio.run(book.remove_thread(RemoveThread(thread_id="th_2")))
+    assert _ids(book, status="waiting") == []
+
+
+def test_threads_by_metadata_cost_the_same_at_any_count() -> None:
+    store = CountingStore()
+    book = OwnerBook(store)
+
+    async def fill() -> None:
+        for n in range(20 * THREADS_PER_PAGE):
+            user = "u-42" if n % 1000 == 0 else f"v-{n}"
+            await book.add_thread(_thread(n).model_copy(update={"metadata": {"user": user}}))
+
+    asyncio.run(fill())
+    store.touched = 0
+    assert _ids(book, metadata={"user": "u-42"}) == ["th_1000", "th_0"]
+    assert store.touched <= 3  # the pair's own list, not the owner's 2,000 threads
+    assert _ids(book, metadata={"user": "u-42", "plan": "pro"}) == []
+    asyncio.run(book.remove_thread(RemoveThread(thread_id="th_1000")))
+    assert _ids(book, metadata={"user": "u-42"}) == ["th_0"]

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from tests.conftest import TEST_AGENTS, make_stack_config, stored_rows
+from tests.conftest import TEST_AGENTS, make_stack_config, stored_rows, wait_for
 from tests.dapr_peers import PeerApp
 from tests.test_auth import APP_TOKEN, AUDIENCE, ISSUER, _client_sidecar, as_user, token
 from threadhost.client import ThreadhostClient
@@ -248,3 +248,33 @@ def test_the_python_client_acts_for_end_users_by_key(mesh) -> None:
     made, again, gina, said = asyncio.run(scenario())
     assert made == again != gina
     assert said[0] == "Order 1001?" and said[-1] == SHIPPED
+
+
+def test_an_end_users_threads_by_status_and_metadata(mesh) -> None:
+    """Listed from the owner's lists, without activating a thread: by state (a run
+    waiting for approval, none) and by metadata."""
+    with portal(mesh, "hana") as hana:
+        waiting = hana.post(
+            "/v1/threads", json={"agent": "approvals", "metadata": {"topic": "cancel"}}
+        )
+        idle = hana.post("/v1/threads", json={"metadata": {"topic": "billing"}}).json()["id"]
+        waiting_id = waiting.json()["id"]
+        paused = hana.post(f"/v1/threads/{waiting_id}/messages", json={"content": "Cancel 1002."})
+        assert paused.json()["run"]["status"] == "requires_action", paused.text
+        said = hana.post(f"/v1/threads/{idle}/messages", json={"content": "Hello"})
+        assert said.json()["run"]["status"] == "completed"
+
+        def listed(query: str) -> list[str]:
+            return [t["id"] for t in hana.get(f"/v1/threads?{query}").json()["threads"]]
+
+        # The thread tells its owner after the commit that changed its state.
+        wait_for(lambda: listed("status=waiting") == [waiting_id], 30, "the waiting thread")
+        wait_for(lambda: listed("status=idle") == [idle], 30, "the idle thread")
+        assert listed("status=active") == []
+        assert listed("metadata=topic%3Dbilling") == [idle]
+        assert listed("metadata=topic%3Dcancel&status=waiting") == [waiting_id]
+        bad = hana.get("/v1/threads?metadata=no-equals-sign")
+        assert bad.status_code == 422 and "metadata" in bad.json()["detail"]
+    # Another end user's lists hold none of them.
+    with portal(mesh, "ivan") as ivan:
+        assert ivan.get("/v1/threads?status=waiting").json()["threads"] == []

@@ -15,6 +15,7 @@ from dapr.clients.exceptions import DaprInternalError
 
 from actors.dapr_host import background, sdk
 from actors.dapr_host.model_gate import process_gates
+from actors.dapr_host.status_batches import process_batches
 from actors.dapr_host.watchdog import clear_watchdog, set_watchdog
 from actors.engine.quotas import QuotaRefusal
 from actors.threads.announcements import Announcement, Sent
@@ -27,7 +28,13 @@ from actors.threads.contract import (
     StartChildRun,
 )
 from actors.threads.effects import ChildUnreachable
-from actors.threads.owner_contract import OWNER_ACTOR, Answer, OwnerRequest, owner_actor_id
+from actors.threads.owner_contract import (
+    OWNER_ACTOR,
+    Answer,
+    OwnerRequest,
+    StatusChange,
+    owner_actor_id,
+)
 from actors.threads.reminders import Reminder
 from actors.threads.run_events import PUBLISH_LINGER, EventOutbox, RunMessage
 from actors.threads.state import announcement_key
@@ -139,12 +146,9 @@ class ActorEffects:
     async def take_model_slots(self, bounds: list[str], ticket: str) -> Callable[[], None] | None:
         return await process_gates(self._settings).take(bounds, ticket, self.chain_step)
 
-    def watch(self) -> None:
-        self._in_background(
-            set_watchdog(
-                shared_actor_client(), self._thread_id, self._settings.run_watchdog_seconds
-            )
-        )
+    def watch(self, every: timedelta | None = None) -> None:
+        seconds = every.total_seconds() if every else self._settings.run_watchdog_seconds
+        self._in_background(set_watchdog(shared_actor_client(), self._thread_id, seconds))
 
     def unwatch(self) -> None:
         self._in_background(clear_watchdog(shared_actor_client(), self._thread_id))
@@ -166,10 +170,7 @@ class ActorEffects:
             await work
 
     async def ask_owner(self, owner: str, request: OwnerRequest[Answer]) -> Answer:
-        raw = await shared_actor_client().invoke_method(
-            OWNER_ACTOR, owner_actor_id(owner), request.method, request.model_dump_json().encode()
-        )
-        return request.read_answer(raw)
+        return await _ask_owner(owner, request)
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         self._in_background(self.ask_owner(owner, request))
@@ -179,6 +180,9 @@ class ActorEffects:
 
     async def quota_refusal(self, owner: str) -> QuotaRefusal | None:
         return await process_ledger(self._settings).refusal(owner)
+
+    def status_changed(self, owner: str, change: StatusChange) -> None:
+        process_batches(_ask_owner).add(owner, change)
 
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)
@@ -219,6 +223,13 @@ class ActorEffects:
 
     def _in_background(self, work: Any) -> None:
         background.in_order(self._thread_id, work)
+
+
+async def _ask_owner(owner: str, request: OwnerRequest[Answer]) -> Answer:
+    raw = await shared_actor_client().invoke_method(
+        OWNER_ACTOR, owner_actor_id(owner), request.method, request.model_dump_json().encode()
+    )
+    return request.read_answer(raw)
 
 
 async def _published(publish: Callable[[], Awaitable[None]], attempts: int = 4) -> None:

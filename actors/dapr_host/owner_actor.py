@@ -19,6 +19,7 @@ from actors.threads.owner_contract import (
     ListThreads,
     RemoveThread,
     SetFollowups,
+    SetStatus,
 )
 
 Payload = dict[str, Any]
@@ -42,6 +43,9 @@ class OwnerInterface(ActorInterface):
 
     @actormethod(name="SetFollowups")
     async def set_followups(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="SetStatus")
+    async def set_status(self, request: Payload) -> Payload: ...
 
 
 class _ActorState:
@@ -88,4 +92,8 @@ class Owner(Actor, OwnerInterface):
 
     async def set_followups(self, request: Payload) -> Payload:
         answer = await self._book.set_followups(SetFollowups.model_validate(request))
+        return answer.model_dump(mode="json")
+
+    async def set_status(self, request: Payload) -> Payload:
+        answer = await self._book.set_status(SetStatus.model_validate(request))
         return answer.model_dump(mode="json")

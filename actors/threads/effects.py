@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.engine.quotas import QuotaRefusal
-from actors.threads.owner_contract import Answer, OwnerRequest
+from actors.threads.owner_contract import Answer, OwnerRequest, StatusChange
 from actors.threads.reminders import Reminder
 from actors.threads.run_events import DeltaMessage, StepEventsMessage
 
@@ -60,8 +60,9 @@ class Effects(Protocol):
         model_slots.py): the function that gives them back, or None if they did not come
         within the wait (the thread's next step is then taken when they do)."""
 
-    def watch(self) -> None:
-        """Makes sure the run goes on if this host dies: the durable watchdog."""
+    def watch(self, every: timedelta | None = None) -> None:
+        """Makes sure the run goes on if this host dies: the durable watchdog (every
+        `run_watchdog_seconds` unless given)."""
 
     def unwatch(self) -> None:
         """No run needs the watchdog any more."""
@@ -85,6 +86,9 @@ class Effects(Protocol):
 
     async def quota_refusal(self, owner: str) -> QuotaRefusal | None:
         """Why the owner's threads may not call a model now (a quota used up), if so."""
+
+    def status_changed(self, owner: str, change: StatusChange) -> None:
+        """Tells the owner the thread's state changed (gathered with others, sent soon)."""
 
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""

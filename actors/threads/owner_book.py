@@ -4,8 +4,9 @@ nothing more), and the follow-ups scheduled on each thread."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from actors.threads.owner_contract import (
     AddThread,
@@ -16,84 +17,96 @@ from actors.threads.owner_contract import (
     ListThreads,
     RemoveThread,
     SetFollowups,
+    SetStatus,
+    StatusChange,
     ThreadList,
 )
-
-THREADS_PER_PAGE = 100
-
-
-class OwnerStore(Protocol):
-    async def get(self, key: str) -> Any | None: ...
-
-    async def set(self, key: str, value: Any) -> None: ...
-
-    async def remove(self, key: str) -> None: ...
+from actors.threads.owner_index import OwnerStore, PagedIndex
 
 
-def _where(thread_id: str) -> str:
-    """The key of the page index a listed thread is on: finding it costs one read,
-    whatever the owner's count."""
-    return f"page-of.{thread_id}"
+def _pair(key: str, value: str) -> str:
+    return hashlib.sha256(f"{key}\n{value}".encode()).hexdigest()[:24]
 
 
 class OwnerBook:
     def __init__(self, store: OwnerStore) -> None:
         self._store = store
         self._window_start, self._requests, self._runs = 0.0, 0, 0
+        self._threads = PagedIndex(store, "threads", "page-of.")
 
-    async def _pages(self) -> int:
-        count = await self._store.get("threads.count") or 0
-        return (count + THREADS_PER_PAGE - 1) // THREADS_PER_PAGE
+    def _by_status(self, status: str) -> PagedIndex:
+        return PagedIndex(self._store, f"status.{status}", f"status.{status}.page-of.")
+
+    def _by_pair(self, key: str, value: str) -> PagedIndex:
+        pair = _pair(key, value)
+        return PagedIndex(self._store, f"meta.{pair}", f"meta.{pair}.page-of.")
 
     async def add_thread(self, request: AddThread) -> Listed:
-        """Lists the thread, newest; once: a retried creation, or a keyed thread opened
-        again, finds it listed."""
+        """Lists the thread, newest, and under each of its metadata pairs; once: a
+        retried creation, or a keyed thread opened again, finds it listed."""
         summary = request.model_dump(mode="json", exclude_none=True)
-        if await self._store.get(_where(request.id)) is not None:
-            return Listed()
-        count = await self._store.get("threads.count") or 0
-        if count:  # listed before page indexes were kept: among the newest
-            newest = await self._store.get(f"threads.{(count - 1) // THREADS_PER_PAGE}")
-            if any(t["id"] == summary["id"] for t in newest or []):
-                return Listed()
-        index = count // THREADS_PER_PAGE
-        page = await self._store.get(f"threads.{index}")
-        await self._store.set(f"threads.{index}", [*(page or []), summary])
-        await self._store.set("threads.count", count + 1)
-        await self._store.set(_where(request.id), index)
+        if await self._threads.add(summary):
+            for key, value in request.metadata.items():
+                await self._by_pair(key, value).add(summary)
         return Listed()
 
     async def remove_thread(self, request: RemoveThread) -> Listed:
-        """Rewrites the page holding it, found by its index (a thread listed before those
-        were kept is looked for page by page); the count keeps the slot, so pages stay
-        aligned. Its follow-ups no longer count against the owner's."""
+        """Takes it off every list it is on (its follow-ups no longer count)."""
         counts = await self._store.get("followups")
         if counts and request.thread_id in counts:
             await self._store.set(
                 "followups", {t: n for t, n in counts.items() if t != request.thread_id}
             )
-        where = await self._store.get(_where(request.thread_id))
-        indexes = [where] if where is not None else range(await self._pages())
-        for index in indexes:
-            page = await self._store.get(f"threads.{index}") or []
-            kept = [t for t in page if t["id"] != request.thread_id]
-            if len(kept) != len(page):
-                await self._store.set(f"threads.{index}", kept)
-                if where is not None:
-                    await self._store.remove(_where(request.thread_id))
-                return Listed()
-        return Listed(status="not_found")
+        status = await self._store.get(f"status-of.{request.thread_id}")
+        if status is not None:
+            await self._by_status(status["status"]).remove(request.thread_id)
+            await self._store.remove(f"status-of.{request.thread_id}")
+        removed = await self._threads.remove(request.thread_id)
+        if removed is None:
+            return Listed(status="not_found")
+        for key, value in removed.get("metadata", {}).items():
+            await self._by_pair(key, value).remove(request.thread_id)
+        return Listed()
+
+    async def set_status(self, request: SetStatus) -> Listed:
+        for change in request.changes:
+            await self._changed(change)
+        return Listed()
+
+    async def _changed(self, change: StatusChange) -> None:
+        """Moves the thread to its state's list (a change older than the one kept is
+        ignored: changes may arrive out of order)."""
+        thread_id, at = change.thread.id, change.at.isoformat()
+        known = await self._store.get(f"status-of.{thread_id}")
+        if known is not None and known["at"] >= at:
+            return  # a later change is kept already
+        if known is not None and known["status"] == change.status:
+            await self._store.set(f"status-of.{thread_id}", {**known, "at": at})
+            return
+        if known is not None:
+            await self._by_status(known["status"]).remove(thread_id)
+        await self._by_status(change.status).add(
+            change.thread.model_dump(mode="json", exclude_none=True)
+        )
+        await self._store.set(f"status-of.{thread_id}", {"status": change.status, "at": at})
 
     async def list_threads(self, request: ListThreads) -> ThreadList:
-        """Newest first."""
-        threads: list[dict[str, Any]] = []
-        for index in reversed(range(await self._pages())):
-            threads += list(reversed(await self._store.get(f"threads.{index}") or []))
-            if len(threads) >= request.offset + request.limit:
-                break
-        return ThreadList.model_validate(
-            {"threads": threads[request.offset : request.offset + request.limit]}
-        )
+        """Newest first; by status, or by a metadata pair, from that list: reading a page
+        costs the same however many threads the owner has."""
+        pairs = list(request.metadata.items())
+        if request.status is not None:
+            index, rest = self._by_status(request.status), pairs
+        elif pairs:
+            index, rest = self._by_pair(*pairs[0]), pairs[1:]
+        else:
+            index, rest = self._threads, []
+
+        def keep(summary: dict[str, Any]) -> bool:
+            metadata = summary.get("metadata", {})
+            return all(metadata.get(key) == value for key, value in rest)
+
+        threads = await index.newest(request.offset, request.limit, keep if rest else None)
+        return ThreadList.model_validate({"threads": threads})
 
     def admit(self, request: Admit) -> Admission:
         now = time.monotonic()

@@ -88,10 +88,35 @@ class RemoveThread(OwnerRequest[Listed]):
     thread_id: str
 
 
+# A thread's state, as its owner's list knows it: a run running, a run waiting for its
+# caller (requires_action), or no run.
+ThreadStatus = Literal["active", "waiting", "idle"]
+
+
 class ListThreads(OwnerRequest[ThreadList]):
     method, answer = "ListThreads", ThreadList
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=20, ge=1)
+    # Only threads in this state, and with every one of these metadata pairs.
+    status: ThreadStatus | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class StatusChange(BaseModel):
+    """A thread's state changed (told after the commit that changed it; an older change
+    arriving late changes nothing)."""
+
+    thread: ThreadSummary
+    status: ThreadStatus
+    at: datetime
+
+
+class SetStatus(OwnerRequest[Listed]):
+    """Threads' state changes, as each host gathers them for the owner (about two a
+    second at most from each host, however many runs start and stop)."""
+
+    method, answer = "SetStatus", Listed
+    changes: list[StatusChange]
 
 
 class Admit(OwnerRequest[Admission]):

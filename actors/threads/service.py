@@ -82,6 +82,7 @@ from actors.threads.run_steps import (
 )
 from actors.threads.spending import OwnerSpending
 from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.threads.status_told import StatusTold
 from actors.threads.store import ThreadStore
 from actors.threads.watchdog_duty import WatchdogDuty
 from threadhost.common import logs
@@ -115,6 +116,7 @@ class ThreadService:
         self._fence = Fence(effects.read_committed, self._budget)
         self._checkpoints = Checkpoints(self.commit, self._to_gateways, self._budget)
         self._watchdog = WatchdogDuty(effects)
+        self._status = StatusTold(effects, store)
         self.reads = ThreadReads(thread_id, store)
         self.children = ThreadChildren(thread_id, store, effects, settings, self.reads, self)
         self.followups = ThreadFollowups(
@@ -444,7 +446,7 @@ class ThreadService:
             await self._effects.discard()
             self._forget_unsaved()
             if isinstance(thrown_away, NoModelSlot):  # woken when its slot comes
-                await self._effects.chain_step(RETRY_AFTER)
+                self._watchdog.waiting_for_slot(RETRY_AFTER)
                 return None
             lifecycle.steps_discarded += 1
             log.warning("thread %s: step discarded: %s", self.thread_id, thrown_away)
@@ -594,6 +596,7 @@ class ThreadService:
             self._effects.announce(announcements, self._announcements.handed_out(announcements))
         self._fence.confirmed()
         self._watchdog.committed()
+        await self._status.committed()
         if (renewal := self._store.take_renewal()) is not None:
             owner, seconds = renewal
             await self._effects.remind(Reminder.erase(owner), timedelta(seconds=seconds))

@@ -7,6 +7,8 @@ for its events: they stay in its log, unpublished."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from actors.engine.run import RunRecord
 from actors.threads.effects import Effects
 from actors.threads.run_events import RunMessage
@@ -18,6 +20,14 @@ class WatchdogDuty:
         self._unwatched: str | None = None
         self._running = False
         self._unseen = False
+        self._slowed = False
+
+    def waiting_for_slot(self, every: timedelta) -> None:
+        """The run waits for a model slot (it is woken when it comes): watched now and
+        then only, so a herd of waiting runs does not keep every host busy answering its
+        watchdogs."""
+        self._slowed = True
+        self._effects.watch(every)
 
     def start(self, run_id: str, now: bool, unseen: bool) -> None:
         """The watchdog for a running run: now, or once a commit leaves it running.
@@ -30,6 +40,9 @@ class WatchdogDuty:
     def stepped(self, run: RunRecord) -> None:
         if run.run_id == self._unwatched:
             self._running = run.status == "running"
+        elif self._slowed and run.status == "running":
+            self._effects.watch()  # its steps go on: watched closely again
+        self._slowed = False
 
     def committed(self) -> None:
         if self._unwatched is not None and self._running:

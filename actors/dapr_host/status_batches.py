@@ -1,0 +1,63 @@
+"""Threads' state changes on their way to their owners (actors/threads/status_told.py),
+gathered per owner in each process and handed over together every BATCH_SECONDS: an
+owner whose threads start and stop a thousand runs a second gets a few calls a second
+from each host, not two per run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from actors.threads.owner_contract import SetStatus, StatusChange
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.5
+# Owners handed their changes at once, at most (the rest wait their turn).
+AT_ONCE = 8
+
+Send = Callable[[str, SetStatus], Awaitable[object]]
+
+
+class StatusBatches:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: dict[str, dict[str, StatusChange]] = {}
+        self._sending: asyncio.Task[None] | None = None
+
+    def add(self, owner: str, change: StatusChange) -> None:
+        changes = self._pending.setdefault(owner, {})
+        known = changes.get(change.thread.id)
+        if known is None or known.at <= change.at:
+            changes[change.thread.id] = change
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_soon())
+
+    async def _send_soon(self) -> None:
+        while self._pending:
+            await asyncio.sleep(BATCH_SECONDS)
+            pending, self._pending = self._pending, {}
+            gate = asyncio.Semaphore(AT_ONCE)
+            await asyncio.gather(*(self._one(owner, c, gate) for owner, c in pending.items()))
+
+    async def _one(
+        self, owner: str, changes: dict[str, StatusChange], gate: asyncio.Semaphore
+    ) -> None:
+        async with gate:
+            try:
+                await self._send(owner, SetStatus(changes=list(changes.values())))
+            except Exception as exc:  # noqa: BLE001 - each thread's next change puts it right
+                log.warning(
+                    "state changes of %d threads not told (%s)", len(changes), type(exc).__name__
+                )
+
+
+_batches: StatusBatches | None = None
+
+
+def process_batches(send: Send) -> StatusBatches:
+    global _batches
+    if _batches is None:
+        _batches = StatusBatches(send)
+    return _batches
