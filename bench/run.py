@@ -180,6 +180,10 @@ def main(argv: list[str]) -> int:
         from bench import doors
 
         return doors.main(argv[1:])
+    if argv[:1] == ["owners"]:
+        from bench import owners
+
+        return owners.main(argv[1:])
     if argv[:1] == ["herd"]:
         from bench import herd
 

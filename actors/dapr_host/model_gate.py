@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -41,6 +42,8 @@ LEASE_SECONDS = 60.0
 FIRST_PAUSE, LONGEST_PAUSE = 0.02, 0.5
 # How long a slot is held for a step that was woken to take it.
 HOLD_SECONDS = 10.0
+# How long a process's last count of waiting steps counts in the others' shares.
+WANTS_SECONDS = 2.0
 
 Payload = dict[str, Any]
 Invoke = Callable[[str, str, bytes], Awaitable[bytes]]
@@ -64,17 +67,25 @@ class ModelGateInterface(ActorInterface):
 
 
 class GateTable:
-    """How many slots of one bound each process holds, and until when."""
+    """How many slots of one bound each process holds, and until when. While several
+    processes have steps waiting, each gets at most its share of the bound, by how many
+    it has waiting, so no process's steps wait for another's to drain."""
 
     def __init__(self) -> None:
         # process -> (slots held, when its hold expires)
         self._held: dict[str, tuple[int, float]] = {}
+        # process -> (steps it had waiting at its last request, and when that was)
+        self._wants: dict[str, tuple[int, float]] = {}
 
     def take(self, asked: Take, now: float) -> Taken:
         self._held = {p: held for p, held in self._held.items() if held[1] > now}
+        self._wants = {p: w for p, w in self._wants.items() if now - w[1] < WANTS_SECONDS}
+        self._wants[asked.process] = (asked.want, now)
         mine = max(self._held.get(asked.process, (0, 0.0))[0] - asked.give, 0)
         others = sum(n for p, (n, _) in self._held.items() if p != asked.process)
-        granted = max(min(asked.want, asked.limit - others - mine), 0)
+        wanting = sum(w + self._held.get(p, (0, 0.0))[0] for p, (w, _) in self._wants.items())
+        share = math.ceil(asked.limit * (asked.want + mine) / wanting) if wanting else asked.limit
+        granted = max(min(asked.want, asked.limit - others - mine, share - mine), 0)
         self._held[asked.process] = (mine + granted, now + LEASE_SECONDS)
         return Taken(granted=granted)
 
