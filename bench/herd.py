@@ -76,6 +76,8 @@ async def _statuses(url: str, threads: list[str]) -> dict[str, int]:
 
         async def runs(n: int) -> list[str]:
             answer = await http.get(f"/v1/threads/{threads[n]}/runs")
+            if answer.status_code != 200:
+                return [f"unread ({answer.status_code})"]
             return [run["status"] for run in answer.json()["runs"]]
 
         for statuses in await _all(len(threads), runs):

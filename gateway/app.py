@@ -149,6 +149,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.state.agent_catalog = catalog = AgentCatalog()
     for folder in settings.agents_dirs:
         catalog.load_folder(folder)
+    app.include_router(threads.end_users)
     app.include_router(threads.router)
     app.include_router(threads.turns)
     app.include_router(followups.router)

@@ -108,6 +108,11 @@ class ThreadSummaryView(BaseModel):
     key: str | None = None
 
 
+class EndUsersView(BaseModel):
+    end_users: list[str]
+    next_offset: int | None
+
+
 class ThreadListView(BaseModel):
     threads: list[ThreadSummaryView]
     next_offset: int | None

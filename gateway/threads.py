@@ -18,7 +18,7 @@ from actors.threads.contract import (
     RunView,
     ThreadView,
 )
-from actors.threads.owner_contract import ListThreads, RemoveThread, ThreadStatus
+from actors.threads.owner_contract import ListEndUsers, ListThreads, RemoveThread, ThreadStatus
 from gateway.auth import Caller
 from gateway.deps import (
     CallerDep,
@@ -32,10 +32,11 @@ from gateway.deps import (
     ThreadRefDep,
     admitted,
 )
-from gateway.problems import InvalidRequest, Problem, problem_responses
+from gateway.problems import Forbidden, InvalidRequest, Problem, problem_responses
 from gateway.run_stream import SSE_HEADERS, Listener, stream_run
 from gateway.schemas import (
     AcceptedView,
+    EndUsersView,
     EventsView,
     HistoryView,
     MessageView,
@@ -47,11 +48,16 @@ from gateway.schemas import (
 )
 from gateway.schemas import CreateThread as CreateThreadBody
 from gateway.turn import Turn, TurnPlan, open_keyed_thread, open_thread, take_turn
+from threadhost.common.owners import is_service
 
 # Every route may refuse the caller, limit them, fail or find the service unreachable.
 ANY_ROUTE = problem_responses(401, 403, 422, 429, 500, 503)
 router = APIRouter(
     prefix="/v1/threads", tags=["threads"], dependencies=[Depends(admitted)], responses=ANY_ROUTE
+)
+# A service's end users.
+end_users = APIRouter(
+    prefix="/v1", tags=["threads"], dependencies=[Depends(admitted)], responses=ANY_ROUTE
 )
 # The routes that take a turn: admitted by the turn, with the run it starts.
 turns = APIRouter(prefix="/v1/threads", tags=["threads"], responses=ANY_ROUTE)
@@ -134,6 +140,24 @@ async def list_threads(
     threads = [summary.model_dump() for summary in found.threads]
     return ThreadListView.model_validate(
         {"threads": threads, "next_offset": offset + limit if len(threads) == limit else None}
+    )
+
+
+@end_users.get("/end-users", response_model=EndUsersView)
+async def list_end_users(
+    client: ClientDep,
+    caller: CallerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EndUsersView:
+    """A service's end users with threads, newest first: list each one's threads with
+    `threadhost-end-user` (a service's only: 403 for anyone else)."""
+    if not is_service(caller.owner):
+        raise Forbidden("only a service has end users (named with threadhost-end-user)")
+    found = await client.owner_call(caller.owner, ListEndUsers(offset=offset, limit=limit))
+    return EndUsersView(
+        end_users=found.end_users,
+        next_offset=offset + limit if len(found.end_users) == limit else None,
     )
 
 

@@ -33,13 +33,14 @@ from actors.threads.contract import (
 )
 from actors.threads.contract import PostMessage as PostMessageRequest
 from actors.threads.contract import ResumeRun as ResumeRequest
-from actors.threads.owner_contract import AddThread, RunEnded
+from actors.threads.owner_contract import AddEndUser, AddThread, RunEnded
 from gateway.auth import Caller
 from gateway.deps import Door, admit
 from gateway.problems import InvalidRequest, Problem
 from gateway.run_stream import Listener
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
 from threadhost.common.ids import keyed_thread_id, thread_key_of, thread_of_key
+from threadhost.common.owners import end_user_of, service_owner
 from threadhost.common.run_signals import forget, wait_for_change
 from threadhost.common.settings import Settings
 
@@ -254,7 +255,9 @@ async def open_keyed_thread(
 
 
 async def _list(client: ThreadClient, caller: Caller, thread: ThreadView) -> None:
-    await client.owner_call(
+    """Lists the thread for its owner; an end user's first thread lists them for their
+    service (once per end user, not per thread: the service's actor is no funnel)."""
+    listed = await client.owner_call(
         caller.owner,
         AddThread(
             id=thread.id,
@@ -264,6 +267,9 @@ async def _list(client: ThreadClient, caller: Caller, thread: ThreadView) -> Non
             key=thread.key,
         ),
     )
+    end_user = end_user_of(caller.owner)
+    if listed.first and end_user is not None:
+        await client.owner_call(service_owner(end_user.service), AddEndUser(end_user=end_user.user))
 
 
 async def wait_for_run(

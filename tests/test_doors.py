@@ -305,6 +305,14 @@ def _ask(url: str, tool: str, arguments: dict) -> dict:
     return asyncio.run(scenario())
 
 
+def test_the_mcp_door_takes_a_callers_key_for_a_thread(door: str) -> None:
+    key = f"key:chat-{uuid.uuid4().hex[:8]}"
+    first = _ask(door, "ask_support", {"message": "Where is my order 1001?", "thread_id": key})
+    again = _ask(door, "ask_support", {"message": "Thanks!", "thread_id": key})
+    assert first["thread_id"] == again["thread_id"] and first["thread_id"].startswith("th_")
+    assert Api(door).http.get(f"/v1/threads/{key}").json()["key"] == key.removeprefix("key:")
+
+
 def test_the_mcp_door_asks_an_agent_and_continues_its_thread(door: str) -> None:
     first = _ask(door, "ask_support", {"message": "Where is my order 1001?"})
     assert first["status"] == "completed"

@@ -278,3 +278,18 @@ def test_an_end_users_threads_by_status_and_metadata(mesh) -> None:
     # Another end user's lists hold none of them.
     with portal(mesh, "ivan") as ivan:
         assert ivan.get("/v1/threads?status=waiting").json()["threads"] == []
+
+
+def test_a_service_lists_its_end_users_and_reaches_their_lists(mesh, rsa_key) -> None:
+    users = [f"kim-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    for user in users:
+        with portal(mesh, user) as client:
+            for n in range(2):  # two threads each: the end user is listed once
+                assert client.post("/v1/threads", json={"key": f"k{n}"}).status_code == 201
+    with portal(mesh) as service:
+        listed = service.get("/v1/end-users?limit=1000").json()["end_users"]
+        assert [u for u in listed if u in users] == users[::-1]  # newest first
+        with portal(mesh, users[0]) as first:
+            assert len(first.get("/v1/threads").json()["threads"]) == 2
+    person = as_user(mesh[0].api.url, token("kim", rsa_key, "RS256"))
+    assert person.http.get("/v1/end-users").status_code == 403

@@ -14,8 +14,10 @@ from dapr.actor import Actor, ActorInterface, actormethod
 
 from actors.threads.owner_book import OwnerBook
 from actors.threads.owner_contract import (
+    AddEndUser,
     AddThread,
     Admit,
+    ListEndUsers,
     ListThreads,
     RemoveThread,
     SetFollowups,
@@ -46,6 +48,12 @@ class OwnerInterface(ActorInterface):
 
     @actormethod(name="SetStatus")
     async def set_status(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="AddEndUser")
+    async def add_end_user(self, request: Payload) -> Payload: ...
+
+    @actormethod(name="ListEndUsers")
+    async def list_end_users(self, request: Payload) -> Payload: ...
 
 
 class _ActorState:
@@ -96,4 +104,12 @@ class Owner(Actor, OwnerInterface):
 
     async def set_status(self, request: Payload) -> Payload:
         answer = await self._book.set_status(SetStatus.model_validate(request))
+        return answer.model_dump(mode="json")
+
+    async def add_end_user(self, request: Payload) -> Payload:
+        answer = await self._book.add_end_user(AddEndUser.model_validate(request))
+        return answer.model_dump(mode="json")
+
+    async def list_end_users(self, request: Payload) -> Payload:
+        answer = await self._book.list_end_users(ListEndUsers.model_validate(request))
         return answer.model_dump(mode="json")

@@ -9,11 +9,14 @@ import time
 from typing import Any
 
 from actors.threads.owner_contract import (
+    AddEndUser,
     AddThread,
     Admission,
     Admit,
+    EndUserList,
     FollowupCount,
     Listed,
+    ListEndUsers,
     ListThreads,
     RemoveThread,
     SetFollowups,
@@ -33,6 +36,7 @@ class OwnerBook:
         self._store = store
         self._window_start, self._requests, self._runs = 0.0, 0, 0
         self._threads = PagedIndex(store, "threads", "page-of.")
+        self._end_users = PagedIndex(store, "end-users", "end-users.page-of.")
 
     def _by_status(self, status: str) -> PagedIndex:
         return PagedIndex(self._store, f"status.{status}", f"status.{status}.page-of.")
@@ -48,7 +52,18 @@ class OwnerBook:
         if await self._threads.add(summary):
             for key, value in request.metadata.items():
                 await self._by_pair(key, value).add(summary)
+        # The first (told again to a retry of its creation, so the caller finishes what
+        # a first attempt may have left undone).
+        return Listed(first=await self._store.get("threads.count") == 1)
+
+    async def add_end_user(self, request: AddEndUser) -> Listed:
+        """A service's end user, listed once (they are told apart by id in the list)."""
+        await self._end_users.add({"id": request.end_user})
         return Listed()
+
+    async def list_end_users(self, request: ListEndUsers) -> EndUserList:
+        found = await self._end_users.newest(request.offset, request.limit)
+        return EndUserList(end_users=[entry["id"] for entry in found])
 
     async def remove_thread(self, request: RemoveThread) -> Listed:
         """Takes it off every list it is on (its follow-ups no longer count)."""

@@ -42,6 +42,13 @@ class ThreadSummary(BaseModel):
 
 class Listed(BaseModel):
     status: Literal["ok", "not_found"] = "ok"
+    # AddThread: the owner's first thread (a service's end user is new to it).
+    first: bool = False
+
+
+class EndUserList(BaseModel):
+    status: Literal["ok"] = "ok"
+    end_users: list[str]
 
 
 class ThreadList(BaseModel):
@@ -91,6 +98,21 @@ class RemoveThread(OwnerRequest[Listed]):
 # A thread's state, as its owner's list knows it: a run running, a run waiting for its
 # caller (requires_action), or no run.
 ThreadStatus = Literal["active", "waiting", "idle"]
+
+
+class AddEndUser(OwnerRequest[Listed]):
+    """A service's end user has their first thread: the service lists them (once)."""
+
+    method, answer = "AddEndUser", Listed
+    end_user: str
+
+
+class ListEndUsers(OwnerRequest[EndUserList]):
+    """A service's end users, newest first."""
+
+    method, answer = "ListEndUsers", EndUserList
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1)
 
 
 class ListThreads(OwnerRequest[ThreadList]):

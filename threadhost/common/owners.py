@@ -57,16 +57,17 @@ def end_user_of(owner: str) -> ActingFor | None:
     return ActingFor(service=service, user=unquote(user))
 
 
+def is_service(owner: str) -> bool:
+    """A service acting for nobody."""
+    return owner.startswith(_SERVICE) and _END_USER not in owner
+
+
 def owns(caller: str, owner: str) -> bool:
     """Whether the caller may reach a thread of `owner`: its own, or, for a service, one
     of its end users'."""
     if caller == owner:
         return True
-    return (
-        caller.startswith(_SERVICE)
-        and _END_USER not in caller
-        and owner.startswith(caller + _END_USER)
-    )
+    return is_service(caller) and owner.startswith(caller + _END_USER)
 
 
 def spending_scopes(owner: str) -> list[tuple[ScopeKind, str]]:
