@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.dapr_host.status_batches import BATCH_SECONDS
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import App, ControlPlane, Stack, StackConfig
@@ -274,17 +275,22 @@ def _wait_redis(server: Process, port: int) -> None:
 
 def stored_rows(config: StackConfig) -> dict[str, str]:
     """Every key and value in the SQLite state store, read straight from its file, once
-    it is at rest: the announcements a commit wrote are removed once sent, just after."""
+    it is at rest: the announcements a commit wrote are removed once sent, just after,
+    and threads' state changes reach their owners' lists within half a second (gathered
+    per host, actors/dapr_host/status_batches.py): unchanged for longer than that."""
     path = Path(config.process_env()["THREADHOST_SQLITE_PATH"])
     if not path.exists():
         return {}
     deadline = time.monotonic() + 20
+    before: dict[str, str] | None = None
     while True:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             rows = dict(db.execute("select key, value from state").fetchall())
-        if not any("||announce." in key for key in rows) or time.monotonic() > deadline:
+        settled = rows == before and not any("||announce." in key for key in rows)
+        if settled or time.monotonic() > deadline:
             return rows
-        time.sleep(0.05)
+        before = rows
+        time.sleep(BATCH_SECONDS + 0.25)
 
 
 class Api:
