@@ -119,3 +119,23 @@ def test_over_quota_a_run_stops_and_the_next_turn_is_a_429(dapr_bin: Path, tmp_p
         [line] = usage
         assert (line["scope"], line["period"], line["left"]["tokens"]) == ("owner", "day", 0)
         assert line["used"]["tokens"] >= 1
+
+
+def test_spending_an_actor_could_not_take_is_sent_again_without_more_spending() -> None:
+    actors = UsageActors()
+    down = [True]
+
+    async def flaky(actor_id: str, method: str, body: bytes) -> bytes:
+        if down[0]:
+            down[0] = False
+            raise TimeoutError
+        return await actors.invoke(actor_id, method, body)
+
+    ledger = UsageLedger(_quotas(owner=ScopeLimits(day=Budget(tokens=10))), flaky)
+
+    async def scenario() -> None:
+        ledger.spend("alice", 4, 0.0)
+        await asyncio.sleep(2.5)  # the first hand-over fails, the next takes it
+
+    asyncio.run(scenario())
+    assert [used.tokens for used in actors.totals.values()] == [4]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC
 from typing import Any
 
 from actors.threads.owner_contract import (
@@ -91,7 +92,11 @@ class OwnerBook:
     async def _changed(self, change: StatusChange) -> None:
         """Moves the thread to its state's list (a change older than the one kept is
         ignored: changes may arrive out of order)."""
-        thread_id, at = change.thread.id, change.at.isoformat()
+        # One format (UTC, microseconds), so that the stored times compare as text.
+        thread_id, at = (
+            change.thread.id,
+            change.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        )
         known = await self._store.get(f"status-of.{thread_id}")
         if known is not None and known["at"] >= at:
             return  # a later change is kept already

@@ -77,8 +77,13 @@ class UsageLedger:
             self._flusher = asyncio.create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(FLUSH_SECONDS)
-        await self.flush()
+        """Flushes once a second while anything is unsent (what an actor could not take
+        is tried again a second later)."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+            if not self._unsent:
+                return
 
     async def flush(self) -> None:
         """Hands every scope's unsent spending to its actor; kept for the next flush if
@@ -91,8 +96,6 @@ class UsageLedger:
             except Exception as exc:  # noqa: BLE001 - counted again at the next flush
                 log.warning("usage not counted yet (%s): tried again", type(exc).__name__)
                 self._unsent[actor_id] = self._unsent.get(actor_id, Used()).plus(spent)
-        if self._unsent and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.create_task(self._flush_soon())
 
     async def _used(self, actor_id: str) -> Used:
         """The scope's total as last read (within a second), with what is unsent; what
