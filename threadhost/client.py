@@ -15,7 +15,7 @@ or Dapr service invocation through the caller's own sidecar.
 
 A service acts for its end users, and names threads by its own keys:
 
-    async with ThreadhostClient.via_dapr(app_id="threadhost-gateway") as th:
+    async with ThreadhostClient.via_dapr(app_id="gateway.threadhost") as th:
         alice = th.for_end_user("customer-4711")       # shares th's connections
         thread = await alice.create_thread(agent="support", key="order-1001")
         turn = await alice.say("key:order-1001", "Where is it?")   # a key for an id
