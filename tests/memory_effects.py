@@ -188,6 +188,9 @@ class MemoryEffects:
     def status_changed(self, owner: str, change: Any) -> None:
         self.statuses.append(change.status)
 
+    async def status_gone(self, owner: str, thread_id: str) -> None:
+        self.statuses.append("gone")
+
     def tell_owner(self, owner: str, request: Any) -> None:
         if isinstance(request, Admit | RunEnded):
             self.slots.append((owner, isinstance(request, Admit)))

@@ -130,3 +130,33 @@ def test_threads_by_metadata_cost_the_same_at_any_count() -> None:
     assert _ids(book, metadata={"user": "u-42", "plan": "pro"}) == []
     asyncio.run(book.remove_thread(RemoveThread(thread_id="th_1000")))
     assert _ids(book, metadata={"user": "u-42"}) == ["th_0"]
+
+
+def test_a_gone_threads_state_changes_land_before_its_removal() -> None:
+    """A change on its way when the thread is deleted has landed when `forget` returns;
+    one not sent yet is dropped: the removal that follows is the last word."""
+    from actors.dapr_host.status_batches import StatusBatches
+
+    book, _ = _book_of(2)
+    order: list[str] = []
+
+    async def send(owner: str, request: SetStatus) -> None:
+        await asyncio.sleep(0.05)  # a call through the sidecar
+        await book.set_status(request)
+        order.append("status")
+
+    async def scenario() -> None:
+        batches = StatusBatches(send)
+        at = datetime.now(UTC)
+        summary = ThreadSummary(id="th_1", agent="support", created_at=at)
+        batches.add("ann", StatusChange(thread=summary, status="idle", at=at))
+        await asyncio.sleep(0.52)  # sent now, not landed yet
+        batches.add("ann", StatusChange(thread=summary, status="active", at=at))
+        await batches.forget("ann", "th_1")
+        await book.remove_thread(RemoveThread(thread_id="th_1"))
+        order.append("removed")
+        await asyncio.sleep(0.7)  # the dropped change never comes
+
+    asyncio.run(scenario())
+    assert order == ["status", "removed"]
+    assert all("th_1" not in _ids(book, status=s) for s in ("idle", "active", "waiting"))

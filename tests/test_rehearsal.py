@@ -93,11 +93,15 @@ LEDGER_CONFIGURATION = {
 }
 
 
-# An agent whose tool answers the invoices of the end user it is called for: the ledger
-# verifies the host's end-user assertion with the gateway's published keys.
+# An agent whose tool answers the invoices of the end user it is called for: the accounts
+# service verifies the host's end-user assertion with the gateway's published keys (an
+# app-id of its own: the ledger of another test has just stopped, and name resolution
+# may still answer with its address).
 LEDGER_MINE = {
     "name": "ledger-mine",
-    "service_tools": [{"name": "my_invoices", "app_id": "ledger", "method": "tools/invoices/mine"}],
+    "service_tools": [
+        {"name": "my_invoices", "app_id": "accounts", "method": "tools/invoices/mine"}
+    ],
     "script": [{"tool_calls": [{"name": "my_invoices"}]}, "Here they are."],
 }
 # The key that signs end-user assertions, as the operator puts it in threadhost-api-keys.
@@ -414,15 +418,16 @@ def test_a_service_acts_for_its_end_users_by_its_own_keys(prod: Cluster) -> None
     """support-portal, two replicas (each its own daprd, mTLS identity from Sentry, the
     gateway's access-control entry), opens threads for three end users by its own keys
     at once: one thread per end user and key, each end user's list, limits and quota
-    apart; the ledger's tool verifies the end user from the host's signed assertion;
+    apart; the accounts service's tool verifies the end user from the host's signed
+    assertion;
     and a person's token naming an end user is refused."""
     gateway = prod.of("threadhost-gateway")[0]
     ledger = PeerApp(
-        "ledger",
+        "accounts",
         "tests.fakes.tool_service",
         "{port}",
         f"{gateway.url}/.well-known/jwks.json",
-        "ledger",
+        "accounts",
         bin_dir=prod.bin_dir,
         logs=prod.folder / "logs",
         daprd_flags=[*prod.control_plane.daprd_flags(), "--config", str(_ledger_config(prod))],

@@ -184,6 +184,9 @@ class ActorEffects:
     def status_changed(self, owner: str, change: StatusChange) -> None:
         process_batches(_ask_owner).add(owner, change)
 
+    async def status_gone(self, owner: str, thread_id: str) -> None:
+        await process_batches(_ask_owner).forget(owner, thread_id)
+
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)
 

@@ -25,6 +25,16 @@ class StatusBatches:
         self._send = send
         self._pending: dict[str, dict[str, StatusChange]] = {}
         self._sending: asyncio.Task[None] | None = None
+        # Owners whose changes are on their way now: done when they have landed.
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
+
+    async def forget(self, owner: str, thread_id: str) -> None:
+        """The thread is gone: its changes not sent yet are dropped, and changes on their
+        way to its owner have landed when this returns (its removal comes after them)."""
+        self._pending.get(owner, {}).pop(thread_id, None)
+        in_flight = self._in_flight.get(owner)
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
 
     def add(self, owner: str, change: StatusChange) -> None:
         changes = self._pending.setdefault(owner, {})
@@ -38,19 +48,34 @@ class StatusBatches:
         while self._pending:
             await asyncio.sleep(BATCH_SECONDS)
             pending, self._pending = self._pending, {}
+            loop = asyncio.get_running_loop()
+            # On their way from now on: a forget() waits for them.
+            landed = {owner: loop.create_future() for owner in pending}
+            self._in_flight.update(landed)
             gate = asyncio.Semaphore(AT_ONCE)
-            await asyncio.gather(*(self._one(owner, c, gate) for owner, c in pending.items()))
+            await asyncio.gather(
+                *(self._one(owner, c, gate, landed[owner]) for owner, c in pending.items())
+            )
 
     async def _one(
-        self, owner: str, changes: dict[str, StatusChange], gate: asyncio.Semaphore
+        self,
+        owner: str,
+        changes: dict[str, StatusChange],
+        gate: asyncio.Semaphore,
+        landed: asyncio.Future[None],
     ) -> None:
-        async with gate:
-            try:
-                await self._send(owner, SetStatus(changes=list(changes.values())))
-            except Exception as exc:  # noqa: BLE001 - each thread's next change puts it right
-                log.warning(
-                    "state changes of %d threads not told (%s)", len(changes), type(exc).__name__
-                )
+        try:
+            async with gate:
+                if changes:
+                    await self._send(owner, SetStatus(changes=list(changes.values())))
+        except Exception as exc:  # noqa: BLE001 - each thread's next change puts it right
+            log.warning(
+                "state changes of %d threads not told (%s)", len(changes), type(exc).__name__
+            )
+        finally:
+            landed.set_result(None)
+            if self._in_flight.get(owner) is landed:
+                del self._in_flight[owner]
 
 
 _batches: StatusBatches | None = None

@@ -276,6 +276,7 @@ class ThreadService:
             await self._effects.forget(Reminder.erase())
         # Its owner's list, which is not always the caller's (a service deletes its end
         # user's thread).
+        await self._effects.status_gone(record.owner, self.thread_id)
         await self._effects.ask_owner(record.owner, RemoveThread(thread_id=self.thread_id))
         log.info("thread deleted")
         return Done()
@@ -492,6 +493,7 @@ class ThreadService:
             else:
                 await self._effects.forget(reminder)
         elif record is None:  # erase: its retention ran out, the store expires its keys
+            await self._effects.status_gone(reminder.data, self.thread_id)
             await self._effects.ask_owner(reminder.data, RemoveThread(thread_id=self.thread_id))
             log.info("thread expired: dropped from its owner's list")
 
