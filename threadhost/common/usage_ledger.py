@@ -89,6 +89,9 @@ class UsageLedger:
         """Hands every scope's unsent spending to its actor; kept for the next flush if
         the actor cannot be reached."""
         unsent, self._unsent = self._unsent, {}
+        # Totals read long ago are read again when needed: the table stays small.
+        stale = time.monotonic() - 60 * READ_AGAIN_SECONDS
+        self._known = {a: known for a, known in self._known.items() if known[1] >= stale}
         for actor_id, spent in unsent.items():
             try:
                 answer = await self._invoke(actor_id, "Add", spent.model_dump_json().encode())
