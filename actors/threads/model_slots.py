@@ -2,8 +2,10 @@
 (THREADHOST_MODEL_CONCURRENCY, e.g. {"openai": 50, "openai:gpt-4o": 10}): a step that
 calls a model first takes a slot under each bound that names its model, from the host's
 gate (actors/dapr_host/model_gate.py), and gives it back when the call ends. A step that
-finds no slot within the wait is not taken: the run takes it again a moment later, in a
-new turn, so a herd of due runs queues instead of failing on the vendor's rate limit."""
+finds no slot within a short wait is not taken in this turn: its place stays in the
+queue, and its thread is woken to take it when its slot comes (its watchdog, slowed to
+RETRY_AFTER meanwhile, if that wake is lost). A herd of due runs queues instead of
+failing on the vendor's rate limit, and no turn is held longer than the wait."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import timedelta
 # Takes a slot under each bound for the step (its ticket: run id and step): the function
 # that gives them back, or None if they did not come within the wait.
 TakeSlots = Callable[[list[str], str], Awaitable[Callable[[], None] | None]]
-# When a step with no slot yet is taken again if its wake never comes.
+# How often a run whose step waits for a slot is watched (the wake's fallback).
 RETRY_AFTER = timedelta(seconds=30)
 
 
