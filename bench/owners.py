@@ -2,11 +2,13 @@
 (Redis), with the per-caller limits the Kubernetes overlays ship (every request admitted
 by its owner's actor).
 
-Three callers send the same traffic:
+Four callers send the same traffic:
 - many people, each a bearer token of their own (one owner each), straight to the gateway;
 - one service acting for as many end users (`threadhost-end-user`), through its own
   daprd (service invocation: one hop more);
-- the same service acting for nobody: one owner for everything.
+- the same service acting for nobody: one owner for everything;
+- ten services, each acting for nobody through its own daprd: many owners over the same
+  path as the end users' (the fair baseline for them: the hop is in both).
 
 For each: thread creations, turns and listings per second at 10 and 50 concurrent
 clients. Then removal from one owner's list at 100 and 100,000 threads, in-process on
@@ -40,6 +42,9 @@ from threadhost.stack import Stack, StackConfig
 
 SECRET = "bench-owners-secret-0123456789abcdef"
 USERS = 200
+# Services of their own, each through its own daprd: many owners over the same path as a
+# service's end users (the baseline that leaves the hop out of the comparison).
+SERVICES = [f"service-{n}" for n in range(10)]
 CALLS = 600
 CLIENTS = (10, 50)
 
@@ -92,13 +97,49 @@ async def _measure(url: str, headers_of: Callable[[int], dict[str, str]]) -> dic
     return found
 
 
-def _caller_sidecar(stack: Stack, folder: Path) -> tuple[Process, str]:
+async def _measure_spread(urls: list[str]) -> dict[str, float]:
+    """The same traffic, caller n through service n % len(urls) (each its own owner)."""
+    found: dict[str, float] = {}
+    clients_of = [httpx.AsyncClient(base_url=url, timeout=120) for url in urls]
+    try:
+        threads: dict[int, str] = {}
+
+        def http(n: int) -> httpx.AsyncClient:
+            return clients_of[n % USERS % len(urls)]
+
+        async def create(n: int) -> None:
+            answer = await http(n).post("/v1/threads", json={})
+            answer.raise_for_status()
+            threads[n % USERS] = answer.json()["id"]
+
+        async def turn(n: int) -> None:
+            answer = await http(n).post(
+                f"/v1/threads/{threads[n % USERS]}/messages", json={"content": f"turn {n}"}
+            )
+            answer.raise_for_status()
+
+        async def listing(n: int) -> None:
+            (await http(n).get("/v1/threads?limit=20")).raise_for_status()
+
+        for clients in CLIENTS:
+            found[f"create/s @{clients}"] = await _rate(clients, CALLS, create)
+            found[f"turns/s @{clients}"] = await _rate(clients, CALLS, turn)
+            found[f"lists/s @{clients}"] = await _rate(clients, CALLS, listing)
+    finally:
+        for client in clients_of:
+            await client.aclose()
+    return found
+
+
+def _caller_sidecar(
+    stack: Stack, folder: Path, app_id: str = "support-portal"
+) -> tuple[Process, str]:
     port = free_port()
     sidecar = Process(
-        "portal-daprd",
+        f"{app_id}-daprd",
         [
             str(stack.config.bin_dir / "daprd"),
-            *("--app-id", "support-portal", "--mode", "standalone"),
+            *("--app-id", app_id, "--mode", "standalone"),
             *("--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port)),
             *("--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port())),
             *("--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1"),
@@ -120,7 +161,7 @@ def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
         "THREADHOST_AGENTS_DIRS": json.dumps([str(PROJECT_ROOT / "agents")]),
         "THREADHOST_AUTH_MODE": "jwt",
         "THREADHOST_JWT_SECRET": SECRET,
-        "THREADHOST_SERVICE_CALLERS": '["support-portal"]',
+        "THREADHOST_SERVICE_CALLERS": json.dumps(["support-portal", *SERVICES]),
         "THREADHOST_RATE_LIMIT_PER_MINUTE": "1000000",
         "THREADHOST_MAX_CONCURRENT_RUNS": "1000",
     }
@@ -145,6 +186,11 @@ def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
                 )
                 print("measuring one service for nobody ...", flush=True)
                 results["service, one owner"] = asyncio.run(_measure(portal, lambda n: {}))
+                print("measuring ten services, each for nobody ...", flush=True)
+                services = [_caller_sidecar(stack, folder, app_id) for app_id in SERVICES]
+                results["ten services"] = asyncio.run(_measure_spread([url for _, url in services]))
+                for other, _ in services:
+                    other.stop()
             finally:
                 sidecar.stop()
     finally:
