@@ -15,7 +15,6 @@ hold them end (at most one model call each).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import math
@@ -29,6 +28,7 @@ from typing import Any
 from dapr.actor import Actor, ActorInterface, actormethod
 from pydantic import BaseModel
 
+from threadhost.common.ids import encoded_actor_id
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
 
@@ -103,7 +103,7 @@ class ModelGate(Actor, ModelGateInterface):
 
 
 def gate_actor_id(bound: str) -> str:
-    return base64.urlsafe_b64encode(bound.encode()).decode().rstrip("=")
+    return encoded_actor_id(bound)
 
 
 @dataclass

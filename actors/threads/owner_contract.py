@@ -13,11 +13,12 @@ Nothing in it needs Dapr; the Owner actor, the gateway and the effects all impor
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from threadhost.common.ids import encoded_actor_id
 
 OWNER_ACTOR = "Owner"
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -25,7 +26,7 @@ Answer = TypeVar("Answer", bound=BaseModel)
 
 def owner_actor_id(owner: str) -> str:
     """Owners hold ':' and '/', which actor ids in URLs may not: a URL-safe encoding."""
-    return base64.urlsafe_b64encode(owner.encode()).decode().rstrip("=")
+    return encoded_actor_id(owner)
 
 
 class ThreadSummary(BaseModel):

@@ -8,6 +8,7 @@ segment is quoted again where the URL is made (threadhost/common/sidecar.py)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import uuid
@@ -26,6 +27,12 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["th_7e9df6a3857a414db047
 
 class InvalidId(ValueError):
     """An id outside the alphabet: the message names what it was meant to be."""
+
+
+def encoded_actor_id(text: str) -> str:
+    """An actor id made of any text (an owner, a quota's scope, a bound): URL-safe base64,
+    within the actor id alphabet whatever the text holds."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def checked_id(value: str, what: str = "id") -> str:

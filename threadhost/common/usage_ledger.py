@@ -12,7 +12,6 @@ that dies loses its last unsent second of counting. Both are documented (docs/se
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from actors.engine.quotas import (
     period_key,
     resets_at,
 )
+from threadhost.common.ids import encoded_actor_id
 from threadhost.common.owners import spending_scopes
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
@@ -46,7 +46,7 @@ Invoke = Callable[[str, str, bytes], Awaitable[bytes]]
 def usage_actor_id(kind: ScopeKind, who: str, period: Period, now: datetime) -> str:
     """One actor per scope and period (its state expires after the period)."""
     raw = f"{kind}\n{who}\n{period}\n{period_key(period, now)}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encoded_actor_id(raw)
 
 
 class UsageLedger:
