@@ -35,11 +35,11 @@ from actors.threads.contract import PostMessage as PostMessageRequest
 from actors.threads.contract import ResumeRun as ResumeRequest
 from actors.threads.owner_contract import AddEndUser, AddThread, RunEnded
 from gateway.auth import Caller
-from gateway.deps import Door, admit
+from gateway.deps import Door, ThreadRef, admit
 from gateway.problems import InvalidRequest, Problem
 from gateway.run_stream import Listener
 from gateway.thread_client import Attempts, ThreadClient, Unreachable
-from threadhost.common.ids import keyed_thread_id, thread_key_of, thread_of_key
+from threadhost.common.ids import keyed_thread_id, thread_of_key
 from threadhost.common.owners import end_user_of, service_owner
 from threadhost.common.run_signals import forget, wait_for_change
 from threadhost.common.settings import Settings
@@ -92,9 +92,10 @@ async def take_turn(door: Door, plan: TurnPlan) -> Turn:
     """Starts or resumes the run of the plan; in wait mode, waits until it stops (or the
     wait ends: the answer then has no messages)."""
     _check_text(plan, door.settings)
-    if plan.thread_id is not None and (thread_key := thread_key_of(plan.thread_id)):
+    if plan.thread_id is not None and plan.thread_key is None:
         # A door's `key:<key>` where it takes a thread id: the caller's thread of the key.
-        plan.thread_id, plan.thread_key = thread_of_key(door.caller.owner, thread_key), thread_key
+        ref = ThreadRef.of(door.caller, plan.thread_id)
+        plan.thread_id, plan.thread_key = ref.id, ref.key
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     await admit(door.client, door.caller, door.settings, starts_run=True)
     answer, listener = await _in_slot(door, _started(door, plan, key))
