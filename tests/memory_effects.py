@@ -188,8 +188,9 @@ class MemoryEffects:
     def status_changed(self, owner: str, change: Any) -> None:
         self.statuses.append(change.status)
 
-    async def status_gone(self, owner: str, thread_id: str) -> None:
+    async def leave_owner(self, owner: str) -> None:
         self.statuses.append("gone")
+        await self.ask_owner(owner, RemoveThread(thread_id="this"))
 
     def tell_owner(self, owner: str, request: Any) -> None:
         if isinstance(request, Admit | RunEnded):

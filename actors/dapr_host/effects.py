@@ -32,6 +32,7 @@ from actors.threads.owner_contract import (
     OWNER_ACTOR,
     Answer,
     OwnerRequest,
+    RemoveThread,
     StatusChange,
     owner_actor_id,
 )
@@ -184,8 +185,9 @@ class ActorEffects:
     def status_changed(self, owner: str, change: StatusChange) -> None:
         process_batches(_ask_owner).add(owner, change)
 
-    async def status_gone(self, owner: str, thread_id: str) -> None:
-        await process_batches(_ask_owner).forget(owner, thread_id)
+    async def leave_owner(self, owner: str) -> None:
+        await process_batches(_ask_owner).forget(owner, self._thread_id)
+        await _ask_owner(owner, RemoveThread(thread_id=self._thread_id))
 
     def run_stopped(self, run_id: str) -> None:
         run_changed(run_id)

@@ -90,9 +90,9 @@ class Effects(Protocol):
     def status_changed(self, owner: str, change: StatusChange) -> None:
         """Tells the owner the thread's state changed (gathered with others, sent soon)."""
 
-    async def status_gone(self, owner: str, thread_id: str) -> None:
-        """The thread is gone: its state changes not told yet are dropped, and those on
-        their way have landed (so its removal from the owner's lists comes last)."""
+    async def leave_owner(self, owner: str) -> None:
+        """The thread is gone: off its owner's lists, after its state changes on their way
+        there have landed (those not sent yet are dropped), so the removal is last."""
 
     def run_stopped(self, run_id: str) -> None:
         """Wakes whoever in this process waits for the run to stop."""

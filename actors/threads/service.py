@@ -66,7 +66,7 @@ from actors.threads.fence import Fence
 from actors.threads.followups import ThreadFollowups
 from actors.threads.lifecycle import lifecycle
 from actors.threads.model_slots import RETRY_AFTER, NoModelSlot
-from actors.threads.owner_contract import Admit, RemoveThread, RunEnded
+from actors.threads.owner_contract import Admit, RunEnded
 from actors.threads.reads import ThreadReads
 from actors.threads.reminders import FOLLOWUP_PREFIX, Reminder
 from actors.threads.run_events import DeltaBatcher, RunMessage, StepEventsMessage
@@ -276,8 +276,7 @@ class ThreadService:
             await self._effects.forget(Reminder.erase())
         # Its owner's list, which is not always the caller's (a service deletes its end
         # user's thread).
-        await self._effects.status_gone(record.owner, self.thread_id)
-        await self._effects.ask_owner(record.owner, RemoveThread(thread_id=self.thread_id))
+        await self._effects.leave_owner(record.owner)
         log.info("thread deleted")
         return Done()
 
@@ -493,8 +492,7 @@ class ThreadService:
             else:
                 await self._effects.forget(reminder)
         elif record is None:  # erase: its retention ran out, the store expires its keys
-            await self._effects.status_gone(reminder.data, self.thread_id)
-            await self._effects.ask_owner(reminder.data, RemoveThread(thread_id=self.thread_id))
+            await self._effects.leave_owner(reminder.data)
             log.info("thread expired: dropped from its owner's list")
 
     async def _deadline_passed(self, record: ThreadRecord, run: RunRecord) -> None:
