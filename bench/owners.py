@@ -36,7 +36,7 @@ import jwt
 from actors.threads.owner_book import OwnerBook
 from actors.threads.owner_contract import AddThread, RemoveThread
 from bench.run import start_redis
-from threadhost.processes import Process, free_port
+from tests.dapr_peers import caller_sidecar
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import Stack, StackConfig
 
@@ -131,29 +131,6 @@ async def _measure_spread(urls: list[str]) -> dict[str, float]:
     return found
 
 
-def _caller_sidecar(
-    stack: Stack, folder: Path, app_id: str = "support-portal"
-) -> tuple[Process, str]:
-    port = free_port()
-    sidecar = Process(
-        f"{app_id}-daprd",
-        [
-            str(stack.config.bin_dir / "daprd"),
-            *("--app-id", app_id, "--mode", "standalone"),
-            *("--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(port)),
-            *("--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port())),
-            *("--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1"),
-            *("--placement-host-address", stack.control_plane.placement_address),
-            *("--scheduler-host-address", stack.control_plane.scheduler_address),
-            *("--log-level", "warn"),
-        ],
-        folder / "logs",
-        env={"DAPR_HOST_IP": "127.0.0.1"},
-    )
-    sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
-    return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke/{stack.config.gateway_app_id}/method"
-
-
 def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
     redis, port = start_redis(folder, "redis-owners")
     env = {
@@ -176,7 +153,7 @@ def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     try:
         with Stack(config, split=True, actor_hosts=2) as stack:
-            sidecar, portal = _caller_sidecar(stack, folder)
+            sidecar, portal = caller_sidecar(stack, "support-portal", folder)
             try:
                 print("measuring many people ...", flush=True)
                 results["many people"] = asyncio.run(_measure(stack.api.url, _person))
@@ -187,7 +164,7 @@ def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
                 print("measuring one service for nobody ...", flush=True)
                 results["service, one owner"] = asyncio.run(_measure(portal, lambda n: {}))
                 print("measuring ten services, each for nobody ...", flush=True)
-                services = [_caller_sidecar(stack, folder, app_id) for app_id in SERVICES]
+                services = [caller_sidecar(stack, app_id, folder) for app_id in SERVICES]
                 results["ten services"] = asyncio.run(_measure_spread([url for _, url in services]))
                 for other, _ in services:
                     other.stop()

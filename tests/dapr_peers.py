@@ -9,6 +9,7 @@ from pathlib import Path
 
 from threadhost.processes import Process, free_port
 from threadhost.runtime import PROJECT_ROOT
+from threadhost.stack import Stack
 
 LOOPBACK = "127.0.0.1"
 
@@ -105,3 +106,26 @@ def local_secret_store(
         )
     )
     return folder
+
+
+def caller_sidecar(stack: Stack, app_id: str, folder: Path) -> tuple[Process, str]:
+    """A daprd with no app behind it, on the stack's control plane: how another service
+    calls threadhost. Returns it and the URL of the gateway's methods through it."""
+    port = free_port()
+    sidecar = Process(
+        f"{app_id}-daprd",
+        [
+            str(stack.config.bin_dir / "daprd"),
+            *("--app-id", app_id, "--mode", "standalone"),
+            *("--dapr-listen-addresses", LOOPBACK, "--dapr-http-port", str(port)),
+            *("--dapr-grpc-port", str(free_port()), "--dapr-internal-grpc-port", str(free_port())),
+            *("--metrics-port", str(free_port()), "--metrics-listen-address", LOOPBACK),
+            *("--placement-host-address", stack.control_plane.placement_address),
+            *("--scheduler-host-address", stack.control_plane.scheduler_address),
+            *("--log-level", "warn"),
+        ],
+        folder / "logs",
+        env={"DAPR_HOST_IP": LOOPBACK},
+    )
+    sidecar.wait_http_ok(f"http://{LOOPBACK}:{port}/v1.0/healthz/outbound", 60)
+    return sidecar, f"http://{LOOPBACK}:{port}/v1.0/invoke/{stack.config.gateway_app_id}/method"

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actors.dapr_host.watchdog import job_name
 from tests.conftest import Api, stored_rows
-from threadhost.processes import Process, free_port
+from tests.dapr_peers import caller_sidecar
+from threadhost.processes import free_port
 from threadhost.stack import Stack
 
 SECRET = "test-signing-secret-0123456789abcdef"
@@ -171,47 +172,10 @@ def test_a_forged_service_identity_is_refused(secured) -> None:
     assert response.status_code == 401
 
 
-def _client_sidecar(stack: Stack, app_id: str, folder) -> tuple[Process, str]:
-    """A daprd with no app behind it: how another service calls threadhost."""
-    port = free_port()
-    sidecar = Process(
-        f"{app_id}-daprd",
-        [
-            str(stack.config.bin_dir / "daprd"),
-            "--app-id",
-            app_id,
-            "--mode",
-            "standalone",
-            "--dapr-listen-addresses",
-            "127.0.0.1",
-            "--dapr-http-port",
-            str(port),
-            "--dapr-grpc-port",
-            str(free_port()),
-            "--dapr-internal-grpc-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--metrics-listen-address",
-            "127.0.0.1",
-            "--placement-host-address",
-            stack.control_plane.placement_address,
-            "--scheduler-host-address",
-            stack.control_plane.scheduler_address,
-            "--log-level",
-            "warn",
-        ],
-        folder / "logs",
-        env={"DAPR_HOST_IP": "127.0.0.1"},
-    )
-    sidecar.wait_http_ok(f"http://127.0.0.1:{port}/v1.0/healthz/outbound", 60)
-    return sidecar, f"http://127.0.0.1:{port}/v1.0/invoke/{stack.config.gateway_app_id}/method"
-
-
 def test_another_service_holds_a_conversation_through_service_invocation(
     secured, tmp_path, stacks, rsa_key
 ) -> None:
-    sidecar, gateway = _client_sidecar(secured, "support-portal", tmp_path)
+    sidecar, gateway = caller_sidecar(secured, "support-portal", tmp_path)
     stacks.append(sidecar)
     with httpx.Client(base_url=gateway, timeout=60) as portal:
         thread = portal.post("/v1/threads", json={"agent": "support"}).json()["id"]
@@ -231,7 +195,7 @@ def test_another_service_holds_a_conversation_through_service_invocation(
 
 
 def test_a_service_that_is_not_allowed_gets_403(secured, tmp_path, stacks) -> None:
-    sidecar, gateway = _client_sidecar(secured, "unknown-service", tmp_path)
+    sidecar, gateway = caller_sidecar(secured, "unknown-service", tmp_path)
     stacks.append(sidecar)
     response = httpx.post(f"{gateway}/v1/threads", json={}, timeout=60)
     assert response.status_code == 403

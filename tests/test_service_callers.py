@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.conftest import TEST_AGENTS, make_stack_config, stored_rows, wait_for
-from tests.dapr_peers import PeerApp
-from tests.test_auth import APP_TOKEN, AUDIENCE, ISSUER, _client_sidecar, as_user, token
+from tests.dapr_peers import PeerApp, caller_sidecar
+from tests.test_auth import APP_TOKEN, AUDIENCE, ISSUER, as_user, token
 from threadhost.client import ThreadhostClient
 from threadhost.processes import Process
 from threadhost.stack import Stack
@@ -88,7 +88,7 @@ def mesh(
                 logs=folder / "logs",
             )
             started.append(billing)
-            sidecar, gateway = _client_sidecar(stack, "support-portal", folder)
+            sidecar, gateway = caller_sidecar(stack, "support-portal", folder)
             started.append(sidecar)
             yield stack, gateway
         finally:
