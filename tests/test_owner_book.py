@@ -4,7 +4,7 @@ it is opened, and removing one costs the same reads and writes whatever the owne
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors.threads.owner_book import OwnerBook
@@ -160,3 +160,41 @@ def test_a_gone_threads_state_changes_land_before_its_removal() -> None:
     asyncio.run(scenario())
     assert order == ["status", "removed"]
     assert all("th_1" not in _ids(book, status=s) for s in ("idle", "active", "waiting"))
+
+
+def test_a_short_runs_state_changes_ride_on_its_run_slot() -> None:
+    """A run that starts and ends within one batch costs its owner one call (the slot
+    handed back, carrying the thread's last state), not one more of its own; a slot call
+    that fails puts the change back in the batch."""
+    from actors.dapr_host.status_batches import BATCH_SECONDS, StatusBatches
+    from actors.threads.owner_contract import Admit, RunEnded
+
+    book, _ = _book_of(2)
+    batched: list[SetStatus] = []
+
+    async def send(owner: str, request: SetStatus) -> None:
+        batched.append(request)
+        await book.set_status(request)
+
+    async def scenario() -> None:
+        batches = StatusBatches(send)
+        at = datetime.now(UTC)
+        summary = ThreadSummary(id="th_1", agent="support", created_at=at)
+        assert book.admit(Admit(max_runs=1, run=True)).allowed
+        batches.add("ann", StatusChange(thread=summary, status="active", at=at))
+        idle = StatusChange(thread=summary, status="idle", at=at + timedelta(microseconds=1))
+        batches.add("ann", idle)
+        changes = batches.take("ann", "th_1")
+        assert changes == [idle]
+        await book.run_ended(RunEnded(changes=changes))
+        await asyncio.sleep(BATCH_SECONDS + 0.2)
+        # The slot is free again, and nothing was left for a batch of its own.
+        assert book.admit(Admit(max_runs=1, run=True)).allowed
+        assert batched == []
+        batches.add("ann", idle)  # a failed slot call: back in the batch, sent there
+        await asyncio.sleep(BATCH_SECONDS + 0.2)
+        assert [c.status for r in batched for c in r.changes] == ["idle"]
+
+    asyncio.run(scenario())
+    assert _ids(book, status="idle") == ["th_1"]
+    assert _ids(book, status="active") == []

@@ -68,6 +68,9 @@ def mesh(
         "THREADHOST_JWT_AUDIENCE": AUDIENCE,
         "APP_API_TOKEN": APP_TOKEN,
         "THREADHOST_SERVICE_CALLERS": '["support-portal"]',
+        # Run slots on, as the Kubernetes overlays ship them: a run's last state change
+        # then reaches its owner with the slot handed back.
+        "THREADHOST_MAX_CONCURRENT_RUNS": "20",
         "THREADHOST_ASSERTION_SIGNING_KEY": signing_key.decode(),
         "THREADHOST_AGENTS_DIRS": json.dumps(
             [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]

@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 _last: dict[str, asyncio.Task[None]] = {}
 
 
+async def settled(thread_id: str, seconds: float = 10) -> None:
+    """Returns when the thread's calls queued so far have landed (or after `seconds`)."""
+    last = _last.get(thread_id)
+    if last is not None:
+        await asyncio.wait([last], timeout=seconds)
+
+
 def in_order(thread_id: str, work: Coroutine[Any, Any, Any]) -> None:
     previous = _last.get(thread_id)
 

@@ -33,6 +33,7 @@ from actors.threads.owner_contract import (
     Answer,
     OwnerRequest,
     RemoveThread,
+    RunEnded,
     StatusChange,
     owner_actor_id,
 )
@@ -174,7 +175,22 @@ class ActorEffects:
         return await _ask_owner(owner, request)
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
-        self._in_background(self.ask_owner(owner, request))
+        if isinstance(request, RunEnded):
+            self._in_background(self._slot_back(owner, request))
+        else:
+            self._in_background(self.ask_owner(owner, request))
+
+    async def _slot_back(self, owner: str, request: RunEnded) -> None:
+        """Hands the run slot back with the thread's state change that waits to be told
+        (put back in the batch if the call fails)."""
+        batches = process_batches(_ask_owner)
+        changes = batches.take(owner, self._thread_id)
+        try:
+            await _ask_owner(owner, request.model_copy(update={"changes": changes}))
+        except BaseException:
+            for change in changes:
+                batches.add(owner, change)
+            raise
 
     def spend(self, owner: str, tokens: int, cost_usd: float) -> None:
         process_ledger(self._settings).spend(owner, tokens, cost_usd)
@@ -186,6 +202,8 @@ class ActorEffects:
         process_batches(_ask_owner).add(owner, change)
 
     async def leave_owner(self, owner: str) -> None:
+        # A run slot on its way back may carry the thread's last state change.
+        await background.settled(self._thread_id)
         await process_batches(_ask_owner).forget(owner, self._thread_id)
         await _ask_owner(owner, RemoveThread(thread_id=self._thread_id))
 

@@ -20,6 +20,7 @@ from actors.threads.owner_contract import (
     ListEndUsers,
     ListThreads,
     RemoveThread,
+    RunEnded,
     SetFollowups,
     SetStatus,
 )
@@ -96,7 +97,8 @@ class Owner(Actor, OwnerInterface):
         return self._book.admit(Admit.model_validate(request)).model_dump(mode="json")
 
     async def run_ended(self, request: Payload) -> Payload:
-        return self._book.run_ended().model_dump(mode="json")
+        answer = await self._book.run_ended(RunEnded.model_validate(request))
+        return answer.model_dump(mode="json")
 
     async def set_followups(self, request: Payload) -> Payload:
         answer = await self._book.set_followups(SetFollowups.model_validate(request))

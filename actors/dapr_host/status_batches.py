@@ -36,6 +36,12 @@ class StatusBatches:
         if in_flight is not None:
             await asyncio.shield(in_flight)
 
+    def take(self, owner: str, thread_id: str) -> list[StatusChange]:
+        """The thread's change not sent yet, taken out of the batch: the caller tells it
+        on a call to the owner it makes anyway (and adds it back if that call fails)."""
+        change = self._pending.get(owner, {}).pop(thread_id, None)
+        return [] if change is None else [change]
+
     def add(self, owner: str, change: StatusChange) -> None:
         changes = self._pending.setdefault(owner, {})
         known = changes.get(change.thread.id)

@@ -20,6 +20,7 @@ from actors.threads.owner_contract import (
     ListEndUsers,
     ListThreads,
     RemoveThread,
+    RunEnded,
     SetFollowups,
     SetStatus,
     StatusChange,
@@ -142,9 +143,9 @@ class OwnerBook:
         self._runs += 1 if request.run else 0
         return Admission(allowed=True)
 
-    def run_ended(self) -> Listed:
+    async def run_ended(self, request: RunEnded) -> Listed:
         self._runs = max(0, self._runs - 1)
-        return Listed()
+        return await self.set_status(SetStatus(changes=request.changes))
 
     async def set_followups(self, request: SetFollowups) -> FollowupCount:
         """Allowed unless the thread has more than before and the owner's total would pass

@@ -6,7 +6,8 @@ Owner (their thread list, rate limits, run slots and follow-up count), and what 
     RemoveThread    RemoveThread    Listed          (status not_found if not listed)
     ListThreads     ListThreads     ThreadList      (newest first)
     Admit           Admit           Admission       (allowed, or when to try again)
-    RunEnded        RunEnded        Listed          (a run slot is free again)
+    RunEnded        RunEnded        Listed          (a run slot is free again; with the
+                                                     thread's state change, if one waits)
     SetFollowups    SetFollowups    FollowupCount   (allowed, or how many are scheduled)
 
 Nothing in it needs Dapr; the Owner actor, the gateway and the effects all import it."""
@@ -156,7 +157,12 @@ class Admit(OwnerRequest[Admission]):
 
 
 class RunEnded(OwnerRequest[Listed]):
+    """A run slot is free again. From a thread, it takes along the thread's state change
+    that waited to be told (actors/dapr_host/status_batches.py): a short run's start and
+    end then cost its owner this one call, not another of their own."""
+
     method, answer = "RunEnded", Listed
+    changes: list[StatusChange] = Field(default_factory=list)
 
     def safe_to_repeat(self) -> bool:
         return False  # repeated, it would free a slot twice
