@@ -2,7 +2,8 @@
 (Redis), with the per-caller limits the Kubernetes overlays ship (every request admitted
 by its owner's actor).
 
-Four callers send the same traffic:
+Four callers send the same traffic, cell by cell in turn (twice: in order, then in
+reverse, so that a host slowing as it fills weighs on each alike):
 - many people, each a bearer token of their own (one owner each), straight to the gateway;
 - one service acting for as many end users (`threadhost-end-user`), through its own
   daprd (service invocation: one hop more);
@@ -11,8 +12,11 @@ Four callers send the same traffic:
   path as the end users' (the fair baseline for them: the hop is in both).
 
 For each: thread creations, turns and listings per second at 10 and 50 concurrent
-clients. Then removal from one owner's list at 100 and 100,000 threads, in-process on
-the Owner's book (what it reads and writes, and how long it takes).
+clients, and what each call cost the host's own processes in CPU (on this 2-core machine
+the callers' sidecars and the driver share the cores; on a cluster they do not, and the
+host's CPU per call is what bounds its throughput), after one untimed thread for each
+of each caller's users. Then removal from one owner's list at 100 and 100,000 threads,
+in-process on the Owner's book (what it reads and writes, and how long it takes).
 
     ./dev bench owners
 """
@@ -28,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import httpx
@@ -35,8 +40,10 @@ import jwt
 
 from actors.threads.owner_book import OwnerBook
 from actors.threads.owner_contract import AddThread, RemoveThread
+from bench.measure import cpu_ms
 from bench.run import start_redis
 from tests.dapr_peers import caller_sidecar
+from threadhost.processes import Process
 from threadhost.runtime import PROJECT_ROOT, dapr_bin_dir
 from threadhost.stack import Stack, StackConfig
 
@@ -67,71 +74,77 @@ async def _rate(clients: int, calls: int, work: Callable[[int], Awaitable[None]]
     return calls / (time.perf_counter() - started)
 
 
-async def _measure(url: str, headers_of: Callable[[int], dict[str, str]]) -> dict[str, float]:
-    found: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
-        threads: dict[int, str] = {}
+class Caller:
+    """One of the four callers: caller n of USERS calls `urls[n % len(urls)]` with
+    `headers_of(n)`. Each operation at each number of clients gives calls per second and
+    the CPU milliseconds per call of the host's own processes (gateway, actor hosts, their
+    sidecars, the control plane, Redis), leaving out the callers' sidecars and this
+    driver, which on a cluster run on the callers' machines, not threadhost's."""
 
-        async def create(n: int) -> None:
-            answer = await http.post("/v1/threads", json={}, headers=headers_of(n % USERS))
-            answer.raise_for_status()
-            threads[n % USERS] = answer.json()["id"]
+    def __init__(self, urls: list[str], headers_of: Callable[[int], dict[str, str]]) -> None:
+        self.urls, self.headers_of = urls, headers_of
+        self.threads: dict[int, str] = {}
+        self.rates: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
 
-        async def turn(n: int) -> None:
-            user = n % USERS
-            answer = await http.post(
-                f"/v1/threads/{threads[user]}/messages",
-                json={"content": f"turn {n}"},
-                headers=headers_of(user),
-            )
-            answer.raise_for_status()
+    async def measure(self, name: str, clients: int, host: dict[str, int]) -> None:
+        work = {"creations": self._create, "turns": self._turn, "listings": self._list}[name]
+        https = [httpx.AsyncClient(base_url=url, timeout=120) for url in self.urls]
+        try:
+            before = sum(cpu_ms(host).values())
+            rate = await _rate(clients, CALLS, lambda n: work(https, n % USERS))
+            used = (sum(cpu_ms(host).values()) - before) / CALLS
+        finally:
+            for http in https:
+                await http.aclose()
+        self.rates.setdefault(f"{name} @{clients}", []).append(rate)
+        self.cpu.setdefault(f"{name} @{clients}", []).append(used)
 
-        async def listing(n: int) -> None:
-            answer = await http.get("/v1/threads?limit=20", headers=headers_of(n % USERS))
-            answer.raise_for_status()
+    async def first_contact(self, n: int) -> None:
+        https = [httpx.AsyncClient(base_url=url, timeout=120) for url in self.urls]
+        try:
+            await self._create(https, n)
+        finally:
+            for http in https:
+                await http.aclose()
 
-        for clients in CLIENTS:
-            found[f"create/s @{clients}"] = await _rate(clients, CALLS, create)
-            found[f"turns/s @{clients}"] = await _rate(clients, CALLS, turn)
-            found[f"lists/s @{clients}"] = await _rate(clients, CALLS, listing)
-    return found
+    async def _create(self, https: list[httpx.AsyncClient], n: int) -> None:
+        answer = await https[n % len(https)].post(
+            "/v1/threads", json={}, headers=self.headers_of(n)
+        )
+        answer.raise_for_status()
+        self.threads[n] = answer.json()["id"]
 
+    async def _turn(self, https: list[httpx.AsyncClient], n: int) -> None:
+        answer = await https[n % len(https)].post(
+            f"/v1/threads/{self.threads[n]}/messages",
+            json={"content": f"turn {n}"},
+            headers=self.headers_of(n),
+        )
+        answer.raise_for_status()
 
-async def _measure_spread(urls: list[str]) -> dict[str, float]:
-    """The same traffic, caller n through service n % len(urls) (each its own owner)."""
-    found: dict[str, float] = {}
-    clients_of = [httpx.AsyncClient(base_url=url, timeout=120) for url in urls]
-    try:
-        threads: dict[int, str] = {}
-
-        def http(n: int) -> httpx.AsyncClient:
-            return clients_of[n % USERS % len(urls)]
-
-        async def create(n: int) -> None:
-            answer = await http(n).post("/v1/threads", json={})
-            answer.raise_for_status()
-            threads[n % USERS] = answer.json()["id"]
-
-        async def turn(n: int) -> None:
-            answer = await http(n).post(
-                f"/v1/threads/{threads[n % USERS]}/messages", json={"content": f"turn {n}"}
-            )
-            answer.raise_for_status()
-
-        async def listing(n: int) -> None:
-            (await http(n).get("/v1/threads?limit=20")).raise_for_status()
-
-        for clients in CLIENTS:
-            found[f"create/s @{clients}"] = await _rate(clients, CALLS, create)
-            found[f"turns/s @{clients}"] = await _rate(clients, CALLS, turn)
-            found[f"lists/s @{clients}"] = await _rate(clients, CALLS, listing)
-    finally:
-        for client in clients_of:
-            await client.aclose()
-    return found
+    async def _list(self, https: list[httpx.AsyncClient], n: int) -> None:
+        answer = await https[n % len(https)].get("/v1/threads?limit=20", headers=self.headers_of(n))
+        answer.raise_for_status()
 
 
-def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
+async def _measure(callers: dict[str, Caller], host: dict[str, int]) -> None:
+    """Every cell for every caller in turn, twice (in order, then in reverse): a host
+    that slows as it fills (more actors, more keys) weighs on each caller alike. First,
+    untimed, one thread for each of each caller's users: a caller's first contact costs
+    once (its owners' actors activated, an end user listed with their service), and the
+    cells measure the traffic after it."""
+    for caller in callers.values():
+        await _rate(CLIENTS[0], USERS, lambda n, c=caller: c.first_contact(n))
+    for clients in CLIENTS:
+        for name in ("creations", "turns", "listings"):
+            print(f"  {name} at {clients} clients ...", flush=True)
+            for order in (list(callers), list(reversed(callers))):
+                for caller in order:
+                    await callers[caller].measure(name, clients, host)
+
+
+def measure_callers(folder: Path) -> dict[str, Caller]:
     redis, port = start_redis(folder, "redis-owners")
     env = {
         "THREADHOST_REDIS_HOST": f"127.0.0.1:{port}",
@@ -150,29 +163,29 @@ def measure_callers(folder: Path) -> dict[str, dict[str, float]]:
         actors_app_id="threads-owners",
         gateway_app_id="gateway-owners",
     )
-    results: dict[str, dict[str, float]] = {}
+    sidecars: list[tuple[Process, str]] = []
     try:
         with Stack(config, split=True, actor_hosts=2) as stack:
-            sidecar, portal = caller_sidecar(stack, "support-portal", folder)
+            host = {p.name: p.pid for p in stack.processes()} | {"redis": redis.pid}
             try:
-                print("measuring many people ...", flush=True)
-                results["many people"] = asyncio.run(_measure(stack.api.url, _person))
-                print("measuring one service for many end users ...", flush=True)
-                results["service, end users"] = asyncio.run(
-                    _measure(portal, lambda n: {"threadhost-end-user": f"customer-{n}"})
-                )
-                print("measuring one service for nobody ...", flush=True)
-                results["service, one owner"] = asyncio.run(_measure(portal, lambda n: {}))
-                print("measuring ten services, each for nobody ...", flush=True)
-                services = [caller_sidecar(stack, app_id, folder) for app_id in SERVICES]
-                results["ten services"] = asyncio.run(_measure_spread([url for _, url in services]))
-                for other, _ in services:
-                    other.stop()
+                for app_id in ["support-portal", *SERVICES]:
+                    sidecars.append(caller_sidecar(stack, app_id, folder))
+                portal, services = sidecars[0][1], [url for _, url in sidecars[1:]]
+                callers = {
+                    "many people": Caller([stack.api.url], _person),
+                    "service, end users": Caller(
+                        [portal], lambda n: {"threadhost-end-user": f"customer-{n}"}
+                    ),
+                    "service, one owner": Caller([portal], lambda n: {}),
+                    "ten services": Caller(services, lambda n: {}),
+                }
+                asyncio.run(_measure(callers, host))
             finally:
-                sidecar.stop()
+                for sidecar, _ in sidecars:
+                    sidecar.stop()
     finally:
         redis.stop()
-    return results
+    return callers
 
 
 class _Store:
@@ -213,14 +226,24 @@ def measure_removal(count: int) -> tuple[int, int, float]:
 def main(argv: list[str]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="threadhost-owners-"))
     try:
-        results = measure_callers(folder)
-        rows = list(next(iter(results.values())))
-        base = results["many people"]
-        print(f"\n{'':<16}" + "".join(f"{name:>26}" for name in results))
-        for row in rows:
+        callers = measure_callers(folder)
+        base = callers["many people"]
+        head = f"\n{'':<16}" + "".join(f"{name:>26}" for name in callers)
+        print("\ncalls per second (ratio to many people)" + head)
+        for row in base.rates:
             cells = "".join(
-                f"{values[row]:>17.0f} ({values[row] / base[row]:>4.2f}x)"
-                for values in results.values()
+                f"{mean(c.rates[row]):>17.0f} ({mean(c.rates[row]) / mean(base.rates[row]):>4.2f}x)"
+                for c in callers.values()
+            )
+            print(f"{row:<16}{cells}")
+        print(
+            "\nthe host's CPU ms per call (ratio: many people's / this, the share of the"
+            " same hosts' capacity)" + head
+        )
+        for row in base.cpu:
+            cells = "".join(
+                f"{mean(c.cpu[row]):>17.1f} ({mean(base.cpu[row]) / mean(c.cpu[row]):>4.2f}x)"
+                for c in callers.values()
             )
             print(f"{row:<16}{cells}")
         print("\nremoval from one owner's list (the Owner's book, in-process):")
