@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -90,7 +91,11 @@ class Image:
                 cmd = json.loads(rest)
             elif word == "ENV":
                 env.update(dict(item.split("=", 1) for item in shlex.split(rest)))
-        paths = {"/app/agents": str(PROJECT_ROOT / "agents")}
+        paths = {
+            "/app/agents": str(PROJECT_ROOT / "agents"),
+            "/opt/threadhost/bin": str(Path(sys.executable).parent),
+            "$PATH": os.environ.get("PATH", ""),
+        }
         for name, value in env.items():
             for inside, here in paths.items():
                 value = value.replace(inside, here)
@@ -632,6 +637,9 @@ _DAPRD_PORTS = {
 }
 
 
+CONTAINER_ONLY = {"user", "read_only", "cap_drop", "security_opt", "mem_limit"}
+
+
 @dataclass
 class Compose:
     """docker-compose.yml's services (those of the given profiles) as local processes,
@@ -684,6 +692,10 @@ class Compose:
                     "depends_on",
                     "network_mode",
                     "restart",
+                    # What the container engine enforces (uid, read-only root, no
+                    # capability, memory): tests/test_containers.py runs them; a local
+                    # process cannot.
+                    *CONTAINER_ONLY,
                 },
                 name,
             )
@@ -696,14 +708,15 @@ class Compose:
             env = {
                 k: self._interpolate(str(v)) for k, v in (service.get("environment") or {}).items()
             }
+            image = self._interpolate(service["image"])
             if service.get("build") == ".":
                 argv, env = self._app(env, mapped)
-            elif service["image"].startswith("daprio/daprd"):
+            elif image.startswith("daprio/daprd"):
                 argv = self._daprd(service, mapped)
                 env["DAPR_HOST_IP"] = LOOPBACK
-            elif service["image"].startswith("daprio/"):
+            elif image.startswith("daprio/"):
                 argv = self._control_plane(service, mapped)
-            elif service["image"].startswith("redis:"):
+            elif image.startswith("redis:"):
                 argv = [
                     service["command"][0],
                     *service["command"][1:],
@@ -717,7 +730,7 @@ class Compose:
                     "",
                 ]
             else:
-                raise Untranslatable(f"{name}: image {service['image']} not understood")
+                raise Untranslatable(f"{name}: image {image} not understood")
             for port in list(mapped):
                 hosts[f"{netns}:{port}"] = f"{LOOPBACK}:{mapped[port]}"
             planned.append((name, argv, env, mapped))

@@ -1,5 +1,6 @@
 """The `threadhost` command: `up` runs a whole stack on this machine until Ctrl-C or
-SIGTERM; `chat` talks to a thread from the terminal."""
+SIGTERM; `serve` serves one role beside its Dapr sidecar (the image's command); `chat`
+talks to a thread from the terminal."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         help="state, scheduler data and logs (default .data)",
     )
     up.add_argument("--log-level", default="warn", help="daprd log level (default warn)")
+    serve = commands.add_parser("serve", help="serve one role beside its daprd (the image's)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
     talk = commands.add_parser("chat", help="talk to a thread, replies streamed")
     chat.add_arguments(talk)
     return parser
@@ -95,10 +99,36 @@ def _up(args: argparse.Namespace) -> int:
         print("threadhost: stopped", flush=True)
 
 
+SERVE_NEEDS = """\
+The image serves one role beside its Dapr sidecar (docs/deploy.md: the compose file and
+the Kubernetes manifests set all of this):
+  THREADHOST_ROLE       gateway or actors (embedded, the default, serves both)
+  DAPR_HTTP_PORT, DAPR_GRPC_PORT   its daprd's ports (3500 and 50001 by default)
+  THREADHOST_AUTH_MODE  jwt (the default) with THREADHOST_JWT_SECRET,
+                        THREADHOST_JWT_JWKS_FILE or THREADHOST_JWT_JWKS_URL; or none
+  APP_API_TOKEN         the token its daprd sends (the same value on both), if set there"""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from threadhost.app import create_app
+
+    try:
+        app = create_app()
+    except ValueError as exc:  # the settings (pydantic's errors are ValueErrors too)
+        print(f"threadhost: cannot start: {exc}\n\n{SERVE_NEEDS}", file=sys.stderr, flush=True)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "chat":
         with chat.terminal():
             try:

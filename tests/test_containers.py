@@ -1,0 +1,146 @@
+"""The images and docker-compose.yml on a real container engine (Debian's dockerd, the
+project's own: threadhost/container_engine.py), with images built here from the pinned
+runtime and Debian packages (`./dev images`, threadhost/images.py).
+
+- The app's image runs as the pods run it: uid 10001, a read-only root filesystem, no
+  capability, no privilege gained, a memory limit.
+- The compose file, as written, with both actor hosts: a conversation through the
+  published gateway, an actor host killed with `docker kill` and its threads answering,
+  and `down -v` leaving nothing behind.
+
+As root only (the engine and its network namespace need it), as CI runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Api, wait_for
+from threadhost.container_engine import Engine
+from threadhost.images import REDIS, app_image, build_all
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the container engine needs root"),
+    # The first build on a fresh machine takes minutes (the closing notes give them).
+    pytest.mark.timeout(900),
+]
+
+POD = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true"]
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, float]:
+    """Every image, built or found in the engine's cache (seconds per image built)."""
+    with Engine(host_network=True) as engine:
+        return build_all(engine, lambda line: print(f"images: {line}"))
+
+
+def test_the_image_runs_as_the_pods_run_it(built) -> None:
+    with Engine(host_network=True) as engine:
+        user = engine.docker(
+            "image", "inspect", "--format", "{{.Config.User}}", app_image(), capture=True
+        )
+        assert user.stdout.strip() == "10001"
+        # The pod's constraints: the app still imports, starts and reads its agents.
+        seen = engine.docker(
+            "run", "--rm", "--network", "host", *POD, "--memory", "512m", app_image(),
+            "python", "-c",
+            "import os, threadhost.app, pathlib; "
+            "print(os.getuid(), os.getgid(), len(list(pathlib.Path('/app/agents').glob('*'))))",
+            capture=True,
+        )  # fmt: skip
+        uid, _, agents = seen.stdout.split()
+        assert uid == "10001" and int(agents) > 0
+        # Nothing of the image is writable by its user: a write outside the volumes fails
+        # even without --read-only.
+        probe = engine.docker(
+            "run", "--rm", "--network", "host", app_image(),
+            "sh", "-c", "for d in / /app /app/agents /opt/threadhost; do "
+            "touch $d/.probe 2>/dev/null && echo writable: $d; done; true",
+            capture=True,
+        )  # fmt: skip
+        assert probe.stdout.strip() == ""
+        # Its own command, with nothing set: a message saying what it needs, not a trace.
+        bare = engine.docker(
+            "run", "--rm", "--network", "host", *POD, app_image(), check=False, capture=True
+        )  # fmt: skip
+        assert bare.returncode == 2
+        assert bare.stderr.startswith("threadhost: cannot start: THREADHOST_AUTH_MODE=jwt")
+        assert "THREADHOST_ROLE" in bare.stderr and "Traceback" not in bare.stderr
+
+
+@pytest.fixture(scope="module")
+def engine(built) -> Iterator[Engine]:
+    with Engine() as engine:
+        yield engine
+
+
+def test_compose_holds_a_conversation_and_survives_a_killed_actor_host(engine: Engine) -> None:
+    env = {"THREADHOST_REDIS_IMAGE": REDIS}
+    os.environ.update(env)  # read by docker-compose through engine.env
+    try:
+        began = time.monotonic()
+        engine.compose(
+            "--project-name", "threadhost", "--profile", "two-hosts", "up", "--detach", "--no-build"
+        )
+        try:
+            engine.inside().submit(_conversation, engine, began).result(timeout=300)
+        finally:
+            engine.compose(
+                "--project-name",
+                "threadhost",
+                "--profile",
+                "two-hosts",
+                "down",
+                "--volumes",
+                "--remove-orphans",
+            )
+        assert engine.docker("ps", "-aq", capture=True).stdout.split() == []
+        assert engine.docker("volume", "ls", "-q", capture=True).stdout.split() == []
+        networks = engine.docker("network", "ls", "--format", "{{.Name}}", capture=True)
+        assert sorted(networks.stdout.split()) == ["bridge", "host", "none"]
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+
+
+def _conversation(engine: Engine, began: float) -> None:
+    """Inside the engine's network namespace, where the gateway's port is published."""
+    api = Api("http://127.0.0.1:8000")
+
+    def ready() -> bool:
+        try:
+            return api.http.get("/health").status_code == 200
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+
+    wait_for(ready, 120, "the gateway published on 127.0.0.1:8000")
+    threads = [api.create_thread(agent="support") for _ in range(4)]
+    for thread in threads:
+        assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
+    print(f"compose up and a first turn on 4 threads in {time.monotonic() - began:.1f} s")
+    served = {host: _served(engine, host, threads) for host in HOSTS}
+    victim = max(HOSTS, key=lambda host: len(served[host]))
+    other = next(host for host in HOSTS if host != victim)
+    killed = time.monotonic()
+    engine.docker("kill", f"threadhost_{victim}_1", capture=True)
+    for thread in threads:  # each answers again, with its history
+        reply = api.say(thread, "And order 1002?")
+        assert reply["run"]["status"] == "completed"
+        assert [role for role, _ in api.history(thread)].count("user") == 2
+    print(f"every thread answered again {time.monotonic() - killed:.1f} s after the kill")
+    # The killed host's threads were served by the other one.
+    assert served[victim] and served[victim] <= _served(engine, other, threads)
+
+
+HOSTS = ("threads", "threads-2")
+
+
+def _served(engine: Engine, host: str, threads: list[str]) -> set[str]:
+    """The threads whose steps the actor host's log names."""
+    logs = engine.docker("logs", f"threadhost_{host}_1", capture=True)
+    return {thread for thread in threads if thread in logs.stdout + logs.stderr}
