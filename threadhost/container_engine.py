@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -147,16 +147,24 @@ class Engine:
         return self._run([DOCKER, *args], check, capture, stdin)
 
     def compose(
-        self, *args: str, check: bool = True, capture: bool = False, project: Path = PROJECT_ROOT
+        self, *args: str, project: Path = PROJECT_ROOT, variables: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return self._run([COMPOSE, "--project-directory", str(project), *args], check, capture)
+        """docker-compose on the project's file; `variables` are the shell's, which the
+        file's `${NAME:-default}` read."""
+        argv = [COMPOSE, "--project-directory", str(project), *args]
+        return self._run(argv, check=True, capture=False, extra=variables)
 
     def _run(
-        self, argv: Sequence[str], check: bool, capture: bool, stdin: Any = None
+        self,
+        argv: Sequence[str],
+        check: bool,
+        capture: bool,
+        stdin: Any = None,
+        extra: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             list(argv),
-            env=self.env,
+            env={**self.env, **(extra or {})},
             check=check,
             text=True,
             capture_output=capture,
