@@ -159,8 +159,15 @@ _NOT_ENFORCED = {
     "dapr.io/sidecar-cpu-limit",
     "dapr.io/sidecar-memory-request",
     "dapr.io/sidecar-memory-limit",
+    "dapr.io/sidecar-seccomp-profile-type",
 }
-_HANDLED = {"dapr.io/enabled", "dapr.io/app-port", "dapr.io/config", "dapr.io/app-token-secret"}
+_HANDLED = {
+    "dapr.io/enabled",
+    "dapr.io/app-port",
+    "dapr.io/config",
+    "dapr.io/app-token-secret",
+    "dapr.io/env",
+}
 
 
 @dataclass
@@ -296,6 +303,9 @@ class Kubernetes:
             "DAPR_HOST_IP": LOOPBACK,
             **control_plane.trust_env(),
         }
+        for pair in filter(None, annotations.get("dapr.io/env", "").split(",")):
+            variable, _, value = pair.strip().partition("=")
+            daprd_env[variable] = value
         if secret := annotations.get("dapr.io/app-token-secret"):
             daprd_env["APP_API_TOKEN"] = secrets[secret]["token"]
         flags = [
@@ -403,13 +413,19 @@ _HELM_VALUES = {
 }
 
 
+# Helm values of the Dapr chart for the sidecar injector: the sidecar container's
+# securityContext, which a local process has no use for (tests/test_deploy.py judges the
+# pods with them, through Dapr's own injector code).
+INJECTOR_VALUES = {"dapr_sidecar_injector.sidecarDropALLCapabilities"}
+
+
 def documented_helm_values(docs: Path = PROJECT_ROOT / "docs" / "deploy.md") -> dict[str, str]:
     """The `--set name=value` of the `helm upgrade --install dapr` command the docs give."""
     text = docs.read_text().replace("\\\n", " ")
     [command] = [line for line in text.splitlines() if "helm upgrade --install dapr " in line]
     words = shlex.split(command)
     values = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--set")
-    if unknown := set(values) - set(_HELM_VALUES):
+    if unknown := set(values) - set(_HELM_VALUES) - INJECTOR_VALUES:
         raise Untranslatable(f"Helm values {sorted(unknown)} not understood")
     return values
 
@@ -458,7 +474,7 @@ class ControlPlane:
         return [
             part
             for name, value in self.helm_values.items()
-            if _HELM_VALUES[name][0] == service
+            if name in _HELM_VALUES and _HELM_VALUES[name][0] == service
             for part in (_HELM_VALUES[name][1], value)
         ]
 

@@ -1,8 +1,8 @@
-"""The deployment files, validated since these machines run neither Docker nor Kubernetes:
-every Kubernetes object against Kubernetes' OpenAPI schemas, every Dapr resource against
-Dapr's own CRD schemas, the compose file against the compose specification, and the
-Dockerfile through hadolint. Plus the timeout chain that keeps a rolling update from
-cutting a step off."""
+"""The deployment files, validated: every Kubernetes object against Kubernetes' OpenAPI
+schemas, every pod as admission judges it (Dapr's injector adds the sidecar, then Pod
+Security's "restricted" level), every Dapr resource against Dapr's own CRD schemas, the
+compose file against the compose specification, and the Dockerfile through hadolint.
+Plus the timeout chain that keeps a rolling update from cutting a step off."""
 
 import shutil
 import subprocess
@@ -14,6 +14,7 @@ import yaml
 
 from tests.deploy_tools import (
     KUBERNETES_VERSION,
+    admitted,
     compose_schema,
     dapr_schemas,
     kustomize_build,
@@ -80,6 +81,77 @@ def test_the_local_components_match_daprs_schemas() -> None:
     assert len(paths) >= 7
     for path in paths:
         validate_dapr(yaml.safe_load(path.read_text()))
+
+
+def _pods(built: list[dict]) -> list[dict]:
+    return [
+        {
+            "name": d["metadata"]["name"],
+            "namespace": d["metadata"].get("namespace", "default"),
+            "template": d["spec"]["template"],
+        }
+        for d in built
+        if d["kind"] == "Deployment"
+    ]
+
+
+# The first builds tests/podcheck: minutes on a fresh machine.
+@pytest.mark.timeout(900)
+def test_every_pod_is_admitted_at_the_restricted_pod_security_level(built) -> None:
+    """As a cluster judges them: the sidecar added by Dapr's own injector code (the pinned
+    chart's settings with the Helm command the docs give), then Kubernetes' own Pod
+    Security admission at "restricted" (tests/podcheck)."""
+    verdicts = admitted(_pods(built), documented_helm_values())
+    assert len(verdicts) == 2 and all("daprd" in v["containers"] for v in verdicts)
+    assert [(v["name"], v["forbidden"]) for v in verdicts if not v["allowed"]] == []
+
+
+@pytest.mark.timeout(900)
+def test_a_pod_below_the_restricted_level_is_refused(built) -> None:
+    """The judge is not vacuous: with the chart's defaults the sidecar keeps its
+    capabilities, and an app container that may gain privileges is refused."""
+    pods = _pods(built)
+    verdicts = admitted(pods, {})
+    assert not any(v["allowed"] for v in verdicts)
+    assert all("capabilities" in v["forbidden"] for v in verdicts)
+    [container] = pods[0]["template"]["spec"]["containers"]
+    container["securityContext"]["allowPrivilegeEscalation"] = True
+    [verdict, _] = admitted(pods, documented_helm_values())
+    assert not verdict["allowed"] and "allowPrivilegeEscalation" in verdict["forbidden"]
+
+
+@pytest.mark.timeout(900)
+def test_network_policies_let_in_only_what_the_design_needs(built) -> None:
+    """The gateway takes its API, other services' sidecars and metrics; an actor host
+    takes only threadhost's own sidecars and metrics (k8s/base/networkpolicy.yaml). Each
+    port is one the pod listens on, once Dapr's injector has added the sidecar."""
+    policies = {d["metadata"]["name"]: d["spec"] for d in built if d["kind"] == "NetworkPolicy"}
+    listening = {v["name"]: set(v["ports"]) for v in admitted(_pods(built), {})}
+    for name, expected in (
+        ("threadhost-gateway", {8000, 50002, 9090}),
+        ("threadhost-actors", {50002, 9090}),
+    ):
+        spec = policies[name]
+        assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+        assert spec["policyTypes"] == ["Ingress"]
+        ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+        assert ports == expected and ports <= listening[name], (name, listening[name])
+    [peers] = [
+        r for r in policies["threadhost-actors"]["ingress"] if r["ports"][0]["port"] == 50002
+    ]
+    assert peers["from"] == [
+        {
+            "podSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "app.kubernetes.io/name",
+                        "operator": "In",
+                        "values": ["threadhost-gateway", "threadhost-actors"],
+                    }
+                ]
+            }
+        }
+    ]
 
 
 def _deployment(built: list[dict], name: str) -> dict:
