@@ -71,6 +71,10 @@ def _only(obj: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise Untranslatable(f"{where}: {sorted(unknown)} not understood")
 
 
+# The image's folders (Dockerfile) and where the project keeps what they hold.
+IMAGE_PATHS = {"/app/agents": str(PROJECT_ROOT / "agents")}
+
+
 @dataclass
 class Image:
     """What the Dockerfile gives every container of the image: its CMD and ENV, with
@@ -92,7 +96,7 @@ class Image:
             elif word == "ENV":
                 env.update(dict(item.split("=", 1) for item in shlex.split(rest)))
         paths = {
-            "/app/agents": str(PROJECT_ROOT / "agents"),
+            **IMAGE_PATHS,
             "/opt/threadhost/bin": str(Path(sys.executable).parent),
             "$PATH": os.environ.get("PATH", ""),
         }
@@ -251,6 +255,30 @@ class Kubernetes:
         the replacement of a crashed pod makes."""
         return self._pod(name, self.deployment(deployment), control_plane, *self._rendered)
 
+    def _mounted(
+        self,
+        spec: dict[str, Any],
+        container: dict[str, Any],
+        config_maps: dict[str, dict[str, str]],
+        name: str,
+    ) -> dict[str, Path]:
+        """The container's ConfigMap volumes, written as folders: mount path -> folder."""
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounted = {}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            _only(volume, {"name", "configMap"}, f"{name} volume {volume['name']}")
+            _only(mount, {"name", "mountPath", "readOnly"}, f"{name} mount {mount['name']}")
+            config_map = volume["configMap"]["name"]
+            if config_map not in config_maps:
+                raise Untranslatable(f"{name}: ConfigMap {config_map} does not exist")
+            folder = self.folder / "config-maps" / config_map
+            folder.mkdir(parents=True, exist_ok=True)
+            for file, text in config_maps[config_map].items():
+                (folder / file).write_text(text)
+            mounted[mount["mountPath"]] = folder
+        return mounted
+
     def _pod(
         self,
         name: str,
@@ -263,7 +291,11 @@ class Kubernetes:
         namespace = deployment["metadata"].get("namespace", "default")
         template = deployment["spec"]["template"]
         spec, annotations = template["spec"], template["metadata"].get("annotations", {})
-        _only(spec, {"containers", "terminationGracePeriodSeconds", "securityContext"}, name)
+        _only(
+            spec,
+            {"containers", "terminationGracePeriodSeconds", "securityContext", "volumes"},
+            name,
+        )
         [container] = spec["containers"]
         _only(
             container,
@@ -276,9 +308,11 @@ class Kubernetes:
                 "livenessProbe",
                 "resources",
                 "securityContext",
+                "volumeMounts",
             },
             f"{name} container",
         )
+        mounted = self._mounted(spec, container, config_maps, name)
         unknown = set(annotations) - set(_FLAGS) - set(_SWITCHES) - _NOT_ENFORCED - _HANDLED
         if unknown:
             raise Untranslatable(f"{name}: annotations {sorted(unknown)} not understood")
@@ -297,6 +331,11 @@ class Kubernetes:
         }
         for item in container.get("env", []):
             env[item["name"]] = self._env_value(item, name, namespace, secrets, config_maps)
+        # A folder of the image that a ConfigMap covers: the ConfigMap's files, not the
+        # project's.
+        for inside, folder in mounted.items():
+            if inside in IMAGE_PATHS:
+                env = {k: v.replace(IMAGE_PATHS[inside], str(folder)) for k, v in env.items()}
         daprd_env = {
             "NAMESPACE": namespace,
             "POD_NAME": name,

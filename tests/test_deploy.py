@@ -154,6 +154,25 @@ def test_network_policies_let_in_only_what_the_design_needs(built) -> None:
     ]
 
 
+def test_the_pods_read_the_agent_files_from_a_configmap(built) -> None:
+    """agents/*.json as the ConfigMap threadhost-agents (its name changes with them, so an
+    edited agent file rolls the pods), mounted read-only where the image keeps its own."""
+    [config_map] = [
+        d for d in built if d["kind"] == "ConfigMap" and "agents" in d["metadata"]["name"]
+    ]
+    files = {path.name: path.read_text() for path in (PROJECT_ROOT / "agents").glob("*.json")}
+    assert config_map["data"] == files and files
+    assert (
+        """THREADHOST_AGENTS_DIRS='["/app/agents"]'""" in (PROJECT_ROOT / "Dockerfile").read_text()
+    )
+    for name in ("threadhost-gateway", "threadhost-actors"):
+        pod = _deployment(built, name)["spec"]["template"]["spec"]
+        [volume] = pod["volumes"]
+        assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+        [mount] = pod["containers"][0]["volumeMounts"]
+        assert mount == {"name": volume["name"], "mountPath": "/app/agents", "readOnly": True}
+
+
 def _deployment(built: list[dict], name: str) -> dict:
     return next(d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
 
