@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import Api, wait_for
 from threadhost.container_engine import Engine
-from threadhost.images import REDIS, app_image, build_all
+from threadhost.images import REDIS, app_image, build_all, embedded_image
+from threadhost.processes import free_port
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the container engine needs root"),
@@ -71,6 +72,38 @@ def test_the_image_runs_as_the_pods_run_it(built) -> None:
         assert bare.returncode == 2
         assert bare.stderr.startswith("threadhost: cannot start: THREADHOST_AUTH_MODE=jwt")
         assert "THREADHOST_ROLE" in bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_the_embedded_image_serves_a_conversation_in_one_command(built) -> None:
+    """Dockerfile.embedded, run with the pods' constraints and a volume for /data: the
+    whole service in one container, a conversation, and a clean stop on SIGTERM."""
+    port, name = free_port(), "threadhost-embedded-test"
+    with Engine(host_network=True) as engine:
+        engine.docker(
+            "run", "--detach", "--name", name, "--network", "host", *POD, "--memory", "1g",
+            "--volume", f"{name}:/data", embedded_image(), "--port", str(port),
+            capture=True,
+        )  # fmt: skip
+        try:
+            api = Api(f"http://127.0.0.1:{port}")
+
+            def ready() -> bool:
+                try:
+                    return api.http.get("/health").status_code == 200
+                except Exception:  # noqa: BLE001 - not listening yet
+                    return False
+
+            wait_for(ready, 120, "the embedded service")
+            thread = api.create_thread(agent="support")
+            assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
+            engine.docker("stop", "--time", "30", name, capture=True)
+            code = engine.docker("inspect", "--format", "{{.State.ExitCode}}", name, capture=True)
+            logs = engine.docker("logs", name, capture=True)
+            assert code.stdout.strip() == "0", logs.stdout + logs.stderr
+            assert "threadhost: stopped" in logs.stdout
+        finally:
+            engine.docker("rm", "--force", "--volumes", name, check=False, capture=True)
+            engine.docker("volume", "rm", name, check=False, capture=True)
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         help="state, scheduler data and logs (default .data)",
     )
     up.add_argument("--log-level", default="warn", help="daprd log level (default warn)")
+    up.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        help="the API's address (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     serve = commands.add_parser("serve", help="serve one role beside its daprd (the image's)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
@@ -59,7 +64,7 @@ def _up(args: argparse.Namespace) -> int:
         profile=args.profile,
         log_level=args.log_level,
     )
-    stack = Stack(config, split=args.split, api_port=args.port)
+    stack = Stack(config, split=args.split, api_port=args.port, listen=args.listen)
     started = time.monotonic()
     print(
         f"threadhost: starting ({args.profile} profile, {'split' if args.split else 'embedded'}"

@@ -11,6 +11,8 @@ from what the project already has:
 - `daprio/daprd`, `daprio/placement`, `daprio/scheduler`, `daprio/sentry` at the pinned
   version: the binaries dapr-runtime/build.sh built from the official module, laid out
   as Dapr's images lay them out (`/daprd`, ..., uid 65532);
+- `threadhost:<version>-embedded`: Dockerfile.embedded, the whole embedded service in one
+  container (the app's image with Dapr's binaries from the images above);
 - `threadhost-redis:bookworm`: Debian's `redis-server`, for `THREADHOST_REDIS_IMAGE`.
 
 Builds run on the project's engine with the host's network (`--network host`: pip and
@@ -94,6 +96,21 @@ def build_app(engine: Engine) -> None:
     )  # fmt: skip
 
 
+def embedded_image() -> str:
+    return f"{app_image()}-embedded"
+
+
+def build_embedded(engine: Engine) -> None:
+    """Dockerfile.embedded: the app's image with Dapr's binaries from their images."""
+    engine.docker(
+        "build", "--network", "host",
+        "--build-arg", f"APP={app_image()}",
+        "--build-arg", f"DAPR={dapr_version()}",
+        "--file", str(PROJECT_ROOT / "Dockerfile.embedded"),
+        "--tag", embedded_image(), str(PROJECT_ROOT),
+    )  # fmt: skip
+
+
 def _build_from_text(engine: Engine, image: str, dockerfile: str, files: dict[str, Path]) -> None:
     """An image from a Dockerfile written here, with `files` in its context."""
     context = CONTAINERS / "build" / image.replace("/", "_").replace(":", "_")
@@ -159,6 +176,7 @@ def build_all(engine: Engine, say: Callable[[str], None] = print) -> dict[str, f
         (BASE, build_base),
         (app_image(), build_app),
         ("daprio/* (Dapr's)", build_dapr),
+        (embedded_image(), build_embedded),
         (REDIS, build_redis),
     ]
     for name, build in steps:
@@ -169,11 +187,6 @@ def build_all(engine: Engine, say: Callable[[str], None] = print) -> dict[str, f
         build(engine)
         took[name] = time.monotonic() - started
     return took
-
-
-def images_present(engine: Engine) -> bool:
-    wanted = [BASE, REDIS, app_image(), *(dapr_image(b) for b in DAPR_BINARIES)]
-    return all(_exists(engine, image) for image in wanted)
 
 
 def main(argv: list[str]) -> int:

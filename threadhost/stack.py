@@ -207,8 +207,10 @@ class App:
         role: str = "embedded",
         api_port: int | None = None,
         env: Mapping[str, str] | None = None,
+        listen: str = LOOPBACK,
     ) -> None:
         self.config, self.control_plane = config, control_plane
+        self.listen = listen
         self.name, self.role = name, role
         self.app_id = config.gateway_app_id if role == "gateway" else config.actors_app_id
         self.app_port = reserve_port(api_port) if api_port else free_port()
@@ -265,7 +267,7 @@ class App:
                 "--factory",
                 "threadhost.app:create_app",
                 "--host",
-                LOOPBACK,
+                self.listen,
                 "--port",
                 str(self.app_port),
                 "--workers",
@@ -363,7 +365,10 @@ class Stack:
         split: bool = False,
         api_port: int | None = None,
         actor_hosts: int = 1,
+        listen: str = LOOPBACK,
     ) -> None:
+        """`listen`: the address the API app listens on (loopback unless in a container,
+        whose published port reaches it from outside); everything else is loopback."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.control_plane = ControlPlane(config)
@@ -375,10 +380,12 @@ class Stack:
                     )
                     for n in range(actor_hosts)
                 ),
-                App(config, self.control_plane, "gateway", role="gateway", api_port=api_port),
+                App(config, self.control_plane, "gateway", "gateway", api_port, listen=listen),
             ]
         else:
-            self.apps = [App(config, self.control_plane, "threadhost", api_port=api_port)]
+            self.apps = [
+                App(config, self.control_plane, "threadhost", api_port=api_port, listen=listen)
+            ]
 
     @property
     def api(self) -> App:
