@@ -14,8 +14,10 @@ As root only (the engine and its network namespace need it), as CI runs.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +106,19 @@ def test_the_embedded_image_serves_a_conversation_in_one_command(built) -> None:
         finally:
             engine.docker("rm", "--force", "--volumes", name, check=False, capture=True)
             engine.docker("volume", "rm", name, check=False, capture=True)
+
+
+@pytest.mark.parametrize("host_network", [True, False], ids=["host network", "own namespace"])
+def test_the_engine_leaves_nothing_behind(built, host_network: bool) -> None:
+    """Stopped, the project's engine leaves no process, mount or network namespace."""
+    engine = Engine(host_network=host_network)
+    with engine:
+        pid = int((engine.root / "run" / "dockerd.pid").read_text())
+        assert engine.docker("info", capture=True).returncode == 0
+    assert not Path(f"/proc/{pid}").exists()
+    assert engine.mounts() == []
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    assert engine.namespace not in namespaces.stdout
 
 
 @pytest.fixture(scope="module")

@@ -135,11 +135,21 @@ class Engine:
         if self._inside is not None:
             self._inside.shutdown()
             self._inside = None
+        # What dockerd leaves mounted in its folders (the host's network namespace, bound
+        # into its exec root), deepest first.
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
         if not self.host_network:
             subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def mounts(self) -> list[str]:
+        """The mount points under the engine's folder."""
+        root = str(self.root.resolve()) + "/"
+        points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        return [point for point in points if point.startswith(root)]
 
     def docker(
         self, *args: str, check: bool = True, capture: bool = False, stdin: Any = None
