@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from threadhost.processes import Process, StartupError
 from threadhost.runtime import PROJECT_ROOT
@@ -60,9 +61,13 @@ def _enter_namespace(name: str) -> None:
 
 
 class Engine:
+    """One dockerd on `root`, started and stopped with the object (a context manager)."""
+
     def __init__(self, root: Path = CONTAINERS, host_network: bool = False) -> None:
         self.root, self.host_network = root, host_network
-        self.namespace = "threadhost-engine"
+        # One namespace per engine folder: two checkouts on one machine stay apart.
+        folder = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+        self.namespace = f"threadhost-engine-{folder}"
         self.socket = root / "run" / "docker.sock"
         self._daemon: Process | None = None
         self._lock: IO[str] | None = None
@@ -152,9 +157,9 @@ class Engine:
         return [point for point in points if point.startswith(root)]
 
     def docker(
-        self, *args: str, check: bool = True, capture: bool = False, stdin: Any = None
+        self, *args: str, check: bool = True, capture: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        return self._run([DOCKER, *args], check, capture, stdin)
+        return self._run([DOCKER, *args], check, capture)
 
     def compose(
         self, *args: str, project: Path = PROJECT_ROOT, variables: Mapping[str, str] | None = None
@@ -169,7 +174,6 @@ class Engine:
         argv: Sequence[str],
         check: bool,
         capture: bool,
-        stdin: Any = None,
         extra: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -178,7 +182,7 @@ class Engine:
             check=check,
             text=True,
             capture_output=capture,
-            stdin=stdin,
+            stdin=subprocess.DEVNULL,
             timeout=900,
         )
 
