@@ -1,6 +1,8 @@
 """The webhook deliverer on the real runtime (Redis, the gateway and the actor host
-apart): a delivery that can never be made goes to the dead-letter topic at once, and a
-destination that does not answer holds up no other destination's deliveries."""
+apart): a delivery that can never be made goes to the dead-letter topic at once, a
+destination that does not answer holds up no other destination's deliveries, and a
+delivery of an end user's thread carries the end user with an assertion the receiver
+verifies against the gateway's published keys."""
 
 from __future__ import annotations
 
@@ -15,9 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from actors.engine.events import ThreadEvent, WebhookDelivery
+from actors.engine.run import ActingFor
 from tests.conftest import make_stack_config, wait_for
 from tests.dapr_peers import PeerApp, local_secret_store
 from tests.loopback import LoopbackServer
@@ -50,7 +56,9 @@ class Deliveries:
     receiver_port: int
     dead: PeerApp
 
-    def send(self, url: str, secret: str = "hook-secret") -> str:
+    def send(
+        self, url: str, secret: str = "hook-secret", acting_for: ActingFor | None = None
+    ) -> str:
         """Publishes a delivery as the host does; returns its event's id."""
         event_id = f"run_{uuid.uuid4().hex}.0"
         event = ThreadEvent(
@@ -62,7 +70,12 @@ class Deliveries:
             data={"version": 1},
         )
         delivery = WebhookDelivery(
-            url=url, agent="notifier", secret=secret, key="signing-key", event=event
+            url=url,
+            agent="notifier",
+            secret=secret,
+            key="signing-key",
+            event=event,
+            acting_for=acting_for,
         )
         sidecar = self.stack.apps[0].dapr_url
         answer = httpx.post(
@@ -74,9 +87,11 @@ class Deliveries:
         assert answer.status_code == 204, answer.text
         return event_id
 
+    def seen(self) -> list[dict]:
+        return httpx.get(f"http://127.0.0.1:{self.receiver_port}/seen", timeout=10).json()
+
     def taken(self) -> list[str]:
-        seen = httpx.get(f"http://127.0.0.1:{self.receiver_port}/seen", timeout=10).json()
-        return [a["id"] for a in seen if a["taken"] and a["valid"]]
+        return [a["id"] for a in self.seen() if a["taken"] and a["valid"]]
 
     def dead_letters(self) -> list[str]:
         return [
@@ -112,6 +127,9 @@ def deliveries(
                 "THREADHOST_SECRET_STORE": "localsecrets",
                 "THREADHOST_REDIS_HOST": redis,
                 "THREADHOST_WEBHOOK_TIMEOUT_SECONDS": "30",
+                "THREADHOST_ASSERTION_SIGNING_KEY": ec.generate_private_key(ec.SECP256R1())
+                .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+                .decode(),
             },
         )
         config.extra_resources.append(resources)
@@ -190,3 +208,30 @@ def test_a_destination_that_hangs_holds_up_no_other(deliveries) -> None:
         assert time.monotonic() - started < 10
     finally:
         silent.stop()
+
+
+def test_an_end_users_delivery_names_them_with_an_assertion_the_receiver_verifies(
+    deliveries,
+) -> None:
+    """A service's end user's thread: the delivery carries the end user and an assertion
+    for this URL, which verifies against the gateway's /.well-known/jwks.json (as
+    docs/tools.md tells a receiver to), beside the Standard Webhooks signature."""
+    url = f"http://127.0.0.1:{deliveries.receiver_port}/hook"
+    event_id = deliveries.send(url, acting_for=ActingFor(service="support-portal", user="c-7"))
+    wait_for(lambda: event_id in deliveries.taken(), 60, "the end user's delivery")
+    [attempt] = [a for a in deliveries.seen() if a["id"] == event_id]
+    assert attempt["end_user"] == "c-7" and attempt["valid"]
+    keys = jwt.PyJWKClient(f"{deliveries.stack.api.url}/.well-known/jwks.json")
+    token = attempt["assertion"]
+    claims = jwt.decode(
+        token,
+        keys.get_signing_key_from_jwt(token).key,
+        algorithms=["ES256"],
+        audience=url,
+        issuer="threadhost",
+    )
+    assert (claims["sub"], claims["azp"], claims["thread_id"]) == ("c-7", "support-portal", "th_1")
+    # A delivery of a thread run for nobody names nobody.
+    other = deliveries.send(url)
+    wait_for(lambda: other in deliveries.taken(), 60, "the other delivery")
+    assert {a["end_user"] for a in deliveries.seen() if a["id"] == other} == {None}

@@ -2,7 +2,8 @@
 it, checking its signature with the official Standard Webhooks library and the secret it
 was given, as docs/events.md tells a receiver to. Run as
 `python -m tests.fakes.webhook_receiver PORT SECRET [REFUSED]` (REFUSED: attempts refused
-before one is taken, 2 unless given); `GET /seen` lists every attempt."""
+before one is taken, 2 unless given); `GET /seen` lists every attempt, with the end-user
+headers it carried."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ async def hook(request: Request) -> Response:
             "body": body.decode(),
             "valid": verified(body, dict(request.headers)),
             "taken": attempt > REFUSED,
+            # Whom the thread is run for, when a service runs it for an end user.
+            "end_user": request.headers.get("threadhost-end-user"),
+            "assertion": request.headers.get("threadhost-end-user-assertion"),
         }
     )
     return Response(status_code=204 if attempt > REFUSED else 503)
