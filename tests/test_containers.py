@@ -3,10 +3,12 @@ project's own: threadhost/container_engine.py), with images built here from the 
 runtime and Debian packages (`./dev images`, threadhost/images.py).
 
 - The app's image runs as the pods run it: uid 10001, a read-only root filesystem, no
-  capability, no privilege gained, a memory limit.
-- The compose file, as written, with both actor hosts: a conversation through the
-  published gateway, an actor host killed with `docker kill` and its threads answering,
-  and `down -v` leaving nothing behind.
+  capability, no privilege gained, a memory limit; its bare command says what it needs.
+- The embedded image (Dockerfile.embedded) serves a conversation in one `docker run`.
+- The compose file, as written, in each profile: a conversation through the published
+  gateway; with two actor hosts, one killed with `docker kill` and its threads
+  answering from the other; `down -v` leaving nothing behind.
+- A stopped engine leaves no process, mount or network namespace.
 
 As root only (the engine and its network namespace need it), as CI runs.
 """
