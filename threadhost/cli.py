@@ -117,14 +117,18 @@ the Kubernetes manifests set all of this):
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from threadhost.app import create_app
+    from gateway.auth import Authenticator
+    from threadhost.common.settings import get_settings
 
-    try:
-        app = create_app()
-    except ValueError as exc:  # the settings (pydantic's errors are ValueErrors too)
+    try:  # what would stop the app as it starts, said before it does
+        settings = get_settings()
+        if settings.role in ("embedded", "gateway"):
+            Authenticator(settings)
+    except ValueError as exc:  # pydantic's errors are ValueErrors too
         print(f"threadhost: cannot start: {exc}\n\n{SERVE_NEEDS}", file=sys.stderr, flush=True)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port)
+    # The app made inside uvicorn's own event loop, as `uvicorn --factory` makes it.
+    uvicorn.run("threadhost.app:create_app", factory=True, host=args.host, port=args.port)
     return 0
 
 
