@@ -89,15 +89,7 @@ def test_the_embedded_image_serves_a_conversation_in_one_command(built) -> None:
             capture=True,
         )  # fmt: skip
         try:
-            api = Api(f"http://127.0.0.1:{port}")
-
-            def ready() -> bool:
-                try:
-                    return api.http.get("/health").status_code == 200
-                except Exception:  # noqa: BLE001 - not listening yet
-                    return False
-
-            wait_for(ready, 120, "the embedded service")
+            api = _answering(f"http://127.0.0.1:{port}", "the embedded service")
             thread = api.create_thread(agent="support")
             assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
             engine.docker("stop", "--time", "30", name, capture=True)
@@ -150,15 +142,7 @@ def test_compose_runs_as_written_and_leaves_nothing_behind(engine: Engine, profi
 
 def _conversation(engine: Engine, hosts: tuple[str, ...], began: float) -> None:
     """Inside the engine's network namespace, where the gateway's port is published."""
-    api = Api("http://127.0.0.1:8000")
-
-    def ready() -> bool:
-        try:
-            return api.http.get("/health").status_code == 200
-        except Exception:  # noqa: BLE001 - not listening yet
-            return False
-
-    wait_for(ready, 120, "the gateway published on 127.0.0.1:8000")
+    api = _answering("http://127.0.0.1:8000", "the gateway published on 127.0.0.1:8000")
     threads = [api.create_thread(agent="support") for _ in range(4)]
     for thread in threads:
         assert api.say(thread, "Where is my order 1001?")["run"]["status"] == "completed"
@@ -179,6 +163,20 @@ def _conversation(engine: Engine, hosts: tuple[str, ...], began: float) -> None:
     print(f"every thread answered again {time.monotonic() - killed:.1f} s after the kill")
     # The killed host's threads were served by the other one.
     assert served[victim] and served[victim] <= _served(engine, other, threads)
+
+
+def _answering(url: str, what: str) -> Api:
+    """A client of the API at `url`, once its health answers (within 120 s)."""
+    api = Api(url)
+
+    def ready() -> bool:
+        try:
+            return api.http.get("/health").status_code == 200
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+
+    wait_for(ready, 120, what)
+    return api
 
 
 HOSTS = ("threads", "threads-2")
