@@ -328,6 +328,20 @@ class Api:
         return response.json()["events"]
 
 
+def assertion_signing_key() -> str:
+    """A new EC P-256 key in PEM, as THREADHOST_ASSERTION_SIGNING_KEY (or the secret
+    store's assertion-signing-key) takes it."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     """Polls `condition` until it is truthy; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from actors.engine.assertions import AssertionSigner, BadSigningKey
 from actors.engine.events import WebhookDelivery
 from actors.engine.run import ActingFor
 from actors.engine.service_tools import ToolCallContext
 from actors.engine.webhooks import WebhookDefinition
+from tests.conftest import assertion_signing_key
 from threadhost.common.owners import end_user_of, end_user_owner
-
-
-def _pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
 
 
 def _verified(token: str, signer: AssertionSigner, audience: str) -> dict:
@@ -30,7 +24,7 @@ def _verified(token: str, signer: AssertionSigner, audience: str) -> dict:
 
 
 def test_a_tool_call_and_an_mcp_call_carry_the_end_user_signed_for_their_receiver() -> None:
-    signer = AssertionSigner.from_pem(_pem(), "threadhost")
+    signer = AssertionSigner.from_pem(assertion_signing_key(), "threadhost")
     acting_for = end_user_of(end_user_owner("support-portal", "customer 4711/ü"))
     assert acting_for == ActingFor(service="support-portal", user="customer 4711/ü")
     context = ToolCallContext("th_1", "run_1", "call_1", acting_for).signed(signer, "billing")
@@ -51,7 +45,7 @@ def test_a_tool_call_and_an_mcp_call_carry_the_end_user_signed_for_their_receive
 
 
 def test_without_an_end_user_or_a_key_nothing_is_signed() -> None:
-    signer = AssertionSigner.from_pem(_pem(), "threadhost")
+    signer = AssertionSigner.from_pem(assertion_signing_key(), "threadhost")
     plain = ToolCallContext("th_1", "run_1", "call_1").signed(signer, "billing")
     assert not any(h.startswith("threadhost-end-user") for h in plain.headers())
     unsigned = ToolCallContext("th_1", "run_1", "call_1", ActingFor(service="p", user="u"))
@@ -60,7 +54,7 @@ def test_without_an_end_user_or_a_key_nothing_is_signed() -> None:
 
 
 def test_a_rotated_key_still_verifies_what_the_previous_one_signed() -> None:
-    old, new = _pem(), _pem()
+    old, new = assertion_signing_key(), assertion_signing_key()
     before = AssertionSigner.from_pem(old, "threadhost")
     token = before.sign(ActingFor(service="p", user="u"), "billing")
     after = AssertionSigner.from_pem(new, "threadhost", previous_pem=old)

@@ -21,10 +21,9 @@ import httpx
 import jwt
 import pytest
 import redis
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import Api, running_postgres, running_redis, wait_for
+from tests.conftest import Api, assertion_signing_key, running_postgres, running_redis, wait_for
 from tests.dapr_peers import PeerApp
 from tests.deploy_tools import kustomize_build
 from tests.rehearsal import (
@@ -105,11 +104,7 @@ LEDGER_MINE = {
     "script": [{"tool_calls": [{"name": "my_invoices"}]}, "Here they are."],
 }
 # The key that signs end-user assertions, as the operator puts it in threadhost-api-keys.
-ASSERTION_KEY = (
-    ec.generate_private_key(ec.SECP256R1())
-    .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    .decode()
-)
+ASSERTION_KEY = assertion_signing_key()
 END_USER = "threadhost-end-user"
 
 

@@ -15,10 +15,15 @@ import httpx
 import jwt
 import openai
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import TEST_AGENTS, make_stack_config, stored_rows, wait_for
+from tests.conftest import (
+    TEST_AGENTS,
+    assertion_signing_key,
+    make_stack_config,
+    stored_rows,
+    wait_for,
+)
 from tests.dapr_peers import PeerApp, caller_sidecar
 from tests.test_auth import APP_TOKEN, AUDIENCE, ISSUER, as_user, token
 from threadhost.client import ThreadhostClient
@@ -58,9 +63,6 @@ def mesh(
     agents = folder / "agents"
     agents.mkdir()
     (agents / "billing-desk.json").write_text(json.dumps(BILLING_DESK))
-    signing_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
-    )
     env = {
         "THREADHOST_AUTH_MODE": "jwt",
         "THREADHOST_JWT_JWKS_FILE": str(jwks),
@@ -71,7 +73,7 @@ def mesh(
         # Run slots on, as the Kubernetes overlays ship them: a run's last state change
         # then reaches its owner with the slot handed back.
         "THREADHOST_MAX_CONCURRENT_RUNS": "20",
-        "THREADHOST_ASSERTION_SIGNING_KEY": signing_key.decode(),
+        "THREADHOST_ASSERTION_SIGNING_KEY": assertion_signing_key(),
         "THREADHOST_AGENTS_DIRS": json.dumps(
             [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]
         ),

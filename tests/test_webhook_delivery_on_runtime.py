@@ -19,12 +19,10 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from actors.engine.events import ThreadEvent, WebhookDelivery
 from actors.engine.run import ActingFor
-from tests.conftest import make_stack_config, wait_for
+from tests.conftest import assertion_signing_key, make_stack_config, wait_for
 from tests.dapr_peers import PeerApp, local_secret_store
 from tests.loopback import LoopbackServer
 from threadhost.processes import Process, free_port
@@ -127,9 +125,7 @@ def deliveries(
                 "THREADHOST_SECRET_STORE": "localsecrets",
                 "THREADHOST_REDIS_HOST": redis,
                 "THREADHOST_WEBHOOK_TIMEOUT_SECONDS": "30",
-                "THREADHOST_ASSERTION_SIGNING_KEY": ec.generate_private_key(ec.SECP256R1())
-                .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-                .decode(),
+                "THREADHOST_ASSERTION_SIGNING_KEY": assertion_signing_key(),
             },
         )
         config.extra_resources.append(resources)
