@@ -15,12 +15,18 @@ from what the project already has:
   container (the app's image with Dapr's binaries from the images above);
 - `threadhost-redis:bookworm`: Debian's `redis-server`, for `THREADHOST_REDIS_IMAGE`.
 
+`./dev images --cluster` also builds what a Kubernetes cluster runs (`./dev test-k8s`):
+Dapr's `operator` and `injector` laid out as the other Dapr images (the names Dapr's Helm
+chart asks for, with `global.registry=daprio`), and the pause image of pod sandboxes
+(`threadhost-pause:1`, a static Go program from tests/kube/pause).
+
 Builds run on the project's engine with the host's network (`--network host`: pip and
 apt reach their registries as the machine does).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +43,8 @@ BASE = "threadhost-base:bookworm"
 REDIS = "threadhost-redis:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DAPR_BINARIES = ("daprd", "placement", "scheduler", "sentry")
+CONTROL_PLANE = ("operator", "injector")  # besides sentry, placement and scheduler
+PAUSE = "threadhost-pause:1"
 NONROOT = "65532"  # the user Dapr's own images run as
 
 
@@ -122,9 +130,9 @@ def _build_from_text(engine: Engine, image: str, dockerfile: str, files: dict[st
     engine.docker("build", "--network", "host", "--tag", image, str(context))
 
 
-def build_dapr(engine: Engine) -> None:
-    bin_dir = dapr_bin_dir("sentry")
-    for binary in DAPR_BINARIES:
+def build_dapr(engine: Engine, binaries: tuple[str, ...] = DAPR_BINARIES) -> None:
+    bin_dir = dapr_bin_dir(*(binary for binary in binaries if binary != "daprd"))
+    for binary in binaries:
         # The scheduler keeps its etcd in /data: a volume mounted there starts as this.
         data = (
             f"RUN mkdir /data && chown {NONROOT}:{NONROOT} /data\n" if binary == "scheduler" else ""
@@ -168,9 +176,30 @@ def build_redis(engine: Engine) -> None:
         _build_from_text(engine, REDIS, REDIS_DOCKERFILE, {"entrypoint.sh": entrypoint})
 
 
-def build_all(engine: Engine, say: Callable[[str], None] = print) -> dict[str, float]:
+def build_control_plane(engine: Engine) -> None:
+    build_dapr(engine, CONTROL_PLANE)
+
+
+def build_pause(engine: Engine) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "pause"
+        subprocess.run(
+            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(program), "."],
+            cwd=PROJECT_ROOT / "tests" / "kube" / "pause",
+            env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"},
+            check=True,
+            timeout=300,
+        )
+        dockerfile = 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n'
+        _build_from_text(engine, PAUSE, dockerfile, {"pause": program})
+
+
+def build_all(
+    engine: Engine, say: Callable[[str], None] = print, cluster: bool = False
+) -> dict[str, float]:
     """Builds every image (the base only when missing: the others find their layers
-    in the engine's cache); the seconds each took."""
+    in the engine's cache), and with `cluster` what a Kubernetes cluster runs besides;
+    the seconds each took."""
     took: dict[str, float] = {}
     steps: list[tuple[str, Callable[[Engine], None]]] = [
         (BASE, build_base),
@@ -179,6 +208,8 @@ def build_all(engine: Engine, say: Callable[[str], None] = print) -> dict[str, f
         (embedded_image(), build_embedded),
         (REDIS, build_redis),
     ]
+    if cluster:
+        steps += [("daprio/operator, daprio/injector", build_control_plane), (PAUSE, build_pause)]
     for name, build in steps:
         if build is build_base and _exists(engine, BASE):
             continue
@@ -191,7 +222,9 @@ def build_all(engine: Engine, say: Callable[[str], None] = print) -> dict[str, f
 
 def main(argv: list[str]) -> int:
     with Engine(host_network=True) as engine:
-        took = build_all(engine, lambda line: print(f"[images] {line}", flush=True))
+        took = build_all(
+            engine, lambda line: print(f"[images] {line}", flush=True), "--cluster" in argv
+        )
     for name, seconds in took.items():
         print(f"[images] {name}: {seconds:.0f} s")
     return 0

@@ -1,0 +1,3 @@
+module threadhost.local/pause
+
+go 1.26
