@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 
 from actors.engine.agents import AgentCatalog
-from actors.threads.owner_contract import Admit
+from actors.threads.owner_contract import Admission, Admit
 from gateway.auth import Caller
 from gateway.problems import QuotaExceeded, RateLimited
 from gateway.schemas import THREAD_ID_PATTERN
@@ -116,22 +116,30 @@ async def admitted(caller: CallerDep, settings: SettingsDep, client: ClientDep) 
     await admit(client, caller, settings, starts_run=False)
 
 
-async def admit(client: ThreadClient, caller: Caller, settings: Settings, starts_run: bool) -> None:
-    """Counts a request (and a run it starts) against the caller's limits; 429 if over,
-    or if a run would start while a quota of the caller's is used up."""
+async def admit(
+    client: ThreadClient,
+    caller: Caller,
+    settings: Settings,
+    starts_run: bool,
+    thread_id: str | None = None,
+) -> Admission | None:
+    """Counts a request (and a run it starts on `thread_id`) against the caller's limits;
+    429 if over, or if a run would start while a quota of the caller's is used up. The
+    Owner's answer, if it was asked."""
     if starts_run and (refusal := await process_ledger(settings).refusal(caller.owner)):
         seconds = max(1, math.ceil((refusal.resets_at - datetime.now(UTC)).total_seconds()))
         raise QuotaExceeded(
             refusal.reason, retry_after=seconds, resets_at=refusal.resets_at.isoformat()
         )
     if not (settings.rate_limit_per_minute or settings.max_concurrent_runs):
-        return
+        return None
     answer = await client.owner_call(
         caller.owner,
         Admit(
             per_minute=settings.rate_limit_per_minute,
             run=starts_run,
             max_runs=settings.max_concurrent_runs,
+            thread_id=thread_id,
         ),
     )
     if not answer.allowed:
@@ -141,3 +149,4 @@ async def admit(client: ThreadClient, caller: Caller, settings: Settings, starts
             else "too many requests this minute",
             retry_after=answer.retry_after,
         )
+    return answer

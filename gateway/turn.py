@@ -97,8 +97,13 @@ async def take_turn(door: Door, plan: TurnPlan) -> Turn:
         ref = ThreadRef.of(door.caller, plan.thread_id)
         plan.thread_id, plan.thread_key = ref.id, ref.key
     key = plan.idempotency_key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
-    await admit(door.client, door.caller, door.settings, starts_run=True)
-    answer, listener = await _in_slot(door, _started(door, plan, key))
+    # The run's thread, known before it is opened: a new one is the key's (open_thread).
+    slot_thread = plan.thread_id or keyed_thread_id(door.caller.owner, key)
+    admission = await admit(
+        door.client, door.caller, door.settings, starts_run=True, thread_id=slot_thread
+    )
+    took = admission is not None and not admission.held
+    answer, listener = await _in_slot(door, slot_thread, took, _started(door, plan, key))
     thread_id = answer.run.thread_id
     if plan.mode == "wait" and not answer.run.stopped:
         answer = await wait_for_run(
@@ -213,17 +218,21 @@ def _call_of(plan: TurnPlan, caller: Caller, key: str) -> PostMessageRequest | R
 
 
 async def _in_slot(
-    door: Door, call: Awaitable[tuple[RunAnswer, Listener | None]]
+    door: Door,
+    thread_id: str,
+    took: bool,
+    call: Awaitable[tuple[RunAnswer, Listener | None]],
 ) -> tuple[RunAnswer, Listener | None]:
-    """A call that starts (or resumes) a run: the run slot the admission counted is
-    handed back when no run starts (refused, invalid, or an idempotent replay)."""
+    """A call that starts (or resumes) a run: the run slot the admission took for the
+    thread is handed back when no run starts (refused, invalid, or an idempotent replay);
+    one the thread held already stays its run's."""
     started: RunAnswer | None = None
     try:
         started, listener = await call
         return started, listener
     finally:
-        if door.settings.max_concurrent_runs and (started is None or started.replayed):
-            await door.client.owner_call(door.caller.owner, RunEnded())
+        if took and door.settings.max_concurrent_runs and (started is None or started.replayed):
+            await door.client.owner_call(door.caller.owner, RunEnded(thread_id=thread_id))
 
 
 async def open_thread(

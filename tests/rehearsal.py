@@ -201,10 +201,38 @@ class Kubernetes:
             found[secret["metadata"]["name"]] = {**keys, **secret.get("stringData", {})}
         return {name: {k: self._local(v) for k, v in keys.items()} for name, keys in found.items()}
 
+    def readable_secrets(self) -> set[str]:
+        """The Secrets the pods' service account may `get` (a Kubernetes secret store
+        reads with it): the resourceNames of the Roles bound to it. Every Deployment
+        runs as one account; without one it is `default`, which may read none."""
+        accounts = {
+            d["spec"]["template"]["spec"].get("serviceAccountName", "default")
+            for d in self._of("Deployment")
+        }
+        assert len(accounts) == 1, f"one service account for every pod, not {accounts}"
+        account = {"kind": "ServiceAccount", "name": accounts.pop()}
+        roles = {
+            binding["roleRef"]["name"]
+            for binding in self._of("RoleBinding")
+            if binding["roleRef"]["kind"] == "Role"
+            and account in [{"kind": s["kind"], "name": s["name"]} for s in binding["subjects"]]
+        }
+        return {
+            name
+            for role in self._of("Role")
+            if role["metadata"]["name"] in roles
+            for rule in role["rules"]
+            if "secrets" in rule["resources"] and "get" in rule["verbs"]
+            for name in rule.get("resourceNames", [])
+        }
+
     def write_resources(self, secrets: dict[str, dict[str, str]]) -> dict[str, Path]:
-        """Components and Resiliency per namespace, and each Configuration as a file."""
+        """Components and Resiliency per namespace, and each Configuration as a file. The
+        Kubernetes secret store becomes a file holding the Secrets the pods' service
+        account may read, no others (daprd reads them as that account)."""
         secrets_file = self.folder / "secrets.json"
-        secrets_file.write_text(json.dumps(secrets))
+        readable = self.readable_secrets()
+        secrets_file.write_text(json.dumps({n: k for n, k in secrets.items() if n in readable}))
         (self.folder / "resources").mkdir(parents=True, exist_ok=True)
         for doc in self._of("Component") + self._of("Resiliency"):
             doc = json.loads(self._local(json.dumps(doc)))
@@ -293,7 +321,13 @@ class Kubernetes:
         spec, annotations = template["spec"], template["metadata"].get("annotations", {})
         _only(
             spec,
-            {"containers", "terminationGracePeriodSeconds", "securityContext", "volumes"},
+            {
+                "containers",
+                "terminationGracePeriodSeconds",
+                "securityContext",
+                "volumes",
+                "serviceAccountName",
+            },
             name,
         )
         [container] = spec["containers"]

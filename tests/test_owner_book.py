@@ -10,6 +10,7 @@ from typing import Any
 from actors.threads.owner_book import OwnerBook
 from actors.threads.owner_contract import (
     AddThread,
+    Admission,
     ListThreads,
     RemoveThread,
     SetStatus,
@@ -180,16 +181,16 @@ def test_a_short_runs_state_changes_ride_on_its_run_slot() -> None:
         batches = StatusBatches(send)
         at = datetime.now(UTC)
         summary = ThreadSummary(id="th_1", agent="support", created_at=at)
-        assert book.admit(Admit(max_runs=1, run=True)).allowed
+        assert book.admit(Admit(max_runs=1, run=True, thread_id="th_1")).allowed
         batches.add("ann", StatusChange(thread=summary, status="active", at=at))
         idle = StatusChange(thread=summary, status="idle", at=at + timedelta(microseconds=1))
         batches.add("ann", idle)
         changes = batches.take("ann", "th_1")
         assert changes == [idle]
-        await book.run_ended(RunEnded(changes=changes))
+        await book.run_ended(RunEnded(thread_id="th_1", changes=changes))
         await asyncio.sleep(BATCH_SECONDS + 0.2)
         # The slot is free again, and nothing was left for a batch of its own.
-        assert book.admit(Admit(max_runs=1, run=True)).allowed
+        assert book.admit(Admit(max_runs=1, run=True, thread_id="th_2")).allowed
         assert batched == []
         batches.add("ann", idle)  # a failed slot call: back in the batch, sent there
         await asyncio.sleep(BATCH_SECONDS + 0.2)
@@ -198,3 +199,40 @@ def test_a_short_runs_state_changes_ride_on_its_run_slot() -> None:
     asyncio.run(scenario())
     assert _ids(book, status="idle") == ["th_1"]
     assert _ids(book, status="active") == []
+
+
+def test_a_run_slot_is_held_by_its_thread_so_repeats_and_splits_leak_none() -> None:
+    """Taking a thread's slot twice takes one; handing it back twice frees one; a slot
+    its thread never handed back (told to another Owner instance during a rebalance) is
+    the thread's again at its next run, and frees itself after the lease."""
+    from actors.threads import owner_book
+    from actors.threads.owner_contract import Admit, RunEnded
+
+    book, _ = _book_of(2)
+
+    def admit(thread: str) -> Admission:
+        return book.admit(Admit(max_runs=2, run=True, thread_id=thread))
+
+    async def scenario() -> None:
+        first = admit("th_a")
+        assert first.allowed and not first.held
+        again = admit("th_a")  # a retried call, or a message queued behind the run
+        assert again.allowed and again.held
+        assert admit("th_b").allowed
+        assert not admit("th_c").allowed  # two threads hold the two slots
+        await book.run_ended(RunEnded(thread_id="th_a"))
+        await book.run_ended(RunEnded(thread_id="th_a"))  # repeated: frees nothing more
+        assert admit("th_c").allowed
+        assert not admit("th_d").allowed
+        # th_b's end went to another instance of this Owner: th_b's next run is let in
+        # on the slot it still holds here, and takes no other.
+        assert admit("th_b").held
+        assert not admit("th_d").allowed
+
+    asyncio.run(scenario())
+    lease = owner_book.SLOT_LEASE_SECONDS
+    try:
+        owner_book.SLOT_LEASE_SECONDS = 0.0  # every slot's lease has run out
+        assert admit("th_d").allowed
+    finally:
+        owner_book.SLOT_LEASE_SECONDS = lease

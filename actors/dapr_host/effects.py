@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from dapr.actor import Actor
@@ -30,6 +30,7 @@ from actors.threads.contract import (
 from actors.threads.effects import ChildUnreachable
 from actors.threads.owner_contract import (
     OWNER_ACTOR,
+    Admit,
     Answer,
     OwnerRequest,
     RemoveThread,
@@ -177,16 +178,21 @@ class ActorEffects:
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         if isinstance(request, RunEnded):
             self._in_background(self._slot_back(owner, request))
+        elif isinstance(request, Admit):
+            self._in_background(_retried(lambda: _ask_owner(owner, request)))
         else:
             self._in_background(self.ask_owner(owner, request))
 
     async def _slot_back(self, owner: str, request: RunEnded) -> None:
         """Hands the run slot back with the thread's state change that waits to be told
-        (put back in the batch if the call fails)."""
+        (put back in the batch if the call fails), tried a few times: the Owner may be
+        moving between hosts, and a slot call is safe to repeat."""
         batches = process_batches(_ask_owner)
         changes = batches.take(owner, self._thread_id)
         try:
-            await _ask_owner(owner, request.model_copy(update={"changes": changes}))
+            await _retried(
+                lambda: _ask_owner(owner, request.model_copy(update={"changes": changes}))
+            )
         except BaseException:
             for change in changes:
                 batches.add(owner, change)
@@ -255,13 +261,22 @@ async def _ask_owner(owner: str, request: OwnerRequest[Answer]) -> Answer:
     return request.read_answer(raw)
 
 
-async def _published(publish: Callable[[], Awaitable[None]], attempts: int = 4) -> None:
-    """A publish tried a few times over about four seconds: a sidecar that restarts
-    loses no thread event (one still down: the announcement stays stored, sent again)."""
+T = TypeVar("T")
+
+
+async def _retried(call: Callable[[], Awaitable[T]], attempts: int = 4) -> T:
+    """A call tried a few times over about four seconds, for calls safe to repeat."""
     for attempt in range(attempts):
         try:
-            return await publish()
+            return await call()
         except (DaprInternalError, aiohttp.ClientError, TimeoutError):
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.2 * 4**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _published(publish: Callable[[], Awaitable[None]]) -> None:
+    """A publish tried a few times: a sidecar that restarts loses no thread event (one
+    still down: the announcement stays stored, sent again)."""
+    await _retried(publish)

@@ -222,7 +222,9 @@ class ThreadFollowups:
         if (
             limit
             and not (
-                await self._effects.ask_owner(record.owner, Admit(run=True, max_runs=limit))
+                await self._effects.ask_owner(
+                    record.owner, Admit(run=True, max_runs=limit, thread_id=self.thread_id)
+                )
             ).allowed
         ):
             return "its owner has every run slot taken"

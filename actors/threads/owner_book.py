@@ -1,6 +1,12 @@
 """What an Owner keeps for its caller, on a small store: the thread list in pages, the
 rate-limit window and run slots (in memory: a host that dies forgets the current minute,
-nothing more), and the follow-ups scheduled on each thread."""
+nothing more), and the follow-ups scheduled on each thread.
+
+A run slot is held by a thread, not counted: taking it twice, or handing it back twice,
+changes nothing, so both calls are retried while actors move, and an Owner that was
+briefly active on two hosts during a rebalance (each told half of a thread's calls) puts
+itself right at the thread's next run. A slot nobody hands back (its host died between
+the run's end and the call) frees itself after SLOT_LEASE_SECONDS."""
 
 from __future__ import annotations
 
@@ -28,6 +34,10 @@ from actors.threads.owner_contract import (
 )
 from actors.threads.owner_index import OwnerStore, PagedIndex
 
+# How long a run slot is held without its thread being heard from: longer than a run
+# runs before it stops or waits (a waiting run holds none).
+SLOT_LEASE_SECONDS = 900.0
+
 
 def _pair(key: str, value: str) -> str:
     return hashlib.sha256(f"{key}\n{value}".encode()).hexdigest()[:24]
@@ -36,7 +46,9 @@ def _pair(key: str, value: str) -> str:
 class OwnerBook:
     def __init__(self, store: OwnerStore) -> None:
         self._store = store
-        self._window_start, self._requests, self._runs = 0.0, 0, 0
+        self._window_start, self._requests = 0.0, 0
+        # The threads holding a run slot, with when each took or renewed it.
+        self._running: dict[str, float] = {}
         self._threads = PagedIndex(store, "threads", "page-of.")
         self._end_users = PagedIndex(store, "end-users", "end-users.page-of.")
 
@@ -137,14 +149,20 @@ class OwnerBook:
             return Admission(
                 allowed=False, retry_after=max(1, int(60 - (now - self._window_start)))
             )
-        if request.run and request.max_runs and self._runs >= request.max_runs:
-            return Admission(allowed=False, retry_after=5)
+        held = False
+        if request.run:
+            self._running = {
+                t: at for t, at in self._running.items() if now - at < SLOT_LEASE_SECONDS
+            }
+            held = request.thread_id in self._running
+            if not held and request.max_runs and len(self._running) >= request.max_runs:
+                return Admission(allowed=False, retry_after=5)
+            self._running[request.thread_id or f"unnamed-{now}"] = now
         self._requests += 1
-        self._runs += 1 if request.run else 0
-        return Admission(allowed=True)
+        return Admission(allowed=True, held=held)
 
     async def run_ended(self, request: RunEnded) -> Listed:
-        self._runs = max(0, self._runs - 1)
+        self._running.pop(request.thread_id, None)
         return await self.set_status(SetStatus(changes=request.changes))
 
     async def set_followups(self, request: SetFollowups) -> FollowupCount:

@@ -61,6 +61,8 @@ class ThreadList(BaseModel):
 class Admission(BaseModel):
     allowed: bool
     retry_after: int = 0
+    # With a run: the thread held a slot before this admission (it took no new one).
+    held: bool = False
 
 
 class FollowupCount(BaseModel):
@@ -144,28 +146,33 @@ class SetStatus(OwnerRequest[Listed]):
 
 
 class Admit(OwnerRequest[Admission]):
-    """A request (and, with `run`, a run start) within the caller's limits? 0: no bound."""
+    """A request (and, with `run`, a run start on `thread_id`) within the caller's limits?
+    0: no bound. A run slot is held by its thread (one run runs on a thread at a time):
+    the thread's second admission while it holds one takes no other."""
 
     method, answer = "Admit", Admission
     per_minute: int = 0
     max_runs: int = 0
     run: bool = False
+    thread_id: str | None = None
 
     def safe_to_repeat(self) -> bool:
-        # Repeated, an Admit that takes no run slot counts one request too many at worst.
-        return not self.run
+        # Repeated, an Admit counts one request too many at worst; a slot is the thread's,
+        # so taking it again takes nothing more.
+        return True
 
 
 class RunEnded(OwnerRequest[Listed]):
-    """A run slot is free again. From a thread, it takes along the thread's state change
-    that waited to be told (actors/dapr_host/status_batches.py): a short run's start and
-    end then cost its owner this one call, not another of their own."""
+    """The thread's run slot is free again. From a thread, it takes along the thread's
+    state change that waited to be told (actors/dapr_host/status_batches.py): a short
+    run's start and end then cost its owner this one call, not another of their own."""
 
     method, answer = "RunEnded", Listed
+    thread_id: str
     changes: list[StatusChange] = Field(default_factory=list)
 
     def safe_to_repeat(self) -> bool:
-        return False  # repeated, it would free a slot twice
+        return True  # the thread's slot is free, however often it is said
 
 
 class SetFollowups(OwnerRequest[FollowupCount]):

@@ -550,6 +550,8 @@ class ThreadService:
             return False
         logs.run_id.set(run.run_id)
         await self._begin(record, run, [])
+        # The slot the run before it handed back is this thread's again.
+        self.slot(record.owner, taken=True)
         return True
 
     async def _cancel(self, record: ThreadRecord, run_id: str, reason: str) -> ThreadRecord:
@@ -581,9 +583,9 @@ class ThreadService:
         """Takes or hands back one of the owner's concurrent-run slots (with a bound)."""
         if self._settings.max_concurrent_runs:
             if taken:
-                self._effects.tell_owner(owner, Admit(run=True))
+                self._effects.tell_owner(owner, Admit(run=True, thread_id=self.thread_id))
             else:
-                self._effects.tell_owner(owner, RunEnded())
+                self._effects.tell_owner(owner, RunEnded(thread_id=self.thread_id))
 
     async def commit(self) -> None:
         """Saves the turn's writes. What was just committed is what the store holds: the

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ BIN = TOOLS / "bin"
 CNI_BIN = TOOLS / "cni"
 ROOT = PROJECT_ROOT / ".containers" / "kube"
 NODE = "node0"
+NODE_NETWORK = "10.213.0.0/24"
 NODE_IP = "10.213.0.2"
 POD_CIDR = "10.244.0.0/24"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -85,6 +87,8 @@ class Cluster:
         self._processes: list[Process] = []
         self._sysctls: dict[str, str] = {}
         self._inside: ThreadPoolExecutor | None = None
+        self._keeper: threading.Thread | None = None
+        self._keeping = threading.Event()
 
     def __enter__(self) -> Cluster:
         try:
@@ -157,6 +161,23 @@ class Cluster:
         self._kubelet()
         self._proxy_and_dns()
         self._wait_node_ready()
+        self._keeping = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_pod_logs, daemon=True)
+        self._keeper.start()
+
+    def _keep_pod_logs(self) -> None:
+        """Copies the pods' logs to `kept-logs` every second: the kubelet deletes a pod's
+        logs with the pod, and a rollout's old pods are what a failure needs read."""
+        source, kept = self.root / "pod-logs", self.root / "kept-logs"
+        while not self._keeping.wait(1):
+            for log in source.glob("*/*/*.log"):
+                target = kept / log.relative_to(source)
+                try:
+                    if not target.exists() or target.stat().st_size != log.stat().st_size:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(log, target)
+                except OSError:
+                    continue
 
     def _clean_leftovers(self) -> None:
         """What a run that was killed left: its shims, mounts, cgroups and namespace."""
@@ -164,6 +185,7 @@ class Cluster:
             self._kill_shims()
             self._unmount()
             self._remove_cgroups()
+            self._remove_log_links()
             shutil.rmtree(self.root, ignore_errors=True)
         subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
 
@@ -247,6 +269,7 @@ class Cluster:
                 "--service-account-key-file", str(self.sa_public),
                 "--service-account-signing-key-file", str(self.sa_private),
                 "--api-audiences", "https://kubernetes.default.svc.cluster.local",
+                "--kubelet-preferred-address-types", "InternalIP",
             ],
         )  # fmt: skip
         self._until(
@@ -375,6 +398,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
             "tlsPrivateKeyFile": str(key),
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "staticPodPath": "",
+            "podLogsDir": str(self.root / "pod-logs"),
             # A test machine's disk may be fuller than a node's would be allowed.
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                              "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
@@ -457,6 +481,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
     # -- stop -------------------------------------------------------------------------
 
     def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeping.set()
+            self._keeper.join()
+            self._keeper = None
         if self._inside is not None:
             self._inside.shutdown()
             self._inside = None
@@ -474,6 +502,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
         self._kill_shims()
         self._unmount()
         self._remove_cgroups()
+        self._remove_log_links()
         for name, value in self._sysctls.items():
             Path("/proc/sys", name).write_text(value)
         subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
@@ -514,6 +543,18 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
                 return
             for point in sorted(points, key=len, reverse=True):
                 subprocess.run(["umount", "--lazy", point], capture_output=True)
+
+    def _remove_log_links(self) -> None:
+        """The links the kubelet makes in /var/log/containers (a path it does not let
+        one change) to the pods' logs in the cluster's folder."""
+        links = Path("/var/log/containers")
+        if not links.is_dir():
+            return
+        for link in links.iterdir():
+            if link.is_symlink() and os.readlink(link).startswith(str(self.root)):
+                link.unlink()
+        if not any(links.iterdir()):
+            links.rmdir()
 
     def _remove_cgroups(self) -> None:
         """The kubelet's `kubepods` hierarchy in each cgroup controller, deepest first."""

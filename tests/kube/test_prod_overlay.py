@@ -18,6 +18,7 @@ controllers and kubelet, lose nothing.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import os
 import secrets
 import shutil
@@ -33,8 +34,16 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tests.conftest import Api, postgres_bin, wait_for
-from tests.kube.cluster import BIN, NODE_IP, Cluster, build_tools
+from tests.conftest import PRIVATE_TO_THIS_MACHINE, Api, postgres_bin, wait_for
+from tests.kube.cluster import (
+    BIN,
+    NODE_IP,
+    NODE_NETWORK,
+    POD_CIDR,
+    SERVICE_CIDR,
+    Cluster,
+    build_tools,
+)
 from tests.test_rehearsal import Person
 from threadhost.container_engine import Engine
 from threadhost.images import PAUSE, REDIS, app_image, build_all, dapr_image, dapr_version
@@ -52,6 +61,16 @@ REGISTRY_IMAGE = "registry.example.com/threadhost:0.1.0"  # the prod overlay's i
 ISSUER, AUDIENCE = "https://login.example.com/", "threadhost"
 CLONE_NEWNET = 0x40000000
 DAPR_IMAGES = ("daprd", "placement", "scheduler", "sentry", "operator", "injector")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cluster_addresses() -> Iterator[None]:
+    """The cluster's networks exist only in its namespace (tests/conftest.py's guard)."""
+    networks = [ipaddress.ip_network(n) for n in (NODE_NETWORK, POD_CIDR, SERVICE_CIDR)]
+    PRIVATE_TO_THIS_MACHINE.extend(networks)
+    yield
+    for network in networks:
+        PRIVATE_TO_THIS_MACHINE.remove(network)
 
 
 @contextmanager
@@ -187,6 +206,9 @@ def _nothing_left_behind(cluster: Cluster) -> None:
     assert cluster.cgroups_left() == []
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert cluster.namespace not in namespaces
+    assert not Path("/var/log/containers").exists() or not any(
+        str(cluster.root) in os.readlink(link) for link in Path("/var/log/containers").iterdir()
+    )
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path("/proc", pid, "cmdline").read_bytes().decode(errors="replace")
@@ -287,7 +309,8 @@ def _talk_through(prod: Prod, disturb, label: str) -> None:
         stop.set()
         for future in talking:
             future.result(timeout=180)
-    assert [f for p in people for f in p.failures] == []
+    failures = [f for p in people for f in p.failures]
+    assert failures == [], "\n".join(failures)
     for person in people:
         user_said = [m["content"] for m in person.history() if m["role"] == "user"]
         assert user_said == person.said
