@@ -143,6 +143,9 @@ class MemoryEffects:
     def watch(self, every: timedelta | None = None) -> None:
         self.asked.append("watch")
 
+    async def watched(self) -> None:
+        self.asked.append("watch")
+
     def unwatch(self) -> None:
         self.asked.append("unwatch")
 

@@ -153,6 +153,23 @@ class ActorEffects:
         seconds = every.total_seconds() if every else self._settings.run_watchdog_seconds
         self._in_background(set_watchdog(shared_actor_client(), self._thread_id, seconds))
 
+    async def watched(self) -> None:
+        registered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        seconds = self._settings.run_watchdog_seconds
+
+        async def register() -> None:
+            try:
+                await _retried(
+                    lambda: set_watchdog(shared_actor_client(), self._thread_id, seconds)
+                )
+            except BaseException as exc:
+                registered.set_exception(exc)
+                raise
+            registered.set_result(None)
+
+        self._in_background(register())  # in order with the thread's calls before it
+        await registered
+
     def unwatch(self) -> None:
         self._in_background(clear_watchdog(shared_actor_client(), self._thread_id))
 

@@ -64,6 +64,11 @@ class Effects(Protocol):
         """Makes sure the run goes on if this host dies: the durable watchdog (every
         `run_watchdog_seconds` unless given)."""
 
+    async def watched(self) -> None:
+        """The durable watchdog, registered before this returns (after the calls queued
+        before it): for a run a commit just left running, which may outlive this host.
+        Raises if it could not be registered."""
+
     def unwatch(self) -> None:
         """No run needs the watchdog any more."""
 

@@ -597,7 +597,7 @@ class ThreadService:
         if announcements:
             self._effects.announce(announcements, self._announcements.handed_out(announcements))
         self._fence.confirmed()
-        self._watchdog.committed()
+        await self._watchdog.committed()
         await self._status.committed()
         if (renewal := self._store.take_renewal()) is not None:
             owner, seconds = renewal

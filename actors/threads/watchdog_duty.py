@@ -44,10 +44,14 @@ class WatchdogDuty:
             self._effects.watch()  # its steps go on: watched closely again
         self._slowed = False
 
-    def committed(self) -> None:
+    async def committed(self) -> None:
+        """After a commit: a run it left running may outlive this host, so its watchdog
+        is registered before anyone is told (a host whose sidecar is going fails the
+        call, which its caller tries again elsewhere, rather than leave a run nothing
+        wakes)."""
         if self._unwatched is not None and self._running:
-            self._unwatched = None  # committed while running: it may outlive this host
-            self._effects.watch()
+            self._unwatched = None
+            await self._effects.watched()
 
     def stop(self, run_id: str) -> None:
         """The run stopped: its watchdog goes, if it ever had one."""

@@ -295,7 +295,8 @@ def _talk_through(prod: Prod, disturb, label: str) -> None:
     """Six people talk (every mode, two agents) while `disturb` runs; nothing is lost."""
     people = [Person(prod.user(f"{label}-{n}"), "support") for n in range(6)]
     stop = threading.Event()
-    with ThreadPoolExecutor(len(people)) as pool:
+    pool = ThreadPoolExecutor(len(people))
+    try:
         talking = [pool.submit(person.converse, stop) for person in people]
 
         def talked() -> bool:
@@ -308,7 +309,10 @@ def _talk_through(prod: Prod, disturb, label: str) -> None:
         disturb()
         stop.set()
         for future in talking:
-            future.result(timeout=180)
+            future.result(timeout=180)  # a turn that never ends fails here, not hangs
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
     failures = [f for p in people for f in p.failures]
     assert failures == [], "\n".join(failures)
     for person in people:
