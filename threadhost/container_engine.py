@@ -52,7 +52,7 @@ def _check_tools() -> None:
         raise StartupError(f"the container engine needs {', '.join(missing)} (Debian packages)")
 
 
-def _enter_namespace(name: str) -> None:
+def enter_network_namespace(name: str) -> None:
     """Moves the calling thread (only it) into the network namespace `name`."""
     libc = ctypes.CDLL(None, use_errno=True)
     with open(f"/var/run/netns/{name}") as namespace:
@@ -191,6 +191,6 @@ class Engine:
         a process on the engine's host would reach (its loopback, published ports)."""
         if self._inside is None:
             self._inside = ThreadPoolExecutor(
-                1, initializer=_enter_namespace, initargs=(self.namespace,)
+                1, initializer=enter_network_namespace, initargs=(self.namespace,)
             )
         return self._inside

@@ -18,7 +18,6 @@ namespace deleted.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from typing import Any
 import yaml
 
 from tests.kube.pki import Authority, service_account_keys
+from threadhost.container_engine import enter_network_namespace
 from threadhost.processes import Process, StartupError
 from threadhost.runtime import PROJECT_ROOT
 
@@ -51,7 +51,6 @@ API_SERVICE_IP = "10.96.0.1"
 SANDBOX_IMAGE = "docker.io/library/threadhost-pause:1"
 # What the kubelet sets at start (and never puts back).
 SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
-CLONE_NEWNET = 0x40000000
 
 
 def build_tools() -> Path:
@@ -64,13 +63,6 @@ def build_tools() -> Path:
         timeout=3600,
     ).stdout
     return Path(out.strip().splitlines()[-1])
-
-
-def _enter(namespace: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open(f"/var/run/netns/{namespace}") as handle:
-        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot enter network namespace {namespace}")
 
 
 class Cluster:
@@ -139,7 +131,9 @@ class Cluster:
         """A thread inside the cluster's network namespace: Services' addresses and the
         node's are reachable from it, as from the node."""
         if self._inside is None:
-            self._inside = ThreadPoolExecutor(1, initializer=_enter, initargs=(self.namespace,))
+            self._inside = ThreadPoolExecutor(
+                1, initializer=enter_network_namespace, initargs=(self.namespace,)
+            )
         return self._inside
 
     # -- start ------------------------------------------------------------------------
@@ -279,13 +273,15 @@ class Cluster:
         )
 
     def _controllers(self) -> None:
+        as_admin = [
+            f"--{flag}={self.admin}"
+            for flag in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig")
+        ]
         self._start(
             "kube-controller-manager",
             [
                 str(BIN / "kube-controller-manager"),
-                "--kubeconfig", str(self.admin),
-                "--authentication-kubeconfig", str(self.admin),
-                "--authorization-kubeconfig", str(self.admin),
+                *as_admin,
                 "--service-account-private-key-file", str(self.sa_private),
                 "--root-ca-file", str(self.ca.cert_path),
                 "--use-service-account-credentials",
@@ -299,9 +295,7 @@ class Cluster:
             "kube-scheduler",
             [
                 str(BIN / "kube-scheduler"),
-                "--kubeconfig", str(self.admin),
-                "--authentication-kubeconfig", str(self.admin),
-                "--authorization-kubeconfig", str(self.admin),
+                *as_admin,
                 "--bind-address", "127.0.0.1",
                 "--leader-elect=false",
             ],
