@@ -137,7 +137,8 @@ async def admit(
         caller.owner,
         Admit(
             per_minute=settings.rate_limit_per_minute,
-            run=starts_run,
+            # Slots are kept only where they are bounded.
+            run=starts_run and bool(settings.max_concurrent_runs),
             max_runs=settings.max_concurrent_runs,
             thread_id=thread_id,
         ),
