@@ -194,26 +194,11 @@ class ActorEffects:
 
     def tell_owner(self, owner: str, request: OwnerRequest[Answer]) -> None:
         if isinstance(request, RunEnded):
-            self._in_background(self._slot_back(owner, request))
+            self._in_background(_slot_back(self._thread_id, owner, request))
         elif isinstance(request, Admit):
             self._in_background(_retried(lambda: _ask_owner(owner, request)))
         else:
             self._in_background(self.ask_owner(owner, request))
-
-    async def _slot_back(self, owner: str, request: RunEnded) -> None:
-        """Hands the run slot back with the thread's state change that waits to be told
-        (put back in the batch if the call fails), tried a few times: the Owner may be
-        moving between hosts, and a slot call is safe to repeat."""
-        batches = process_batches(_ask_owner)
-        changes = batches.take(owner, self._thread_id)
-        try:
-            await _retried(
-                lambda: _ask_owner(owner, request.model_copy(update={"changes": changes}))
-            )
-        except BaseException:
-            for change in changes:
-                batches.add(owner, change)
-            raise
 
     def spend(self, owner: str, tokens: int, cost_usd: float) -> None:
         process_ledger(self._settings).spend(owner, tokens, cost_usd)
@@ -269,6 +254,20 @@ class ActorEffects:
 
     def _in_background(self, work: Any) -> None:
         background.in_order(self._thread_id, work)
+
+
+async def _slot_back(thread_id: str, owner: str, request: RunEnded) -> None:
+    """Hands the thread's run slot back with its state change that waits to be told (put
+    back in the batch if the call fails), tried a few times: the Owner may be moving
+    between hosts, and a slot call is safe to repeat."""
+    batches = process_batches(_ask_owner)
+    changes = batches.take(owner, thread_id)
+    try:
+        await _retried(lambda: _ask_owner(owner, request.model_copy(update={"changes": changes})))
+    except BaseException:
+        for change in changes:
+            batches.add(owner, change)
+        raise
 
 
 async def _ask_owner(owner: str, request: OwnerRequest[Answer]) -> Answer:
