@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -91,8 +92,6 @@ def _dapr_chart() -> Path:
         ["go", "mod", "download", "-json", f"github.com/dapr/dapr@v{dapr_version()}"],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout  # fmt: skip
-    import json
-
     return Path(json.loads(out)["Dir"]) / "charts" / "dapr"
 
 
