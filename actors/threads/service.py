@@ -333,7 +333,9 @@ class ThreadService:
             self.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        self._watchdog.start(run.run_id, now=not (request.wait and not had_deadline), unseen=False)
+        await self._watchdog.start(
+            run.run_id, now=not (request.wait and not had_deadline), unseen=False
+        )
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
@@ -512,7 +514,7 @@ class ThreadService:
     async def running_again(self, record: ThreadRecord, run: RunRecord) -> None:
         """A waiting run runs again: its steps go on, watched, in a run slot again."""
         await self._effects.chain_step()
-        self._effects.watch()
+        await self._effects.watched()
         self.slot(record.owner, taken=True)
 
     # --- what several calls share ------------------------------------------------------
@@ -537,7 +539,7 @@ class ThreadService:
             run.agent.name,
             run.agent.version,
         )
-        self._watchdog.start(run.run_id, now=chain, unseen=True)
+        await self._watchdog.start(run.run_id, now=chain, unseen=True)
         if chain:
             await self._effects.chain_step()
 
