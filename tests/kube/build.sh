@@ -60,7 +60,8 @@ if [ ! -x "$bin/etcd" ] || [ ! -x "$root/cni/bridge" ]; then
   say "unpacking etcd-server and containernetworking-plugins (Debian)"
   debs="$root/debs"
   rm -rf "$debs" && mkdir -p "$debs/x"
-  (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root etcd-server containernetworking-plugins)
+  fetch() { (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root etcd-server containernetworking-plugins); }
+  fetch || { apt-get update -qq && fetch; } # a new machine may have no package lists yet
   for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debs/x"; done
   cp "$debs/x/usr/bin/etcd" "$bin/etcd"
   mkdir -p "$root/cni" && cp "$debs"/x/usr/lib/cni/* "$root/cni/"
