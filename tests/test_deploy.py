@@ -177,6 +177,34 @@ def _deployment(built: list[dict], name: str) -> dict:
     return next(d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
 
 
+def test_the_pods_account_may_read_every_secret_a_component_names_and_no_other(built) -> None:
+    """daprd reads a component's secretKeyRef through the secret store it names
+    (secretstores.kubernetes), as the pod's service account: the Role must allow each
+    such Secret (a real cluster refused them to the default account), and only those
+    and the app's API keys."""
+    deployments = [d for d in built if d["kind"] == "Deployment"]
+    accounts = {d["spec"]["template"]["spec"].get("serviceAccountName") for d in deployments}
+    assert accounts == {"threadhost"}
+    [binding] = [d for d in built if d["kind"] == "RoleBinding"]
+    [subject] = binding["subjects"]
+    assert (subject["kind"], subject["name"]) == ("ServiceAccount", "threadhost")
+    assert subject["namespace"] == binding["metadata"]["namespace"]  # kustomize sets it
+    assert binding["roleRef"]["kind"] == "Role"
+    [role] = [d for d in built if d["kind"] == "Role"]
+    assert role["metadata"]["name"] == binding["roleRef"]["name"]
+    [rule] = role["rules"]
+    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"]
+    named = {
+        item["secretKeyRef"]["name"]
+        for d in built
+        if d["kind"] == "Component"
+        for item in d["spec"].get("metadata", [])
+        if "secretKeyRef" in item
+    }
+    assert named and named <= set(rule["resourceNames"])
+    assert set(rule["resourceNames"]) - named <= {"threadhost-api-keys", "threadhost-postgres"}
+
+
 def test_a_rolling_update_stalls_no_thread_for_long(built) -> None:
     """A pod joining or going blocks every Thread actor's state writes for up to the
     drain (k8s/base/actors.yaml says why): it stays short, within daprd's default
