@@ -356,23 +356,3 @@ def test_the_service_the_contract_and_the_engine_import_no_dapr() -> None:
         check=True,
     ).stdout.strip()
     assert found == "[]"
-
-
-def test_a_run_left_running_without_a_watchdog_fails_its_call() -> None:
-    """A commit that leaves a run running registers its watchdog before the call goes
-    on; on a host whose sidecar has gone, that fails the call (its caller tries again
-    elsewhere) rather than answer while nothing would wake the run if this host went."""
-    service, effects, state = thread("lingering", SHORT_CHAIN)
-
-    async def sidecar_gone() -> None:
-        raise ConnectionError("cannot reach the sidecar")
-
-    effects.watched = sidecar_gone  # type: ignore[method-assign]
-    with pytest.raises(ConnectionError):
-        asyncio.run(
-            asyncio.wait_for(
-                service.post_message(PostMessage(text="Where is order 1001?", owner="ann")), 30
-            )
-        )
-    runs = [v for k, v in state.committed.items() if k.startswith("run.") and "status" in v]
-    assert [run["status"] for run in runs] == ["running"]  # a retry of the call finds it

@@ -65,9 +65,9 @@ class Effects(Protocol):
         `run_watchdog_seconds` unless given)."""
 
     async def watched(self) -> None:
-        """The durable watchdog, registered before this returns (after the calls queued
-        before it): for a run a commit just left running, which may outlive this host.
-        Raises if it could not be registered."""
+        """The durable watchdog, registered before this returns (after the watchdog
+        calls queued before it): for a run a commit just left running mid-call, which may
+        outlive this host. Raises if it could not be registered."""
 
     def unwatch(self) -> None:
         """No run needs the watchdog any more."""

@@ -333,9 +333,7 @@ class ThreadService:
             self.publish(run, events)
         metrics.observe(events, 0.0)
         log.info("run %s resumed", run.run_id)
-        await self._watchdog.start(
-            run.run_id, now=not (request.wait and not had_deadline), unseen=False
-        )
+        self._watchdog.start(run.run_id, now=not (request.wait and not had_deadline), unseen=False)
         if request.wait:
             await self.take_steps(caller_waits=True)
         else:
@@ -514,7 +512,7 @@ class ThreadService:
     async def running_again(self, record: ThreadRecord, run: RunRecord) -> None:
         """A waiting run runs again: its steps go on, watched, in a run slot again."""
         await self._effects.chain_step()
-        await self._effects.watched()
+        self._effects.watch()
         self.slot(record.owner, taken=True)
 
     # --- what several calls share ------------------------------------------------------
@@ -539,7 +537,7 @@ class ThreadService:
             run.agent.name,
             run.agent.version,
         )
-        await self._watchdog.start(run.run_id, now=chain, unseen=True)
+        self._watchdog.start(run.run_id, now=chain, unseen=True)
         if chain:
             await self._effects.chain_step()
 

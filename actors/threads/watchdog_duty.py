@@ -1,9 +1,5 @@
 """Whether the active run needs the durable watchdog yet, and whether anyone can see it.
 
-A run that is committed running has its watchdog registered before the call that left it
-so returns: a host whose sidecar has gone fails the call (its caller tries again
-elsewhere) rather than answer while nothing would wake the run if the host went too.
-
 A run started (or resumed) inside a caller's call has no watchdog until a commit leaves
 it running in the store: one that stops within the call never needs one. If it also
 started in the call, nobody can have seen it (it is not in the store), so nobody listens
@@ -33,12 +29,11 @@ class WatchdogDuty:
         self._slowed = True
         self._effects.watch(every)
 
-    async def start(self, run_id: str, now: bool, unseen: bool) -> None:
-        """The watchdog for a running run: now (registered before the call that started
-        it returns), or once a commit leaves it running. `unseen`: the run started in
-        this call, so it is not in the store yet."""
+    def start(self, run_id: str, now: bool, unseen: bool) -> None:
+        """The watchdog for a running run: now, or once a commit leaves it running.
+        `unseen`: the run started in this call, so it is not in the store yet."""
         if now:
-            await self._effects.watched()
+            self._effects.watch()
         else:
             self._unwatched, self._running, self._unseen = run_id, True, unseen
 
