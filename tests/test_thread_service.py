@@ -356,3 +356,25 @@ def test_the_service_the_contract_and_the_engine_import_no_dapr() -> None:
         check=True,
     ).stdout.strip()
     assert found == "[]"
+
+
+def test_a_run_a_commit_leaves_running_without_a_watchdog_fails_its_call() -> None:
+    """A caller's run whose model call lingers: the commit that leaves it running
+    registers its watchdog before the call goes on; on a host whose sidecar has gone that
+    fails the call (its caller tries again elsewhere), rather than answer while nothing
+    would wake the run if this host went."""
+    service, effects, _ = thread("lingering", SHORT_CHAIN)
+
+    async def sidecar_gone() -> None:
+        raise ConnectionError("cannot reach the sidecar")
+
+    effects.watched = sidecar_gone  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        asyncio.run(
+            asyncio.wait_for(
+                service.post_message(
+                    PostMessage(text="Where is order 1001?", owner="ann", wait=True)
+                ),
+                30,
+            )
+        )
