@@ -60,6 +60,24 @@ def enter_network_namespace(name: str) -> None:
             raise OSError(ctypes.get_errno(), f"cannot enter network namespace {name}")
 
 
+def mounts_under(folder: Path) -> list[str]:
+    """The mount points under `folder`."""
+    root = str(folder.resolve()) + "/"
+    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return [point for point in points if point.startswith(root)]
+
+
+def unmount_under(folder: Path, rounds: int = 1) -> None:
+    """Unmounts every mount point under `folder`, deepest first; again, up to `rounds`
+    times, while some are left."""
+    for _ in range(rounds):
+        points = mounts_under(folder)
+        if not points:
+            return
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+
+
 class Engine:
     """One dockerd on `root`, started and stopped with the object (a context manager)."""
 
@@ -141,9 +159,8 @@ class Engine:
             self._inside.shutdown()
             self._inside = None
         # What dockerd leaves mounted in its folders (the host's network namespace, bound
-        # into its exec root), deepest first.
-        for point in sorted(self.mounts(), key=len, reverse=True):
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
+        # into its exec root).
+        unmount_under(self.root)
         if not self.host_network:
             subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
         if self._lock is not None:
@@ -152,9 +169,7 @@ class Engine:
 
     def mounts(self) -> list[str]:
         """The mount points under the engine's folder."""
-        root = str(self.root.resolve()) + "/"
-        points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-        return [point for point in points if point.startswith(root)]
+        return mounts_under(self.root)
 
     def docker(
         self, *args: str, check: bool = True, capture: bool = False

@@ -83,8 +83,8 @@ class ActorEffects:
         failed: set[str] = set()
 
         async def publish(event_id: str, topic: str, body: bytes, kind: str) -> None:
-            try:
-                await _published(
+            try:  # a sidecar that restarts loses no event; one still down: sent again later
+                await _retried(
                     lambda: client.publish(settings.thread_events_pubsub, topic, body, kind)
                 )
             except (DaprInternalError, aiohttp.ClientError, TimeoutError) as exc:
@@ -301,9 +301,3 @@ async def _retried(call: Callable[[], Awaitable[T]], attempts: int = 4) -> T:
                 raise
             await asyncio.sleep(0.2 * 4**attempt)
     raise AssertionError("unreachable")
-
-
-async def _published(publish: Callable[[], Awaitable[None]]) -> None:
-    """A publish tried a few times: a sidecar that restarts loses no thread event (one
-    still down: the announcement stays stored, sent again)."""
-    await _retried(publish)

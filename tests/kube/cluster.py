@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from tests.kube.pki import Authority, service_account_keys
-from threadhost.container_engine import enter_network_namespace
+from threadhost.container_engine import enter_network_namespace, mounts_under, unmount_under
 from threadhost.processes import Process, StartupError
 from threadhost.runtime import PROJECT_ROOT
 
@@ -526,17 +526,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
                     pass
 
     def mounts(self) -> list[str]:
-        root = str(self.root.resolve()) + "/"
-        lines = Path("/proc/self/mounts").read_text().splitlines()
-        return [line.split()[1] for line in lines if line.split()[1].startswith(root)]
+        return mounts_under(self.root)
 
     def _unmount(self) -> None:
-        for _ in range(3):
-            points = self.mounts()
-            if not points:
-                return
-            for point in sorted(points, key=len, reverse=True):
-                subprocess.run(["umount", "--lazy", point], capture_output=True)
+        unmount_under(self.root, rounds=3)
 
     def _remove_log_links(self) -> None:
         """The links the kubelet makes in /var/log/containers (a path it does not let
