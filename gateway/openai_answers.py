@@ -68,6 +68,19 @@ def reply_of(messages: list[Message], submitted: set[str]) -> str | None:
     return "\n\n".join(texts) if texts else None
 
 
+def answer_of(run: RunView, messages: list[Message], submitted: set[str]) -> str | None:
+    """What a door answers with: a typed run's validated output as JSON, else its text."""
+    if run.output is not None:
+        return json.dumps(run.output, ensure_ascii=False)
+    return reply_of(messages, submitted)
+
+
+def typed_turn(turn: Turn) -> bool:
+    """Whether the turn's answer must match a schema (it then comes whole, not in
+    pieces: an answer the schema refuses is not the answer)."""
+    return turn.answer.run.output_schema is not None
+
+
 def client_calls(run: RunView) -> list[tuple[str, str, str]]:
     """The client tool calls a run waits for: (call id, name, arguments)."""
     return [

@@ -35,11 +35,12 @@ from gateway.deps import (
 )
 from gateway.openai_answers import (
     agent_of,
+    answer_of,
     client_calls,
     headers_of,
-    reply_of,
     streamed,
     text_as_it_comes,
+    typed_turn,
 )
 from gateway.openai_schemas import (
     ChatCompletion,
@@ -53,6 +54,7 @@ from gateway.openai_schemas import (
     ModelView,
     ResponseMessage,
     ThreadhostInfo,
+    output_schema_of,
 )
 from gateway.problems import InvalidRequest, RunFailed, RunStillGoing, problem_responses
 from gateway.thread_client import ThreadClient
@@ -138,6 +140,7 @@ def _plan(
         mode="stream" if body.stream else "wait",
         text_field="the last user message",
         idempotency_key=idempotency_key,
+        output_schema=output_schema_of(body.response_format),
         text=turn[-1].text if roles == {"user"} else None,
         client_tools=[
             ClientTool(
@@ -222,7 +225,7 @@ def _completion(taken: Turn, model: str) -> ChatCompletion:
     run = ended_run(taken)
     calls = _calls(run)
     finish = "tool_calls" if calls else FINISH.get(run.status, "stop")
-    text = reply_of(taken.answer.messages or [], taken.submitted)
+    text = answer_of(run, taken.answer.messages or [], taken.submitted)
     return ChatCompletion(
         id=f"chatcmpl-{run.run_id}",
         created=int(time.time()),
@@ -261,9 +264,15 @@ async def _stream(
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
+    # A typed answer comes whole, once validated: the text of an answer the schema
+    # refused is not the content.
+    typed = typed_turn(taken)
     async for text in text_as_it_comes(client, caller, taken, heartbeat):
-        yield chunk({"content": text})
+        if not typed:
+            yield chunk({"content": text})
     run = (await client.read_run(taken.thread_id, run_id, caller.owner)).run
+    if typed and run.output is not None:
+        yield chunk({"content": json.dumps(run.output, ensure_ascii=False)})
     if run.status == "failed":
         error = {
             "message": f"the run failed: {run.reason}",

@@ -1,7 +1,8 @@
 """The OpenAI Chat Completions API's bodies, as threadhost takes and gives them.
 
 What a request may carry is checked here: text content only, one choice, no log
-probabilities, no audio, no forced tool choice or response format. Each refusal names its
+probabilities, no audio, no forced tool choice; a response format of text, JSON or a JSON
+schema (the run's output schema). Each refusal names its
 field (docs/openai.md lists what is taken, ignored and refused). Sampling settings
 (temperature, top_p, max_tokens, ...) are taken and ignored: an agent's own settings
 decide.
@@ -9,10 +10,11 @@ decide.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from actors.engine.output import OutputSchema
 from actors.engine.text import JsonObject, Text, printable
 from actors.engine.tool_sources import object_schema
 from threadhost.common.ids import ID_PATTERN, checked_thread_ref
@@ -102,6 +104,40 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    """`response_format: {"type": "json_schema", "json_schema": {...}}`: the answer's
+    content is JSON that matches the schema (checked, and retried once)."""
+
+    type: Literal["json_schema"]
+    json_schema: OutputSchema
+
+
+class JsonObjectFormat(BaseModel):
+    """`{"type": "json_object"}` (JSON mode): the content is a JSON object."""
+
+    type: Literal["json_object"]
+
+
+class TextFormat(BaseModel):
+    type: Literal["text"]
+
+
+ResponseFormat = Annotated[
+    TextFormat | JsonSchemaFormat | JsonObjectFormat, Field(discriminator="type")
+]
+# JSON mode, as a schema: any object (not strict: a strict schema names its properties).
+ANY_OBJECT = OutputSchema(name="json_object", schema={"type": "object"}, strict=False)
+
+
+def output_schema_of(
+    fmt: TextFormat | JsonSchemaFormat | JsonObjectFormat | None,
+) -> OutputSchema | None:
+    """The schema a response format asks the answer to match, if any."""
+    if isinstance(fmt, JsonSchemaFormat):
+        return fmt.json_schema
+    return ANY_OBJECT if isinstance(fmt, JsonObjectFormat) else None
+
+
 class ChatCompletionRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
     model_config = ConfigDict(
@@ -167,6 +203,8 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: None = None
     audio: None = None
     modalities: list[Literal["text"]] | None = None
+    # A typed answer: JSON matching a schema (`json_schema`), or any JSON object.
+    response_format: ResponseFormat | None = None
     # Another way to name the thread to continue: {"thread_id": "th_..."} (or
     # {"thread_id": "key:order-1001"}, the caller's thread of that key).
     metadata: dict[Text, Text] | None = None
@@ -179,22 +217,11 @@ class ChatCompletionRequest(BaseModel):
             checked_thread_ref(metadata["thread_id"], "thread_id")
         return metadata
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refused(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            fmt = data.get("response_format")
-            if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-                raise ValueError(
-                    "response_format: only text is supported; an agent's own "
-                    "prompt and tools shape its answers"
-                )
-        return data
-
 
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    refusal: str | None = None
     tool_calls: list[ChatToolCall] | None = None
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
+from actors.engine.output import OutputSchema
 from actors.engine.pauses import ToolOutput
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
@@ -32,14 +33,22 @@ from gateway.deps import (
 )
 from gateway.openai_answers import (
     agent_of,
+    answer_of,
     client_calls,
     headers_of,
-    reply_of,
     streamed,
     text_as_it_comes,
+    typed_turn,
 )
 from gateway.openai_door import ended_run
-from gateway.openai_schemas import MODEL_PATTERN, FunctionSpec, text_parts_only
+from gateway.openai_schemas import (
+    MODEL_PATTERN,
+    FunctionSpec,
+    JsonObjectFormat,
+    TextFormat,
+    output_schema_of,
+    text_parts_only,
+)
 from gateway.problems import InvalidRequest, ResponseNotFound, problem_responses
 from gateway.thread_client import ThreadClient
 from gateway.turn import Turn, TurnPlan, take_turn
@@ -99,6 +108,27 @@ class ConversationRef(BaseModel):
     id: ThreadRefField
 
 
+class JsonSchemaTextFormat(OutputSchema):
+    """`text.format` of type `json_schema`: as chat completions' json_schema, flat."""
+
+    type: Literal["json_schema"]
+
+
+class TextConfig(BaseModel):
+    """`text`: the answer's format (text, any JSON object, or JSON matching a schema)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: Annotated[
+        TextFormat | JsonSchemaTextFormat | JsonObjectFormat, Field(discriminator="type")
+    ] = Field(default_factory=lambda: TextFormat(type="text"))
+
+    def output_schema(self) -> OutputSchema | None:
+        fmt = self.format
+        if isinstance(fmt, JsonSchemaTextFormat):
+            return OutputSchema.model_validate(fmt.model_dump(by_alias=True, exclude={"type"}))
+        return output_schema_of(fmt)
+
+
 class ResponseRequest(BaseModel):
     # Fields the API has that threadhost does not use are taken and ignored.
     model_config = ConfigDict(
@@ -150,6 +180,8 @@ class ResponseRequest(BaseModel):
     tools: list[FunctionTool] = Field(default_factory=list, max_length=64)
     tool_choice: Literal["auto"] | None = None
     background: Literal[False] | None = None
+    # A typed answer: JSON matching a schema, or any JSON object.
+    text: TextConfig | None = None
 
 
 def _thread_of(body: ResponseRequest, header: str | None) -> str | None:
@@ -205,6 +237,7 @@ async def create_response(
         mode="stream" if body.stream else "wait",
         text_field="the last user message",
         idempotency_key=idempotency_key,
+        output_schema=body.text.output_schema() if body.text else None,
         client_tools=[
             ClientTool(name=t.name, description=t.description or "", parameters=t.parameters)
             for t in body.tools
@@ -220,7 +253,7 @@ async def create_response(
         heartbeat = door.settings.sse_heartbeat_seconds
         return streamed(taken, _stream(door.client, door.caller, taken, body, heartbeat))
     run = ended_run(taken)
-    text = reply_of(taken.answer.messages or [], taken.submitted)
+    text = answer_of(run, taken.answer.messages or [], taken.submitted)
     return JSONResponse(_response(run, taken.thread_id, body, text), headers=headers_of(taken))
 
 
@@ -304,7 +337,7 @@ def _response(
         "top_p": None,
         "tool_choice": "auto",
         "tools": [t.model_dump(exclude_none=True) for t in body.tools],
-        "text": {"format": {"type": "text"}},
+        "text": {"format": _format(run)},
         "usage": {
             "input_tokens": prompt,
             "output_tokens": completion,
@@ -321,6 +354,14 @@ def _response(
     }
 
 
+def _format(run: RunView) -> dict[str, Any]:
+    """The answer's format, as the Responses API names it."""
+    schema = run.output_schema
+    if schema is None:
+        return {"type": "text"}
+    return {"type": "json_schema", **schema.model_dump(by_alias=True, exclude_none=True)}
+
+
 async def _stream(
     client: ThreadClient, caller: Caller, taken: Turn, body: ResponseRequest, heartbeat: float
 ) -> AsyncIterator[str]:
@@ -332,11 +373,19 @@ async def _stream(
         yield event(kind, response=_response(started, taken.thread_id, body, None, "in_progress"))
     message = _message(started, "", "in_progress")
     text = ""
+    # A typed answer comes whole, once validated (gateway/openai_door.py).
+    typed = typed_turn(taken)
     async for piece in text_as_it_comes(client, caller, taken, heartbeat):
+        if typed:
+            continue
         for chunk in _text_delta(event, message, piece, first=not text):
             yield chunk
         text += piece
     run = (await client.read_run(taken.thread_id, started.run_id, caller.owner)).run
+    if typed and run.output is not None:
+        text = json.dumps(run.output, ensure_ascii=False)
+        for chunk in _text_delta(event, message, text, first=True):
+            yield chunk
     if text:
         for chunk in _text_done(event, message, run, text):
             yield chunk

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.engine.messages import Message
+from actors.engine.output import OutputSchema
 from actors.engine.pauses import Submission
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
@@ -68,6 +69,10 @@ class PostMessage(BaseModel):
     client_tools: list[ClientTool] = Field(default_factory=list, max_length=64)
     # The agent's tools this turn (and its run, even after a pause) may not use.
     disabled_tools: list[Text] = Field(default_factory=list, max_length=64)
+    # The JSON schema this turn's final answer must match (instead of the agent's): the
+    # run's `output` is the validated value; an answer that does not match is retried
+    # once, then the run fails saying why.
+    output_schema: OutputSchema | None = None
 
 
 class ResumeRun(BaseModel):

@@ -215,6 +215,7 @@ async def post_message(
         on_active=body.on_active,
         client_tools=body.client_tools,
         disabled_tools=body.disabled_tools,
+        output_schema=body.output_schema,
         mode=body.mode,
         idempotency_key=idempotency_key,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from actors.engine.messages import Message
+from actors.engine.output import OutputSchema
 from actors.engine.pauses import Submission
 from actors.engine.tool_set import ClientTool
 from actors.threads.contract import (
@@ -73,6 +74,7 @@ class TurnPlan:
     recipe: str | None = None
     client_tools: list[ClientTool] = field(default_factory=list)
     disabled_tools: list[str] = field(default_factory=list)
+    output_schema: OutputSchema | None = None
     on_active: OnActive = "enqueue"
     mode: Mode = "wait"
     idempotency_key: str | None = None
@@ -206,6 +208,7 @@ def _call_of(plan: TurnPlan, caller: Caller, key: str) -> PostMessageRequest | R
             idempotency_key=key,
             client_tools=plan.client_tools,
             disabled_tools=plan.disabled_tools,
+            output_schema=plan.output_schema,
             wait=plan.mode == "wait",
         )
     return ResumeRequest(

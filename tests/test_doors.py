@@ -250,6 +250,24 @@ def test_the_readme_example_runs_as_written(door: str) -> None:
     assert done.stdout.strip() == SUPPORT_REPLY
 
 
+def test_the_readme_typed_answer_runs_as_written(door: str) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("**Typed answers.**") :]
+    example = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    assert len(example.splitlines()) <= 12
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "THREADHOST_URL": door},
+    )
+    assert done.returncode == 0, done.stderr
+    # The scripted model answers a schema with an example of it, holding its last text.
+    last = SUPPORT_REPLY.split("\n\n")[-1]
+    assert done.stdout.strip() == f"order_id={last!r} status={last!r}"
+
+
 def test_an_unknown_model_is_a_not_found_error(door: str) -> None:
     with pytest.raises(openai.NotFoundError) as unknown:
         _client(door).chat.completions.create(
@@ -378,6 +396,15 @@ def test_refusals_come_in_openais_error_shape() -> None:
             ({"n": 2}, "n"),
             ({"logprobs": True}, "logprobs"),
             ({"modalities": ["text", "audio"]}, "modalities"),
+            (
+                {
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "x", "schema": {"type": "objekt"}},
+                    }
+                },
+                "response_format",
+            ),
         ):
             with pytest.raises(openai.UnprocessableEntityError) as bad:
                 await door.chat.completions.create(

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from actors.engine.context import ContextPolicy
+from actors.engine.output import OutputSchema
 from actors.engine.provider import ModelSettings
 from actors.engine.scripted import ScriptedReply
 from actors.engine.tool_sources import (
@@ -64,6 +65,9 @@ class AgentDefinition(BaseModel):
     # How much of the model's context window a request fills, and how older messages
     # are summarized when the thread no longer fits (engine/context.py).
     context: ContextPolicy = Field(default_factory=ContextPolicy)
+    # The JSON schema every final answer must match (engine/output.py); a turn may ask
+    # for another.
+    output_schema: OutputSchema | None = None
     # Where the events of this agent's threads go as signed POSTs (engine/events.py).
     webhook: WebhookDefinition | None = None
     # Replies of the scripted model, for tests and demos; a string is a text reply.

@@ -89,6 +89,8 @@ def run_announcements(owner: str, run: RunRecord, events: list[RunEvent]) -> lis
                 cost_usd=run.cost_usd,
                 steps=run.steps,
             )
+            if "output" in event.data:  # a typed run's validated answer
+                data["output"] = event.data["output"]
         found.append(
             ThreadEvent(
                 id=f"{run.run_id}.{event.seq}",

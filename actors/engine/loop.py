@@ -97,6 +97,8 @@ def record_step(
     if outcome.error is not None:
         return [run.transition("failed", outcome.error)]
     run.steps += 1
+    if isinstance(step, CallModel) and step.correction is not None:
+        run.output_retried = True
     if outcome.model_call is not None:
         count_model_call(run, outcome.model_call)
     data = {
@@ -133,7 +135,10 @@ def count_model_call(run: RunRecord, call: ModelCallRecord) -> None:
 
 
 def finish(run: RunRecord, decision: Finish) -> list[RunEvent]:
-    return [run.transition(decision.status, decision.reason)]
+    if decision.output is None:
+        return [run.transition(decision.status, decision.reason)]
+    run.output = decision.output
+    return [run.transition(decision.status, decision.reason, output=decision.output)]
 
 
 async def next_step(

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from actors.engine.messages import AssistantPart, Message
+from actors.engine.output import OutputSchema
 from actors.engine.usage import Usage
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "refusal", "other"]
@@ -31,6 +32,8 @@ class ModelRequest(BaseModel):
     settings: ModelSettings = Field(default_factory=ModelSettings)
     # A turn of the agent, or a summary of older messages (engine/context.py).
     purpose: Literal["turn", "summary"] = "turn"
+    # The schema the answer must match, asked of the vendor's structured-output mode.
+    output_schema: OutputSchema | None = None
 
 
 class ModelResponse(BaseModel):

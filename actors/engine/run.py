@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from actors.engine.agents import AgentDefinition
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult
+from actors.engine.output import OutputSchema, check, correction, failure
 from actors.engine.tool_set import HOST_KINDS, RunTool
 from actors.engine.tool_sources import AgentRoute
 from actors.engine.usage import Usage
@@ -197,12 +198,23 @@ class RunRecord(BaseModel):
     children: list[ChildRun] = Field(default_factory=list)
     # The end user its thread belongs to, when a service opened it for one.
     acting_for: ActingFor | None = None
+    # The schema the turn asked its answer to match (None: the agent's, if it has one);
+    # the validated answer once the run completed; whether an answer that did not match
+    # was sent back to the model (once per run).
+    output_schema: OutputSchema | None = None
+    output: Any = None
+    output_retried: bool = False
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
     @property
     def active(self) -> bool:
         return self.status not in TERMINAL
+
+    @property
+    def answer_schema(self) -> OutputSchema | None:
+        """The schema the run's answer must match: the turn's, else its agent's."""
+        return self.output_schema or self.agent.output_schema
 
     def event(self, event_type: type[AnEvent], /, **data: Any) -> AnEvent:
         event = event_type(seq=self.next_seq, data=data)
@@ -218,6 +230,9 @@ class RunRecord(BaseModel):
 
 class CallModel(BaseModel):
     kind: Literal["call_model"] = "call_model"
+    # The last answer did not match the output schema: what the model is told (this
+    # call's request only; the history keeps the answers).
+    correction: str | None = None
 
 
 class RunTools(BaseModel):
@@ -242,6 +257,8 @@ class Finish(BaseModel):
     kind: Literal["finish"] = "finish"
     status: RunStatus
     reason: str | None = None
+    # A completed run's answer, validated against its output schema.
+    output: Any = None
 
 
 NextStep = CallModel | HandOff | UseFollowups | RunTools | Pause | Finish
@@ -256,8 +273,12 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
         runnable = [c for c in pending if c.call_id not in waiting]
         # The host's own calls first: the run then waits for the rest in one pause.
         return _tool_batch(run, runnable) if runnable else Pause(actions=waits)
+    retry: str | None = None
     if run_messages and isinstance(run_messages[-1], AssistantText):
-        return Finish(status="completed")
+        answered = _answered(run, run_messages[-1])
+        if isinstance(answered, Finish):
+            return answered
+        retry = answered
     limits = run.agent.limits
     if run.steps >= limits.max_steps:
         return Finish(status="incomplete", reason=f"max_steps: the run took {run.steps} steps")
@@ -271,7 +292,21 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
             status="incomplete",
             reason=f"cost budget: ${run.cost_usd:.4f} of ${limits.max_cost_usd} used",
         )
-    return CallModel()
+    return CallModel(correction=retry)
+
+
+def _answered(run: RunRecord, answer: AssistantText) -> Finish | str:
+    """A run whose model answered: done, unless the answer must match a schema and
+    does not; then what the model is told when it is asked once more, or the run fails."""
+    schema = run.answer_schema
+    if schema is None:
+        return Finish(status="completed")
+    checked = check(schema, answer.text)
+    if checked.valid:
+        return Finish(status="completed", output=checked.value)
+    if run.output_retried:
+        return Finish(status="failed", reason=failure(checked))
+    return correction(schema, checked)
 
 
 def _tool_batch(run: RunRecord, calls: list[ToolCall]) -> RunTools:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from actors.engine.example_output import example
 from actors.engine.messages import AssistantPart, AssistantText, ToolCall, UserText
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, StreamEvent, TextDelta
 from actors.engine.usage import Usage
@@ -60,6 +61,8 @@ class ScriptedProvider(Provider):
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         reply = _summary(request) if request.purpose == "summary" else self._next_reply(request)
+        if request.output_schema is not None and reply.text and not reply.tool_calls:
+            reply = reply.model_copy(update={"text": _structured(reply.text, request)})
         if reply.delay_seconds:
             await asyncio.sleep(reply.delay_seconds)
         parts: list[AssistantPart] = []
@@ -90,6 +93,17 @@ class ScriptedProvider(Provider):
                 for chunk in re.findall(r"\S+\s*|\s+", part.text):
                     yield TextDelta(text=chunk)
         yield response
+
+
+def _structured(text: str, request: ModelRequest) -> str:
+    """An answer in a structured-output mode: a scripted reply that is JSON as it is
+    (a test's, right or wrong), any other the schema's example with the text in it."""
+    try:
+        json.loads(text)
+    except ValueError:
+        assert request.output_schema is not None
+        return json.dumps(example(request.output_schema.json_schema, text), ensure_ascii=False)
+    return text
 
 
 def _summary(request: ModelRequest) -> ScriptedReply:

@@ -16,7 +16,7 @@ from actors.engine.agents import UnknownAgent
 from actors.engine.context import Context, half_cut
 from actors.engine.errors import ContextOverflow, ProviderError
 from actors.engine.followups import Followup, answer_call
-from actors.engine.messages import Message, ToolCall, ToolResult
+from actors.engine.messages import Message, ToolCall, ToolResult, UserText
 from actors.engine.provider import ModelRequest, ModelResponse, Provider, TextDelta
 from actors.engine.recipes import UnknownRecipe
 from actors.engine.retry import RetryPolicy, with_retries
@@ -74,15 +74,19 @@ async def call_model(
     retry: RetryPolicy,
     on_delta: OnDelta | None = None,
     system: str | None = None,
+    correction: str | None = None,
 ) -> StepOutcome:
-    """One model call; `system` is the agent's prompt unless given (with a summary)."""
+    """One model call; `system` is the agent's prompt unless given (with a summary);
+    `correction`, said after the context, when the last answer did not match the run's
+    output schema."""
     agent = run.agent
     specs = [tool.spec for tool in run_tool_set(run, tools)]
     request = ModelRequest(
         system=agent.system_prompt if system is None else system,
-        messages=context,
+        messages=context if correction is None else [*context, UserText(text=correction)],
         tools=specs,
         settings=agent.settings,
+        output_schema=run.answer_schema,
     )
 
     attempts = 0
@@ -220,6 +224,7 @@ async def model_step(
                 engine.retry,
                 on_delta,
                 context.system,
+                step.correction,
             ),
         )
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from actors.engine.followups import Followup
 from actors.engine.messages import Message
+from actors.engine.output import OutputSchema
 from actors.engine.pauses import Submission
 from actors.engine.run import (
     CALLER_ACTIONS,
@@ -172,6 +173,10 @@ class RunView(BaseModel):
     # A child run: the run and tool call it answers. Child runs of this run that ended.
     parent: ParentLink | None = None
     children: list[ChildRun] = Field(default_factory=list)
+    # The schema the run's answer must match (the turn's, or its agent's), and once the
+    # run completed, its answer as the JSON value it validated to.
+    output_schema: OutputSchema | None = None
+    output: Any = None
 
     @classmethod
     def of(cls, run: RunRecord) -> RunView:
@@ -194,6 +199,8 @@ class RunView(BaseModel):
             deadline=run.deadline,
             parent=run.parent,
             children=run.children,
+            output_schema=run.answer_schema,
+            output=run.output,
         )
 
     @property
@@ -389,6 +396,8 @@ class PostMessage(Request[RunAnswer]):
     idempotency_key: str | None = Field(default=None, max_length=200)
     client_tools: list[ClientTool] = Field(default_factory=list)
     disabled_tools: list[Text] = Field(default_factory=list)
+    # The schema this turn's answer must match, instead of the agent's (if any).
+    output_schema: OutputSchema | None = None
     # The caller waits for the run: its first steps are taken inside this call, and a run
     # that stops within them comes back with its messages.
     wait: bool = False

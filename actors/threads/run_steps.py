@@ -15,6 +15,7 @@ from actors.engine.agents import AgentDefinition
 from actors.engine.engine import Engine
 from actors.engine.loop import count_model_call, finish, new_run, next_step
 from actors.engine.messages import Message, ToolCall, ToolResult, UserText
+from actors.engine.output import OutputSchema
 from actors.engine.pauses import Submission, answer_from_child, expire_approvals, submit
 from actors.engine.run import (
     CallModel,
@@ -50,9 +51,11 @@ async def enqueue(
     tools: list[RunTool],
     parent: ParentLink | None = None,
     origin: Literal["user", "followup"] = "user",
+    output_schema: OutputSchema | None = None,
 ) -> tuple[ThreadRecord, RunRecord, list[RunEvent]]:
     """A run for the message, queued behind the thread's active run."""
     run, events = new_run(run_id, record.thread_id, agent, tools, parent=parent)
+    run.output_schema = output_schema
     run.input_text, run.traceparent = text, tracing.current_traceparent()
     run.input_origin = origin
     run.acting_for = end_user_of(record.owner)

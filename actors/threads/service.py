@@ -220,6 +220,7 @@ class ThreadService:
             tools,
             request.parent,
             origin,
+            request.output_schema,
         )
         if request.parent is not None:
             # Nobody admitted it at a gateway (a follow-up's took it when it came due);

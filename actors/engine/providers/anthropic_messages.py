@@ -143,6 +143,10 @@ class AnthropicMessages(Provider):
             arguments["tools"] = map_tools(request.tools)
         if request.settings.temperature is not None:
             arguments["temperature"] = request.settings.temperature
+        if request.output_schema is not None:
+            arguments["output_config"] = {
+                "format": {"type": "json_schema", "schema": request.output_schema.json_schema}
+            }
         return arguments
 
     async def complete(self, request: ModelRequest) -> ModelResponse:

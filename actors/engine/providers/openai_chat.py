@@ -9,6 +9,7 @@ from typing import Any
 import openai
 
 from actors.engine.messages import AssistantPart, AssistantText, Message, ToolCall, ToolResult
+from actors.engine.output import OutputSchema
 from actors.engine.provider import (
     ModelRequest,
     ModelResponse,
@@ -78,11 +79,25 @@ def map_usage(usage: Any) -> Usage:
     )
 
 
+def json_schema_format(schema: OutputSchema) -> dict[str, Any]:
+    """A `json_schema` response format, as both OpenAI APIs take it."""
+    described = {"description": schema.description} if schema.description else {}
+    return {
+        "name": schema.name,
+        "schema": schema.json_schema,
+        "strict": schema.strict,
+        **described,
+    }
+
+
 def parse_response(completion: Any, model: str) -> ModelResponse:
     choice = completion.choices[0]
     parts: list[AssistantPart] = []
-    if choice.message.content:
-        parts.append(AssistantText(text=choice.message.content, model=completion.model))
+    # A refusal of a structured answer comes instead of its content: it is the answer
+    # (which then does not match the schema, and says why).
+    text = choice.message.content or getattr(choice.message, "refusal", None)
+    if text:
+        parts.append(AssistantText(text=text, model=completion.model))
     for call in choice.message.tool_calls or []:
         parts.append(
             ToolCall(
@@ -132,6 +147,11 @@ class OpenAIChat(OpenAIClientProvider):
             arguments["temperature"] = request.settings.temperature
         if request.settings.max_output_tokens is not None:
             arguments["max_completion_tokens"] = request.settings.max_output_tokens
+        if (schema := request.output_schema) is not None:
+            arguments["response_format"] = {
+                "type": "json_schema",
+                "json_schema": json_schema_format(schema),
+            }
         return arguments
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
@@ -150,9 +170,10 @@ class OpenAIChat(OpenAIClientProvider):
                 model, usage = chunk.model or model, chunk.usage or usage
                 for choice in chunk.choices:
                     finish = choice.finish_reason or finish
-                    if choice.delta.content:
-                        text += choice.delta.content
-                        yield TextDelta(text=choice.delta.content)
+                    piece = choice.delta.content or getattr(choice.delta, "refusal", None)
+                    if piece:
+                        text += piece
+                        yield TextDelta(text=piece)
                     for delta in choice.delta.tool_calls or []:
                         call = calls.setdefault(delta.index, {"id": "", "name": "", "args": ""})
                         call["id"] = delta.id or call["id"]

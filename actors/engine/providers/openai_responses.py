@@ -18,7 +18,7 @@ from actors.engine.provider import (
     TextDelta,
     ToolSpec,
 )
-from actors.engine.providers.openai_chat import OpenAIClientProvider
+from actors.engine.providers.openai_chat import OpenAIClientProvider, json_schema_format
 from actors.engine.providers.sdk_errors import stream_cut, vendor_errors
 from actors.engine.usage import Usage
 
@@ -82,7 +82,12 @@ def parse_response(response: Any, model: str) -> ModelResponse:
     parts: list[AssistantPart] = []
     for item in response.output or []:
         if item.type == "message":
-            text = "".join(c.text for c in item.content if c.type == "output_text")
+            # A refusal of a structured answer is the answer (which then says why).
+            text = "".join(
+                c.text if c.type == "output_text" else getattr(c, "refusal", "")
+                for c in item.content
+                if c.type in ("output_text", "refusal")
+            )
             if text:
                 parts.append(AssistantText(text=text, model=used))
         elif item.type == "function_call":
@@ -121,6 +126,8 @@ class OpenAIResponses(OpenAIClientProvider):
             arguments["temperature"] = request.settings.temperature
         if request.settings.max_output_tokens is not None:
             arguments["max_output_tokens"] = request.settings.max_output_tokens
+        if (schema := request.output_schema) is not None:
+            arguments["text"] = {"format": {"type": "json_schema", **json_schema_format(schema)}}
         return arguments
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
