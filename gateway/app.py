@@ -15,7 +15,15 @@ from actors.engine.agents import AgentCatalog
 from actors.engine.run import StatusChanged
 from actors.threads.contract import STOPPED
 from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
-from gateway import followups, key_set, openai_door, responses_door, threads, usage
+from gateway import (
+    followups,
+    key_set,
+    openai_door,
+    responses_door,
+    thread_events,
+    threads,
+    usage,
+)
 from gateway.auth import Authenticator
 from gateway.key_set import KeySet
 from gateway.problems import BodyTooLarge, answer_at
@@ -152,6 +160,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.include_router(threads.end_users)
     app.include_router(threads.router)
     app.include_router(threads.turns)
+    app.include_router(thread_events.router)
     app.include_router(followups.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)

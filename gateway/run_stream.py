@@ -93,8 +93,10 @@ class DeltaStream:
     """Token deltas as SSE, by step and attempt: when a retried model call starts its
     text over, a `token.discard` event first withdraws what the failed attempt showed."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str | None = None) -> None:
         self.attempts: dict[int, int] = {}
+        # A thread's stream says which run each delta is of.
+        self._of = {"run_id": run_id} if run_id else {}
 
     def take(self, message: dict[str, Any], steps_done: int) -> list[str]:
         step, attempt = message["step"], message.get("attempt", 1)
@@ -103,10 +105,13 @@ class DeltaStream:
             return []
         chunks = []
         if attempt > shown:
-            chunks.append(_frame("token.discard", {"step": step, "attempt": shown}))
+            chunks.append(_frame("token.discard", {"step": step, "attempt": shown, **self._of}))
         self.attempts[step] = attempt
         chunks.append(
-            _frame("token.delta", {"text": message["delta"], "step": step, "attempt": attempt})
+            _frame(
+                "token.delta",
+                {"text": message["delta"], "step": step, "attempt": attempt, **self._of},
+            )
         )
         return chunks
 

@@ -12,7 +12,7 @@ from actors.engine.output import OutputSchema
 from actors.engine.pauses import Submission
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
-from actors.threads.contract import RunView
+from actors.threads.contract import RunView, ThreadEventsAnswer
 from threadhost.common.ids import ID_PATTERN, ThreadKey
 
 # Thread ids travel in URLs and actor keys: one alphabet for every id (threadhost/common/ids.py).
@@ -208,6 +208,27 @@ class RunsView(BaseModel):
 class EventsView(BaseModel):
     run: RunView
     events: list[dict[str, Any]]
+
+
+class ThreadEventsView(BaseModel):
+    """A page of a thread's events, run after run (GET /v1/threads/{id}/events)."""
+
+    # Each run event with its `run_id` and its `id` (`<run_id>.<seq>`).
+    events: list[dict[str, Any]]
+    # Where the next page starts (`after`): the last event these cover.
+    cursor: str
+    more: bool
+
+    @classmethod
+    def of(cls, answer: ThreadEventsAnswer) -> ThreadEventsView:
+        return cls(
+            events=[
+                {"id": item.id, "run_id": item.run_id, **item.event.model_dump(mode="json")}
+                for item in answer.events
+            ],
+            cursor=answer.cursor,
+            more=answer.more,
+        )
 
 
 class HistoryView(BaseModel):

@@ -20,10 +20,12 @@ from actors.threads.contract import (
     EventsAnswer,
     ReadEvents,
     ReadRun,
+    ReadThreadEvents,
     Refusal,
     Request,
     RunAnswer,
     Success,
+    ThreadEventsAnswer,
 )
 from actors.threads.owner_contract import OWNER_ACTOR, Answer, OwnerRequest, owner_actor_id
 from gateway.problems import Problem, Unavailable
@@ -147,6 +149,11 @@ class ThreadClient:
         self, thread_id: str, run_id: str, owner: str, after: int
     ) -> EventsAnswer:
         return await self.call(thread_id, ReadEvents(run_id=run_id, after=after, owner=owner))
+
+    async def read_thread_events(
+        self, thread_id: str, owner: str, after: str | None
+    ) -> ThreadEventsAnswer:
+        return await self.call(thread_id, ReadThreadEvents(after=after, owner=owner))
 
     async def publish_cancel(self, thread_id: str, run_id: str) -> None:
         """Tells every actor host to abort the run's step in flight (best effort: the

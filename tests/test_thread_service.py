@@ -378,3 +378,68 @@ def test_a_run_a_commit_leaves_running_without_a_watchdog_fails_its_call() -> No
                 30,
             )
         )
+
+
+def test_a_threads_events_come_run_after_run_and_a_queued_run_after_the_one_it_waits_for() -> None:
+    from actors.threads.contract import ReadThreadEvents, RunNotFound, ThreadEventsAnswer
+    from actors.threads.reads import ThreadReads
+
+    service, _, state = thread("asker")
+    reads = ThreadReads("th_1", ThreadStore(state))
+
+    def read(after: str | None) -> ThreadEventsAnswer:
+        answer = asyncio.run(reads.thread_events(ReadThreadEvents(after=after, owner="ann")))
+        assert isinstance(answer, ThreadEventsAnswer)
+        return answer
+
+    assert read(None).cursor == "" and read("").events == []
+    asked = asyncio.run(service.post_message(PostMessage(text="cancel it", owner="ann", wait=True)))
+    assert isinstance(asked, RunAnswer) and asked.run.status == "requires_action"
+    queued = asyncio.run(service.post_message(PostMessage(text="and this", owner="ann")))
+    assert isinstance(queued, RunAnswer) and queued.run.status == "queued"
+    first, second = asked.run.run_id, queued.run.run_id
+    waiting = read("")
+    # The queued run is told of only once the run it waits for has ended.
+    assert {item.run_id for item in waiting.events} == {first}
+    # From now: from the start of the run going on.
+    assert [item.id for item in read(None).events] == [item.id for item in waiting.events]
+    resumed = asyncio.run(
+        service.resume_run(
+            ResumeRun(
+                run_id=first,
+                owner="ann",
+                actions=[
+                    {
+                        "type": "input",
+                        "call_id": asked.run.required_action[0].call_id,
+                        "answer": "1001",
+                    }
+                ],
+                wait=True,
+            )
+        )
+    )
+    assert isinstance(resumed, RunAnswer) and resumed.run.status == "completed"
+    rest = read(waiting.cursor)
+    runs = [item.run_id for item in rest.events]
+    assert runs[0] == first and second in runs
+    assert runs.index(second) > max(i for i, r in enumerate(runs) if r == first)
+    # Page by page with a limit, the same events.
+    paged, cursor = [], ""
+    while True:
+        page = asyncio.run(
+            reads.thread_events(ReadThreadEvents(after=cursor, owner="ann", limit=2))
+        )
+        assert isinstance(page, ThreadEventsAnswer)
+        paged += [item.id for item in page.events]
+        cursor = page.cursor
+        if not page.more:
+            break
+    assert paged == [item.id for item in read("").events]
+    assert isinstance(
+        asyncio.run(reads.thread_events(ReadThreadEvents(after="run_x.1", owner="ann"))),
+        RunNotFound,
+    )
+    assert isinstance(
+        asyncio.run(reads.thread_events(ReadThreadEvents(after="", owner="bob"))), NotFound
+    )

@@ -62,11 +62,13 @@ class ThreadhostError(Exception):
 
 @dataclass(frozen=True)
 class ServerEvent:
-    """One server-sent event: `id` is the run sequence number (None for token deltas)."""
+    """One server-sent event: `id` is the run sequence number (None for token deltas),
+    `event_id` the id as sent (a thread's stream: `<run_id>.<seq>`)."""
 
     event: str
     data: dict[str, Any]
     id: int | None = None
+    event_id: str | None = None
 
 
 class EventStreamParser:
@@ -115,6 +117,7 @@ class EventStreamParser:
             event=event,
             data=json.loads(data) if data else {},
             id=int(id_) if id_ is not None and id_.lstrip("-").isdigit() else None,
+            event_id=id_,
         )
 
 
@@ -312,6 +315,19 @@ class ThreadhostClient:
             f"/v1/threads/{thread_id}/runs/{run_id}/events",
             headers={"accept": "text/event-stream", "last-event-id": str(after)},
         )
+        async for event in self._events(request):
+            yield event
+
+    async def thread_events(
+        self, thread_id: str, after: str | None = None
+    ) -> AsyncIterator[ServerEvent]:
+        """Every run of the thread as it happens, until the thread is deleted (or the
+        caller stops reading); `after` an event's `event_id` resumes after it ("" from
+        the thread's first run; None from the run going on, or from now)."""
+        headers = {"accept": "text/event-stream"}
+        if after is not None:
+            headers["last-event-id"] = after
+        request = self._build("GET", f"/v1/threads/{thread_id}/events", headers=headers)
         async for event in self._events(request):
             yield event
 

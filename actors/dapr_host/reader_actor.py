@@ -20,6 +20,7 @@ from actors.threads.contract import (
     EventsAnswer,
     ReadEvents,
     ReadRun,
+    ReadThreadEvents,
     Refusal,
     RunAnswer,
     RunView,
@@ -36,6 +37,9 @@ class ThreadReaderInterface(ActorInterface):
     @actormethod(name="ReadEvents")
     async def read_events(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="ReadThreadEvents")
+    async def read_thread_events(self, request: Payload) -> Payload: ...
+
 
 class ThreadReader(Actor, ThreadReaderInterface):
     """Holds no state of its own: its id is the thread's."""
@@ -45,6 +49,10 @@ class ThreadReader(Actor, ThreadReaderInterface):
 
     async def read_events(self, request: Payload) -> Payload:
         return await serve(ReadEvents, request, self._events)
+
+    async def read_thread_events(self, request: Payload) -> Payload:
+        reads = ThreadReads(self.id.id, self._store())
+        return await serve(ReadThreadEvents, request, reads.thread_events)
 
     async def _run(self, request: ReadRun) -> RunAnswer | Refusal:
         found = await ThreadReads(self.id.id, self._store()).owned_run(request, request.run_id)

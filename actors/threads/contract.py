@@ -26,6 +26,7 @@ needs Dapr.
     ThreadReader method (reads of what a thread committed, past its actor's lock)
     ReadRun         ReadRun           RunAnswer | NotFound | RunNotFound
     ReadEvents      ReadEvents        EventsAnswer | NotFound | RunNotFound
+    ReadThreadEvents ReadThreadEvents ThreadEventsAnswer | NotFound | RunNotFound
 
 Each request class carries its method's name and its answers' adapter."""
 
@@ -270,6 +271,31 @@ class EventsAnswer(BaseModel):
     outcome: Literal["events"] = "events"
     run: RunView
     events: list[RunEvent]
+
+
+class RunEventOf(BaseModel):
+    """An event of one of the thread's runs."""
+
+    run_id: str
+    event: RunEvent
+
+    @property
+    def id(self) -> str:
+        return f"{self.run_id}.{self.event.seq}"
+
+
+class ThreadEventsAnswer(BaseModel):
+    """The events of a thread's runs in order, read past the thread's actor: run after
+    run as they were created, each run's events in their order, a run's only once every
+    run before it has ended (a queued run is told of after the run it waited for)."""
+
+    outcome: Literal["thread_events"] = "thread_events"
+    events: list[RunEventOf]
+    # The last event these cover, `<run_id>.<seq>` (the next read goes on after it); ""
+    # before the thread's first run.
+    cursor: str
+    # The limit cut the read short: read on from the cursor.
+    more: bool = False
 
 
 class Done(BaseModel):
@@ -532,6 +558,22 @@ class ReadEvents(Request[EventsAnswer]):
     run_id: str
     after: int = Field(default=-1, ge=-1)
     limit: int = Field(default=1000, ge=1, le=1000)
+
+
+# Where a thread's events are read from: after an event (`<run_id>.<seq>`), or "" (from
+# the thread's first run).
+THREAD_EVENT_CURSOR = r"^([A-Za-z0-9_-]{1,64}\.(-1|[0-9]{1,9}))?$"
+
+
+class ReadThreadEvents(Request[ThreadEventsAnswer]):
+    actor = READER_ACTOR
+    method, answers = (
+        "ReadThreadEvents",
+        answers_of(ThreadEventsAnswer, NotFound, RunNotFound),
+    )
+    # None: from now, that is from the start of the run going on, if there is one.
+    after: str | None = Field(default=None, pattern=THREAD_EVENT_CURSOR)
+    limit: int = Field(default=500, ge=1, le=1000)
 
 
 def validation_detail(exc: ValidationError) -> str:

@@ -14,12 +14,15 @@ from actors.threads.contract import (
     ListRuns,
     NotFound,
     ReadHistory,
+    ReadThreadEvents,
     Request,
     RunAnswer,
+    RunEventOf,
     RunNotFound,
     RunsAnswer,
     RunView,
     ThreadAnswer,
+    ThreadEventsAnswer,
     ThreadView,
 )
 from actors.threads.state import ThreadRecord
@@ -115,3 +118,46 @@ class ThreadReads:
         end = run.message_end if run.message_end is not None else record.message_count
         mine = await self._store.messages(record, run.first_message, end)
         return next((m.text for m in reversed(mine) if isinstance(m, AssistantText)), None)
+
+    async def thread_events(
+        self, request: ReadThreadEvents
+    ) -> ThreadEventsAnswer | NotFound | RunNotFound:
+        """The events of the thread's runs after the request's cursor, in order (see
+        ThreadEventsAnswer): run after run, stopping after the first that has not ended."""
+        record = await self.owned(request)
+        if record is None:
+            return NotFound.of(self.thread_id)
+        after = request.after if request.after is not None else await self._now(record)
+        if after == "":
+            ids, seq = await self._store.run_ids(record), -1
+        else:
+            run_id, _, last = after.rpartition(".")
+            since = await self._store.runs_since(record, run_id)
+            if since is None:
+                return RunNotFound.of(self.thread_id, run_id)
+            ids, seq = since, int(last)
+        answer = ThreadEventsAnswer(events=[], cursor=after)
+        for n, run_id in enumerate(ids):
+            run = await self._store.run(run_id)
+            if run is None:
+                continue
+            left = request.limit - len(answer.events)
+            found = await self._store.events(run, seq if n == 0 else -1, left)
+            answer.events += [RunEventOf(run_id=run_id, event=event) for event in found]
+            if found:
+                answer.cursor = f"{run_id}.{found[-1].seq}"
+            if len(answer.events) >= request.limit:
+                answer.more = True
+                break
+            if run.active:
+                break
+        return answer
+
+    async def _now(self, record: ThreadRecord) -> str:
+        """Where a stream that starts now starts: at the start of the run going on, else
+        after the newest run's last event ("" before the thread's first run)."""
+        if record.active_run is not None:
+            return f"{record.active_run}.-1"
+        newest = await self._store.newest_run_id(record)
+        run = await self._store.run(newest) if newest is not None else None
+        return f"{newest}.{run.next_seq - 1}" if run is not None else ""

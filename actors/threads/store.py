@@ -255,6 +255,26 @@ class ThreadStore:
             found += read_stored(RunIndexPage, data).run_ids if data is not None else []
         return found
 
+    async def newest_run_id(self, record: ThreadRecord) -> str | None:
+        """The run created last (one page of the index read)."""
+        if record.runs_created == 0:
+            return None
+        data = await self._get(runs_key((record.runs_created - 1) // RUNS_PER_PAGE))
+        ids = read_stored(RunIndexPage, data).run_ids if data is not None else []
+        return ids[-1] if ids else None
+
+    async def runs_since(self, record: ThreadRecord, run_id: str) -> list[str] | None:
+        """The thread's runs from `run_id` on, oldest first (None: it has no such run),
+        reading the index from its newest page back only as far as the run."""
+        found: list[str] = []
+        for index in reversed(range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE)):
+            data = await self._get(runs_key(index))
+            page = read_stored(RunIndexPage, data).run_ids if data is not None else []
+            found = page + found
+            if run_id in page:
+                return found[found.index(run_id) :]
+        return None
+
     async def _keys(self, record: ThreadRecord) -> list[str]:
         """Every key of the thread but its record: history, runs, their events, the index."""
         keys = [page_key(i) for i in page_range(record, 0, record.message_count)]
