@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from actors.dapr_host.engine_setup import build_engine
 from actors.engine.agents import AgentDefinition
@@ -56,6 +57,9 @@ class LongThread:
     turns: list[tuple[int, int, int, bool]] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)
     history_head: str = ""
+    # The thread's store and engine once it is long (to fork it, or go on with it).
+    state: MemoryState | None = None
+    engine: Any = None
 
 
 def _pairs_intact(request: ModelRequest) -> bool:
@@ -169,6 +173,7 @@ def run_long_thread(messages: int = 5_000) -> LongThread:
         seen.history_head = history.messages[0].text
 
     asyncio.run(drive())
+    seen.state, seen.engine = state, engine
     return seen
 
 

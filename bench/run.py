@@ -13,6 +13,7 @@ a redis-server of its own, so writes and CPU are counted apart. Prints one table
     ./dev bench tools           a Dapr service tool against a Python tool (bench/tools.py)
     ./dev bench doors           the OpenAI door's first token against /v1/threads' (bench/doors.py)
     ./dev bench context         a 5,000-message thread's requests and writes (bench/context.py)
+    ./dev bench forks           a fork's time and bytes by the thread's length (bench/forks.py)
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ def main(argv: list[str]) -> int:
         from bench import context
 
         return context.main(argv[1:])
+    if argv[:1] == ["forks"]:
+        from bench import forks
+
+        return forks.main(argv[1:])
     if argv[:1] == ["doors"]:
         from bench import doors
 

@@ -17,6 +17,7 @@ from actors.threads.contract import STOPPED
 from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import (
     followups,
+    forks,
     key_set,
     openai_door,
     responses_door,
@@ -161,6 +162,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.include_router(threads.router)
     app.include_router(threads.turns)
     app.include_router(thread_events.router)
+    app.include_router(forks.router)
     app.include_router(followups.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)

@@ -75,6 +75,18 @@ class PostMessage(BaseModel):
     output_schema: OutputSchema | None = None
 
 
+class ForkThread(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"message_index": 4}, {"message_index": 0}]},
+    )
+    # The fork's history is the thread's messages before this index (0 to its
+    # message count: at a user message, to send it again differently).
+    message_index: int = Field(ge=0, le=10**9)
+    # The fork's metadata (the thread's own when absent).
+    metadata: dict[Text, Text] | None = Field(default=None, max_length=16)
+
+
 class ResumeRun(BaseModel):
     """Answers to everything a waiting run waits for: each pending call exactly once."""
 

@@ -23,6 +23,7 @@ from actors.engine.tool_set import ClientTool
 from actors.threads.contract import (
     GATEWAY_KEY_PREFIX,
     CreateThread,
+    ForkThread,
     GetRun,
     ImportHistory,
     NotFound,
@@ -239,12 +240,12 @@ async def _in_slot(
 
 
 async def open_thread(
-    client: ThreadClient, caller: Caller, key: str | None, create: CreateThread
+    client: ThreadClient, caller: Caller, key: str | None, create: CreateThread | ForkThread
 ) -> ThreadView:
-    """Makes the thread the key names (one of the gateway's own without a key) and lists
-    it for its owner. Both calls find what a first attempt did, so they are tried again
-    while the actors move; if the listing still fails, the 503 names the thread and the
-    key that finishes it."""
+    """Makes the thread the key names (one of the gateway's own without a key), new or
+    as a fork of another, and lists it for its owner. Both calls find what a first
+    attempt did, so they are tried again while the actors move; if the listing still
+    fails, the 503 names the thread and the key that finishes it."""
     key = key or f"{GATEWAY_KEY_PREFIX}{uuid.uuid4().hex}"
     thread = (await client.call(keyed_thread_id(caller.owner, key), create)).thread
     try:

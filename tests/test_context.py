@@ -193,3 +193,58 @@ def test_the_vendors_count_wins_over_the_estimate() -> None:
     assert plan_window(history, 0, run_first, 50, BUDGET, fits, None).tokens == (
         BUDGET.tokens // 2 + message_tokens(history[-1])
     )
+
+
+def test_a_fork_of_5000_messages_copies_its_history_once_and_then_writes_flat(
+    long_thread,
+) -> None:
+    """A fork's cost, said in docs/forks.md: its pages, once, and the newest summary that
+    covers no message past the fork point; after that its turns write what the
+    original's did, and the original is untouched."""
+    from actors.threads.contract import ForkThread, ReadHistory, ThreadAnswer
+
+    source = long_thread.state
+    assert source is not None
+    before = dict(source.committed)
+    record = before["thread"]
+    point = record["message_count"] - 40  # a user message, some turns back
+    history = asyncio.run(
+        ThreadService(
+            "th_long", ThreadStore(source), long_thread.engine, MemoryEffects(source), Settings()
+        ).reads.read_history(ReadHistory(owner="ann", offset=point, limit=1))
+    )
+    assert history.messages[0].kind == "user_text"
+    state = MemoryState()
+    fork = ThreadService(
+        "th_fork",
+        ThreadStore(state),
+        long_thread.engine,
+        MemoryEffects(state),
+        Settings(step_chain_budget_ms=10_000),
+    )
+    made = asyncio.run(
+        fork.fork(
+            ForkThread(source="th_long", message_index=point, owner="ann"), ThreadStore(source)
+        )
+    )
+    assert isinstance(made, ThreadAnswer) and made.thread.message_count == point
+    assert made.thread.forked_from.thread_id == "th_long"
+    pages = (point + record["page_size"] - 1) // record["page_size"]
+    assert state.keys_written == pages + 2  # its pages, one summary, its record
+    copied = state.committed["summary.0"]
+    assert copied["end"] == max(s["end"] for s in long_thread.summaries if s["end"] <= point)
+    assert source.committed == before  # the original is untouched
+    turns = []
+    for n in range(3):
+        written = state.bytes_written
+        answer = asyncio.run(
+            fork.post_message(PostMessage(text=f"Fork turn {n}", owner="ann", wait=True))
+        )
+        assert isinstance(answer, RunAnswer) and answer.run.status == "completed"
+        turns.append(state.bytes_written - written)
+    # The fork's turns write what the original's did at 5,000 messages; the agent's
+    # tool answers 200,000 characters every 40th call (the engine counts on from the
+    # original's calls), which any turn pays for when it comes (issue 31).
+    _, late = at(long_thread, 5_000)
+    assert sorted(turns)[1] <= late * 1.5, (turns, late)
+    assert max(turns) <= BIG_CHARS * 1.2 + late * 1.5, (turns, late)

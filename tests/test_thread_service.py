@@ -443,3 +443,30 @@ def test_a_threads_events_come_run_after_run_and_a_queued_run_after_the_one_it_w
     assert isinstance(
         asyncio.run(reads.thread_events(ReadThreadEvents(after="", owner="bob"))), NotFound
     )
+
+
+def test_a_fork_is_its_owners_alone_and_made_once() -> None:
+    from actors.threads.contract import ForkThread, ThreadAnswer
+
+    source, _, state = thread()
+    said = asyncio.run(source.post_message(PostMessage(text="hello", owner="ann", wait=True)))
+    assert isinstance(said, RunAnswer) and said.message_count
+    end = said.message_count
+    fork_state = MemoryState()
+    fork = ThreadService(
+        "th_2", ThreadStore(fork_state), ENGINE, MemoryEffects(fork_state), SETTINGS
+    )
+
+    def ask(owner: str, index: int = end):  # type: ignore[no-untyped-def]
+        request = ForkThread(source="th_1", message_index=index, owner=owner)
+        return asyncio.run(fork.fork(request, ThreadStore(state)))
+
+    assert isinstance(ask("bob"), NotFound) and fork_state.committed == {}
+    made = ask("ann")
+    assert isinstance(made, ThreadAnswer) and made.created
+    repeat = ask("ann")
+    assert isinstance(repeat, ThreadAnswer) and not repeat.created
+    assert repeat.thread.id == made.thread.id
+    # The id is this fork's: another fork (another point) or another owner is not it.
+    assert isinstance(ask("ann", index=0), NotFound)
+    assert isinstance(ask("bob"), NotFound)

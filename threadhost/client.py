@@ -318,6 +318,17 @@ class ThreadhostClient:
         async for event in self._events(request):
             yield event
 
+    async def fork(
+        self, thread_id: str, message_index: int, metadata: dict[str, str] | None = None
+    ) -> ThreadView:
+        """A new thread whose history is this one's messages before `message_index`."""
+        body: dict[str, Any] = {"message_index": message_index}
+        if metadata is not None:
+            body["metadata"] = metadata
+        return ThreadView.model_validate(
+            await self._json("POST", f"/v1/threads/{thread_id}/fork", json=body)
+        )
+
     async def thread_events(
         self, thread_id: str, after: str | None = None
     ) -> AsyncIterator[ServerEvent]:

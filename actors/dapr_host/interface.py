@@ -17,6 +17,9 @@ class ThreadActorInterface(ActorInterface):
     @actormethod(name="Create")
     async def create(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="Fork")
+    async def fork(self, request: Payload) -> Payload: ...
+
     @actormethod(name="Describe")
     async def describe(self, request: Payload) -> Payload: ...
 

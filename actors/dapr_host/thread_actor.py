@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, ValidationError
 
+from actors.dapr_host.committed import committed_store
 from actors.dapr_host.effects import ActorEffects
 from actors.dapr_host.engine_setup import load_engine
 from actors.dapr_host.interface import Payload, ThreadActorInterface
@@ -26,6 +27,7 @@ from actors.threads.contract import (
     CreateThread,
     DeleteThread,
     DescribeThread,
+    ForkThread,
     GetRun,
     ImportHistory,
     Invalid,
@@ -45,6 +47,7 @@ from actors.threads.service import ThreadService
 from actors.threads.store import ThreadStore
 from threadhost.common import logs
 from threadhost.common.settings import get_settings
+from threadhost.common.sidecar import shared_actor_client
 
 Asked = TypeVar("Asked", bound=Request)
 # Before the watchdog was a job of the app (actors/dapr_host/watchdog.py), it was this reminder: one
@@ -80,6 +83,13 @@ class Thread(Actor, ThreadActorInterface, Remindable):
 
     async def create(self, request: Payload) -> Payload:
         return await serve(CreateThread, request, self._service.create)
+
+    async def fork(self, request: Payload) -> Payload:
+        async def forked(fork: ForkThread) -> Any:
+            source = committed_store(shared_actor_client(), fork.source)
+            return await self._service.fork(fork, source)
+
+        return await serve(ForkThread, request, forked)
 
     async def describe(self, request: Payload) -> Payload:
         return await serve(DescribeThread, request, self._service.reads.describe)

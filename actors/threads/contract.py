@@ -17,6 +17,7 @@ needs Dapr.
     ListRuns        ListRuns          RunsAnswer | NotFound
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
     ImportHistory   ImportHistory     ThreadAnswer | NotFound | Busy
+    Fork            ForkThread        ThreadAnswer | NotFound | Invalid    (to the new thread)
     ScheduleFollowup ScheduleFollowup FollowupAnswer | NotFound | Invalid | TooManyFollowups
     ListFollowups   ListFollowups     FollowupsAnswer | NotFound
     CancelFollowup  CancelFollowup    Done | NotFound | FollowupNotFound
@@ -52,8 +53,8 @@ from actors.engine.run import (
 )
 from actors.engine.text import Text
 from actors.engine.tool_set import ClientTool
-from actors.threads.state import ThreadRecord
-from threadhost.common.ids import ThreadKey
+from actors.threads.state import ForkMark, ThreadRecord
+from threadhost.common.ids import Id, ThreadKey
 from threadhost.common.owners import end_user_of
 
 # Who answers: the SDK names an actor type after its implementing class
@@ -107,6 +108,8 @@ class ThreadView(BaseModel):
     end_user: str | None = None
     usage: dict[str, int]
     cost_usd: float
+    # A fork: the thread it was made from, and the message index it was forked at.
+    forked_from: ForkMark | None = None
 
     @classmethod
     def of(cls, record: ThreadRecord) -> ThreadView:
@@ -122,6 +125,7 @@ class ThreadView(BaseModel):
             end_user=end_user.user if (end_user := end_user_of(record.owner)) else None,
             usage=record.usage.model_dump(),
             cost_usd=record.cost_usd,
+            forked_from=record.forked_from,
         )
 
 
@@ -401,6 +405,16 @@ class CreateThread(Request[ThreadAnswer]):
     webhook_url: str | None = Field(default=None, max_length=2000)
     # The caller's key, kept on the thread (its id was made of it).
     key: ThreadKey | None = None
+
+
+class ForkThread(Request[ThreadAnswer]):
+    """To the new thread: become a fork of `source`, with its messages before
+    `message_index` as history and no run. Made once: a repeat finds it."""
+
+    method, answers = "Fork", answers_of(ThreadAnswer, NotFound, Invalid)
+    source: Id
+    message_index: int = Field(ge=0)
+    metadata: dict[Text, Text] = Field(default_factory=dict)
 
 
 class DescribeThread(Request[ThreadAnswer]):

@@ -36,7 +36,7 @@ from actors.engine.run import (
     RunRecord,
 )
 from actors.engine.tool_set import ToolSetError
-from actors.threads import metrics
+from actors.threads import forks, metrics
 from actors.threads.announcements import Announcements
 from actors.threads.cancellation import StepAborted
 from actors.threads.chain_clock import ChainClock
@@ -49,6 +49,7 @@ from actors.threads.contract import (
     CreateThread,
     DeleteThread,
     Done,
+    ForkThread,
     ImportHistory,
     Invalid,
     NotFound,
@@ -81,11 +82,12 @@ from actors.threads.run_steps import (
     take_over,
 )
 from actors.threads.spending import OwnerSpending
-from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
+from actors.threads.state import IDEMPOTENCY_KEYS, ForkMark, ThreadRecord
 from actors.threads.status_told import StatusTold
 from actors.threads.store import ThreadStore
 from actors.threads.watchdog_duty import WatchdogDuty
 from threadhost.common import logs
+from threadhost.common.owners import owns
 from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,23 @@ class ThreadService:
         if record.owner != request.owner:
             return NotFound.of(self.thread_id)
         return ThreadAnswer(thread=ThreadView.of(record))
+
+    async def fork(
+        self, request: ForkThread, source: ThreadStore
+    ) -> ThreadAnswer | NotFound | Invalid:
+        """Becomes a fork of `source` (what it committed; actors/threads/forks.py); a
+        repeat of the same fork finds it."""
+        record = await self._store.record()
+        if record is not None:
+            mark = ForkMark(thread_id=request.source, message_index=request.message_index)
+            if record.forked_from != mark or not owns(request.owner, record.owner):
+                return NotFound.of(self.thread_id)
+            return ThreadAnswer(thread=ThreadView.of(record))
+        made = await forks.fork(self.thread_id, request, source, self._store)
+        if isinstance(made, NotFound | Invalid):
+            return made
+        await self.commit()
+        return ThreadAnswer(thread=ThreadView.of(made), created=True)
 
     async def post_message(self, request: PostMessage) -> RunAnswer | NotFound | Invalid | Busy:
         """Starts a run with the message. While another run is active, `on_active` says

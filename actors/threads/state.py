@@ -26,6 +26,14 @@ class UnknownSchemaVersion(ValueError):
     pass
 
 
+class ForkMark(BaseModel):
+    """Where a forked thread came from: its history is the source's messages before
+    `message_index`, copied when it was made."""
+
+    thread_id: str
+    message_index: int
+
+
 class ThreadRecord(BaseModel):
     schema_version: int = SCHEMA_VERSION
     thread_id: str
@@ -70,6 +78,8 @@ class ThreadRecord(BaseModel):
     # Announcements (thread events and their webhook deliveries) written by a commit and
     # maybe not sent yet: each under announcement_key (actors/threads/announcements.py).
     outbox: list[str] = Field(default_factory=list)
+    # Set when the thread was made as a fork of another.
+    forked_from: ForkMark | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.retention_seconds is not None and now >= self.active_at + timedelta(

@@ -194,8 +194,18 @@ class ThreadStore:
         """The thread's latest summary, if it has one."""
         if record.summary is None:
             return None
-        data = await self._get(summary_key(record.summary.index))
+        return await self.summary_at(record.summary.index)
+
+    async def summary_at(self, index: int) -> SummaryRecord | None:
+        """A summary the thread made (its latest, or one before it)."""
+        data = await self._get(summary_key(index))
         return None if data is None else read_stored(SummaryRecord, data)
+
+    async def save_page(self, page: HistoryPage) -> None:
+        """Writes a whole history page (a fork's copy; a turn appends)."""
+        data = _dump(page)
+        await self._put(page_key(page.index), data)
+        self._pages.keep(data, page)
 
     async def save_summary(self, summary: SummaryRecord) -> None:
         """Writes a new summary, once: it is never rewritten."""
