@@ -144,16 +144,74 @@ def test_a_dropped_stream_picks_up_where_it_broke_and_shows_nothing_twice(
     WebDriverWait(browser, 30).until(
         ready.text_to_be_present_in_element((By.ID, "status"), "Run completed · ")
     )
-    # The rest came from the run's events, asked for again after the drop.
-    assert browser.execute_script(
-        "return performance.getEntriesByType('resource')"
-        ".some(e => e.name.includes('/runs/') && e.name.endsWith('/events'))"
-    )
+    # The rest came from the thread's stream, opened again after the drop from the last
+    # event shown (Last-Event-ID).
+    assert browser.execute_script("return window.threadStreams") >= 2
     log = _log(browser)
     assert sum("Looking it up." in entry for entry in log) == 1, log
     assert sum("Order 1001 has shipped." in entry for entry in log) == 1, log
     assert len(log) == len(Api(split_stack.api.url).messages(thread)), log
     _shot(browser, "5-resumed-after-a-drop")
+
+
+def test_two_tabs_on_one_thread_both_see_every_turn_and_a_fork_starts_from_a_message(
+    browser: webdriver.Chrome, split_stack: Stack
+) -> None:
+    url = split_stack.api.url
+    browser.get(f"{url}/chat")
+    thread = _new_thread(browser, "assistant")
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(f"{url}/chat#{thread}")
+    WebDriverWait(browser, 30).until(
+        ready.text_to_be_present_in_element((By.ID, "title"), "Thread with assistant")
+    )
+    second = browser.current_window_handle
+    # Sent from the second tab: both show it, without a reload.
+    _say(browser, "Hello from the second tab")
+    _wait_text(browser, "You said: Hello from the second tab")
+    browser.switch_to.window(first)
+    _wait_text(browser, "You said: Hello from the second tab")
+    assert "Hello from the second tab" in " ".join(_log(browser))
+    # And from the first: the second tab shows it too.
+    _say(browser, "And one from the first")
+    _wait_text(browser, "You said: And one from the first")
+    browser.switch_to.window(second)
+    _wait_text(browser, "You said: And one from the first")
+    _shot(browser, "7-second-tab")
+    # A follow-up the thread runs by itself appears in both, without a reload.
+    scheduled = Api(url).http.post(
+        f"/v1/threads/{thread}/followups", json={"when": "PT1S", "note": "any news?"}
+    )
+    assert scheduled.status_code == 201, scheduled.text
+    _wait_text(browser, "Following up: any news?")
+    browser.switch_to.window(first)
+    _wait_text(browser, "Following up: any news?")
+    assert len(_log(browser)) == len(Api(url).messages(thread)), _log(browser)
+    browser.switch_to.window(second)
+    browser.close()
+    browser.switch_to.window(first)
+
+    # "Try that again from here": a fork before the second message, that message ready
+    # to send again, the original thread untouched.
+    forks = browser.find_elements(By.CSS_SELECTOR, "#log li.user button.fork")
+    forks[1].click()
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return location.hash") != f"#{thread}"
+    )
+    WebDriverWait(browser, 30).until(
+        ready.text_to_be_present_in_element((By.ID, "title"), "(a fork)")
+    )
+    fork = browser.execute_script("return location.hash.slice(1)")
+    assert browser.find_element(By.ID, "message").get_attribute("value") == "And one from the first"
+    shown, kept = _log(browser), Api(url).messages(fork)
+    assert len(shown) == len(kept) == 2
+    assert all(m["content"] in line for m, line in zip(kept, shown, strict=True)), shown
+    browser.find_element(By.ID, "message").send_keys(", said otherwise\n")
+    _wait_text(browser, "You said: And one from the first, said otherwise")
+    assert len(Api(url).messages(fork)) == 4
+    assert len(Api(url).messages(thread)) == 6
+    _shot(browser, "8-fork")
 
 
 def test_with_authentication_on_a_pasted_token_opens_the_callers_threads(

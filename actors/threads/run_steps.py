@@ -72,7 +72,8 @@ async def begin(
     """Starts a queued run: its message joins the history, and it becomes the active run."""
     text, run.first_message, run.input_text = run.input_text or "", record.message_count, None
     record = await _append(store, record, run, [UserText(text=text, origin=run.input_origin)])
-    events = [*previous, run.transition("running")]
+    # Where its message landed: a thread's followers read it from there.
+    events = [*previous, run.transition("running", first_message=run.first_message)]
     record = record.model_copy(
         update={"active_run": run.run_id, "queue": [r for r in record.queue if r != run.run_id]}
     )

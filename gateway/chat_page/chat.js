@@ -1,19 +1,27 @@
-// threadhost chat: the caller's threads, a conversation streamed as it happens, what a
-// waiting run needs, cancel, and a stream that picks up where it broke (Last-Event-ID).
-// Plain JavaScript against the public API (/v1); no build step, nothing from a CDN.
+// threadhost chat: the caller's threads, a conversation followed as it happens (the
+// thread's own stream: every run of it, whichever tab or service starts it), what a
+// waiting run needs, cancel, forks from a message, and a stream that picks up where it
+// broke (Last-Event-ID). Plain JavaScript against the public API (/v1); no build step,
+// nothing from a CDN.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(["completed", "failed", "cancelled", "incomplete"]);
 const state = {
   token: sessionStorage.getItem("threadhost-token") || "",
-  thread: null, run: null, lastSeq: -1, busy: false, waiting: [],
+  thread: null, run: null, waiting: [],
+  // The thread's stream: the last event shown (`<run>.<seq>`) and each run's last seq.
+  lastEventId: null, seen: {},
   // The stream being read: a dropped connection ends it; so does dropConnection().
   reading: null,
+  // Which opening of a thread the stream belongs to (another thread opened ends it).
+  watch: 0,
 };
 
 // What a network failure does to a stream, on purpose (the browser test uses it).
 window.dropConnection = () => { if (state.reading) state.reading.abort(); };
+// How many times the thread's stream was opened (a reconnection opens it again).
+window.threadStreams = 0;
 
 function headers(extra = {}) {
   const h = { "content-type": "application/json", ...extra };
@@ -50,10 +58,12 @@ function entry(key, kind, who) {
     const name = document.createElement("span");
     name.className = "who";
     name.textContent = who;
-    li.append(name, document.createElement("span"));
+    const text = document.createElement("span");
+    text.className = "text";
+    li.append(name, text);
     $("log").append(li);
   }
-  return li.lastChild;
+  return li.querySelector("span.text");
 }
 
 function drop(key) {
@@ -62,8 +72,11 @@ function drop(key) {
 }
 
 function showMessage(index, m) {
-  if (m.kind === "user_text") entry(`m:${index}`, "user", "You").textContent = m.text;
-  else if (m.kind === "assistant_text") {
+  if (m.kind === "user_text") {
+    const span = entry(`m:${index}`, "user", "You");
+    span.textContent = m.text;
+    forkButton(span.parentElement, index, m.text);
+  } else if (m.kind === "assistant_text") {
     entry(`m:${index}`, "assistant", m.agent || "Assistant").textContent = m.text;
   } else if (m.kind === "tool_call") {
     entry(`m:${index}`, "tool", "Tool call").textContent = `${m.name}(${m.arguments})`;
@@ -71,6 +84,24 @@ function showMessage(index, m) {
     const li = entry(`m:${index}`, "tool", m.is_error ? "Tool error" : "Tool result");
     li.textContent = `${m.name}: ${m.content}`;
   }
+}
+
+// "Try that again from here": a new thread with the history before this message, and
+// the message in the composer to send again, changed or not.
+function forkButton(li, index, text) {
+  if (li.querySelector("button.fork")) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "fork";
+  button.textContent = "Fork here";
+  button.title = "A new thread with the conversation before this message";
+  button.addEventListener("click", () => {
+    api("POST", `/v1/threads/${state.thread}/fork`, { message_index: index })
+      .then((fork) => openThread(fork.id))
+      .then(() => { $("message").value = text; $("message").focus(); })
+      .catch(showError);
+  });
+  li.append(button);
 }
 
 // The API's history views carry role/content; the run's events carry the stored kinds.
@@ -115,28 +146,48 @@ async function loadAgents() {
 
 async function openThread(id) {
   showError(null);
+  const watch = ++state.watch;
+  if (state.reading) state.reading.abort();
   state.thread = id;
-  state.lastSeq = -1;
+  state.seen = {};
   location.hash = id;
   const thread = await api("GET", `/v1/threads/${id}`);
-  $("title").textContent = `Thread with ${thread.agent}`;
+  $("title").textContent = thread.forked_from
+    ? `Thread with ${thread.agent} (a fork)` : `Thread with ${thread.agent}`;
+  // Where the stream starts: now (the run going on, from its start), read before the
+  // history so nothing falls between the two; what both have is shown once.
+  state.lastEventId = (await api("GET", `/v1/threads/${id}/events`)).cursor;
   await loadHistory();
   showWaiting([]);
   setStatus("");
   if (thread.active_run) {
-    const run = await api("GET", `/v1/threads/${id}/runs/${thread.active_run}`);
-    await afterRun(run);
-    if (run.status === "running" || run.status === "queued") await follow(run.run_id);
+    await afterRun(await api("GET", `/v1/threads/${id}/runs/${thread.active_run}`));
   }
   await loadThreads();
+  watchThread(id, watch);
 }
 
-// --- runs: streamed as they happen ------------------------------------------------------
+// --- the thread, as it happens --------------------------------------------------------
 
-async function stream(method, path, body, extra = {}) {
+async function watchThread(id, watch) {
+  // Every run of the thread, from the last event shown; again from there if it breaks,
+  // until another thread is opened or this one is deleted.
+  while (state.watch === watch) {
+    try {
+      const extra = state.lastEventId !== null ? { "last-event-id": state.lastEventId } : {};
+      if (await stream(`/v1/threads/${id}/events`, extra, watch) === "gone") return;
+    } catch (error) {
+      if (state.watch !== watch) return;
+      setStatus("Connection lost; reconnecting…");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+async function stream(path, extra, watch) {
   state.reading = new AbortController();
+  window.threadStreams += 1;
   const response = await fetch(path, {
-    method, body: body === undefined ? undefined : JSON.stringify(body),
     headers: headers({ accept: "text/event-stream", ...extra }),
     signal: state.reading.signal,
   });
@@ -146,87 +197,73 @@ async function stream(method, path, body, extra = {}) {
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
+    if (done || state.watch !== watch) return "ended";
     buffer += decoder.decode(value, { stream: true });
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      onFrame(buffer.slice(0, end));
+      if (await onFrame(buffer.slice(0, end)) === "gone") return "gone";
       buffer = buffer.slice(end + 2);
     }
   }
 }
 
-function onFrame(frame) {
+async function onFrame(frame) {
   let event = "message", data = "", id = null;
   for (const line of frame.split("\n")) {
     if (line.startsWith("event: ")) event = line.slice(7);
     else if (line.startsWith("data: ")) data += line.slice(6);
-    else if (line.startsWith("id: ")) id = Number(line.slice(4));
+    else if (line.startsWith("id: ")) id = line.slice(4);
   }
-  if (!data) return;
+  if (!data) return null;
+  if (event === "thread.gone") {
+    setStatus("This thread was deleted.");
+    return "gone";
+  }
   if (id !== null) {
-    if (id <= state.lastSeq) return; // seen before the stream broke
-    state.lastSeq = id;
+    const dot = id.lastIndexOf(".");
+    const run = id.slice(0, dot), seq = Number(id.slice(dot + 1));
+    if (seq <= (state.seen[run] ?? -1)) return null; // seen before the stream broke
+    state.seen[run] = seq;
+    state.lastEventId = id;
   }
-  onEvent(event, JSON.parse(data));
+  await onEvent(event, JSON.parse(data));
+  return null;
 }
 
-function onEvent(event, e) {
+async function onEvent(event, e) {
   if (e.run_id) state.run = e.run_id;
   const d = e.data || {};
   if (event === "token.delta") {
-    const span = entry(`d:${e.step}`, "assistant", "Assistant (typing)");
+    const span = entry(`d:${e.run_id}:${e.step}`, "assistant", "Assistant (typing)");
     if (span.dataset.attempt && Number(span.dataset.attempt) !== e.attempt) span.textContent = "";
     span.dataset.attempt = e.attempt;
     span.textContent += e.text;
   } else if (event === "token.discard") {
-    drop(`d:${e.step}`);
+    drop(`d:${e.run_id}:${e.step}`);
   } else if (d.messages) { // step.completed, actions.submitted, approval.expired, ...
-    if (d.step) drop(`d:${d.step}`);
+    if (d.step) drop(`d:${e.run_id}:${d.step}`);
     d.messages.forEach((m, n) => showMessage(d.first_index + n, m));
   }
-  if (event === "run.status") {
-    setStatus(`Run ${d.status}${d.reason ? `: ${d.reason}` : ""}`);
-    $("cancel").disabled = TERMINAL.has(d.status) || d.status === "requires_action";
-    if (d.status === "requires_action") showWaiting(d.required_action || []);
+  if (event !== "run.status") return;
+  setStatus(`Run ${d.status}${d.reason ? `: ${d.reason}` : ""}`);
+  $("cancel").disabled = TERMINAL.has(d.status) || d.status === "requires_action";
+  if (d.status === "running" && d.first_message !== undefined) {
+    // The run's message (sent from here, another tab or the agent's follow-up).
+    const page = await api("GET",
+      `/v1/threads/${state.thread}/messages?offset=${d.first_message}&limit=1`);
+    document.querySelectorAll("#log li[data-key^='pending:']").forEach((li) => li.remove());
+    page.messages.forEach((v) => showMessage(v.index, fromView(v)));
+  }
+  if (d.status === "requires_action" || TERMINAL.has(d.status)) {
+    await afterRun(await api("GET", `/v1/threads/${state.thread}/runs/${e.run_id}`));
   }
 }
 
-async function follow(runId) {
-  // The run's events after the last one shown; again, from there, if the stream breaks.
-  state.run = runId;
+async function send(path, body) {
+  // The run starts at once (202); the thread's stream shows it as it goes.
   $("cancel").disabled = false;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      const extra = state.lastSeq >= 0 ? { "last-event-id": String(state.lastSeq) } : {};
-      await stream("GET", `/v1/threads/${state.thread}/runs/${runId}/events`, undefined, extra);
-      break;
-    } catch (error) {
-      setStatus("Connection lost; reconnecting…");
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
-  await afterRun(await api("GET", `/v1/threads/${state.thread}/runs/${runId}`));
-}
-
-async function turn(method, path, body) {
-  state.busy = true;
-  $("send").disabled = true;
-  $("cancel").disabled = false;
-  try {
-    try {
-      await stream(method, path, body);
-    } catch (error) {
-      if (!state.run) throw error; // the turn never started
-    }
-    // Ended, waits, or the connection broke: the run's log has the rest.
-    const run = await api("GET", `/v1/threads/${state.thread}/runs/${state.run}`);
-    if (run.status === "running" || run.status === "queued") await follow(run.run_id);
-    else await afterRun(run);
-  } finally {
-    state.busy = false;
-    $("send").disabled = false;
-  }
+  const answer = await api("POST", path, { ...body, mode: "background" });
+  state.run = answer.run.run_id;
 }
 
 async function afterRun(run) {
@@ -342,13 +379,11 @@ function wire() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("message").value;
-    if (!text.trim() || !state.thread || state.busy) return;
+    if (!text.trim() || !state.thread) return;
     showError(null);
     $("message").value = "";
     entry(`pending:${Date.now()}`, "user", "You").textContent = text;
-    state.run = null;
-    turn("POST", `/v1/threads/${state.thread}/messages`, { content: text, mode: "stream" })
-      .catch(showError);
+    send(`/v1/threads/${state.thread}/messages`, { content: text }).catch(showError);
   });
   $("message").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
@@ -365,8 +400,8 @@ function wire() {
       const actions = answers();
       showError(null);
       showWaiting([]);
-      turn("POST", `/v1/threads/${state.thread}/runs/${state.run}/resume`,
-           { actions, mode: "stream" }).catch(showError);
+      send(`/v1/threads/${state.thread}/runs/${state.run}/resume`, { actions })
+        .catch(showError);
     } catch (error) { showError(error); }
   });
 }
