@@ -16,6 +16,7 @@ from actors.engine.run import StatusChanged
 from actors.threads.contract import STOPPED
 from actors.threads.run_events import PublishedRunMessage, StepEventsMessage
 from gateway import (
+    a2a_door,
     followups,
     forks,
     key_set,
@@ -163,6 +164,7 @@ def mount_gateway(app: FastAPI, settings: Settings) -> None:
     app.include_router(threads.turns)
     app.include_router(thread_events.router)
     app.include_router(forks.router)
+    app.include_router(a2a_door.router)
     app.include_router(followups.router)
     app.include_router(openai_door.router)
     app.include_router(responses_door.router)

@@ -158,6 +158,8 @@ OPEN_PATHS = frozenset(
         "/redoc",
         # The public keys that verify end-user assertions (gateway/key_set.py).
         "/.well-known/jwks.json",
+        # The default agent's A2A card (discovery; gateway/a2a_door.py).
+        "/.well-known/agent-card.json",
         # The web chat's files: no data, which it reads from /v1.
         "/",
         "/chat",

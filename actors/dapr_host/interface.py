@@ -20,6 +20,9 @@ class ThreadActorInterface(ActorInterface):
     @actormethod(name="Fork")
     async def fork(self, request: Payload) -> Payload: ...
 
+    @actormethod(name="ConfigurePush")
+    async def configure_push(self, request: Payload) -> Payload: ...
+
     @actormethod(name="Describe")
     async def describe(self, request: Payload) -> Payload: ...
 

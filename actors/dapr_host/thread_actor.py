@@ -24,6 +24,7 @@ from actors.threads.contract import (
     CancelFollowup,
     CancelRun,
     ChildRunEnded,
+    ConfigurePush,
     CreateThread,
     DeleteThread,
     DescribeThread,
@@ -90,6 +91,9 @@ class Thread(Actor, ThreadActorInterface, Remindable):
             return await self._service.fork(fork, source)
 
         return await serve(ForkThread, request, forked)
+
+    async def configure_push(self, request: Payload) -> Payload:
+        return await serve(ConfigurePush, request, self._service.push.configure)
 
     async def describe(self, request: Payload) -> Payload:
         return await serve(DescribeThread, request, self._service.reads.describe)

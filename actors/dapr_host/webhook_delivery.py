@@ -16,6 +16,7 @@ dead-letter topic `<webhooks_topic>-dead` at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from actors.dapr_host.service_mesh import DaprMesh
 from actors.engine.assertions import AssertionSigner
 from actors.engine.events import WebhookDelivery
 from actors.engine.webhooks import UnusableUrl, WebhookTarget, signature
+from threadhost.common.a2a_tasks import push_notification
 from threadhost.common.host_secrets import assertion_signer, stored_secrets
 from threadhost.common.settings import Settings
 from threadhost.common.sidecar import shared_actor_client
@@ -137,7 +139,7 @@ class WebhookDeliverer:
     ) -> None:
         """One attempt; not taken, the next is scheduled (raises on a scheduler that
         cannot take it: the caller's daprd then tries this one again)."""
-        body = body if body is not None else delivery.event.model_dump_json()
+        body = body if body is not None else _body(delivery)
         try:
             if await self._taken(delivery, body.encode()):
                 return
@@ -204,9 +206,12 @@ class WebhookDeliverer:
             signed = signature(key, delivery.event.id, stamp, body)
         except ValueError as exc:
             raise Undeliverable(f"its signing secret: {exc}") from None
+        pushed = delivery.a2a
+        token = {"x-a2a-notification-token": pushed.token} if pushed and pushed.token else {}
         return {
             **await self._end_user(delivery),
-            "content-type": "application/cloudevents+json",
+            **token,
+            "content-type": "application/json" if pushed else "application/cloudevents+json",
             "webhook-id": delivery.event.id,
             "webhook-timestamp": str(stamp),
             "webhook-signature": signed,
@@ -224,6 +229,14 @@ class WebhookDeliverer:
             self.dead_topic,
             delivery.model_dump_json().encode(),
         )
+
+
+def _body(delivery: WebhookDelivery) -> str:
+    """What the POST says: the thread event, or for an A2A push notification the task's
+    status update in the protocol's JSON."""
+    if delivery.a2a is None:
+        return delivery.event.model_dump_json()
+    return json.dumps(push_notification(delivery.event.data, delivery.event.time))
 
 
 def _job_name(delivery: WebhookDelivery) -> str:

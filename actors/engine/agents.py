@@ -36,6 +36,9 @@ class Limits(BaseModel):
 class AgentDefinition(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     version: int = Field(default=1, ge=1)
+    # What the agent does, for those who would call it (its A2A card); the system
+    # prompt's first line when empty.
+    description: str = Field(default="", max_length=2000)
     system_prompt: str = ""
     # A recipe: "scripted", "openai:<model>", "openai-responses:<model>", "anthropic:<model>".
     model: str = "scripted"

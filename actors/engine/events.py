@@ -137,6 +137,14 @@ def followup_fired(
     )
 
 
+class A2APush(BaseModel):
+    """A delivery that is an A2A push notification: its body is the task's status update
+    in the protocol's shape, and it carries the token its client gave."""
+
+    config_id: str
+    token: str | None = None
+
+
 class WebhookDelivery(BaseModel):
     """An event on its way to one webhook (the message the host's deliverer gets)."""
 
@@ -145,5 +153,6 @@ class WebhookDelivery(BaseModel):
     secret: str
     key: str
     event: ThreadEvent
+    a2a: A2APush | None = None
     # The end user the thread belongs to: the POST names them, with an assertion.
     acting_for: ActingFor | None = None

@@ -87,6 +87,15 @@ class ActingFor(BaseModel):
     user: str
 
 
+class PushTarget(BaseModel):
+    """Where an A2A client asked to hear of a task's (a run's) state changes: a URL the
+    agent's webhook allows, and the token the client gave to know them by."""
+
+    id: str
+    url: str
+    token: str | None = None
+
+
 class ChildRun(BaseModel):
     """A run another agent made for one of this run's tool calls, once it ended."""
 
@@ -204,6 +213,8 @@ class RunRecord(BaseModel):
     output_schema: OutputSchema | None = None
     output: Any = None
     output_retried: bool = False
+    # A2A push notifications asked for this run (its task).
+    push: list[PushTarget] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 

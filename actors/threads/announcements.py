@@ -36,7 +36,7 @@ class Announcement(BaseModel):
 
 def of_run(record: ThreadRecord, run: RunRecord, events: list[RunEvent]) -> list[Announcement]:
     return [
-        Announcement(event=event, deliveries=deliveries(record, run.agent, event))
+        Announcement(event=event, deliveries=deliveries(record, run.agent, event, run.push))
         for event in run_announcements(record.owner, run, events)
     ]
 

@@ -18,6 +18,7 @@ needs Dapr.
     ReadHistory     ReadHistory       HistoryAnswer | NotFound
     ImportHistory   ImportHistory     ThreadAnswer | NotFound | Busy
     Fork            ForkThread        ThreadAnswer | NotFound | Invalid    (to the new thread)
+    ConfigurePush   ConfigurePush     RunAnswer | NotFound | RunNotFound | Invalid
     ScheduleFollowup ScheduleFollowup FollowupAnswer | NotFound | Invalid | TooManyFollowups
     ListFollowups   ListFollowups     FollowupsAnswer | NotFound
     CancelFollowup  CancelFollowup    Done | NotFound | FollowupNotFound
@@ -178,6 +179,8 @@ class RunView(BaseModel):
     # A child run: the run and tool call it answers. Child runs of this run that ended.
     parent: ParentLink | None = None
     children: list[ChildRun] = Field(default_factory=list)
+    # A2A push notification targets (their tokens are not shown).
+    push: list[dict[str, str]] = Field(default_factory=list)
     # The schema the run's answer must match (the turn's, or its agent's), and once the
     # run completed, its answer as the JSON value it validated to.
     output_schema: OutputSchema | None = None
@@ -206,6 +209,7 @@ class RunView(BaseModel):
             children=run.children,
             output_schema=run.answer_schema,
             output=run.output,
+            push=[{"id": t.id, "url": t.url} for t in run.push],
         )
 
     @property
@@ -405,6 +409,19 @@ class CreateThread(Request[ThreadAnswer]):
     webhook_url: str | None = Field(default=None, max_length=2000)
     # The caller's key, kept on the thread (its id was made of it).
     key: ThreadKey | None = None
+
+
+class ConfigurePush(Request[RunAnswer]):
+    """Sets (or with `remove`, removes) an A2A push notification target of a run: its
+    state changes go to `url` (within the agent's webhook.allowed_urls), signed, with
+    `token`. A run that has already stopped tells the new target at once."""
+
+    method, answers = "ConfigurePush", answers_of(RunAnswer, NotFound, RunNotFound, Invalid)
+    run_id: str
+    config_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str | None = Field(default=None, max_length=2000)
+    token: Text | None = Field(default=None, max_length=500)
+    remove: bool = False
 
 
 class ForkThread(Request[ThreadAnswer]):

@@ -4,16 +4,21 @@ its agent (each gets every event as a signed POST, from the actor host's deliver
 from __future__ import annotations
 
 from actors.engine.agents import AgentDefinition
-from actors.engine.events import ThreadEvent, WebhookDelivery
+from actors.engine.events import A2APush, ThreadEvent, WebhookDelivery
+from actors.engine.run import PushTarget
 from actors.threads.state import ThreadRecord
 from threadhost.common.owners import end_user_of
 
 
 def deliveries(
-    record: ThreadRecord, agent: AgentDefinition, event: ThreadEvent
+    record: ThreadRecord,
+    agent: AgentDefinition,
+    event: ThreadEvent,
+    push: list[PushTarget] | None = None,
 ) -> list[WebhookDelivery]:
     """The event once per webhook URL: the agent's own, and the thread's (which the agent
-    allowed when the thread was created)."""
+    allowed when the thread was created); and once per A2A push target of its run (a
+    state change: not its creation)."""
     webhook = agent.webhook
     if webhook is None:
         return []
@@ -21,7 +26,7 @@ def deliveries(
     if record.webhook_url is not None and record.webhook_url not in urls:
         urls.append(record.webhook_url)
     acting_for = end_user_of(record.owner)
-    return [
+    found = [
         WebhookDelivery(
             url=url,
             agent=agent.name,
@@ -31,4 +36,18 @@ def deliveries(
             acting_for=acting_for,
         )
         for url in urls
+    ]
+    if event.type == "threadhost.run.created":
+        return found
+    return found + [
+        WebhookDelivery(
+            url=target.url,
+            agent=agent.name,
+            secret=webhook.secret,
+            key=webhook.key,
+            event=event.model_copy(update={"id": f"{event.id}.push.{target.id}"}),
+            acting_for=acting_for,
+            a2a=A2APush(config_id=target.id, token=target.token),
+        )
+        for target in push or []
     ]

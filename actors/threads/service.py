@@ -68,6 +68,7 @@ from actors.threads.followups import ThreadFollowups
 from actors.threads.lifecycle import lifecycle
 from actors.threads.model_slots import RETRY_AFTER, NoModelSlot
 from actors.threads.owner_contract import Admit, RunEnded
+from actors.threads.push_targets import ThreadPush
 from actors.threads.reads import ThreadReads
 from actors.threads.reminders import FOLLOWUP_PREFIX, Reminder
 from actors.threads.run_events import DeltaBatcher, RunMessage, StepEventsMessage
@@ -100,8 +101,9 @@ IMPORTED = "#imported"
 
 
 class ThreadService:
-    """One thread's calls and steps. Its reads, child runs and follow-ups are
-    collaborators (`reads`, `children`, `followups`), which the actor calls directly."""
+    """One thread's calls and steps. Its reads, child runs, follow-ups and push targets
+    are collaborators (`reads`, `children`, `followups`, `push`), which the actor calls
+    directly."""
 
     def __init__(
         self,
@@ -124,6 +126,7 @@ class ThreadService:
         self.followups = ThreadFollowups(
             thread_id, store, engine, effects, settings, self.reads, self._announcements, self
         )
+        self.push = ThreadPush(store, self.reads, self._announcements, self)
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that

@@ -48,6 +48,8 @@ async def hook(request: Request) -> Response:
             # Whom the thread is run for, when a service runs it for an end user.
             "end_user": request.headers.get("threadhost-end-user"),
             "assertion": request.headers.get("threadhost-end-user-assertion"),
+            # An A2A push notification's token, as its client gave it.
+            "token": request.headers.get("x-a2a-notification-token"),
         }
     )
     return Response(status_code=204 if attempt > REFUSED else 503)
