@@ -208,3 +208,56 @@ def test_a_push_notification_reaches_the_receiver_signed_with_the_clients_token(
 
 def _seen(port: int) -> list[dict]:
     return httpx.get(f"http://127.0.0.1:{port}/seen").json()
+
+
+def test_another_teams_agent_is_a_tool_over_a2a(dapr_bin: Path, tmp_path: Path) -> None:
+    """An agent whose tool is the support agent over A2A, reached through Dapr service
+    invocation of the gateway's door (as another team's would be), with the a2a-sdk
+    client in the actor host: the remote task's answer is the tool's result."""
+    suffix = uuid.uuid4().hex[:10]
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "concierge.json").write_text(
+        json.dumps(
+            {
+                "name": "concierge",
+                "a2a_agents": [
+                    {
+                        "name": "ask_support_team",
+                        "app_id": f"gateway-{suffix}",
+                        "path": "v1/a2a/support",
+                    }
+                ],
+                "script": [
+                    {
+                        "tool_calls": [
+                            {
+                                "name": "ask_support_team",
+                                "arguments": {"input": "Where is my order 1001?"},
+                            }
+                        ]
+                    },
+                    "The support team says it has shipped.",
+                ],
+            }
+        )
+    )
+    dirs = [*json.loads(TEST_AGENTS["THREADHOST_AGENTS_DIRS"]), str(agents)]
+    # The gateway takes calls from the apps it lists, the actor host's too.
+    config = make_stack_config(
+        dapr_bin,
+        tmp_path,
+        suffix,
+        env={
+            "THREADHOST_AGENTS_DIRS": json.dumps(dirs),
+            "THREADHOST_SERVICE_CALLERS": json.dumps([f"threads-{suffix}"]),
+        },
+    )
+    with Stack(config, split=True) as stack:
+        api = Api(stack.api.url)
+        thread = api.create_thread(agent="concierge")
+        answer = api.say(thread, "How is my order doing?")
+        assert answer["run"]["status"] == "completed", answer["run"]
+        result = next(m for m in answer["messages"] if m["kind"] == "tool_result")
+        assert "due in 2 days" in result["content"] and not result["is_error"], result
+        assert answer["reply"] == "The support team says it has shipped."

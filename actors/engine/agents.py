@@ -19,6 +19,7 @@ from actors.engine.scripted import ScriptedReply
 from actors.engine.tool_sources import (
     AgentToolDefinition,
     McpServerDefinition,
+    RemoteAgentDefinition,
     ServiceToolDefinition,
     handoff_tool_name,
 )
@@ -51,6 +52,8 @@ class AgentDefinition(BaseModel):
     service_tools: list[ServiceToolDefinition] = Field(default_factory=list)
     # MCP servers whose tools the model may call.
     mcp_servers: list[McpServerDefinition] = Field(default_factory=list)
+    # Other teams' agents over A2A, each a tool whose call is a task of theirs.
+    a2a_agents: list[RemoteAgentDefinition] = Field(default_factory=list)
     # Other agents as tools: each call runs the agent on a child thread and its answer is
     # the tool's result.
     agent_tools: list[AgentToolDefinition] = Field(default_factory=list)
@@ -92,6 +95,7 @@ class AgentDefinition(BaseModel):
         return [
             *self.tools,
             *(tool.name for tool in self.service_tools),
+            *(remote.name for remote in self.a2a_agents),
             *(tool.tool_name for tool in self.agent_tools),
             *(handoff_tool_name(agent) for agent in self.handoffs),
         ]

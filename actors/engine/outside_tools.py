@@ -1,4 +1,5 @@
-"""The agent's tools that live outside the actor host: Dapr services and MCP servers.
+"""The agent's tools that live outside the actor host: Dapr services, MCP servers and
+other teams' agents over A2A.
 
 The engine knows nothing of Dapr: it asks a `Mesh` (the actor host's sidecar, in
 production) where an app-id's method is and for a secret's values, and sends plain HTTP
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -27,6 +28,8 @@ from actors.engine.tool_sources import (
     McpRoute,
     McpServerDefinition,
     McpUnavailable,
+    RemoteAgentDefinition,
+    RemoteAgentRoute,
     ServiceRoute,
 )
 
@@ -34,6 +37,12 @@ if TYPE_CHECKING:
     from actors.engine.mcp_tools import McpServers
 
 log = logging.getLogger(__name__)
+# What a remote agent's tool takes: the message it is sent.
+REMOTE_AGENT_PARAMETERS = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {"input": {"type": "string", "description": "What to ask the agent"}},
+}
 
 
 class Mesh(Protocol):
@@ -56,6 +65,7 @@ class OutsideTools:
         # Signs the end user's assertion a call carries (none without a key).
         self.signer = signer
         self._mcp: McpServers | None = None
+        self._a2a: Any = None
         self._loading = asyncio.Lock()
 
     async def mcp(self) -> McpServers:
@@ -67,6 +77,16 @@ class OutsideTools:
                     )
                     self._mcp = module.McpServers(self._locate)
         return self._mcp
+
+    async def a2a(self) -> Any:
+        """actors/engine/a2a_tools.py, imported on a worker thread at the first call."""
+        if self._a2a is None:
+            async with self._loading:
+                if self._a2a is None:
+                    self._a2a = await asyncio.to_thread(
+                        importlib.import_module, "actors.engine.a2a_tools"
+                    )
+        return self._a2a
 
     def _client(self) -> httpx.AsyncClient:
         # Made on first use, inside the event loop that uses it.
@@ -86,6 +106,19 @@ class OutsideTools:
                 ),
             )
             for t in agent.service_tools
+        ]
+        tools += [
+            RunTool(
+                spec=ToolSpec(
+                    name=remote.name,
+                    description=remote.description
+                    or f"Asks {remote.name}, another team's agent, and returns its answer.",
+                    parameters=REMOTE_AGENT_PARAMETERS,
+                ),
+                kind="a2a",
+                route=RemoteAgentRoute(agent=remote.name),
+            )
+            for remote in agent.a2a_agents
         ]
         for server in agent.mcp_servers:
             limit = server.timeout_seconds or agent.limits.tool_timeout_seconds
@@ -129,12 +162,33 @@ class OutsideTools:
                     server.timeout_seconds or limit,
                     context.signed(self.signer, audience),
                 )
+        if isinstance(route, RemoteAgentRoute):
+            remote = next((r for r in agent.a2a_agents if r.name == route.agent), None)
+            if remote is not None:
+                endpoint = await self._remote(remote)
+                audience = remote.app_id or remote.url or remote.name
+                return await (await self.a2a()).ask(
+                    self._client(),
+                    remote.name,
+                    endpoint,
+                    call,
+                    context.signed(self.signer, audience),
+                    remote.timeout_seconds or limit,
+                )
         return ToolResult(
             call_id=call.call_id,
             name=call.name,
             is_error=True,
             content=f"{call.name} has no route in this run",
         )
+
+    async def _remote(self, remote: RemoteAgentDefinition) -> Endpoint:
+        headers = await self._mesh.secret(remote.headers_secret) if remote.headers_secret else {}
+        if remote.url is not None:
+            return Endpoint(url=remote.url, headers=headers)
+        assert remote.app_id is not None
+        found = self._mesh.endpoint(remote.app_id, remote.path)
+        return Endpoint(url=found.url, headers={**found.headers, **headers})
 
     async def _locate(self, server: McpServerDefinition) -> Endpoint:
         headers = await self._mesh.secret(server.headers_secret) if server.headers_secret else {}

@@ -4,10 +4,11 @@ A run keeps the whole set it started with (names, schemas, who executes each cal
 whether a person must approve it), so it resumes with the same tools even after the
 agent's definition changed or the user switched a tool off for later turns.
 
-Seven kinds of tool:
+Eight kinds of tool:
 - `function`: a Python function of the actor host, run as a step (see tools.py);
-- `service`: a method of another Dapr app, and `mcp`: a tool of an MCP server, both run
-  as a step like a function, through the route the run keeps (see tool_sources.py);
+- `service`: a method of another Dapr app, `mcp`: a tool of an MCP server, and `a2a`:
+  another team's agent over A2A, each run as a step like a function, through the route
+  the run keeps (see tool_sources.py);
 - `handoff`: passes the rest of the run to another agent (a step too);
 - `agent`: another agent, run on a child thread; the run waits for its answer;
 - `client`: declared by the caller for one turn and executed by the caller, who submits
@@ -38,9 +39,11 @@ from actors.engine.tool_sources import (
 )
 from actors.engine.tools import ToolRegistry
 
-ToolKind = Literal["function", "service", "mcp", "handoff", "agent", "client", "input", "followup"]
+ToolKind = Literal[
+    "function", "service", "mcp", "a2a", "handoff", "agent", "client", "input", "followup"
+]
 # The kinds the actor host runs itself, as a step of the run.
-HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "handoff", "followup"})
+HOST_KINDS: frozenset[str] = frozenset({"function", "service", "mcp", "a2a", "handoff", "followup"})
 ASK_USER = "ask_user"
 ASK_USER_SPEC = ToolSpec(
     name=ASK_USER,

@@ -3,11 +3,12 @@
 Other agents are tools too: `agent_tools` run another agent on a child thread and wait for
 its answer; `handoffs` pass the rest of the run to another agent.
 
-An agent may name two kinds of outside tool besides its Python functions:
+An agent may name three kinds of outside tool besides its Python functions:
 - a Dapr service method (`service_tools`): one tool per method, with its own schema, called
   through the actor host's sidecar (service invocation: mTLS, access control, resiliency);
 - an MCP server (`mcp_servers`): every tool it lists, reached over streamable HTTP by URL
-  or by Dapr app-id, or over stdio by a command the host starts.
+  or by Dapr app-id, or over stdio by a command the host starts;
+- another team's agent over A2A (`a2a_agents`): one tool each, reached by URL or app-id.
 
 A run keeps, for each outside tool, the route its calls take (which app and method, which
 server and which tool there, and the server's version when the list was read), so a run
@@ -98,6 +99,34 @@ class McpServerDefinition(BaseModel):
         return _NOT_IN_A_TOOL_NAME.sub("_", self.prefix + name_at_server)[:64]
 
 
+class RemoteAgentDefinition(BaseModel):
+    """An agent another team serves over A2A (protocol 1.0, JSON-RPC), offered as a tool:
+    a call sends its `input` as a message, and the task's answer is the result. Exactly
+    one of `url` (the agent's JSON-RPC endpoint) and `app_id` (the same through Dapr
+    service invocation, at `path`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME)
+    description: str = ""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    app_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    path: str = Field(default="", max_length=512)
+    # A secret (of the host's Dapr secret store) whose keys and values are HTTP headers
+    # sent with every request: where a bearer token belongs.
+    headers_secret: str | None = None
+    # For each call; None: the agent's tool timeout.
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_reach_it(self) -> RemoteAgentDefinition:
+        if (self.url is None) == (self.app_id is None):
+            raise ValueError("give exactly one of url and app_id")
+        if ".." in self.path.split("/") or "?" in self.path or "#" in self.path:
+            raise ValueError("path must be a plain path (no '..', query or fragment)")
+        return self
+
+
 class ServiceRoute(BaseModel):
     kind: Literal["service"] = "service"
     app_id: str
@@ -113,6 +142,12 @@ class McpRoute(BaseModel):
     server: str
     tool: str
     server_version: str | None = None
+
+
+class RemoteAgentRoute(BaseModel):
+    kind: Literal["a2a"] = "a2a"
+    # The remote agent's name in the agent's definition (which the run keeps).
+    agent: str
 
 
 class AgentToolDefinition(BaseModel):
@@ -144,7 +179,7 @@ class HandoffRoute(BaseModel):
     agent: str
 
 
-ToolRoute = ServiceRoute | McpRoute | AgentRoute | HandoffRoute
+ToolRoute = ServiceRoute | McpRoute | RemoteAgentRoute | AgentRoute | HandoffRoute
 
 
 class McpUnavailable(Exception):
