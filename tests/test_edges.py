@@ -76,6 +76,8 @@ def test_the_openapi_allows_only_what_the_server_accepts(schema) -> None:
         ("/v1/chat/completions", "callers"),
         ("/v1/responses", "callers"),
         ("/v1/mcp", "callers"),
+        ("/v1/a2a/support", "callers"),
+        ("/.well-known/agent-card.json", "open"),
         ("/internal/run-events", "daprd"),
         ("/internal/actors", "daprd"),
         ("/dapr/config", "daprd"),
