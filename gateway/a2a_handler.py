@@ -8,7 +8,6 @@ request (gateway/a2a_door.py): the SDK takes a second to import.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from gateway.a2a_tasks import (
 )
 from gateway.deps import Door
 from gateway.problems import Problem
-from gateway.run_stream import stream_run
+from gateway.run_stream import parsed_frame, stream_run
 from gateway.turn import TurnPlan, take_turn
 from threadhost.common.a2a_tasks import parse_task_id, task_id
 
@@ -336,7 +335,7 @@ async def _updates(
     async for frame in stream_run(
         client, live, owner, run.thread_id, run.run_id, after, heartbeat, replay
     ):
-        event, data = _parsed(frame)
+        event, data = parsed_frame(frame)
         if event == "token.delta":
             yield text_update(run, data["text"], first)
             first = False
@@ -355,13 +354,3 @@ async def _updates(
                         last_chunk=True,
                     )
             yield status_update(now)
-
-
-def _parsed(frame: str) -> tuple[str | None, dict[str, Any]]:
-    event, data = None, {}
-    for line in frame.splitlines():
-        if line.startswith("event: "):
-            event = line[len("event: ") :]
-        elif line.startswith("data: "):
-            data = json.loads(line[len("data: ") :])
-    return event, data

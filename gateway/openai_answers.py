@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi.responses import StreamingResponse
 
@@ -22,7 +21,7 @@ from actors.threads.contract import (
 from gateway.auth import Caller
 from gateway.deps import THREAD_HEADER
 from gateway.problems import ModelNotFound
-from gateway.run_stream import SSE_HEADERS, stream_run
+from gateway.run_stream import SSE_HEADERS, parsed_frame, stream_run
 from gateway.thread_client import ThreadClient
 from gateway.turn import Turn
 
@@ -104,7 +103,7 @@ async def text_as_it_comes(
         turn.answer.first_seq - 1,
         heartbeat,
     ):
-        event, data = _parsed(frame)
+        event, data = parsed_frame(frame)
         if event == "token.delta":
             if data["step"] != step_with_text:
                 if sent:
@@ -116,14 +115,3 @@ async def text_as_it_comes(
                 if message["kind"] == "assistant_text" and message["text"]:
                     yield ("\n\n" if sent else "") + message["text"]
                     sent += 1
-
-
-def _parsed(frame: str) -> tuple[str | None, dict[str, Any]]:
-    """A server-sent event of the run's stream (gateway/run_stream.py): its name and data."""
-    event, data = None, {}
-    for line in frame.splitlines():
-        if line.startswith("event: "):
-            event = line[len("event: ") :]
-        elif line.startswith("data: "):
-            data = json.loads(line[len("data: ") :])
-    return event, data

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from actors.engine.run import CALLER_ACTIONS, TERMINAL
 from gateway.problems import RateLimited
@@ -147,6 +147,26 @@ async def stream_run(
     if replay:
         async for chunk in stream.from_log():
             yield chunk
+    async for chunk in follow(stream, live, heartbeat, poll):
+        yield chunk
+
+
+class Followed(Protocol):
+    """A stream fed by live messages, its log read when they do not come."""
+
+    ended: bool
+
+    def from_log(self) -> AsyncIterator[str]: ...
+
+    def live(self, message: dict[str, Any]) -> AsyncIterator[str]: ...
+
+
+async def follow(
+    stream: Followed, live: asyncio.Queue[dict[str, Any]], heartbeat: float, poll: float
+) -> AsyncIterator[str]:
+    """The stream's chunks as live messages come, until it ends; quiet for `poll`
+    seconds, what its log has (a pub/sub that does not reach this replica only makes it
+    slower), and a keep-alive comment every `heartbeat` seconds of quiet."""
     quiet = 0.0
     while not stream.ended:
         try:
@@ -162,6 +182,17 @@ async def stream_run(
         quiet = 0.0
         async for chunk in stream.live(message):
             yield chunk
+
+
+def parsed_frame(frame: str) -> tuple[str | None, dict[str, Any]]:
+    """A server-sent event of a run's stream: its name and data."""
+    event, data = None, {}
+    for line in frame.splitlines():
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = json.loads(line[len("data: ") :])
+    return event, data
 
 
 class _RunStream:

@@ -21,7 +21,7 @@ from typing import Any
 from actors.engine.run import TERMINAL
 from actors.threads.contract import RunEventOf, ThreadEventsAnswer
 from gateway.problems import Problem
-from gateway.run_stream import DeltaStream
+from gateway.run_stream import DeltaStream, follow
 from gateway.thread_client import ThreadClient, Unreachable
 
 
@@ -36,7 +36,7 @@ class ThreadStream:
 
     def __init__(self, client: ThreadClient, owner: str, thread_id: str, after: str | None):
         self._client, self._owner, self._thread_id = client, owner, thread_id
-        self.cursor, self.gone = after, False
+        self.cursor, self.ended = after, False
         self._deltas: dict[str, DeltaStream] = {}
         self._steps_done: dict[str, int] = {}
 
@@ -71,7 +71,7 @@ class ThreadStream:
                 yield _frame(
                     "thread.gone", {"thread_id": self._thread_id, "status": refused.status}
                 )
-                self.gone = True
+                self.ended = True
                 return
             for item in answer.events:
                 yield self._emit(item)
@@ -142,18 +142,5 @@ async def stream_thread(
     stream = ThreadStream(client, owner, thread_id, first.cursor)
     async for chunk in stream.replay(first):
         yield chunk
-    quiet = 0.0
-    while not stream.gone:
-        try:
-            message = await asyncio.wait_for(live.get(), poll)
-        except TimeoutError:
-            quiet += poll
-            async for chunk in stream.from_log():
-                yield chunk
-            if quiet >= heartbeat and not stream.gone:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            continue
-        quiet = 0.0
-        async for chunk in stream.live(message):
-            yield chunk
+    async for chunk in follow(stream, live, heartbeat, poll):
+        yield chunk

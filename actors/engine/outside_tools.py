@@ -165,7 +165,7 @@ class OutsideTools:
         if isinstance(route, RemoteAgentRoute):
             remote = next((r for r in agent.a2a_agents if r.name == route.agent), None)
             if remote is not None:
-                endpoint = await self._remote(remote)
+                endpoint = await self._locate(remote)
                 audience = remote.app_id or remote.url or remote.name
                 return await (await self.a2a()).ask(
                     self._client(),
@@ -182,20 +182,15 @@ class OutsideTools:
             content=f"{call.name} has no route in this run",
         )
 
-    async def _remote(self, remote: RemoteAgentDefinition) -> Endpoint:
-        headers = await self._mesh.secret(remote.headers_secret) if remote.headers_secret else {}
-        if remote.url is not None:
-            return Endpoint(url=remote.url, headers=headers)
-        assert remote.app_id is not None
-        found = self._mesh.endpoint(remote.app_id, remote.path)
-        return Endpoint(url=found.url, headers={**found.headers, **headers})
-
-    async def _locate(self, server: McpServerDefinition) -> Endpoint:
-        headers = await self._mesh.secret(server.headers_secret) if server.headers_secret else {}
-        if server.url is not None:
-            return Endpoint(url=server.url, headers=headers)
-        assert server.app_id is not None
-        found = self._mesh.endpoint(server.app_id, server.path)
+    async def _locate(self, place: McpServerDefinition | RemoteAgentDefinition) -> Endpoint:
+        """Where an MCP server or a remote agent is: its URL, or its app-id's path through
+        the sidecar; with the headers of its secret, if it names one."""
+        secret = place.headers_secret
+        headers = await self._mesh.secret(secret) if secret else {}
+        if place.url is not None:
+            return Endpoint(url=place.url, headers=headers)
+        assert place.app_id is not None
+        found = self._mesh.endpoint(place.app_id, place.path)
         return Endpoint(url=found.url, headers={**found.headers, **headers})
 
     async def aclose(self) -> None:
