@@ -20,7 +20,9 @@ from threadhost.common.settings import Settings
 
 router = APIRouter(tags=["a2a"])
 AgentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-CARD = {200: {"description": "The agent's A2A agent card (AgentCard, protocol 1.0)"}}
+CARD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The agent's A2A agent card (AgentCard, protocol 1.0)"}
+}
 
 
 class LazyA2A:

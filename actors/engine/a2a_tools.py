@@ -12,6 +12,7 @@ worker thread, at the first call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import httpx
 from a2a.client import ClientCallContext, ClientConfig, ClientFactory
@@ -91,7 +92,7 @@ def _result(name: str, call: ToolCall, found: a2a.Task | a2a.Message | None) -> 
     )
 
 
-def _text(parts: list[a2a.Part]) -> str:  # type: ignore[valid-type]
+def _text(parts: Iterable[a2a.Part]) -> str:
     pieces = []
     for part in parts:
         kind = part.WhichOneof("content")

@@ -286,10 +286,10 @@ def plan_next_step(run: RunRecord, run_messages: list[Message]) -> NextStep:
         return _tool_batch(run, runnable) if runnable else Pause(actions=waits)
     retry: str | None = None
     if run_messages and isinstance(run_messages[-1], AssistantText):
-        answered = _answered(run, run_messages[-1])
-        if isinstance(answered, Finish):
-            return answered
-        retry = answered
+        said = _answered(run, run_messages[-1])
+        if isinstance(said, Finish):
+            return said
+        retry = said
     limits = run.agent.limits
     if run.steps >= limits.max_steps:
         return Finish(status="incomplete", reason=f"max_steps: the run took {run.steps} steps")
