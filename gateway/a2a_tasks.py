@@ -17,8 +17,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
 from actors.engine.agents import AgentDefinition
-from actors.engine.messages import AssistantText, Message, UserText
+from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import Answer, Approval, Submission, submissions_adapter
+from actors.engine.run import question_of
+from actors.engine.tool_set import ASK_USER
 from actors.threads.contract import RunView
 from threadhost.common.a2a_tasks import TASK_STATES, task_id
 
@@ -192,26 +194,41 @@ def task_of(
     task = a2a.Task(
         id=task_id(run.thread_id, run.run_id), context_id=run.thread_id, status=status_of(run)
     )
-    said = [m for m in messages or [] if isinstance(m, UserText | AssistantText)]
+    said = _conversation(messages or [])
     if run.status == "completed":
-        last = next((m.text for m in reversed(said) if isinstance(m, AssistantText)), None)
+        last = next((text for role, text in reversed(said) if role == a2a.Role.ROLE_AGENT), None)
         artifact = answer_artifact(run, last)
         if artifact is not None:
             task.artifacts.append(artifact)
     if history_length is not None:
         said = said[-history_length:] if history_length else []
-    for n, message in enumerate(said):
-        role = a2a.Role.ROLE_USER if isinstance(message, UserText) else a2a.Role.ROLE_AGENT
+    for n, (role, text) in enumerate(said):
         task.history.append(
             a2a.Message(
                 message_id=f"{run.run_id}.{n}",
                 context_id=run.thread_id,
                 task_id=task.id,
                 role=role,
-                parts=[a2a.Part(text=message.text)],
+                parts=[a2a.Part(text=text)],
             )
         )
     return task
+
+
+def _conversation(messages: list[Message]) -> list[tuple[int, str]]:
+    """The run's messages as a conversation: the user's and the agent's texts, and each
+    question the agent asked (`ask_user`) with its answer."""
+    said: list[tuple[int, str]] = []
+    for message in messages:
+        if isinstance(message, UserText):
+            said.append((a2a.Role.ROLE_USER, message.text))
+        elif isinstance(message, AssistantText):
+            said.append((a2a.Role.ROLE_AGENT, message.text))
+        elif isinstance(message, ToolCall) and message.name == ASK_USER:
+            said.append((a2a.Role.ROLE_AGENT, question_of(message.arguments)))
+        elif isinstance(message, ToolResult) and message.name == ASK_USER:
+            said.append((a2a.Role.ROLE_USER, message.content))
+    return said
 
 
 def status_update(run: RunView) -> a2a.TaskStatusUpdateEvent:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -88,6 +90,36 @@ def test_the_card_a_task_and_a_context_that_continues_its_thread(split_stack: St
         "again",
         "You said: again",
     ]
+
+
+def test_the_a2a_projects_javascript_client_talks_to_the_door_too(split_stack: Stack) -> None:
+    """A second client nobody here wrote: @a2a-js/sdk (npm), installed as its lock file
+    pins it, holds a conversation and answers a task that needs input."""
+    folder = PROJECT_ROOT / "tests" / "a2a_js"
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "the A2A JavaScript client test needs Node and npm"
+    if not (folder / "node_modules" / "@a2a-js" / "sdk").exists():
+        subprocess.run([npm, "ci", "--silent"], cwd=folder, check=True, timeout=300)
+    done = subprocess.run(
+        [node, "ask.mjs", split_stack.api.url, "assistant", "asker"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["first"]["state"] == "TASK_STATE_COMPLETED"
+    assert seen["first"]["text"] == "You said: hello"
+    assert seen["first"]["id"] == f"{seen['first']['context']}.{seen['first']['id'].split('.')[1]}"
+    assert seen["again"] == {"context": seen["first"]["context"], "text": "You said: again"}
+    assert seen["asked"] == {
+        "state": "TASK_STATE_INPUT_REQUIRED",
+        "question": "Which order do you mean?",
+    }
+    assert seen["done"]["state"] == "TASK_STATE_COMPLETED"
+    assert seen["done"]["text"] == "Thanks, I have noted it."
+    assert seen["read"] == {"state": "TASK_STATE_COMPLETED", "history": 4}
 
 
 def test_a_streamed_task_comes_as_updates(split_stack: Stack) -> None:

@@ -351,7 +351,7 @@ def _action_for(run: RunRecord, call: ToolCall) -> PendingAction | None:
             call_id=call.call_id,
             tool=call.name,
             arguments=call.arguments,
-            question=_question(call.arguments),
+            question=question_of(call.arguments),
         )
     if tool.kind == "agent" and isinstance(tool.route, AgentRoute):
         return PendingAction(
@@ -378,7 +378,7 @@ def child_input(arguments: str) -> str:
     return value if value is not None and value.strip() else arguments
 
 
-def _question(arguments: str) -> str:
+def question_of(arguments: str) -> str:
     question = _string_argument(arguments, "question")
     return question if question is not None else arguments
 
