@@ -20,6 +20,7 @@ from actors.engine.agents import AgentDefinition
 from actors.engine.messages import AssistantText, Message, ToolCall, ToolResult, UserText
 from actors.engine.pauses import Answer, Approval, Submission, submissions_adapter
 from actors.engine.run import question_of
+from actors.engine.text import text_problem
 from actors.engine.tool_set import ASK_USER
 from actors.threads.contract import RunView
 from threadhost.common.a2a_tasks import TASK_STATES, task_id
@@ -81,16 +82,19 @@ def text_of(message: a2a.Message) -> str:
     """The message's text parts, joined; a data part counts as its JSON; files are
     refused (threadhost's messages are text)."""
     pieces = []
-    for part in message.parts:
+    for n, part in enumerate(message.parts):
         kind = part.WhichOneof("content")
         if kind == "text":
-            pieces.append(part.text)
+            piece = part.text
         elif kind == "data":
-            pieces.append(json.dumps(json_format.MessageToDict(part.data), ensure_ascii=False))
+            piece = json.dumps(json_format.MessageToDict(part.data), ensure_ascii=False)
         else:
             raise ContentTypeNotSupportedError(
                 message=f"parts of kind {kind!r} are not taken: text and data only"
             )
+        if (problem := text_problem(piece)) is not None:
+            raise InvalidParamsError(message=f"message.parts[{n}]: {problem}")
+        pieces.append(piece)
     return "\n".join(pieces)
 
 

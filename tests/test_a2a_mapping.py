@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from a2a.types import a2a_pb2 as a2a
-from a2a.utils.errors import ContentTypeNotSupportedError
+from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 from google.protobuf import json_format
 from pydantic import ValidationError
 
@@ -92,9 +92,13 @@ def test_a_waiting_run_needs_input_and_a_message_answers_it() -> None:
     assert denied.approved is False and denied.reason == "Not that one"
 
 
-def test_a_file_is_not_text() -> None:
+def test_a_file_is_not_text_and_text_is_only_text() -> None:
     with pytest.raises(ContentTypeNotSupportedError):
         text_of(a2a.Message(parts=[a2a.Part(url="https://example.com/x.pdf")]))
+    with pytest.raises(InvalidParamsError, match=r"message.parts\[1\]: a NUL character"):
+        text_of(a2a.Message(parts=[a2a.Part(text="fine"), a2a.Part(text="not\x00fine")]))
+    said = "Dates 2026-12-08T00:00:00+01:00, emoji 🌱, RTL שלום"
+    assert text_of(a2a.Message(parts=[a2a.Part(text=said)])) == said
 
 
 def test_task_ids_name_a_thread_and_a_run_and_nothing_else() -> None:
