@@ -223,7 +223,7 @@ def test_a_fork_of_5000_messages_copies_its_history_once_and_then_writes_flat(
         Settings(step_chain_budget_ms=10_000),
     )
     made = asyncio.run(
-        fork.fork(
+        fork.forks.fork(
             ForkThread(source="th_long", message_index=point, owner="ann"), ThreadStore(source)
         )
     )

@@ -459,7 +459,7 @@ def test_a_fork_is_its_owners_alone_and_made_once() -> None:
 
     def ask(owner: str, index: int = end):  # type: ignore[no-untyped-def]
         request = ForkThread(source="th_1", message_index=index, owner=owner)
-        return asyncio.run(fork.fork(request, ThreadStore(state)))
+        return asyncio.run(fork.forks.fork(request, ThreadStore(state)))
 
     assert isinstance(ask("bob"), NotFound) and fork_state.committed == {}
     made = ask("ann")

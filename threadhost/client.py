@@ -121,7 +121,43 @@ class EventStreamParser:
         )
 
 
-class ThreadhostClient:
+class _Requests:
+    """What every call of the client shares: its connections, the end user it acts for,
+    and how answers, refusals and event streams are read."""
+
+    _http: httpx.AsyncClient
+    _end_user: str | None
+
+    def _headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        named = {END_USER_HEADER: self._end_user} if self._end_user is not None else {}
+        return {**named, **(headers or {})}
+
+    def _build(self, method: str, path: str, **kwargs: Any) -> httpx.Request:
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        return self._http.build_request(method, path, **kwargs)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        response = await self._http.request(method, path, **kwargs)
+        if response.is_error:
+            raise ThreadhostError(response.status_code, _problem(response))
+        return response.json() if response.content else None
+
+    async def _events(self, request: httpx.Request) -> AsyncIterator[ServerEvent]:
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.is_error:
+                await response.aread()
+                raise ThreadhostError(response.status_code, _problem(response))
+            parser = EventStreamParser()
+            async for line in response.aiter_lines():
+                if (event := parser.feed(line)) is not None:
+                    yield event
+        finally:
+            await response.aclose()
+
+
+class ThreadhostClient(_Requests):
     """Every method that takes a `thread_id` takes `key:<key>` too: the caller's thread of
     that key (a message to a key that names no thread yet opens it)."""
 
@@ -163,21 +199,6 @@ class ThreadhostClient:
     async def __aexit__(self, *_: object) -> None:
         if self._owns_http:
             await self._http.aclose()
-
-    def _headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
-        named = {END_USER_HEADER: self._end_user} if self._end_user is not None else {}
-        return {**named, **(headers or {})}
-
-    def _build(self, method: str, path: str, **kwargs: Any) -> httpx.Request:
-        kwargs["headers"] = self._headers(kwargs.get("headers"))
-        return self._http.build_request(method, path, **kwargs)
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        kwargs["headers"] = self._headers(kwargs.get("headers"))
-        response = await self._http.request(method, path, **kwargs)
-        if response.is_error:
-            raise ThreadhostError(response.status_code, _problem(response))
-        return response.json() if response.content else None
 
     async def create_thread(
         self,
@@ -341,19 +362,6 @@ class ThreadhostClient:
         request = self._build("GET", f"/v1/threads/{thread_id}/events", headers=headers)
         async for event in self._events(request):
             yield event
-
-    async def _events(self, request: httpx.Request) -> AsyncIterator[ServerEvent]:
-        response = await self._http.send(request, stream=True)
-        try:
-            if response.is_error:
-                await response.aread()
-                raise ThreadhostError(response.status_code, _problem(response))
-            parser = EventStreamParser()
-            async for line in response.aiter_lines():
-                if (event := parser.feed(line)) is not None:
-                    yield event
-        finally:
-            await response.aclose()
 
     async def run(self, thread_id: str, run_id: str) -> RunView:
         return RunView.model_validate(

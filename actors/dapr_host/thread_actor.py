@@ -88,7 +88,7 @@ class Thread(Actor, ThreadActorInterface, Remindable):
     async def fork(self, request: Payload) -> Payload:
         async def forked(fork: ForkThread) -> Any:
             source = committed_store(shared_actor_client(), fork.source)
-            return await self._service.fork(fork, source)
+            return await self._service.forks.fork(fork, source)
 
         return await serve(ForkThread, request, forked)
 

@@ -14,10 +14,34 @@ from datetime import UTC, datetime
 from actors.engine.context import SummaryMark, SummaryRecord
 from actors.engine.messages import ToolCall, ToolResult
 from actors.engine.usage import estimated_tokens
-from actors.threads.contract import ForkThread, Invalid, NotFound
+from actors.threads.contract import ForkThread, Invalid, NotFound, ThreadAnswer, ThreadView
 from actors.threads.state import ForkMark, HistoryPage, ThreadRecord, page_range
 from actors.threads.store import ThreadStore
 from threadhost.common.owners import owns
+
+
+class ThreadForks:
+    """A collaborator of the thread service: the new thread's side of a fork."""
+
+    def __init__(self, thread_id: str, store: ThreadStore, service: object) -> None:
+        self._thread_id, self._store, self._service = thread_id, store, service
+
+    async def fork(
+        self, request: ForkThread, source: ThreadStore
+    ) -> ThreadAnswer | NotFound | Invalid:
+        """Becomes a fork of `source` (what it committed); a repeat of the same fork finds
+        it, anything else asked of this id is NotFound."""
+        record = await self._store.record()
+        if record is not None:
+            mark = ForkMark(thread_id=request.source, message_index=request.message_index)
+            if record.forked_from != mark or not owns(request.owner, record.owner):
+                return NotFound.of(self._thread_id)
+            return ThreadAnswer(thread=ThreadView.of(record))
+        made = await fork(self._thread_id, request, source, self._store)
+        if isinstance(made, NotFound | Invalid):
+            return made
+        await self._service.commit()  # type: ignore[attr-defined]
+        return ThreadAnswer(thread=ThreadView.of(made), created=True)
 
 
 async def fork(

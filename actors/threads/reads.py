@@ -67,7 +67,7 @@ class ThreadReads:
         record = await self.owned(request)
         if record is None:
             return NotFound.of(self.thread_id)
-        newest_first = list(reversed(await self._store.run_ids(record)))
+        newest_first = list(reversed(await self._store.runs.ids(record)))
         page = newest_first[request.offset : request.offset + request.limit]
         runs = [await self._store.run(run_id) for run_id in page]
         return RunsAnswer(
@@ -129,10 +129,10 @@ class ThreadReads:
             return NotFound.of(self.thread_id)
         after = request.after if request.after is not None else await self._now(record)
         if after == "":
-            ids, seq = await self._store.run_ids(record), -1
+            ids, seq = await self._store.runs.ids(record), -1
         else:
             run_id, _, last = after.rpartition(".")
-            since = await self._store.runs_since(record, run_id)
+            since = await self._store.runs.since(record, run_id)
             if since is None:
                 return RunNotFound.of(self.thread_id, run_id)
             ids, seq = since, int(last)
@@ -158,6 +158,6 @@ class ThreadReads:
         after the newest run's last event ("" before the thread's first run)."""
         if record.active_run is not None:
             return f"{record.active_run}.-1"
-        newest = await self._store.newest_run_id(record)
+        newest = await self._store.runs.newest(record)
         run = await self._store.run(newest) if newest is not None else None
         return f"{newest}.{run.next_seq - 1}" if run is not None else ""

@@ -59,7 +59,7 @@ async def enqueue(
     run.input_text, run.traceparent = text, tracing.current_traceparent()
     run.input_origin = origin
     run.acting_for = end_user_of(record.owner)
-    record = await store.index_run(record, run_id)
+    record = await store.runs.add(record, run_id)
     record = record.model_copy(update={"queue": [*record.queue, run_id]})
     await store.save_run(run, events)
     await store.save_record(record)

@@ -36,7 +36,7 @@ from actors.engine.run import (
     RunRecord,
 )
 from actors.engine.tool_set import ToolSetError
-from actors.threads import forks, metrics
+from actors.threads import metrics
 from actors.threads.announcements import Announcements
 from actors.threads.cancellation import StepAborted
 from actors.threads.chain_clock import ChainClock
@@ -49,7 +49,6 @@ from actors.threads.contract import (
     CreateThread,
     DeleteThread,
     Done,
-    ForkThread,
     ImportHistory,
     Invalid,
     NotFound,
@@ -65,6 +64,7 @@ from actors.threads.contract import (
 from actors.threads.effects import Effects
 from actors.threads.fence import Fence
 from actors.threads.followups import ThreadFollowups
+from actors.threads.forks import ThreadForks
 from actors.threads.lifecycle import lifecycle
 from actors.threads.model_slots import RETRY_AFTER, NoModelSlot
 from actors.threads.owner_contract import Admit, RunEnded
@@ -83,12 +83,11 @@ from actors.threads.run_steps import (
     take_over,
 )
 from actors.threads.spending import OwnerSpending
-from actors.threads.state import IDEMPOTENCY_KEYS, ForkMark, ThreadRecord
+from actors.threads.state import IDEMPOTENCY_KEYS, ThreadRecord
 from actors.threads.status_told import StatusTold
 from actors.threads.store import ThreadStore
 from actors.threads.watchdog_duty import WatchdogDuty
 from threadhost.common import logs
-from threadhost.common.owners import owns
 from threadhost.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,9 +100,9 @@ IMPORTED = "#imported"
 
 
 class ThreadService:
-    """One thread's calls and steps. Its reads, child runs, follow-ups and push targets
-    are collaborators (`reads`, `children`, `followups`, `push`), which the actor calls
-    directly."""
+    """One thread's calls and steps. Its reads, child runs, follow-ups, push targets and
+    its making as a fork are collaborators (`reads`, `children`, `followups`, `push`,
+    `forks`), which the actor calls directly."""
 
     def __init__(
         self,
@@ -127,6 +126,7 @@ class ThreadService:
             thread_id, store, engine, effects, settings, self.reads, self._announcements, self
         )
         self.push = ThreadPush(store, self.reads, self._announcements, self)
+        self.forks = ThreadForks(thread_id, store, self)
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
@@ -185,23 +185,6 @@ class ThreadService:
         if record.owner != request.owner:
             return NotFound.of(self.thread_id)
         return ThreadAnswer(thread=ThreadView.of(record))
-
-    async def fork(
-        self, request: ForkThread, source: ThreadStore
-    ) -> ThreadAnswer | NotFound | Invalid:
-        """Becomes a fork of `source` (what it committed; actors/threads/forks.py); a
-        repeat of the same fork finds it."""
-        record = await self._store.record()
-        if record is not None:
-            mark = ForkMark(thread_id=request.source, message_index=request.message_index)
-            if record.forked_from != mark or not owns(request.owner, record.owner):
-                return NotFound.of(self.thread_id)
-            return ThreadAnswer(thread=ThreadView.of(record))
-        made = await forks.fork(self.thread_id, request, source, self._store)
-        if isinstance(made, NotFound | Invalid):
-            return made
-        await self.commit()
-        return ThreadAnswer(thread=ThreadView.of(made), created=True)
 
     async def post_message(self, request: PostMessage) -> RunAnswer | NotFound | Invalid | Busy:
         """Starts a run with the message. While another run is active, `on_active` says

@@ -17,13 +17,13 @@ from pydantic import BaseModel
 from actors.engine.context import SummaryRecord
 from actors.engine.messages import Message
 from actors.engine.run import RunEvent, RunRecord
+from actors.threads.run_index import RunIndex
 from actors.threads.state import (
     EVENTS_PER_PAGE,
     RECORD_KEY,
     RUNS_PER_PAGE,
     EventPage,
     HistoryPage,
-    RunIndexPage,
     ThreadRecord,
     announcement_key,
     append_messages,
@@ -68,6 +68,8 @@ class ThreadStore:
         # a message is never changed, so a page read again from the same (cached)
         # document is the same page, not parsed again at every step.
         self._pages = _ParsedPages()
+        # The thread's runs, in the order they were made, in pages of RUNS_PER_PAGE.
+        self.runs = RunIndex(self._get, self._put)
 
     async def _get(self, key: str) -> Any | None:
         found, data = await self._state.try_get_state(key)
@@ -248,47 +250,10 @@ class ThreadStore:
         for index, page in pages.items():
             await self._put(events_key(run.run_id, index), page)
 
-    async def index_run(self, record: ThreadRecord, run_id: str) -> ThreadRecord:
-        """Lists a new run in the thread's run index; returns the record to save."""
-        index = record.runs_created // RUNS_PER_PAGE
-        data = await self._get(runs_key(index)) if record.runs_created % RUNS_PER_PAGE else None
-        page = RunIndexPage(index=index) if data is None else read_stored(RunIndexPage, data)
-        page.run_ids.append(run_id)
-        await self._put(runs_key(index), page)
-        return record.model_copy(update={"runs_created": record.runs_created + 1})
-
-    async def run_ids(self, record: ThreadRecord) -> list[str]:
-        """Every run of the thread, oldest first."""
-        found: list[str] = []
-        for index in range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE):
-            data = await self._get(runs_key(index))
-            found += read_stored(RunIndexPage, data).run_ids if data is not None else []
-        return found
-
-    async def newest_run_id(self, record: ThreadRecord) -> str | None:
-        """The run created last (one page of the index read)."""
-        if record.runs_created == 0:
-            return None
-        data = await self._get(runs_key((record.runs_created - 1) // RUNS_PER_PAGE))
-        ids = read_stored(RunIndexPage, data).run_ids if data is not None else []
-        return ids[-1] if ids else None
-
-    async def runs_since(self, record: ThreadRecord, run_id: str) -> list[str] | None:
-        """The thread's runs from `run_id` on, oldest first (None: it has no such run),
-        reading the index from its newest page back only as far as the run."""
-        found: list[str] = []
-        for index in reversed(range((record.runs_created + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE)):
-            data = await self._get(runs_key(index))
-            page = read_stored(RunIndexPage, data).run_ids if data is not None else []
-            found = page + found
-            if run_id in page:
-                return found[found.index(run_id) :]
-        return None
-
     async def _keys(self, record: ThreadRecord) -> list[str]:
         """Every key of the thread but its record: history, runs, their events, the index."""
         keys = [page_key(i) for i in page_range(record, 0, record.message_count)]
-        for run_id in await self.run_ids(record):
+        for run_id in await self.runs.ids(record):
             run = await self.run(run_id)
             pages = (run.next_seq + EVENTS_PER_PAGE - 1) // EVENTS_PER_PAGE if run else 0
             keys += [run_key(run_id), *(events_key(run_id, i) for i in range(pages))]
