@@ -219,10 +219,10 @@ def task_of(
     return task
 
 
-def _conversation(messages: list[Message]) -> list[tuple[int, str]]:
+def _conversation(messages: list[Message]) -> list[tuple[Any, str]]:
     """The run's messages as a conversation: the user's and the agent's texts, and each
     question the agent asked (`ask_user`) with its answer."""
-    said: list[tuple[int, str]] = []
+    said: list[tuple[Any, str]] = []
     for message in messages:
         if isinstance(message, UserText):
             said.append((a2a.Role.ROLE_USER, message.text))
