@@ -1,4 +1,6 @@
-"""A fork: a new thread whose history is another's up to a message, copied once.
+"""A fork: a new thread whose history is another's up to a message, copied once. It is
+the caller's (who may reach the source: its owner, or the service of its end user), and
+listed as theirs.
 
 The new thread's actor makes it from what the source committed (read past the source's
 actor, so a fork never waits for a step in progress there): the history pages before the
@@ -75,7 +77,7 @@ async def fork(
         message_count=at,
         page_size=found.page_size,
         metadata=request.metadata or found.metadata,
-        owner=found.owner,
+        owner=request.owner,
         agent=found.agent,
         retention_seconds=found.retention_seconds,
         on_active=found.on_active,
