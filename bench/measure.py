@@ -242,6 +242,25 @@ async def measure(system: System) -> None:
         if system.streams:
             await streaming(system, http)
         await growth(system, http)
+        await at_rest(system, http)
+
+
+async def at_rest(system: System, http: httpx.AsyncClient, threads: int = 20) -> None:
+    """What an idle thread keeps in Redis after two short turns: bytes (Redis's own
+    MEMORY USAGE of each of its keys) and keys, per thread, over `threads` threads."""
+    made = [await system.new_thread(http, 20_000 + n) for n in range(threads)]
+    for thread in made:
+        for _ in range(2):
+            await system.say(http, thread)
+    await asyncio.sleep(1.0)  # let what the turns publish or schedule settle
+    client = redis.Redis(port=system.redis_port)
+    try:
+        keys = [key async for key in client.scan_iter(count=1000)]
+        mine = [k for k in keys if any(t.encode() in k for t in made)]
+        used = [await client.memory_usage(key) or 0 for key in mine]
+    finally:
+        await client.aclose()
+    system.results["rest"] = (sum(used) / threads, len(mine) / threads)
 
 
 async def load(

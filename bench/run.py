@@ -1,5 +1,7 @@
-"""`./dev bench`: threadhost in each shape it is deployed in, against the FastAPI + Redis
-baseline measured in the same run.
+"""`./dev bench`: threadhost in each shape it is deployed in, against what a user would
+pick instead, measured in the same run: the agent-SDK service (FastAPI + Redis + the
+OpenAI Agents SDK, bench/agent_sdk_service.py), and beside it the project's own engine in a
+bare FastAPI + Redis service (bench/baseline.py).
 
 Shapes: embedded (one app, one sidecar), split (a gateway and an actor host, each with its
 sidecar, as on Kubernetes) and split with two actor hosts behind one gateway. Every system
@@ -71,12 +73,15 @@ def _cell(value: object) -> str:
     return f"{value:11.1f}" if isinstance(value, float | int) else f"{value!s:>11}"
 
 
-def report(systems: list[System], base: System) -> None:
-    b = base.results
+def report(systems: list[System], base: System, sdk: System) -> None:
+    """The table: each shape beside the agent-SDK service a user would pick instead
+    (ratios are threadhost / agent-sdk), and the project's engine in a bare service."""
+    b, a = base.results, sdk.results
     print(
-        f"\nthreadhost (Redis profile, real daprd) vs baseline (FastAPI + Redis), one turn = "
-        f"one tool call, zero-latency scripted model; {os.cpu_count()} cores. Ratios are "
-        f"threadhost / baseline.\n"
+        f"\nthreadhost (Redis profile, real daprd) vs agent-sdk (FastAPI + Redis + the OpenAI "
+        f"Agents SDK) and baseline (FastAPI + Redis + this project's engine), one turn = one "
+        f"tool call, zero-latency scripted model; {os.cpu_count()} cores. Ratios are "
+        f"threadhost / agent-sdk.\n"
     )
     rows: list[tuple[str, str]] = [
         ("latency p50, fresh thread (ms)", "p50"),
@@ -87,12 +92,20 @@ def report(systems: list[System], base: System) -> None:
             (f"turns/s, {clients} concurrent clients ({LOAD_REPEATS}-run median)", f"tps{clients}"),
             (f"CPU ms per turn at {clients} clients, all processes", f"cpu{clients}"),
         ]
-    head = f"{'':50} {'baseline':>11}" + "".join(f" {s.name:>11} {'ratio':>6}" for s in systems)
+    head = f"{'':50} {'baseline':>11} {'agent-sdk':>11}" + "".join(
+        f" {s.name:>11} {'ratio':>6}" for s in systems
+    )
     print(head)
     for label, key in rows:
-        line = f"{label:50} {_cell(b[key])}"
+        line = f"{label:50} {_cell(b[key])} {_cell(a[key])}"
         for s in systems:
-            line += f" {_cell(s.results[key])} {s.results[key] / b[key]:6.2f}"
+            line += f" {_cell(s.results[key])} {s.results[key] / a[key]:6.2f}"
+        print(line)
+    for n, what in ((0, "idle thread after 2 turns: Redis bytes"), (1, "... and keys")):
+        line = f"{what:50} {_cell(b['rest'][n])} {_cell(a['rest'][n])}"
+        for s in systems:
+            mine = s.results["rest"][n]
+            line += f" {_cell(mine)} {mine / a['rest'][n]:6.2f}"
         print(line)
     for point in GROWTH_POINTS:
         for n, what in (
@@ -106,8 +119,9 @@ def report(systems: list[System], base: System) -> None:
                 return f"{grown[2]} ({grown[3]})" if n == 2 else grown[n]
 
             line = f"{'@' + str(point) + ' msgs: ' + what:50} {_cell(value(b))}"
+            line += f" {_cell(value(a))}"
             for s in systems:
-                mine, theirs = value(s.results), value(b)
+                mine, theirs = value(s.results), value(a)
                 ratio = (
                     f"{mine / theirs:6.2f}" if isinstance(mine, float | int) and theirs else " " * 6
                 )
@@ -141,7 +155,7 @@ def report(systems: list[System], base: System) -> None:
             )
         )
     print(f"\nCPU ms per turn at {min(CONCURRENCY)} clients, by process:")
-    for s in [base, *systems]:
+    for s in [base, sdk, *systems]:
         used = s.results[f"cpu{min(CONCURRENCY)} by process"]
         print(
             f"  {s.name:9} "
@@ -149,14 +163,16 @@ def report(systems: list[System], base: System) -> None:
                 f"{name} {ms:.1f}" for name, ms in sorted(used.items(), key=lambda item: -item[1])
             )
         )
-    print("\nadded latency per turn (targets: split +8 / +20 ms, embedded +5 / +15 ms):")
+    print(
+        "\nagainst agent-sdk (issue 31's targets: embedded level on every row; split p50 "
+        "within +3 ms, CPU at most 1.5x, turns/s at least 0.9x):"
+    )
     for s in systems:
         r = s.results
         print(
-            f"  {s.name:9} p50 {r['p50'] - b['p50']:+6.1f} ms, "
-            f"p99 {r['p99'] - b['p99']:+6.1f} ms; CPU {r['cpu10'] / b['cpu10']:.2f}x "
-            f"(target <= 3x); turns/s at 10 clients "
-            f"{r['tps10'] / b['tps10']:.2f}x (target >= 0.33x)"
+            f"  {s.name:9} p50 {r['p50'] - a['p50']:+6.1f} ms, p99 {r['p99'] - a['p99']:+6.1f} ms; "
+            f"CPU {r['cpu10'] / a['cpu10']:.2f}x / {r['cpu50'] / a['cpu50']:.2f}x; turns/s "
+            f"{r['tps10'] / a['tps10']:.2f}x / {r['tps50'] / a['tps50']:.2f}x (10 / 50 clients)"
         )
 
 
@@ -201,45 +217,55 @@ def main(argv: list[str]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="threadhost-bench-"))
     processes: list[Process] = []
     try:
-        base_redis, base_port = start_redis(folder, "redis-baseline")
-        base_port_http = free_port()
-        baseline = Process(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.baseline:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(base_port_http),
-                "--log-level",
-                "warning",
-            ],
-            folder / "logs",
-            env={"BASELINE_REDIS_URL": f"redis://127.0.0.1:{base_port}/0"},
-            cwd=PROJECT_ROOT,
-        )
-        processes += [base_redis, baseline]
-        baseline.wait_http_ok(f"http://127.0.0.1:{base_port_http}/health", 30)
-        base = System(
-            "baseline",
-            f"http://127.0.0.1:{base_port_http}",
-            base_port,
-            {"app": baseline.pid, "redis": base_redis.pid},
-            None,
-            "/threads/{thread}/messages",
-        )
-        print("measuring baseline ...", flush=True)
+        base, started = start_baseline(folder, "baseline", "bench.baseline:app")
+        processes += started
+        print("measuring baseline (the project's engine in FastAPI + Redis) ...", flush=True)
         asyncio.run(measure(base))
+        sdk, started = start_baseline(folder, "agent-sdk", "bench.agent_sdk_service:app")
+        processes += started
+        print("measuring agent-sdk (FastAPI + Redis + the OpenAI Agents SDK) ...", flush=True)
+        asyncio.run(measure(sdk))
         systems = [measure_shape(folder, shape) for shape in shapes]
-        report(systems, base)
+        report(systems, base, sdk)
         return 0
     finally:
         for process in reversed(processes):
             process.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_baseline(folder: Path, name: str, app: str) -> tuple[System, list[Process]]:
+    """A baseline service (one uvicorn worker) on a redis-server of its own."""
+    redis_server, redis_port = start_redis(folder, f"redis-{name}")
+    port = free_port()
+    service = Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        folder / "logs",
+        env={"BASELINE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
+        cwd=PROJECT_ROOT,
+    )
+    service.wait_http_ok(f"http://127.0.0.1:{port}/health", 30)
+    system = System(
+        name,
+        f"http://127.0.0.1:{port}",
+        redis_port,
+        {"app": service.pid, "redis": redis_server.pid},
+        None,
+        "/threads/{thread}/messages",
+    )
+    return system, [redis_server, service]
 
 
 @contextmanager
