@@ -210,20 +210,9 @@ class ThreadhostHandler(RequestHandler):
     async def on_create_task_push_notification_config(
         self, params: a2a.TaskPushNotificationConfig, context: ServerCallContext
     ) -> a2a.TaskPushNotificationConfig:
-        call = _call(context)
         thread_id, run_id = _ids(params.task_id)
-        config_id = params.id or "push"
         with _as_a2a():
-            await call.door.client.call(
-                thread_id,
-                ConfigurePush(
-                    run_id=run_id,
-                    config_id=config_id,
-                    url=params.url,
-                    token=params.token or None,
-                    owner=call.door.caller.owner,
-                ),
-            )
+            config_id = await _set_push(_call(context), thread_id, run_id, params)
         found = a2a.TaskPushNotificationConfig()
         found.CopyFrom(params)
         found.id = config_id
@@ -311,17 +300,27 @@ async def _push_asked(call: A2ACall, run: RunView, params: a2a.SendMessageReques
     """A push notification target the message's configuration asks for, on its task."""
     if not params.configuration.HasField("task_push_notification_config"):
         return
-    asked = params.configuration.task_push_notification_config
+    await _set_push(
+        call, run.thread_id, run.run_id, params.configuration.task_push_notification_config
+    )
+
+
+async def _set_push(
+    call: A2ACall, thread_id: str, run_id: str, config: a2a.TaskPushNotificationConfig
+) -> str:
+    """Sets a push notification target on the run; returns its id ("push" if none)."""
+    config_id = config.id or "push"
     await call.door.client.call(
-        run.thread_id,
+        thread_id,
         ConfigurePush(
-            run_id=run.run_id,
-            config_id=asked.id or "push",
-            url=asked.url,
-            token=asked.token or None,
+            run_id=run_id,
+            config_id=config_id,
+            url=config.url,
+            token=config.token or None,
             owner=call.door.caller.owner,
         ),
     )
+    return config_id
 
 
 async def _updates(

@@ -105,7 +105,6 @@ class ThreadStream:
             if event["seq"] <= at[1]:
                 continue
             item = RunEventOf.model_validate({"run_id": run_id, "event": event})
-            self.cursor = item.id
             yield self._emit(item)
             if _ended(event):  # a run queued behind it may have begun: the log has it
                 async for chunk in self.from_log():

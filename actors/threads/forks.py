@@ -11,6 +11,7 @@ keys, so a turn on either costs what it cost before.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from actors.engine.context import SummaryMark, SummaryRecord
@@ -25,8 +26,10 @@ from threadhost.common.owners import owns
 class ThreadForks:
     """A collaborator of the thread service: the new thread's side of a fork."""
 
-    def __init__(self, thread_id: str, store: ThreadStore, service: object) -> None:
-        self._thread_id, self._store, self._service = thread_id, store, service
+    def __init__(
+        self, thread_id: str, store: ThreadStore, commit: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._thread_id, self._store, self._commit = thread_id, store, commit
 
     async def fork(
         self, request: ForkThread, source: ThreadStore
@@ -42,7 +45,7 @@ class ThreadForks:
         made = await fork(self._thread_id, request, source, self._store)
         if isinstance(made, NotFound | Invalid):
             return made
-        await self._service.commit()  # type: ignore[attr-defined]
+        await self._commit()
         return ThreadAnswer(thread=ThreadView.of(made), created=True)
 
 

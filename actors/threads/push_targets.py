@@ -6,6 +6,8 @@ thread service."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from actors.engine.events import run_announcements
 from actors.engine.run import TERMINAL, PushTarget, StatusChanged
 from actors.threads.announcements import Announcement, Announcements
@@ -27,10 +29,14 @@ MAX_TARGETS = 8
 
 class ThreadPush:
     def __init__(
-        self, store: ThreadStore, reads: ThreadReads, announcements: Announcements, service: object
+        self,
+        store: ThreadStore,
+        reads: ThreadReads,
+        announcements: Announcements,
+        commit: Callable[[], Awaitable[None]],
     ) -> None:
         self._store, self._reads, self._announcements = store, reads, announcements
-        self._service = service
+        self._commit = commit
 
     async def configure(
         self, request: ConfigurePush
@@ -69,5 +75,5 @@ class ThreadPush:
                     pushed = [d for d in sent if d.a2a is not None]
                     self._announcements.add(Announcement(event=event, deliveries=pushed))
         await self._store.save_run(run, [])
-        await self._service.commit()  # type: ignore[attr-defined]
+        await self._commit()
         return RunAnswer(run=RunView.of(run))

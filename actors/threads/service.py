@@ -125,8 +125,8 @@ class ThreadService:
         self.followups = ThreadFollowups(
             thread_id, store, engine, effects, settings, self.reads, self._announcements, self
         )
-        self.push = ThreadPush(store, self.reads, self._announcements, self)
-        self.forks = ThreadForks(thread_id, store, self)
+        self.push = ThreadPush(store, self.reads, self._announcements, self.commit)
+        self.forks = ThreadForks(thread_id, store, self.commit)
 
     async def activated(self) -> None:
         """A run its previous host left running goes on; one queued behind a run that
